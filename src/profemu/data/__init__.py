@@ -1,0 +1,1 @@
+"""Data layer: ProfileDataset, files, CAMELS adapter, splits, transforms, mock universe."""

@@ -1,0 +1,411 @@
+"""The :class:`ProfileDataset`: named inputs and radial profiles with a validity mask.
+
+A dataset holds, for ``n`` examples (e.g. one halo-mass bin of one simulation):
+
+========================  ===============  ==================================================
+attribute                 shape            meaning
+========================  ===============  ==================================================
+``params``                [n, p] float64   simulation parameters, columns named by ``param_names``
+``param_names``           (p,) str         unique names
+``log_params``            subset of names  parameters that are log-distributed (stored linear,
+                                           positive; transforms take their log10)
+``log10_mass``            [n] float64      log10(M / Msun) of the halo (bin)
+``radius``                [n_r] float64    radial bin centres, strictly increasing, ``radius_unit``
+``profiles``              {field: [n,n_r]} raw (linear) profile values, e.g. ``rho``, ``pth``, ``temp``
+``units``                 {field: str}     units of each field
+``mask``                  {field: [n,n_r]} bool, True where the entry is usable (finite and > 0)
+``pk_ratio`` (optional)   [n, n_k]         P_hydro(k)/P_dmo(k) on the grid ``k`` [h/Mpc]
+``redshift`` (optional)   [n]              snapshot redshift
+``groups`` (optional)     [n] int64        e.g. simulation id, for leakage-free splits
+``noise`` (optional)      {field: [n,n_r]} standard error of log10 of the target [dex]
+========================  ===============  ==================================================
+
+Profiles are learnt in log10, so an entry is valid when it is finite and strictly
+positive. Invalid entries are *kept* (never dropped or altered) and masked out of
+every loss and metric. Construction validates everything and raises
+:class:`~profemu.errors.DataError` with a message that names the field, the
+offending row/column and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from profemu.errors import DataError
+
+__all__ = ["ProfileDataset"]
+
+
+def _as_float_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    """Copy ``value`` to a float64 array of ``ndim`` dimensions or raise DataError."""
+    try:
+        arr = np.array(value, copy=True)
+    except Exception as exc:  # pragma: no cover - numpy raises many things
+        raise DataError(f"{name}: could not be converted to an array ({exc}); pass a numeric array.") from None
+    if arr.dtype.kind not in "biuf":
+        raise DataError(
+            f"{name}: wrong dtype {arr.dtype} (expected a real-valued numeric array); "
+            f"convert it with np.asarray({name}, dtype=float)."
+        )
+    if arr.ndim != ndim:
+        raise DataError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}; reshape it.")
+    return arr.astype(np.float64)
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        where = f"row {idx[0]}" + (f", column {idx[1]}" if arr.ndim > 1 else "")
+        raise DataError(
+            f"{name}: non-finite value {arr[tuple(idx)]} at {where} ({int(bad.sum())} in total); "
+            f"inputs must be finite: fix or remove these rows before building the dataset."
+        )
+
+
+def _check_unique(names: Sequence[str], what: str) -> None:
+    seen: set[str] = set()
+    for nm in names:
+        if nm in seen:
+            raise DataError(f"{what}: duplicate name {nm!r}; every name must be unique, rename one of them.")
+        seen.add(nm)
+
+
+@dataclass(frozen=True, eq=False)
+class ProfileDataset:
+    """Named inputs and profile targets of ``n`` halos (or halo-mass bins).
+
+    Args:
+        params: Simulation parameters, shape [n, p].
+        param_names: Names of the ``p`` parameter columns (unique).
+        log10_mass: log10 of halo mass [Msun], shape [n].
+        radius: Radial grid, shape [n_r], strictly increasing and positive.
+        profiles: Mapping field name -> raw profile values, shape [n, n_r] each.
+        units: Mapping field name -> unit string. Missing entries default to ``""``.
+        radius_unit: Unit of ``radius`` (e.g. ``"Mpc"`` or ``"R200c"``).
+        log_params: Names of log-distributed parameters (values must be > 0).
+        mask: Optional mapping field -> bool [n, n_r]. Defaults to finite & > 0. A user
+            mask may only remove entries; marking an invalid entry valid is an error.
+        pk_ratio: Optional P_hydro/P_dmo, shape [n, n_k]; requires ``k``.
+        k: Wavenumbers of ``pk_ratio`` [h/Mpc], shape [n_k], strictly increasing.
+        redshift: Optional redshift per example, shape [n].
+        groups: Optional integer group id per example (e.g. simulation id), shape [n].
+        noise: Optional mapping field -> standard error of log10(profile) [dex], [n, n_r];
+            must be finite and >= 0 where the mask is True.
+        meta: Free-form provenance (JSON-serialisable strings and numbers).
+
+    Raises:
+        DataError: on any inconsistency; the message names the field and the fix.
+    """
+
+    params: np.ndarray
+    param_names: tuple[str, ...]
+    log10_mass: np.ndarray
+    radius: np.ndarray
+    profiles: Mapping[str, np.ndarray]
+    units: Mapping[str, str] = field(default_factory=dict)
+    radius_unit: str = "Mpc"
+    log_params: tuple[str, ...] = ()
+    mask: Mapping[str, np.ndarray] | None = None
+    pk_ratio: np.ndarray | None = None
+    k: np.ndarray | None = None
+    redshift: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    noise: Mapping[str, np.ndarray] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # noqa: C901 - one linear list of checks
+        put = object.__setattr__
+        params = _as_float_array(self.params, "params", 2)
+        n, p = params.shape
+        if n == 0:
+            raise DataError("dataset: empty (0 rows); pass at least one example.")
+        names = tuple(str(s) for s in self.param_names)
+        if len(names) != p:
+            raise DataError(
+                f"param_names: {len(names)} names for {p} parameter columns in params; "
+                "give exactly one name per column."
+            )
+        _check_unique(names, "param_names")
+        _check_finite(params, "params")
+        log_params = tuple(str(s) for s in self.log_params)
+        for nm in log_params:
+            if nm not in names:
+                raise DataError(
+                    f"log_params: {nm!r} is not a parameter name; valid names are {list(names)}."
+                )
+            col = params[:, names.index(nm)]
+            if (col <= 0).any():
+                row = int(np.argmax(col <= 0))
+                raise DataError(
+                    f"params[{nm!r}]: value {col[row]} at row {row} is <= 0 but {nm!r} is declared "
+                    "log-distributed (log_params); remove it from log_params or fix the value."
+                )
+
+        log10_mass = _as_float_array(self.log10_mass, "log10_mass", 1)
+        if log10_mass.shape[0] != n:
+            raise DataError(f"log10_mass: {log10_mass.shape[0]} rows but params has {n}; shapes must match.")
+        _check_finite(log10_mass, "log10_mass")
+        if (log10_mass > 20).any() or (log10_mass < 0).any():
+            row = int(np.argmax((log10_mass > 20) | (log10_mass < 0)))
+            raise DataError(
+                f"log10_mass: value {log10_mass[row]} at row {row} is not a log10 mass in Msun; "
+                "pass log10(M/Msun) (e.g. 13.5), not the linear mass."
+            )
+
+        radius = _as_float_array(self.radius, "radius", 1)
+        n_r = radius.shape[0]
+        if n_r < 2:
+            raise DataError(f"radius: {n_r} radial bin(s); profiles need at least 2 radii.")
+        _check_finite(radius, "radius")
+        if (radius <= 0).any():
+            raise DataError(f"radius: value {radius[np.argmax(radius <= 0)]} is <= 0; radii must be positive.")
+        steps = np.diff(radius)
+        if (steps <= 0).any():
+            j = int(np.argmax(steps <= 0))
+            raise DataError(
+                f"radius: not strictly increasing at column {j + 1} ({radius[j]} then {radius[j + 1]}); "
+                "sort the radial bins (and the profile columns with them) in increasing order."
+            )
+
+        if not isinstance(self.profiles, Mapping) or len(self.profiles) == 0:
+            raise DataError("profiles: need a mapping of at least one field name -> [n, n_r] array.")
+        _check_unique(list(self.profiles), "profiles")
+        profiles: dict[str, np.ndarray] = {}
+        for name, values in self.profiles.items():
+            arr = _as_float_array(values, f"profiles[{name!r}]", 2)
+            if arr.shape != (n, n_r):
+                raise DataError(
+                    f"profiles[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}) "
+                    "(rows of params, columns of radius); fix the array or the radial grid."
+                )
+            profiles[str(name)] = arr
+        fields = tuple(profiles)
+
+        units = {f: str(dict(self.units).get(f, "")) for f in fields}
+        for key in dict(self.units):
+            if key not in profiles:
+                raise DataError(f"units: {key!r} is not a profile field; fields are {list(fields)}.")
+
+        mask: dict[str, np.ndarray] = {}
+        user_mask = dict(self.mask) if self.mask is not None else {}
+        for key in user_mask:
+            if key not in profiles:
+                raise DataError(f"mask: {key!r} is not a profile field; fields are {list(fields)}.")
+        for name, arr in profiles.items():
+            valid = np.isfinite(arr) & (arr > 0)
+            if name in user_mask:
+                m = np.array(user_mask[name])
+                if m.dtype != bool or m.shape != (n, n_r):
+                    raise DataError(
+                        f"mask[{name!r}]: expected a bool array of shape ({n}, {n_r}), "
+                        f"got {m.dtype} {m.shape}."
+                    )
+                if (m & ~valid).any():
+                    i, j = np.argwhere(m & ~valid)[0]
+                    raise DataError(
+                        f"mask[{name!r}]: row {i}, column {j} is marked valid but the value "
+                        f"{arr[i, j]} is not finite and > 0; it cannot be learnt in log10. "
+                        "Mark it False."
+                    )
+                valid = m.copy()
+            empty_rows = np.flatnonzero(~valid.any(axis=1))
+            if empty_rows.size:
+                i = int(empty_rows[0])
+                raise DataError(
+                    f"profiles[{name!r}]: row {i} has no valid entry (every value is non-finite, "
+                    f"<= 0 or masked; {empty_rows.size} such rows); drop these rows before building "
+                    "the dataset or fix their values."
+                )
+            mask[name] = valid
+
+        pk_ratio = k = None
+        if self.pk_ratio is not None:
+            pk_ratio = _as_float_array(self.pk_ratio, "pk_ratio", 2)
+            if pk_ratio.shape[0] != n:
+                raise DataError(f"pk_ratio: {pk_ratio.shape[0]} rows but params has {n}; shapes must match.")
+            _check_finite(pk_ratio, "pk_ratio")
+            if self.k is None:
+                raise DataError("k: pk_ratio was given without its wavenumber grid k; pass k [h/Mpc].")
+            k = _as_float_array(self.k, "k", 1)
+            if k.shape[0] != pk_ratio.shape[1]:
+                raise DataError(
+                    f"k: {k.shape[0]} wavenumbers but pk_ratio has {pk_ratio.shape[1]} columns; they must match."
+                )
+            _check_finite(k, "k")
+            if (np.diff(k) <= 0).any() or (k <= 0).any():
+                raise DataError("k: must be positive and strictly increasing; sort k and pk_ratio's columns.")
+        elif self.k is not None:
+            raise DataError("k: given without pk_ratio; pass both or neither.")
+
+        redshift = None
+        if self.redshift is not None:
+            redshift = _as_float_array(self.redshift, "redshift", 1)
+            if redshift.shape[0] != n:
+                raise DataError(f"redshift: {redshift.shape[0]} rows but params has {n}; shapes must match.")
+            _check_finite(redshift, "redshift")
+            if (redshift < 0).any():
+                raise DataError(f"redshift: value {redshift.min()} < 0; redshift must be >= 0.")
+
+        groups = None
+        if self.groups is not None:
+            g = np.array(self.groups, copy=True)
+            if g.ndim != 1 or g.shape[0] != n:
+                raise DataError(f"groups: expected shape ({n},), got {g.shape}; one group id per row.")
+            if g.dtype.kind not in "iu":
+                if g.dtype.kind == "f" and np.all(np.isfinite(g)) and np.all(g == np.round(g)):
+                    g = g.astype(np.int64)
+                else:
+                    raise DataError(
+                        f"groups: wrong dtype {g.dtype}; pass integer ids (e.g. simulation numbers). "
+                        "Map labels to integers with np.unique(labels, return_inverse=True)[1]."
+                    )
+            groups = g.astype(np.int64)
+
+        noise = None
+        if self.noise is not None:
+            noise = {}
+            for name, values in dict(self.noise).items():
+                if name not in profiles:
+                    raise DataError(f"noise: {name!r} is not a profile field; fields are {list(fields)}.")
+                arr = _as_float_array(values, f"noise[{name!r}]", 2)
+                if arr.shape != (n, n_r):
+                    raise DataError(f"noise[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}).")
+                bad = mask[name] & ~(np.isfinite(arr) & (arr >= 0))
+                if bad.any():
+                    i, j = np.argwhere(bad)[0]
+                    raise DataError(
+                        f"noise[{name!r}]: row {i}, column {j} is {arr[i, j]} at a valid entry; the "
+                        "standard error [dex] must be finite and >= 0 (or mask the entry)."
+                    )
+                noise[name] = arr
+
+        put(self, "params", params)
+        put(self, "param_names", names)
+        put(self, "log_params", log_params)
+        put(self, "log10_mass", log10_mass)
+        put(self, "radius", radius)
+        put(self, "radius_unit", str(self.radius_unit))
+        put(self, "profiles", profiles)
+        put(self, "units", units)
+        put(self, "mask", mask)
+        put(self, "pk_ratio", pk_ratio)
+        put(self, "k", k)
+        put(self, "redshift", redshift)
+        put(self, "groups", groups)
+        put(self, "noise", noise)
+        put(self, "meta", dict(self.meta))
+        for arr in (params, log10_mass, radius, pk_ratio, k, redshift, groups, *profiles.values(),
+                    *mask.values(), *(noise or {}).values()):
+            if arr is not None:
+                arr.setflags(write=False)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return int(self.params.shape[0])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def n_r(self) -> int:
+        """Number of radial bins."""
+        return int(self.radius.shape[0])
+
+    @property
+    def n_k(self) -> int:
+        """Number of P(k) bins (0 when there is no ``pk_ratio``)."""
+        return 0 if self.pk_ratio is None else int(self.pk_ratio.shape[1])
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Names of the profile fields, in order."""
+        return tuple(self.profiles)
+
+    def log10_profile(self, field: str) -> np.ndarray:
+        """log10 of a field, [n, n_r], NaN where the mask is False (the stored values are untouched)."""
+        arr = self.profiles[field]
+        m = self.mask[field]
+        out = np.full(arr.shape, np.nan)
+        out[m] = np.log10(arr[m])
+        return out
+
+    def subset(self, index: np.ndarray | Sequence[int] | slice) -> ProfileDataset:
+        """Rows ``index`` (integer indices, boolean mask or slice) as a new dataset."""
+        idx = np.arange(self.n)[index]
+        def take(d: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+            return None if d is None else {k: v[idx] for k, v in d.items()}
+        return ProfileDataset(
+            params=self.params[idx], param_names=self.param_names, log10_mass=self.log10_mass[idx],
+            radius=self.radius, profiles=take(self.profiles), units=self.units,
+            radius_unit=self.radius_unit, log_params=self.log_params, mask=take(self.mask),
+            pk_ratio=None if self.pk_ratio is None else self.pk_ratio[idx], k=self.k,
+            redshift=None if self.redshift is None else self.redshift[idx],
+            groups=None if self.groups is None else self.groups[idx],
+            noise=take(self.noise), meta=self.meta,
+        )
+
+    def select_fields(self, fields: Sequence[str]) -> ProfileDataset:
+        """A dataset with only ``fields`` (in that order)."""
+        for f in fields:
+            if f not in self.profiles:
+                raise DataError(f"field {f!r} is not in this dataset; available fields: {list(self.fields)}.")
+        def pick(d: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+            return None if d is None else {f: d[f] for f in fields if f in d}
+        return ProfileDataset(
+            params=self.params, param_names=self.param_names, log10_mass=self.log10_mass,
+            radius=self.radius, profiles=pick(self.profiles), units={f: self.units[f] for f in fields},
+            radius_unit=self.radius_unit, log_params=self.log_params, mask=pick(self.mask),
+            pk_ratio=self.pk_ratio, k=self.k, redshift=self.redshift, groups=self.groups,
+            noise=pick(self.noise), meta=self.meta,
+        )
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every array and name: identifies the training data in an Emulator."""
+        h = hashlib.sha256()
+        h.update(repr((self.param_names, self.log_params, self.fields, self.radius_unit)).encode())
+        arrays = [self.params, self.log10_mass, self.radius, self.pk_ratio, self.k, self.redshift,
+                  self.groups]
+        for f in self.fields:
+            arrays += [self.profiles[f], self.mask[f], None if self.noise is None else self.noise.get(f)]
+        for arr in arrays:
+            h.update(b"-" if arr is None else np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
+    def summary(self) -> str:
+        """A short human-readable description (sizes, ranges, mask coverage)."""
+        lines = [
+            f"ProfileDataset: {self.n} examples, {len(self.param_names)} parameters, "
+            f"{self.n_r} radii [{self.radius[0]:.4g} .. {self.radius[-1]:.4g} {self.radius_unit}], "
+            f"{self.n_k} P(k) bins, fields {list(self.fields)}",
+            f"  log10_mass: {self.log10_mass.min():.3f} .. {self.log10_mass.max():.3f}",
+        ]
+        if self.groups is not None:
+            lines.append(f"  groups: {np.unique(self.groups).size} distinct")
+        for f in self.fields:
+            cov = self.mask[f].mean()
+            lines.append(f"  {f} [{self.units[f]}]: {100 * cov:.2f}% valid entries"
+                         + (", with per-element noise" if self.noise and f in self.noise else ""))
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        """Write to ``.npz`` or ``.h5``/``.hdf5`` (by suffix); see :mod:`profemu.data.io`."""
+        from profemu.data.io import save_dataset
+
+        return save_dataset(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProfileDataset:
+        """Read a file written by :meth:`save` (npz or HDF5); no pickle is ever used."""
+        from profemu.data.io import load_dataset
+
+        return load_dataset(path)

@@ -1,0 +1,1 @@
+"""Losses: likelihoods and physics penalties, all masked."""

@@ -1,0 +1,1 @@
+"""Models: SimpleMLP, PhysicsInformedCore, monotone head, deep ensembles, numpy forward pass."""

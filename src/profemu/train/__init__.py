@@ -1,0 +1,1 @@
+"""Training: optimiser, curriculum, the compiled loop, logging, checkpoints."""
