@@ -284,6 +284,8 @@ class TrainConfig:
         checkpoint_every: Epochs between checkpoints in a run folder (0 = only at the end).
         log_every: Epochs between progress lines.
         curriculum: Phases; empty = physics on and dropout on from the start.
+        calibrate: Fit one post-hoc variance scale on the validation split (stored in
+            the Emulator) so that predictive intervals are calibrated.
     """
 
     members: int = 5
@@ -297,6 +299,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     log_every: int = 10
     curriculum: list[Phase] = field(default_factory=list)
+    calibrate: bool = True
 
     def validate(self) -> None:
         _check_range("train.members", self.members, 1, 1024)
@@ -405,7 +408,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, value: Any, name: str) -> Any:  # noqa: C901 - one case per kind of type
+def _coerce(tp: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):

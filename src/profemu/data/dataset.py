@@ -120,8 +120,20 @@ class ProfileDataset:
     noise: Mapping[str, np.ndarray] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:  # noqa: C901 - one linear list of checks
+    def __post_init__(self) -> None:
         put = object.__setattr__
+        for name in ("units", "mask", "noise", "meta"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise DataError(
+                    f"{name}: expected a mapping field name -> value (e.g. {{'rho': array}}), "
+                    f"got {type(value).__name__}."
+                )
+        for name in ("param_names", "log_params"):
+            if isinstance(getattr(self, name), str | bytes):
+                raise DataError(
+                    f"{name}: got a single string {getattr(self, name)!r}; pass a list of names."
+                )
         params = _as_float_array(self.params, "params", 2)
         n, p = params.shape
         if n == 0:
@@ -135,6 +147,7 @@ class ProfileDataset:
         _check_unique(names, "param_names")
         _check_finite(params, "params")
         log_params = tuple(str(s) for s in self.log_params)
+        _check_unique(log_params, "log_params")
         for nm in log_params:
             if nm not in names:
                 raise DataError(
@@ -165,7 +178,8 @@ class ProfileDataset:
             raise DataError(f"radius: {n_r} radial bin(s); profiles need at least 2 radii.")
         _check_finite(radius, "radius")
         if (radius <= 0).any():
-            raise DataError(f"radius: value {radius[np.argmax(radius <= 0)]} is <= 0; radii must be positive.")
+            j = int(np.argmax(radius <= 0))
+            raise DataError(f"radius: value {radius[j]} at column {j} is <= 0; radii must be positive.")
         steps = np.diff(radius)
         if (steps <= 0).any():
             j = int(np.argmax(steps <= 0))
@@ -239,8 +253,12 @@ class ProfileDataset:
                     f"k: {k.shape[0]} wavenumbers but pk_ratio has {pk_ratio.shape[1]} columns; they must match."
                 )
             _check_finite(k, "k")
-            if (np.diff(k) <= 0).any() or (k <= 0).any():
-                raise DataError("k: must be positive and strictly increasing; sort k and pk_ratio's columns.")
+            bad_k = np.flatnonzero((k <= 0) | np.r_[False, np.diff(k) <= 0])
+            if bad_k.size:
+                raise DataError(
+                    f"k: must be positive and strictly increasing (problem at column {int(bad_k[0])}); "
+                    "sort k and pk_ratio's columns."
+                )
         elif self.k is not None:
             raise DataError("k: given without pk_ratio; pass both or neither.")
 
@@ -251,7 +269,8 @@ class ProfileDataset:
                 raise DataError(f"redshift: {redshift.shape[0]} rows but params has {n}; shapes must match.")
             _check_finite(redshift, "redshift")
             if (redshift < 0).any():
-                raise DataError(f"redshift: value {redshift.min()} < 0; redshift must be >= 0.")
+                i = int(np.argmax(redshift < 0))
+                raise DataError(f"redshift: value {redshift[i]} at row {i} is < 0; redshift must be >= 0.")
 
         groups = None
         if self.groups is not None:
@@ -371,7 +390,8 @@ class ProfileDataset:
     def fingerprint(self) -> str:
         """SHA-256 of every array and name: identifies the training data in an Emulator."""
         h = hashlib.sha256()
-        h.update(repr((self.param_names, self.log_params, self.fields, self.radius_unit)).encode())
+        h.update(repr((self.param_names, self.log_params, self.fields, self.radius_unit,
+                       sorted(self.units.items()))).encode())
         arrays = [self.params, self.log10_mass, self.radius, self.pk_ratio, self.k, self.redshift,
                   self.groups]
         for f in self.fields:

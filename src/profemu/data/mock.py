@@ -1,0 +1,621 @@
+"""A mock universe of halo gas profiles with a known truth.
+
+:func:`make_mock_universe` builds a :class:`~profemu.data.dataset.ProfileDataset`
+shaped like the CAMELS tables (parameters sampled per *simulation* on a Latin
+hypercube, several halo-mass bins per simulation, ``groups`` = simulation id)
+together with the noiseless profiles it was drawn from, so an emulator can be
+scored against the truth instead of against noise.
+
+Physical model (all radii physical, flat ΛCDM, masses M200c in Msun, no h):
+
+* Critical density ``rho_crit(z) = 2.77536627e11 h^2 E(z)^2`` [Msun Mpc^-3] with
+  ``E(z)^2 = Omega_m (1+z)^3 + 1 - Omega_m``; ``R200c = (3 M200c / (4 pi 200
+  rho_crit(z)))^(1/3)`` [Mpc]. Profiles live on a fixed grid ``x = r / R200c``.
+* Thermal pressure: the generalised NFW fit of Battaglia et al. 2012 (ApJ 758,
+  75; Table 1, "AGN feedback", Δ = 200)::
+
+      P / P200c = P0 (x/xc)^gamma [1 + (x/xc)^alpha]^(-beta),  gamma = -0.3, alpha = 1
+      A(M, z)   = A0 (M200c / 1e14 Msun)^alpha_m (1+z)^alpha_z
+      P0:   A0 = 18.1,   alpha_m = 0.154,    alpha_z = -0.758
+      xc:   A0 = 0.497,  alpha_m = -0.00865, alpha_z = 0.731
+      beta: A0 = 4.35,   alpha_m = 0.0393,   alpha_z = 0.415
+
+  with ``P200c = G M200c 200 rho_crit(z) f_b / (2 R200c)`` (``f_b = Omega_b /
+  Omega_m``; self-similar, ∝ M^(2/3) E(z)^(8/3)), in keV cm^-3. Feedback
+  rescales ``P0`` by ``q^0.8`` and ``xc`` by ``q^-0.5``, where ``q`` is the gas
+  fraction relative to the fiducial model (below): stronger feedback lowers the
+  inner pressure and widens the core, most at low mass. At fiducial parameters
+  (every feedback factor = 1, ``sigma_8 = 0.8``) the pressure is Battaglia's fit.
+* Gas density (baryon-correction-model style, Schneider & Teyssier 2015, JCAP
+  12, 049): the gas fraction inside R200c is ``f_gas = f_b / (1 + (M_c /
+  M200c)^beta_bcm)`` with ``log10 M_c`` and ``beta_bcm`` rising with the feedback
+  strengths (fiducial ``log10 M_c = 13.2``, ``beta_bcm = 0.6``; ``log10 M_c`` moves by
+  ``MockParameter.log10_mc`` per dex of each parameter, ``beta_bcm`` by 0.1 per dex of
+  ``A_SN1`` and of ``A_SN2``). The halo gas follows ``rho_h ∝ (x/x_s)^-g (1 + x/x_s)^-(3-g)``,
+  normalised so that the gas mass inside R200c (halo term plus background) is
+  ``f_gas M200c``, on top of the mean cosmic baryon density ``Omega_b
+  rho_crit0 (1+z)^3`` that it tends to far out; in Msun kpc^-3. Monotonically
+  decreasing.
+* Temperature ``T = P mu m_p / (rho k_B)`` with ``mu = 0.59``, in K: it rises
+  in the core (the gas density is steeper than the pressure there) and falls
+  outside, so it is not monotonic.
+* Matter power suppression ``P_hydro/P_dmo(k) = 1 - A S(k) [1 - B R(k)]`` with
+  sigmoids ``S = 1/(1 + (k_s/k)^2)``, ``R = 1/(1 + (k_r/k)^2)``, on 79 bins
+  log-spaced in [0.01, 20] h/Mpc. The amplitude ``A`` grows with the gas
+  fraction expelled from 10^13.5 Msun groups (the same ``M_c`` that lowers
+  ``f_gas``), ``k_s`` falls as gas is pushed further out, and the ``B`` term is
+  a partial recovery at high k; ``P_hydro/P_dmo -> 1`` at low k. Noiseless.
+* Noise: every profile element is multiplied by ``10^(noise_dex N(0, 1))``
+  (log-normal); ``dataset.noise[field] = noise_dex``; ``truth`` is noiseless.
+
+Parameters: ``"sb35"`` has 35 named parameters like the CAMELS SB sets
+(cosmology, the four CAMELS feedback amplitudes, and 26 further IllustrisTNG-like
+physics parameters, a few with weak effects and most with none); ``"lh6"`` has
+the six CAMELS LH parameters (Omega_b, h, n_s fixed to the CAMELS values) and no
+P(k). Which parameters act is listed in :data:`MOCK_PARAMETERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import hyp2f1
+from scipy.stats import qmc
+
+from profemu.data.dataset import ProfileDataset
+from profemu.errors import ConfigError
+
+__all__ = [
+    "MOCK_PARAMETERS",
+    "PARAM_SETS",
+    "MockParameter",
+    "MockUniverse",
+    "battaglia_parameters",
+    "gas_fraction",
+    "gnfw_pressure",
+    "make_mock_universe",
+    "mean_baryon_density",
+    "mock_pk_ratio",
+    "mock_truth",
+    "p200c",
+    "r200c",
+    "rho_crit",
+    "write_mock",
+]
+
+# ---------------------------------------------------------------- constants
+RHO_CRIT0_H2 = 2.77536627e11
+"""Critical density today over h^2 [Msun Mpc^-3] (= 3 H0^2 / (8 pi G))."""
+G_MPC_KMS2_MSUN = 4.30091727e-9
+"""Newton's constant [Mpc (km/s)^2 Msun^-1]."""
+MSUN_G = 1.98841e33
+"""Solar mass [g]."""
+MPC_CM = 3.0856775814913673e24
+"""Megaparsec [cm]."""
+KEV_ERG = 1.602176634e-9
+"""Kiloelectronvolt [erg]."""
+K_B_KEV = 8.617333262e-8
+"""Boltzmann constant [keV K^-1]."""
+M_P_G = 1.67262192e-24
+"""Proton mass [g]."""
+MU = 0.59
+"""Mean molecular weight of a fully ionised primordial plasma."""
+
+_MSUN_MPC3_TO_G_CM3 = MSUN_G / MPC_CM**3
+_MSUN_MPC3_TO_MSUN_KPC3 = 1e-9
+# Msun (km/s)^2 Mpc^-3 -> keV cm^-3
+_PRESSURE_TO_KEV_CM3 = MSUN_G * 1e10 / MPC_CM**3 / KEV_ERG
+
+# Battaglia et al. 2012, Table 1, AGN feedback, Delta = 200: (A0, alpha_m, alpha_z)
+_B12_P0 = (18.1, 0.154, -0.758)
+_B12_XC = (0.497, -0.00865, 0.731)
+_B12_BETA = (4.35, 0.0393, 0.415)
+_B12_GAMMA = -0.3
+_B12_ALPHA = 1.0
+
+# Baryon-correction-model gas fraction and gas shape, fiducial values
+_LOG10_MC0 = 13.2  # log10 M_c [Msun] at fiducial feedback
+_BETA_BCM0 = 0.6
+_X_S0 = 0.15  # gas scale radius / R200c
+_GAMMA_G0 = 0.9  # inner log-slope of the gas density at fiducial feedback
+# P(k) suppression
+_LOG10_M_PK = 13.5  # group mass whose expelled gas sets the amplitude [Msun]
+_PK_AMPLITUDE = 0.5
+_K_S0 = 1.5  # h/Mpc
+_K_R = 12.0  # h/Mpc
+_PK_RECOVERY = 0.6
+
+DEFAULT_K = np.geomspace(0.01, 20.0, 79)
+"""Default P(k) grid: 79 bins log-spaced in [0.01, 20] h/Mpc."""
+
+
+@dataclass(frozen=True)
+class MockParameter:
+    """One parameter of the mock universe.
+
+    Attributes:
+        name: Parameter name (CAMELS-like).
+        lo: Lower bound of the prior box.
+        hi: Upper bound of the prior box.
+        is_log: Sampled uniformly in log10 (declared in ``log_params``).
+        fiducial: Value at which its effect vanishes (the fiducial model).
+        log10_mc: d log10 M_c / d log10(value / fiducial) (log params) or per unit
+            of (value - fiducial) / (hi - lo) (linear params); 0 for no effect.
+        role: ``"cosmology"``, ``"feedback"``, ``"weak"`` (small effect through
+            M_c) or ``"nuisance"`` (no effect at all).
+    """
+
+    name: str
+    lo: float
+    hi: float
+    is_log: bool
+    fiducial: float
+    log10_mc: float = 0.0
+    role: str = "nuisance"
+
+
+def _p(name: str, lo: float, hi: float, is_log: bool, fid: float, mc: float = 0.0,
+       role: str = "nuisance") -> MockParameter:
+    return MockParameter(name, lo, hi, is_log, fid, mc, role)
+
+
+MOCK_PARAMETERS: tuple[MockParameter, ...] = (
+    # cosmology (act through rho_crit, R200c, P200c, f_b and halo concentration)
+    _p("Omega_m", 0.1, 0.5, False, 0.3, role="cosmology"),
+    _p("sigma_8", 0.6, 1.0, False, 0.8, role="cosmology"),
+    # CAMELS feedback amplitudes (TNG: WindEnergyIn1e51erg, RadioFeedbackFactor,
+    # VariableWindVelFactor, RadioFeedbackReiorientationFactor)
+    _p("A_SN1", 0.25, 4.0, True, 1.0, 0.25, "feedback"),  # SN wind energy per unit SFR
+    _p("A_AGN1", 0.25, 4.0, True, 1.0, 0.45, "feedback"),  # AGN kinetic energy
+    _p("A_SN2", 0.5, 2.0, True, 1.0, 0.35, "feedback"),  # SN wind speed
+    _p("A_AGN2", 0.5, 2.0, True, 1.0, 0.30, "feedback"),  # AGN burstiness / ejection speed
+    _p("Omega_b", 0.029, 0.069, False, 0.049, role="cosmology"),
+    _p("h", 0.47, 0.87, False, 0.6711, role="cosmology"),
+    _p("n_s", 0.8, 1.2, False, 0.9624, role="cosmology"),
+    # further galaxy-formation parameters; a few act weakly through M_c
+    _p("MaxSfrTimescale", 1.135, 4.54, True, 2.27, -0.02, "weak"),
+    _p("FactorForSofterEQS", 0.1, 0.9, True, 0.3),
+    _p("IMFslope", -2.8, -1.8, False, -2.3),
+    _p("SNII_MinMass_Msun", 4.0, 12.0, False, 8.0),
+    _p("ThermalWindFraction", 0.025, 0.4, True, 0.1),
+    _p("VariableWindSpecMomentum", 0.0, 4000.0, False, 0.0),
+    _p("WindFreeTravelDensFac", 0.005, 0.5, True, 0.05),
+    _p("MinWindVel", 150.0, 550.0, False, 350.0),
+    _p("WindEnergyReductionFactor", 0.0625, 1.0, True, 0.25, 0.03, "weak"),
+    _p("WindEnergyReductionMetallicity", 0.0005, 0.008, True, 0.002),
+    _p("WindEnergyReductionExponent", 1.0, 4.0, False, 2.0),
+    _p("WindDumpFactor", 0.2, 1.0, False, 0.6),
+    _p("SeedBlackHoleMass", 2.0e5, 3.2e6, True, 8.0e5),  # Msun/h
+    _p("BlackHoleAccretionFactor", 0.25, 4.0, True, 1.0),
+    _p("BlackHoleEddingtonFactor", 0.1, 10.0, True, 1.0),
+    _p("BlackHoleFeedbackFactor", 0.025, 0.4, True, 0.1, 0.03, "weak"),
+    _p("BlackHoleRadiativeEfficiency", 0.05, 0.8, True, 0.2),
+    _p("QuasarThreshold", 2.0e-5, 0.2, True, 0.002, 0.01, "weak"),
+    _p("QuasarThresholdPower", 0.0, 4.0, False, 2.0),
+    _p("SNIaNormalisation", 0.5, 2.0, True, 1.0),
+    _p("StellarMassLossFactor", 0.5, 2.0, True, 1.0),
+    _p("UVBackgroundFactor", 0.5, 2.0, True, 1.0),
+    _p("ReionizationRedshift", 6.0, 10.0, False, 7.5),
+    _p("MetalCoolingFactor", 0.5, 2.0, True, 1.0),
+    _p("SelfShieldingFactor", 0.5, 2.0, True, 1.0),
+    _p("BlackHoleSeedHaloMass", 2.5e10, 2.0e11, True, 7.0e10),  # Msun/h
+)
+"""Every mock parameter with its prior box, fiducial value and effect."""
+
+_BY_NAME: dict[str, MockParameter] = {p.name: p for p in MOCK_PARAMETERS}
+PARAM_SETS: dict[str, tuple[str, ...]] = {
+    "sb35": tuple(p.name for p in MOCK_PARAMETERS),
+    "lh6": ("Omega_m", "sigma_8", "A_SN1", "A_AGN1", "A_SN2", "A_AGN2"),
+}
+"""Parameter names (in column order) of each parameter set."""
+
+FIELD_UNITS: dict[str, str] = {"rho": "Msun kpc^-3", "pth": "keV cm^-3", "temp": "K"}
+
+
+# ------------------------------------------------------------------ physics
+def rho_crit(redshift: ArrayLike, h: ArrayLike, omega_m: ArrayLike) -> np.ndarray:
+    """Critical density of a flat ΛCDM universe.
+
+    Args:
+        redshift: Redshift z (broadcastable).
+        h: Dimensionless Hubble parameter.
+        omega_m: Matter density parameter today.
+
+    Returns:
+        ``2.77536627e11 h^2 [Omega_m (1+z)^3 + 1 - Omega_m]`` [Msun Mpc^-3, physical].
+    """
+    z = np.asarray(redshift, dtype=float)
+    om = np.asarray(omega_m, dtype=float)
+    e2 = om * (1.0 + z) ** 3 + (1.0 - om)
+    return RHO_CRIT0_H2 * np.asarray(h, dtype=float) ** 2 * e2
+
+
+def r200c(m200c: ArrayLike, redshift: ArrayLike, h: ArrayLike, omega_m: ArrayLike) -> np.ndarray:
+    """Radius enclosing 200 times the critical density.
+
+    Args:
+        m200c: Halo mass M200c [Msun] (broadcastable).
+        redshift: Redshift.
+        h: Dimensionless Hubble parameter.
+        omega_m: Matter density parameter today.
+
+    Returns:
+        ``(3 M200c / (4 pi 200 rho_crit(z)))^(1/3)`` [Mpc, physical]; e.g. 0.957 Mpc
+        for M200c = 1e14 Msun, h = 0.7, z = 0.
+    """
+    rc = rho_crit(redshift, h, omega_m)
+    return (3.0 * np.asarray(m200c, dtype=float) / (4.0 * np.pi * 200.0 * rc)) ** (1.0 / 3.0)
+
+
+def p200c(m200c: ArrayLike, redshift: ArrayLike, h: ArrayLike, omega_m: ArrayLike,
+          omega_b: ArrayLike) -> np.ndarray:
+    """Self-similar pressure scale of Battaglia et al. 2012 (their eq. 10).
+
+    Args:
+        m200c: Halo mass M200c [Msun].
+        redshift: Redshift.
+        h: Dimensionless Hubble parameter.
+        omega_m: Matter density parameter today.
+        omega_b: Baryon density parameter today.
+
+    Returns:
+        ``G M200c 200 rho_crit(z) (Omega_b/Omega_m) / (2 R200c)`` [keV cm^-3]; it
+        scales as M200c^(2/3) E(z)^(8/3).
+    """
+    m = np.asarray(m200c, dtype=float)
+    rc = rho_crit(redshift, h, omega_m)
+    radius = r200c(m, redshift, h, omega_m)
+    f_b = np.asarray(omega_b, dtype=float) / np.asarray(omega_m, dtype=float)
+    return G_MPC_KMS2_MSUN * m * 200.0 * rc * f_b / (2.0 * radius) * _PRESSURE_TO_KEV_CM3
+
+
+def battaglia_parameters(m200c: ArrayLike, redshift: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Battaglia et al. 2012 (Table 1, AGN feedback, Δ = 200) gNFW parameters.
+
+    Args:
+        m200c: Halo mass M200c [Msun].
+        redshift: Redshift.
+
+    Returns:
+        ``(P0, xc, beta)``, each ``A0 (M200c / 1e14 Msun)^alpha_m (1+z)^alpha_z``.
+    """
+    m = np.asarray(m200c, dtype=float) / 1e14
+    zp1 = 1.0 + np.asarray(redshift, dtype=float)
+    return tuple(a0 * m**am * zp1**az for a0, am, az in (_B12_P0, _B12_XC, _B12_BETA))  # type: ignore[return-value]
+
+
+def gnfw_pressure(x: ArrayLike, p0: ArrayLike, xc: ArrayLike, beta: ArrayLike) -> np.ndarray:
+    """Generalised NFW pressure shape ``P0 (x/xc)^-0.3 [1 + x/xc]^-beta`` (P / P200c).
+
+    Args:
+        x: r / R200c (broadcastable against the other arguments).
+        p0: Amplitude P0.
+        xc: Core radius in units of R200c.
+        beta: Outer slope parameter.
+
+    Returns:
+        P / P200c (dimensionless), with Battaglia's gamma = -0.3 and alpha = 1.
+    """
+    y = np.asarray(x, dtype=float) / np.asarray(xc, dtype=float)
+    return np.asarray(p0, dtype=float) * y**_B12_GAMMA * (1.0 + y**_B12_ALPHA) ** (-np.asarray(beta, dtype=float))
+
+
+def gas_fraction(m200c: ArrayLike, log10_mc: ArrayLike, beta_bcm: ArrayLike, omega_b: ArrayLike,
+                 omega_m: ArrayLike) -> np.ndarray:
+    """Gas fraction inside R200c, ``f_b / (1 + (M_c / M200c)^beta_bcm)``.
+
+    Args:
+        m200c: Halo mass M200c [Msun].
+        log10_mc: log10 of the characteristic mass M_c [Msun] below which gas is expelled.
+        beta_bcm: Steepness of the mass dependence.
+        omega_b: Baryon density parameter.
+        omega_m: Matter density parameter.
+
+    Returns:
+        M_gas(< R200c) / M200c, always below Omega_b / Omega_m.
+    """
+    f_b = np.asarray(omega_b, dtype=float) / np.asarray(omega_m, dtype=float)
+    ratio = 10.0 ** ((np.asarray(log10_mc, dtype=float) - np.log10(np.asarray(m200c, dtype=float)))
+                     * np.asarray(beta_bcm, dtype=float))
+    return f_b / (1.0 + ratio)
+
+
+def mean_baryon_density(redshift: ArrayLike, h: ArrayLike, omega_b: ArrayLike) -> np.ndarray:
+    """Mean cosmic baryon density ``Omega_b rho_crit0 (1+z)^3`` [Msun kpc^-3, physical]."""
+    z = np.asarray(redshift, dtype=float)
+    rho = np.asarray(omega_b, dtype=float) * RHO_CRIT0_H2 * np.asarray(h, dtype=float) ** 2 * (1 + z) ** 3
+    return rho * _MSUN_MPC3_TO_MSUN_KPC3
+
+
+def _gnfw_mass_integral(x: np.ndarray, x_s: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``∫_0^x y'^2 (y'/x_s)^-g (1 + y'/x_s)^-(3-g) dy'`` in closed form.
+
+    With t = y/(1+y), y = r/x_s, the integral is ``x_s^3 ∫_0^T t^(2-g)/(1-t) dt``
+    = ``x_s^3 T^a / a 2F1(a, 1; a+1; T)`` with ``a = 3 - g``, ``T = y/(1+y)``.
+    """
+    y = x / x_s
+    t = y / (1.0 + y)
+    a = 3.0 - g
+    return x_s**3 * t**a / a * hyp2f1(a, 1.0, a + 1.0, t)
+
+
+def _theta_arrays(theta: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
+    """Every parameter of :data:`MOCK_PARAMETERS` as an array (fiducial where absent)."""
+    unknown = [k for k in theta if k not in _BY_NAME]
+    if unknown:
+        raise ConfigError(
+            f"theta: unknown mock parameter(s) {unknown}; valid names are {list(_BY_NAME)}."
+        )
+    out = {}
+    for p in MOCK_PARAMETERS:
+        val = np.asarray(theta.get(p.name, p.fiducial), dtype=float)
+        if p.is_log and (val <= 0).any():
+            raise ConfigError(f"theta[{p.name!r}]: must be > 0 (log-distributed parameter).")
+        out[p.name] = val
+    return out
+
+
+def _feedback_state(th: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """log10 M_c [Msun] and beta_bcm from the named parameters (fiducial: 13.2, 0.6)."""
+    log10_mc = np.asarray(_LOG10_MC0, dtype=float)
+    for p in MOCK_PARAMETERS:
+        if p.log10_mc == 0.0:
+            continue
+        if p.is_log:
+            log10_mc = log10_mc + p.log10_mc * np.log10(th[p.name] / p.fiducial)
+        else:
+            log10_mc = log10_mc + p.log10_mc * (th[p.name] - p.fiducial) / (p.hi - p.lo)
+    # supernova-driven winds steepen the mass dependence (act mostly on low masses)
+    beta_bcm = _BETA_BCM0 + 0.1 * np.log10(th["A_SN1"]) + 0.1 * np.log10(th["A_SN2"])
+    return log10_mc, beta_bcm
+
+
+def mock_truth(theta: Mapping[str, ArrayLike], log10_mass: ArrayLike, *, x: ArrayLike,
+               redshift: float = 0.0) -> dict[str, np.ndarray]:
+    """Noiseless mock profiles of halos.
+
+    Args:
+        theta: Parameter name -> value, scalar or [n]; any name of
+            :data:`MOCK_PARAMETERS` that is absent takes its fiducial value.
+        log10_mass: log10(M200c / Msun), scalar or [n].
+        x: Radii in units of R200c, [n_r].
+        redshift: Redshift z >= 0.
+
+    Returns:
+        ``{"rho": gas density [Msun kpc^-3], "pth": thermal pressure [keV cm^-3],
+        "temp": temperature [K]}``, each [n, n_r] (n = 1 for scalar inputs).
+
+    Raises:
+        ConfigError: on an unknown parameter name or a non-positive log parameter.
+    """
+    th = _theta_arrays(theta)
+    log10_m = np.atleast_1d(np.asarray(log10_mass, dtype=float))
+    n = np.broadcast_shapes(log10_m.shape, *(v.shape for v in th.values()))
+    col = {k: np.broadcast_to(v, n)[:, None] for k, v in th.items()}
+    m = 10.0 ** np.broadcast_to(log10_m, n)[:, None]
+    xr = np.asarray(x, dtype=float)[None, :]
+    z = float(redshift)
+    om, ob, h = col["Omega_m"], col["Omega_b"], col["h"]
+
+    log10_mc, beta_bcm = _feedback_state(col)
+    f_gas = gas_fraction(m, log10_mc, beta_bcm, ob, om)
+    f_gas_fid = gas_fraction(m, _LOG10_MC0, _BETA_BCM0, ob, om)
+    q = f_gas / f_gas_fid  # < 1 when feedback is stronger than fiducial
+    s8 = col["sigma_8"] / 0.8
+
+    # pressure: Battaglia et al. 2012 modulated by the gas content q and sigma_8
+    p0, xc, beta = battaglia_parameters(m, z)
+    pressure = p200c(m, z, h, om, ob) * gnfw_pressure(xr, p0 * q**0.8, xc * q**-0.5 * s8**-0.2, beta)
+
+    # gas density: halo gNFW term normalised to f_gas M200c inside R200c, plus background
+    x_s = _X_S0 * q**-0.5 * s8**-0.3 * (col["n_s"] / 0.9624) ** -0.2
+    g = np.clip(0.3 + (_GAMMA_G0 - 0.3) * q**0.7, 0.05, 1.5)
+    radius_200 = r200c(m, z, h, om) * 1e3  # kpc
+    rho_bg = mean_baryon_density(z, h, ob)
+    m_bg = 4.0 / 3.0 * np.pi * radius_200**3 * rho_bg
+    m_halo = np.maximum(f_gas * m - m_bg, 1e-3 * f_gas * m)
+    norm = m_halo / (4.0 * np.pi * radius_200**3 * _gnfw_mass_integral(np.ones(1), x_s, g))
+    y = xr / x_s
+    rho = norm * y**-g * (1.0 + y) ** (g - 3.0) + rho_bg
+
+    rho_g_cm3 = rho / _MSUN_MPC3_TO_MSUN_KPC3 * _MSUN_MPC3_TO_G_CM3
+    temp = pressure * MU * M_P_G / (rho_g_cm3 * K_B_KEV)
+    return {"rho": rho, "pth": pressure, "temp": temp}
+
+
+def mock_pk_ratio(theta: Mapping[str, ArrayLike], k: ArrayLike | None = None) -> np.ndarray:
+    """Noiseless matter power suppression P_hydro(k) / P_dmo(k).
+
+    ``1 - A S(k) [1 - B R(k)]`` with ``S = 1/(1 + (k_s/k)^2)``, ``R = 1/(1 + (k_r/k)^2)``,
+    ``A = 0.5 e (f_b/0.16)^0.3`` where ``e = 1 - f_gas(10^13.5 Msun)/f_b`` is the
+    gas fraction expelled from groups, ``k_s = 1.5 (M_c/M_c,fid)^(-1/3) A_AGN2^-0.2``
+    h/Mpc, ``k_r = 12`` h/Mpc, ``B = 0.6``.
+
+    Args:
+        theta: Parameter name -> value, scalar or [n] (fiducial where absent).
+        k: Wavenumbers [h/Mpc], [n_k]; default :data:`DEFAULT_K` (79 bins, 0.01–20).
+
+    Returns:
+        [n, n_k] ratio, ~1 at k << 1 h/Mpc, suppressed at k ~ 1–10 h/Mpc.
+    """
+    th = _theta_arrays(theta)
+    n = np.broadcast_shapes((1,), *(v.shape for v in th.values()))
+    col = {name: np.broadcast_to(v, n)[:, None] for name, v in th.items()}
+    kk = (DEFAULT_K if k is None else np.asarray(k, dtype=float))[None, :]
+    log10_mc, beta_bcm = _feedback_state(col)
+    f_b = col["Omega_b"] / col["Omega_m"]
+    expelled = 1.0 - gas_fraction(10.0**_LOG10_M_PK, log10_mc, beta_bcm, col["Omega_b"], col["Omega_m"]) / f_b
+    amplitude = _PK_AMPLITUDE * expelled * (f_b / 0.16) ** 0.3
+    k_s = _K_S0 * 10.0 ** (-(log10_mc - _LOG10_MC0) / 3.0) * col["A_AGN2"] ** -0.2
+    rise = 1.0 / (1.0 + (k_s / kk) ** 2)
+    recovery = 1.0 / (1.0 + (_K_R / kk) ** 2)
+    return 1.0 - amplitude * rise * (1.0 - _PK_RECOVERY * recovery)
+
+
+# ------------------------------------------------------------------ universe
+@dataclass(frozen=True)
+class MockUniverse:
+    """A mock data set and the truth it was drawn from.
+
+    Attributes:
+        dataset: Noisy profiles as a :class:`ProfileDataset` (``groups`` = simulation id).
+        truth: Field -> noiseless profiles [n, n_r], same units as ``dataset``.
+        param_ranges: Parameter name -> ``(lo, hi, is_log)`` of the sampling box.
+    """
+
+    dataset: ProfileDataset
+    truth: Mapping[str, np.ndarray]
+    param_ranges: Mapping[str, tuple[float, float, bool]] = field(default_factory=dict)
+
+
+def _check_args(n: int, noise_dex: float, n_r: int, param_set: str, redshift: float,
+                n_mass_per_sim: int, log10_mass_range: tuple[float, float],
+                radius_range: tuple[float, float]) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ConfigError(f"n: {n!r} is not a positive integer; pass the number of rows, e.g. n=4000.")
+    if not np.isfinite(noise_dex) or noise_dex < 0:
+        raise ConfigError(f"noise_dex: {noise_dex!r} must be finite and >= 0 (dex), e.g. 0.02.")
+    if isinstance(n_r, bool) or not isinstance(n_r, int | np.integer) or n_r < 2:
+        raise ConfigError(f"n_r: {n_r!r} must be an integer >= 2 (number of radial bins).")
+    if param_set not in PARAM_SETS:
+        raise ConfigError(f"param_set: {param_set!r} is unknown; choose one of {list(PARAM_SETS)}.")
+    if not np.isfinite(redshift) or redshift < 0:
+        raise ConfigError(f"redshift: {redshift!r} must be finite and >= 0.")
+    if isinstance(n_mass_per_sim, bool) or not isinstance(n_mass_per_sim, int | np.integer) or n_mass_per_sim < 1:
+        raise ConfigError(f"n_mass_per_sim: {n_mass_per_sim!r} must be a positive integer.")
+    lo, hi = log10_mass_range
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi <= 20):
+        raise ConfigError(
+            f"log10_mass_range: {log10_mass_range!r} must be (lo, hi) with 0 < lo < hi <= 20, "
+            "in log10(M200c/Msun), e.g. (11, 15)."
+        )
+    rlo, rhi = radius_range
+    if not (np.isfinite(rlo) and np.isfinite(rhi) and 0 < rlo < rhi):
+        raise ConfigError(f"radius_range: {radius_range!r} must be (lo, hi) with 0 < lo < hi, in R200c.")
+
+
+def make_mock_universe(
+    n: int = 4000,
+    *,
+    seed: int = 0,
+    noise_dex: float = 0.02,
+    n_r: int = 24,
+    with_pk: bool = True,
+    param_set: str = "sb35",
+    redshift: float = 0.0,
+    n_mass_per_sim: int = 4,
+    log10_mass_range: tuple[float, float] = (11.0, 15.0),
+    radius_range: tuple[float, float] = (0.02, 4.0),
+) -> MockUniverse:
+    """Draw a CAMELS-like mock data set with a known noiseless truth.
+
+    Parameters are drawn per simulation on a scrambled Latin hypercube (uniform in
+    log10 for ``log_params``); each simulation holds ``n_mass_per_sim`` halo-mass
+    rows, one drawn uniformly in each of ``n_mass_per_sim`` equal slices of
+    ``log10_mass_range``, so rows of one simulation share their parameters (use
+    ``groups`` for splits). Rows are ordered by simulation; the last simulation is
+    cut short when ``n`` is not a multiple of ``n_mass_per_sim``.
+
+    Args:
+        n: Number of rows (halo-mass bins).
+        seed: Seed of every random draw (same seed, same arrays).
+        noise_dex: Standard deviation of the log-normal noise [dex] per element.
+        n_r: Number of radii, log-spaced over ``radius_range`` [R200c].
+        with_pk: Include ``pk_ratio`` on 79 k bins (``"sb35"`` only; ``"lh6"``
+            mimics the CAMELS LH profile table, which has no P(k)).
+        param_set: ``"sb35"`` (35 parameters) or ``"lh6"`` (6 CAMELS LH parameters).
+        redshift: Redshift of every row.
+        n_mass_per_sim: Halo-mass rows per simulation.
+        log10_mass_range: Range of log10(M200c / Msun).
+        radius_range: Smallest and largest radius [R200c].
+
+    Returns:
+        The :class:`MockUniverse` (fields ``rho`` [Msun kpc^-3], ``pth`` [keV cm^-3],
+        ``temp`` [K]; radius unit ``"R200c"``).
+
+    Raises:
+        ConfigError: on an invalid argument (the message names it).
+    """
+    _check_args(n, noise_dex, n_r, param_set, redshift, n_mass_per_sim, log10_mass_range,
+                radius_range)
+    n = int(n)
+    names = PARAM_SETS[param_set]
+    specs = [_BY_NAME[nm] for nm in names]
+    ss_lhs, ss_mass, ss_noise = np.random.SeedSequence(seed).spawn(3)
+
+    n_sims = -(-n // n_mass_per_sim)
+    unit = qmc.LatinHypercube(d=len(specs), rng=np.random.default_rng(ss_lhs)).random(n_sims)
+    lo = np.array([p.lo for p in specs])
+    hi = np.array([p.hi for p in specs])
+    is_log = np.array([p.is_log for p in specs])
+    log_lo = np.log(np.where(is_log, lo, 1.0))  # log params have 0 < lo < hi
+    log_hi = np.log(np.where(is_log, hi, 1.0))
+    sim_params = np.where(is_log, np.exp(log_lo + unit * (log_hi - log_lo)), lo + unit * (hi - lo))
+
+    sim_id = np.repeat(np.arange(n_sims), n_mass_per_sim)[:n]
+    slot = np.tile(np.arange(n_mass_per_sim), n_sims)[:n]
+    m_lo, m_hi = log10_mass_range
+    width = (m_hi - m_lo) / n_mass_per_sim
+    log10_mass = m_lo + (slot + np.random.default_rng(ss_mass).random(n)) * width
+
+    params = sim_params[sim_id]
+    x = np.geomspace(radius_range[0], radius_range[1], n_r)
+    theta = {nm: params[:, j] for j, nm in enumerate(names)}
+    truth = mock_truth(theta, log10_mass, x=x, redshift=redshift)
+
+    noise_rng = np.random.default_rng(ss_noise)
+    profiles = {f: v * 10.0 ** (noise_dex * noise_rng.standard_normal(v.shape)) for f, v in truth.items()}
+    include_pk = with_pk and param_set == "sb35"
+    pk_ratio = mock_pk_ratio(theta) if include_pk else None
+
+    meta: dict[str, Any] = {
+        "source": "profemu.data.mock",
+        "param_set": param_set,
+        "seed": int(seed),
+        "noise_dex": float(noise_dex),
+        "redshift": float(redshift),
+        "n_mass_per_sim": int(n_mass_per_sim),
+        "model": "pressure: Battaglia et al. 2012 (AGN, 200c) gNFW; gas: baryon-correction "
+                 "gas fraction with gNFW shape plus mean baryon density; T = P mu m_p/(rho k_B)",
+    }
+    dataset = ProfileDataset(
+        params=params,
+        param_names=names,
+        log10_mass=log10_mass,
+        radius=x,
+        profiles=profiles,
+        units=dict(FIELD_UNITS),
+        radius_unit="R200c",
+        log_params=tuple(p.name for p in specs if p.is_log),
+        pk_ratio=pk_ratio,
+        k=DEFAULT_K.copy() if include_pk else None,
+        redshift=np.full(n, float(redshift)),
+        groups=sim_id.astype(np.int64),
+        noise={f: np.full((n, n_r), float(noise_dex)) for f in truth},
+        meta=meta,
+    )
+    for arr in truth.values():
+        arr.setflags(write=False)
+    ranges = {p.name: (float(p.lo), float(p.hi), bool(p.is_log)) for p in specs}
+    return MockUniverse(dataset=dataset, truth=truth, param_ranges=ranges)
+
+
+def write_mock(path: str | Path, n: int = 4000, *, seed: int = 0, **kwargs: Any) -> Path:
+    """Build a mock universe and save its noisy dataset to ``path`` (``.npz`` or ``.h5``).
+
+    Args:
+        path: Output file; the suffix picks the format (see :mod:`profemu.data.io`).
+        n: Number of rows.
+        seed: Random seed.
+        **kwargs: Further keyword arguments of :func:`make_mock_universe`.
+
+    Returns:
+        The path written.
+    """
+    universe = make_mock_universe(n, seed=seed, **kwargs)
+    return universe.dataset.save(path)
