@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
+from profemu.emulator import Emulator
 from profemu.errors import ConfigError, DataError, ExtrapolationError, FormatError, ProfemuError
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataError",
+    "Emulator",
     "ExtrapolationError",
     "FormatError",
     "ProfemuError",

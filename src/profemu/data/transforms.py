@@ -66,12 +66,19 @@ class ArrayData:
         return int(self.target.shape[0])
 
 
+_RELATIVE_FLOOR = 1e-3
+
+
 def _fit_scaler(
     x: np.ndarray, kind: str, floor: float, valid: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-column (center, scale) of ``x`` [n, c] over entries where ``valid`` is True.
 
-    Columns without any valid entry get center 0 and scale 1.
+    Columns without any valid entry get center 0 and scale 1. Every scale is raised to
+    at least ``floor`` and to ``_RELATIVE_FLOOR * |center|``: a column that barely varies
+    around a large value (e.g. P(k) suppression ~1 at low k, varying by 1e-6) carries no
+    usable information in float32, and dividing by its tiny spread would amplify float32
+    rounding of the inputs into O(0.1) noise in normalised units.
     """
     x = np.asarray(x, dtype=np.float64)
     if valid is not None:
@@ -87,7 +94,7 @@ def _fit_scaler(
     empty = ~np.isfinite(center)
     center = np.where(empty, 0.0, center)
     scale = np.where(empty | ~np.isfinite(scale), 1.0, scale)
-    return center, np.maximum(scale, floor)
+    return center, np.maximum(scale, np.maximum(floor, _RELATIVE_FLOOR * np.abs(center)))
 
 
 def _as_float(xp: Any, x: Any) -> Any:

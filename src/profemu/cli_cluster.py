@@ -1,0 +1,259 @@
+"""Command-line commands for clusters: ``merge``, ``status``, ``sweep`` and ``train-member``.
+
+:func:`register` adds them to the main Typer app. ``profemu train --executor
+slurm|local`` calls :func:`train_on_cluster` with the options built by
+:func:`executor_options` (the ``Executor*Opt`` annotations below declare them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from profemu.errors import ConfigError, ProfemuError
+
+__all__ = [
+    "ArrayParallelismOpt",
+    "CpusOpt",
+    "ExecutorKindOpt",
+    "ExecutorName",
+    "GpusOpt",
+    "GroupSizeOpt",
+    "MemOpt",
+    "PartitionOpt",
+    "TimeOpt",
+    "WaitOpt",
+    "executor_options",
+    "register",
+    "train_on_cluster",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_PANEL = "Cluster"
+
+
+class ExecutorName(StrEnum):
+    """Where jobs run."""
+
+    slurm = "slurm"
+    local = "local"
+    inline = "inline"
+
+
+ExecutorKindOpt = Annotated[ExecutorName, typer.Option(
+    "--executor", help="slurm (job array), local (processes on this machine) or inline.", rich_help_panel=_PANEL)]
+ArrayParallelismOpt = Annotated[int, typer.Option(
+    "--array-parallelism", help="Most array tasks running at once.", rich_help_panel=_PANEL)]
+PartitionOpt = Annotated[str | None, typer.Option(
+    "--partition", help="SLURM partition (default: the cluster's).", rich_help_panel=_PANEL)]
+TimeOpt = Annotated[int, typer.Option(
+    "--time", help="Time limit per job [minutes]; jobs checkpoint and requeue before it.", rich_help_panel=_PANEL)]
+CpusOpt = Annotated[int, typer.Option("--cpus", help="CPUs per job.", rich_help_panel=_PANEL)]
+GpusOpt = Annotated[int, typer.Option("--gpus", help="GPUs per job.", rich_help_panel=_PANEL)]
+MemOpt = Annotated[float | None, typer.Option("--mem", help="Memory per job [GB].", rich_help_panel=_PANEL)]
+GroupSizeOpt = Annotated[int, typer.Option(
+    "--group-size", help="Ensemble members trained together in one job.", rich_help_panel=_PANEL)]
+WaitOpt = Annotated[bool, typer.Option(
+    "--wait/--no-wait", help="Wait for the jobs and merge the members.", rich_help_panel=_PANEL)]
+
+
+def _user_errors(fn: F) -> F:
+    """profemu errors and missing files -> one ``error:`` line on stderr, exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ProfemuError as exc:
+            lines = str(exc).splitlines() or [""]
+            typer.echo(f"error: {lines[0]}", err=True)
+            for line in lines[1:]:
+                typer.echo(f"  {line.strip()}", err=True)
+            raise typer.Exit(2) from None
+        except FileNotFoundError as exc:
+            typer.echo(f"error: file not found: {exc.filename or exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def executor_options(
+    executor: str = "slurm",
+    *,
+    array_parallelism: int = 32,
+    partition: str | None = None,
+    time: int = 60,
+    cpus: int = 1,
+    gpus: int = 0,
+    mem: float | None = None,
+    signal_delay_s: int | None = None,
+) -> Any:
+    """Validated :class:`~profemu.cluster.ExecutorOptions` from command-line values.
+
+    The pre-emption warning comes ``signal_delay_s`` before the time limit (default:
+    90 s, or a quarter of the limit for short jobs).
+    """
+    from profemu.cluster import ExecutorOptions
+
+    if signal_delay_s is None:
+        signal_delay_s = int(min(90, max(10, 60 * time // 4)))
+    return ExecutorOptions(
+        executor=str(executor), array_parallelism=array_parallelism, partition=partition, time_min=time,
+        cpus=cpus, gpus=gpus, mem_gb=mem, slurm_signal_delay_s=signal_delay_s,
+    ).validate()
+
+
+def train_on_cluster(
+    dataset: Any,
+    config: Any,
+    run: Path,
+    source: Any,
+    options: Any,
+    *,
+    members: int | None = None,
+    group_size: int = 1,
+    wait: bool = True,
+    echo: Callable[[str], Any] = typer.echo,
+) -> Any:
+    """Train an ensemble as a job array; with ``wait`` also wait, merge and evaluate.
+
+    Returns:
+        The merged Emulator, or ``None`` with ``wait=False`` (merge later with
+        ``profemu merge RUN``).
+    """
+    from profemu.cluster import merge, submit_members, wait_for_jobs
+
+    m = int(members or config.train.members)
+    ids = submit_members(run, m, options, group_size=group_size, dataset=dataset, config=config, source=source)
+    if options.executor != "inline":
+        echo(f"submitted {m} member(s) as {len(ids)} {options.executor} job(s): {', '.join(ids)}")
+        echo(f"follow with: profemu status {run}")
+    if not wait:
+        echo(f"when they finish: profemu merge {run}")
+        return None
+    statuses = wait_for_jobs(run)
+    bad = [s for s in statuses if s.state != "completed"]
+    for s in bad:
+        echo(f"member {s.member}: {s.state} ({s.error or 'no error recorded'}); log: {s.log or 'none'}")
+    emulator = merge(run)
+    echo(f"merged {emulator.members} member(s) into {run / 'emulator'}")
+    return emulator
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``merge``, ``status``, ``sweep`` and the hidden ``train-member`` to ``app``."""
+
+    @app.command("merge")
+    @_user_errors
+    def merge_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder of an ensemble trained as a job array.")],
+        allow_partial: Annotated[bool, typer.Option(
+            "--allow-partial", help="Merge the finished members even if others failed.")] = False,
+    ) -> None:
+        """Stack finished ensemble members into RUN/emulator (calibrated, evaluated)."""
+        from profemu.cluster import merge
+
+        emulator = merge(run, allow_partial=allow_partial)
+        missing = emulator.metadata.get("members_missing") or []
+        typer.echo(f"merged {emulator.members} member(s) into {Path(run) / 'emulator'}"
+                   + (f"; left out: {missing}" if missing else ""))
+        evaluation = Path(run) / "evaluation.json"
+        if evaluation.is_file():
+            overall = json.loads(evaluation.read_text()).get("overall", {})
+            parts = [f"{k}={_fmt(overall[k])}" for k in ("rmse_dex", "frac_err_median", "coverage_68") if k in overall]
+            if parts:
+                typer.echo("test split: " + ", ".join(parts))
+
+    @app.command("status")
+    @_user_errors
+    def status_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder of an ensemble trained as a job array.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    ) -> None:
+        """State, progress, validation loss and log of every ensemble member."""
+        from profemu.cluster import run_status
+
+        statuses = run_status(run)
+        if as_json:
+            typer.echo(json.dumps([s.to_dict() for s in statuses], indent=1))
+            return
+        typer.echo(f"{'member':>6}  {'state':<9}  {'epoch':>11}  {'val loss':>9}  {'job':<12}  log")
+        for s in statuses:
+            progress = f"{s.epoch}/{s.epochs}" if s.epochs else str(s.epoch)
+            typer.echo(f"{s.member:>6}  {s.state:<9}  {progress:>11}  {_fmt(s.val_loss):>9}  "
+                       f"{(s.job_id or '-'):<12}  {s.log or '-'}")
+            if s.error and s.state in ("failed", "timeout"):
+                typer.echo(f"{'':>6}  error: {s.error}")
+        counts: dict[str, int] = {}
+        for s in statuses:
+            counts[s.state] = counts.get(s.state, 0) + 1
+        typer.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+
+    @app.command("train-member", hidden=True)
+    @_user_errors
+    def train_member_cmd(
+        run: Annotated[Path, typer.Argument(help="Prepared run folder.")],
+        member: Annotated[list[int], typer.Option("--member", help="Member index (repeatable).")],
+    ) -> None:
+        """Train ensemble member(s) of a prepared run (what the sbatch template runs)."""
+        from profemu.cluster import run_member_job
+
+        code = run_member_job(run, member)
+        if code:
+            raise typer.Exit(code)
+
+    @app.command("sweep")
+    @_user_errors
+    def sweep_cmd(
+        data: Annotated[Path, typer.Option("--data", help="Dataset file (.npz/.h5 or the CAMELS LH table).")],
+        space: Annotated[Path, typer.Option("--space", help="Search-space YAML (see docs/cluster.md).")],
+        trials: Annotated[int, typer.Option("--trials", help="Number of trials.")] = 20,
+        executor: ExecutorKindOpt = ExecutorName.slurm,
+        storage: Annotated[str | None, typer.Option(
+            "--storage", help="Optuna journal file (default OUT/optuna.journal) or an RDB URL.")] = None,
+        out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sweep"),
+        config: Annotated[Path | None, typer.Option("--config", help="Base configuration YAML.")] = None,
+        study_name: Annotated[str, typer.Option("--study-name", help="Optuna study name.")] = "profemu-sweep",
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the TPE sampler.")] = 0,
+        pruner: Annotated[str, typer.Option("--pruner", help="median, halving or none.")] = "median",
+        trials_per_job: Annotated[int, typer.Option("--trials-per-job", help="Trials per array job.")] = 1,
+        array_parallelism: ArrayParallelismOpt = 32,
+        partition: PartitionOpt = None,
+        time: TimeOpt = 60,
+        cpus: CpusOpt = 1,
+        gpus: GpusOpt = 0,
+        mem: MemOpt = None,
+    ) -> None:
+        """Search hyper-parameters (Optuna TPE + pruning); writes OUT/best_config.yaml."""
+        from profemu.config import Config
+        from profemu.sweep import run_sweep
+        from profemu.workflow import DataSource
+
+        if not data.exists():
+            raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")
+        base = Config.from_yaml(config) if config is not None else Config()
+        options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
+                                   time=time, cpus=cpus, gpus=gpus, mem=mem)
+        best = run_sweep(DataSource(str(data.resolve())), base, space, trials, options, out_dir=out,
+                         storage=storage, study_name=study_name, seed=seed, pruner=pruner,
+                         trials_per_job=trials_per_job)
+        record = json.loads((out / "trials.json").read_text())
+        states: dict[str, int] = {}
+        for t in record["trials"]:
+            states[t["state"]] = states.get(t["state"], 0) + 1
+        typer.echo("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+        for err in record.get("job_errors", []):
+            typer.echo(f"warning: {err}", err=True)
+        typer.echo(f"best config: {out / 'best_config.yaml'} (model.kind={best.model.kind}, "
+                   f"optim.learning_rate={best.optim.learning_rate:.3g})")
+        typer.echo(f"train it: profemu train --data {data} --config {out / 'best_config.yaml'}")

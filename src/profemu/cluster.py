@@ -1,0 +1,986 @@
+"""Ensembles on a cluster: one SLURM job array of members, merged into one Emulator.
+
+Ensemble members are independent (member ``m`` draws its initialisation, data order
+and dropout only from ``(train.seed, m)``), so they can be trained in separate jobs
+and stacked afterwards. :func:`submit_members` prepares the run folder in-process
+(configuration, data source, split, fitted transforms), then submits the members —
+one per job, or ``group_size`` per job — as one array through ``submitit``.
+:func:`merge` stacks the finished members, in index order, into one Emulator.
+
+Run folder (in addition to the layout of :mod:`profemu.workflow`)::
+
+    RUN/
+      run.json                   members, training-data fingerprint
+      transforms.json            the fitted transforms (every job reuses them)
+      jobs.json                  executor, job ids and log paths of the submitted jobs
+      submit_members.sbatch      a plain sbatch array script, for submission by hand
+      submitit/                  submitit's job files and logs (stdout/stderr)
+      members/member_007/
+        checkpoints/             atomic, checksummed training checkpoints
+        status.json              state, epoch/epochs, val loss, log path (updated each epoch)
+        variables.npz            the member's weights (plain arrays, written at the end)
+
+Pre-emption: a job gets a signal before its time limit (``slurm_signal_delay_s``);
+training stops at the end of the current epoch, writes a checkpoint and the job is
+requeued; the requeued job resumes from that checkpoint (bit-identical on CPU).
+A killed job (``kill -9``, node failure) resumes from its last periodic checkpoint
+(``train.checkpoint_every``) when it is run again.
+
+``python -m profemu.cluster train-member RUN --member I`` trains one member (used by
+the sbatch template).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from profemu.config import Config
+from profemu.data.dataset import ProfileDataset
+from profemu.errors import ConfigError, DataError, FormatError, TrainingError
+from profemu.workflow import DataSource, Prepared, load_data
+
+__all__ = [
+    "ExecutorOptions",
+    "MemberJob",
+    "MemberStatus",
+    "load_run",
+    "make_executor",
+    "member_dir",
+    "merge",
+    "prepare_run",
+    "run_member_job",
+    "run_status",
+    "submit_members",
+    "train_members",
+    "wait_for_jobs",
+    "write_sbatch_template",
+]
+
+ExecutorKind = Literal["slurm", "local", "inline"]
+STATES = ("pending", "running", "requeued", "completed", "failed", "timeout")
+SBATCH_TEMPLATE = "submit_members.sbatch"
+# Pause [s] after every epoch but the last, cut short by a pre-emption request: makes a
+# short training outlast a job's time limit when rehearsing pre-emption on a test cluster.
+_EPOCH_DELAY_ENV = "PROFEMU_EPOCH_DELAY_S"
+
+
+# ------------------------------------------------------------------------ options
+@dataclass
+class ExecutorOptions:
+    """Where and how member (or trial) jobs run.
+
+    Attributes:
+        executor: ``"slurm"`` (sbatch job array), ``"local"`` (submitit's local
+            processes, for testing a workflow on one machine) or ``"inline"`` (this process).
+        array_parallelism: Most array tasks running at once.
+        partition: SLURM partition (``None`` = the cluster's default).
+        time_min: Time limit of each job [minutes].
+        cpus: CPUs per job.
+        gpus: GPUs per job (0 = CPU only).
+        mem_gb: Memory per job [GB] (``None`` = the partition's default).
+        slurm_signal_delay_s: Seconds before the time limit at which SLURM warns the job
+            (it then checkpoints and requeues itself).
+        max_requeues: Most time-limit requeues of one job before it counts as timed out.
+    """
+
+    executor: ExecutorKind = "slurm"
+    array_parallelism: int = 32
+    partition: str | None = None
+    time_min: int = 60
+    cpus: int = 1
+    gpus: int = 0
+    mem_gb: float | None = None
+    slurm_signal_delay_s: int = 90
+    max_requeues: int = 3
+
+    def validate(self) -> ExecutorOptions:
+        """Check every value; returns self. Raises ConfigError naming the bad option."""
+        if self.executor not in ("slurm", "local", "inline"):
+            raise ConfigError(f"executor: {self.executor!r} is unknown; choose slurm, local or inline.")
+        checks = {
+            "array_parallelism": (self.array_parallelism, 1),
+            "time_min": (self.time_min, 1),
+            "cpus": (self.cpus, 1),
+            "gpus": (self.gpus, 0),
+            "slurm_signal_delay_s": (self.slurm_signal_delay_s, 1),
+            "max_requeues": (self.max_requeues, 0),
+        }
+        for name, (value, low) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}.")
+        if self.mem_gb is not None and not self.mem_gb > 0:
+            raise ConfigError(f"mem_gb: expected a positive number of GB or None, got {self.mem_gb!r}.")
+        if self.executor == "slurm" and self.slurm_signal_delay_s >= 60 * self.time_min:
+            raise ConfigError(
+                f"slurm_signal_delay_s ({self.slurm_signal_delay_s} s) must be shorter than the time "
+                f"limit ({self.time_min} min); lower it or raise time_min."
+            )
+        if self.partition is not None and not str(self.partition).strip():
+            raise ConfigError("partition: empty name; leave it out to use the cluster's default.")
+        return self
+
+
+def make_executor(options: ExecutorOptions, folder: str | Path) -> Any:
+    """A submitit executor for ``options`` writing its job files and logs to ``folder``.
+
+    Jobs run with this process's Python interpreter (``sys.executable``).
+
+    Raises:
+        ConfigError: ``executor="slurm"`` where SLURM is not available, or ``"inline"``.
+    """
+    import submitit
+
+    options.validate()
+    folder = Path(folder).resolve()
+    if options.executor == "slurm":
+        if submitit.AutoExecutor.which() != "slurm":
+            raise ConfigError(
+                "executor: 'slurm' needs SLURM's srun/sbatch on PATH; run on a cluster login node "
+                "or use --executor local."
+            )
+        ex = submitit.AutoExecutor(
+            folder=folder, cluster="slurm", slurm_python=shlex.quote(sys.executable),
+            slurm_max_num_timeout=options.max_requeues,
+        )
+        params: dict[str, Any] = {
+            "timeout_min": options.time_min,
+            "cpus_per_task": options.cpus,
+            "slurm_array_parallelism": options.array_parallelism,
+            "slurm_signal_delay_s": options.slurm_signal_delay_s,
+        }
+        if options.gpus:
+            params["gpus_per_node"] = options.gpus
+        if options.partition:
+            params["slurm_partition"] = options.partition
+        if options.mem_gb is not None:
+            params["mem_gb"] = options.mem_gb
+        ex.update_parameters(**params)
+        return ex
+    if options.executor == "local":
+        ex = submitit.LocalExecutor(
+            folder=folder, python=shlex.quote(sys.executable), max_num_timeout=options.max_requeues
+        )
+        ex.update_parameters(
+            timeout_min=options.time_min,
+            gpus_per_node=options.gpus,
+            signal_delay_s=options.slurm_signal_delay_s,
+        )
+        return ex
+    raise ConfigError("executor: 'inline' runs in this process and has no submitit executor.")
+
+
+# ------------------------------------------------------------------------ small I/O
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise FormatError(f"{path}: {what} is missing; is this a run folder prepared by profemu?")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: {what} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).") from None
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: {what} must hold a JSON object.")
+    return data
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def _unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, arr in flat.items():
+        node = tree
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = arr
+    return tree
+
+
+def member_dir(run_dir: str | Path, member: int) -> Path:
+    """``RUN/members/member_XXX`` of member index ``member``."""
+    return Path(run_dir) / "members" / f"member_{int(member):03d}"
+
+
+def _checkpoint_dir(run: Path, indices: Sequence[int]) -> Path:
+    if len(indices) == 1:
+        return member_dir(run, indices[0]) / "checkpoints"
+    return run / "members" / ("group_" + "_".join(f"{i:03d}" for i in indices)) / "checkpoints"
+
+
+def _status_path(run: Path, member: int) -> Path:
+    return member_dir(run, member) / "status.json"
+
+
+def _read_status(run: Path, member: int) -> dict[str, Any]:
+    path = _status_path(run, member)
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _update_status(run: Path, member: int, **changes: Any) -> dict[str, Any]:
+    folder = member_dir(run, member)
+    folder.mkdir(parents=True, exist_ok=True)
+    status = _read_status(run, member)
+    status.update(changes, member=int(member), updated=time.time())
+    _atomic_write_text(folder / "status.json", json.dumps(status, indent=1))
+    return status
+
+
+# ------------------------------------------------------------------------ run folder
+def prepare_run(
+    run_dir: str | Path,
+    dataset: ProfileDataset,
+    config: Config,
+    source: DataSource,
+    *,
+    members: int | None = None,
+) -> Prepared:
+    """Write the run folder's shared files so that every member job trains on the same split.
+
+    Writes ``config.yaml``, ``data.json``, ``split.json``, ``transforms.json`` and
+    ``run.json`` (number of members, fingerprint of the training rows).
+
+    Args:
+        run_dir: The run folder (created).
+        dataset: The full dataset (as loaded from ``source``).
+        config: The run configuration; ``members`` overrides ``train.members``.
+        source: Where jobs reload the data from (a file on the shared file system).
+        members: Ensemble size (default ``config.train.members``).
+
+    Returns:
+        The :class:`~profemu.workflow.Prepared` split and transforms.
+    """
+    from profemu.workflow import _split_record, prepare
+
+    if members is not None:
+        config = config.updated({"train.members": int(members)})
+    config = config.validate()
+    if not Path(source.path).exists():
+        raise DataError(f"data: {source.path!r} does not exist; jobs reload the data from this path.")
+    run = Path(run_dir).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    prep = prepare(dataset, config)
+    config.to_yaml(run / "config.yaml")
+    source = DataSource(str(Path(source.path).resolve()), source.format, dict(source.options))
+    _atomic_write_text(run / "data.json", json.dumps(source.to_dict(), indent=1))
+    _atomic_write_text(run / "split.json", json.dumps(_split_record(prep), indent=1))
+    _atomic_write_text(run / "transforms.json", json.dumps(prep.transforms.to_dict()))
+    record = {
+        "members": config.train.members,
+        "training_data_fingerprint": prep.train.fingerprint(),
+        "fields": list(prep.dataset.fields),
+        "created": time.time(),
+    }
+    _atomic_write_text(run / "run.json", json.dumps(record, indent=1))
+    return prep
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, Prepared, DataSource]:
+    """Reload a prepared run folder: configuration, split + transforms, data source.
+
+    Raises:
+        FormatError: Missing or unreadable run files.
+        DataError: The data file changed since the run was prepared (fingerprint differs).
+    """
+    from profemu.data.split import Split
+    from profemu.data.transforms import Transforms
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FormatError(f"{run}: not a folder; pass the run folder given to train/submit.")
+    config = Config.from_yaml(run / "config.yaml")
+    source = DataSource.from_dict(_read_json(run / "data.json", "the data source record"))
+    split_rec = _read_json(run / "split.json", "the split record")
+    record = _read_json(run / "run.json", "the run record")
+    transforms = Transforms.from_dict(_read_json(run / "transforms.json", "the fitted transforms"))
+    dataset = load_data(source)
+    if config.data.fields:
+        dataset = dataset.select_fields(config.data.fields)
+    try:
+        split = Split(*(np.asarray(split_rec[f"{k}_rows"], dtype=np.int64) for k in ("train", "val", "test")))
+    except KeyError as exc:
+        raise FormatError(f"{run / 'split.json'}: missing {exc.args[0]!r}.") from None
+    if any(len(rows) and rows.max() >= len(dataset) for rows in (split.train, split.val, split.test)):
+        raise DataError(f"{source.path}: has fewer rows than the run's split; the data file changed.")
+    prep = Prepared(dataset, split, transforms)
+    if prep.train.fingerprint() != record.get("training_data_fingerprint"):
+        raise DataError(
+            f"{source.path}: the training rows differ from those the run {run} was prepared with "
+            "(fingerprint mismatch); restore the original file or start a new run."
+        )
+    return config, prep, source
+
+
+def _run_members(run: Path) -> int:
+    return int(_read_json(run / "run.json", "the run record")["members"])
+
+
+# ------------------------------------------------------------------------ training
+def _job_log_path() -> str | None:
+    """stdout log of the current submitit or SLURM job, when inside one."""
+    try:
+        import submitit
+
+        env = submitit.JobEnvironment()
+        return str(env.paths.stdout)
+    except Exception:  # not inside a submitit job
+        pass
+    log = os.environ.get("PROFEMU_MEMBER_LOG")
+    return log or None
+
+
+def _job_id() -> str | None:
+    for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID"):
+        if os.environ.get(var):
+            if var == "SLURM_ARRAY_JOB_ID" and os.environ.get("SLURM_ARRAY_TASK_ID"):
+                return f"{os.environ[var]}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            return os.environ[var]
+    return None
+
+
+def train_members(
+    run_dir: str | Path,
+    indices: Sequence[int],
+    *,
+    stop: threading.Event | None = None,
+) -> bool:
+    """Train ensemble members ``indices`` of a prepared run together (one ``fit`` call).
+
+    Resumes from the newest valid checkpoint of these members when there is one. Each
+    member's ``status.json`` is updated every epoch; at the end each member's weights
+    are written to ``members/member_XXX/variables.npz``.
+
+    Args:
+        run_dir: A folder written by :func:`prepare_run`.
+        indices: Member indices (distinct, ``0 <= i < members``).
+        stop: When set (e.g. on a pre-emption signal), training stops at the end of the
+            current epoch after writing a checkpoint.
+
+    Returns:
+        True when the members finished, False when stopped early through ``stop``.
+    """
+    from profemu.models.build import build_model
+    from profemu.models.spec import OutputSpec
+    from profemu.train.checkpoint import load_latest
+    from profemu.train.loop import fit
+    from profemu.workflow import _jsonable, physics_context
+
+    run = Path(run_dir).resolve()
+    indices = [int(i) for i in indices]
+    total = _run_members(run)
+    bad = [i for i in indices if not 0 <= i < total]
+    if bad or len(set(indices)) != len(indices) or not indices:
+        raise ConfigError(f"member indices {indices}: must be distinct and in 0..{total - 1} for run {run}.")
+    config, prep, _ = load_run(run)
+    ckdir = _checkpoint_dir(run, indices)
+    ckdir.mkdir(parents=True, exist_ok=True)
+    try:
+        latest = load_latest(ckdir)
+    except FormatError:
+        latest = None
+    start_epoch = latest.epoch if latest is not None else 0
+    log = _job_log_path()
+    epochs = config.train.epochs
+    for i in indices:
+        attempts = list(_read_status(run, i).get("attempts", []))
+        attempts.append({"job_id": _job_id(), "start_epoch": start_epoch, "started": time.time()})
+        _update_status(
+            run, i, state="running", epoch=start_epoch, epochs=epochs, log=log, attempts=attempts,
+            host=socket.gethostname(), pid=os.getpid(), group=indices,
+        )
+    delay = float(os.environ.get(_EPOCH_DELAY_ENV, "0") or 0)
+    stop = stop if stop is not None else threading.Event()
+
+    def on_epoch(entry: dict[str, Any]) -> bool:
+        vals = entry.get("val_loss_members") or []
+        done_epochs = int(entry["epoch"]) + 1
+        for pos, i in enumerate(indices):
+            _update_status(
+                run, i, state="running", epoch=done_epochs,
+                val_loss=vals[pos] if pos < len(vals) else None,
+            )
+        if delay > 0 and done_epochs < epochs:
+            stop.wait(delay)  # a pre-emption request cuts the pause short
+        return stop.is_set()
+
+    try:
+        t = prep.transforms
+        spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
+        model = build_model(config.model, spec)
+        train_arr = t.transform(prep.train)
+        val_arr = t.transform(prep.val if len(prep.split.val) else prep.train)
+        result = fit(
+            model, train_arr, val_arr, config,
+            physics_ctx=physics_context(t, config),
+            decode=(t.decode_mean, t.decode_var),
+            members=indices,
+            checkpoint_dir=ckdir,
+            resume=True,
+            callbacks=[on_epoch],
+        )
+    except BaseException as exc:
+        for i in indices:
+            _update_status(run, i, state="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    if result.stopped_reason == "callback" and int(result.counters.get("epochs", 0)) < epochs:
+        for i in indices:
+            _update_status(run, i, state="requeued")
+        return False
+    flat = {k: np.asarray(v) for k, v in _flatten(result.variables).items()}
+    for pos, i in enumerate(indices):
+        folder = member_dir(run, i)
+        target = folder / "variables.npz"
+        fd, tmp = tempfile.mkstemp(prefix=".variables.", suffix=".npz", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **{k: v[pos] for k, v in flat.items()})
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _update_status(
+            run, i, state="completed", sha256=_sha256(target),
+            epoch=int(result.counters.get("epochs", epochs)),
+            best_epoch=_jsonable(result.best_epoch[pos]),
+            best_val=_jsonable(result.best_val[pos]) if hasattr(result, "best_val") else None,
+            stopped_reason=result.stopped_reason, finished=time.time(),
+        )
+    return True
+
+
+_ACTIVE: dict[str, threading.Event] = {}
+
+
+def _run_in_thread(run_dir: str, indices: Sequence[int], stop: threading.Event) -> bool:
+    """Train in a worker thread so that the main thread stays free for signal handlers."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["finished"] = train_members(run_dir, indices, stop=stop)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+
+    _ACTIVE.update(stop=stop, done=done)
+    worker = threading.Thread(target=work, name="profemu-members", daemon=True)
+    worker.start()
+    while not done.wait(0.5):  # short waits: signal handlers run between them
+        pass
+    if "error" in box:
+        raise box["error"]
+    return bool(box["finished"])
+
+
+def _stop_and_wait(timeout_s: float) -> bool:
+    """Ask the running training to checkpoint and stop; True when it did in time."""
+    stop, done = _ACTIVE.get("stop"), _ACTIVE.get("done")
+    if stop is None or done is None:
+        return False
+    stop.set()
+    return done.wait(timeout_s)
+
+
+try:
+    from submitit.helpers import Checkpointable as _Checkpointable
+except ImportError:  # pragma: no cover - submitit is an optional dependency
+    _Checkpointable = object  # type: ignore[assignment,misc]
+
+
+class MemberJob(_Checkpointable):  # type: ignore[misc]
+    """A submitit job training some members; checkpointed and requeued at the time limit.
+
+    Args:
+        grace_s: Longest wait for the checkpoint after the warning signal [s].
+    """
+
+    def __init__(self, grace_s: float = 60.0) -> None:
+        self.grace_s = float(grace_s)
+
+    def __call__(self, run_dir: str, indices: Sequence[int]) -> list[int]:
+        finished = _run_in_thread(run_dir, indices, threading.Event())
+        if not finished:  # stopped without a signal handler requeueing us
+            raise TrainingError(f"members {list(indices)} stopped before the end of training.")
+        return list(indices)
+
+    def checkpoint(self, run_dir: str, indices: Sequence[int]) -> Any:
+        """Called by submitit on the time-limit signal: stop at the epoch's end, requeue."""
+        from submitit.helpers import DelayedSubmission
+
+        _stop_and_wait(self.grace_s)
+        return DelayedSubmission(MemberJob(self.grace_s), run_dir, indices)
+
+
+def run_member_job(run_dir: str | Path, indices: Sequence[int]) -> int:
+    """Train members in this process, checkpointing and requeueing on SIGUSR2 under SLURM.
+
+    This is what the sbatch template runs (``#SBATCH --signal=USR2@...``). Outside
+    SLURM the signal only checkpoints and stops.
+
+    Returns:
+        Exit status: 0 finished, 3 stopped (and requeued when under SLURM).
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    try:
+        finished = _run_in_thread(str(Path(run_dir).resolve()), indices, stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if finished:
+        return 0
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        subprocess.run(["scontrol", "requeue", job], check=False)
+    return 3
+
+
+# ------------------------------------------------------------------------ submission
+def _groups(members: int, group_size: int) -> list[list[int]]:
+    return [list(range(s, min(s + group_size, members))) for s in range(0, members, group_size)]
+
+
+def write_sbatch_template(run_dir: str | Path, options: ExecutorOptions | None = None) -> Path:
+    """Write ``RUN/submit_members.sbatch``: an array script training one member per task.
+
+    Submit it with ``sbatch RUN/submit_members.sbatch``; each task runs
+    ``python -m profemu.cluster train-member RUN --member $SLURM_ARRAY_TASK_ID``.
+    """
+    opts = options or ExecutorOptions()
+    run = Path(run_dir).resolve()
+    members = _run_members(run)
+    logs = run / "logs"
+    lines = [
+        "#!/bin/bash",
+        "# Train the ensemble members of this run, one per array task.",
+        "# Submit with: sbatch " + shlex.quote(str(run / SBATCH_TEMPLATE)),
+        "# then merge with: profemu merge " + shlex.quote(str(run)),
+        "#SBATCH --job-name=profemu-members",
+        f"#SBATCH --array=0-{members - 1}%{opts.array_parallelism}",
+        f"#SBATCH --output={logs}/member_%a_%A.out",
+        f"#SBATCH --error={logs}/member_%a_%A.err",
+        f"#SBATCH --time={opts.time_min}",
+        f"#SBATCH --cpus-per-task={opts.cpus}",
+        f"#SBATCH --signal=USR2@{opts.slurm_signal_delay_s}",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+    ]
+    if opts.partition:
+        lines.append(f"#SBATCH --partition={opts.partition}")
+    if opts.gpus:
+        lines.append(f"#SBATCH --gpus-per-node={opts.gpus}")
+    if opts.mem_gb is not None:
+        lines.append(f"#SBATCH --mem={int(np.ceil(opts.mem_gb))}G")
+    lines += [
+        "",
+        f"mkdir -p {shlex.quote(str(logs))}",
+        f'export PROFEMU_MEMBER_LOG="{logs}/member_${{SLURM_ARRAY_TASK_ID}}_${{SLURM_ARRAY_JOB_ID}}.out"',
+        f"exec {shlex.quote(sys.executable)} -m profemu.cluster train-member "
+        f"{shlex.quote(str(run))} --member $SLURM_ARRAY_TASK_ID",
+        "",
+    ]
+    logs.mkdir(parents=True, exist_ok=True)
+    path = run / SBATCH_TEMPLATE
+    _atomic_write_text(path, "\n".join(lines))
+    path.chmod(0o755)
+    return path
+
+
+def submit_members(
+    run_dir: str | Path,
+    members: int,
+    options: ExecutorOptions,
+    *,
+    group_size: int = 1,
+    dataset: ProfileDataset | None = None,
+    config: Config | None = None,
+    source: DataSource | None = None,
+) -> list[str]:
+    """Train ``members`` ensemble members as one job array (or inline, one group after another).
+
+    With ``config`` and ``source`` the run folder is prepared first (see
+    :func:`prepare_run`); without them ``run_dir`` must already be prepared.
+
+    Args:
+        run_dir: The run folder.
+        members: Ensemble size M.
+        options: Executor options.
+        group_size: Members trained together (under ``vmap``) in one job.
+        dataset: The loaded data (default: loaded from ``source``).
+        config: Run configuration.
+        source: Data file the jobs reload.
+
+    Returns:
+        Job ids in member-group order (``"inline"`` for in-process runs).
+    """
+    options.validate()
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ConfigError(f"group_size: expected an integer >= 1, got {group_size!r}.")
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ConfigError(f"members: expected an integer >= 1, got {members!r}.")
+    run = Path(run_dir).resolve()
+    if config is not None:
+        if source is None:
+            raise ConfigError("source: jobs reload the data from a file; pass its DataSource with the config.")
+        prepare_run(run, dataset if dataset is not None else load_data(source), config, source, members=members)
+    elif not (run / "run.json").is_file():
+        raise ConfigError(f"{run}: not a prepared run folder; pass config and source to prepare it.")
+    elif _run_members(run) != members:
+        raise ConfigError(f"members: the run {run} was prepared for {_run_members(run)} members, not {members}.")
+    write_sbatch_template(run, options)
+    groups = _groups(members, group_size)
+    for group in groups:
+        for i in group:
+            if _read_status(run, i).get("state") != "completed":
+                _update_status(run, i, state="pending", epoch=0, group=group)
+
+    if options.executor == "inline":
+        for group in groups:
+            train_members(run, group)
+        record = {"executor": "inline", "folder": None, "jobs": [
+            {"job_id": "inline", "members": g, "stdout": None, "stderr": None} for g in groups]}
+        _atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
+        return ["inline"] * len(groups)
+
+    folder = run / "submitit"
+    executor = make_executor(options, folder)
+    grace = max(5.0, options.slurm_signal_delay_s - 10.0)
+    executor.update_parameters(name=f"profemu-{run.name}")
+    jobs = executor.map_array(MemberJob(grace), [str(run)] * len(groups), groups)
+    record = {
+        "executor": options.executor,
+        "folder": str(folder),
+        "jobs": [
+            {"job_id": str(j.job_id), "members": g, "stdout": str(j.paths.stdout), "stderr": str(j.paths.stderr)}
+            for j, g in zip(jobs, groups, strict=True)
+        ],
+    }
+    _atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
+    for j, g in zip(jobs, groups, strict=True):
+        for i in g:
+            _update_status(run, i, job_id=str(j.job_id), log=str(j.paths.stdout))
+    _SUBMITTED[str(run)] = jobs
+    return [str(j.job_id) for j in jobs]
+
+
+_SUBMITTED: dict[str, list[Any]] = {}
+
+
+def wait_for_jobs(run_dir: str | Path, *, poll_s: float = 2.0, timeout_s: float | None = None) -> list[MemberStatus]:
+    """Block until no member of the run is pending, running or requeued; returns the statuses.
+
+    Members whose job ended without finishing them (a crash before training, a
+    kill) are marked failed with the job's error and log path; :func:`merge`
+    reports them by index.
+    """
+    run = Path(run_dir).resolve()
+    jobs = _SUBMITTED.get(str(run))
+    t0 = time.monotonic()
+    while True:
+        statuses = run_status(run)
+        active = [s for s in statuses if s.state in ("pending", "running", "requeued")]
+        if not active:
+            return statuses
+        if jobs is not None and all(j.done() for j in jobs):
+            by_member = {i: j for j in jobs for i in _job_members(run, str(j.job_id))}
+            for s in active:
+                job = by_member.get(s.member)
+                try:
+                    exc = job.exception() if job is not None else None
+                except Exception as err:  # killed before writing a result
+                    exc = err
+                why = f"{type(exc).__name__}: {exc}" if exc is not None else "the job ended early"
+                _update_status(run, s.member, state="failed", error=why.splitlines()[0][:500])
+            return run_status(run)
+        if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+            raise TrainingError(f"{run}: members {[s.member for s in active]} still unfinished after {timeout_s:.0f} s.")
+        time.sleep(poll_s)
+
+
+def _job_members(run: Path, job_id: str) -> list[int]:
+    try:
+        record = json.loads((run / "jobs.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return next((list(j["members"]) for j in record.get("jobs", []) if str(j["job_id"]) == job_id), [])
+
+
+# ------------------------------------------------------------------------ status
+@dataclass(frozen=True)
+class MemberStatus:
+    """State of one ensemble member of a run.
+
+    Attributes:
+        member: Member index.
+        state: ``pending``, ``running``, ``requeued``, ``completed``, ``failed`` or ``timeout``.
+        epoch: Completed epochs.
+        epochs: Epochs planned (``train.epochs``; early stopping may finish sooner).
+        val_loss: Last validation loss (``None`` before the first epoch).
+        log: Path of the job's stdout log (``None`` when unknown).
+        job_id: Scheduler job id (``None`` when unknown).
+        error: Error message of a failed member.
+    """
+
+    member: int
+    state: str
+    epoch: int
+    epochs: int
+    val_loss: float | None
+    log: str | None
+    job_id: str | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SCHEDULER_FAILED = {
+    "FAILED": "failed", "CANCELLED": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
+    "BOOT_FAIL": "failed", "DEADLINE": "timeout", "TIMEOUT": "timeout", "PREEMPTED": "requeued",
+}
+
+
+def _scheduler_states(run: Path) -> dict[str, str]:
+    """Job id -> scheduler state (SLURM via submitit/sacct); empty when unavailable."""
+    try:
+        record = json.loads((run / "jobs.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if record.get("executor") != "slurm":
+        return {}
+    try:
+        import submitit
+
+        states = {}
+        for j in record.get("jobs", []):
+            job = submitit.SlurmJob(folder=record["folder"], job_id=j["job_id"])
+            states[j["job_id"]] = str(job.state).split()[0].upper()
+        return states
+    except Exception:  # sacct missing or accounting disabled: status.json alone
+        return {}
+
+
+def _pid_alive(pid: Any, host: Any) -> bool:
+    if host != socket.gethostname() or not isinstance(pid, int):
+        return True  # cannot tell from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(run_dir: str | Path) -> list[MemberStatus]:
+    """Status of every member of a run, from ``status.json`` files and the scheduler (sacct).
+
+    A member whose file says running but whose job the scheduler reports as failed,
+    cancelled or timed out (or whose local process is gone) is reported as such.
+    """
+    run = Path(run_dir).resolve()
+    members = _run_members(run)
+    scheduler = _scheduler_states(run)
+    out = []
+    for i in range(members):
+        st = _read_status(run, i)
+        state = str(st.get("state", "pending"))
+        job_id = st.get("job_id")
+        sched = scheduler.get(str(job_id), "") if job_id else ""
+        if state in ("pending", "running", "requeued"):
+            if sched in _SCHEDULER_FAILED and _SCHEDULER_FAILED[sched] != "requeued":
+                state = _SCHEDULER_FAILED[sched]
+            elif sched == "COMPLETED" and state != "completed":
+                state = "failed"  # the job ended without finishing this member
+            elif sched == "RUNNING" and state == "pending":
+                state = "running"
+            elif state == "running" and not sched and not _pid_alive(st.get("pid"), st.get("host")):
+                state = "failed"
+        out.append(
+            MemberStatus(
+                member=i, state=state, epoch=int(st.get("epoch", 0) or 0),
+                epochs=int(st.get("epochs", 0) or 0),
+                val_loss=st.get("val_loss"), log=st.get("log"), job_id=job_id,
+                error=st.get("error") or (f"scheduler state {sched}" if state in ("failed", "timeout") and sched else None),
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ merge
+def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
+    path = member_dir(run, member) / "variables.npz"
+    st = _read_status(run, member)
+    expected = st.get("sha256")
+    if expected and _sha256(path) != expected:
+        raise FormatError(
+            f"{path}: checksum does not match status.json (corrupt file); retrain member {member} "
+            f"with `python -m profemu.cluster train-member {run} --member {member}`."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            flat = {k: np.asarray(z[k]) for k in z.files}
+    except Exception as exc:
+        raise FormatError(
+            f"{path}: not a readable weights archive ({type(exc).__name__}); retrain member {member}."
+        ) from None
+    if not flat or any(a.dtype.kind != "f" for a in flat.values()):
+        raise FormatError(f"{path}: holds no float weight arrays; retrain member {member}.")
+    return flat
+
+
+def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
+    """Stack the finished members of a run, in index order, into one ensemble Emulator.
+
+    The variance scale is calibrated on the validation split (``train.calibrate``)
+    and the ensemble is evaluated on the test split. Writes ``RUN/emulator`` and
+    ``RUN/evaluation.json``.
+
+    Args:
+        run_dir: The run folder.
+        allow_partial: Merge the members that finished even if some did not.
+
+    Returns:
+        The merged :class:`~profemu.emulator.Emulator`.
+
+    Raises:
+        TrainingError: Some members are missing, failed or corrupt (listed by index
+            with their log paths) and ``allow_partial`` is False, or none finished.
+    """
+    from profemu.emulator import Emulator
+    from profemu.evaluate import evaluate, fit_variance_scale
+    from profemu.models.spec import OutputSpec
+    from profemu.workflow import _jsonable, _predict_dataset
+
+    run = Path(run_dir).resolve()
+    statuses = run_status(run)
+    good: list[int] = []
+    stacks: list[dict[str, np.ndarray]] = []
+    problems: list[str] = []
+    for s in statuses:
+        path = member_dir(run, s.member) / "variables.npz"
+        if s.state != "completed" or not path.is_file():
+            why = s.state if s.state != "completed" else "variables.npz missing"
+            detail = f": {s.error}" if s.error else ""
+            problems.append(f"member {s.member} ({why}{detail}; log: {s.log or 'none'})")
+            continue
+        try:
+            stacks.append(_load_member_variables(run, s.member))
+        except FormatError as exc:
+            problems.append(f"member {s.member} (corrupt: {exc})")
+            continue
+        good.append(s.member)
+    if problems and (not allow_partial or not good):
+        hint = "" if good else " No member finished."
+        raise TrainingError(
+            f"{run}: cannot merge, {len(problems)} of {len(statuses)} member(s) not usable:\n  "
+            + "\n  ".join(problems)
+            + f"\n{hint}Re-submit them, or merge the others with allow_partial=True (--allow-partial)."
+        )
+    names = set(stacks[0])
+    for i, flat in zip(good, stacks, strict=True):
+        if set(flat) != names or any(flat[k].shape != stacks[0][k].shape for k in names):
+            raise FormatError(
+                f"{member_dir(run, i) / 'variables.npz'}: weights differ in names or shapes from member "
+                f"{good[0]}'s; were they trained with another config?"
+            )
+    variables = _unflatten({k: np.stack([f[k] for f in stacks]) for k in sorted(names)})
+    config, prep, _ = load_run(run)
+    t = prep.transforms
+    spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
+    metadata = {
+        "training_data_fingerprint": prep.train.fingerprint(),
+        "n_train": len(prep.split.train),
+        "config": config.to_dict(),
+        "members_merged": good,
+        "members_missing": [s.member for s in statuses if s.member not in good],
+        "best_epoch": [_read_status(run, i).get("best_epoch") for i in good],
+        "radius_unit": prep.dataset.radius_unit,
+        "units": dict(prep.dataset.units),
+        "data_meta": _jsonable(dict(prep.dataset.meta)),
+    }
+    emulator = Emulator(t, config.model, spec, variables, metadata=metadata)
+    if config.train.calibrate and len(prep.split.val):
+        val = prep.val
+        emulator.variance_scale = fit_variance_scale(_predict_dataset(emulator, val), val)
+        emulator.metadata["variance_scale_fitted_on"] = "validation split"
+    emulator.save(run / "emulator")
+    if len(prep.split.test):
+        evaluation = evaluate(emulator, prep.test)
+        _atomic_write_text(run / "evaluation.json", json.dumps(evaluation, indent=1))
+    return emulator
+
+
+# ------------------------------------------------------------------------ entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m profemu.cluster train-member RUN --member I [--member J ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m profemu.cluster")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tm = sub.add_parser("train-member", help="train ensemble member(s) of a prepared run")
+    tm.add_argument("run")
+    tm.add_argument("--member", type=int, action="append", required=True)
+    mg = sub.add_parser("merge", help="merge the finished members of a run")
+    mg.add_argument("run")
+    mg.add_argument("--allow-partial", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "train-member":
+        return run_member_job(args.run, args.member)
+    merge(args.run, allow_partial=args.allow_partial)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

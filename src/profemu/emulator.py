@@ -1,0 +1,554 @@
+"""The :class:`Emulator`: the one artefact users train, save, load and call.
+
+An Emulator bundles the fitted :class:`~profemu.data.transforms.Transforms`, the model
+configuration, the (stacked, ``M`` members) network weights and metadata (input names,
+log flags, radial grid and units, k grid, field names and units, the training box,
+versions, training-data fingerprint, format version).
+
+* :meth:`Emulator.predict` — numpy in, numpy out; uses a numpy-only forward pass, so a
+  saved Emulator predicts without importing JAX.
+* :attr:`Emulator.predict_fn` — a pure JAX function, ``jax.jit``-able and
+  differentiable, for HMC/NUTS likelihoods (numpyro, blackjax).
+* :meth:`Emulator.save` / :meth:`Emulator.load` — a folder with ``manifest.json`` and
+  ``weights.npz`` (plain arrays, ``allow_pickle=False``). The manifest is validated
+  against its schema and the weights' checksum, names and shapes before use.
+
+Predictions are of log10 of each profile field: ``{field: (mean [n, n_r], var [n, n_r])}``
+where ``var`` is the total predictive variance in dex² (ensemble aleatoric +
+epistemic, times the calibrated ``variance_scale``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from profemu.config import ModelConfig, _build
+from profemu.errors import DataError, ExtrapolationError, FormatError
+
+__all__ = ["FORMAT_VERSION", "Emulator", "Prediction"]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.npz"
+_MAX_WEIGHT_ELEMENTS = 2_000_000_000  # refuse absurd shapes before allocating
+
+ExtrapolationPolicy = Literal["error", "warn", "ignore"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Mean and variance of log10 of one field, with the ensemble's split of the variance.
+
+    Attributes:
+        mean: [n, n_r] predicted log10 profile.
+        var: [n, n_r] total predictive variance [dex²] (= aleatoric + epistemic, scaled).
+        aleatoric: [n, n_r] mean of member variances [dex²].
+        epistemic: [n, n_r] variance of member means [dex²].
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    aleatoric: np.ndarray
+    epistemic: np.ndarray
+
+    def __iter__(self):  # allows ``mean, var = emu.predict(...)[field]``
+        return iter((self.mean, self.var))
+
+    @property
+    def std(self) -> np.ndarray:
+        """Predictive standard deviation [dex], [n, n_r]."""
+        return np.sqrt(self.var)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def _unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = tree
+        *path, leaf = name.split("/")
+        for key in path:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return tree
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Emulator:
+    """A trained emulator of log10 halo profiles.
+
+    Args:
+        transforms: Fitted :class:`~profemu.data.transforms.Transforms`.
+        model_config: The :class:`~profemu.config.ModelConfig` of the network.
+        spec: The :class:`~profemu.models.spec.OutputSpec` the network was built with.
+        variables: Flax variables with every leaf stacked on a leading member axis ``M``
+            (numpy or JAX arrays; stored as numpy float32).
+        metadata: Free-form JSON-safe metadata (training data fingerprint, config, ...).
+        variance_scale: Post-hoc calibration factor of the predictive variance.
+        on_extrapolation: Default policy for inputs outside the training box.
+    """
+
+    def __init__(
+        self,
+        transforms: Any,
+        model_config: ModelConfig,
+        spec: Any,
+        variables: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        variance_scale: float = 1.0,
+        on_extrapolation: ExtrapolationPolicy = "warn",
+    ) -> None:
+        self.transforms = transforms
+        self.model_config = model_config
+        self.spec = spec
+        self.variables = {k: v for k, v in _unflatten(
+            {n: np.asarray(a, dtype=np.float32) for n, a in _flatten(variables).items()}).items()}
+        self.metadata = dict(metadata or {})
+        self.variance_scale = float(variance_scale)
+        self.on_extrapolation = self._check_policy(on_extrapolation)
+        leaves = list(_flatten(self.variables).values())
+        self.members = int(leaves[0].shape[0]) if leaves else 0
+        self._box = self._training_box()
+
+    # ------------------------------------------------------------------ info
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """Fields predicted, in order."""
+        return tuple(self.transforms.field_names)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Names of the parameters expected by :meth:`predict`, in column order."""
+        return tuple(self.transforms.param_names)
+
+    @property
+    def radius(self) -> np.ndarray:
+        """Radial grid [n_r] in ``radius_unit``."""
+        return np.asarray(self.transforms.radius)
+
+    def __repr__(self) -> str:
+        return (
+            f"Emulator(kind={self.model_config.kind!r}, members={self.members}, "
+            f"params={len(self.param_names)}, fields={list(self.field_names)}, n_r={len(self.radius)})"
+        )
+
+    # ------------------------------------------------------------- validation
+    @staticmethod
+    def _check_policy(policy: str) -> ExtrapolationPolicy:
+        if policy not in ("error", "warn", "ignore"):
+            raise DataError(
+                f"on_extrapolation: {policy!r} is not allowed; choose 'error', 'warn' or 'ignore'."
+            )
+        return policy  # type: ignore[return-value]
+
+    def _training_box(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        box = self.transforms.input_box()
+        return {name: (np.asarray(lo, float), np.asarray(hi, float)) for name, (lo, hi) in box.items()}
+
+    def _as_inputs(
+        self,
+        params: Any,
+        log10_mass: Any,
+        pk_ratio: Any = None,
+        redshift: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
+        """Validate user inputs; returns 2-D arrays and whether the input was a single example."""
+        names = self.param_names
+        if isinstance(params, Mapping):
+            unknown = [k for k in params if k not in names]
+            missing = [k for k in names if k not in params]
+            if unknown or missing:
+                raise DataError(
+                    f"params: unknown {unknown} and missing {missing} parameter names; "
+                    f"the emulator expects exactly {list(names)}."
+                )
+            params = np.column_stack([np.atleast_1d(np.asarray(params[k], float)) for k in names])
+        p = np.asarray(params, dtype=float)
+        single = p.ndim == 1
+        p = np.atleast_2d(p)
+        if p.ndim != 2 or p.shape[1] != len(names):
+            raise DataError(
+                f"params: expected {len(names)} parameters per example ({', '.join(names)}), "
+                f"got shape {np.shape(params)}; pass an array [n, {len(names)}] or a dict by name."
+            )
+        m = np.atleast_1d(np.asarray(log10_mass, dtype=float))
+        if m.ndim != 1:
+            raise DataError(f"log10_mass: expected a scalar or a 1-D array, got shape {m.shape}.")
+        if m.shape[0] == 1 and p.shape[0] > 1:
+            m = np.repeat(m, p.shape[0])
+        if p.shape[0] == 1 and m.shape[0] > 1:
+            p = np.repeat(p, m.shape[0], axis=0)
+            single = False
+        if m.shape[0] != p.shape[0]:
+            raise DataError(f"log10_mass: {m.shape[0]} values for {p.shape[0]} rows of params.")
+        for name, arr in (("params", p), ("log10_mass", m)):
+            if not np.all(np.isfinite(arr)):
+                bad = np.argwhere(~np.isfinite(arr))[0]
+                raise DataError(f"{name}: non-finite value at {tuple(int(i) for i in bad)}; inputs must be finite.")
+        for j, name in enumerate(names):
+            if name in self.transforms.log_params and np.any(p[:, j] <= 0):
+                raise DataError(
+                    f"params[{name!r}]: values must be > 0 (the parameter is log-distributed); "
+                    f"got {p[:, j].min()}."
+                )
+        pk = None
+        k = getattr(self.transforms, "k", None)
+        if k is not None:
+            if pk_ratio is None:
+                raise DataError(f"pk_ratio: this emulator needs P(k) suppression on {len(k)} k bins; pass pk_ratio.")
+            pk = np.atleast_2d(np.asarray(pk_ratio, dtype=float))
+            if pk.shape[0] == 1 and p.shape[0] > 1:
+                pk = np.repeat(pk, p.shape[0], axis=0)
+            if pk.shape != (p.shape[0], len(k)):
+                raise DataError(f"pk_ratio: expected shape ({p.shape[0]}, {len(k)}), got {pk.shape}.")
+            if not np.all(np.isfinite(pk)):
+                raise DataError("pk_ratio: non-finite values; inputs must be finite.")
+        elif pk_ratio is not None:
+            raise DataError("pk_ratio: this emulator was trained without P(k); do not pass pk_ratio.")
+        z = None
+        if redshift is not None:
+            z = np.atleast_1d(np.asarray(redshift, dtype=float))
+            if z.shape[0] == 1 and p.shape[0] > 1:
+                z = np.repeat(z, p.shape[0])
+            if z.shape != (p.shape[0],) or not np.all(np.isfinite(z)):
+                raise DataError(f"redshift: expected {p.shape[0]} finite values, got shape {z.shape}.")
+        return p, m, pk, z, single
+
+    def check_extrapolation(
+        self,
+        params: np.ndarray,
+        log10_mass: np.ndarray,
+        pk_ratio: np.ndarray | None = None,
+        redshift: np.ndarray | None = None,
+        *,
+        policy: ExtrapolationPolicy | None = None,
+    ) -> list[str]:
+        """Names of inputs outside the training box; warns or raises by ``policy``."""
+        policy = self._check_policy(policy or self.on_extrapolation)
+        if policy == "ignore":
+            return []
+        values: dict[str, np.ndarray] = {name: params[:, j] for j, name in enumerate(self.param_names)}
+        values["log10_mass"] = log10_mass
+        if pk_ratio is not None:
+            values["pk_ratio"] = pk_ratio
+        if redshift is not None:
+            values["redshift"] = redshift
+        outside: list[str] = []
+        for name, (lo, hi) in self._box.items():
+            if name not in values:
+                continue
+            v = values[name]
+            tol = 1e-9 * (1.0 + np.abs(hi - lo))
+            if np.any(v < lo - tol) or np.any(v > hi + tol):
+                rng = (f"[{float(np.min(lo)):.4g}, {float(np.max(hi)):.4g}]" if np.ndim(lo)
+                       else f"[{float(lo):.4g}, {float(hi):.4g}]")
+                outside.append(f"{name} (training range {rng}, got {float(np.min(v)):.4g}..{float(np.max(v)):.4g})")
+        if outside:
+            msg = "inputs outside the training box: " + "; ".join(outside)
+            if policy == "error":
+                raise ExtrapolationError(msg + ". Pass on_extrapolation='warn' or 'ignore' to predict anyway.")
+            warnings.warn(msg + "; predictions there are extrapolations.", stacklevel=3)
+        return outside
+
+    # ------------------------------------------------------------- prediction
+    def predict(
+        self,
+        params: Any,
+        log10_mass: Any,
+        pk_ratio: Any = None,
+        redshift: Any = None,
+        *,
+        on_extrapolation: ExtrapolationPolicy | None = None,
+    ) -> dict[str, Prediction]:
+        """Predict log10 profiles (numpy only; JAX is not imported).
+
+        Args:
+            params: [n, p] or [p] parameter values (linear, as in the training data),
+                or a dict name -> value(s).
+            log10_mass: [n] or scalar log10(M / Msun).
+            pk_ratio: [n, n_k] or [n_k] P(k) suppression, when the emulator uses it.
+            redshift: [n] or scalar, when the emulator uses it.
+            on_extrapolation: Override of the default extrapolation policy.
+
+        Returns:
+            ``{field: Prediction}``; each unpacks as ``mean, var`` with shapes [n, n_r]
+            (or [n_r] for a single example) in log10 units and dex².
+        """
+        from profemu.models import numpy_forward
+
+        p, m, pk, z, single = self._as_inputs(params, log10_mass, pk_ratio, redshift)
+        self.check_extrapolation(p, m, pk, z, policy=on_extrapolation)
+        inputs = self.transforms.transform_inputs(p, m, pk, z, xp=np)
+        inputs = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}
+        means, variances = numpy_forward.forward_ensemble(
+            self.model_config, self.spec, self.variables["params"], inputs
+        )
+        return self._finish(means, variances, single, np)
+
+    def _finish(self, means: Any, variances: Any, single: bool, xp: Any) -> dict[str, Prediction]:
+        t = self.transforms
+        means = xp.asarray(means, dtype=xp.float64) if xp is np else means
+        variances = xp.asarray(variances, dtype=xp.float64) if xp is np else variances
+        mean_std = t.decode_mean(means, xp=xp)  # [M, n, D]
+        var_std = t.decode_var(variances, xp=xp)
+        mean = mean_std.mean(axis=0)
+        aleatoric = var_std.mean(axis=0)
+        epistemic = ((mean_std - mean) ** 2).mean(axis=0)
+        scale = xp.asarray(t.target_scale)
+        center = xp.asarray(t.target_center)
+        mean_log = center + scale * mean
+        ale = aleatoric * scale**2 * self.variance_scale
+        epi = epistemic * scale**2 * self.variance_scale
+        out: dict[str, Prediction] = {}
+        n_r = t.n_r
+        for f, name in enumerate(self.field_names):
+            sl = slice(f * n_r, (f + 1) * n_r)
+            parts = [mean_log[:, sl], ale[:, sl] + epi[:, sl], ale[:, sl], epi[:, sl]]
+            if single:
+                parts = [a[0] for a in parts]
+            out[name] = Prediction(*(np.asarray(a) for a in parts))
+        return out
+
+    @property
+    def predict_fn(self) -> Callable[..., tuple[Any, Any]]:
+        """A pure JAX function ``f(params, log10_mass, pk_ratio=None, redshift=None) -> (mean, var)``.
+
+        ``params`` is [p] or [n, p] (linear values as in the training data),
+        ``log10_mass`` scalar or [n]. Returns ``mean`` and total ``var`` of log10 of every
+        field with shape [..., F, n_r] (field axis in the order of :attr:`field_names`).
+        The function closes over the weights as constants, is ``jax.jit``-able and
+        differentiable with respect to every input; no extrapolation check is done
+        inside it (call :meth:`check_extrapolation` outside the likelihood if needed).
+        """
+        import jax
+        import jax.numpy as jnp
+
+        from profemu.models.build import build_model
+        from profemu.models.ensemble import apply_ensemble
+
+        model = build_model(self.model_config, self.spec)
+        variables = jax.tree.map(jnp.asarray, self.variables)
+        t = self.transforms
+        center = jnp.asarray(t.target_center)
+        scale = jnp.asarray(t.target_scale)
+        n_fields, n_r = len(self.field_names), t.n_r
+        vscale = self.variance_scale
+
+        def predict_fn(params, log10_mass, pk_ratio=None, redshift=None):
+            p = jnp.asarray(params)
+            single = p.ndim == 1
+            p2 = jnp.atleast_2d(p)
+            m = jnp.broadcast_to(jnp.atleast_1d(jnp.asarray(log10_mass)), (p2.shape[0],))
+            pk = None if pk_ratio is None else jnp.atleast_2d(jnp.asarray(pk_ratio))
+            z = None if redshift is None else jnp.broadcast_to(jnp.atleast_1d(redshift), (p2.shape[0],))
+            inputs = t.transform_inputs(p2, m, pk, z, xp=jnp)
+            means, variances = apply_ensemble(model, variables, inputs, train=False)
+            mean_std = t.decode_mean(means, xp=jnp)
+            var_std = t.decode_var(variances, xp=jnp)
+            mu = mean_std.mean(axis=0)
+            var = var_std.mean(axis=0) + ((mean_std - mu) ** 2).mean(axis=0)
+            mean_log = (center + scale * mu).reshape(-1, n_fields, n_r)
+            var_log = (var * scale**2 * vscale).reshape(-1, n_fields, n_r)
+            if single:
+                return mean_log[0], var_log[0]
+            return mean_log, var_log
+
+        return predict_fn
+
+    # --------------------------------------------------------------- files
+    def _manifest(self, weights_sha256: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
+        import dataclasses
+
+        versions: dict[str, str] = {"profemu": _package_version("profemu"), "numpy": np.__version__}
+        for pkg in ("jax", "flax", "optax"):
+            versions[pkg] = _package_version(pkg)
+        return {
+            "format": "profemu-emulator",
+            "format_version": FORMAT_VERSION,
+            "versions": versions,
+            "model_config": dataclasses.asdict(self.model_config),
+            "spec": self.spec.to_dict(),
+            "transforms": self.transforms.to_dict(),
+            "variance_scale": self.variance_scale,
+            "on_extrapolation": self.on_extrapolation,
+            "members": self.members,
+            "metadata": self.metadata,
+            "weights": {"file": WEIGHTS, "sha256": weights_sha256, "shapes": shapes},
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/manifest.json`` and ``folder/weights.npz`` atomically.
+
+        Both files are written to temporary names in the folder, flushed to disk and
+        renamed, the manifest last, so an interrupted save never leaves a folder that
+        loads as complete.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        flat = _flatten(self.variables)
+        shapes = {k: list(v.shape) for k, v in flat.items()}
+        tmp_w = _atomic_write(folder / WEIGHTS, lambda fh: np.savez(fh, **flat))
+        manifest = self._manifest(_sha256(tmp_w), shapes)
+        text = json.dumps(manifest, indent=1, sort_keys=False)
+        _atomic_write(folder / MANIFEST, lambda fh: fh.write(text.encode()))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, *, on_extrapolation: ExtrapolationPolicy | None = None) -> Emulator:
+        """Load a folder written by :meth:`save`.
+
+        The manifest is parsed and validated (format, version, required keys, types)
+        before any array is read; the weights' checksum, names and shapes are then
+        checked. No code from the files is ever executed.
+
+        Raises:
+            FormatError: missing/corrupt files, a newer format version, mismatched shapes.
+        """
+        from profemu.data.transforms import Transforms
+        from profemu.models.spec import OutputSpec
+
+        folder = Path(folder)
+        manifest = _read_manifest(folder)
+        wfile = folder / manifest["weights"]["file"]
+        if Path(manifest["weights"]["file"]).name != manifest["weights"]["file"]:
+            raise FormatError(f"{folder / MANIFEST}: weights file must be a plain file name in the folder.")
+        if not wfile.is_file():
+            raise FormatError(f"{wfile}: weights file is missing; the emulator folder is incomplete.")
+        shapes = manifest["weights"]["shapes"]
+        for name, shape in shapes.items():
+            if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
+                raise FormatError(f"{folder / MANIFEST}: weights.shapes[{name!r}] is not a list of sizes.")
+            if int(np.prod(shape, dtype=np.int64)) > _MAX_WEIGHT_ELEMENTS:
+                raise FormatError(f"{folder / MANIFEST}: weights.shapes[{name!r}] = {shape} is implausibly large.")
+        if _sha256(wfile) != manifest["weights"]["sha256"]:
+            raise FormatError(
+                f"{wfile}: checksum does not match the manifest (corrupt or replaced file); "
+                "re-save or re-train the emulator."
+            )
+        try:
+            with np.load(wfile, allow_pickle=False) as z:
+                flat = {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise FormatError(f"{wfile}: not a readable weights archive ({type(exc).__name__}).") from None
+        if set(flat) != set(shapes):
+            raise FormatError(
+                f"{wfile}: weight names differ from the manifest (extra {sorted(set(flat) - set(shapes))}, "
+                f"missing {sorted(set(shapes) - set(flat))})."
+            )
+        for name, arr in flat.items():
+            if list(arr.shape) != shapes[name] or arr.dtype.kind != "f":
+                raise FormatError(f"{wfile}: weight {name!r} has shape {arr.shape} {arr.dtype}, manifest says {shapes[name]}.")
+        try:
+            model_config = _build(ModelConfig, manifest["model_config"], "model.")
+            spec = OutputSpec.from_dict(manifest["spec"])
+            transforms = Transforms.from_dict(manifest["transforms"])
+        except FormatError:
+            raise
+        except Exception as exc:
+            raise FormatError(f"{folder / MANIFEST}: invalid model/transforms section ({exc}).") from None
+        emu = cls(
+            transforms, model_config, spec, _unflatten(flat),
+            metadata=manifest.get("metadata", {}),
+            variance_scale=float(manifest["variance_scale"]),
+            on_extrapolation=on_extrapolation or manifest.get("on_extrapolation", "warn"),
+        )
+        if emu.members != manifest["members"]:
+            raise FormatError(f"{folder / MANIFEST}: members={manifest['members']} but weights hold {emu.members}.")
+        return emu
+
+
+# ---------------------------------------------------------------------- helpers
+_MANIFEST_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "format_version": int,
+    "versions": dict,
+    "model_config": dict,
+    "spec": dict,
+    "transforms": dict,
+    "variance_scale": (int, float),
+    "members": int,
+    "metadata": dict,
+    "weights": dict,
+}
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise FormatError(f"{folder}: not an emulator folder (expected a directory with {MANIFEST}).")
+    if not path.is_file():
+        raise FormatError(f"{path}: missing; {folder} is not a saved Emulator (or the save was interrupted).")
+    if path.stat().st_size > 256 * 1024 * 1024:
+        raise FormatError(f"{path}: implausibly large manifest; refusing to read it.")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: not valid JSON ({exc.__class__.__name__}); the file is corrupt or truncated.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "profemu-emulator":
+        raise FormatError(f"{path}: not a profemu emulator manifest (missing format='profemu-emulator').")
+    version = manifest.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise FormatError(
+            f"{path}: format_version {version} is newer than this profemu supports ({FORMAT_VERSION}); "
+            "upgrade profemu to load it."
+        )
+    for key, tp in _MANIFEST_SCHEMA.items():
+        if key not in manifest:
+            raise FormatError(f"{path}: required key {key!r} is missing.")
+        if not isinstance(manifest[key], tp) or isinstance(manifest[key], bool):
+            raise FormatError(f"{path}: key {key!r} has the wrong type ({type(manifest[key]).__name__}).")
+    w = manifest["weights"]
+    if not (isinstance(w.get("file"), str) and isinstance(w.get("sha256"), str) and isinstance(w.get("shapes"), dict)):
+        raise FormatError(f"{path}: 'weights' must hold 'file', 'sha256' and 'shapes'.")
+    return manifest
+
+
+def _atomic_write(path: Path, write: Callable[[Any], Any]) -> Path:
+    """Write via a temporary file in the same folder, fsync, then rename onto ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"

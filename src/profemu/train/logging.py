@@ -1,0 +1,145 @@
+"""Metrics on disk: ``metrics.jsonl``, optional TensorBoard scalars and ``curves.png``.
+
+:class:`MetricsLogger` is a ``fit`` callback: ``fit(..., callbacks=[MetricsLogger(run_dir)])``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsLogger", "plot_curves"]
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe numbers: non-finite floats become null; numpy scalars become Python ones."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if isinstance(value, int) or (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"):
+        return int(value)
+    return number if math.isfinite(number) else None
+
+
+class MetricsLogger:
+    """Write each epoch's metrics to ``run_dir/metrics.jsonl`` and TensorBoard.
+
+    The logged entries are also kept in :attr:`history` (for :func:`plot_curves`).
+    TensorBoard event files go to ``run_dir/tensorboard`` when ``tensorboardX`` is
+    installed (``pip install profemu[logging]``); otherwise only the JSON lines are
+    written and :attr:`note` says why.
+
+    Args:
+        run_dir: Run folder (created if needed).
+        tensorboard: Also write TensorBoard scalars when possible.
+    """
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / "metrics.jsonl"
+        self.note = ""
+        self.history: list[dict[str, Any]] = []
+        self._writer: Any = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                self.note = "tensorboardX is not installed: TensorBoard scalars are skipped."
+            else:
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def log(self, entry: Mapping[str, Any]) -> None:
+        """Append one epoch's dict (one JSON line) and its scalars to TensorBoard."""
+        clean = _clean(dict(entry))
+        self.history.append(clean)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(clean, allow_nan=False) + "\n")
+        if self._writer is not None:
+            step = int(entry.get("epoch", 0))
+            for key, value in clean.items():
+                if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool):
+                    self._writer.add_scalar(key, value, step)
+            self._writer.flush()
+
+    def __call__(self, entry: Mapping[str, Any]) -> None:
+        """Callback form of :meth:`log` (returns None, so it never stops training)."""
+        self.log(entry)
+
+    def close(self) -> None:
+        """Close the TensorBoard writer (the JSON file is closed after every line)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _panels(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys: list[str] = []
+    for entry in history:
+        for key in entry:
+            if key.startswith("train_") and not key.endswith("_members") and key not in keys:
+                keys.append(key)
+    return [*keys, "val_loss", "grad_norm", "learning_rate"]
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Draw one panel per training loss component, validation loss, gradient norm and LR.
+
+    Uses ``matplotlib.figure.Figure`` with the Agg canvas directly, so no global
+    backend is changed. Panels whose values are all zero or missing are skipped.
+
+    Args:
+        history: ``FitResult.history`` (or the lines of ``metrics.jsonl``).
+        path: Output image (e.g. ``run_dir/curves.png``).
+
+    Returns:
+        The written path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    series = {}
+    for key in _panels(history):
+        xs, ys = [], []
+        for entry in history:
+            value = entry.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                xs.append(entry.get("epoch", len(xs)))
+                ys.append(float(value))
+        if ys and any(y != 0 for y in ys):
+            series[key] = (xs, ys)
+    n = max(len(series), 1)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(4 * cols, 2.8 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, (key, (xs, ys)) in enumerate(series.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.plot(xs, ys, lw=1.2)
+        if all(y > 0 for y in ys):
+            ax.set_yscale("log")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if not series:
+        fig.add_subplot(1, 1, 1).text(0.5, 0.5, "no finite metrics yet", ha="center", va="center")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path

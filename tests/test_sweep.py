@@ -1,0 +1,134 @@
+"""Hyper-parameter sweeps: space validation, encoding of list choices, inline and SLURM sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+
+from profemu.cluster import ExecutorOptions
+from profemu.config import Config
+from profemu.data.io import save_dataset
+from profemu.data.mock import make_mock_universe
+from profemu.errors import ConfigError
+from profemu.sweep import decode_params, load_space, run_sweep, suggest
+from profemu.workflow import DataSource
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+SPACE = {
+    # a wide learning-rate range makes some trials clearly worse, so the median rule prunes
+    "optim.learning_rate": {"low": 1e-6, "high": 3e-2, "log": True},
+    "model.hidden": {"choices": [[8], [16, 16]]},
+    "loss.physics.smoothness_weight": {"low": 0, "high": 1},
+    "optim.warmup_epochs": {"low": 0, "high": 2},
+}
+
+
+@pytest.fixture
+def slurm() -> None:
+    if shutil.which("sbatch") is None:
+        msg = "sbatch is not on PATH: start the one-node cluster with `bash ../shared/tools/slurm-local.sh`"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "mock.npz"
+    save_dataset(make_mock_universe(n=64, seed=5, n_r=6, with_pk=False, param_set="lh6").dataset, path)
+    return path
+
+
+def base_config() -> Config:
+    return Config().updated({
+        "model.hidden": [8], "train.members": 3, "train.epochs": 6, "train.batch_size": 32,
+        "train.patience": 0, "data.fields": ["rho"],
+    })
+
+
+def test_space_validation(tmp_path) -> None:
+    space = load_space(SPACE)
+    assert space["optim.warmup_epochs"].kind == "int"
+    assert space["loss.physics.smoothness_weight"].kind == "float"  # float key, integer bounds
+    assert space["model.hidden"].kind == "categorical"
+    with pytest.raises(ConfigError, match=r"valid keys here: \[.*'optim.learning_rate'"):
+        load_space({"optim.learnig_rate": {"low": 1e-4, "high": 1e-3}})
+    with pytest.raises(ConfigError, match="is a section"):
+        load_space({"loss.physics": {"choices": [{}]}})
+    with pytest.raises(ConfigError, match="low"):
+        load_space({"optim.learning_rate": {"low": 0, "high": 1e-3, "log": True}})
+    with pytest.raises(ConfigError, match="smaller"):
+        load_space({"optim.clip_norm": {"low": 2, "high": 1}})
+    with pytest.raises(ConfigError, match="integer"):
+        load_space({"train.batch_size": {"low": 8.5, "high": 64}})
+    with pytest.raises(ConfigError, match=r"model\.kind"):
+        load_space({"model.kind": {"choices": ["mlp", "transformer"]}})
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_space({"optim.clip_norm": {"low": 1, "high": 2, "logscale": True}})
+    path = tmp_path / "space.yaml"
+    path.write_text("model.kind: {choices: [mlp, physics]}\noptim.weight_decay: {low: 0.0, high: 0.01}\n")
+    assert set(load_space(path)) == {"model.kind", "optim.weight_decay"}
+
+
+def test_suggest_decodes_list_choices() -> None:
+    space = load_space(SPACE)
+    trial = optuna.trial.FixedTrial({
+        "optim.learning_rate": 1e-3, "model.hidden": "[16, 16]",
+        "loss.physics.smoothness_weight": 0.5, "optim.warmup_epochs": 2,
+    })
+    overrides = suggest(trial, space)
+    assert overrides["model.hidden"] == [16, 16]
+    cfg = base_config().updated(overrides)
+    assert cfg.model.hidden == [16, 16] and cfg.optim.warmup_epochs == 2
+    assert decode_params({"model.hidden": "[8]"}, space) == {"model.hidden": [8]}
+
+
+def _check_outputs(out: Path, best: Config, trials: int) -> dict:
+    record = json.loads((out / "trials.json").read_text())
+    assert len(record["trials"]) == trials
+    assert {t["state"] for t in record["trials"]} <= {"COMPLETE", "PRUNED"}
+    complete = [t for t in record["trials"] if t["state"] == "COMPLETE"]
+    winner = min(complete, key=lambda t: t["value"])
+    assert best.optim.learning_rate == pytest.approx(winner["params"]["optim.learning_rate"])
+    assert best.model.hidden == winner["params"]["model.hidden"]
+    assert best.train.members == 3  # trials ran one member; the ensemble keeps the base size
+    reloaded = Config.from_yaml(out / "best_config.yaml")
+    assert reloaded.to_dict() == best.to_dict()
+    return record
+
+
+def test_inline_sweep_prunes_and_writes_best_config(data_path, tmp_path) -> None:
+    out = tmp_path / "sweep"
+    best = run_sweep(DataSource(str(data_path)), base_config(), SPACE, 4, ExecutorOptions(executor="inline"),
+                     out_dir=out, seed=1)
+    record = _check_outputs(out, best, 4)
+    pruned = [t for t in record["trials"] if t["state"] == "PRUNED"]
+    assert pruned and all(t["last_epoch_reported"] < 5 for t in pruned)
+    assert (out / "optuna.journal").stat().st_size > 0
+
+
+def test_sweep_accepts_sqlite_storage(data_path, tmp_path) -> None:
+    out = tmp_path / "sweep"
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_sweep(DataSource(str(data_path)), base_config().updated({"train.epochs": 2}),
+              {"optim.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}, 1,
+              ExecutorOptions(executor="inline"), out_dir=out, storage=url, study_name="s")
+    assert optuna.load_study(study_name="s", storage=url).trials[0].state.name == "COMPLETE"
+
+
+@pytest.mark.slurm
+def test_slurm_sweep_shares_journal_and_prunes(slurm, data_path, tmp_path) -> None:
+    out = tmp_path / "sweep"
+    options = ExecutorOptions(executor="slurm", partition="debug", time_min=10, slurm_signal_delay_s=30)
+    best = run_sweep(DataSource(str(data_path)), base_config(), SPACE, 6, options, out_dir=out, seed=2,
+                     trials_per_job=3)
+    record = _check_outputs(out, best, 6)
+    assert not record["job_errors"]
+    assert any(t["state"] == "PRUNED" for t in record["trials"])
+    assert len(list((out / "submitit").glob("*_log.out"))) == 2  # two array tasks shared one journal

@@ -1,0 +1,50 @@
+"""Tests of the metrics logger and the training-curve figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from profemu.train.logging import MetricsLogger, plot_curves
+
+
+def fake_history(n: int = 6) -> list[dict]:
+    return [
+        {
+            "epoch": e,
+            "train_loss": 1.0 / (e + 1),
+            "train_data": 0.8 / (e + 1),
+            "train_monotonic": 0.0,
+            "train_loss_members": [1.0, 2.0],
+            "val_loss": float("nan") if e == 2 else np.float32(1.2 / (e + 1)),
+            "grad_norm": np.float64(0.5),
+            "learning_rate": 1e-3,
+            "skipped_steps": np.int64(e),
+            "dropout": True,
+            "val_failures": {3: [1, 2]},
+        }
+        for e in range(n)
+    ]
+
+
+def test_metrics_jsonl_and_tensorboard(tmp_path: Path) -> None:
+    with MetricsLogger(tmp_path) as logger:
+        for entry in fake_history():
+            logger(entry)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and logger.history == lines
+    assert lines[2]["val_loss"] is None  # NaN is written as null, never as invalid JSON
+    assert lines[1]["val_loss"] == np.float32(0.6).item()
+    assert lines[3]["skipped_steps"] == 3 and isinstance(lines[3]["skipped_steps"], int)
+    assert lines[0]["train_loss_members"] == [1.0, 2.0]
+    assert lines[0]["val_failures"] == {"3": [1, 2]}
+    if not logger.note:
+        assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_plot_curves_writes_png(tmp_path: Path) -> None:
+    out = plot_curves(fake_history(), tmp_path / "sub" / "curves.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_curves([], tmp_path / "empty.png").is_file()
