@@ -1,17 +1,51 @@
 """profemu: physics-informed neural emulators of cosmological halo radial profiles.
 
-The public API is re-exported here; see ``docs/architecture.md`` for how the
-pieces fit together.
+The public API is flat::
+
+    import profemu
+    data = profemu.make_mock_universe(n=3000).dataset        # or profemu.ProfileDataset.load(...)
+    out = profemu.train_emulator(data, profemu.Config(), run_dir="runs/demo")
+    emu = profemu.Emulator.load("runs/demo/emulator")
+    metrics = profemu.evaluate(emu, data)
+
+Importing profemu does not import JAX; training and ``Emulator.predict_fn`` do. See
+``docs/architecture.md`` for how the pieces fit together.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
-from profemu.errors import ConfigError, DataError, ExtrapolationError, FormatError, ProfemuError
+from profemu.errors import (
+    ConfigError,
+    DataError,
+    ExtrapolationError,
+    FormatError,
+    ProfemuError,
+    TrainingError,
+)
 
 __version__ = "0.1.0"
+
+# name -> module, imported on first use (keeps ``import profemu`` light).
+_LAZY = {
+    "train_emulator": "profemu.workflow",
+    "DataSource": "profemu.workflow",
+    "evaluate": "profemu.evaluate",
+    "make_mock_universe": "profemu.data.mock",
+    "load_camels_lh": "profemu.data.camels",
+    "load_dataset": "profemu.data.io",
+    "split_by_group": "profemu.data.split",
+    "group_kfold": "profemu.data.split",
+    "Transforms": "profemu.data.transforms",
+    "PCAGPBaseline": "profemu.baselines",
+    "PCARBFBaseline": "profemu.baselines",
+    "run_diagnostics": "profemu.diagnose",
+}
 
 __all__ = [
     "Config",
@@ -22,5 +56,13 @@ __all__ = [
     "FormatError",
     "ProfemuError",
     "ProfileDataset",
+    "TrainingError",
     "__version__",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'profemu' has no attribute {name!r}")

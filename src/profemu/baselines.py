@@ -77,12 +77,25 @@ class Baseline(Protocol):
 
 # ---------------------------------------------------------------------- inputs
 class _InputScaler:
-    """Builds and standardises the input matrix [n, d] from named blocks (training statistics)."""
+    """Builds and standardises the input matrix [n, d] from named blocks (training statistics).
+
+    The P(k) suppression vector (~79 strongly correlated bins) enters as its first
+    ``PK_COMPONENTS`` principal components (fitted on the training rows), as in
+    cosmological emulators: a GP or RBF interpolant in 100+ raw dimensions is slow
+    and generalises poorly.
+    """
+
+    PK_COMPONENTS = 4
 
     def __init__(self, dataset: ProfileDataset) -> None:
         self.param_names = dataset.param_names
         self.log_columns = np.array([nm in dataset.log_params for nm in dataset.param_names])
         self.n_k = dataset.n_k
+        if self.n_k:
+            pk = np.asarray(dataset.pk_ratio, dtype=np.float64)
+            self.pk_mean = pk.mean(axis=0)
+            _, _, vt = np.linalg.svd(pk - self.pk_mean, full_matrices=False)
+            self.pk_basis = vt[: min(self.PK_COMPONENTS, vt.shape[0])]
         z = dataset.redshift
         self.use_redshift = z is not None and bool(np.ptp(z) > 0)
         x = self.raw(dataset.params, dataset.log10_mass, dataset.pk_ratio, dataset.redshift)
@@ -129,7 +142,7 @@ class _InputScaler:
             pk = np.asarray(pk_ratio, dtype=np.float64)
             if pk.shape != (n, self.n_k):
                 raise DataError(f"pk_ratio: expected shape ({n}, {self.n_k}), got {pk.shape}.")
-            cols.append(pk)
+            cols.append((pk - self.pk_mean) @ self.pk_basis.T)
         if self.use_redshift:
             if redshift is None:
                 raise DataError("redshift: this baseline was fitted on several redshifts; pass redshift [n].")

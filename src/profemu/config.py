@@ -103,7 +103,7 @@ class ModelConfig:
     """
 
     kind: Literal["mlp", "physics"] = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    hidden: list[int] = field(default_factory=lambda: [128, 128])
     activation: Literal["gelu", "silu", "tanh", "relu", "softplus"] = "gelu"
     dropout: float = 0.0
     var_floor: float = 1e-4
@@ -290,7 +290,7 @@ class TrainConfig:
 
     members: int = 5
     seed: int = 0
-    epochs: int = 400
+    epochs: int = 300
     batch_size: int = 64
     patience: int = 60
     max_seconds: float = 0.0
@@ -360,6 +360,8 @@ class Config:
             raise ConfigError(f"config file {str(p)!r} does not exist; pass the path of a YAML file.")
         try:
             data = yaml.safe_load(p.read_text())
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {str(p)!r} is not a text (YAML) file.") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}".splitlines()[0]) from None
         if data is not None and not isinstance(data, Mapping):

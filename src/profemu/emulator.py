@@ -64,6 +64,12 @@ class Prediction:
     def __iter__(self):  # allows ``mean, var = emu.predict(...)[field]``
         return iter((self.mean, self.var))
 
+    def __getitem__(self, index: int) -> np.ndarray:
+        return (self.mean, self.var)[index]
+
+    def __len__(self) -> int:
+        return 2
+
     @property
     def std(self) -> np.ndarray:
         """Predictive standard deviation [dex], [n, n_r]."""

@@ -438,8 +438,16 @@ def evaluate(predictor: Predictor, dataset: ProfileDataset, *, split: Any = None
 
     Returns:
         ``{"fields": {field: metrics}, "overall": metrics}``, JSON-safe.
+
+    Raises:
+        DataError: ``dataset`` is on another radial or k grid than the predictor's
+            transforms (checked when the predictor has ``transforms``).
     """
     ds = _subset(dataset, split)
+    # an Emulator knows its grids: refuse data on another radial/k grid instead of scoring it
+    check = getattr(getattr(predictor, "transforms", None), "check_compatible", None)
+    if callable(check):
+        check(ds)
     return evaluate_predictions(predict_dataset(predictor, ds), ds)
 
 

@@ -23,6 +23,8 @@ never divides by ~0.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -553,6 +555,22 @@ class Transforms:
         }
 
     # ------------------------------------------------------------------ files
+    def _digest(self) -> str:
+        """SHA-256 of the serialised statistics (computed once: Transforms are not mutated)."""
+        digest = self.__dict__.get("_digest_cache")
+        if digest is None:
+            text = json.dumps(self.to_dict(), sort_keys=True)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            self.__dict__["_digest_cache"] = digest
+        return digest
+
+    def __eq__(self, other: object) -> bool:
+        # Equal statistics give identical traced programs, so compiled training code is reused.
+        return isinstance(other, Transforms) and self._digest() == other._digest()
+
+    def __hash__(self) -> int:
+        return hash(self._digest())
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description (plain lists, floats and strings); see :meth:`from_dict`."""
 

@@ -65,6 +65,18 @@ class PhysicsContext:
     mass_scale: float = 1.0
     radius: np.ndarray | None = None
 
+    def _key(self) -> tuple[Any, ...]:
+        arrays = (self.log10_radius, self.target_center, self.target_scale, self.radius)
+        return (self.field_names, self.n_r, float(self.mass_scale),
+                *(None if a is None else np.asarray(a, np.float64).tobytes() for a in arrays))
+
+    def __eq__(self, other: object) -> bool:
+        # Value equality: equal constants give identical traced programs (compile cache hits).
+        return isinstance(other, PhysicsContext) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_names", tuple(self.field_names))
         lr = np.asarray(self.log10_radius, dtype=np.float64).reshape(-1)
@@ -125,7 +137,9 @@ def _weighted_mean(values: jax.Array, sample_weight: jax.Array | None) -> jax.Ar
     if sample_weight is None:
         return jnp.mean(per_sample)
     w = jnp.asarray(sample_weight, per_sample.dtype)
-    return jnp.sum(w * per_sample) / jnp.maximum(jnp.sum(w), jnp.finfo(per_sample.dtype).tiny)
+    # select rather than multiply, so a zero-weight row holding NaN/inf (0 * inf) cannot leak in
+    total = jnp.sum(jnp.where(w > 0, w * per_sample, 0.0))
+    return total / jnp.maximum(jnp.sum(w), jnp.finfo(per_sample.dtype).tiny)
 
 
 def _select(ctx: PhysicsContext, names: Sequence[str] | dict[str, float]) -> list[int]:

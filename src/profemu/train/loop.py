@@ -188,6 +188,12 @@ _PROGRAM_CACHE: OrderedDict[Any, _Programs] = OrderedDict()
 _PROGRAM_CACHE_SIZE = 8
 
 
+def _callable_key(fn: Any) -> Any:
+    """A cache key for ``fn``: bound methods compare by their object's value, not identity."""
+    owner = getattr(fn, "__self__", None)
+    return (owner, fn.__func__) if owner is not None and hasattr(fn, "__func__") else fn
+
+
 def _programs(
     model: Any, cfg: Config, physics_ctx: PhysicsContext | None, decode: tuple[Decode, Decode], n_train: int
 ) -> _Programs:
@@ -205,7 +211,7 @@ def _programs(
             cfg.train.epochs if cfg.optim.schedule == "cosine" else None,
             cfg.train.batch_size, cfg.train.max_consecutive_failures,
             cfg.model.dropout, cfg.data.augment_noise, cfg.data.augment_seed,
-            physics_ctx, decode[0], decode[1], n_train,
+            physics_ctx, _callable_key(decode[0]), _callable_key(decode[1]), n_train,
         )
         hash(key)
     except TypeError:  # an unhashable model: build without caching

@@ -1,0 +1,658 @@
+"""Run folders and the self-contained HTML report of a training run.
+
+:class:`RunFolder` reads what ``profemu train`` wrote (see :mod:`profemu.workflow` for
+the layout): the configuration, the data source, the split, the per-epoch metrics,
+the held-out evaluation, the saved Emulator and, once ``profemu compare`` has run,
+``compare.json``.
+
+:func:`write_report` turns a run folder into ``report.html``: one file, images
+embedded as base64 PNG, every piece of text HTML-escaped. Sections (each skipped
+with a note when its inputs are absent):
+
+* training curves, one panel per loss component (``metrics.jsonl``);
+* predicted vs true profiles with 68%/95% bands for a few held-out examples per field;
+* fractional error vs radius (median and 68th percentile) per field, and per
+  baseline when ``compare.json`` holds per-radius errors;
+* calibration: observed vs nominal coverage of the central predictive intervals;
+* the comparison table with the baselines (``compare.json``);
+* the held-out metrics table, the data summary and the configuration.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas,
+so the global matplotlib backend is never touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from profemu.config import Config
+from profemu.data.dataset import ProfileDataset
+from profemu.errors import DataError, FormatError
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "RunFolder",
+    "comparison_table",
+    "frac_error_by_radius",
+    "metrics_table",
+    "write_report",
+]
+
+METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("frac_err_median", "frac err median [%]", "pct"),
+    ("frac_err_p68", "p68 [%]", "pct"),
+    ("frac_err_p95", "p95 [%]", "pct"),
+    ("rmse_dex", "RMSE [dex]", "{:.4f}"),
+    ("nll", "NLL", "{:.3f}"),
+    ("coverage_68", "cov 68", "{:.3f}"),
+    ("coverage_95", "cov 95", "{:.3f}"),
+    ("noise_floor_frac_median", "noise floor [%]", "pct"),
+)
+"""(metrics key, column title, format) of the held-out metrics table; ``pct`` = percent."""
+
+SPLITS = ("train", "val", "test")
+
+
+# ---------------------------------------------------------------------- run folder
+@dataclass(frozen=True)
+class RunFolder:
+    """Read access to a run folder written by :func:`profemu.workflow.train_emulator`.
+
+    Build with :meth:`open`, which checks that the folder looks like a run.
+
+    Attributes:
+        path: The run folder.
+    """
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | Path, *, require_emulator: bool = True) -> RunFolder:
+        """Check that ``path`` is a run folder and return it.
+
+        Args:
+            path: Folder written by ``profemu train --out``.
+            require_emulator: Also require the saved Emulator (``emulator/manifest.json``).
+
+        Raises:
+            DataError: the folder does not exist or is not a run folder.
+        """
+        p = Path(path)
+        if not p.is_dir():
+            raise DataError(f"run folder {str(p)!r} does not exist; pass the --out folder of `profemu train`.")
+        markers = ("config.yaml", "split.json", "emulator", "metrics.jsonl")
+        if not any((p / m).exists() for m in markers):
+            raise DataError(
+                f"{str(p)!r} is not a run folder (no config.yaml, split.json or emulator/); "
+                "pass the --out folder of `profemu train`."
+            )
+        if require_emulator and not (p / "emulator" / "manifest.json").is_file():
+            raise DataError(
+                f"{str(p)!r} has no saved emulator (emulator/manifest.json); the training run did "
+                "not finish — train again or resume it."
+            )
+        return cls(p)
+
+    # ------------------------------------------------------------------ files
+    def config(self) -> Config:
+        """The resolved configuration (``config.yaml``; defaults when absent)."""
+        f = self.path / "config.yaml"
+        return Config.from_yaml(f) if f.is_file() else Config()
+
+    def emulator(self) -> Any:
+        """The saved :class:`~profemu.emulator.Emulator` (``emulator/``)."""
+        from profemu.emulator import Emulator
+
+        return Emulator.load(self.path / "emulator")
+
+    def source(self) -> Any | None:
+        """The :class:`~profemu.workflow.DataSource` of ``data.json``, or None."""
+        from profemu.workflow import DataSource
+
+        f = self.path / "data.json"
+        if not f.is_file():
+            return None
+        try:
+            return DataSource.from_dict(json.loads(f.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise FormatError(f"{f}: not a valid data source record ({exc}).") from None
+
+    def dataset(self, fields: Sequence[str] | None = None) -> ProfileDataset:
+        """Reload the run's data from ``data.json`` (restricted to ``fields`` when given).
+
+        Raises:
+            DataError: there is no ``data.json`` or the file it names is gone.
+        """
+        from profemu.workflow import load_data
+
+        source = self.source()
+        if source is None:
+            raise DataError(
+                f"{self.path / 'data.json'}: missing, so the run's data cannot be reloaded; pass --data FILE."
+            )
+        if not Path(source.path).exists():
+            raise DataError(
+                f"the run's data file {source.path!r} (from data.json) does not exist any more; "
+                "pass --data FILE."
+            )
+        ds = load_data(source)
+        return ds.select_fields(list(fields)) if fields else ds
+
+    def split_rows(self, name: str, n_rows: int | None = None) -> np.ndarray:
+        """Row indices of split ``name`` (``train``, ``val``, ``test``) from ``split.json``.
+
+        Args:
+            name: Split name.
+            n_rows: Size of the dataset the rows index, for a bounds check.
+        """
+        if name not in SPLITS:
+            raise DataError(f"split: {name!r} is not allowed; choose one of {[*SPLITS, 'all']}.")
+        f = self.path / "split.json"
+        if not f.is_file():
+            raise DataError(f"{f}: missing; cannot tell the run's {name} rows. Use --split all.")
+        try:
+            rows = np.asarray(json.loads(f.read_text())[f"{name}_rows"], dtype=np.int64)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{f}: not a valid split record ({exc}).") from None
+        if n_rows is not None and rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+            raise DataError(
+                f"split.json: {name} rows go up to {int(rows.max())} but the data have {n_rows} rows; "
+                "the data differ from the run's (use --split all for other data)."
+            )
+        return rows
+
+    def history(self) -> list[dict[str, Any]]:
+        """Per-epoch training metrics (``metrics.jsonl``; empty when absent)."""
+        f = self.path / "metrics.jsonl"
+        out: list[dict[str, Any]] = []
+        if not f.is_file():
+            return out
+        for line in f.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by an interrupted run
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
+
+    def _json(self, name: str) -> Any | None:
+        f = self.path / name
+        if not f.is_file():
+            return None
+        try:
+            return json.loads(f.read_text())
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"{f}: not valid JSON ({exc}).") from None
+
+    def evaluation(self) -> dict[str, Any] | None:
+        """Held-out metrics (``evaluation.json``), or None."""
+        return self._json("evaluation.json")
+
+    def comparison(self) -> dict[str, Any] | None:
+        """``compare.json`` as ``{"rows": [...], "per_radius": {...}, ...}``, or None."""
+        data = self._json("compare.json")
+        if data is None:
+            return None
+        if isinstance(data, list):
+            return {"rows": data}
+        return data
+
+
+# ---------------------------------------------------------------------- numbers
+def frac_error_by_radius(
+    mean_log10: np.ndarray, true_log10: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median and 68th percentile of the fractional error at each radius.
+
+    Args:
+        mean_log10: Predicted log10 profile, [n, n_r].
+        true_log10: Target log10 profile, [n, n_r] (NaN = invalid).
+        mask: bool [n, n_r], True where the target is usable.
+
+    Returns:
+        ``(median, p68)``, each [n_r]; NaN at radii without a valid entry.
+    """
+    mean = np.asarray(mean_log10, dtype=np.float64)
+    true = np.asarray(true_log10, dtype=np.float64)
+    valid = np.asarray(mask, dtype=bool) & np.isfinite(true) & np.isfinite(mean)
+    frac = np.abs(np.expm1(np.where(valid, mean - true, 0.0) * math.log(10.0)))
+    n_r = true.shape[1]
+    med = np.full(n_r, np.nan)
+    p68 = np.full(n_r, np.nan)
+    for j in range(n_r):
+        v = frac[valid[:, j], j]
+        if v.size:
+            med[j] = np.median(v)
+            p68[j] = np.quantile(v, 0.68)
+    return med, p68
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if not isinstance(value, int | float):
+        return str(value)
+    if fmt == "pct":
+        return f"{100.0 * value:.2f}"
+    return fmt.format(value)
+
+
+def metrics_table(evaluation: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per field, then ``overall``) of a metrics dict, formatted.
+
+    Args:
+        evaluation: ``{"fields": {name: metrics}, "overall": metrics}`` from
+            :func:`profemu.evaluate.evaluate`.
+
+    Returns:
+        ``(header, rows)`` of strings; columns absent from every row are dropped.
+    """
+    entries: list[tuple[str, Mapping[str, Any]]] = list(dict(evaluation.get("fields", {})).items())
+    if "overall" in evaluation:
+        entries.append(("overall", evaluation["overall"]))
+    cols = [c for c in METRIC_COLUMNS if any(c[0] in m for _, m in entries)]
+    header = ["field", *(title for _, title, _ in cols)]
+    rows = [[name, *(_fmt(m.get(key), fmt) for key, _, fmt in cols)] for name, m in entries]
+    return header, rows
+
+
+# ---------------------------------------------------------------------- figures
+def _figure(n_panels: int, *, ncols: int = 3, size: tuple[float, float] = (4.2, 3.2)) -> tuple[Any, list[Any]]:
+    from matplotlib.figure import Figure
+
+    ncols = max(1, min(ncols, n_panels))
+    nrows = max(1, math.ceil(n_panels / ncols))
+    width, height = size[0] * ncols, size[1] * nrows
+    fig = Figure(figsize=(width, height), dpi=80)
+    # fixed margins in inches: much cheaper than a layout engine for many small panels
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.55 / height,
+                        top=1 - 0.35 / height, wspace=0.35, hspace=0.5)
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n_panels)]
+    return fig, axes
+
+
+def _png(fig: Any) -> str:
+    """The figure as a base64 PNG string (Agg canvas; the global backend is untouched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buf)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_NOT_CURVES = frozenset({
+    "epoch", "steps", "step", "seconds", "time", "elapsed", "active_members", "skipped_steps",
+    "rollbacks", "val_failures", "dropout", "seed",
+})
+
+
+def _loss_components(history: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Numeric history keys grouped by component: ``{"loss": ["train_loss", "val_loss"], ...}``.
+
+    Bookkeeping keys (epoch, timings, counters) and keys that stay constant for the whole
+    run (e.g. a physics term with weight 0) are left out.
+    """
+    values: dict[str, list[float]] = {}
+    for entry in history:
+        for k, v in entry.items():
+            if k in _NOT_CURVES or isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            values.setdefault(k, []).append(float(v))
+    groups: dict[str, list[str]] = {}
+    for k, vs in values.items():
+        finite = [v for v in vs if math.isfinite(v)]
+        if not finite or all(v == finite[0] for v in finite):  # nothing to see in a constant
+            continue
+        base = k
+        for prefix in ("train_", "val_", "train/", "val/"):
+            if k.startswith(prefix):
+                base = k[len(prefix):]
+                break
+        groups.setdefault(base, []).append(k)
+    return groups
+
+
+def _curves_figure(history: Sequence[Mapping[str, Any]]) -> str | None:
+    groups = _loss_components(history)
+    if not groups:
+        return None
+    fig, axes = _figure(len(groups), ncols=3, size=(4.0, 2.8))
+    x_all = [e.get("epoch", i) for i, e in enumerate(history)]
+    for ax, (component, keys) in zip(axes, groups.items(), strict=True):
+        positive = True
+        for key in keys:
+            pts = [(x, e[key]) for x, e in zip(x_all, history, strict=True)
+                   if isinstance(e.get(key), int | float) and math.isfinite(e[key])]
+            if not pts:
+                continue
+            xs, ys = zip(*pts, strict=True)
+            positive &= min(ys) > 0
+            ax.plot(xs, ys, label=key, lw=1.2)
+        if positive and ax.lines:
+            ys_all = np.concatenate([ln.get_ydata() for ln in ax.lines])
+            if ys_all.max() / ys_all.min() > 20:
+                ax.set_yscale("log")
+        ax.set_title(component, fontsize=10)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _profiles_figure(
+    emu_pred: Mapping[str, Any], test: ProfileDataset, rows: np.ndarray, radius_unit: str
+) -> str:
+    fields = list(emu_pred)
+    n_ex = len(rows)
+    fig, axes = _figure(len(fields) * n_ex, ncols=n_ex, size=(2.9, 2.5))
+    r = test.radius
+    for fi, field in enumerate(fields):
+        pred = emu_pred[field]
+        true = test.log10_profile(field)
+        for ei, i in enumerate(rows):
+            ax = axes[fi * n_ex + ei]
+            mu, sd = pred.mean[i], np.sqrt(pred.var[i])
+            ax.fill_between(r, mu - 1.96 * sd, mu + 1.96 * sd, color="C0", alpha=0.18, lw=0, label="95%")
+            ax.fill_between(r, mu - 0.9945 * sd, mu + 0.9945 * sd, color="C0", alpha=0.35, lw=0, label="68%")
+            ax.plot(r, mu, color="C0", lw=1.3, label="predicted")
+            m = test.mask[field][i]
+            err = None if test.noise is None or field not in test.noise else test.noise[field][i][m]
+            ax.errorbar(r[m], true[i][m], yerr=err, fmt="o", ms=2.5, color="k", lw=0.8, label="true")
+            ax.set_xscale("log")
+            ax.set_title(f"{field}, log10 M = {test.log10_mass[i]:.2f}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if ei == 0:
+                unit = test.units.get(field, "")
+                ax.set_ylabel(f"log10 {field}" + (f" [{unit}]" if unit else ""), fontsize=8)
+            if fi == len(fields) - 1:
+                ax.set_xlabel(f"r [{radius_unit}]", fontsize=8)
+            if fi == 0 and ei == 0:
+                ax.legend(fontsize=6)
+    return _png(fig)
+
+
+def _frac_error_figure(
+    curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray | None]]],
+    radius: np.ndarray,
+    radius_unit: str,
+) -> str:
+    """``curves``: field -> method -> (median [n_r], p68 [n_r] or None)."""
+    fields = list(curves)
+    fig, axes = _figure(len(fields), ncols=3, size=(4.2, 3.0))
+    for ax, field in zip(axes, fields, strict=True):
+        for ci, (method, (med, p68)) in enumerate(curves[field].items()):
+            color = f"C{ci}"
+            ax.plot(radius, 100 * np.asarray(med, float), color=color, lw=1.4, label=f"{method} median")
+            if p68 is not None:
+                ax.plot(radius, 100 * np.asarray(p68, float), color=color, lw=1.0, ls="--",
+                        label=f"{method} 68th pct")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"r [{radius_unit}]")
+        ax.set_ylabel("fractional error [%]")
+        ax.set_title(field, fontsize=10)
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _calibration_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    fig, axes = _figure(1, size=(4.2, 3.8))
+    ax = axes[0]
+    ax.plot([0, 1], [0, 1], color="0.5", ls=":", lw=1, label="ideal")
+    for name, (levels, observed) in curves.items():
+        ax.plot(levels, observed, marker="o", ms=3, lw=1.2, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("observed coverage")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------- HTML
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
+pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
+img{max-width:100%;height:auto}.note{color:#666;font-style:italic}
+nav a{margin-right:1em}
+"""
+
+_SECTIONS = (
+    ("training-curves", "Training curves"),
+    ("profiles", "Predicted vs true profiles"),
+    ("fractional-error", "Fractional error vs radius"),
+    ("calibration", "Calibration"),
+    ("comparison", "Comparison with baselines"),
+    ("metrics", "Held-out metrics"),
+    ("data", "Data"),
+    ("config", "Configuration"),
+)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+_COMPARISON_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("method", "method", "{}"),
+    ("frac_err_median", "frac err median [%]", "pct"),
+    ("frac_err_p68", "p68 [%]", "pct"),
+    ("frac_err_p95", "p95 [%]", "pct"),
+    ("rmse_dex", "RMSE [dex]", "{:.4f}"),
+    ("nll", "NLL", "{:.3f}"),
+    ("coverage_68", "cov 68", "{:.3f}"),
+    ("coverage_95", "cov 95", "{:.3f}"),
+    ("fit_seconds", "fit [s]", "{:.3g}"),
+    ("predict_seconds_per_1000", "predict [s/1000]", "{:.3g}"),
+    ("frac_err_ratio", "err / first", "{:.2f}"),
+)
+
+
+def comparison_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of :func:`profemu.baselines.compare` output.
+
+    Args:
+        rows: One dict per method (``method``, pooled metrics, timings).
+
+    Returns:
+        ``(header, rows)`` of strings (fractional errors in percent).
+    """
+    header = [title for _, title, _ in _COMPARISON_COLUMNS]
+    body = [[_fmt(r.get(key), fmt) for key, _, fmt in _COMPARISON_COLUMNS] for r in rows]
+    return header, body
+
+
+def _test_predictions(run: RunFolder, emulator: Any, dataset: ProfileDataset) -> tuple[ProfileDataset, Any]:
+    """The held-out rows of the run (all rows when the split does not fit ``dataset``) and predictions."""
+    ds = dataset.select_fields([f for f in emulator.field_names if f in dataset.fields])
+    try:
+        rows = run.split_rows("test", ds.n)
+        test = ds.subset(rows) if rows.size else ds
+    except DataError:
+        test = ds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = emulator.predict(test.params, test.log10_mass, test.pk_ratio, test.redshift,
+                                on_extrapolation="ignore")
+    return test, pred
+
+
+def write_report(run_dir: str | Path, *, dataset: ProfileDataset | None = None,
+                 n_examples: int = 6) -> Path:
+    """Write ``run_dir/report.html``, a self-contained summary of a training run.
+
+    Args:
+        run_dir: A run folder written by ``profemu train`` (or
+            :func:`profemu.workflow.train_emulator` with ``run_dir``).
+        dataset: The run's full dataset (the held-out rows are taken with ``split.json``);
+            reloaded from ``data.json`` when None. Without data, the profile, error and
+            calibration sections say why they are missing.
+        n_examples: Held-out examples plotted per field.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        DataError: ``run_dir`` is not a run folder.
+    """
+    run = RunFolder.open(run_dir, require_emulator=False)
+    notes: dict[str, str] = {}
+    parts: dict[str, str] = {}
+
+    # --- training curves
+    history = run.history()
+    curves = _curves_figure(history) if history else None
+    parts["training-curves"] = (_img(curves, "training curves") if curves else
+                                _note("No training metrics (metrics.jsonl is missing or empty)."))
+
+    # --- emulator and held-out predictions
+    emulator = None
+    try:
+        emulator = run.emulator()
+    except (FormatError, DataError) as exc:
+        notes["emulator"] = f"The saved emulator could not be loaded: {exc}"
+    if dataset is None and emulator is not None:
+        try:
+            dataset = run.dataset()
+        except Exception as exc:  # the data may have moved; the report is still useful
+            notes["data"] = f"The run's data could not be reloaded ({exc}); pass dataset= to include them."
+    test = pred = None
+    if emulator is not None and dataset is not None:
+        try:
+            test, pred = _test_predictions(run, emulator, dataset)
+        except Exception as exc:
+            notes["data"] = f"Predictions on the held-out data failed: {exc}"
+
+    missing = notes.get("emulator") or notes.get("data") or "No emulator or data available."
+    radius_unit = dataset.radius_unit if dataset is not None else ""
+    comparison = run.comparison()
+
+    if test is not None and pred is not None:
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(test.n, size=min(n_examples, test.n), replace=False))
+        parts["profiles"] = (
+            _note(f"{len(rows)} held-out examples per field; shaded: central 68% and 95% "
+                  "predictive intervals; points: the data (with their noise where known).")
+            + _img(_profiles_figure(pred, test, rows, radius_unit), "predicted vs true profiles")
+        )
+        err_curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray | None]]] = {}
+        for field, p in pred.items():
+            err_curves[field] = {"profemu": frac_error_by_radius(p.mean, test.log10_profile(field),
+                                                                  test.mask[field])}
+        for method, per_field in dict((comparison or {}).get("per_radius", {})).items():
+            if method == "profemu":
+                continue
+            for field, d in dict(per_field).items():
+                if field in err_curves and d.get("frac_err_median") is not None:
+                    med = np.array([np.nan if v is None else v for v in d["frac_err_median"]], float)
+                    p68 = d.get("frac_err_p68")
+                    p68a = None if p68 is None else np.array([np.nan if v is None else v for v in p68], float)
+                    if med.shape == test.radius.shape:
+                        err_curves[field][method] = (med, p68a)
+        parts["fractional-error"] = (
+            _note("Fractional error |10^(pred - true) - 1| on the held-out rows: solid median, "
+                  "dashed 68th percentile.")
+            + _img(_frac_error_figure(err_curves, test.radius, radius_unit), "fractional error vs radius")
+        )
+        from profemu.evaluate import calibration_curve
+
+        cal: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for field, p in pred.items():
+            noise = None if test.noise is None else test.noise.get(field)
+            cal[field] = calibration_curve(p.mean, p.var, test.log10_profile(field), test.mask[field], noise)
+        parts["calibration"] = (
+            _note("Fraction of held-out entries inside the central predictive interval of each "
+                  "nominal probability (known target noise added to the predictive variance). "
+                  "Above the diagonal: intervals too wide; below: too narrow.")
+            + _img(_calibration_figure(cal), "calibration")
+        )
+    else:
+        for key in ("profiles", "fractional-error", "calibration"):
+            parts[key] = _note(missing)
+
+    # --- comparison
+    if comparison and comparison.get("rows"):
+        parts["comparison"] = _table(*comparison_table(comparison["rows"]))
+        if comparison.get("baseline_settings"):
+            parts["comparison"] += _note(f"Baseline settings: {comparison['baseline_settings']}")
+    else:
+        parts["comparison"] = _note(
+            f"No comparison yet: run `profemu compare {run.path}` to train the PCA+GP and PCA+RBF "
+            "baselines on this run's training split and score them on its test split."
+        )
+
+    # --- metrics
+    evaluation = run.evaluation()
+    if evaluation:
+        header, rows_ = metrics_table(evaluation)
+        parts["metrics"] = (_table(header, rows_) + _note(
+            "Fractional errors in percent of the linear profile; coverage of the central "
+            "68%/95% predictive intervals; the noise floor is the error a perfect emulator "
+            "would show against the noisy targets."))
+    else:
+        parts["metrics"] = _note(f"No evaluation.json: run `profemu evaluate {run.path}`.")
+
+    # --- data and config
+    data_text = dataset.summary() if dataset is not None else notes.get("data", "The data were not loaded.")
+    source = None
+    try:
+        source = run.source()
+    except FormatError:
+        pass
+    if source is not None:
+        data_text = f"source: {source.path} (format {source.format}, options {dict(source.options)})\n" + data_text
+    parts["data"] = f"<pre>{_e(data_text)}</pre>"
+    cfg_file = run.path / "config.yaml"
+    parts["config"] = (f"<pre>{_e(cfg_file.read_text())}</pre>" if cfg_file.is_file()
+                       else _note("No config.yaml in the run folder."))
+
+    title = f"profemu report: {run.path.resolve().name}"
+    summary = _e(repr(emulator)) if emulator is not None else _e(notes.get("emulator", "no emulator"))
+    nav = "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name in _SECTIONS)
+    body = "".join(f'<section id="{sid}"><h2>{_e(name)}</h2>{parts[sid]}</section>' for sid, name in _SECTIONS)
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    doc = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{_e(title)}</h1><p><code>{summary}</code><br>"
+        f"run folder: <code>{_e(run.path.resolve())}</code>; written {_e(stamp)}</p>"
+        f"<nav>{nav}</nav>{body}</body></html>\n"
+    )
+    out = run.path / "report.html"
+    out.write_text(doc, encoding="utf-8")
+    return out

@@ -1,0 +1,348 @@
+"""The bad-input matrix: every row of docs/errors.md, through the API and the command line.
+
+Each :class:`Case` is one thing a user can get wrong. The API call must raise the
+documented profemu exception with the documented message fragment; the same mistake
+on the command line must end with exit code 2 and exactly one ``error: ...`` line on
+stderr holding the CLI fragment. docs/errors.md must quote every fragment, so the
+catalogue cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from profemu.cli import app
+from profemu.config import Config
+from profemu.data.dataset import ProfileDataset
+from profemu.data.io import load_dataset
+from profemu.data.mock import make_mock_universe
+from profemu.emulator import Emulator
+from profemu.errors import ConfigError, DataError, ExtrapolationError, FormatError, ProfemuError
+from profemu.evaluate import evaluate
+from tests.reliability import TinyRun, tiny_run
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a case needs: the shared trained run and a folder for bad files."""
+
+    run: TinyRun
+    folder: Path
+
+    @property
+    def emu(self) -> Emulator:
+        return self.run.emulator
+
+    def params(self, n: int = 2) -> np.ndarray:
+        """``n`` rows of valid parameters (the first training rows)."""
+        return np.array(self.run.dataset.params[:n])
+
+    def rewrite(self, name: str, **changes: Any) -> Path:
+        """A copy of the run's npz with some arrays replaced (bypassing all validation)."""
+        with np.load(self.run.data_path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays.update(changes)
+        path = self.folder / name
+        np.savez(path, **arrays)
+        return path
+
+    def write(self, name: str, content: bytes) -> Path:
+        path = self.folder / name
+        path.write_bytes(content)
+        return path
+
+    def csv(self, name: str, header: list[str], rows: list[list[float]]) -> Path:
+        lines = [",".join(header)] + [",".join(repr(float(v)) for v in row) for row in rows]
+        return self.write(name, ("\n".join(lines) + "\n").encode())
+
+    def good_csv_rows(self) -> tuple[list[str], list[list[float]]]:
+        header = [*self.emu.param_names, "log10_mass"]  # redshift is constant: not an input
+        ds = self.run.dataset
+        rows = [[*ds.params[i], ds.log10_mass[i]] for i in range(2)]
+        return header, rows
+
+    def other_grid(self) -> Path:
+        """A valid dataset with the same number of radii over another radial range."""
+        path = self.folder / "other_grid.npz"
+        if not path.exists():
+            make_mock_universe(n=24, seed=5, param_set="lh6", n_r=8, radius_range=(0.05, 3.0)).dataset.save(path)
+        return path
+
+    def newer_emulator_run(self) -> Path:
+        run = self.folder / "newer_run"
+        if not run.exists():
+            shutil.copytree(self.run.run_dir, run)
+            manifest_path = run / "emulator" / "manifest.json"
+            manifest = json.loads(manifest_path.read_text())
+            manifest["format_version"] = 99
+            manifest_path.write_text(json.dumps(manifest))
+        return run
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the error catalogue.
+
+    Attributes:
+        id: Short name (also the anchor of the row in docs/errors.md).
+        what: What the user did.
+        error: The exception type the API raises.
+        api_fragment: Stable part of the API message.
+        api: Performs the mistake through the Python API.
+        cli: Command-line arguments performing the same mistake (None: no CLI form).
+        cli_fragment: Stable part of the CLI's ``error:`` line.
+    """
+
+    id: str
+    what: str
+    error: type[ProfemuError]
+    api_fragment: str
+    api: Callable[[Ctx], Any]
+    cli: Callable[[Ctx], list[str]] | None
+    cli_fragment: str = ""
+
+
+def _predict_npz(ctx: Ctx, name: str, params: np.ndarray) -> list[str]:
+    path = ctx.folder / name
+    np.savez(path, params=params, log10_mass=np.full(len(params), 13.0), redshift=np.zeros(len(params)))
+    return ["predict", str(ctx.run.run_dir), "--input", str(path), "--out", str(ctx.folder / f"{name}.csv")]
+
+
+def _predict_csv(ctx: Ctx, name: str, header: list[str], rows: list[list[float]]) -> list[str]:
+    path = ctx.csv(name, header, rows)
+    return ["predict", str(ctx.run.run_dir), "--input", str(path), "--out", str(ctx.folder / f"{name}.out.csv")]
+
+
+def _train(ctx: Ctx, data: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "--out", str(ctx.folder / "never"), "--epochs", "1", *extra]
+
+
+def _misnamed(ctx: Ctx) -> dict[str, Any]:
+    named = dict(zip(ctx.emu.param_names, ctx.params(1)[0], strict=True))
+    named["sigma8"] = named.pop("sigma_8")
+    return named
+
+
+def _misnamed_csv(ctx: Ctx) -> list[str]:
+    header, rows = ctx.good_csv_rows()
+    header[header.index("sigma_8")] = "sigma8"
+    return _predict_csv(ctx, "misnamed.csv", header, rows)
+
+
+def _nan_csv(ctx: Ctx) -> list[str]:
+    header, rows = ctx.good_csv_rows()
+    rows[1][1] = float("nan")
+    return _predict_csv(ctx, "nan.csv", header, rows)
+
+
+def _nonpositive_csv(ctx: Ctx) -> list[str]:
+    header, rows = ctx.good_csv_rows()
+    rows[0][header.index("A_SN1")] = 0.0
+    return _predict_csv(ctx, "nonpositive.csv", header, rows)
+
+
+def _with(ctx: Ctx, column: str, value: float, row: int = 0) -> np.ndarray:
+    p = ctx.params()
+    p[row, list(ctx.emu.param_names).index(column)] = value
+    return p
+
+
+def _dataset_kwargs(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    ds = ctx.run.dataset.subset(slice(0, 8))
+    kwargs = {
+        "params": ds.params, "param_names": ds.param_names, "log10_mass": ds.log10_mass,
+        "radius": ds.radius, "profiles": dict(ds.profiles), "log_params": ds.log_params,
+    }
+    kwargs.update(changes)
+    return kwargs
+
+
+def _bad_params(ctx: Ctx, column: str, value: float) -> np.ndarray:
+    with np.load(ctx.run.data_path, allow_pickle=False) as z:
+        params = np.array(z["params"])
+    params[3, list(ctx.emu.param_names).index(column)] = value
+    return params
+
+
+def _truncated(ctx: Ctx) -> Path:
+    raw = ctx.run.data_path.read_bytes()
+    return ctx.write("truncated.npz", raw[: len(raw) // 2])
+
+
+def _reversed_radius(ctx: Ctx) -> Path:
+    with np.load(ctx.run.data_path, allow_pickle=False) as z:
+        return ctx.rewrite("reversed.npz", radius=z["radius"][::-1].copy(), profiles=z["profiles"][:, :, ::-1].copy(),
+                           mask=z["mask"][:, :, ::-1].copy(), noise=z["noise"][:, :, ::-1].copy())
+
+
+def _unknown_yaml(ctx: Ctx) -> Path:
+    path = ctx.folder / "unknown.yaml"
+    path.write_text("train:\n  epoch: 3\n")
+    return path
+
+
+def _extrapolate(ctx: Ctx) -> Any:
+    return ctx.emu.predict(_with(ctx, "Omega_m", 0.9), [12.0, 13.0], redshift=0.0, on_extrapolation="error")
+
+
+CASES: list[Case] = [
+    Case("param-count", "Passed 5 parameter columns to an emulator trained on 6", DataError,
+         "params: expected 6 parameters per example",
+         lambda c: c.emu.predict(c.params()[:, :5], [12.0, 13.0], redshift=0.0),
+         lambda c: _predict_npz(c, "five.npz", c.params()[:, :5]),
+         "params: expected 6 parameters per example"),
+    Case("param-name", "Misnamed a parameter (``sigma8`` for ``sigma_8``)", DataError,
+         "params: unknown ['sigma8'] and missing ['sigma_8'] parameter names",
+         lambda c: c.emu.predict(_misnamed(c), 13.0, redshift=0.0),
+         _misnamed_csv, "missing column(s) ['sigma_8']; unrecognised column(s) ['sigma8']"),
+    Case("nan-input", "NaN or inf in the inputs of a prediction", DataError,
+         "params: non-finite value at (1, 1); inputs must be finite",
+         lambda c: c.emu.predict(_with(c, "sigma_8", np.nan, row=1), [12.0, 13.0], redshift=0.0),
+         _nan_csv, "params: non-finite value at (1, 1); inputs must be finite"),
+    Case("nan-dataset", "NaN or inf in a dataset's parameters", DataError,
+         "params: non-finite value inf at row 3, column 0",
+         lambda c: ProfileDataset(**_dataset_kwargs(c, params=_bad_params(c, "Omega_m", np.inf)[:8])),
+         lambda c: _train(c, c.rewrite("inf_params.npz", params=_bad_params(c, "Omega_m", np.inf))),
+         "params: non-finite value inf at row 3, column 0"),
+    Case("log-nonpositive", "A value <= 0 for a log-distributed parameter (log10 needed) in a prediction",
+         DataError, "params['A_SN1']: values must be > 0 (the parameter is log-distributed)",
+         lambda c: c.emu.predict(_with(c, "A_SN1", 0.0), [12.0, 13.0], redshift=0.0),
+         _nonpositive_csv, "params['A_SN1']: values must be > 0 (the parameter is log-distributed)"),
+    Case("log-nonpositive-dataset", "A value <= 0 for a log-distributed parameter in a dataset", DataError,
+         "params['A_SN1']: value -1.0 at row 3 is <= 0 but 'A_SN1' is declared log-distributed",
+         lambda c: ProfileDataset(**_dataset_kwargs(c, params=_bad_params(c, "A_SN1", -1.0)[:8])),
+         lambda c: _train(c, c.rewrite("neg_log.npz", params=_bad_params(c, "A_SN1", -1.0))),
+         "params['A_SN1']: value -1.0 at row 3 is <= 0 but 'A_SN1' is declared log-distributed"),
+    Case("radius-order", "Radii not strictly increasing", DataError,
+         "radius: not strictly increasing at column 1",
+         lambda c: ProfileDataset(**_dataset_kwargs(c, radius=c.run.dataset.radius[::-1])),
+         lambda c: _train(c, _reversed_radius(c)), "radius: not strictly increasing at column 1"),
+    Case("radius-grid", "Data on another radial grid than the emulator's (transforms, evaluate)", DataError,
+         "radius: the dataset's radial grid (8 bins, 0.05..3 R200c) differs from the fitted one "
+         "(8 bins, 0.02..4 R200c); rebin the profiles",
+         lambda c: evaluate(c.emu, load_dataset(c.other_grid()).select_fields(["rho", "pth"])),
+         lambda c: ["evaluate", str(c.run.run_dir), "--data", str(c.other_grid()), "--out",
+                    str(c.folder / "never.json")],
+         "radius: the dataset's radial grid (8 bins, 0.05..3 R200c) differs from the fitted one"),
+    Case("missing-file", "A data file that does not exist", FormatError, "file not found; check the path",
+         lambda c: load_dataset(c.folder / "absent.npz"),
+         lambda c: _train(c, c.folder / "absent.npz"), "file does not exist; pass the path of a dataset file"),
+    Case("empty-file", "An empty (0-byte) data file", FormatError,
+         "the file is empty (0 bytes); it was not written completely",
+         lambda c: load_dataset(c.write("empty.npz", b"")),
+         lambda c: _train(c, c.write("empty.npz", b"")),
+         "the file is empty (0 bytes); it was not written completely"),
+    Case("truncated-file", "A truncated data file (interrupted copy)", FormatError,
+         "truncated or corrupt npz archive",
+         lambda c: load_dataset(_truncated(c)),
+         lambda c: _train(c, _truncated(c)), "truncated or corrupt npz archive"),
+    Case("wrong-file-type", "A file of another type (e.g. a CSV renamed to .npz)", FormatError,
+         "a text file; expected a dataset written by profemu",
+         lambda c: load_dataset(c.write("text.npz", b"a,b\n1,2\n")),
+         lambda c: _train(c, c.write("text.npz", b"a,b\n1,2\n")),
+         "a text file; expected a dataset written by profemu"),
+    Case("unknown-key", "An unknown config key (``--set train.epoch=3``)", ConfigError,
+         "unknown config key 'train.epoch'; valid keys here:",
+         lambda c: Config().updated({"train.epoch": 3}),
+         lambda c: _train(c, c.run.data_path, "--set", "train.epoch=3"),
+         "unknown config key 'train.epoch'; valid keys here:"),
+    Case("unknown-yaml-key", "An unknown key in a YAML config file", ConfigError,
+         "train: unknown key(s) ['epoch']; valid keys are",
+         lambda c: Config.from_yaml(_unknown_yaml(c)),
+         lambda c: _train(c, c.run.data_path, "--config", str(_unknown_yaml(c))),
+         "train: unknown key(s) ['epoch']; valid keys are"),
+    Case("config-range", "An out-of-range config value (0 ensemble members)", ConfigError,
+         "train.members: value 0 is out of range; allowed [1, 1024]",
+         lambda c: Config().updated({"train.members": 0}),
+         lambda c: _train(c, c.run.data_path, "--members", "0"),
+         "train.members: value 0 is out of range; allowed [1, 1024]"),
+    Case("config-type", "A config value of the wrong type", ConfigError,
+         "train.members: expected an integer, got 'many'",
+         lambda c: Config().updated({"train.members": "many"}),
+         lambda c: _train(c, c.run.data_path, "--set", "train.members=many"),
+         "train.members: expected an integer, got 'many'"),
+    Case("newer-format", "An Emulator folder written by a newer profemu (format_version 99)", FormatError,
+         "format_version 99 is newer than this profemu supports (1); upgrade profemu to load it",
+         lambda c: Emulator.load(c.newer_emulator_run() / "emulator"),
+         lambda c: ["evaluate", str(c.newer_emulator_run())],
+         "format_version 99 is newer than this profemu supports (1); upgrade profemu to load it"),
+    Case("extrapolation", "Inputs outside the training box with ``on_extrapolation='error'``", ExtrapolationError,
+         "inputs outside the training box: Omega_m (training range",
+         _extrapolate, None),
+]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> Ctx:
+    return Ctx(tiny_run(tmp_path_factory.getbasetemp() / "tiny_run"), tmp_path_factory.mktemp("bad_inputs"))
+
+
+def _invoke(args: list[str]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CliRunner().invoke(app, args)
+
+
+def error_line(result: Any) -> str:
+    """The single ``error:`` line of a user error (exit code 2, no traceback)."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_api(case: Case, ctx: Ctx) -> None:
+    with pytest.raises(case.error) as info:
+        case.api(ctx)
+    assert type(info.value) is case.error
+    assert case.api_fragment in str(info.value)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.cli], ids=[c.id for c in CASES if c.cli])
+def test_cli(case: Case, ctx: Ctx) -> None:
+    assert case.cli is not None
+    line = error_line(_invoke(case.cli(ctx)))
+    assert case.cli_fragment in line, line
+    assert not (ctx.folder / "never").exists()  # nothing was trained
+
+
+def test_extrapolation_in_cli_is_one_warning_line(ctx: Ctx) -> None:
+    header, rows = ctx.good_csv_rows()
+    rows[0][header.index("Omega_m")] = 0.9
+    result = _invoke(_predict_csv(ctx, "outside.csv", header, rows))
+    assert result.exit_code == 0, result.stderr
+    warned = [ln for ln in result.stdout.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 1 and "inputs outside the training box (Omega_m)" in warned[0]
+
+
+def test_catalogue_quotes_every_message() -> None:
+    text = " ".join(DOC.read_text().split())
+    for case in CASES:
+        assert f"`{case.id}`" in text, case.id
+        assert case.api_fragment in text, (case.id, case.api_fragment)
+        assert case.cli_fragment in text, (case.id, case.cli_fragment)
+
+
+def test_real_entry_point_exit_code_and_single_line(ctx: Ctx) -> None:
+    args = _train(ctx, ctx.write("empty.npz", b""))
+    proc = subprocess.run([sys.executable, "-m", "profemu", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "the file is empty (0 bytes)" in lines[0]
