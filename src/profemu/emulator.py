@@ -10,7 +10,7 @@ versions, training-data fingerprint, format version).
 * :attr:`Emulator.predict_fn` — a pure JAX function, ``jax.jit``-able and
   differentiable, for HMC/NUTS likelihoods (numpyro, blackjax).
 * :meth:`Emulator.save` / :meth:`Emulator.load` — a folder with ``manifest.json`` and
-  ``weights.npz`` (plain arrays, ``allow_pickle=False``). The manifest is validated
+  ``weights-<sha256 prefix>.npz`` (plain arrays, ``allow_pickle=False``). The manifest is validated
   against its schema and the weights' checksum, names and shapes before use.
 
 Predictions are of log10 of each profile field: ``{field: (mean [n, n_r], var [n, n_r])}``
@@ -21,6 +21,7 @@ epistemic, times the calibrated ``variance_scale``).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -39,7 +40,6 @@ __all__ = ["FORMAT_VERSION", "Emulator", "Prediction"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-WEIGHTS = "weights.npz"
 _MAX_WEIGHT_ELEMENTS = 2_000_000_000  # refuse absurd shapes before allocating
 
 ExtrapolationPolicy = Literal["error", "warn", "ignore"]
@@ -389,7 +389,7 @@ class Emulator:
         return predict_fn
 
     # --------------------------------------------------------------- files
-    def _manifest(self, weights_sha256: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
+    def _manifest(self, weights_sha256: str, shapes: dict[str, list[int]], weights_name: str) -> dict[str, Any]:
         import dataclasses
 
         versions: dict[str, str] = {"profemu": _package_version("profemu"), "numpy": np.__version__}
@@ -406,25 +406,42 @@ class Emulator:
             "on_extrapolation": self.on_extrapolation,
             "members": self.members,
             "metadata": self.metadata,
-            "weights": {"file": WEIGHTS, "sha256": weights_sha256, "shapes": shapes},
+            "weights": {"file": weights_name, "sha256": weights_sha256, "shapes": shapes},
         }
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``folder/manifest.json`` and ``folder/weights.npz`` atomically.
+        """Write ``folder/manifest.json`` and the weights ``folder/weights-<sha>.npz`` atomically.
 
-        Both files are written to temporary names in the folder, flushed to disk and
-        renamed, the manifest last, so an interrupted save never leaves a folder that
-        loads as complete.
+        The weights go to a content-addressed file name (written to a temporary name,
+        flushed and renamed); then the manifest that points to them replaces the old one
+        with one atomic rename, the single commit point; older weight files are removed
+        last. A save interrupted at any moment (even SIGKILL) leaves a folder that loads
+        as the previous or the new Emulator, never a mix, and never loads as complete
+        without its manifest.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         flat = _flatten(self.variables)
         shapes = {k: list(v.shape) for k, v in flat.items()}
-        tmp_w = _atomic_write(folder / WEIGHTS, lambda fh: np.savez(fh, **flat))
-        manifest = self._manifest(_sha256(tmp_w), shapes)
+        buffer = io.BytesIO()
+        np.savez(buffer, **flat)
+        payload = buffer.getvalue()
+        digest = hashlib.sha256(payload).hexdigest()
+        weights = folder / f"weights-{digest[:16]}.npz"
+        _atomic_write(weights, lambda fh: fh.write(payload))
+        manifest = self._manifest(digest, shapes, weights.name)
         text = json.dumps(manifest, indent=1, sort_keys=False)
         _atomic_write(folder / MANIFEST, lambda fh: fh.write(text.encode()))
+        for old in folder.glob("weights*.npz"):
+            if old.name != weights.name:
+                old.unlink(missing_ok=True)
         return folder
+
+    @staticmethod
+    def weights_file(folder: str | Path) -> Path:
+        """Path of the weights file that ``folder``'s manifest points to."""
+        folder = Path(folder)
+        return folder / _read_manifest(folder)["weights"]["file"]
 
     @classmethod
     def load(cls, folder: str | Path, *, on_extrapolation: ExtrapolationPolicy | None = None) -> Emulator:

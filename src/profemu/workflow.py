@@ -7,7 +7,7 @@
       config.yaml       resolved configuration
       data.json         where the data came from (path, format, loader options)
       split.json        group ids and row indices of train / val / test
-      emulator/         the saved Emulator (manifest.json + weights.npz)
+      emulator/         the saved Emulator (manifest.json + weights-<sha>.npz)
       checkpoints/      training checkpoints (atomic, checksummed)
       metrics.jsonl     one line of training metrics per epoch (+ TensorBoard events)
       curves.png        training curves, refreshed during training
