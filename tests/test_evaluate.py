@@ -22,7 +22,7 @@ from profemu.evaluate import (
 
 BASE_KEYS = {"frac_err_median", "frac_err_p68", "frac_err_p95", "rmse_dex", "nll",
              "coverage_68", "coverage_95", "per_radius", "n_valid"}
-NOISE_KEYS = {"coverage_68_model", "coverage_95_model", "noise_floor_frac_median",
+NOISE_KEYS = {"coverage_68_model", "coverage_95_model", "nll_model", "noise_floor_frac_median",
               "noise_floor_frac_p68", "error_to_noise_floor"}
 
 
@@ -124,6 +124,7 @@ def test_noise_keys_and_coverage_with_noise(rng: np.random.Generator) -> None:
     pred = clean + model_sd * rng.standard_normal((n, n_r))
     m = profile_metrics(pred, np.full((n, n_r), model_sd**2), noisy_target, np.ones((n, n_r), bool), noise)
     assert set(m) == BASE_KEYS | NOISE_KEYS
+    assert m["nll"] < m["nll_model"]  # the noisy target is likelier once its noise is counted
     assert m["coverage_68"] == pytest.approx(0.68, abs=0.02)  # honest: var + noise^2
     assert m["coverage_68_model"] < 0.5  # model variance alone ignores the target noise
     # perfect noiseless emulator against the noisy target sits at the floor

@@ -214,9 +214,9 @@ def profile_metrics(
           fractional error ``|10^(pred - true) - 1|``;
         * ``rmse_dex``: root mean square of ``pred - true`` [dex];
         * ``nll``: mean Gaussian negative log-likelihood per element in log10 units,
-          ``0.5 * (log(2 pi var) + (pred - true)^2 / var)``, with the predictive
-          variance **as given** (the target noise is not added, so the NLL scores the
-          model's own variance);
+          ``0.5 * (log(2 pi v) + (pred - true)^2 / v)`` with ``v = var + noise^2``: the
+          likelihood of the noisy held-out target, consistent with the coverage below
+          (``v = var`` without ``noise_dex``);
         * ``coverage_68``, ``coverage_95``: fraction of entries with
           ``|pred - true| <= z * sqrt(var + noise^2)`` (z = 0.9945, 1.96); the noise
           term is 0 without ``noise_dex``. Against noisy held-out targets this is the
@@ -227,8 +227,8 @@ def profile_metrics(
 
         With ``noise_dex`` also
 
-        * ``coverage_68_model``, ``coverage_95_model``: the same coverage with the
-          model variance alone;
+        * ``coverage_68_model``, ``coverage_95_model``, ``nll_model``: the same coverage
+          and NLL with the model variance alone;
         * ``noise_floor_frac_median``, ``noise_floor_frac_p68``: exact quantiles (see
           :func:`noise_floor_quantile`) of the fractional error that a perfect,
           noiseless emulator would show against these noisy targets, pooled over
@@ -252,7 +252,7 @@ def profile_metrics(
 
     e, f = err[valid], frac[valid]
     n_valid = int(valid.sum())
-    nll = 0.5 * (_LOG_2PI + np.log(var_v[valid]) + e**2 / var_v[valid])
+    nll = 0.5 * (_LOG_2PI + np.log(total_var[valid]) + e**2 / total_var[valid])
 
     per_radius: dict[str, list[float]] = {"frac_err_median": [], "rmse_dex": [], "coverage_68": []}
     for j in range(true.shape[1]):
@@ -283,6 +283,7 @@ def profile_metrics(
         sd = np.sqrt(var_v[valid])
         out["coverage_68_model"] = mean_or_nan(np.abs(e) <= Z_68 * sd)
         out["coverage_95_model"] = mean_or_nan(np.abs(e) <= Z_95 * sd)
+        out["nll_model"] = mean_or_nan(0.5 * (_LOG_2PI + np.log(var_v[valid]) + e**2 / var_v[valid]))
         floor = noise_floor_quantile(noise[valid], [0.5, 0.68])
         out["noise_floor_frac_median"] = float(floor[0])
         out["noise_floor_frac_p68"] = float(floor[1])
