@@ -178,6 +178,14 @@ class Emulator:
         box = self.transforms.input_box()
         return {name: (np.asarray(lo, float), np.asarray(hi, float)) for name, (lo, hi) in box.items()}
 
+    def _log_columns(self) -> np.ndarray:
+        cols = self.__dict__.get("_log_cols")
+        if cols is None:
+            cols = np.array([j for j, nm in enumerate(self.param_names) if nm in self.transforms.log_params],
+                            dtype=int)
+            self.__dict__["_log_cols"] = cols
+        return cols
+
     def _as_inputs(
         self,
         params: Any,
@@ -214,16 +222,20 @@ class Emulator:
             single = False
         if m.shape[0] != p.shape[0]:
             raise DataError(f"log10_mass: {m.shape[0]} values for {p.shape[0]} rows of params.")
-        for name, arr in (("params", p), ("log10_mass", m)):
-            if not np.all(np.isfinite(arr)):
-                bad = np.argwhere(~np.isfinite(arr))[0]
-                raise DataError(f"{name}: non-finite value at {tuple(int(i) for i in bad)}; inputs must be finite.")
-        for j, name in enumerate(names):
-            if name in self.transforms.log_params and np.any(p[:, j] <= 0):
-                raise DataError(
-                    f"params[{name!r}]: values must be > 0 (the parameter is log-distributed); "
-                    f"got {p[:, j].min()}."
-                )
+        if not (np.isfinite(p).all() and np.isfinite(m).all()):
+            for name, arr in (("params", p), ("log10_mass", m)):
+                if not np.isfinite(arr).all():
+                    bad = np.argwhere(~np.isfinite(arr))[0]
+                    raise DataError(
+                        f"{name}: non-finite value at {tuple(int(i) for i in bad)}; inputs must be finite."
+                    )
+        log_cols = self._log_columns()
+        if log_cols.size and (p[:, log_cols] <= 0).any():
+            j = int(log_cols[np.flatnonzero((p[:, log_cols] <= 0).any(axis=0))[0]])
+            raise DataError(
+                f"params[{names[j]!r}]: values must be > 0 (the parameter is log-distributed); "
+                f"got {p[:, j].min()}."
+            )
         pk = None
         k = getattr(self.transforms, "k", None)
         if k is not None:
@@ -247,6 +259,26 @@ class Emulator:
                 raise DataError(f"redshift: expected {p.shape[0]} finite values, got shape {z.shape}.")
         return p, m, pk, z, single
 
+    def _box_columns(self) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
+        """The training box flattened to columns: (name, column) labels, lower and upper bounds."""
+        cached = self.__dict__.get("_box_flat")
+        if cached is None:
+            order = [*self.param_names, "log10_mass", "pk_ratio", "redshift"]
+            labels: list[tuple[str, int]] = []
+            lo_parts, hi_parts = [], []
+            for name in order:
+                if name not in self._box:
+                    continue
+                lo, hi = (np.atleast_1d(a).astype(float) for a in self._box[name])
+                labels += [(name, j) for j in range(lo.size)]
+                lo_parts.append(lo)
+                hi_parts.append(hi)
+            lo, hi = np.concatenate(lo_parts), np.concatenate(hi_parts)
+            tol = 1e-9 * (1.0 + np.abs(hi - lo))
+            cached = (labels, lo - tol, hi + tol)
+            self.__dict__["_box_flat"] = cached
+        return cached
+
     def check_extrapolation(
         self,
         params: np.ndarray,
@@ -256,31 +288,40 @@ class Emulator:
         *,
         policy: ExtrapolationPolicy | None = None,
     ) -> list[str]:
-        """Names of inputs outside the training box; warns or raises by ``policy``."""
+        """Names of inputs outside the training box; warns or raises by ``policy``.
+
+        Args:
+            params: [n, p] parameter values (linear, as in the training data).
+            log10_mass: [n] log10(M / Msun).
+            pk_ratio: [n, n_k] when the emulator uses P(k).
+            redshift: [n] when the emulator uses redshift.
+            policy: ``"error"``, ``"warn"`` or ``"ignore"`` (default: the Emulator's).
+        """
         policy = self._check_policy(policy or self.on_extrapolation)
         if policy == "ignore":
             return []
-        values: dict[str, np.ndarray] = {name: params[:, j] for j, name in enumerate(self.param_names)}
-        values["log10_mass"] = log10_mass
-        if pk_ratio is not None:
-            values["pk_ratio"] = pk_ratio
-        if redshift is not None:
-            values["redshift"] = redshift
+        labels, lo, hi = self._box_columns()
+        blocks = {"log10_mass": log10_mass[:, None], "pk_ratio": pk_ratio,
+                  "redshift": None if redshift is None else redshift[:, None]}
+        cols = [params] + [blocks[name] for name in ("log10_mass", "pk_ratio", "redshift") if name in self._box]
+        if any(c is None for c in cols):  # an optional block the caller did not pass
+            return []
+        values = np.concatenate(cols, axis=1)
+        outside_cols = np.flatnonzero(((values < lo) | (values > hi)).any(axis=0))
+        if outside_cols.size == 0:
+            return []
         outside: list[str] = []
-        for name, (lo, hi) in self._box.items():
-            if name not in values:
-                continue
-            v = values[name]
-            tol = 1e-9 * (1.0 + np.abs(hi - lo))
-            if np.any(v < lo - tol) or np.any(v > hi + tol):
-                rng = (f"[{float(np.min(lo)):.4g}, {float(np.max(hi)):.4g}]" if np.ndim(lo)
-                       else f"[{float(lo):.4g}, {float(hi):.4g}]")
-                outside.append(f"{name} (training range {rng}, got {float(np.min(v)):.4g}..{float(np.max(v)):.4g})")
-        if outside:
-            msg = "inputs outside the training box: " + "; ".join(outside)
-            if policy == "error":
-                raise ExtrapolationError(msg + ". Pass on_extrapolation='warn' or 'ignore' to predict anyway.")
-            warnings.warn(msg + "; predictions there are extrapolations.", stacklevel=3)
+        for name in dict.fromkeys(labels[j][0] for j in outside_cols):
+            idx = [j for j, (nm, _) in enumerate(labels) if nm == name]
+            v = values[:, idx]
+            outside.append(
+                f"{name} (training range [{lo[idx].min():.4g}, {hi[idx].max():.4g}], "
+                f"got {v.min():.4g}..{v.max():.4g})"
+            )
+        msg = "inputs outside the training box: " + "; ".join(outside)
+        if policy == "error":
+            raise ExtrapolationError(msg + ". Pass on_extrapolation='warn' or 'ignore' to predict anyway.")
+        warnings.warn(msg + "; predictions there are extrapolations.", stacklevel=3)
         return outside
 
     # ------------------------------------------------------------- prediction
@@ -324,9 +365,10 @@ class Emulator:
         variances = xp.asarray(variances, dtype=xp.float64) if xp is np else variances
         mean_std = t.decode_mean(means, xp=xp)  # [M, n, D]
         var_std = t.decode_var(variances, xp=xp)
-        mean = mean_std.mean(axis=0)
-        aleatoric = var_std.mean(axis=0)
-        epistemic = ((mean_std - mean) ** 2).mean(axis=0)
+        inv_m = 1.0 / mean_std.shape[0]  # sums, not .mean(): this is the per-call hot path
+        mean = mean_std.sum(axis=0) * inv_m
+        aleatoric = var_std.sum(axis=0) * inv_m
+        epistemic = ((mean_std - mean) ** 2).sum(axis=0) * inv_m
         scale = xp.asarray(t.target_scale)
         center = xp.asarray(t.target_center)
         mean_log = center + scale * mean
