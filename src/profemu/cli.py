@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import functools
 import json
 import sys
 import time
@@ -54,8 +53,10 @@ from profemu.cli_cluster import (
     train_on_cluster,
 )
 from profemu.cli_cluster import register as register_cluster_commands
+from profemu.cli_common import fail as _fail
+from profemu.cli_common import user_errors as _user_errors
 from profemu.config import Config
-from profemu.errors import ConfigError, DataError, ProfemuError
+from profemu.errors import ConfigError, DataError
 
 __all__ = ["app", "demo_config", "main", "parse_overrides"]
 
@@ -93,30 +94,6 @@ def _console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     return Console(file=stream, width=None if tty else 160, highlight=False, soft_wrap=not tty)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    """Print one ``error:`` line on stderr and exit with ``code``."""
-    line = " ".join(str(message).split())
-    typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(code)
-
-
-def _user_errors(fn: F) -> F:
-    """Turn profemu errors and missing files into exit code 2 with one line on stderr."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ProfemuError as exc:
-            _fail(str(exc))
-        except FileNotFoundError as exc:
-            _fail(f"file not found: {exc.filename or exc}")
-        except KeyboardInterrupt:
-            _fail("interrupted", code=130)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @contextmanager

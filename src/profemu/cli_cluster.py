@@ -7,7 +7,6 @@ slurm|local`` calls :func:`train_on_cluster` with the options built by
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from enum import StrEnum
@@ -16,7 +15,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from profemu.errors import ConfigError, ProfemuError
+from profemu.cli_common import user_errors as _user_errors
+from profemu.errors import ConfigError
 
 __all__ = [
     "ArrayParallelismOpt",
@@ -61,26 +61,6 @@ GroupSizeOpt = Annotated[int, typer.Option(
     "--group-size", help="Ensemble members trained together in one job.", rich_help_panel=_PANEL)]
 WaitOpt = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="Wait for the jobs and merge the members.", rich_help_panel=_PANEL)]
-
-
-def _user_errors(fn: F) -> F:
-    """profemu errors and missing files -> one ``error:`` line on stderr, exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ProfemuError as exc:
-            lines = str(exc).splitlines() or [""]
-            typer.echo(f"error: {lines[0]}", err=True)
-            for line in lines[1:]:
-                typer.echo(f"  {line.strip()}", err=True)
-            raise typer.Exit(2) from None
-        except FileNotFoundError as exc:
-            typer.echo(f"error: file not found: {exc.filename or exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def executor_options(

@@ -33,7 +33,6 @@ the sbatch template).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
@@ -44,13 +43,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from profemu._files import atomic_write_text, flatten_tree, sha256_file, unflatten_tree
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError, FormatError, TrainingError
@@ -187,19 +187,6 @@ def make_executor(options: ExecutorOptions, folder: str | Path) -> Any:
 
 
 # ------------------------------------------------------------------------ small I/O
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise FormatError(f"{path}: {what} is missing; is this a run folder prepared by profemu?")
@@ -210,36 +197,6 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise FormatError(f"{path}: {what} must hold a JSON object.")
     return data
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, name))
-        else:
-            out[name] = np.asarray(value)
-    return out
-
-
-def _unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, arr in flat.items():
-        node = tree
-        *parents, leaf = name.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = arr
-    return tree
 
 
 def member_dir(run_dir: str | Path, member: int) -> Path:
@@ -271,7 +228,7 @@ def _update_status(run: Path, member: int, **changes: Any) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     status = _read_status(run, member)
     status.update(changes, member=int(member), updated=time.time())
-    _atomic_write_text(folder / "status.json", json.dumps(status, indent=1))
+    atomic_write_text(folder / "status.json", json.dumps(status, indent=1))
     return status
 
 
@@ -311,16 +268,16 @@ def prepare_run(
     prep = prepare(dataset, config)
     config.to_yaml(run / "config.yaml")
     source = DataSource(str(Path(source.path).resolve()), source.format, dict(source.options))
-    _atomic_write_text(run / "data.json", json.dumps(source.to_dict(), indent=1))
-    _atomic_write_text(run / "split.json", json.dumps(_split_record(prep), indent=1))
-    _atomic_write_text(run / "transforms.json", json.dumps(prep.transforms.to_dict()))
+    atomic_write_text(run / "data.json", json.dumps(source.to_dict(), indent=1))
+    atomic_write_text(run / "split.json", json.dumps(_split_record(prep), indent=1))
+    atomic_write_text(run / "transforms.json", json.dumps(prep.transforms.to_dict()))
     record = {
         "members": config.train.members,
         "training_data_fingerprint": prep.train.fingerprint(),
         "fields": list(prep.dataset.fields),
         "created": time.time(),
     }
-    _atomic_write_text(run / "run.json", json.dumps(record, indent=1))
+    atomic_write_text(run / "run.json", json.dumps(record, indent=1))
     return prep
 
 
@@ -475,7 +432,7 @@ def train_members(
         for i in indices:
             _update_status(run, i, state="requeued")
         return False
-    flat = {k: np.asarray(v) for k, v in _flatten(result.variables).items()}
+    flat = {k: np.asarray(v) for k, v in flatten_tree(result.variables).items()}
     for pos, i in enumerate(indices):
         folder = member_dir(run, i)
         target = folder / "variables.npz"
@@ -486,7 +443,7 @@ def train_members(
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         _update_status(
-            run, i, state="completed", sha256=_sha256(target),
+            run, i, state="completed", sha256=sha256_file(target),
             epoch=int(result.counters.get("epochs", epochs)),
             best_epoch=_jsonable(result.best_epoch[pos]),
             best_val=_jsonable(result.best_val[pos]) if hasattr(result, "best_val") else None,
@@ -634,7 +591,7 @@ def write_sbatch_template(run_dir: str | Path, options: ExecutorOptions | None =
     ]
     logs.mkdir(parents=True, exist_ok=True)
     path = run / SBATCH_TEMPLATE
-    _atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     path.chmod(0o755)
     return path
 
@@ -692,7 +649,7 @@ def submit_members(
             train_members(run, group)
         record = {"executor": "inline", "folder": None, "jobs": [
             {"job_id": "inline", "members": g, "stdout": None, "stderr": None} for g in groups]}
-        _atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
+        atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
         return ["inline"] * len(groups)
 
     folder = run / "submitit"
@@ -708,7 +665,7 @@ def submit_members(
             for j, g in zip(jobs, groups, strict=True)
         ],
     }
-    _atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
+    atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
     for j, g in zip(jobs, groups, strict=True):
         for i in g:
             _update_status(run, i, job_id=str(j.job_id), log=str(j.paths.stdout))
@@ -865,7 +822,7 @@ def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
     path = member_dir(run, member) / "variables.npz"
     st = _read_status(run, member)
     expected = st.get("sha256")
-    if expected and _sha256(path) != expected:
+    if expected and sha256_file(path) != expected:
         raise FormatError(
             f"{path}: checksum does not match status.json (corrupt file); retrain member {member} "
             f"with `python -m profemu.cluster train-member {run} --member {member}`."
@@ -937,7 +894,7 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
                 f"{member_dir(run, i) / 'variables.npz'}: weights differ in names or shapes from member "
                 f"{good[0]}'s; were they trained with another config?"
             )
-    variables = _unflatten({k: np.stack([f[k] for f in stacks]) for k in sorted(names)})
+    variables = unflatten_tree({k: np.stack([f[k] for f in stacks]) for k in sorted(names)})
     config, prep, _ = load_run(run)
     t = prep.transforms
     spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
@@ -960,7 +917,7 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
     emulator.save(run / "emulator")
     if len(prep.split.test):
         evaluation = evaluate(emulator, prep.test)
-        _atomic_write_text(run / "evaluation.json", json.dumps(evaluation, indent=1))
+        atomic_write_text(run / "evaluation.json", json.dumps(evaluation, indent=1))
     return emulator
 
 

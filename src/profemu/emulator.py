@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from profemu._files import atomic_write, flatten_tree, sha256_file, unflatten_tree
 from profemu.config import ModelConfig, _build
 from profemu.errors import DataError, ExtrapolationError, FormatError
 
@@ -76,36 +75,6 @@ class Prediction:
         return np.sqrt(self.var)
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, name))
-        else:
-            out[name] = np.asarray(value)
-    return out
-
-
-def _unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *path, leaf = name.split("/")
-        for key in path:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return tree
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Emulator:
     """A trained emulator of log10 halo profiles.
 
@@ -134,12 +103,12 @@ class Emulator:
         self.transforms = transforms
         self.model_config = model_config
         self.spec = spec
-        self.variables = {k: v for k, v in _unflatten(
-            {n: np.asarray(a, dtype=np.float32) for n, a in _flatten(variables).items()}).items()}
+        self.variables = {k: v for k, v in unflatten_tree(
+            {n: np.asarray(a, dtype=np.float32) for n, a in flatten_tree(variables).items()}).items()}
         self.metadata = dict(metadata or {})
         self.variance_scale = float(variance_scale)
         self.on_extrapolation = self._check_policy(on_extrapolation)
-        leaves = list(_flatten(self.variables).values())
+        leaves = list(flatten_tree(self.variables).values())
         self.members = int(leaves[0].shape[0]) if leaves else 0
         self._box = self._training_box()
 
@@ -463,17 +432,17 @@ class Emulator:
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        flat = _flatten(self.variables)
+        flat = flatten_tree(self.variables)
         shapes = {k: list(v.shape) for k, v in flat.items()}
         buffer = io.BytesIO()
         np.savez(buffer, **flat)
         payload = buffer.getvalue()
         digest = hashlib.sha256(payload).hexdigest()
         weights = folder / f"weights-{digest[:16]}.npz"
-        _atomic_write(weights, lambda fh: fh.write(payload))
+        atomic_write(weights, lambda fh: fh.write(payload))
         manifest = self._manifest(digest, shapes, weights.name)
         text = json.dumps(manifest, indent=1, sort_keys=False)
-        _atomic_write(folder / MANIFEST, lambda fh: fh.write(text.encode()))
+        atomic_write(folder / MANIFEST, lambda fh: fh.write(text.encode()))
         for old in folder.glob("weights*.npz"):
             if old.name != weights.name:
                 old.unlink(missing_ok=True)
@@ -512,7 +481,7 @@ class Emulator:
                 raise FormatError(f"{folder / MANIFEST}: weights.shapes[{name!r}] is not a list of sizes.")
             if int(np.prod(shape, dtype=np.int64)) > _MAX_WEIGHT_ELEMENTS:
                 raise FormatError(f"{folder / MANIFEST}: weights.shapes[{name!r}] = {shape} is implausibly large.")
-        if _sha256(wfile) != manifest["weights"]["sha256"]:
+        if sha256_file(wfile) != manifest["weights"]["sha256"]:
             raise FormatError(
                 f"{wfile}: checksum does not match the manifest (corrupt or replaced file); "
                 "re-save or re-train the emulator."
@@ -539,7 +508,7 @@ class Emulator:
         except Exception as exc:
             raise FormatError(f"{folder / MANIFEST}: invalid model/transforms section ({exc}).") from None
         emu = cls(
-            transforms, model_config, spec, _unflatten(flat),
+            transforms, model_config, spec, unflatten_tree(flat),
             metadata=manifest.get("metadata", {}),
             variance_scale=float(manifest["variance_scale"]),
             on_extrapolation=on_extrapolation or manifest.get("on_extrapolation", "warn"),
@@ -593,21 +562,6 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if not (isinstance(w.get("file"), str) and isinstance(w.get("sha256"), str) and isinstance(w.get("shapes"), dict)):
         raise FormatError(f"{path}: 'weights' must hold 'file', 'sha256' and 'shapes'.")
     return manifest
-
-
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> Path:
-    """Write via a temporary file in the same folder, fsync, then rename onto ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _package_version(name: str) -> str:

@@ -238,7 +238,9 @@ _CHECKPOINT_WRITER = textwrap.dedent("""
 _EMULATOR_WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from profemu.emulator import Emulator, _flatten, _unflatten
+    from profemu._files import flatten_tree as _flatten
+    from profemu._files import unflatten_tree as _unflatten
+    from profemu.emulator import Emulator
     emu = Emulator.load(sys.argv[1])
     base = _flatten(emu.variables)
     generation = 0
@@ -311,7 +313,7 @@ def test_sigkill_during_emulator_save_always_leaves_a_loadable_folder(run: TinyR
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
-    from profemu.emulator import _flatten
+    from profemu._files import flatten_tree as _flatten
 
     return _flatten(tree)
 

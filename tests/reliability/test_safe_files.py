@@ -223,7 +223,7 @@ def no_array_reads(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the weights were read before the manifest was validated")
 
     monkeypatch.setattr(np, "load", refuse)
-    monkeypatch.setattr("profemu.emulator._sha256", refuse)
+    monkeypatch.setattr("profemu.emulator.sha256_file", refuse)
 
 
 @pytest.mark.parametrize(("edit", "message"), [

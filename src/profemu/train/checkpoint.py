@@ -13,12 +13,9 @@ Pytrees are restored into the structure of a freshly initialised state with
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import signal
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
@@ -29,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from profemu._files import atomic_write, sha256_file
 from profemu.errors import FormatError
 
 __all__ = [
@@ -104,37 +102,6 @@ def unflatten_into(template: Any, arrays: Mapping[str, np.ndarray], prefix: str)
     return jax.tree_util.tree_unflatten(treedef, values)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _manifests(directory: Path) -> list[tuple[int, Path]]:
     found = []
     for p in directory.glob("ckpt-*.json"):
@@ -170,9 +137,9 @@ def save_checkpoint(
     npz = directory / f"{stem}.npz"
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload[_META_KEY] = np.asarray(json.dumps(dict(meta), allow_nan=True))
-    _atomic_write(npz, lambda fh: np.savez(fh, **payload))
-    manifest = {"format_version": FORMAT_VERSION, "epoch": int(epoch), "file": npz.name, "sha256": _sha256(npz)}
-    _atomic_write(directory / f"{stem}.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+    atomic_write(npz, lambda fh: np.savez(fh, **payload))
+    manifest = {"format_version": FORMAT_VERSION, "epoch": int(epoch), "file": npz.name, "sha256": sha256_file(npz)}
+    atomic_write(directory / f"{stem}.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
     for _, old in _manifests(directory)[max(keep, 1):]:
         old.with_suffix(".npz").unlink(missing_ok=True)
         old.unlink(missing_ok=True)
@@ -186,7 +153,7 @@ def _read(manifest_path: Path) -> Checkpoint:
     npz = manifest_path.parent / manifest["file"]
     if not npz.is_file():
         raise FormatError(f"{npz.name}: missing")
-    if _sha256(npz) != manifest["sha256"]:
+    if sha256_file(npz) != manifest["sha256"]:
         raise FormatError(f"{npz.name}: SHA-256 does not match its manifest (corrupt or truncated)")
     with np.load(npz, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
