@@ -1,6 +1,6 @@
 """Command line of the benchmark suite: ``python -m benchmarks [--quick] [--only a,b]``.
 
-Runs the selected modules (default: every one of accuracy, speed, scaling, soak that
+Runs the selected modules (default: every one of accuracy, stability, speed, scaling, soak that
 exists), saves each module's results with their provenance to
 ``<out-dir>/results/<name>.json`` and rewrites ``BENCHMARKS.md`` from all result
 files present.

@@ -372,8 +372,12 @@ class PCAGPBaseline(_PCABaseline):
         d = x.shape[1]
         self._gps = []
         for k in range(z.shape[1]):
+            # Distances between standardised points grow like sqrt(d): starting the ARD length
+            # scales at ~sqrt(d)/2 keeps the optimiser out of the "all white noise" optimum
+            # in many dimensions (e.g. 35 parameters + P(k) components) and changes nothing
+            # for d <= 4.
             kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(
-                length_scale=np.ones(d), length_scale_bounds=self.length_scale_bounds
+                length_scale=np.full(d, max(1.0, 0.5 * np.sqrt(d))), length_scale_bounds=self.length_scale_bounds
             ) + WhiteKernel(1e-3, self.noise_level_bounds)
             gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True,
                                           n_restarts_optimizer=self.n_restarts_optimizer,
