@@ -228,23 +228,23 @@ class Emulator:
                 raise DataError(f"redshift: expected {p.shape[0]} finite values, got shape {z.shape}.")
         return p, m, pk, z, single
 
-    def _box_columns(self) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
-        """The training box flattened to columns: (name, column) labels, lower and upper bounds."""
+    def _box_blocks(self) -> list[tuple[str, list[str], np.ndarray, np.ndarray]]:
+        """The training box per input block: (block, column names, lower, upper) with a tolerance."""
         cached = self.__dict__.get("_box_flat")
         if cached is None:
-            order = [*self.param_names, "log10_mass", "pk_ratio", "redshift"]
-            labels: list[tuple[str, int]] = []
-            lo_parts, hi_parts = [], []
-            for name in order:
-                if name not in self._box:
-                    continue
-                lo, hi = (np.atleast_1d(a).astype(float) for a in self._box[name])
-                labels += [(name, j) for j in range(lo.size)]
-                lo_parts.append(lo)
-                hi_parts.append(hi)
-            lo, hi = np.concatenate(lo_parts), np.concatenate(hi_parts)
-            tol = 1e-9 * (1.0 + np.abs(hi - lo))
-            cached = (labels, lo - tol, hi + tol)
+            cached = []
+            params = [n for n in self.param_names if n in self._box]
+            if params:
+                lo = np.array([float(self._box[n][0]) for n in params])
+                hi = np.array([float(self._box[n][1]) for n in params])
+                cached.append(("params", params, lo, hi))
+            for block in ("log10_mass", "pk_ratio", "redshift"):
+                if block in self._box:
+                    lo, hi = (np.atleast_1d(a).astype(float) for a in self._box[block])
+                    cached.append((block, [block] * lo.size, lo, hi))
+            for i, (block, names, lo, hi) in enumerate(cached):
+                tol = 1e-9 * (1.0 + np.abs(hi - lo))
+                cached[i] = (block, names, lo - tol, hi + tol)
             self.__dict__["_box_flat"] = cached
         return cached
 
@@ -269,24 +269,23 @@ class Emulator:
         policy = self._check_policy(policy or self.on_extrapolation)
         if policy == "ignore":
             return []
-        labels, lo, hi = self._box_columns()
-        blocks = {"log10_mass": log10_mass[:, None], "pk_ratio": pk_ratio,
-                  "redshift": None if redshift is None else redshift[:, None]}
-        cols = [params] + [blocks[name] for name in ("log10_mass", "pk_ratio", "redshift") if name in self._box]
-        if any(c is None for c in cols):  # an optional block the caller did not pass
-            return []
-        values = np.concatenate(cols, axis=1)
-        outside_cols = np.flatnonzero(((values < lo) | (values > hi)).any(axis=0))
-        if outside_cols.size == 0:
-            return []
+        given = {"params": params, "log10_mass": log10_mass[:, None],
+                 "pk_ratio": pk_ratio, "redshift": None if redshift is None else redshift[:, None]}
         outside: list[str] = []
-        for name in dict.fromkeys(labels[j][0] for j in outside_cols):
-            idx = [j for j, (nm, _) in enumerate(labels) if nm == name]
-            v = values[:, idx]
-            outside.append(
-                f"{name} (training range [{lo[idx].min():.4g}, {hi[idx].max():.4g}], "
-                f"got {v.min():.4g}..{v.max():.4g})"
-            )
+        for block, names, lo, hi in self._box_blocks():
+            values = given[block]
+            if values is None:  # an optional block the caller did not pass
+                continue
+            bad_cols = np.flatnonzero(((values < lo) | (values > hi)).any(axis=0))
+            for name in dict.fromkeys(names[j] for j in bad_cols):
+                idx = [j for j, nm in enumerate(names) if nm == name]
+                v = values[:, idx]
+                outside.append(
+                    f"{name} (training range [{lo[idx].min():.4g}, {hi[idx].max():.4g}], "
+                    f"got {v.min():.4g}..{v.max():.4g})"
+                )
+        if not outside:
+            return []
         msg = "inputs outside the training box: " + "; ".join(outside)
         if policy == "error":
             raise ExtrapolationError(msg + ". Pass on_extrapolation='warn' or 'ignore' to predict anyway.")

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from profemu.cluster import ExecutorOptions, _atomic_write_text, make_executor
+from profemu._files import atomic_write_text
+from profemu.cluster import ExecutorOptions, make_executor
 from profemu.config import Config
 from profemu.errors import ConfigError, DataError, TrainingError
 from profemu.workflow import DataSource
@@ -386,7 +387,7 @@ def run_sweep(
         "trial_members": trial_members,
         "trials": trials,
     }
-    _atomic_write_text(out / "sweep.json", json.dumps(setup, indent=1))
+    atomic_write_text(out / "sweep.json", json.dumps(setup, indent=1))
     optuna.create_study(study_name=study_name, storage=_storage(storage_spec), direction="minimize",
                         load_if_exists=True)
 
@@ -415,7 +416,7 @@ def run_sweep(
             "params": decode_params(t.params, parsed), "epochs": t.user_attrs.get("epochs"),
             "last_epoch_reported": max(t.intermediate_values) if t.intermediate_values else None,
         })
-    _atomic_write_text(out / "trials.json", json.dumps({"trials": records, "job_errors": errors}, indent=1))
+    atomic_write_text(out / "trials.json", json.dumps({"trials": records, "job_errors": errors}, indent=1))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         failed = [f"trial {r['number']}: {r['state']}" for r in records] + errors
