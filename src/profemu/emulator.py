@@ -248,6 +248,16 @@ class Emulator:
             self.__dict__["_box_flat"] = cached
         return cached
 
+    def _box_for(self, present: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Column names and bounds of the blocks ``present``, concatenated (cached per tuple)."""
+        cache = self.__dict__.setdefault("_box_concat", {})
+        if present not in cache:
+            parts = [b for b in self._box_blocks() if b[0] in present]
+            cache[present] = ([n for _, names, _, _ in parts for n in names],
+                              np.concatenate([lo for *_, lo, _ in parts]),
+                              np.concatenate([hi for *_, hi in parts]))
+        return cache[present]
+
     def check_extrapolation(
         self,
         params: np.ndarray,
@@ -271,19 +281,19 @@ class Emulator:
             return []
         given = {"params": params, "log10_mass": log10_mass[:, None],
                  "pk_ratio": pk_ratio, "redshift": None if redshift is None else redshift[:, None]}
+        # optional blocks the caller did not pass are not checked
+        present = tuple(block for block, *_ in self._box_blocks() if given[block] is not None)
+        names, lo, hi = self._box_for(present)
+        values = np.concatenate([given[block] for block in present], axis=1)
+        bad_cols = np.flatnonzero(((values < lo) | (values > hi)).any(axis=0))
         outside: list[str] = []
-        for block, names, lo, hi in self._box_blocks():
-            values = given[block]
-            if values is None:  # an optional block the caller did not pass
-                continue
-            bad_cols = np.flatnonzero(((values < lo) | (values > hi)).any(axis=0))
-            for name in dict.fromkeys(names[j] for j in bad_cols):
-                idx = [j for j, nm in enumerate(names) if nm == name]
-                v = values[:, idx]
-                outside.append(
-                    f"{name} (training range [{lo[idx].min():.4g}, {hi[idx].max():.4g}], "
-                    f"got {v.min():.4g}..{v.max():.4g})"
-                )
+        for name in dict.fromkeys(names[j] for j in bad_cols):
+            idx = [j for j, nm in enumerate(names) if nm == name]
+            v = values[:, idx]
+            outside.append(
+                f"{name} (training range [{lo[idx].min():.4g}, {hi[idx].max():.4g}], "
+                f"got {v.min():.4g}..{v.max():.4g})"
+            )
         if not outside:
             return []
         msg = "inputs outside the training box: " + "; ".join(outside)
