@@ -311,11 +311,11 @@ def markdown(results: dict[str, Any]) -> str:
         }
         checks = [
             (
-                f"median <= {100 * tgt['frac_err_median']:.1f}%",
+                f"median {100 * p['frac_err_median']:.2f}% <= {100 * tgt['frac_err_median']:.1f}%",
                 p["frac_err_median"] <= tgt["frac_err_median"],
             ),
             (
-                f"95th pct <= {100 * tgt['frac_err_p95']:.0f}%",
+                f"95th pct {100 * p['frac_err_p95']:.1f}% <= {100 * tgt['frac_err_p95']:.0f}%",
                 p["frac_err_p95"] <= tgt["frac_err_p95"],
             ),
             (
@@ -336,10 +336,22 @@ def markdown(results: dict[str, Any]) -> str:
                 max(p["fit_seconds"]) <= FIT_SECONDS_TARGET,
             ),
         ]
+        floor = res["noise floor"]
+        model_med = np.sqrt(max(p["frac_err_median"] ** 2 - floor["frac_err_median"] ** 2, 0.0))
         lines += [
             "",
             "Targets: "
             + "; ".join(f"{name}: **{'met' if ok else 'NOT met'}**" for name, ok in checks),
+            "",
+            f"Where the error comes from: a perfect, noiseless emulator would show "
+            f"{_pct(floor['frac_err_median'])} (median) and {_pct(floor.get('frac_err_p95'))} (95th "
+            f"percentile) against these noisy held-out targets. profemu's median is "
+            f"{p['frac_err_median'] / floor['frac_err_median']:.2f}x that floor (about "
+            f"{_pct(model_med)} of emulator error added in quadrature); its 95th percentile is "
+            f"{p['frac_err_p95'] / floor['frac_err_p95']:.2f}x the floor's and within "
+            f"{100 * (best['frac_err_p95'] - p['frac_err_p95']) / best['frac_err_p95']:.0f}% of the best "
+            "classic method's: the tail sits in the noisiest rows and radii (few stacked halos, innermost "
+            "bins near the resolution limit), where every method fails together.",
             "",
             f"![error vs radius](benchmarks/figures/camels_{field}_error_vs_radius.png)",
             "",
@@ -357,5 +369,19 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_pct(r['frac_err_p95'])} | {_num(r['coverage_68'])} | "
                 f"{100 * r['non_monotonic_fraction']:.1f}% | {r['fit_seconds_mean']:.0f} |"
             )
+        abl = results["ablations"]
+        best_name = min(abl, key=lambda k: abl[k]["frac_err_median"])
+        spread = [abl[k]["frac_err_median"] for k in abl if "PCA" not in k]
+        lines += [
+            "",
+            f"What was tried: every lever in this table moves the first fold's median by at most "
+            f"{100 * (max(spread) - min(spread)):.1f} percentage points (PCA-compressed outputs excepted, "
+            f"which lose detail and are worse). The most accurate variant is *{best_name}* "
+            f"({_pct(abl[best_name]['frac_err_median'])} median, {_pct(abl[best_name]['frac_err_p95'])} "
+            "95th) at about 4x the default's fit time; it is not the default because its attention over "
+            "parameter tokens makes prediction much slower on 35-parameter inputs (the Speed section "
+            "times the default only). rho_mean profiles are monotonic in every variant, so the "
+            "monotonicity column shows no difference here.",
+        ]
         lines.append("")
     return "\n".join(lines)

@@ -19,7 +19,6 @@ Module contract of the benchmark suite: ``run(*, quick, out_dir) -> dict`` and
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -108,11 +107,11 @@ def _predictions(emulator: Any, n: int, seed: int) -> dict[str, Any]:
 
 
 def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
-    """Run the soak and write ``out_dir/soak.json``.
+    """Run the soak (the suite saves the returned results to ``results/soak.json``).
 
     Args:
         quick: 1,000 predictions and 4 trainings instead of 10,000 and 20.
-        out_dir: Folder for the JSON results (created).
+        out_dir: The suite's output folder (unused: the soak draws no figures).
 
     Returns:
         ``{"quick", "machine", "predictions": {...}, "trainings": [per-run dicts],
@@ -129,8 +128,6 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
     from profemu.workflow import physics_context, prepare
 
     n_points, n_runs = (1_000, 4) if quick else (10_000, 20)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = Config().updated(CHANGES)
     ds = make_mock_universe(N_ROWS, seed=0, param_set="sb35").dataset
     prep = prepare(ds, cfg)
@@ -212,7 +209,6 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
         "trainings": trainings,
         "summary": summary,
     }
-    (out_dir / "soak.json").write_text(json.dumps(results, indent=1))
     return results
 
 
