@@ -629,6 +629,23 @@ def compare(
     return rows
 
 
+# (result key, column title, format: a str.format pattern or "pct" for percent)
+COMPARISON_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("method", "method", "{}"),
+    ("frac_err_median", "frac err median [%]", "pct"),
+    ("frac_err_p68", "p68 [%]", "pct"),
+    ("frac_err_p95", "p95 [%]", "pct"),
+    ("rmse_dex", "RMSE [dex]", "{:.4f}"),
+    ("nll", "NLL", "{:.3f}"),
+    ("coverage_68", "cov 68", "{:.3f}"),
+    ("coverage_95", "cov 95", "{:.3f}"),
+    ("fit_seconds", "fit [s]", "{:.3g}"),
+    ("predict_seconds_per_1000", "predict [s/1000]", "{:.3g}"),
+    ("frac_err_ratio", "err / first", "{:.2f}"),
+    ("predict_time_ratio", "time / first", "{:.3g}"),
+)
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A markdown table of :func:`compare` rows (fractional errors in percent).
 
@@ -638,20 +655,6 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     Returns:
         The table as a string, one line per method after the header.
     """
-    columns = [
-        ("method", "method", "{}"),
-        ("frac_err_median", "frac err median [%]", "pct"),
-        ("frac_err_p68", "p68 [%]", "pct"),
-        ("frac_err_p95", "p95 [%]", "pct"),
-        ("rmse_dex", "RMSE [dex]", "{:.4f}"),
-        ("nll", "NLL", "{:.3f}"),
-        ("coverage_68", "cov 68", "{:.3f}"),
-        ("coverage_95", "cov 95", "{:.3f}"),
-        ("fit_seconds", "fit [s]", "{:.3g}"),
-        ("predict_seconds_per_1000", "predict [s/1000]", "{:.3g}"),
-        ("frac_err_ratio", "err / first", "{:.2f}"),
-        ("predict_time_ratio", "time / first", "{:.3g}"),
-    ]
 
     def cell(value: Any, fmt: str) -> str:
         if value is None or (isinstance(value, float) and not np.isfinite(value)):
@@ -660,8 +663,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             return f"{100.0 * value:.2f}"
         return fmt.format(value)
 
-    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |",
-             "|" + "|".join("---" if key == "method" else "---:" for key, _, _ in columns) + "|"]
+    lines = ["| " + " | ".join(title for _, title, _ in COMPARISON_COLUMNS) + " |",
+             "|" + "|".join("---" if key == "method" else "---:" for key, _, _ in COMPARISON_COLUMNS) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(cell(row.get(key), fmt) for key, _, fmt in columns) + " |")
+        lines.append("| " + " | ".join(cell(row.get(key), fmt) for key, _, fmt in COMPARISON_COLUMNS) + " |")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from profemu.baselines import COMPARISON_COLUMNS
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError, FormatError
@@ -468,19 +469,7 @@ def _note(text: str) -> str:
     return f'<p class="note">{_e(text)}</p>'
 
 
-_COMPARISON_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("method", "method", "{}"),
-    ("frac_err_median", "frac err median [%]", "pct"),
-    ("frac_err_p68", "p68 [%]", "pct"),
-    ("frac_err_p95", "p95 [%]", "pct"),
-    ("rmse_dex", "RMSE [dex]", "{:.4f}"),
-    ("nll", "NLL", "{:.3f}"),
-    ("coverage_68", "cov 68", "{:.3f}"),
-    ("coverage_95", "cov 95", "{:.3f}"),
-    ("fit_seconds", "fit [s]", "{:.3g}"),
-    ("predict_seconds_per_1000", "predict [s/1000]", "{:.3g}"),
-    ("frac_err_ratio", "err / first", "{:.2f}"),
-)
+_COMPARISON_COLUMNS = tuple(c for c in COMPARISON_COLUMNS if c[0] != "predict_time_ratio")
 
 
 def comparison_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
