@@ -37,7 +37,7 @@ from profemu.config import Config
 from profemu.data.camels import load_camels_lh
 from profemu.data.dataset import ProfileDataset
 from profemu.data.split import group_kfold
-from profemu.evaluate import evaluate_predictions
+from profemu.evaluate import evaluate_predictions, predict_dataset
 from profemu.workflow import train_emulator
 
 CAMELS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camels_lh_tng.npz"
@@ -84,19 +84,12 @@ def _monotonic_violations(pred: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _quiet_predict(model: Any, ds: ProfileDataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = model.predict(ds.params, ds.log10_mass, ds.pk_ratio, ds.redshift)
-    return {f: (np.asarray(v[0], float), np.asarray(v[1], float)) for f, v in out.items()}
-
-
 def run_profemu(train: ProfileDataset, test: ProfileDataset, cfg: Config) -> dict[str, Any]:
     """Train on ``train`` (validation carved out by group inside) and predict ``test``."""
     t0 = time.perf_counter()
     out = train_emulator(train, cfg, evaluate_test=False)
     seconds = time.perf_counter() - t0
-    pred = _quiet_predict(out.emulator, test)
+    pred = predict_dataset(out.emulator, test)
     return {
         "pred": pred,
         "fit_seconds": seconds,
@@ -112,7 +105,7 @@ def run_baseline(baseline: Any, train: ProfileDataset, test: ProfileDataset) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         baseline.fit(train)
-    return {"pred": _quiet_predict(baseline, test), "fit_seconds": float(baseline.fit_seconds)}
+    return {"pred": predict_dataset(baseline, test), "fit_seconds": float(baseline.fit_seconds)}
 
 
 def score(pred: dict[str, tuple[np.ndarray, np.ndarray]], truth: ProfileDataset) -> dict[str, Any]:

@@ -122,10 +122,11 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
     from profemu.config import Config
     from profemu.data.mock import make_mock_universe
     from profemu.emulator import Emulator
+    from profemu.losses.physics import PhysicsContext
     from profemu.models.build import build_model
     from profemu.models.spec import OutputSpec
     from profemu.train.loop import fit
-    from profemu.workflow import physics_context, prepare
+    from profemu.workflow import prepare
 
     n_points, n_runs = (1_000, 4) if quick else (10_000, 20)
     cfg = Config().updated(CHANGES)
@@ -134,7 +135,7 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
     t = prep.transforms
     spec = OutputSpec.from_transforms(t)
     model = build_model(cfg.model, spec)
-    ctx = physics_context(t, cfg)
+    ctx = PhysicsContext.from_transforms(t)
     train, val, test = t.transform(prep.train), t.transform(prep.val), prep.test
 
     seeds = np.random.default_rng(2024).integers(0, 2**31 - 1, size=n_runs)

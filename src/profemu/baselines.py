@@ -38,7 +38,7 @@ import numpy as np
 
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError
-from profemu.evaluate import evaluate_predictions, predict_dataset
+from profemu.evaluate import Predictor, evaluate_predictions, predict_dataset
 
 __all__ = [
     "Baseline",
@@ -54,24 +54,15 @@ Prediction = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 @runtime_checkable
-class Baseline(Protocol):
-    """The interface shared by the baselines (and, for ``predict``, by the Emulator)."""
+class Baseline(Predictor, Protocol):
+    """A classic emulator: a :class:`~profemu.evaluate.Predictor` (the Emulator's ``predict``)
+    that is fitted on a dataset and times its fit."""
 
     name: str
     fit_seconds: float
 
     def fit(self, dataset: ProfileDataset, *, fields: Sequence[str] | None = None) -> Baseline:
         """Fit on ``dataset`` (all fields, or ``fields``) and return ``self``."""
-        ...
-
-    def predict(
-        self,
-        params: np.ndarray,
-        log10_mass: np.ndarray,
-        pk_ratio: np.ndarray | None = None,
-        redshift: np.ndarray | None = None,
-    ) -> Prediction:
-        """Return ``{field: (mean_log10 [n, n_r], var_log10 [n, n_r])}``."""
         ...
 
 

@@ -365,11 +365,12 @@ def train_members(
     Returns:
         True when the members finished, False when stopped early through ``stop``.
     """
+    from profemu.losses.physics import PhysicsContext
     from profemu.models.build import build_model
     from profemu.models.spec import OutputSpec
     from profemu.train.checkpoint import load_latest
     from profemu.train.loop import fit
-    from profemu.workflow import _jsonable, physics_context
+    from profemu.workflow import _jsonable
 
     run = Path(run_dir).resolve()
     indices = [int(i) for i in indices]
@@ -417,7 +418,7 @@ def train_members(
         val_arr = t.transform(prep.val if len(prep.split.val) else prep.train)
         result = fit(
             model, train_arr, val_arr, config,
-            physics_ctx=physics_context(t, config),
+            physics_ctx=PhysicsContext.from_transforms(t),
             decode=(t.decode_mean, t.decode_var),
             members=indices,
             checkpoint_dir=ckdir,
@@ -857,10 +858,8 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
         TrainingError: Some members are missing, failed or corrupt (listed by index
             with their log paths) and ``allow_partial`` is False, or none finished.
     """
-    from profemu.emulator import Emulator
-    from profemu.evaluate import evaluate, fit_variance_scale
-    from profemu.models.spec import OutputSpec
-    from profemu.workflow import _jsonable, _predict_dataset
+    from profemu.evaluate import evaluate
+    from profemu.workflow import build_emulator
 
     run = Path(run_dir).resolve()
     statuses = run_status(run)
@@ -896,24 +895,12 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
             )
     variables = unflatten_tree({k: np.stack([f[k] for f in stacks]) for k in sorted(names)})
     config, prep, _ = load_run(run)
-    t = prep.transforms
-    spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
-    metadata = {
-        "training_data_fingerprint": prep.train.fingerprint(),
-        "n_train": len(prep.split.train),
-        "config": config.to_dict(),
-        "members_merged": good,
-        "members_missing": [s.member for s in statuses if s.member not in good],
-        "best_epoch": [_read_status(run, i).get("best_epoch") for i in good],
-        "radius_unit": prep.dataset.radius_unit,
-        "units": dict(prep.dataset.units),
-        "data_meta": _jsonable(dict(prep.dataset.meta)),
-    }
-    emulator = Emulator(t, config.model, spec, variables, metadata=metadata)
-    if config.train.calibrate and len(prep.split.val):
-        val = prep.val
-        emulator.variance_scale = fit_variance_scale(_predict_dataset(emulator, val), val)
-        emulator.metadata["variance_scale_fitted_on"] = "validation split"
+    emulator = build_emulator(
+        prep, config, variables,
+        members_merged=good,
+        members_missing=[s.member for s in statuses if s.member not in good],
+        best_epoch=[_read_status(run, i).get("best_epoch") for i in good],
+    )
     emulator.save(run / "emulator")
     if len(prep.split.test):
         evaluation = evaluate(emulator, prep.test)

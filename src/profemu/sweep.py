@@ -234,10 +234,11 @@ def _load_study(setup: Mapping[str, Any], worker: int) -> Any:
 def _objective(setup: Mapping[str, Any], space: Mapping[str, SpaceEntry], dataset: Any) -> Any:
     import optuna
 
+    from profemu.losses.physics import PhysicsContext
     from profemu.models.build import build_model
     from profemu.models.spec import OutputSpec
     from profemu.train.loop import fit
-    from profemu.workflow import physics_context, prepare
+    from profemu.workflow import prepare
 
     base = Config.from_dict(setup["base_config"])
 
@@ -262,7 +263,7 @@ def _objective(setup: Mapping[str, Any], space: Mapping[str, SpaceEntry], datase
 
         result = fit(
             model, t.transform(prep.train), t.transform(prep.val), config,
-            physics_ctx=physics_context(t, config),
+            physics_ctx=PhysicsContext.from_transforms(t),
             decode=(t.decode_mean, t.decode_var),
             callbacks=[report],
         )

@@ -30,7 +30,7 @@ from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
 from profemu.errors import DataError
 
-__all__ = ["DataSource", "TrainOutcome", "load_data", "prepare", "train_emulator"]
+__all__ = ["DataSource", "TrainOutcome", "build_emulator", "load_data", "prepare", "train_emulator"]
 
 
 @dataclass(frozen=True)
@@ -113,11 +113,35 @@ class TrainOutcome:
     stopped_reason: str = ""
 
 
-def physics_context(transforms: Any, config: Config) -> Any:
-    """The constants the physics losses need, from fitted transforms."""
-    from profemu.losses.physics import PhysicsContext
+def build_emulator(
+    prep: Prepared, config: Config, variables: Any, **metadata: Any
+) -> Emulator:
+    """The Emulator of trained ``variables`` (stacked members), calibrated on the validation split.
 
-    return PhysicsContext.from_transforms(transforms)
+    Records the training-data fingerprint, config, units and data provenance (plus any
+    ``metadata`` given) and, with ``config.train.calibrate``, fits the post-hoc variance
+    scale on the validation rows. Used by :func:`train_emulator` and by the cluster merge.
+    """
+    from profemu.evaluate import fit_variance_scale, predict_dataset
+    from profemu.models.spec import OutputSpec
+
+    t = prep.transforms
+    spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
+    record = {
+        "training_data_fingerprint": prep.train.fingerprint(),
+        "n_train": len(prep.split.train),
+        "config": config.to_dict(),
+        **_jsonable(metadata),
+        "radius_unit": prep.dataset.radius_unit,
+        "units": dict(prep.dataset.units),
+        "data_meta": _jsonable(dict(prep.dataset.meta)),
+    }
+    emulator = Emulator(t, config.model, spec, variables, metadata=record)
+    if config.train.calibrate and len(prep.split.val):
+        val = prep.val
+        emulator.variance_scale = fit_variance_scale(predict_dataset(emulator, val), val)
+        emulator.metadata["variance_scale_fitted_on"] = "validation split"
+    return emulator
 
 
 def train_emulator(
@@ -147,7 +171,8 @@ def train_emulator(
     Returns:
         A :class:`TrainOutcome` with the Emulator, history and held-out metrics.
     """
-    from profemu.evaluate import evaluate, fit_variance_scale
+    from profemu.evaluate import evaluate
+    from profemu.losses.physics import PhysicsContext
     from profemu.models.build import build_model
     from profemu.models.spec import OutputSpec
     from profemu.train.logging import MetricsLogger, plot_curves
@@ -190,7 +215,7 @@ def train_emulator(
         train_arr,
         val_arr,
         config,
-        physics_ctx=physics_context(t, config),
+        physics_ctx=PhysicsContext.from_transforms(t),
         decode=(t.decode_mean, t.decode_var),
         checkpoint_dir=None if run is None else run / "checkpoints",
         resume=resume,
@@ -198,22 +223,10 @@ def train_emulator(
     )
     fit_seconds = time.perf_counter() - t0
 
-    metadata = {
-        "training_data_fingerprint": prep.train.fingerprint(),
-        "n_train": len(prep.split.train),
-        "config": config.to_dict(),
-        "fit_seconds": fit_seconds,
-        "best_epoch": _jsonable(result.best_epoch),
-        "counters": _jsonable(result.counters),
-        "radius_unit": prep.dataset.radius_unit,
-        "units": dict(prep.dataset.units),
-        "data_meta": _jsonable(dict(prep.dataset.meta)),
-    }
-    emulator = Emulator(t, config.model, spec, result.variables, metadata=metadata)
-    if config.train.calibrate and len(prep.split.val):
-        val = prep.val
-        emulator.variance_scale = fit_variance_scale(_predict_dataset(emulator, val), val)
-        emulator.metadata["variance_scale_fitted_on"] = "validation split"
+    emulator = build_emulator(
+        prep, config, result.variables,
+        fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
+    )
 
     evaluation = None
     if evaluate_test and len(prep.split.test):
@@ -237,10 +250,6 @@ def train_emulator(
         run_dir=run,
         stopped_reason=getattr(result, "stopped_reason", ""),
     )
-
-
-def _predict_dataset(emulator: Emulator, ds: ProfileDataset) -> dict[str, Any]:
-    return emulator.predict(ds.params, ds.log10_mass, ds.pk_ratio, ds.redshift, on_extrapolation="ignore")
 
 
 def _split_record(prep: Prepared) -> dict[str, Any]:

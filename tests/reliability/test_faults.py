@@ -30,11 +30,12 @@ from profemu.data.dataset import ProfileDataset
 from profemu.data.transforms import Transforms
 from profemu.emulator import Emulator
 from profemu.errors import ExtrapolationError, TrainingError
+from profemu.losses.physics import PhysicsContext
 from profemu.models.build import build_model
 from profemu.models.spec import OutputSpec
 from profemu.train.checkpoint import load_latest
 from profemu.train.loop import fit
-from profemu.workflow import DataSource, physics_context, prepare
+from profemu.workflow import DataSource, prepare
 from tests.reliability import TinyRun, tiny_config, tiny_run
 
 
@@ -99,7 +100,7 @@ def nan_data(run: TinyRun) -> dict[str, Any]:
     prep = prepare(poisoned, cfg)
     t = prep.transforms
     spec = OutputSpec.from_transforms(t)
-    setup = Setup(t, spec, build_model(cfg.model, spec), physics_context(t, cfg), cfg)
+    setup = Setup(t, spec, build_model(cfg.model, spec), PhysicsContext.from_transforms(t), cfg)
     return {"poisoned": poisoned, "garbage": garbage, "prep": prep, "setup": setup}
 
 
