@@ -128,6 +128,24 @@ class Emulator:
         """Radial grid [n_r] in ``radius_unit``."""
         return np.asarray(self.transforms.radius)
 
+    @property
+    def radius_unit(self) -> str:
+        """Unit of :attr:`radius` (as in the training data)."""
+        return str(self.transforms.radius_unit)
+
+    @property
+    def log_params(self) -> tuple[str, ...]:
+        """Parameters sampled uniformly in log10 (their prior and design space is log10)."""
+        return tuple(self.transforms.log_params)
+
+    @property
+    def training_box(self) -> dict[str, tuple[Any, Any]]:
+        """(min, max) of the raw training inputs: per parameter name and ``"log10_mass"``
+        (floats, linear values as in the training data), ``"pk_ratio"`` (two [n_k] arrays)
+        and ``"redshift"`` when present."""
+        return {name: (lo.copy(), hi.copy()) if lo.ndim else (float(lo), float(hi))
+                for name, (lo, hi) in self._box.items()}
+
     def __repr__(self) -> str:
         return (
             f"Emulator(kind={self.model_config.kind!r}, members={self.members}, "
@@ -336,6 +354,44 @@ class Emulator:
             self.model_config, self.spec, self.variables["params"], inputs
         )
         return self._finish(means, variances, single)
+
+    def predict_members(
+        self,
+        params: Any,
+        log10_mass: Any,
+        pk_ratio: Any = None,
+        redshift: Any = None,
+        *,
+        on_extrapolation: ExtrapolationPolicy | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every ensemble member's prediction of log10 of every field (numpy only).
+
+        Args: as :meth:`predict`.
+
+        Returns:
+            ``(means, variances)``, each ``[M, n, F, n_r]`` (fields in
+            :attr:`field_names` order): member means of log10 profiles [dex] and member
+            (aleatoric) variances [dex²] times ``variance_scale``. The population
+            variance of the member means, times ``variance_scale``, is the epistemic
+            part of :meth:`predict`'s variance.
+        """
+        from profemu.models import numpy_forward
+
+        p, m, pk, z, _ = self._as_inputs(params, log10_mass, pk_ratio, redshift)
+        self.check_extrapolation(p, m, pk, z, policy=on_extrapolation)
+        inputs = self.transforms.transform_inputs(p, m, pk, z, xp=np)
+        inputs = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}
+        means, variances = numpy_forward.forward_ensemble(
+            self.model_config, self.spec, self.variables["params"], inputs
+        )
+        t = self.transforms
+        mean_std = t.decode_mean(np.asarray(means, dtype=np.float64))
+        var_std = t.decode_var(np.asarray(variances, dtype=np.float64))
+        scale = np.asarray(t.target_scale)
+        mean_log = np.asarray(t.target_center) + scale * mean_std
+        var_log = var_std * scale**2 * self.variance_scale
+        shape = (*mean_log.shape[:2], len(self.field_names), t.n_r)
+        return mean_log.reshape(shape), var_log.reshape(shape)
 
     def _finish(self, means: Any, variances: Any, single: bool) -> dict[str, Prediction]:
         """Member outputs [M, n, out_dim] -> per-field log10 mean, total/aleatoric/epistemic var."""

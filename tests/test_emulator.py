@@ -1,0 +1,59 @@
+"""The Emulator's prediction: the ensemble's moments, the member view, the training box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.reliability import TinyRun, tiny_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    return tiny_run(tmp_path_factory.mktemp("tiny"))
+
+
+def test_predict_is_the_moment_match_of_the_members(run: TinyRun) -> None:
+    emu, ds = run.emulator, run.dataset
+    rows = np.arange(7)
+    means, variances = emu.predict_members(ds.params[rows], ds.log10_mass[rows])
+    assert means.shape == (emu.members, rows.size, len(emu.field_names), emu.radius.size)
+    assert variances.shape == means.shape
+    pred = emu.predict(ds.params[rows], ds.log10_mass[rows])
+    mu = means.mean(axis=0)
+    epistemic = means.var(axis=0) * emu.variance_scale
+    aleatoric = variances.mean(axis=0)
+    for f, name in enumerate(emu.field_names):
+        np.testing.assert_allclose(pred[name].mean, mu[:, f], atol=1e-6)
+        np.testing.assert_allclose(pred[name].epistemic, epistemic[:, f], rtol=1e-5, atol=1e-12)
+        np.testing.assert_allclose(pred[name].aleatoric, aleatoric[:, f], rtol=1e-5, atol=1e-12)
+        np.testing.assert_allclose(pred[name].var, aleatoric[:, f] + epistemic[:, f], rtol=1e-5)
+    # members really disagree, so a dropped epistemic term would be visible
+    assert (epistemic > 0).all()
+
+
+def test_training_box_and_log_params_describe_the_training_inputs(run: TinyRun) -> None:
+    emu, ds = run.emulator, run.dataset
+    box = emu.training_box
+    for j, name in enumerate(emu.param_names):
+        lo, hi = box[name]
+        assert lo >= ds.params[:, j].min() - 1e-12 and hi <= ds.params[:, j].max() + 1e-12
+        assert lo < hi
+    assert box["log10_mass"][0] < box["log10_mass"][1]
+    assert set(emu.log_params) == set(ds.log_params)
+    assert emu.radius_unit == ds.radius_unit
+    # a copy: editing it does not move the emulator's box
+    box["log10_mass"] = (0.0, 100.0)
+    assert emu.training_box["log10_mass"] != (0.0, 100.0)
+
+
+def test_saved_emulator_predicts_the_same_members(run: TinyRun, tmp_path: Path) -> None:
+    from profemu.emulator import Emulator
+
+    emu = run.emulator
+    emu.save(tmp_path / "emu")
+    back = Emulator.load(tmp_path / "emu")
+    x, m = run.dataset.params[:3], run.dataset.log10_mass[:3]
+    np.testing.assert_array_equal(back.predict_members(x, m)[0], emu.predict_members(x, m)[0])
