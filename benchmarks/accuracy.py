@@ -207,7 +207,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "10 members": {"train.members": 10},
     "physics losses on (monotonic 1, smoothness 0.1)": {
         "loss.physics.monotonic_weight": 1.0, "loss.physics.smoothness_weight": 0.1},
-    "monotone head (decreasing by construction)": {"model.monotone_fields": ["rho"]},
+    "monotone head (decreasing by construction)": {"model.monotone_head": True, "data.monotone_fields": ["rho"]},
     "known noise left out of the likelihood": {"loss.use_target_noise": False},
     "PCA outputs (8 components)": {"data.pca_components": 8},
     "dropout 0.1": {"model.dropout": 0.1},

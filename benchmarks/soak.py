@@ -122,41 +122,27 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
     from profemu.config import Config
     from profemu.data.mock import make_mock_universe
     from profemu.emulator import Emulator
-    from profemu.losses.physics import PhysicsContext
-    from profemu.models.build import build_model
-    from profemu.models.spec import OutputSpec
     from profemu.train.loop import fit
-    from profemu.workflow import prepare
+    from profemu.train.setup import prepare, training_problem
 
     n_points, n_runs = (1_000, 4) if quick else (10_000, 20)
     cfg = Config().updated(CHANGES)
     ds = make_mock_universe(N_ROWS, seed=0, param_set="sb35").dataset
     prep = prepare(ds, cfg)
     t = prep.transforms
-    spec = OutputSpec.from_transforms(t)
-    model = build_model(cfg.model, spec)
-    ctx = PhysicsContext.from_transforms(t)
-    train, val, test = t.transform(prep.train), t.transform(prep.val), prep.test
+    problem, test = training_problem(prep, cfg), prep.test
 
     seeds = np.random.default_rng(2024).integers(0, 2**31 - 1, size=n_runs)
     trainings = []
     emulator = None
     for seed in seeds:
         t0 = time.perf_counter()
-        result = fit(
-            model,
-            train,
-            val,
-            cfg,
-            physics_ctx=ctx,
-            decode=(t.decode_mean, t.decode_var),
-            seed=int(seed),
-        )
+        result = fit(problem, seed=int(seed))
         seconds = time.perf_counter() - t0
         finite = all(
-            np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(result.variables)
+            np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(result.params)
         )
-        emu = Emulator(t, cfg.model, spec, result.variables)
+        emu = Emulator(t, cfg.model, result.params)
         pred = emu.predict(
             test.params, test.log10_mass, test.pk_ratio, test.redshift, on_extrapolation="ignore"
         )

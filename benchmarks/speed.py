@@ -1,7 +1,7 @@
 """Speed: training throughput and prediction speed against the project's targets.
 
 Training throughput
-    A 115 -> 256x3 -> 64 :class:`~profemu.models.mlp.SimpleMLP` (inputs: 35
+    A 115 -> 256x3 -> 64 MLP (:class:`~profemu.models.network.Network`, kind ``mlp``; inputs: 35
     parameters, log10 mass and 79 P(k) bins; 64 outputs, each with a mean and a
     variance) on synthetic arrays, batch 64, trained through
     :func:`profemu.train.loop.fit` for M = 1 and M = 5 members. The time of an epoch
@@ -24,8 +24,8 @@ Prediction
       targets >= 200,000/s for one model and >= 40,000/s for a 5-member ensemble;
     * single-profile latency through the numpy path: the whole
       :meth:`Emulator.predict` call (input checks, extrapolation check, transforms,
-      forward pass, decoding) and the bare
-      :func:`profemu.models.numpy_forward.forward_ensemble` call; target <= 100 µs
+      forward pass, decoding) and the bare numpy
+      :meth:`profemu.models.network.Network.apply` call; target <= 100 µs
       for the 5-member ensemble (judged on the full call, median of repeats).
 """
 
@@ -97,29 +97,25 @@ def _synthetic_data(n: int, seed: int) -> Any:
     )
 
 
-def _throughput_model() -> tuple[Any, Any]:
+def _throughput_model() -> tuple[Any, dict[str, np.ndarray]]:
     from profemu.config import ModelConfig
-    from profemu.models.build import build_model
-    from profemu.models.spec import OutputSpec
+    from profemu.data.layout import FieldSpec, OutputLayout
+    from profemu.models.network import Network
 
-    spec = OutputSpec(
-        out_dim=_N_OUT,
-        field_names=("profile",),
-        n_r=_N_OUT,
-        log10_radius=np.linspace(-2.0, 0.6, _N_OUT),
-        target_center=np.zeros(_N_OUT),
-        target_scale=np.ones(_N_OUT),
-        input_blocks={"params": _N_PARAMS, "log10_mass": 1, "pk": _N_PK},
-    )
-    model_cfg = ModelConfig(kind="mlp", hidden=list(_HIDDEN_256X3))
-    return build_model(model_cfg, spec), model_cfg
+    layout = OutputLayout((FieldSpec("profile"),), _N_OUT,
+                          (("params", _N_PARAMS), ("log10_mass", 1), ("pk", _N_PK)), _N_OUT)
+    arrays = {"target_center": np.zeros(_N_OUT), "target_scale": np.ones(_N_OUT),
+              "log10_radius": np.linspace(-2.0, 0.6, _N_OUT), "log10_mass_scale": np.asarray(1.0)}
+    return Network(ModelConfig(kind="mlp", hidden=_HIDDEN_256X3), layout), arrays
 
 
 def _profemu_epochs(model: Any, data: Any, members: int, epochs: int) -> list[float]:
     """Seconds of every epoch of a ``fit`` run (no validation data: training only)."""
     from profemu.config import Config
     from profemu.train.loop import fit
+    from profemu.train.setup import TrainingProblem
 
+    network, arrays = model
     cfg = Config().updated(
         {
             "model.hidden": list(_HIDDEN_256X3),
@@ -130,7 +126,7 @@ def _profemu_epochs(model: Any, data: Any, members: int, epochs: int) -> list[fl
             "train.log_every": 10**6,
         }
     )
-    result = fit(model, data, None, cfg)
+    result = fit(TrainingProblem(network, cfg, arrays, data, None))
     return [float(h["seconds"]) for h in result.history]
 
 
@@ -147,14 +143,14 @@ def _reference_epochs(
     steps = n // batch
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(2e-3, weight_decay=1e-4))
     arrays = jax.device_put({"inputs": dict(data.inputs), "target": data.target})
-    sample = {k: v[:1] for k, v in data.inputs.items()}
+    network, model_arrays = model
 
     def init(key: jax.Array) -> Any:
-        params = model.init(key, sample)["params"]
+        params = network.init(key, model_arrays)
         return params, optimizer.init(params)
 
     def loss_fn(params: Any, inputs: Any, target: jax.Array) -> jax.Array:
-        mean, var = model.apply({"params": params}, inputs)
+        mean, var = network.apply(params, model_arrays, inputs, xp=jnp)[:2]
         return 0.5 * jnp.mean(jnp.log(var) + (target - mean) ** 2 / var)
 
     def member_epoch(params: Any, opt_state: Any, key: jax.Array, arrays: Any) -> Any:
@@ -185,7 +181,7 @@ def _reference_epochs(
 
 
 def _training_throughput(sizes: _Sizes) -> list[dict[str, Any]]:
-    model, _ = _throughput_model()
+    model = _throughput_model()
     data = _synthetic_data(sizes.train_rows, seed=0)
     n = sizes.train_rows
     rows = []
@@ -225,30 +221,24 @@ def _training_throughput(sizes: _Sizes) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ prediction
 def _architectures(both: bool) -> list[dict[str, Any]]:
+    """The plain MLP and the physics core at the default trunk width (and, in full runs, the
+    attention variant and a 256x3 MLP), each with the default data settings (P(k) PCA)."""
     from profemu.config import ModelConfig
 
-    default = ModelConfig()
+    hidden = list(ModelConfig().hidden)
+    width = "x".join(map(str, hidden))
     archs = [
-        {
-            "label": f"default ({default.kind}, {'x'.join(map(str, default.hidden))})",
-            "overrides": {},
-            "hidden": list(default.hidden),
-            "kind": default.kind,
-        }
+        {"label": f"MLP {width}", "overrides": {"model.kind": "mlp"}, "kind": "mlp", "hidden": hidden},
+        {"label": f"physics core {width} (power law + FM)", "overrides": {"model.kind": "physics"},
+         "kind": "physics", "hidden": hidden},
     ]
-    if not both:
-        return archs
-    if default.kind != "mlp" or tuple(default.hidden) != _HIDDEN_256X3:
-        archs.append(
-            {
-                "label": "256x3 MLP",
-                "overrides": {"model.kind": "mlp", "model.hidden": list(_HIDDEN_256X3)},
-                "hidden": list(_HIDDEN_256X3),
-                "kind": "mlp",
-            }
-        )
-    else:
-        archs[0]["label"] += " = the 256x3 MLP"
+    if both:
+        archs += [
+            {"label": f"physics core {width}, attention", "kind": "physics", "hidden": hidden,
+             "overrides": {"model.kind": "physics", "model.interaction": "attention"}},
+            {"label": "256x3 MLP", "overrides": {"model.kind": "mlp", "model.hidden": list(_HIDDEN_256X3)},
+             "kind": "mlp", "hidden": list(_HIDDEN_256X3)},
+        ]
     return archs
 
 
@@ -260,10 +250,9 @@ def _make_emulator(
 
     from profemu.config import Config
     from profemu.emulator import Emulator
-    from profemu.models.build import build_model
-    from profemu.models.ensemble import init_ensemble
-    from profemu.models.spec import OutputSpec
-    from profemu.workflow import prepare, train_emulator
+    from profemu.models.network import Network
+    from profemu.train.setup import prepare
+    from profemu.workflow import train_emulator
 
     cfg = Config().updated(
         {
@@ -279,13 +268,9 @@ def _make_emulator(
         outcome = train_emulator(dataset, cfg, evaluate_test=False)
         return outcome.emulator, outcome.prepared.train
     prep = prepare(dataset, cfg)
-    spec = OutputSpec.from_transforms(
-        prep.transforms, monotone_fields=tuple(cfg.model.monotone_fields)
-    )
-    model = build_model(cfg.model, spec)
-    sample = {k: v[:1] for k, v in prep.transforms.transform(prep.train).inputs.items()}
-    variables = init_ensemble(model, jax.random.PRNGKey(0), sample, members)
-    return Emulator(prep.transforms, cfg.model, spec, variables), prep.train
+    net, arrays = Network(cfg.model, prep.transforms.layout), prep.transforms.model_arrays()
+    params = jax.vmap(lambda k: net.init(k, arrays))(jax.random.split(jax.random.PRNGKey(0), members))
+    return Emulator(prep.transforms, cfg.model, params), prep.train
 
 
 def _first_members(emulator: Any, members: int) -> Any:
@@ -294,12 +279,11 @@ def _first_members(emulator: Any, members: int) -> Any:
 
     from profemu.emulator import Emulator
 
-    variables = jax.tree.map(lambda a: np.asarray(a)[:members], emulator.variables)
+    params = jax.tree.map(lambda a: np.asarray(a)[:members], emulator.params)
     return Emulator(
         emulator.transforms,
         emulator.model_config,
-        emulator.spec,
-        variables,
+        params,
         metadata=emulator.metadata,
         variance_scale=emulator.variance_scale,
         on_extrapolation=emulator.on_extrapolation,
@@ -309,8 +293,6 @@ def _first_members(emulator: Any, members: int) -> Any:
 def _prediction_rows(emulator: Any, train_ds: Any, sizes: _Sizes, seed: int = 0) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
-
-    from profemu.models.numpy_forward import forward_ensemble
 
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, train_ds.n, sizes.batch)
@@ -331,9 +313,8 @@ def _prediction_rows(emulator: Any, train_ds: Any, sizes: _Sizes, seed: int = 0)
         p1[None], np.array([m1]), None if pk1 is None else pk1[None], None, xp=np
     )
     inputs = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}
-    weights = emulator.variables["params"]
     bare = timeit(
-        lambda: forward_ensemble(emulator.model_config, emulator.spec, weights, inputs),
+        lambda: emulator.network.apply(emulator.params, emulator.arrays, inputs),
         repeats=sizes.latency_repeats,
         number=sizes.latency_number,
     )
@@ -400,7 +381,21 @@ def _prediction(sizes: _Sizes) -> list[dict[str, Any]]:
                 flush=True,
             )
             out.append(row)
+    _ratios(out)
     return out
+
+
+def _ratios(rows: list[dict[str, Any]]) -> None:
+    """Same-run ratios: each architecture against the MLP of the same members, and the
+    ensemble's throughput against one member's divided by the member count."""
+    mlp = {r["members"]: r for r in rows if r["architecture"] == rows[0]["architecture"]}
+    single = {r["architecture"]: r for r in rows if r["members"] == 1}
+    for r in rows:
+        ref = mlp.get(r["members"])
+        r["throughput_vs_mlp"] = r["jax_profiles_per_s"] / ref["jax_profiles_per_s"] if ref else None
+        one = single.get(r["architecture"])
+        r["ensemble_efficiency"] = (r["jax_profiles_per_s"] / (one["jax_profiles_per_s"] / r["members"])
+                                    if one and r["members"] > 1 else None)
 
 
 # ------------------------------------------------------------------ figure
@@ -506,7 +501,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"on {s['batch']:,} inputs, median of {s['batch_repeats']} calls after a compiling one; a profile "
         "is every field on the radial grid for one input. Latency: one input, median (best) over "
         f"{s['latency_repeats']} repeats of {s['latency_number']} calls; `Emulator.predict` is the "
-        "whole numpy call, `forward_ensemble` the bare numpy network."
+        "whole numpy call, `Network.apply` the bare numpy network. Inputs: the mock universe's 35 "
+        "parameters, log10 mass and 79 P(k) bins (through their PCA basis, the default)."
     )
     parts.append("")
     rows = []
@@ -516,11 +512,16 @@ def markdown(results: dict[str, Any]) -> str:
             if "latency_status" in r
             else "–"
         )
+        vs_mlp = r.get("throughput_vs_mlp")
+        eff = r.get("ensemble_efficiency")
         rows.append(
             [
                 r["architecture"],
                 r["members"],
                 fmt(r["jax_profiles_per_s"]),
+                "–" if vs_mlp is None else f"{vs_mlp:.2f}" + (
+                    "" if r["kind"] == "mlp" else f" **{'PASS' if vs_mlp >= 0.7 else 'MISS'}** (≥ 0.7)"),
+                "–" if eff is None else f"{eff:.2f} **{'PASS' if eff >= 0.6 else 'MISS'}** (≥ 0.6)",
                 f"**{r['throughput_status']}** (≥ {fmt(r['throughput_target'])})",
                 f"{fmt(r['numpy_predict_us'])} ({fmt(r['numpy_predict_best_us'])})",
                 f"{fmt(r['numpy_forward_us'])} ({fmt(r['numpy_forward_best_us'])})",
@@ -534,9 +535,11 @@ def markdown(results: dict[str, Any]) -> str:
                 "architecture",
                 "members",
                 "JAX batched [profiles/s]",
+                "/ MLP (same members)",
+                "M-member / (1-member / M)",
                 "throughput",
                 "`Emulator.predict` 1 input [µs]",
-                "`forward_ensemble` [µs]",
+                "`Network.apply` [µs]",
                 "jitted `predict_fn` 1 input [µs]",
                 "latency",
             ],

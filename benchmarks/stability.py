@@ -39,7 +39,7 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             out = train_emulator(ds, Config().updated(changes))
         best_val = out.history[-1].get("best_val_members", []) if out.history else []
-        leaves = [np.asarray(v) for v in _leaves(out.emulator.variables)]
+        leaves = [np.asarray(v) for v in _leaves(out.emulator.params)]
         metrics = out.evaluation["fields"]["rho"]
         rows.append({
             "run": name,

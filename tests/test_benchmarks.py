@@ -105,7 +105,11 @@ def test_speed_smoke_end_to_end(tmp_path: Path) -> None:
     assert record["commit"]
     res = record["results"]
     assert [r["members"] for r in res["training"]] == res["sizes"]["train_members"]
-    assert [r["members"] for r in res["prediction"]] == [1, res["sizes"]["ensemble_members"]]
+    # the MLP and the physics core at the same trunk width, each with 1 and M members
+    assert [r["members"] for r in res["prediction"]] == [1, res["sizes"]["ensemble_members"]] * 2
+    assert [r["kind"] for r in res["prediction"]] == ["mlp", "mlp", "physics", "physics"]
+    assert res["prediction"][0]["throughput_vs_mlp"] == 1.0 and res["prediction"][2]["throughput_vs_mlp"] > 0
+    assert res["prediction"][3]["ensemble_efficiency"] > 0
     for row in res["training"]:
         assert row["profemu_member_samples_per_s"] > 0 and row["reference_member_samples_per_s"] > 0
         assert row["status"] in {"PASS", "MISS"}

@@ -19,7 +19,8 @@ from profemu.errors import ConfigError
 
 COMMANDS = ["train", "evaluate", "predict", "compare", "report", "mock", "diagnose", "demo"]
 TINY = ["--members", "2", "--epochs", "3", "--set", "model.hidden=[16]", "--set", "train.batch_size=64",
-        "--set", "train.log_every=1", "--set", "data.val_fraction=0.15", "--set", "data.test_fraction=0.2"]
+        "--set", "train.log_every=1", "--set", "data.val_fraction=0.15", "--set", "data.test_fraction=0.2",
+        "--set", "train.cv_folds=0"]
 
 
 def invoke(*args: str):
@@ -238,7 +239,7 @@ def test_diagnose_prints_the_checks_and_fails_on_a_failed_check(
     monkeypatch.setattr(diagnose, "run_diagnostics", fake)
     result = invoke("diagnose", "--data", data_file, "--field", "pth", "--seed", "4", "--quick")
     assert result.exit_code == 1, (result.stdout, result.stderr)
-    assert seen == {"fields": ("rho", "pth", "temp"), "cfg_fields": ["pth"], "seed": 4, "quick": True}
+    assert seen == {"fields": ("rho", "pth", "temp"), "cfg_fields": ("pth",), "seed": 4, "quick": True}
     for text in ("inputs finite and in range", "gradient norms", "FAIL", "lower optim.learning_rate"):
         assert text in result.stdout
     monkeypatch.setattr(diagnose, "run_diagnostics", lambda *a, **k: fake(*a, **k)[:1])

@@ -21,7 +21,8 @@ from profemu.data.io import save_dataset
 from profemu.data.mock import make_mock_universe
 from profemu.emulator import Emulator
 from profemu.errors import ConfigError, TrainingError
-from profemu.workflow import DataSource, train_emulator
+from profemu.run import DataSource
+from profemu.workflow import train_emulator
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Members trained in different jobs/groups equal members trained together up to float32
@@ -43,6 +44,7 @@ def tiny_config(**changes: object) -> Config:
     base = {
         "model.hidden": [8], "train.members": 4, "train.epochs": 3, "train.batch_size": 32,
         "train.patience": 0, "optim.warmup_epochs": 1, "data.fields": ["rho"],
+        "data.test_fraction": 0.1, "train.cv_folds": 0,  # cluster members train on a validation split
     }
     return Config().updated({**base, **changes})
 
@@ -193,7 +195,7 @@ def test_sigkill_then_resume_is_bit_identical(data_file, tmp_path) -> None:
     reference = _prepared(tmp_path, path, "reference", **{"train.epochs": epochs})
     env = {**os.environ, "PROFEMU_EPOCH_DELAY_S": "0.4"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "profemu.cluster", "train-member", str(run), "--member", "0"],
+        [sys.executable, "-m", "profemu", "train-member", str(run), "--member", "0"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     ckdir = cluster.member_dir(run, 0) / "checkpoints"

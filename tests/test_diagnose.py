@@ -25,7 +25,7 @@ from profemu.diagnose import (
     run_diagnostics,
     train_val_shift,
 )
-from profemu.workflow import prepare
+from profemu.train.setup import prepare
 
 SMALL = {"model.hidden": [32, 32], "train.batch_size": 32}
 # the quick truth-recovery run needs some capacity (a [32, 32] MLP misses by ~0.02 dex)

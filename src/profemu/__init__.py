@@ -34,7 +34,8 @@ __version__ = "0.1.0"
 # name -> module, imported on first use (keeps ``import profemu`` light).
 _LAZY = {
     "train_emulator": "profemu.workflow",
-    "DataSource": "profemu.workflow",
+    "DataSource": "profemu.run",
+    "RunFolder": "profemu.run",
     "evaluate": "profemu.evaluate",
     "make_mock_universe": "profemu.data.mock",
     "load_camels_lh": "profemu.data.camels",

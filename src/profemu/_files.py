@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_text", "flatten_tree", "sha256_file", "unflatten_tree"]
+__all__ = ["atomic_write", "atomic_write_text", "flatten_tree", "json_safe", "sha256_file", "unflatten_tree"]
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -85,3 +85,25 @@ def unflatten_tree(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[leaf] = value
     return tree
+
+
+def json_safe(value: Any) -> Any:
+    """Nested numpy scalars/arrays, tuples and mappings -> plain JSON values.
+
+    Arrays become lists, numpy scalars Python numbers, tuples lists, mapping keys
+    strings; non-finite floats become ``None`` (JSON has no NaN).
+    """
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return v if np.isfinite(v) else None
+    return value

@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from profemu._files import atomic_write_text
 from profemu.cli_cluster import (
     ArrayParallelismOpt,
     CpusOpt,
@@ -111,14 +112,13 @@ def _warnings_as_lines(console: Console) -> Iterator[None]:
 
 
 def _short_warning(text: str, limit: int = 240) -> str:
-    """Keep the names of out-of-box inputs, drop their ranges; cut other long messages."""
+    """At most four out-of-box inputs (name, values, range) per warning; cut other long messages."""
     prefix = "inputs outside the training box: "
     if text.startswith(prefix):
-        names = [part.split(" (")[0].strip() for part in text[len(prefix):].split(";")]
-        names = [n for n in names if n and not n.startswith("predictions")]
-        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-        return (f"inputs outside the training box ({shown}); predictions there are extrapolations "
-                "(held-out simulations often lie a little outside).")
+        parts = [p.strip() for p in text[len(prefix):].split(";")]
+        parts = [p for p in parts if p and not p.startswith("predictions")]
+        shown = "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more" if len(parts) > 4 else "")
+        return f"{prefix}{shown}; predictions there are extrapolations (held-out simulations often lie a little outside)."
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -176,19 +176,10 @@ def _split_list(text: str | None) -> list[str] | None:
 
 
 def _resolve_format(path: Path, fmt: str) -> str:
-    """``auto`` -> ``camels-lh`` or ``profemu`` by looking at the file (no pickle)."""
-    if fmt != "auto":
-        return fmt
-    if not path.exists():
-        raise DataError(f"--data {str(path)!r}: file does not exist; pass the path of a dataset file.")
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if {"rho_mean", "sim_id"} <= set(npz.files):
-                    return "camels-lh"
-        except Exception:
-            return "profemu"  # the loader reports what is wrong with the file
-    return "profemu"
+    """``auto`` -> ``camels-lh`` or ``profemu`` (see :func:`profemu.data.io.detect_format`)."""
+    from profemu.data.io import detect_format
+
+    return detect_format(path) if fmt == "auto" else fmt
 
 
 def _data_source(
@@ -201,7 +192,7 @@ def _data_source(
     mass: str | None = None,
 ) -> Any:
     """A :class:`~profemu.workflow.DataSource` with the CAMELS options that apply."""
-    from profemu.workflow import DataSource
+    from profemu.run import DataSource
 
     if not path.exists():
         raise DataError(f"--data {str(path)!r}: file does not exist; pass the path of a dataset file.")
@@ -268,7 +259,7 @@ class _TrainingProgress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(
-                TextColumn("epoch {task.completed:>4.0f}/{task.total:.0f}"),
+                TextColumn("{task.fields[stage]:>8} epoch {task.completed:>4.0f}/{task.total:.0f}"),
                 BarColumn(),
                 TextColumn("train {task.fields[train]}  val {task.fields[val]}"),
                 TextColumn("ETA"),
@@ -277,7 +268,7 @@ class _TrainingProgress:
                 transient=False,
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task("train", total=self.epochs, train="-", val="-")
+            self._task = self._bar.add_task("train", total=self.epochs, train="-", val="-", stage="")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -287,8 +278,9 @@ class _TrainingProgress:
     def __call__(self, entry: Mapping[str, Any]) -> None:
         epoch = int(entry.get("epoch", 0)) + 1
         train, val = _num(entry.get("train_loss")), _num(entry.get("val_loss"))
+        stage = str(entry.get("stage", ""))
         if self._bar is not None:
-            self._bar.update(self._task, completed=epoch, train=train, val=val)
+            self._bar.update(self._task, completed=epoch, train=train, val=val, stage=stage)
             return
         if epoch % self.log_every == 0 or epoch == 1 or epoch == self.epochs:
             elapsed = time.perf_counter() - self.t0
@@ -297,8 +289,9 @@ class _TrainingProgress:
                 extra += f"  skipped_steps {entry['skipped_steps']}"
             if entry.get("rollbacks"):
                 extra += f"  rollbacks {entry['rollbacks']}"
+            prefix = f"[{stage}] " if stage else ""
             self.console.print(
-                f"epoch {epoch}/{self.epochs}  train_loss {train}  val_loss {val}  "
+                f"{prefix}epoch {epoch}/{self.epochs}  train_loss {train}  val_loss {val}  "
                 f"lr {_num(entry.get('learning_rate'), '{:.2e}')}  {elapsed:.1f} s{extra}",
                 markup=False,
             )
@@ -315,7 +308,9 @@ def _check_new_run(run: Path, resume: bool) -> None:
         if not (run / "checkpoints").is_dir():
             raise DataError(f"--resume: {str(run)!r} has no checkpoints/ to resume from; drop --resume.")
         return
-    if (run / "emulator").exists() or (run / "metrics.jsonl").exists():
+    from profemu.run import RunFolder
+
+    if RunFolder(run).is_training_run():
         raise DataError(
             f"--out {str(run)!r} already holds a training run; choose another --out or pass --resume "
             "to continue it."
@@ -428,7 +423,7 @@ def train(
                           mass_bins=mass_bins, mass=mass)
     run = out or Path("runs") / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
     _check_new_run(run, resume)
-    from profemu.workflow import load_data
+    from profemu.run import load_data
 
     dataset = load_data(source)
     console.print(dataset.summary(), markup=False)
@@ -444,6 +439,8 @@ def train(
         return
     outcome = _train(console, dataset, cfg, run, source, resume=resume)
     _training_summary(console, outcome)
+    if outcome.cross_validation:
+        _print_cross_validation(console, outcome.cross_validation)
     if outcome.evaluation:
         _print_metrics(console, outcome.evaluation, "held-out (test split) metrics")
     console.print(f"run folder: {run}", markup=False)
@@ -462,14 +459,14 @@ def evaluate(
     """Score a run's emulator on one split of its data (or on another file)."""
     from profemu.evaluate import evaluate as score
     from profemu.evaluate import write_metrics
-    from profemu.report import RunFolder
+    from profemu.run import RunFolder
 
     console = _console()
     folder = RunFolder.open(run)
     emulator = folder.emulator()
     fields = list(emulator.field_names)
     if data is not None:
-        from profemu.workflow import load_data
+        from profemu.run import load_data
 
         source = _data_source(data, format.value, fields=fields)
         run_source = folder.source()
@@ -479,6 +476,10 @@ def evaluate(
         dataset = load_data(source)
         which = (split or SplitName.all).value
     else:
+        cv = folder.cross_validation()
+        if split is None and cv is not None and folder.split_rows("test").size == 0:
+            _print_cross_validation(console, cv)
+            return
         dataset = folder.dataset()
         which = (split or SplitName.test).value
     missing = [f for f in fields if f not in dataset.fields]
@@ -495,6 +496,20 @@ def evaluate(
     _print_metrics(console, metrics, f"{which} split ({dataset.n} rows)")
     path = write_metrics(metrics, out or folder.path / f"evaluation_{which}.json")
     console.print(f"metrics written to {path}", markup=False)
+
+
+def _print_cross_validation(console: Console, cv: Mapping[str, Any]) -> None:
+    """The CV estimates of a run without a test split, with their spread over the folds."""
+    _print_metrics(console, cv["metrics"], f"cross-validation estimate ({cv['folds']} folds by simulation, "
+                   f"{cv['n_rows']} rows; out-of-fold predictions)")
+    spread = cv.get("spread_over_folds", {})
+    parts = [f"{k} {100 * v['mean']:.2f} ± {100 * v['std']:.2f}%" for k, v in spread.items()
+             if k.startswith("frac_err") and v.get("mean") is not None]
+    if parts:
+        console.print("spread over folds (mean ± std): " + ", ".join(parts), markup=False)
+    console.print(f"the Emulator was refitted on all {cv['n_rows']} rows for {cv['refit_epochs']} epochs; "
+                  "these numbers are cross-validation estimates of its error (no test split was held out).",
+                  markup=False)
 
 
 def _read_table(path: Path) -> dict[str, np.ndarray]:
@@ -573,7 +588,7 @@ def predict(
     out: Annotated[Path | None, typer.Option("--out", help="Output .csv or .npz (default <input>_pred.csv).")] = None,
 ) -> None:
     """Predict log10 profiles (mean and std per field and radius) for a table of inputs."""
-    from profemu.report import RunFolder
+    from profemu.run import RunFolder
 
     console = _console()
     emulator = RunFolder.open(run).emulator()
@@ -609,48 +624,18 @@ def predict(
                   markup=False)
 
 
-def _compare_run(
-    console: Console, folder: Any, emulator: Any, *, gp_max_train: int, use_gp: bool,
-    dataset: Any = None,
-) -> list[dict[str, Any]]:
-    """Fit the baselines on the run's train split, score everyone on its test split, write compare.json."""
-    from profemu.baselines import PCAGPBaseline, PCARBFBaseline, compare
-    from profemu.evaluate import predict_dataset, write_metrics
-    from profemu.report import frac_error_by_radius
+def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: int, use_gp: bool,
+                 dataset: Any = None) -> list[dict[str, Any]]:
+    """Fit and score the baselines on the run's split (:func:`profemu.compare.compare_run`)."""
+    from profemu.baselines import PCAGPBaseline, PCARBFBaseline
+    from profemu.compare import compare_run
 
-    fields = list(emulator.field_names)
-    ds = (dataset if dataset is not None else folder.dataset()).select_fields(fields)
-    train_rows = folder.split_rows("train", ds.n)
-    test_rows = folder.split_rows("test", ds.n)
-    if test_rows.size == 0:
-        raise DataError("compare: the run has an empty test split; train with --test-fraction > 0.")
-    train_ds, test_ds = ds.subset(train_rows), ds.subset(test_rows)
-    baselines: list[Any] = []
-    if use_gp:
-        baselines.append(PCAGPBaseline(max_train=gp_max_train))
+    baselines: list[Any] = [PCAGPBaseline(max_train=gp_max_train)] if use_gp else []
     baselines.append(PCARBFBaseline())
-    console.print(f"fitting {[b.name for b in baselines]} on {train_ds.n} training rows "
-                  f"(GP on at most {gp_max_train}); scoring on {test_ds.n} test rows", markup=False)
+    console.print(f"fitting {[b.name for b in baselines]} on the run's training rows "
+                  f"(GP on at most {gp_max_train}); scoring on its test rows", markup=False)
     with _warnings_as_lines(console):
-        rows = compare(emulator, baselines, train_ds, test_ds,
-                       emulator_fit_seconds=emulator.metadata.get("fit_seconds"))
-        per_radius: dict[str, dict[str, dict[str, Any]]] = {}
-        for name, predictor in [("profemu", emulator), *((b.name, b) for b in baselines)]:
-            pred = predict_dataset(predictor, test_ds)
-            per_radius[name] = {}
-            for f, (mean, _) in pred.items():
-                med, p68 = frac_error_by_radius(mean, test_ds.log10_profile(f), test_ds.mask[f])
-                per_radius[name][f] = {"frac_err_median": med, "frac_err_p68": p68}
-    record = {
-        "rows": rows,
-        "radius": test_ds.radius,
-        "radius_unit": test_ds.radius_unit,
-        "per_radius": per_radius,
-        "baseline_settings": {"gp_max_train": gp_max_train if use_gp else None, "n_train": train_ds.n,
-                              "n_test": test_ds.n},
-    }
-    write_metrics(record, folder.path / "compare.json")
-    return rows
+        return compare_run(folder, emulator, baselines, dataset=dataset)["rows"]
 
 
 @app.command(name="compare")
@@ -664,7 +649,7 @@ def compare_cmd(
 ) -> None:
     """Compare the emulator with PCA+GP and PCA+RBF baselines on the run's test split."""
     from profemu.baselines import format_table
-    from profemu.report import RunFolder
+    from profemu.run import RunFolder
 
     if gp_max_train < 5:
         raise ConfigError(f"--gp-max-train: {gp_max_train} < 5; the GP needs a few training rows.")
@@ -674,7 +659,7 @@ def compare_cmd(
     _print_comparison(console, rows)
     md = out or folder.path / "compare.md"
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(format_table(rows) + "\n")
+    atomic_write_text(md, format_table(rows) + "\n")
     console.print(f"written {folder.path / 'compare.json'} and {md}", markup=False)
 
 
@@ -682,7 +667,8 @@ def compare_cmd(
 @_user_errors
 def report(run: RunArg) -> None:
     """Write RUN/report.html: curves, profiles, errors, calibration, comparison, metrics."""
-    from profemu.report import RunFolder, write_report
+    from profemu.report import write_report
+    from profemu.run import RunFolder
 
     folder = RunFolder.open(run, require_emulator=False)
     with _warnings_as_lines(_console()):
@@ -727,7 +713,7 @@ def diagnose(
         if exc.name != "profemu.diagnose":
             raise
         _fail("the diagnose module is not available in this installation of profemu.")
-    from profemu.workflow import load_data
+    from profemu.run import load_data
 
     console = _console()
     cfg = _build_config(config, {"data.fields": _split_list(field)}, set_ or [])
@@ -759,10 +745,10 @@ def demo_config(*, quick: bool = False) -> Config:
     changes: dict[str, Any] = {
         "data.fields": ["rho", "pth"],
         "data.pca_components": 0,
+        "data.test_fraction": 0.15,  # held out for the comparison with the baselines
+        "train.cv_folds": 0,
         "model.kind": "physics",
         "model.hidden": [128, 128],
-        "model.embed_dim": 16,
-        "model.attention_heads": 2,
         "loss.physics.monotonic_weight": 1.0,
         "loss.physics.smoothness_weight": 0.1,
         "train.members": 5,
@@ -795,8 +781,8 @@ def demo(
 ) -> None:
     """The whole workflow on the mock universe: data, training, evaluation, baselines, report."""
     from profemu.data.mock import write_mock
-    from profemu.report import RunFolder, write_report
-    from profemu.workflow import DataSource, load_data
+    from profemu.report import write_report
+    from profemu.run import DataSource, RunFolder, load_data
 
     console = _console()
     t0 = time.perf_counter()
@@ -821,7 +807,7 @@ def demo(
                         use_gp=True, dataset=dataset)
     from profemu.baselines import format_table
 
-    (run / "compare.md").write_text(format_table(rows) + "\n")
+    folder.write_text("compare.md", format_table(rows) + "\n")
     _print_comparison(console, rows)
     with _warnings_as_lines(console):
         path = write_report(run, dataset=dataset)

@@ -216,8 +216,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Search hyper-parameters (Optuna TPE + pruning); writes OUT/best_config.yaml."""
         from profemu.config import Config
+        from profemu.run import DataSource
         from profemu.sweep import run_sweep
-        from profemu.workflow import DataSource
 
         if not data.exists():
             raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")

@@ -7,7 +7,7 @@ and stacked afterwards. :func:`submit_members` prepares the run folder in-proces
 one per job, or ``group_size`` per job — as one array through ``submitit``.
 :func:`merge` stacks the finished members, in index order, into one Emulator.
 
-Run folder (in addition to the layout of :mod:`profemu.workflow`)::
+Run folder (in addition to the layout of :mod:`profemu.run`)::
 
     RUN/
       run.json                   members, training-data fingerprint
@@ -26,21 +26,19 @@ requeued; the requeued job resumes from that checkpoint (bit-identical on CPU).
 A killed job (``kill -9``, node failure) resumes from its last periodic checkpoint
 (``train.checkpoint_every``) when it is run again.
 
-``python -m profemu.cluster train-member RUN --member I`` trains one member (used by
-the sbatch template).
+``profemu train-member RUN --member I`` trains one member (used by the sbatch template).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -50,11 +48,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from profemu._files import atomic_write_text, flatten_tree, sha256_file, unflatten_tree
+from profemu._files import (
+    atomic_write,
+    atomic_write_text,
+    flatten_tree,
+    json_safe,
+    sha256_file,
+    unflatten_tree,
+)
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError, FormatError, TrainingError
-from profemu.workflow import DataSource, Prepared, load_data
+from profemu.run import DataSource, RunFolder, load_data
+from profemu.train.setup import Prepared
 
 __all__ = [
     "ExecutorOptions",
@@ -72,6 +78,8 @@ __all__ = [
     "wait_for_jobs",
     "write_sbatch_template",
 ]
+
+logger = logging.getLogger(__name__)
 
 ExecutorKind = Literal["slurm", "local", "inline"]
 STATES = ("pending", "running", "requeued", "completed", "failed", "timeout")
@@ -187,18 +195,6 @@ def make_executor(options: ExecutorOptions, folder: str | Path) -> Any:
 
 
 # ------------------------------------------------------------------------ small I/O
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise FormatError(f"{path}: {what} is missing; is this a run folder prepared by profemu?")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{path}: {what} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).") from None
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: {what} must hold a JSON object.")
-    return data
-
-
 def member_dir(run_dir: str | Path, member: int) -> Path:
     """``RUN/members/member_XXX`` of member index ``member``."""
     return Path(run_dir) / "members" / f"member_{int(member):03d}"
@@ -254,71 +250,43 @@ def prepare_run(
         members: Ensemble size (default ``config.train.members``).
 
     Returns:
-        The :class:`~profemu.workflow.Prepared` split and transforms.
+        The :class:`~profemu.train.setup.Prepared` split and transforms.
     """
-    from profemu.workflow import _split_record, prepare
+    from profemu.train.setup import prepare
 
     if members is not None:
         config = config.updated({"train.members": int(members)})
+    if config.train.cv_folds != 0:
+        # members train in separate jobs on one split; cross-validation is an inline feature
+        logger.info("cluster run: members train on one validation split (train.cv_folds = 0)")
+        config = config.updated({"train.cv_folds": 0})
     config = config.validate()
     if not Path(source.path).exists():
         raise DataError(f"data: {source.path!r} does not exist; jobs reload the data from this path.")
-    run = Path(run_dir).resolve()
-    run.mkdir(parents=True, exist_ok=True)
+    run = RunFolder.create(Path(run_dir).resolve())
     prep = prepare(dataset, config)
-    config.to_yaml(run / "config.yaml")
     source = DataSource(str(Path(source.path).resolve()), source.format, dict(source.options))
-    atomic_write_text(run / "data.json", json.dumps(source.to_dict(), indent=1))
-    atomic_write_text(run / "split.json", json.dumps(_split_record(prep), indent=1))
-    atomic_write_text(run / "transforms.json", json.dumps(prep.transforms.to_dict()))
-    record = {
+    run.write_setup(config, prep, source)
+    run.write_json("transforms.json", prep.transforms.to_dict())
+    run.write_json("run.json", {
         "members": config.train.members,
         "training_data_fingerprint": prep.train.fingerprint(),
         "fields": list(prep.dataset.fields),
         "created": time.time(),
-    }
-    atomic_write_text(run / "run.json", json.dumps(record, indent=1))
+    })
     return prep
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, Prepared, DataSource]:
-    """Reload a prepared run folder: configuration, split + transforms, data source.
-
-    Raises:
-        FormatError: Missing or unreadable run files.
-        DataError: The data file changed since the run was prepared (fingerprint differs).
-    """
-    from profemu.data.split import Split
-    from profemu.data.transforms import Transforms
-
+    """Reload a prepared run folder (see :meth:`profemu.run.RunFolder.prepared`)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FormatError(f"{run}: not a folder; pass the run folder given to train/submit.")
-    config = Config.from_yaml(run / "config.yaml")
-    source = DataSource.from_dict(_read_json(run / "data.json", "the data source record"))
-    split_rec = _read_json(run / "split.json", "the split record")
-    record = _read_json(run / "run.json", "the run record")
-    transforms = Transforms.from_dict(_read_json(run / "transforms.json", "the fitted transforms"))
-    dataset = load_data(source)
-    if config.data.fields:
-        dataset = dataset.select_fields(config.data.fields)
-    try:
-        split = Split(*(np.asarray(split_rec[f"{k}_rows"], dtype=np.int64) for k in ("train", "val", "test")))
-    except KeyError as exc:
-        raise FormatError(f"{run / 'split.json'}: missing {exc.args[0]!r}.") from None
-    if any(len(rows) and rows.max() >= len(dataset) for rows in (split.train, split.val, split.test)):
-        raise DataError(f"{source.path}: has fewer rows than the run's split; the data file changed.")
-    prep = Prepared(dataset, split, transforms)
-    if prep.train.fingerprint() != record.get("training_data_fingerprint"):
-        raise DataError(
-            f"{source.path}: the training rows differ from those the run {run} was prepared with "
-            "(fingerprint mismatch); restore the original file or start a new run."
-        )
-    return config, prep, source
+    return RunFolder(run).prepared()
 
 
 def _run_members(run: Path) -> int:
-    return int(_read_json(run / "run.json", "the run record")["members"])
+    return int(RunFolder(run).json("run.json", required=True, what="the run record")["members"])
 
 
 # ------------------------------------------------------------------------ training
@@ -365,12 +333,9 @@ def train_members(
     Returns:
         True when the members finished, False when stopped early through ``stop``.
     """
-    from profemu.losses.physics import PhysicsContext
-    from profemu.models.build import build_model
-    from profemu.models.spec import OutputSpec
     from profemu.train.checkpoint import load_latest
     from profemu.train.loop import fit
-    from profemu.workflow import _jsonable
+    from profemu.train.setup import training_problem
 
     run = Path(run_dir).resolve()
     indices = [int(i) for i in indices]
@@ -411,15 +376,8 @@ def train_members(
         return stop.is_set()
 
     try:
-        t = prep.transforms
-        spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
-        model = build_model(config.model, spec)
-        train_arr = t.transform(prep.train)
-        val_arr = t.transform(prep.val if len(prep.split.val) else prep.train)
         result = fit(
-            model, train_arr, val_arr, config,
-            physics_ctx=PhysicsContext.from_transforms(t),
-            decode=(t.decode_mean, t.decode_var),
+            training_problem(prep, config),
             members=indices,
             checkpoint_dir=ckdir,
             resume=True,
@@ -433,21 +391,16 @@ def train_members(
         for i in indices:
             _update_status(run, i, state="requeued")
         return False
-    flat = {k: np.asarray(v) for k, v in flatten_tree(result.variables).items()}
+    flat = flatten_tree(result.params)
     for pos, i in enumerate(indices):
-        folder = member_dir(run, i)
-        target = folder / "variables.npz"
-        fd, tmp = tempfile.mkstemp(prefix=".variables.", suffix=".npz", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{k: v[pos] for k, v in flat.items()})
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        target = member_dir(run, i) / "variables.npz"
+        member = {k: v[pos] for k, v in flat.items()}
+        atomic_write(target, lambda fh, arrays=member: np.savez(fh, **arrays))
         _update_status(
             run, i, state="completed", sha256=sha256_file(target),
             epoch=int(result.counters.get("epochs", epochs)),
-            best_epoch=_jsonable(result.best_epoch[pos]),
-            best_val=_jsonable(result.best_val[pos]) if hasattr(result, "best_val") else None,
+            best_epoch=json_safe(result.best_epoch[pos]),
+            best_val=json_safe(result.best_val[pos]),
             stopped_reason=result.stopped_reason, finished=time.time(),
         )
     return True
@@ -555,7 +508,7 @@ def write_sbatch_template(run_dir: str | Path, options: ExecutorOptions | None =
     """Write ``RUN/submit_members.sbatch``: an array script training one member per task.
 
     Submit it with ``sbatch RUN/submit_members.sbatch``; each task runs
-    ``python -m profemu.cluster train-member RUN --member $SLURM_ARRAY_TASK_ID``.
+    ``profemu train-member RUN --member $SLURM_ARRAY_TASK_ID``.
     """
     opts = options or ExecutorOptions()
     run = Path(run_dir).resolve()
@@ -586,7 +539,7 @@ def write_sbatch_template(run_dir: str | Path, options: ExecutorOptions | None =
         "",
         f"mkdir -p {shlex.quote(str(logs))}",
         f'export PROFEMU_MEMBER_LOG="{logs}/member_${{SLURM_ARRAY_TASK_ID}}_${{SLURM_ARRAY_JOB_ID}}.out"',
-        f"exec {shlex.quote(sys.executable)} -m profemu.cluster train-member "
+        f"exec {shlex.quote(sys.executable)} -m profemu train-member "
         f"{shlex.quote(str(run))} --member $SLURM_ARRAY_TASK_ID",
         "",
     ]
@@ -826,7 +779,7 @@ def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
     if expected and sha256_file(path) != expected:
         raise FormatError(
             f"{path}: checksum does not match status.json (corrupt file); retrain member {member} "
-            f"with `python -m profemu.cluster train-member {run} --member {member}`."
+            f"with `profemu train-member {run} --member {member}`."
         )
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -893,38 +846,15 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
                 f"{member_dir(run, i) / 'variables.npz'}: weights differ in names or shapes from member "
                 f"{good[0]}'s; were they trained with another config?"
             )
-    variables = unflatten_tree({k: np.stack([f[k] for f in stacks]) for k in sorted(names)})
+    params = unflatten_tree({k: np.stack([f[k] for f in stacks]) for k in sorted(names)})
     config, prep, _ = load_run(run)
     emulator = build_emulator(
-        prep, config, variables,
+        prep, config, params,
         members_merged=good,
         members_missing=[s.member for s in statuses if s.member not in good],
         best_epoch=[_read_status(run, i).get("best_epoch") for i in good],
     )
     emulator.save(run / "emulator")
     if len(prep.split.test):
-        evaluation = evaluate(emulator, prep.test)
-        atomic_write_text(run / "evaluation.json", json.dumps(evaluation, indent=1))
+        RunFolder(run).write_json("evaluation.json", evaluate(emulator, prep.test))
     return emulator
-
-
-# ------------------------------------------------------------------------ entry point
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m profemu.cluster train-member RUN --member I [--member J ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m profemu.cluster")
-    sub = parser.add_subparsers(dest="command", required=True)
-    tm = sub.add_parser("train-member", help="train ensemble member(s) of a prepared run")
-    tm.add_argument("run")
-    tm.add_argument("--member", type=int, action="append", required=True)
-    mg = sub.add_parser("merge", help="merge the finished members of a run")
-    mg.add_argument("run")
-    mg.add_argument("--allow-partial", action="store_true")
-    args = parser.parse_args(argv)
-    if args.command == "train-member":
-        return run_member_job(args.run, args.member)
-    merge(args.run, allow_partial=args.allow_partial)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

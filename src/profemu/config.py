@@ -1,9 +1,14 @@
-"""Typed configuration: dataclasses with YAML in and out and strict validation.
+"""Typed configuration: frozen dataclasses with YAML in and out and strict validation.
 
 A :class:`Config` has five sections (``data``, ``model``, ``loss``, ``optim``,
 ``train``). Unknown keys are rejected with the list of valid ones and every value is
 range-checked, so a typo in a YAML file fails at once with a
 :class:`~profemu.errors.ConfigError` instead of being silently ignored.
+
+Configs are immutable and hashable (lists are stored as tuples, mappings as
+:class:`FrozenMap`): change one with :meth:`Config.updated`. Because equal configs
+hash equal, they are static arguments of ``jax.jit`` and JAX's own cache reuses
+compiled training code for repeated fits with the same set-up.
 
 Example::
 
@@ -15,9 +20,10 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +35,7 @@ from profemu.errors import ConfigError
 __all__ = [
     "Config",
     "DataConfig",
+    "FrozenMap",
     "LossConfig",
     "ModelConfig",
     "OptimConfig",
@@ -38,35 +45,87 @@ __all__ = [
 ]
 
 
-@dataclass
+class FrozenMap(Mapping[str, float]):
+    """An immutable, hashable ``{name: number}`` mapping (e.g. a slope per field)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, float] | None = None) -> None:
+        self._items = tuple(sorted((str(k), float(v)) for k, v in dict(items or {}).items()))
+
+    def __getitem__(self, key: str) -> float:
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenMap):
+            return self._items == other._items
+        return isinstance(other, Mapping) and dict(self) == dict(other)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({dict(self._items)!r})"
+
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """How a ProfileDataset becomes arrays.
 
     Attributes:
         fields: Profile fields to learn (empty = all fields of the dataset).
-        val_fraction: Fraction of groups (simulations) held out for validation/early stopping.
-        test_fraction: Fraction of groups held out for the final test.
+        monotone_fields: Fields declared non-increasing in radius, used by the monotone
+            head (``model.monotone_head``) and by the soft monotonicity penalty
+            (``loss.physics.monotonic_weight``). ``None`` = the density- and
+            pressure-like fields (names such as ``rho``, ``density``, ``pth``,
+            ``pressure``), never temperature.
+        val_fraction: Fraction of groups (simulations) held out for early stopping and
+            calibration when cross-validation is off (``train.cv_folds = 0``).
+        test_fraction: Fraction of groups held out as an untouched test split (0: every
+            row trains the Emulator; its error is then the cross-validation estimate).
         split_seed: Seed of the group split.
         input_scaler: ``"standard"`` (mean/std) or ``"robust"`` (median/MAD·1.4826).
         target_scaler: Same choices, applied per field and radius to log10 profiles.
         scale_floor: Smallest allowed scale, so constant columns never divide by ~0.
         pca_components: 0 = predict every radius directly; K > 0 = predict K PCA
             coefficients of the standardised log profiles (decoded linearly).
+        self_similar: ``"auto"``: learn each density, pressure or temperature profile
+            divided by the halo's self-similar scale (Δ f_b ρ_crit, P_Δ, T_Δ; see
+            :mod:`profemu.data.selfsimilar`) when the data give the mass definition,
+            the redshift and Omega_m (else, with one log line, plain log10);
+            ``"off"``: plain log10 profiles.
+        pk_components: How the P(k) suppression vector enters the network: 0 = every
+            k bin, scaled; K > 0 = its first K principal components (fitted on the
+            training split); ``None`` = as many components (4 to 8) as explain 99.9% of
+            its variance.
         features: Named engineered features (see :mod:`profemu.data.features`), e.g.
             ``["omega_b_over_omega_m", "mass_deviation", "pk_summary"]``.
         augment_noise: Std of Gaussian noise added to normalised inputs while training (0 = off).
         augment_seed: Seed of that noise.
     """
 
-    fields: list[str] = field(default_factory=list)
+    fields: tuple[str, ...] = ()
+    monotone_fields: tuple[str, ...] | None = None
     val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    test_fraction: float = 0.0
     split_seed: int = 0
     input_scaler: Literal["standard", "robust"] = "standard"
     target_scaler: Literal["standard", "robust"] = "standard"
     scale_floor: float = 1e-6
     pca_components: int = 0
-    features: list[str] = field(default_factory=list)
+    self_similar: Literal["auto", "off"] = "auto"
+    pk_components: int | None = None
+    features: tuple[str, ...] = ()
     augment_noise: float = 0.0
     augment_seed: int = 0
 
@@ -80,10 +139,14 @@ class DataConfig:
             )
         _check_range("data.scale_floor", self.scale_floor, 0.0, 1.0, low_open=True)
         _check_range("data.pca_components", self.pca_components, 0, 10_000)
+        if self.pk_components is not None:
+            _check_range("data.pk_components", self.pk_components, 0, 10_000)
         _check_range("data.augment_noise", self.augment_noise, 0.0, 10.0)
+        for name in ("fields", "monotone_fields", "features"):
+            _check_unique(f"data.{name}", getattr(self, name) or ())
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Network architecture.
 
@@ -94,26 +157,38 @@ class ModelConfig:
         dropout: Dropout rate in the hidden layers (0 = off).
         var_floor: Floor of the predicted variance in normalised target units.
         heteroscedastic: Learn the variance per input (True) or a per-output constant.
-        monotone_fields: Fields built by the monotone head (decreasing by construction).
-        embed_dim: Token width of CosmologyAttention.
-        attention_heads: Heads of CosmologyAttention.
-        mass_features: Number of learnable power-law features of MassScalingLayer.
-        pk_hidden: Width of the PowerSpectrumProcessor.
-        pk_conv_channels: Channels of its 1-D convolution (0 = an MLP only).
+        monotone_head: Build the fields declared monotone (``data.monotone_fields``)
+            with the monotone head, non-increasing in radius by construction.
+        interaction: Physics core only: how parameters interact before the trunk,
+            ``"fm"`` (factorisation machine, O(p E)), ``"film"`` (FiLM conditioning of
+            every hidden layer by the parameters), ``"attention"`` (self-attention over
+            parameter tokens) or ``"none"``.
+        interaction_dim: Width ``E`` of the interaction features (FM factors,
+            attention token width).
+        attention_heads: Heads of the attention interaction (divide ``interaction_dim``).
+        mass_head: Physics core only: ``"power_law"`` (the output is a power law in
+            mass by construction, log y = a(theta, r) + b(theta, r) (log10 M - pivot)
+            [+ c (log10 M - pivot)^2]; the trunk does not see the mass) or ``"input"``
+            (mass is one more trunk input).
+        mass_order: 1 (power law) or 2 (with a bounded curvature term).
+        slope_bound: Largest |d log10 y / d log10 M| of the power-law head [dex/dex].
+        curvature_bound: Largest |d^2 log10 y / d (log10 M)^2| of the curvature term.
     """
 
     kind: Literal["mlp", "physics"] = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    hidden: tuple[int, ...] = (128, 128)
     activation: Literal["gelu", "silu", "tanh", "relu", "softplus"] = "gelu"
     dropout: float = 0.0
     var_floor: float = 1e-4
     heteroscedastic: bool = True
-    monotone_fields: list[str] = field(default_factory=list)
-    embed_dim: int = 32
-    attention_heads: int = 4
-    mass_features: int = 8
-    pk_hidden: int = 64
-    pk_conv_channels: int = 8
+    monotone_head: bool = False
+    interaction: Literal["fm", "film", "attention", "none"] = "fm"
+    interaction_dim: int = 16
+    attention_heads: int = 2
+    mass_head: Literal["power_law", "input"] = "power_law"
+    mass_order: int = 2
+    slope_bound: float = 3.0
+    curvature_bound: float = 1.0
 
     def validate(self) -> None:
         if not self.hidden:
@@ -122,25 +197,25 @@ class ModelConfig:
             _check_range("model.hidden[]", w, 1, 65_536)
         _check_range("model.dropout", self.dropout, 0.0, 0.95)
         _check_range("model.var_floor", self.var_floor, 0.0, 1.0, low_open=True)
-        _check_range("model.embed_dim", self.embed_dim, 1, 4096)
+        _check_range("model.interaction_dim", self.interaction_dim, 1, 4096)
         _check_range("model.attention_heads", self.attention_heads, 1, 64)
-        if self.embed_dim % self.attention_heads:
+        if self.interaction == "attention" and self.interaction_dim % self.attention_heads:
             raise ConfigError(
-                f"model.embed_dim ({self.embed_dim}) must be divisible by model.attention_heads "
-                f"({self.attention_heads})."
+                f"model.interaction_dim ({self.interaction_dim}) must be divisible by "
+                f"model.attention_heads ({self.attention_heads})."
             )
-        _check_range("model.mass_features", self.mass_features, 1, 1024)
-        _check_range("model.pk_hidden", self.pk_hidden, 1, 65_536)
-        _check_range("model.pk_conv_channels", self.pk_conv_channels, 0, 1024)
+        _check_range("model.mass_order", self.mass_order, 1, 2)
+        _check_range("model.slope_bound", self.slope_bound, 0.0, 100.0, low_open=True)
+        _check_range("model.curvature_bound", self.curvature_bound, 0.0, 100.0, low_open=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PhysicsLossConfig:
     """Soft physics penalties on the predicted mean (each logged as its own component).
 
     Attributes:
-        monotonic_weight: Weight of the hinge on positive d log y / d log r.
-        monotonic_fields: Fields declared decreasing (never temperature by default).
+        monotonic_weight: Weight of the hinge on positive d log y / d log r of the fields
+            declared monotone (``data.monotone_fields``).
         monotonic_window: [r_min, r_max] in units of the dataset's radius where it applies
             (``null`` = everywhere).
         smoothness_weight: Weight of squared second differences in log r.
@@ -153,14 +228,13 @@ class PhysicsLossConfig:
     """
 
     monotonic_weight: float = 0.0
-    monotonic_fields: list[str] = field(default_factory=lambda: ["rho", "pth"])
-    monotonic_window: list[float] | None = None
+    monotonic_window: tuple[float, float] | None = None
     smoothness_weight: float = 0.0
     mass_scaling_weight: float = 0.0
-    mass_scaling_slopes: dict[str, float] = field(default_factory=dict)
+    mass_scaling_slopes: FrozenMap = field(default_factory=FrozenMap)
     mass_scaling_tolerance: float = 0.5
     boundary_weight: float = 0.0
-    boundary_slopes: dict[str, float] = field(default_factory=dict)
+    boundary_slopes: FrozenMap = field(default_factory=FrozenMap)
     boundary_tolerance: float = 1.0
 
     def validate(self) -> None:
@@ -177,7 +251,7 @@ class PhysicsLossConfig:
         _check_range("loss.physics.boundary_tolerance", self.boundary_tolerance, 0.0, 100.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossConfig:
     """The data term and the physics terms.
 
@@ -194,7 +268,7 @@ class LossConfig:
     likelihood: Literal["nll", "beta_nll", "mse", "huber", "pinball"] = "nll"
     beta: float = 0.5
     huber_delta: float = 1.0
-    quantiles: list[float] = field(default_factory=lambda: [0.16, 0.5, 0.84])
+    quantiles: tuple[float, ...] = (0.16, 0.5, 0.84)
     use_target_noise: bool = True
     physics: PhysicsLossConfig = field(default_factory=PhysicsLossConfig)
 
@@ -206,7 +280,7 @@ class LossConfig:
         self.physics.validate()
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     """optax.chain(clip_by_global_norm, adamw) on a warm-up + decay schedule.
 
@@ -244,7 +318,7 @@ class OptimConfig:
         _check_range("optim.plateau_factor", self.plateau_factor, 0.0, 1.0, low_open=True, high_open=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Phase:
     """One curriculum phase: from ``start_epoch`` on, these multipliers apply.
 
@@ -267,7 +341,7 @@ class Phase:
         _check_range("train.curriculum[].ramp_epochs", self.ramp_epochs, 0, 10_000_000)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """The training loop.
 
@@ -284,8 +358,15 @@ class TrainConfig:
         checkpoint_every: Epochs between checkpoints in a run folder (0 = only at the end).
         log_every: Epochs between progress lines.
         curriculum: Phases; empty = physics on and dropout on from the start.
-        calibrate: Fit one post-hoc variance scale on the validation split (stored in
-            the Emulator) so that predictive intervals are calibrated.
+        calibrate: Fit one post-hoc variance scale (stored in the Emulator) so that
+            predictive intervals are calibrated: on the cross-validation folds' held-out
+            predictions, or on the validation split when cross-validation is off.
+        cv_folds: Cross-validation by simulation, then a refit on every row: ``K >= 2``
+            folds estimate the error (out-of-fold predictions), the epoch count and the
+            variance scale, and the final Emulator learns from all rows (except an explicit
+            ``data.test_fraction``) for that many epochs. ``0`` = one validation split
+            (``data.val_fraction``) for early stopping and calibration, as for large
+            suites. ``None`` (default) = 5 folds up to 3,000 simulations, else 0.
     """
 
     members: int = 5
@@ -298,11 +379,14 @@ class TrainConfig:
     max_rollbacks: int = 8
     checkpoint_every: int = 0
     log_every: int = 10
-    curriculum: list[Phase] = field(default_factory=list)
+    curriculum: tuple[Phase, ...] = ()
     calibrate: bool = True
+    cv_folds: int | None = None
 
     def validate(self) -> None:
         _check_range("train.members", self.members, 1, 1024)
+        if self.cv_folds is not None and self.cv_folds != 0:
+            _check_range("train.cv_folds", self.cv_folds, 2, 100)
         _check_range("train.epochs", self.epochs, 1, 10_000_000)
         _check_range("train.batch_size", self.batch_size, 1, 10_000_000)
         _check_range("train.patience", self.patience, 0, 10_000_000)
@@ -318,7 +402,7 @@ class TrainConfig:
             p.validate()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of a training run."""
 
@@ -336,8 +420,8 @@ class Config:
 
     # ---------------------------------------------------------------- conversion
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (JSON/YAML-serialisable)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict of lists, dicts, numbers and strings (JSON/YAML-serialisable)."""
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Config:
@@ -349,7 +433,9 @@ class Config:
         """YAML text; also written to ``path`` when given."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            from profemu._files import atomic_write_text
+
+            atomic_write_text(Path(path), text)
         return text
 
     @classmethod
@@ -372,6 +458,8 @@ class Config:
         """A copy with dotted-key overrides applied, e.g. ``{"optim.learning_rate": 1e-3}``."""
         data = self.to_dict()
         for dotted, value in changes.items():
+            if dotted in _RENAMED:
+                raise ConfigError(f"{dotted}: this key was replaced by {_RENAMED[dotted]}; update the key.")
             keys = dotted.split(".")
             node = data
             for key in keys[:-1]:
@@ -397,11 +485,21 @@ def _check_range(
         raise ConfigError(f"{name}: value {value!r} is out of range; allowed {lo}{low}, {high}{hi}.")
 
 
+def _check_unique(name: str, names: tuple[str, ...]) -> None:
+    seen = [n for i, n in enumerate(names) if n in names[:i]]
+    if seen:
+        raise ConfigError(f"{name}: {sorted(set(seen))} listed more than once in {list(names)}; list each once.")
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}.")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    for old in data:
+        new = _RENAMED.get(f"{prefix}{old}")
+        if new is not None:
+            raise ConfigError(f"{prefix}{old}: this key was replaced by {new}; update the configuration.")
     unknown = [k for k in data if k not in names]
     if unknown:
         where = prefix.rstrip(".") or "config"
@@ -414,6 +512,8 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
         return _build(tp, value if value is not None else {}, f"{name}.")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -424,30 +524,80 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         if value not in args:
             raise ConfigError(f"{name}: {value!r} is not allowed; choose one of {list(args)}.")
         return value
-    if origin is list:
+    if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{name}: expected a list, got {value!r}.")
-        return [_coerce(args[0], v, f"{name}[]") for v in value]
-    if origin is dict:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{name}[]") for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{name}: expected a list of {len(args)} values, got {value!r}.")
+        return tuple(_coerce(a, v, f"{name}[]") for a, v in zip(args, value, strict=True))
+    if tp is FrozenMap:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{name}: expected a mapping, got {value!r}.")
-        return {str(k): _coerce(args[1], v, f"{name}.{k}") for k, v in value.items()}
+            raise ConfigError(f"{name}: expected a mapping of name: number, got {value!r}.")
+        return FrozenMap({str(k): _coerce(float, v, f"{name}.{k}") for k, v in value.items()})
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}.")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{name}: expected an integer, got {value!r}.")
+        value = _number(value, name, "an integer")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"{name}: expected an integer, got {value!r}.")
+            return int(value)
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name}: expected a number, got {value!r}.")
-        return float(value)
+        value = float(_number(value, name, "a number"))
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}.")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {value!r}.")
         return value
     return value
+
+
+def _number(value: Any, name: str, what: str) -> int | float:
+    """An int or float from a number or a numeric string.
+
+    YAML 1.1 (PyYAML) reads ``1e-3`` (no dot) as a string; such strings are accepted.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected {what}, got {value!r}.")
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise ConfigError(f"{name}: expected {what}, got {value!r}.")
+
+
+def _plain(obj: Any) -> Any:
+    """Frozen configs -> nested plain dicts and lists (the YAML/JSON form)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+#: Keys of earlier versions -> where the setting lives now.
+_RENAMED: dict[str, str] = {
+    "model.monotone_fields": "data.monotone_fields (which fields are monotone) and model.monotone_head",
+    "loss.physics.monotonic_fields": "data.monotone_fields",
+    "model.embed_dim": "model.interaction_dim",
+    "model.mass_features": "model.mass_head",
+    "model.pk_hidden": "data.pk_components (P(k) enters through a PCA basis)",
+    "model.pk_conv_channels": "data.pk_components (P(k) enters through a PCA basis)",
+}

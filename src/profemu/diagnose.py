@@ -34,10 +34,10 @@ check                              fails when
                                    scaling (the model extrapolates there)
 =================================  ==========================================================
 
-Checks 5, 7, 8 and 9 use the configured model (:func:`profemu.models.build.build_model`)
-and losses (:func:`profemu.losses.likelihood.data_loss`) in a small explicit optax loop,
-independent of the trainer; check 6 runs the real trainer
-(:func:`profemu.workflow.train_emulator`) on a mock universe with a known truth.
+Checks 5, 7, 8 and 9 probe the configured network with the trainer's own step
+(:func:`profemu.train.loop.fit` on a few rows, one step per epoch); check 6 runs the
+whole pipeline (:func:`profemu.workflow.train_emulator`) on a mock universe with a
+known truth.
 
 Example::
 
@@ -47,8 +47,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu.config import Config, LossConfig
+from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ProfemuError
 
@@ -141,7 +139,7 @@ def run_diagnostics(
 
     Args:
         dataset: The full dataset (it is split by group exactly as the trainer does, with
-            :func:`profemu.workflow.prepare`).
+            :func:`profemu.train.setup.prepare`).
         config: The training configuration (default ``Config()``); its model, loss and
             optimiser settings are the ones probed.
         seed: Seed of every random choice (rows, initialisation, mock universe).
@@ -151,7 +149,7 @@ def run_diagnostics(
     Returns:
         One :class:`Check` per entry of :data:`CHECK_NAMES`, in that order.
     """
-    from profemu.workflow import prepare
+    from profemu.train.setup import prepare
 
     config = (config or Config()).validate()
     checks: list[Check] = []
@@ -338,6 +336,8 @@ def _block_labels(block: str, t: Any, width: int) -> list[str]:
     if block == "params":
         return [f"log10 {p}" if p in t.log_params else p for p in t.param_names]
     if block == "pk" and t.k is not None:
+        if t.pk_pca is not None:
+            return [f"P(k) component {j}" for j in range(width)]
         return [f"pk_ratio[k={k:.3g}]" for k in t.k]
     if width == 1:
         return [block]
@@ -519,114 +519,88 @@ def _group_columns(ds: ProfileDataset) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------- 5, 7-9: the model probes
 class _Probe:
-    """The configured model on the prepared training and validation arrays.
+    """The configured network and training problem, probed with the trainer's own code.
 
-    Every JAX computation here is one ``jax.jit`` call, so the checks cost a handful of
-    compilations rather than one per eager operation.
+    The probes run :func:`profemu.train.loop.fit` (the real training step) on a few
+    rows and read gradients with :func:`profemu.train.loop.objective_gradient`, so a
+    blow-up they find is the one training would hit.
     """
 
     def __init__(self, prep: Any, config: Config, *, seed: int) -> None:
-        from profemu.models.build import build_model
-        from profemu.models.spec import OutputSpec
+        from profemu.train.setup import training_problem
 
-        t = prep.transforms
         self.config = config
-        self.transforms = t
-        self.spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
-        self.model = build_model(config.model, self.spec)
+        self.transforms = prep.transforms
         with np.errstate(over="ignore"):  # overflowing inputs are reported by the checks
-            self.train = t.transform(prep.train)
-            self.val = t.transform(prep.val) if len(prep.split.val) else None
+            self.problem = training_problem(prep, config, validate_on_train=False)
+        self.network = self.problem.network
+        self.train = self.problem.train
+        self.val = self.problem.val
         self.seed = seed
-        self.initial_variables: Any = None
-        self.probed_variables: Any = None
+        self.initial_params: Any = None
+        self.probed_params: Any = None
 
-    def decode(self, mean: Any, var: Any) -> tuple[Any, Any]:
-        """Model outputs -> standardised log10 space [n, D] (identity unless PCA)."""
-        import jax.numpy as jnp
+    def rows(self, size: int, *, seed: int | None = None) -> np.ndarray:
+        """``size`` random training rows (sorted)."""
+        n = self.train.n
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        return np.sort(rng.choice(n, size=min(size, n), replace=False))
 
-        return self.transforms.decode_mean(mean, xp=jnp), self.transforms.decode_var(var, xp=jnp)
+    def subproblem(self, rows: np.ndarray, changes: Mapping[str, Any]) -> Any:
+        """The problem on training ``rows`` only, no validation, under ``changes`` of the config."""
+        from profemu.data.transforms import ArrayData
+        from profemu.train.setup import TrainingProblem
 
-    def init(self, model: Any, inputs: Mapping[str, np.ndarray]) -> Any:
-        """Fresh variables of ``model`` from the probe's seed."""
-        import jax
-
-        sample = {k: v[:1] for k, v in inputs.items()}
-        return jax.jit(lambda key: model.init(key, sample, train=False))(jax.random.key(self.seed))
+        t = self.train
+        sub = ArrayData({k: v[rows] for k, v in t.inputs.items()}, t.target[rows], t.mask[rows], t.noise_var[rows])
+        config = self.config.updated({"train.members": 1, "train.patience": 0, "train.checkpoint_every": 0,
+                                      "train.curriculum": [], "train.max_seconds": 0.0, **changes})
+        return TrainingProblem(self.problem.network, config, self.problem.arrays, sub, None).with_config(config)
 
     # ---------------------------------------------------------------- 7: gradients
     def gradient_check(self, *, steps: int) -> Check:
-        """A few minibatch steps of the configured optimiser at its peak learning rate."""
+        """A few steps of the trainer at the peak learning rate on one minibatch."""
         import jax
         import jax.numpy as jnp
         import optax
 
-        from profemu.losses.likelihood import data_loss
-        from profemu.train.optim import make_optimizer
+        from profemu.train.loop import fit, objective_gradient
 
         name = CHECK_NAMES[6]
         cfg = self.config
-        n = self.train.n
-        batch = min(cfg.train.batch_size, n)
-        # no warm-up: blow-ups happen at the peak learning rate
-        ocfg = dataclasses.replace(cfg.optim, warmup_epochs=0, schedule="constant")
-        opt = make_optimizer(ocfg, max(1, -(-n // batch)), cfg.train.epochs)
-        variables = self.init(self.model, self.train.inputs)
-        self.initial_variables = variables
-        params = variables["params"]
-        extra = {k: v for k, v in variables.items() if k != "params"}
-        rows = np.random.default_rng(self.seed).integers(0, n, size=(steps, batch))
-        data = _as_dict(self.train)
-        loss_cfg = cfg.loss
-        dropout = cfg.model.dropout > 0
-        clip = cfg.optim.clip_norm
-
-        def loss_fn(p: Any, data: Any, idx: Any, dkey: Any) -> Any:
-            b = jax.tree.map(lambda a: a[idx], data)
-            rngs = {"dropout": dkey} if dropout else None
-            mean, var = self.model.apply({"params": p, **extra}, b["inputs"], train=dropout, rngs=rngs)
-            mean, var = self.decode(mean, var)
-            return data_loss(mean, var, b["target"], b["mask"], b["noise_var"], loss_cfg)
-
-        def step(data: Any, carry: Any, xs: Any) -> Any:
-            p, state = carry
-            idx, dkey = xs
-            loss, grads = jax.value_and_grad(loss_fn)(p, data, idx, dkey)
-            updates, state = opt.update(grads, state, p)
-            return (optax.apply_updates(p, updates), state), (loss, optax.tree.norm(grads))
-
-        @jax.jit
-        def run(p: Any, data: Any, idx: Any) -> Any:
-            dkeys = jax.random.split(jax.random.key(self.seed + 1), steps)
-            (p_end, _), (losses, norms) = jax.lax.scan(
-                functools.partial(step, data), (p, opt.init(p)), (idx, dkeys)
-            )
-            grads = jax.grad(loss_fn)(p_end, data, idx[-1], dkeys[-1])
-            pre = optax.tree.norm(grads)
-            # a gradient 10x the clip norm must come out at the clip norm
-            big = jax.tree.map(lambda g: g * (10.0 * clip / jnp.maximum(pre, 1e-30)), grads)
-            post = clipped_gradient_norm(opt, p_end, grads)
-            post_big = clipped_gradient_norm(opt, p_end, big)
-            return p_end, losses, norms, pre, post, post_big
-
-        params_end, losses, norms, pre, post, post_big = run(params, data, jnp.asarray(rows))
-        self.probed_variables = {"params": params_end, **extra}
-        losses, norms = np.asarray(losses, np.float64), np.asarray(norms, np.float64)
-        pre, post = float(pre), float(post)
-        post_big = None if post_big is None else float(post_big)
+        rows = self.rows(cfg.train.batch_size)
+        # one step per epoch, no warm-up: blow-ups happen at the peak learning rate
+        problem = self.subproblem(rows, {"optim.warmup_epochs": 0, "optim.schedule": "constant",
+                                         "train.epochs": steps, "train.batch_size": rows.size})
+        self.initial_params = jax.jit(problem.network.init)(jax.random.key(self.seed), problem.arrays)
+        result = fit(problem, seed=self.seed)
+        losses = np.array([e["train_loss"] for e in result.history], np.float64)
+        norms = np.array([e["grad_norm"] for e in result.history], np.float64)
+        skipped = int(sum(result.counters["skipped_steps"]))
+        self.probed_params = jax.tree.map(lambda a: a[0], result.params)
         lr = cfg.optim.learning_rate
-        if not (np.isfinite(losses).all() and np.isfinite(norms).all() and math.isfinite(pre)):
-            first = int(np.argmax(~(np.isfinite(losses) & np.isfinite(norms))))
+        clip = cfg.optim.clip_norm
+        if skipped or not (np.isfinite(losses).all() and np.isfinite(norms).all()):
+            first = int(np.argmax(~(np.isfinite(losses) & np.isfinite(norms)))) if not skipped else 0
             return Check(
-                name, False, f"non-finite loss or gradient at step {first} of {steps} (lr {lr:g})",
+                name, False, f"non-finite loss or gradient in the first {first + 1} of {steps} steps (lr {lr:g}; "
+                f"{skipped} step(s) skipped by the trainer)",
                 "Gradients blow up at the configured learning rate: lower optim.learning_rate "
                 "(x10), keep optim.warmup_epochs > 0, and check the inputs and targets checks above.",
             )
+        _, grads = objective_gradient(problem, self.probed_params)
+        pre = float(optax.tree.norm(grads))
+        opt = problem_optimizer(problem)
+        big = jax.tree.map(lambda g: g * (10.0 * clip / jnp.maximum(pre, 1e-30)), grads)
+        post = clipped_gradient_norm(opt, self.probed_params, grads)
+        post_big = clipped_gradient_norm(opt, self.probed_params, big)
+        post = None if post is None else float(post)
+        post_big = None if post_big is None else float(post_big)
         value = (
-            f"pre-clip |g| max {_fmt(norms.max())}, last {_fmt(pre)}; post-clip {_fmt(post)} "
+            f"pre-clip |g| max {_fmt(norms.max())}, last {_fmt(pre)}; post-clip {_fmt(post or 0.0)} "
             f"(clip {clip:g}, lr {lr:g}); loss {_fmt(losses[0])} -> {_fmt(losses[-1])} in {steps} steps"
         )
-        if post_big is None:
+        if post_big is None or post is None:
             return Check(name, False, value + "; cannot read Adam's state to verify clipping",
                          "profemu.train.optim.make_optimizer should be clip_by_global_norm + adamw.")
         tol = 1e-3 * clip
@@ -645,28 +619,30 @@ class _Probe:
         return Check(name, True, value)
 
     def _ensure_probed(self) -> None:
-        if self.probed_variables is None:
+        if self.probed_params is None:
             self.gradient_check(steps=5)
 
     # -------------------------------------------------------------- 8: activations
     def activation_check(self) -> Check:
         """Every intermediate activation finite and below :data:`ACTIVATION_BOUND`."""
         import jax
+        import jax.numpy as jnp
 
         name = CHECK_NAMES[7]
         self._ensure_probed()
         rows = min(self.train.n, 4096)
         inputs = {k: v[:rows] for k, v in self.train.inputs.items()}
+        net, arrays = self.network, self.problem.arrays
 
         @jax.jit
-        def summary(variables: Any, inputs: Any) -> Any:
-            _, state = self.model.apply(variables, inputs, train=False, capture_intermediates=True)
-            leaves = jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]
-            return {_path(path): (jax.numpy.isfinite(a).all(), jax.numpy.abs(a).max()) for path, a in leaves}
+        def summary(params: Any) -> Any:
+            record: dict[str, Any] = {}
+            net.apply(params, arrays, inputs, xp=jnp, record=record)
+            return {where: (jnp.isfinite(a).all(), jnp.abs(a).max()) for where, a in record.items()}
 
         worst, worst_at, bad_at = 0.0, "", ""
-        for label, variables in (("initial", self.initial_variables), ("after probe steps", self.probed_variables)):
-            for where, (finite, biggest) in jax.device_get(summary(variables, inputs)).items():
+        for label, params in (("initial", self.initial_params), ("after probe steps", self.probed_params)):
+            for where, (finite, biggest) in jax.device_get(summary(params)).items():
                 if not finite and not bad_at:
                     bad_at = f"{where} ({label})"
                 if np.isfinite(biggest) and biggest > worst:
@@ -687,34 +663,36 @@ class _Probe:
     def validation_check(self) -> Check:
         """Validation predictions and Gaussian NLL finite (model after the probe steps)."""
         import jax
+        import jax.numpy as jnp
 
+        from profemu.data.transforms import decode_mean, decode_var
         from profemu.losses.likelihood import gaussian_nll
 
         name = CHECK_NAMES[8]
         if self.val is None:
             return Check(name, True, "skipped: no validation split (data.val_fraction = 0)")
         self._ensure_probed()
-        val = _as_dict(self.val)
+        net, arrays, val = self.network, self.problem.arrays, self.val
 
         @jax.jit
-        def predict(variables: Any, val: Any) -> Any:
-            mean, var = self.decode(*self.model.apply(variables, val["inputs"], train=False))
-            nll = gaussian_nll(mean, var, val["target"], val["mask"], val["noise_var"])
-            return mean, var, nll
+        def predict(params: Any) -> Any:
+            out = net.apply(params, arrays, val.inputs, xp=jnp)
+            mean, var = decode_mean(out.mean, arrays, jnp), decode_var(out.var, arrays, jnp)
+            return mean, var, gaussian_nll(mean, var, val.target, val.mask, val.noise_var)
 
-        mean, var, nll = (np.asarray(a, np.float64) for a in predict(self.probed_variables, val))
+        mean, var, nll = (np.asarray(a, np.float64) for a in predict(self.probed_params))
         nll = float(nll)
         bad_rows = ~(np.isfinite(mean).all(axis=1) & np.isfinite(var).all(axis=1) & (var > 0).all(axis=1))
-        target_z = float(np.abs(self.val.target).max()) if self.val.target.size else 0.0
+        target_z = float(np.abs(val.target).max()) if val.target.size else 0.0
         input_z, input_at = 0.0, ""
-        for block, values in self.val.inputs.items():
+        for block, values in val.inputs.items():
             z = np.abs(np.asarray(values, np.float64)).max(axis=0)
             j = int(np.argmax(z))
             if not z[j] <= input_z:  # also picks up inf / nan
                 labels = _block_labels(block, self.transforms, z.size)
                 input_z, input_at = float(z[j]), labels[j]
         value = (
-            f"{self.val.n} validation rows, NLL {_fmt(nll)}, max |target z| {_fmt(target_z)}, "
+            f"{val.n} validation rows, NLL {_fmt(nll)}, max |target z| {_fmt(target_z)}, "
             f"max |input z| {_fmt(input_z)} ({input_at})"
         )
         advice = (
@@ -736,23 +714,11 @@ class _Probe:
         return Check(name, True, value)
 
 
-def _path(path: Sequence[Any]) -> str:
-    """A readable name of a captured intermediate, e.g. ``trunk/hidden_0`` or ``output var``."""
-    keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
-    if "__call__" not in keys:
-        return "/".join(keys)
-    cut = keys.index("__call__")
-    module, outputs = keys[:cut], keys[cut + 2 :]  # keys[cut + 1] numbers the call
-    if not module:
-        names = {"0": "mean", "1": "var"}
-        return "output " + (names.get(outputs[0], outputs[0]) if outputs else "")
-    return "/".join(module) + "".join(f"[{o}]" for o in outputs)
+def problem_optimizer(problem: Any) -> Any:
+    """The optimiser the trainer builds for ``problem`` (one epoch = one step)."""
+    from profemu.train.loop import EpochProgram
 
-
-def _as_dict(arrays: Any) -> dict[str, Any]:
-    """ArrayData as a plain pytree (no copies)."""
-    return {"inputs": dict(arrays.inputs), "target": arrays.target, "mask": arrays.mask,
-            "noise_var": arrays.noise_var}
+    return EpochProgram.for_rows(problem.network, problem.config, problem.train.n).optimizer()
 
 
 def clipped_gradient_norm(opt: Any, params: Any, grads: Any) -> Any:
@@ -794,41 +760,22 @@ def clipped_gradient_norm(opt: Any, params: Any, grads: Any) -> Any:
 
 # ---------------------------------------------------------------- 5: overfit
 def _overfit_check(probe: _Probe, config: Config, *, seed: int, steps: int) -> Check:
-    import jax
-    import optax
-
-    from profemu.losses.likelihood import data_loss
-    from profemu.models.build import build_model
+    from profemu.train.loop import fit
 
     name = CHECK_NAMES[4]
-    n = probe.train.n
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(_OVERFIT_ROWS, n), replace=False))
-    data = jax.tree.map(lambda a: a[rows], _as_dict(probe.train))
-    model = build_model(dataclasses.replace(config.model, dropout=0.0), probe.spec)
-    variables = probe.init(model, data["inputs"])
-    lr = config.optim.learning_rate
-    opt = optax.chain(optax.clip_by_global_norm(config.optim.clip_norm), optax.adam(lr))
-    mse_cfg = LossConfig(likelihood="mse")
-
-    def loss_fn(v: Any) -> Any:
-        mean, var = probe.decode(*model.apply(v, data["inputs"], train=False))
-        return data_loss(mean, var, data["target"], data["mask"], None, mse_cfg)
-
-    def step(carry: Any, _: Any) -> Any:
-        v, s = carry
-        loss, grads = jax.value_and_grad(loss_fn)(v)
-        updates, s = opt.update(grads, s, v)
-        return (optax.apply_updates(v, updates), s), loss
-
-    @jax.jit
-    def run(v: Any) -> Any:
-        (v_end, _), losses = jax.lax.scan(step, (v, opt.init(v)), None, length=steps)
-        return losses[0], loss_fn(v_end)
-
-    first, last = (float(x) for x in run(variables))
-    rmse = math.sqrt(last) if last >= 0 else float("nan")
-    floor = _pca_floor(probe.transforms, data["target"], data["mask"])
+    rows = probe.rows(_OVERFIT_ROWS, seed=seed)
+    # the trainer, full batch (one step per epoch), MSE, no dropout or weight decay, no warm-up
+    problem = probe.subproblem(rows, {
+        "model.dropout": 0.0, "loss.likelihood": "mse", "optim.weight_decay": 0.0,
+        "optim.warmup_epochs": 0, "optim.schedule": "constant",
+        "train.epochs": steps, "train.batch_size": int(rows.size),
+    })
+    result = fit(problem, seed=seed)
+    first = float(result.history[0]["train_data"]) if result.history else float("nan")
+    rmse = _rmse(problem, result.params)
+    floor = _pca_floor(probe, problem.train.target, problem.train.mask)
     threshold = _OVERFIT_RMSE + floor
+    lr = config.optim.learning_rate
     value = (
         f"RMSE {_fmt(rmse)} (standardised) on {rows.size} rows after {steps} full-batch steps "
         f"(lr {lr:g}; start {_fmt(math.sqrt(max(first, 0.0)))}"
@@ -846,6 +793,18 @@ def _overfit_check(probe: _Probe, config: Config, *, seed: int, steps: int) -> C
     return Check(name, True, value)
 
 
+def _rmse(problem: Any, params: Any) -> float:
+    """RMSE (standardised units, valid entries) of the first member on the problem's training rows."""
+    from profemu.data.transforms import decode_mean
+
+    data = problem.train
+    member = {k: v for k, v in params.items()}
+    out = problem.network.apply(member, problem.arrays, data.inputs)
+    mean = decode_mean(np.asarray(out.mean, np.float64)[0], problem.arrays)
+    err = np.where(data.mask > 0, mean - data.target, 0.0)
+    return float(np.sqrt((err**2).sum() / max(float(data.mask.sum()), 1.0)))
+
+
 def check_overfit(prepared: Any, config: Config, *, seed: int = 0, steps: int = 500) -> Check:
     """Check 5: a fresh model memorises 8 training examples.
 
@@ -855,7 +814,7 @@ def check_overfit(prepared: Any, config: Config, *, seed: int = 0, steps: int = 
     0.05 (plus the PCA reconstruction error of those rows when PCA outputs are used).
 
     Args:
-        prepared: Output of :func:`profemu.workflow.prepare` for the dataset and config.
+        prepared: Output of :func:`profemu.train.setup.prepare` for the dataset and config.
         config: The configuration (model and optimiser settings).
         seed: Seed of the row choice and the initialisation.
         steps: Optimiser steps.
@@ -878,7 +837,7 @@ def check_training_dynamics(
     NLL on the validation split.
 
     Args:
-        prepared: Output of :func:`profemu.workflow.prepare` for the dataset and config.
+        prepared: Output of :func:`profemu.train.setup.prepare` for the dataset and config.
         config: The configuration.
         seed: Seed of the initialisation and the minibatches.
         steps: Optimiser steps of the probe.
@@ -894,11 +853,14 @@ def check_training_dynamics(
     )
 
 
-def _pca_floor(t: Any, target: np.ndarray, mask: np.ndarray) -> float:
+def _pca_floor(probe: _Probe, target: np.ndarray, mask: np.ndarray) -> float:
     """RMSE of projecting ``target`` onto the PCA basis (0 without PCA)."""
-    if getattr(t, "pca_components", None) is None:
+    from profemu.data.transforms import decode_mean
+
+    t = probe.transforms
+    if t.pca_components is None:
         return 0.0
-    recon = t.decode_mean(t.encode_target(target))
+    recon = decode_mean(t.encode_target(target), probe.problem.arrays)
     err = np.where(mask > 0, recon - target, 0.0)
     return float(np.sqrt((err**2).sum() / max(mask.sum(), 1.0)))
 
@@ -944,10 +906,11 @@ def check_truth_recovery(config: Config | None = None, *, seed: int = 0, quick: 
         "data.pca_components": min(config.data.pca_components, d),
         "data.val_fraction": 0.15,
         "data.test_fraction": 0.2,
+        "train.cv_folds": 0,  # a brief check: one validation split
         "data.split_seed": seed,
-        "model.monotone_fields": [f for f in config.model.monotone_fields if f in fields],
+        "data.monotone_fields": None if config.data.monotone_fields is None else
+        [f for f in config.data.monotone_fields if f in fields],
         "model.dropout": 0.0,  # a regulariser for long runs; it only slows a brief one
-        "loss.physics.monotonic_fields": [f for f in config.loss.physics.monotonic_fields if f in fields],
         "optim.warmup_epochs": min(config.optim.warmup_epochs, max(1, epochs // 10)),
         "train.members": members,
         "train.epochs": epochs,

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from profemu._files import atomic_write_text, json_safe
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError
 
@@ -72,24 +73,6 @@ class Predictor(Protocol):
 
 
 # ---------------------------------------------------------------------- helpers
-def _json_safe(value: Any) -> Any:
-    """Recursively turn numpy scalars/arrays into Python numbers; non-finite floats into None."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return value
-
-
 def _as_2d(value: Any, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -290,7 +273,7 @@ def profile_metrics(
         out["error_to_noise_floor"] = (
             out["frac_err_median"] / float(floor[0]) if floor[0] > 0 else float("nan")
         )
-    return _json_safe(out)
+    return json_safe(out)
 
 
 def _truth_arrays(
@@ -392,8 +375,8 @@ def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_json_safe(metrics), indent=2, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
+    atomic_write_text(path, text + "\n")
     return path
 
 

@@ -1,11 +1,9 @@
-"""Run folders and the self-contained HTML report of a training run.
+"""The self-contained HTML report of a training run.
 
-:class:`RunFolder` reads what ``profemu train`` wrote (see :mod:`profemu.workflow` for
-the layout): the configuration, the data source, the split, the per-epoch metrics,
-the held-out evaluation, the saved Emulator and, once ``profemu compare`` has run,
-``compare.json``.
-
-:func:`write_report` turns a run folder into ``report.html``: one file, images
+:func:`write_report` reads a run folder (:class:`profemu.run.RunFolder`: the
+configuration, the data source, the split, the per-epoch metrics, the held-out
+evaluation, the saved Emulator and, once ``profemu compare`` has run, ``compare.json``)
+and turns it into ``report.html``: one file, images
 embedded as base64 PNG, every piece of text HTML-escaped. Sections (each skipped
 with a note when its inputs are absent):
 
@@ -27,24 +25,21 @@ import base64
 import datetime as _dt
 import html
 import io
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from profemu.baselines import COMPARISON_COLUMNS
-from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError, FormatError
+from profemu.run import RunFolder
 
 __all__ = [
     "METRIC_COLUMNS",
-    "RunFolder",
     "comparison_table",
     "frac_error_by_radius",
     "metrics_table",
@@ -63,156 +58,6 @@ METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 """(metrics key, column title, format) of the held-out metrics table; ``pct`` = percent."""
 
-SPLITS = ("train", "val", "test")
-
-
-# ---------------------------------------------------------------------- run folder
-@dataclass(frozen=True)
-class RunFolder:
-    """Read access to a run folder written by :func:`profemu.workflow.train_emulator`.
-
-    Build with :meth:`open`, which checks that the folder looks like a run.
-
-    Attributes:
-        path: The run folder.
-    """
-
-    path: Path
-
-    @classmethod
-    def open(cls, path: str | Path, *, require_emulator: bool = True) -> RunFolder:
-        """Check that ``path`` is a run folder and return it.
-
-        Args:
-            path: Folder written by ``profemu train --out``.
-            require_emulator: Also require the saved Emulator (``emulator/manifest.json``).
-
-        Raises:
-            DataError: the folder does not exist or is not a run folder.
-        """
-        p = Path(path)
-        if not p.is_dir():
-            raise DataError(f"run folder {str(p)!r} does not exist; pass the --out folder of `profemu train`.")
-        markers = ("config.yaml", "split.json", "emulator", "metrics.jsonl")
-        if not any((p / m).exists() for m in markers):
-            raise DataError(
-                f"{str(p)!r} is not a run folder (no config.yaml, split.json or emulator/); "
-                "pass the --out folder of `profemu train`."
-            )
-        if require_emulator and not (p / "emulator" / "manifest.json").is_file():
-            raise DataError(
-                f"{str(p)!r} has no saved emulator (emulator/manifest.json); the training run did "
-                "not finish — train again or resume it."
-            )
-        return cls(p)
-
-    # ------------------------------------------------------------------ files
-    def config(self) -> Config:
-        """The resolved configuration (``config.yaml``; defaults when absent)."""
-        f = self.path / "config.yaml"
-        return Config.from_yaml(f) if f.is_file() else Config()
-
-    def emulator(self) -> Any:
-        """The saved :class:`~profemu.emulator.Emulator` (``emulator/``)."""
-        from profemu.emulator import Emulator
-
-        return Emulator.load(self.path / "emulator")
-
-    def source(self) -> Any | None:
-        """The :class:`~profemu.workflow.DataSource` of ``data.json``, or None."""
-        from profemu.workflow import DataSource
-
-        f = self.path / "data.json"
-        if not f.is_file():
-            return None
-        try:
-            return DataSource.from_dict(json.loads(f.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-            raise FormatError(f"{f}: not a valid data source record ({exc}).") from None
-
-    def dataset(self, fields: Sequence[str] | None = None) -> ProfileDataset:
-        """Reload the run's data from ``data.json`` (restricted to ``fields`` when given).
-
-        Raises:
-            DataError: there is no ``data.json`` or the file it names is gone.
-        """
-        from profemu.workflow import load_data
-
-        source = self.source()
-        if source is None:
-            raise DataError(
-                f"{self.path / 'data.json'}: missing, so the run's data cannot be reloaded; pass --data FILE."
-            )
-        if not Path(source.path).exists():
-            raise DataError(
-                f"the run's data file {source.path!r} (from data.json) does not exist any more; "
-                "pass --data FILE."
-            )
-        ds = load_data(source)
-        return ds.select_fields(list(fields)) if fields else ds
-
-    def split_rows(self, name: str, n_rows: int | None = None) -> np.ndarray:
-        """Row indices of split ``name`` (``train``, ``val``, ``test``) from ``split.json``.
-
-        Args:
-            name: Split name.
-            n_rows: Size of the dataset the rows index, for a bounds check.
-        """
-        if name not in SPLITS:
-            raise DataError(f"split: {name!r} is not allowed; choose one of {[*SPLITS, 'all']}.")
-        f = self.path / "split.json"
-        if not f.is_file():
-            raise DataError(f"{f}: missing; cannot tell the run's {name} rows. Use --split all.")
-        try:
-            rows = np.asarray(json.loads(f.read_text())[f"{name}_rows"], dtype=np.int64)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{f}: not a valid split record ({exc}).") from None
-        if n_rows is not None and rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-            raise DataError(
-                f"split.json: {name} rows go up to {int(rows.max())} but the data have {n_rows} rows; "
-                "the data differ from the run's (use --split all for other data)."
-            )
-        return rows
-
-    def history(self) -> list[dict[str, Any]]:
-        """Per-epoch training metrics (``metrics.jsonl``; empty when absent)."""
-        f = self.path / "metrics.jsonl"
-        out: list[dict[str, Any]] = []
-        if not f.is_file():
-            return out
-        for line in f.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by an interrupted run
-            if isinstance(entry, dict):
-                out.append(entry)
-        return out
-
-    def _json(self, name: str) -> Any | None:
-        f = self.path / name
-        if not f.is_file():
-            return None
-        try:
-            return json.loads(f.read_text())
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"{f}: not valid JSON ({exc}).") from None
-
-    def evaluation(self) -> dict[str, Any] | None:
-        """Held-out metrics (``evaluation.json``), or None."""
-        return self._json("evaluation.json")
-
-    def comparison(self) -> dict[str, Any] | None:
-        """``compare.json`` as ``{"rows": [...], "per_radius": {...}, ...}``, or None."""
-        data = self._json("compare.json")
-        if data is None:
-            return None
-        if isinstance(data, list):
-            return {"rows": data}
-        return data
 
 
 # ---------------------------------------------------------------------- numbers
@@ -642,6 +487,4 @@ def write_report(run_dir: str | Path, *, dataset: ProfileDataset | None = None,
         f"run folder: <code>{_e(run.path.resolve())}</code>; written {_e(stamp)}</p>"
         f"<nav>{nav}</nav>{body}</body></html>\n"
     )
-    out = run.path / "report.html"
-    out.write_text(doc, encoding="utf-8")
-    return out
+    return run.write_text("report.html", doc)

@@ -45,7 +45,7 @@ from profemu._files import atomic_write_text
 from profemu.cluster import ExecutorOptions, make_executor
 from profemu.config import Config
 from profemu.errors import ConfigError, DataError, TrainingError
-from profemu.workflow import DataSource
+from profemu.run import DataSource
 
 __all__ = [
     "SpaceEntry",
@@ -234,11 +234,8 @@ def _load_study(setup: Mapping[str, Any], worker: int) -> Any:
 def _objective(setup: Mapping[str, Any], space: Mapping[str, SpaceEntry], dataset: Any) -> Any:
     import optuna
 
-    from profemu.losses.physics import PhysicsContext
-    from profemu.models.build import build_model
-    from profemu.models.spec import OutputSpec
     from profemu.train.loop import fit
-    from profemu.workflow import prepare
+    from profemu.train.setup import prepare, training_problem
 
     base = Config.from_dict(setup["base_config"])
 
@@ -248,9 +245,6 @@ def _objective(setup: Mapping[str, Any], space: Mapping[str, SpaceEntry], datase
             overrides = {"train.members": int(setup["trial_members"]), **overrides}
         config = base.updated(overrides)
         prep = prepare(dataset, config)
-        t = prep.transforms
-        spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
-        model = build_model(config.model, spec)
         if not len(prep.split.val):
             raise DataError("sweep: the validation split is empty; set data.val_fraction > 0.")
 
@@ -261,12 +255,7 @@ def _objective(setup: Mapping[str, Any], space: Mapping[str, SpaceEntry], datase
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {entry['epoch']}")
 
-        result = fit(
-            model, t.transform(prep.train), t.transform(prep.val), config,
-            physics_ctx=PhysicsContext.from_transforms(t),
-            decode=(t.decode_mean, t.decode_var),
-            callbacks=[report],
-        )
+        result = fit(training_problem(prep, config), callbacks=[report])
         best = np.asarray(result.best_val, dtype=np.float64)
         best = best[np.isfinite(best)]
         if not best.size:
@@ -283,7 +272,7 @@ def run_trial(out_dir: str | Path, worker: int, n_trials: int = 1) -> list[int]:
     Returns:
         The Optuna numbers of the trials this worker ran.
     """
-    from profemu.workflow import load_data
+    from profemu.run import load_data
 
     out = Path(out_dir)
     setup = json.loads((out / "sweep.json").read_text())

@@ -1,102 +1,30 @@
-"""End-to-end training runs: data -> split -> transforms -> model -> fit -> Emulator -> evaluation.
+"""End-to-end training runs: data -> split -> transforms -> network -> fit -> Emulator -> evaluation.
 
-:func:`train_emulator` is what ``profemu train`` and ``profemu demo`` call. With a
-``run_dir`` it writes the run folder::
-
-    RUN/
-      config.yaml       resolved configuration
-      data.json         where the data came from (path, format, loader options)
-      split.json        group ids and row indices of train / val / test
-      emulator/         the saved Emulator (manifest.json + weights-<sha>.npz)
-      checkpoints/      training checkpoints (atomic, checksummed)
-      metrics.jsonl     one line of training metrics per epoch (+ TensorBoard events)
-      curves.png        training curves, refreshed during training
-      evaluation.json   held-out metrics (``fields.<name>`` and ``overall``)
+:func:`train_emulator` is what ``profemu train`` and ``profemu demo`` call; with a
+``run_dir`` it writes the run folder described in :mod:`profemu.run`.
+:func:`build_emulator` turns trained member parameters into a calibrated Emulator;
+the cluster merge uses it too.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from profemu._files import json_safe
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
-from profemu.errors import DataError
+from profemu.run import DataSource, RunFolder
+from profemu.train.setup import Prepared, prepare
 
-__all__ = ["DataSource", "TrainOutcome", "build_emulator", "load_data", "prepare", "train_emulator"]
+__all__ = ["TrainOutcome", "build_emulator", "train_emulator"]
 
-
-@dataclass(frozen=True)
-class DataSource:
-    """How to (re)load a run's data: a file path, its format and loader options."""
-
-    path: str
-    format: str = "auto"
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "format": self.format, "options": dict(self.options)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DataSource:
-        return cls(str(d["path"]), str(d.get("format", "auto")), dict(d.get("options", {})))
-
-
-def load_data(source: DataSource) -> ProfileDataset:
-    """Load the dataset described by ``source`` (profemu npz/HDF5 or the CAMELS LH table)."""
-    from profemu.data.io import load_any
-
-    return load_any(source.path, format=source.format, **dict(source.options))
-
-
-@dataclass
-class Prepared:
-    """A dataset split by group with transforms fitted on its training part."""
-
-    dataset: ProfileDataset
-    split: Any
-    transforms: Any
-
-    @property
-    def train(self) -> ProfileDataset:
-        return self.dataset.subset(self.split.train)
-
-    @property
-    def val(self) -> ProfileDataset:
-        return self.dataset.subset(self.split.val)
-
-    @property
-    def test(self) -> ProfileDataset:
-        return self.dataset.subset(self.split.test)
-
-
-def prepare(dataset: ProfileDataset, config: Config) -> Prepared:
-    """Select fields, split by group (stratified in mass) and fit transforms on the training rows."""
-    from profemu.data.split import split_by_group
-    from profemu.data.transforms import Transforms
-
-    if config.data.fields:
-        dataset = dataset.select_fields(config.data.fields)
-    for f in config.model.monotone_fields:
-        if f not in dataset.fields:
-            raise DataError(
-                f"model.monotone_fields: {f!r} is not a field of the data; fields are {list(dataset.fields)}."
-            )
-    split = split_by_group(
-        dataset,
-        val_fraction=config.data.val_fraction,
-        test_fraction=config.data.test_fraction,
-        seed=config.data.split_seed,
-    )
-    transforms = Transforms.fit(dataset.subset(split.train), config.data)
-    return Prepared(dataset, split, transforms)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,37 +39,50 @@ class TrainOutcome:
     fit_seconds: float
     run_dir: Path | None = None
     stopped_reason: str = ""
+    cross_validation: dict[str, Any] | None = None
 
 
-def build_emulator(
-    prep: Prepared, config: Config, variables: Any, **metadata: Any
-) -> Emulator:
-    """The Emulator of trained ``variables`` (stacked members), calibrated on the validation split.
+def build_emulator(prep: Prepared, config: Config, params: Mapping[str, Any], *, variance_scale: float | None = None,
+                   **metadata: Any) -> Emulator:
+    """The Emulator of trained ``params`` (stacked members), with its variance scale.
 
     Records the training-data fingerprint, config, units and data provenance (plus any
-    ``metadata`` given) and, with ``config.train.calibrate``, fits the post-hoc variance
-    scale on the validation rows. Used by :func:`train_emulator` and by the cluster merge.
+    ``metadata`` given). The variance scale is ``variance_scale`` when given (e.g. from
+    cross-validation), else, with ``config.train.calibrate``, fitted on the validation rows.
     """
     from profemu.evaluate import fit_variance_scale, predict_dataset
-    from profemu.models.spec import OutputSpec
 
-    t = prep.transforms
-    spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
     record = {
         "training_data_fingerprint": prep.train.fingerprint(),
         "n_train": len(prep.split.train),
         "config": config.to_dict(),
-        **_jsonable(metadata),
+        **json_safe(metadata),
         "radius_unit": prep.dataset.radius_unit,
         "units": dict(prep.dataset.units),
-        "data_meta": _jsonable(dict(prep.dataset.meta)),
+        "data_meta": json_safe(dict(prep.dataset.meta)),
     }
-    emulator = Emulator(t, config.model, spec, variables, metadata=record)
-    if config.train.calibrate and len(prep.split.val):
+    emulator = Emulator(prep.transforms, config.model, params, metadata=record)
+    if variance_scale is not None:
+        emulator.variance_scale = float(variance_scale)
+        emulator.metadata["variance_scale_fitted_on"] = "cross-validation (out-of-fold predictions)"
+    elif config.train.calibrate and len(prep.split.val):
         val = prep.val
         emulator.variance_scale = fit_variance_scale(predict_dataset(emulator, val), val)
         emulator.metadata["variance_scale_fitted_on"] = "validation split"
     return emulator
+
+
+def _epoch_logger(every: int) -> Callable[[dict[str, Any]], None]:
+    """A callback logging one INFO line every ``every`` epochs."""
+
+    def log(entry: dict[str, Any]) -> None:
+        epoch = int(entry.get("epoch", 0)) + 1
+        if epoch == 1 or epoch % every == 0:
+            logger.info("epoch %d: train_loss %.4g, val_loss %.4g, %d member(s) active", epoch,
+                        entry.get("train_loss", float("nan")), entry.get("val_loss", float("nan")),
+                        entry.get("active_members", 0))
+
+    return log
 
 
 def train_emulator(
@@ -164,7 +105,7 @@ def train_emulator(
         source: Where the data came from, recorded in ``data.json`` so that
             ``profemu evaluate/report/compare`` can reload it.
         progress: Called with each epoch's metrics dict.
-        prepared: A ready split + transforms (skips :func:`prepare`).
+        prepared: A ready split + transforms (skips :func:`~profemu.train.setup.prepare`).
         evaluate_test: Evaluate on the test split at the end.
         resume: Continue from the latest checkpoint in ``run_dir/checkpoints``.
 
@@ -172,74 +113,63 @@ def train_emulator(
         A :class:`TrainOutcome` with the Emulator, history and held-out metrics.
     """
     from profemu.evaluate import evaluate
-    from profemu.losses.physics import PhysicsContext
-    from profemu.models.build import build_model
-    from profemu.models.spec import OutputSpec
+    from profemu.train.cv import folds_for
     from profemu.train.logging import MetricsLogger, plot_curves
     from profemu.train.loop import fit
+    from profemu.train.setup import training_problem
 
     config = (config or Config()).validate()
-    prep = prepared or prepare(dataset, config)
-    run = Path(run_dir) if run_dir is not None else None
-    logger = None
+    folds = folds_for(dataset if prepared is None else prepared.dataset, config)
+    if folds:  # every non-test row trains: no validation split
+        prep = prepared or prepare(dataset, config.updated({"data.val_fraction": 0.0}))
+    else:
+        prep = prepared or prepare(dataset, config)
+    logger.info("training on %d rows (%s, %d test) of %s", len(prep.split.train),
+                f"{folds}-fold cross-validation, then all of them" if folds else f"{len(prep.split.val)} validation",
+                len(prep.split.test), ", ".join(prep.transforms.field_names))
+    run = RunFolder.create(run_dir) if run_dir is not None else None
+    callbacks: list[Callable[[dict[str, Any]], Any]] = [_epoch_logger(max(1, config.train.log_every))]
+    metrics = None
     if run is not None:
-        run.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(run / "config.yaml")
-        if source is not None:
-            (run / "data.json").write_text(json.dumps(source.to_dict(), indent=1))
-        (run / "split.json").write_text(json.dumps(_split_record(prep), indent=1))
-        logger = MetricsLogger(run)
-
-    t = prep.transforms
-    spec = OutputSpec.from_transforms(t, monotone_fields=tuple(config.model.monotone_fields))
-    model = build_model(config.model, spec)
-    train_arr = t.transform(prep.train)
-    val_arr = t.transform(prep.val if len(prep.split.val) else prep.train)
-
-    callbacks: list[Callable[[dict[str, Any]], None]] = []
-    if logger is not None:
-        callbacks.append(logger.log)
+        run.write_setup(config, prep, source)
+        metrics = MetricsLogger(run.path)
         every = max(1, config.train.log_every)
+        callbacks.append(metrics.log)
 
-        def _curves(entry: dict[str, Any]) -> None:
+        def curves(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
             if entry.get("epoch", 0) % every == 0:
-                plot_curves(logger.history, run / "curves.png")
+                plot_curves(metrics.history, run.path / "curves.png")
 
-        callbacks.append(_curves)
+        callbacks.append(curves)
     if progress is not None:
         callbacks.append(progress)
 
     t0 = time.perf_counter()
-    result = fit(
-        model,
-        train_arr,
-        val_arr,
-        config,
-        physics_ctx=PhysicsContext.from_transforms(t),
-        decode=(t.decode_mean, t.decode_var),
-        checkpoint_dir=None if run is None else run / "checkpoints",
-        resume=resume,
-        callbacks=callbacks,
-    )
+    cv = None
+    if folds:
+        cv = _cross_validation(run, prep, config, folds, callbacks, resume)
+        problem = training_problem(prep, config.updated({"train.patience": 0}), validate_on_train=False)
+        final_callbacks = [lambda e, c=c: c({**e, "stage": "refit"}) for c in callbacks]
+        result = fit(problem, checkpoint_dir=None if run is None else run.checkpoints_dir, resume=resume,
+                     callbacks=final_callbacks, epochs=cv["refit_epochs"], keep="last")
+    else:
+        result = fit(training_problem(prep, config), checkpoint_dir=None if run is None else run.checkpoints_dir,
+                     resume=resume, callbacks=callbacks)
     fit_seconds = time.perf_counter() - t0
-
     emulator = build_emulator(
-        prep, config, result.variables,
-        fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
+        prep, config, result.params, fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
+        variance_scale=None if cv is None else cv["variance_scale"],
+        **({} if cv is None else {"cv": {k: cv[k] for k in ("folds", "metrics", "spread_over_folds",
+                                                              "refit_epochs", "variance_scale")}}),
     )
-
-    evaluation = None
-    if evaluate_test and len(prep.split.test):
-        evaluation = evaluate(emulator, prep.test)
-
+    evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
-        emulator.save(run / "emulator")
+        emulator.save(run.emulator_dir)
         if evaluation is not None:
-            (run / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
-        if logger is not None:
-            plot_curves(logger.history, run / "curves.png")
-            logger.close()
-
+            run.write_json("evaluation.json", evaluation)
+        if metrics is not None:
+            plot_curves(metrics.history, run.path / "curves.png")
+            metrics.close()
     return TrainOutcome(
         emulator=emulator,
         prepared=prep,
@@ -247,31 +177,27 @@ def train_emulator(
         counters=dict(result.counters),
         evaluation=evaluation,
         fit_seconds=fit_seconds,
-        run_dir=run,
-        stopped_reason=getattr(result, "stopped_reason", ""),
+        run_dir=None if run is None else run.path,
+        stopped_reason=result.stopped_reason,
+        cross_validation=cv,
     )
 
 
-def _split_record(prep: Prepared) -> dict[str, Any]:
-    ds = prep.dataset
-    rec: dict[str, Any] = {}
-    for name in ("train", "val", "test"):
-        idx = np.asarray(getattr(prep.split, name))
-        rec[f"{name}_rows"] = idx.tolist()
-        if ds.groups is not None:
-            rec[f"{name}_groups"] = np.unique(ds.groups[idx]).tolist()
-    return rec
+def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
+                      callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> dict[str, Any]:
+    """The run's cross-validation record: reused from ``cv.json`` on resume, else computed and written."""
+    from profemu.train.cv import cross_validate
 
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return np.asarray(obj).tolist()
-    return obj
+    if resume and run is not None:
+        previous = run.json("cv.json")
+        if previous is not None and previous.get("folds") == folds and previous.get("n_rows") == len(prep.split.train):
+            logger.info("resume: reusing the finished cross-validation in %s", run.path / "cv.json")
+            return previous
+    result = cross_validate(prep, config, folds, callbacks=callbacks)
+    record = json_safe(result.summary())
+    if run is not None:
+        run.write_json("cv.json", record)
+        run.write_npz("cv_predictions.npz", {"rows": result.rows, "fold": result.fold_of_row,
+                                             **{f"{f}_mean": m for f, (m, _) in result.predictions.items()},
+                                             **{f"{f}_var": v for f, (_, v) in result.predictions.items()}})
+    return record

@@ -1,16 +1,13 @@
-"""Tests of profemu.models.ensemble."""
+"""Tests of profemu.models.ensemble.combine."""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from profemu.errors import ConfigError, DataError
-from profemu.models.build import build_model
-from profemu.models.ensemble import apply_ensemble, combine, ensemble_size, init_ensemble
-from tests.models.test_spec import make_inputs, make_spec, small_config
+from profemu.errors import DataError
+from profemu.models.ensemble import combine
 
 
 def _loop_combine(means, variances):
@@ -41,49 +38,3 @@ def test_combine_single_member_has_no_epistemic_part(rng):
     np.testing.assert_array_equal(pred.var, variances[0])
     with pytest.raises(DataError, match="one shape"):
         combine(means, variances[:, :1])
-
-
-@pytest.fixture(scope="module")
-def ensemble():
-    spec = make_spec(pk=9)
-    model = build_model(small_config(kind="mlp", dropout=0.3), spec)
-    inputs = make_inputs(spec)
-    return model, inputs, init_ensemble(model, jax.random.key(0), inputs, members=3)
-
-
-def test_init_ensemble_stacks_independent_members(ensemble):
-    model, inputs, variables = ensemble
-    assert ensemble_size(variables) == 3
-    kernels = variables["params"]["trunk"]["hidden_0"]["kernel"]
-    assert kernels.shape[0] == 3
-    assert not np.allclose(kernels[0], kernels[1])
-    with pytest.raises(ConfigError, match="members"):
-        init_ensemble(model, jax.random.key(0), inputs, members=0)
-
-
-def test_apply_ensemble_equals_per_member_apply(ensemble):
-    model, inputs, variables = ensemble
-    means, variances = apply_ensemble(model, variables, inputs)
-    assert means.shape == variances.shape == (3, 7, 12)
-    for m in range(3):
-        member = jax.tree.map(lambda a, m=m: a[m], variables)
-        mean_m, var_m = model.apply(member, inputs)
-        np.testing.assert_allclose(means[m], mean_m, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(variances[m], var_m, rtol=1e-5, atol=1e-7)
-
-
-def test_apply_ensemble_train_mode_uses_independent_dropout_keys(ensemble):
-    model, inputs, variables = ensemble
-    eval_means, _ = apply_ensemble(model, variables, inputs)
-    key = jax.random.key(4)
-    train_means, train_vars = apply_ensemble(
-        model, variables, inputs, train=True, rngs={"dropout": key}
-    )
-    assert train_means.shape == eval_means.shape and bool(jnp.all(train_vars > 0))
-    assert not np.allclose(train_means, eval_means)
-    # Member m gets split(key, M)[m].
-    member = jax.tree.map(lambda a: a[1], variables)
-    mean_1, _ = model.apply(
-        member, inputs, train=True, rngs={"dropout": jax.random.split(key, 3)[1]}
-    )
-    np.testing.assert_allclose(train_means[1], mean_1, rtol=1e-5, atol=1e-6)

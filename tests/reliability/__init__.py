@@ -22,6 +22,10 @@ TINY: dict[str, Any] = {
     "train.log_every": 1,
     "optim.warmup_epochs": 1,
     "data.fields": ["rho", "pth"],
+    # one validation split and a test split: the shared run exercises the held-out path
+    # (cross-validation has its own tests)
+    "data.test_fraction": 0.1,
+    "train.cv_folds": 0,
 }
 
 
@@ -56,7 +60,8 @@ def tiny_run(root: Path) -> TinyRun:
     """Train (once per session, under ``root``) and return the shared tiny run."""
     if "run" not in _CACHE:
         from profemu.data.mock import make_mock_universe
-        from profemu.workflow import DataSource, train_emulator
+        from profemu.run import DataSource
+        from profemu.workflow import train_emulator
 
         root.mkdir(parents=True, exist_ok=True)
         dataset = make_mock_universe(n=300, seed=3, param_set="lh6", n_r=8).dataset

@@ -89,7 +89,7 @@ class Ctx:
             manifest_path = run / "emulator" / "manifest.json"
             manifest = json.loads(manifest_path.read_text())
             manifest["format_version"] = 99
-            manifest_path.write_text(json.dumps(manifest))
+            manifest_path.write_text(json.dumps(manifest))  # the version is checked before the checksum
         return run
 
 
@@ -210,18 +210,18 @@ CASES: list[Case] = [
          lambda c: c.emu.predict(_misnamed(c), 13.0, redshift=0.0),
          _misnamed_csv, "missing column(s) ['sigma_8']; unrecognised column(s) ['sigma8']"),
     Case("nan-input", "NaN or inf in the inputs of a prediction", DataError,
-         "params: non-finite value at (1, 1); inputs must be finite",
+         "params: nan at row 1, column 'sigma_8' is not a finite float32 number",
          lambda c: c.emu.predict(_with(c, "sigma_8", np.nan, row=1), [12.0, 13.0], redshift=0.0),
-         _nan_csv, "params: non-finite value at (1, 1); inputs must be finite"),
+         _nan_csv, "params: nan at row 1, column 'sigma_8' is not a finite float32 number"),
     Case("nan-dataset", "NaN or inf in a dataset's parameters", DataError,
          "params: non-finite value inf at row 3, column 0",
          lambda c: ProfileDataset(**_dataset_kwargs(c, params=_bad_params(c, "Omega_m", np.inf)[:8])),
          lambda c: _train(c, c.rewrite("inf_params.npz", params=_bad_params(c, "Omega_m", np.inf))),
          "params: non-finite value inf at row 3, column 0"),
     Case("log-nonpositive", "A value <= 0 for a log-distributed parameter (log10 needed) in a prediction",
-         DataError, "params['A_SN1']: values must be > 0 (the parameter is log-distributed)",
+         DataError, "params['A_SN1']: 0 <= 0, but the parameter is log-sampled and must be > 0",
          lambda c: c.emu.predict(_with(c, "A_SN1", 0.0), [12.0, 13.0], redshift=0.0),
-         _nonpositive_csv, "params['A_SN1']: values must be > 0 (the parameter is log-distributed)"),
+         _nonpositive_csv, "params['A_SN1']: 0 <= 0, but the parameter is log-sampled and must be > 0"),
     Case("log-nonpositive-dataset", "A value <= 0 for a log-distributed parameter in a dataset", DataError,
          "params['A_SN1']: value -1.0 at row 3 is <= 0 but 'A_SN1' is declared log-distributed",
          lambda c: ProfileDataset(**_dataset_kwargs(c, params=_bad_params(c, "A_SN1", -1.0)[:8])),
@@ -276,12 +276,12 @@ CASES: list[Case] = [
          lambda c: _train(c, c.run.data_path, "--set", "train.members=many"),
          "train.members: expected an integer, got 'many'"),
     Case("newer-format", "An Emulator folder written by a newer profemu (format_version 99)", FormatError,
-         "format_version 99 is newer than this profemu supports (1); upgrade profemu to load it",
+         "format_version 99 is newer than this profemu supports; upgrade profemu to load it",
          lambda c: Emulator.load(c.newer_emulator_run() / "emulator"),
          lambda c: ["evaluate", str(c.newer_emulator_run())],
-         "format_version 99 is newer than this profemu supports (1); upgrade profemu to load it"),
+         "format_version 99 is newer than this profemu supports; upgrade profemu to load it"),
     Case("extrapolation", "Inputs outside the training box with ``on_extrapolation='error'``", ExtrapolationError,
-         "inputs outside the training box: Omega_m (training range",
+         "inputs outside the training box: Omega_m = 0.1886..0.9 outside the training range [0.107, 0.498]",
          _extrapolate, None),
 ]
 
@@ -329,7 +329,8 @@ def test_extrapolation_in_cli_is_one_warning_line(ctx: Ctx) -> None:
     result = _invoke(_predict_csv(ctx, "outside.csv", header, rows))
     assert result.exit_code == 0, result.stderr
     warned = [ln for ln in result.stdout.splitlines() if ln.startswith("warning:")]
-    assert len(warned) == 1 and "inputs outside the training box (Omega_m)" in warned[0]
+    assert len(warned) == 1 and "inputs outside the training box: Omega_m = 0.1886..0.9 outside the training range" \
+        in warned[0], warned
 
 
 def test_catalogue_quotes_every_message() -> None:

@@ -30,12 +30,10 @@ from profemu.data.dataset import ProfileDataset
 from profemu.data.transforms import Transforms
 from profemu.emulator import Emulator
 from profemu.errors import ExtrapolationError, TrainingError
-from profemu.losses.physics import PhysicsContext
-from profemu.models.build import build_model
-from profemu.models.spec import OutputSpec
+from profemu.run import DataSource
 from profemu.train.checkpoint import load_latest
 from profemu.train.loop import fit
-from profemu.workflow import DataSource, prepare
+from profemu.train.setup import prepare, training_problem
 from tests.reliability import TinyRun, tiny_config, tiny_run
 
 
@@ -51,20 +49,17 @@ def finite_tree(tree: Any) -> bool:
 # --------------------------------------------------------------------------- NaN data
 @dataclasses.dataclass
 class Setup:
-    """One compiled training setup: transforms, model and everything fit() bakes in."""
+    """One training set-up (the problem of a prepared split), fitted on other arrays."""
 
+    problem: Any
     transforms: Transforms
-    spec: OutputSpec
-    model: Any
-    ctx: Any
     cfg: Any
 
     def fit(self, train: Any, val: Any) -> Any:
-        t = self.transforms
-        return fit(self.model, train, val, self.cfg, physics_ctx=self.ctx, decode=(t.decode_mean, t.decode_var))
+        return fit(dataclasses.replace(self.problem, train=train, val=val))
 
-    def emulator(self, variables: Any) -> Emulator:
-        return Emulator(self.transforms, self.cfg.model, self.spec, variables)
+    def emulator(self, params: Any) -> Emulator:
+        return Emulator(self.transforms, self.cfg.model, params)
 
 
 def _poison(ds: ProfileDataset, rows: np.ndarray, cols: np.ndarray, values: dict[str, float],
@@ -98,9 +93,7 @@ def nan_data(run: TinyRun) -> dict[str, Any]:
     garbage = _poison(ds, rows, cols, {"rho": 1e30, "pth": 1e-30}, explicit_mask=True)
     cfg = tiny_config()
     prep = prepare(poisoned, cfg)
-    t = prep.transforms
-    spec = OutputSpec.from_transforms(t)
-    setup = Setup(t, spec, build_model(cfg.model, spec), PhysicsContext.from_transforms(t), cfg)
+    setup = Setup(training_problem(prep, cfg), prep.transforms, cfg)
     return {"poisoned": poisoned, "garbage": garbage, "prep": prep, "setup": setup}
 
 
@@ -129,11 +122,11 @@ def test_masked_nan_and_inf_never_propagate(nan_data: dict[str, Any]) -> None:
     b = setup.fit(arrays["garbage"], val)
     assert a.counters["skipped_steps"] == [0, 0] and a.counters["rollbacks"] == [0, 0]
     assert b.counters["compilations"] == 0  # same setup: compiled once
-    for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables), strict=True):
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
     test = poisoned.subset(prep.split.test)
-    pred = setup.emulator(a.variables).predict(test.params, test.log10_mass, redshift=test.redshift,
+    pred = setup.emulator(a.params).predict(test.params, test.log10_mass, redshift=test.redshift,
                                                on_extrapolation="ignore")
     assert all(np.isfinite(p.mean).all() and np.isfinite(p.var).all() for p in pred.values())
 
@@ -155,7 +148,7 @@ def test_nan_in_unmasked_training_arrays_skips_steps(nan_data: dict[str, Any]) -
     assert all(0 < s <= epochs for s in skipped), skipped
     assert result.history[-1]["skipped_steps_members"] == skipped
     assert result.counters["rollbacks"] == [0, 0]
-    assert finite_tree(result.variables)
+    assert finite_tree(result.params)
     assert all(np.isfinite(h["val_loss"]) for h in result.history)
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]  # the other steps still learn
 
@@ -170,7 +163,7 @@ def test_exploding_learning_rate_rolls_back_and_keeps_a_finite_best_model(nan_da
         "optim.learning_rate": 10.0, "optim.warmup_epochs": 0, "optim.schedule": "constant",
         "train.max_consecutive_failures": 1, "train.max_rollbacks": 3,
     })
-    setup = Setup(base.transforms, base.spec, build_model(cfg.model, base.spec), base.ctx, cfg)
+    setup = Setup(base.problem.with_config(cfg), base.transforms, cfg)
     train = setup.transforms.transform(prep.train)
     row = int(np.flatnonzero(train.mask.all(axis=1))[0])
     target = train.target.copy()
@@ -182,12 +175,12 @@ def test_exploding_learning_rate_rolls_back_and_keeps_a_finite_best_model(nan_da
     assert result.history[-1]["rollbacks"] == sum(counters["rollbacks"])
     # each rollback halves the member's learning rate
     assert result.history[-1]["learning_rate"] < 10.0 * 0.5 ** (min(counters["rollbacks"]) - 1)
-    assert finite_tree(result.variables)
+    assert finite_tree(result.params)
     for m, best in enumerate(result.best_val):
         seen = [h["val_loss_members"][m] for h in result.history if h["val_loss_members"][m] is not None]
         assert np.isfinite(best) and best <= min(seen) + 1e-6
     ds = prep.test
-    pred = setup.emulator(result.variables).predict(ds.params, ds.log10_mass, redshift=ds.redshift,
+    pred = setup.emulator(result.params).predict(ds.params, ds.log10_mass, redshift=ds.redshift,
                                                     on_extrapolation="ignore")
     assert all(np.isfinite(p.mean).all() and np.all(np.isfinite(p.var) & (p.var > 0)) for p in pred.values())
 
@@ -220,7 +213,7 @@ def test_member_whose_training_raises_is_reported_and_the_others_merged(
     assert emu.members == 2
     assert emu.metadata["members_merged"] == [0, 2] and emu.metadata["members_missing"] == [1]
     loaded = Emulator.load(folder / "emulator")
-    assert loaded.members == 2 and finite_tree(loaded.variables)
+    assert loaded.members == 2 and finite_tree(loaded.params)
 
 
 # ----------------------------------------------------------- SIGKILL during writes
@@ -243,12 +236,12 @@ _EMULATOR_WRITER = textwrap.dedent("""
     from profemu._files import unflatten_tree as _unflatten
     from profemu.emulator import Emulator
     emu = Emulator.load(sys.argv[1])
-    base = _flatten(emu.variables)
+    base = _flatten(emu.params)
     generation = 0
     print("ready", flush=True)
     while True:
         generation += 1
-        emu.variables = _unflatten({k: (v * np.float32(1 + 1e-3 * generation)) for k, v in base.items()})
+        emu.params = _unflatten({k: (v * np.float32(1 + 1e-3 * generation)) for k, v in base.items()})
         emu.metadata["generation"] = generation
         emu.save(sys.argv[2])
 """)
@@ -297,7 +290,7 @@ def test_sigkill_during_checkpoint_writes_leaves_a_valid_latest(tmp_path: Path) 
 def test_sigkill_during_emulator_save_always_leaves_a_loadable_folder(run: TinyRun, tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
     src = run.run_dir / "emulator"
-    base = {k: np.asarray(v) for k, v in _flat(Emulator.load(src).variables).items()}
+    base = {k: np.asarray(v) for k, v in _flat(Emulator.load(src).params).items()}
     dst = tmp_path / "emulator"
     outcomes = []
     for _ in range(4):
@@ -307,7 +300,7 @@ def test_sigkill_during_emulator_save_always_leaves_a_loadable_folder(run: TinyR
         # always loads, as one generation or another, never a mix
         emu = Emulator.load(dst)
         generation = emu.metadata["generation"]
-        for k, v in _flat(emu.variables).items():  # the weights belong to the manifest's generation
+        for k, v in _flat(emu.params).items():  # the weights belong to the manifest's generation
             np.testing.assert_array_equal(v, base[k] * np.float32(1 + 1e-3 * generation))
         outcomes.append("loaded")
     assert outcomes == ["loaded"] * 4, outcomes
@@ -372,8 +365,8 @@ def test_full_disk_gives_a_clear_error_and_no_half_written_files(run: TinyRun, t
         "manifest.json", Emulator.weights_file(out / "emulator").name]
     kept = Emulator.load(out / "emulator")
     assert "generation" not in kept.metadata
-    for k, v in _flat(kept.variables).items():
-        np.testing.assert_array_equal(v, _flat(previous.variables)[k])
+    for k, v in _flat(kept.params).items():
+        np.testing.assert_array_equal(v, _flat(previous.params)[k])
 
 
 def test_full_disk_while_writing_hdf5_never_creates_the_final_name(run: TinyRun, tmp_path: Path) -> None:

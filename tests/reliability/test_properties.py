@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 from profemu.config import DataConfig, LossConfig, PhysicsLossConfig
 from profemu.data.dataset import ProfileDataset
 from profemu.data.io import load_dataset
-from profemu.data.transforms import Transforms
+from profemu.data.layout import FieldSpec, OutputLayout
+from profemu.data.transforms import Transforms, decode_mean
 from profemu.emulator import Emulator
 from profemu.errors import DataError
 from profemu.losses.likelihood import LOSSES, data_loss
-from profemu.losses.physics import PhysicsContext, physics_losses
+from profemu.losses.physics import physics_losses
 
 N, D = 6, 8  # 2 fields x 4 radii
 ANY_VALUE = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, 3.5])
@@ -76,9 +77,10 @@ def test_masked_entries_never_change_a_data_loss(
     np.testing.assert_array_equal(np.asarray(dirty[1]), np.asarray(clean[1]))
 
 
-CTX = PhysicsContext(("rho", "temp"), 4, np.array([-1.0, -0.5, 0.0, 0.5]), np.zeros(D), np.ones(D))
+LAYOUT = OutputLayout((FieldSpec("rho", monotone=True), FieldSpec("temp")), 4, (("params", 1), ("log10_mass", 1)), D)
+ARRAYS = {"target_center": np.zeros(D), "target_scale": np.ones(D), "log10_radius": np.array([-1.0, -0.5, 0.0, 0.5])}
 PHYSICS = PhysicsLossConfig(
-    monotonic_weight=1.0, monotonic_fields=["rho"], smoothness_weight=0.5, mass_scaling_weight=0.3,
+    monotonic_weight=1.0, smoothness_weight=0.5, mass_scaling_weight=0.3,
     mass_scaling_slopes={"rho": 1.0}, mass_scaling_tolerance=0.1, boundary_weight=0.2,
     boundary_slopes={"temp": -1.0}, boundary_tolerance=0.0,
 )
@@ -86,7 +88,8 @@ PHYSICS = PhysicsLossConfig(
 
 @pytest.fixture(scope="module")
 def physics_fn() -> object:
-    return jax.jit(lambda mean, dmean, w: physics_losses(mean, CTX, PHYSICS, dmean_dmass_std=dmean, sample_weight=w))
+    return jax.jit(lambda mean, dmean, w: physics_losses(mean, LAYOUT, ARRAYS, PHYSICS, mass_slope=dmean,
+                                                                  sample_weight=w))
 
 
 @SETTINGS
@@ -131,13 +134,13 @@ def test_pca_full_rank_round_trip_to_log10(seed: int, scaler: str, n: int, maske
     t = Transforms.fit(ds, DataConfig(target_scaler=scaler, input_scaler=scaler, pca_components=8))
     data = t.transform(ds)
     coefficients = t.encode_target(data.target.astype(np.float64))
-    mean, _ = t.to_log10(t.decode_mean(coefficients))
+    mean, _ = t.to_log10(decode_mean(coefficients, t.model_arrays()))
     logp = np.concatenate([ds.log10_profile(f) for f in t.field_names], axis=1)
     valid = ~np.isnan(logp)
     np.testing.assert_allclose(mean[valid], logp[valid], atol=1e-3 * (1 + np.abs(logp[valid]).max()))
     # the JSON form (what an Emulator stores) decodes identically
     again = Transforms.from_dict(json.loads(json.dumps(t.to_dict())))
-    np.testing.assert_array_equal(again.decode_mean(coefficients), t.decode_mean(coefficients))
+    np.testing.assert_array_equal(decode_mean(coefficients, again.model_arrays()), decode_mean(coefficients, t.model_arrays()))
 
 
 # ------------------------------------------------------------------------ loaders

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from profemu.errors import FormatError
-from profemu.train.checkpoint import flatten_tree, load_latest, save_checkpoint, unflatten_into
+from profemu.train.checkpoint import arrays_to_tree, load_latest, save_checkpoint, tree_to_arrays
 
 
 def make_tree(rng: np.random.Generator) -> dict:
@@ -21,19 +21,19 @@ def make_tree(rng: np.random.Generator) -> dict:
 
 def test_flatten_unflatten_round_trip(rng: np.random.Generator) -> None:
     tree = make_tree(rng)
-    flat = flatten_tree(tree, "state")
+    flat = tree_to_arrays(tree, "state")
     assert "state/params/dense/kernel" in flat
     assert any(name.startswith("state/opt/0/mu/dense") for name in flat)
     template = make_tree(np.random.default_rng(99))
-    restored = unflatten_into(template, flat, "state")
+    restored = arrays_to_tree(template, flat, "state")
     np.testing.assert_array_equal(restored["params"]["dense"]["kernel"], tree["params"]["dense"]["kernel"])
     assert type(restored["opt"][0]).__name__ == "ScaleByAdamState"
     flat["state/params/dense/bias"] = np.zeros(3, np.float32)
     with pytest.raises(FormatError, match="bias"):
-        unflatten_into(template, flat, "state")
+        arrays_to_tree(template, flat, "state")
     del flat["state/params/dense/bias"]
     with pytest.raises(FormatError, match="missing"):
-        unflatten_into(template, flat, "state")
+        arrays_to_tree(template, flat, "state")
 
 
 def test_keeps_last_two_and_verifies(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError, FormatError
 
-__all__ = ["SCHEMA_VERSION", "load_any", "load_dataset", "save_dataset"]
+__all__ = ["SCHEMA_VERSION", "detect_format", "load_any", "load_dataset", "save_dataset"]
 
 #: Version of the on-disk schema written by :func:`save_dataset`.
 SCHEMA_VERSION = 1
@@ -405,7 +405,7 @@ def load_any(
     if format not in choices:
         raise DataError(f"format: unknown value {format!r}; choose one of {list(choices)}.")
     if format == "auto":
-        format = "camels-lh" if _sniff(path) == "npz" and _is_camels_table(path) else "profemu"
+        format = detect_format(path)
     if format == "camels-lh":
         return load_camels_lh(path, **camels_kwargs)
     if camels_kwargs:
@@ -414,6 +414,13 @@ def load_any(
             "is a profemu dataset file; drop them."
         )
     return load_dataset(path)
+
+
+def detect_format(path: str | Path) -> Literal["profemu", "camels-lh"]:
+    """``"camels-lh"`` for an npz archive with the CAMELS table's keys (``rho_mean``,
+    ``sim_id``), else ``"profemu"`` (the loader then reports what is wrong with the file)."""
+    path = Path(path)
+    return "camels-lh" if _sniff(path) == "npz" and _is_camels_table(path) else "profemu"
 
 
 def _is_camels_table(path: Path) -> bool:

@@ -579,6 +579,7 @@ def make_mock_universe(
         "seed": int(seed),
         "noise_dex": float(noise_dex),
         "redshift": float(redshift),
+        "mass_definition": "M200c [Msun]",
         "n_mass_per_sim": int(n_mass_per_sim),
         "model": "pressure: Battaglia et al. 2012 (AGN, 200c) gNFW; gas: baryon-correction "
                  "gas fraction with gNFW shape plus mean baryon density; T = P mu m_p/(rho k_B)",

@@ -12,7 +12,9 @@ Input blocks (see ``docs/architecture.md``), all scaled with the input scaler:
 
 * ``"params"`` [n, p]: log10 applied to ``log_params`` first;
 * ``"log10_mass"`` [n, 1];
-* ``"pk"`` [n, n_k]: only when the training data have ``pk_ratio`` (scaled per k);
+* ``"pk"`` [n, n_k]: only when the training data have ``pk_ratio`` (scaled per k), or
+  [n, K] with ``DataConfig.pk_components``: the first K principal components of the
+  scaled P(k) suppression vector, each divided by its standard deviation;
 * ``"redshift"`` [n, 1]: only when the training redshift exists and is not constant;
 * ``"features"`` [n, f]: only when ``DataConfig.features`` is non-empty.
 
@@ -23,8 +25,10 @@ never divides by ~0.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,15 +36,22 @@ from typing import Any
 
 import numpy as np
 
+from profemu._files import json_safe
 from profemu.config import DataConfig
 from profemu.data.dataset import ProfileDataset
 from profemu.data.features import compute_features, fit_feature_stats
+from profemu.data.layout import FieldSpec, OutputLayout, field_kind
+from profemu.data.selfsimilar import SelfSimilar, resolve
 from profemu.errors import ConfigError, DataError, FormatError
 
-__all__ = ["ArrayData", "Transforms"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["ArrayData", "Transforms", "decode_mean", "decode_var", "pk_component_count"]
 
 _FORMAT = "profemu.Transforms"
-_VERSION = 1
+_VERSION = 2
+_PK_EXPLAINED = 0.999  # variance fraction that sets the automatic number of P(k) components
+_PK_MIN_COMPONENTS, _PK_MAX_COMPONENTS = 4, 8
 _SCALERS = ("standard", "robust")
 _MAD_TO_SIGMA = 1.4826
 
@@ -109,15 +120,6 @@ def _as_float(xp: Any, x: Any) -> Any:
     return x
 
 
-def _rows(xp: Any, x: Any, n: int, name: str) -> Any:
-    """Broadcast a [1, c] array to [n, c], or check that it already has ``n`` rows."""
-    if x.shape[0] == n:
-        return x
-    if x.shape[0] == 1:
-        return xp.broadcast_to(x, (n, *x.shape[1:]))
-    raise DataError(f"{name}: {x.shape[0]} rows but params has {n}; pass one row or {n}.")
-
-
 def _close(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -169,6 +171,9 @@ class Transforms:
         pca_components: np.ndarray | None,
         pca_mean: np.ndarray | None,
         box: Mapping[str, tuple[Any, Any]],
+        monotone_fields: Sequence[str] = (),
+        pk_pca: Mapping[str, Any] | None = None,
+        self_similar: SelfSimilar | None = None,
     ) -> None:
         self.param_names = tuple(param_names)
         self.log_params = tuple(log_params)
@@ -194,6 +199,11 @@ class Transforms:
         self.pca_mean = None if pca_mean is None else np.asarray(pca_mean, dtype=np.float64)
         self._box = {name: (lo, hi) for name, (lo, hi) in box.items()}
         self._log_index = np.array([nm in self.log_params for nm in self.param_names], dtype=bool)
+        self.monotone_fields = tuple(f for f in self.field_names if f in set(monotone_fields))
+        self.self_similar = self_similar
+        self.pk_pca = None if pk_pca is None else {
+            key: np.asarray(pk_pca[key], dtype=np.float64) for key in ("mean", "components", "scale")
+        }
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -219,7 +229,42 @@ class Transforms:
     @property
     def input_blocks(self) -> dict[str, int]:
         """Input block name -> width, in the order the blocks are produced."""
-        return {b: int(c.shape[0]) for b, (c, _) in self.input_stats.items()}
+        widths = {b: int(c.shape[0]) for b, (c, _) in self.input_stats.items()}
+        if self.pk_pca is not None:
+            widths["pk"] = int(self.pk_pca["components"].shape[0])
+        return widths
+
+    @functools.cached_property
+    def layout(self) -> OutputLayout:
+        """The static :class:`~profemu.data.layout.OutputLayout` of models on these transforms."""
+        fields = tuple(
+            FieldSpec(f, self.units.get(f, ""), field_kind(f), f in self.monotone_fields)
+            for f in self.field_names
+        )
+        ss = self.self_similar
+        return OutputLayout(fields, self.n_r, tuple(self.input_blocks.items()), self.out_dim,
+                            pca=self.pca_components is not None,
+                            self_similar="" if ss is None else ("scaled" if ss.radius_scaled else "physical"))
+
+    def model_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted numbers a network and its losses read (float64; JAX casts them to its float).
+
+        ``target_center`` / ``target_scale`` [D] (log10 = center + scale * standardised),
+        ``log10_radius`` [n_r], ``log10_mass_scale`` [] (dex per unit of the normalised
+        mass input) and, with PCA outputs, ``pca_components`` [K, D] and ``pca_mean`` [D].
+        They are passed to compiled code as arguments, not baked in as constants, so
+        fits of one layout on other data reuse the compiled program.
+        """
+        arrays = {
+            "target_center": self.target_center,
+            "target_scale": self.target_scale,
+            "log10_radius": self.log10_radius,
+            "log10_mass_scale": np.asarray(self.input_stats["log10_mass"][1][0]),
+        }
+        if self.pca_components is not None:
+            arrays["pca_components"] = self.pca_components
+            arrays["pca_mean"] = self.pca_mean
+        return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
 
     @property
     def mass_scale(self) -> float:
@@ -288,9 +333,12 @@ class Transforms:
             for j, nm in enumerate(ds.param_names)
         }
         box["log10_mass"] = (float(ds.log10_mass.min()), float(ds.log10_mass.max()))
+        pk_pca = None
         if ds.pk_ratio is not None:
             stats["pk"] = _fit_scaler(ds.pk_ratio, cfg.input_scaler, floor)
             box["pk_ratio"] = (ds.pk_ratio.min(axis=0).tolist(), ds.pk_ratio.max(axis=0).tolist())
+            if cfg.pk_components != 0:
+                pk_pca = _fit_pk_pca((ds.pk_ratio - stats["pk"][0]) / stats["pk"][1], cfg.pk_components)
         if ds.redshift is not None:
             box["redshift"] = (float(ds.redshift.min()), float(ds.redshift.max()))
             if np.ptp(ds.redshift) > 0:
@@ -312,7 +360,12 @@ class Transforms:
             )
             stats["features"] = _fit_scaler(raw, cfg.input_scaler, floor)
 
-        log_target = np.concatenate([ds.log10_profile(f) for f in fields], axis=1)
+        self_similar = None
+        if cfg.self_similar == "auto":
+            self_similar, message = resolve(ds.param_names, fields, [field_kind(f) for f in fields], ds.units,
+                                            ds.meta, ds.redshift, ds.radius_unit, ds.params)
+            logger.info("%s", message)
+        log_target = _log10_targets(ds, fields, self_similar)
         valid = np.concatenate([ds.mask[f] for f in fields], axis=1)
         center, scale = _fit_scaler(log_target, cfg.target_scaler, floor, valid)
 
@@ -329,6 +382,9 @@ class Transforms:
             components = vt[: cfg.pca_components]
 
         return cls(
+            monotone_fields=_resolve_monotone(cfg.monotone_fields, fields),
+            pk_pca=pk_pca,
+            self_similar=self_similar,
             param_names=ds.param_names,
             log_params=ds.log_params,
             field_names=fields,
@@ -396,46 +452,21 @@ class Transforms:
     ) -> dict[str, Any]:
         """Normalised input blocks from raw inputs (differentiable with ``xp=jax.numpy``).
 
+        The inputs must already be checked and broadcast to ``n`` rows (see
+        :func:`profemu.emulator.inputs.check_inputs`); this only computes.
+
         Args:
-            params: Raw (linear) parameters, [n, p] (or [p] for one example).
-            log10_mass: log10(M / Msun), [n] (or a scalar, broadcast over rows).
-            pk_ratio: P_hydro/P_dmo [n, n_k] on the fitted k grid (required iff fitted with it).
-            redshift: Redshift [n] (required iff the ``"redshift"`` block is used, else ignored).
+            params: Raw (linear) parameters, [n, p].
+            log10_mass: log10(M / Msun), [n].
+            pk_ratio: P_hydro/P_dmo [n, n_k] on the fitted k grid (iff fitted with it).
+            redshift: Redshift [n] (iff the ``"redshift"`` block is used).
             xp: ``numpy`` or ``jax.numpy``.
 
         Returns:
             Block name -> [n, width] array (float64 for numpy, JAX's default float for JAX).
-
-        Raises:
-            DataError: wrong widths, missing required inputs, non-positive log parameters.
         """
         params = _as_float(xp, params)
-        if params.ndim == 1:
-            params = params[None, :]
-        p = len(self.param_names)
-        if params.ndim != 2 or params.shape[1] != p:
-            raise DataError(
-                f"params: expected shape [n, {p}] (columns {list(self.param_names)}), got {tuple(params.shape)}."
-            )
-        mass = xp.reshape(_as_float(xp, log10_mass), (-1,))
-        n = max(params.shape[0], mass.shape[0])
-        if 1 != params.shape[0] != mass.shape[0] != 1:
-            raise DataError(
-                f"log10_mass: {mass.shape[0]} rows but params has {params.shape[0]}; pass one "
-                "value per row (or a single row of params / a single mass to broadcast)."
-            )
-        params = _rows(xp, params, n, "params")
-        mass = _rows(xp, mass, n, "log10_mass")
-        if xp is np and self._log_index.any() and (params[:, self._log_index] <= 0).any():
-            j = int(
-                np.flatnonzero(self._log_index)[
-                    np.argmax((params[:, self._log_index] <= 0).any(axis=0))
-                ]
-            )
-            raise DataError(
-                f"params[{self.param_names[j]!r}]: values must be > 0 (it is a log parameter; pass "
-                "the linear value, not its log10)."
-            )
+        mass = _as_float(xp, log10_mass)
 
         def scaled(block: str, x: Any) -> Any:
             center, scale = self.input_stats[block]
@@ -449,29 +480,13 @@ class Transforms:
         }
         pk = None
         if self.k is not None:
-            if pk_ratio is None:
-                raise DataError(
-                    f"pk_ratio: the transforms were fitted with P(k) on {self.k.size} wavenumbers; "
-                    "pass pk_ratio [n, n_k]."
-                )
             pk = _as_float(xp, pk_ratio)
-            if pk.ndim == 1:
-                pk = pk[None, :]
-            if pk.ndim != 2 or pk.shape[1] != self.k.size:
-                raise DataError(
-                    f"pk_ratio: expected shape [n, {self.k.size}], got {tuple(pk.shape)}."
-                )
-            pk = _rows(xp, pk, n, "pk_ratio")
             out["pk"] = scaled("pk", pk)
-        elif pk_ratio is not None:
-            raise DataError(
-                "pk_ratio: given, but the transforms were fitted without P(k); drop it."
-            )
+            if self.pk_pca is not None:
+                basis = {k: xp.asarray(v, dtype=out["pk"].dtype) for k, v in self.pk_pca.items()}
+                out["pk"] = ((out["pk"] - basis["mean"]) @ basis["components"].T) / basis["scale"]
         if "redshift" in self.input_stats:
-            if redshift is None:
-                raise DataError("redshift: the transforms use a redshift input; pass redshift [n].")
-            z = _rows(xp, xp.reshape(_as_float(xp, redshift), (-1,)), n, "redshift")
-            out["redshift"] = scaled("redshift", z[:, None])
+            out["redshift"] = scaled("redshift", _as_float(xp, redshift)[:, None])
         if self.feature_names:
             raw = compute_features(
                 self.feature_names,
@@ -499,8 +514,9 @@ class Transforms:
             pk_ratio=ds.pk_ratio if self.k is not None else None,
             redshift=ds.redshift,
         )
-        log_target = np.concatenate([ds.log10_profile(f) for f in self.field_names], axis=1)
-        valid = np.concatenate([ds.mask[f] for f in self.field_names], axis=1)
+        log_target = _log10_targets(ds, self.field_names, self.self_similar)
+        # a row whose cosmology has no self-similar scale (e.g. Omega_m <= 0) cannot be normalised
+        valid = np.concatenate([ds.mask[f] for f in self.field_names], axis=1) & np.isfinite(log_target)
         target = np.where(valid, (log_target - self.target_center) / self.target_scale, 0.0)
         noise_dex = np.concatenate(
             [
@@ -526,25 +542,30 @@ class Transforms:
             return target_std
         return (target_std - xp.asarray(self.pca_mean)) @ xp.asarray(self.pca_components).T
 
-    def decode_mean(self, out: Any, xp: Any = np) -> Any:
-        """Model mean [.., out_dim] -> standardised log10 space [.., D] (identity without PCA)."""
-        if self.pca_components is None:
-            return out
-        return out @ xp.asarray(self.pca_components, dtype=out.dtype) + xp.asarray(
-            self.pca_mean, dtype=out.dtype
-        )
+    def to_log10(
+        self,
+        mean_std: Any,
+        var_std: Any | None = None,
+        xp: Any = np,
+        *,
+        params: Any = None,
+        log10_mass: Any = None,
+        redshift: Any = None,
+    ) -> tuple[Any, Any]:
+        """Standardised (mean, var) [.., n, D] -> log10 profile mean and variance [dex, dex²].
 
-    def decode_var(self, out_var: Any, xp: Any = np) -> Any:
-        """Model variance [.., out_dim] -> [.., D], assuming independent PCA coefficients."""
-        if self.pca_components is None:
-            return out_var
-        return out_var @ xp.asarray(self.pca_components**2, dtype=out_var.dtype)
-
-    def to_log10(self, mean_std: Any, var_std: Any | None = None, xp: Any = np) -> tuple[Any, Any]:
-        """Standardised (mean, var) [.., D] -> log10 profile mean and variance [.., D] [dex, dex²]."""
+        With the self-similar normalisation the mean is ``log10(y / y_Δ)`` until the
+        halo's scale is added back, which needs the raw inputs: ``params`` [n, p],
+        ``log10_mass`` [n] and, when the redshift varies, ``redshift`` [n].
+        """
         center = xp.asarray(self.target_center, dtype=mean_std.dtype)
         scale = xp.asarray(self.target_scale, dtype=mean_std.dtype)
         mean = center + scale * mean_std
+        if self.self_similar is not None:
+            if params is None or log10_mass is None:
+                raise DataError("to_log10: the self-similar scale needs params and log10_mass of the rows.")
+            log_scale = self.self_similar.log10_scale(params, log10_mass, redshift, xp)  # [n, F]
+            mean = mean + xp.repeat(xp.asarray(log_scale, dtype=mean.dtype), self.n_r, axis=-1)
         var = None if var_std is None else var_std * scale**2
         return mean, var
 
@@ -594,14 +615,17 @@ class Transforms:
                 b: {"center": lst(c), "scale": lst(s)} for b, (c, s) in self.input_stats.items()
             },
             "feature_names": list(self.feature_names),
-            "feature_stats": _json_safe(self.feature_stats),
+            "feature_stats": json_safe(self.feature_stats),
             "target_center": lst(self.target_center),
             "target_scale": lst(self.target_scale),
             "pca_components": lst(self.pca_components),
             "pca_mean": lst(self.pca_mean),
             "input_box": {
-                name: [_json_safe(lo), _json_safe(hi)] for name, (lo, hi) in self._box.items()
+                name: [json_safe(lo), json_safe(hi)] for name, (lo, hi) in self._box.items()
             },
+            "monotone_fields": list(self.monotone_fields),
+            "pk_pca": None if self.pk_pca is None else {k: lst(v) for k, v in self.pk_pca.items()},
+            "self_similar": None if self.self_similar is None else self.self_similar.to_dict(),
         }
 
     @classmethod
@@ -621,7 +645,7 @@ class Transforms:
                 "upgrade profemu."
             )
         try:
-            return cls(
+            t = cls(
                 param_names=d["param_names"],
                 log_params=d["log_params"],
                 field_names=d["field_names"],
@@ -640,21 +664,140 @@ class Transforms:
                 pca_components=d["pca_components"],
                 pca_mean=d["pca_mean"],
                 box={name: (v[0], v[1]) for name, v in d["input_box"].items()},
+                monotone_fields=d.get("monotone_fields", ()),
+                pk_pca=d.get("pk_pca"),
+                self_similar=None if d.get("self_similar") is None else SelfSimilar.from_dict(d["self_similar"]),
             )
         except KeyError as exc:
             raise FormatError(
                 f"transforms: missing key {exc.args[0]!r} in the description."
             ) from None
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"transforms: malformed description ({type(exc).__name__}: {exc}).") from None
+        t.check_numbers()
+        return t
+
+    def check_numbers(self) -> None:
+        """Every fitted number finite, scales > 0, shapes consistent, box ordered.
+
+        Raises:
+            FormatError: naming the first bad entry (e.g. of a hand-edited manifest).
+        """
+
+        def bad(what: str) -> None:
+            raise FormatError(f"transforms: {what}; the saved emulator is damaged or was edited.")
+
+        d = self.target_dim
+        if not self.field_names or len(set(self.field_names)) != len(self.field_names):
+            bad(f"field_names {list(self.field_names)} must be unique and non-empty")
+        if self.radius.ndim != 1 or self.radius.size < 1 or not np.all(np.isfinite(self.radius)):
+            bad("radius must be a non-empty finite 1-D grid")
+        if (self.radius <= 0).any() or (np.diff(self.radius) <= 0).any():
+            bad("radius must be positive and strictly increasing")
+        for name in ("target_center", "target_scale"):
+            arr = getattr(self, name)
+            if arr.shape != (d,) or not np.all(np.isfinite(arr)):
+                bad(f"{name} must hold {d} finite numbers (fields x radii)")
+        if (self.target_scale <= 0).any():
+            bad("target_scale must be > 0")
+        widths = {"params": len(self.param_names), "log10_mass": 1, "redshift": 1,
+                  "pk": None if self.k is None else self.k.size}
+        for block, (center, scale) in self.input_stats.items():
+            want = widths.get(block, center.shape[0])
+            if center.shape != scale.shape or center.ndim != 1 or (want is not None and center.size != want):
+                bad(f"input_stats[{block!r}] has the wrong shape")
+            if not (np.all(np.isfinite(center)) and np.all(np.isfinite(scale)) and (scale > 0).all()):
+                bad(f"input_stats[{block!r}] must be finite with scales > 0")
+        if "params" not in self.input_stats or "log10_mass" not in self.input_stats:
+            bad("input_stats must hold 'params' and 'log10_mass'")
+        for name, (lo, hi) in self._box.items():
+            lo_a, hi_a = np.asarray(lo, float), np.asarray(hi, float)
+            if lo_a.shape != hi_a.shape or not (np.all(np.isfinite(lo_a)) and np.all(np.isfinite(hi_a))):
+                bad(f"input_box[{name!r}] must be finite")
+            if (lo_a > hi_a).any():
+                bad(f"input_box[{name!r}] has lower > upper bound")
+        missing = [n for n in (*self.param_names, "log10_mass") if n not in self._box]
+        if missing:
+            bad(f"input_box lacks {missing}")
+        if self.pca_components is not None:
+            comps, mean = self.pca_components, self.pca_mean
+            if comps.ndim != 2 or comps.shape[1] != d or mean is None or mean.shape != (d,):
+                bad("pca_components/pca_mean have the wrong shape")
+            if not (np.all(np.isfinite(comps)) and np.all(np.isfinite(mean))):
+                bad("pca_components/pca_mean must be finite")
+        if self.pk_pca is not None:
+            n_k = 0 if self.k is None else self.k.size
+            comps = self.pk_pca["components"]
+            if comps.ndim != 2 or comps.shape[1] != n_k or self.pk_pca["mean"].shape != (n_k,) or \
+                    self.pk_pca["scale"].shape != (comps.shape[0],):
+                bad("pk_pca has the wrong shape")
+            if not all(np.all(np.isfinite(v)) for v in self.pk_pca.values()) or (self.pk_pca["scale"] <= 0).any():
+                bad("pk_pca must be finite with scales > 0")
 
 
-def _json_safe(value: Any) -> Any:
-    """numpy scalars/arrays -> Python floats/lists, recursively."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+def decode_mean(out: Any, arrays: Mapping[str, Any], xp: Any = np) -> Any:
+    """Network mean [.., out_dim] -> standardised log10 profiles [.., D] (identity without PCA).
+
+    ``arrays`` is :meth:`Transforms.model_arrays` (numpy or traced JAX arrays).
+    """
+    if "pca_components" not in arrays:
+        return out
+    return out @ xp.asarray(arrays["pca_components"], dtype=out.dtype) + xp.asarray(
+        arrays["pca_mean"], dtype=out.dtype
+    )
+
+
+def decode_var(out_var: Any, arrays: Mapping[str, Any], xp: Any = np) -> Any:
+    """Network variance [.., out_dim] -> [.., D], the PCA coefficients taken as independent."""
+    if "pca_components" not in arrays:
+        return out_var
+    return out_var @ xp.asarray(arrays["pca_components"], dtype=out_var.dtype) ** 2
+
+
+def pk_component_count(explained: np.ndarray) -> int:
+    """Automatic number of P(k) components: the fewest that explain 99.9% of the variance,
+    at least 4 and at most 8 (and never more than exist).
+
+    Args:
+        explained: Fraction of variance per component, decreasing, [c].
+    """
+    cumulative = np.cumsum(explained)
+    k = int(np.searchsorted(cumulative, _PK_EXPLAINED * cumulative[-1]) + 1)
+    return int(min(max(k, _PK_MIN_COMPONENTS), _PK_MAX_COMPONENTS, explained.size))
+
+
+def _fit_pk_pca(z: np.ndarray, components: int | None) -> dict[str, np.ndarray]:
+    """PCA basis of the scaled P(k) vectors ``z`` [n, n_k]: mean, [K, n_k] rows, per-row std."""
+    mean = z.mean(axis=0)
+    _, sv, vt = np.linalg.svd(z - mean, full_matrices=False)
+    var = sv**2 / max(z.shape[0] - 1, 1)
+    k = pk_component_count(var / max(var.sum(), 1e-300)) if components is None else int(components)
+    if k > vt.shape[0]:
+        raise ConfigError(
+            f"data.pk_components: {k} components requested but the training P(k) vectors span at most "
+            f"{vt.shape[0]}; lower it."
+        )
+    scale = np.sqrt(np.maximum(var[:k], 1e-12))
+    return {"mean": mean, "components": vt[:k], "scale": scale}
+
+
+def _log10_targets(ds: ProfileDataset, fields: Sequence[str], self_similar: SelfSimilar | None) -> np.ndarray:
+    """log10 profiles of ``fields`` [n, D], divided by the self-similar scale when one is given."""
+    log_target = np.concatenate([ds.log10_profile(f) for f in fields], axis=1)
+    if self_similar is None:
+        return log_target
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = self_similar.log10_scale(ds.params, ds.log10_mass, ds.redshift)
+        return log_target - np.repeat(scale, ds.n_r, axis=1)
+
+
+def _resolve_monotone(requested: Sequence[str] | None, fields: Sequence[str]) -> tuple[str, ...]:
+    """``data.monotone_fields`` among ``fields``: None = density- and pressure-like fields."""
+    if requested is None:
+        return tuple(f for f in fields if field_kind(f) in ("density", "pressure"))
+    unknown = [f for f in requested if f not in fields]
+    if unknown:
+        raise ConfigError(
+            f"data.monotone_fields: {unknown} are not fitted fields; choose from {list(fields)} (or [] for none)."
+        )
+    return tuple(f for f in fields if f in requested)

@@ -15,6 +15,7 @@ inputs (they must be finite) and lower the learning rate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from statistics import NormalDist
 
@@ -46,7 +47,7 @@ VAR_CEIL = 1e30
 RESIDUAL_CLIP = 1e10
 """Residuals are clipped to this magnitude so squares stay finite in float32."""
 
-_LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _sanitize(target: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:

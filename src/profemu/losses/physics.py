@@ -4,23 +4,28 @@ The penalties act on ``log10 y = target_center + target_scale * mean_std`` as a
 function of ``log10 r`` (and of ``log10 M`` for the mass scaling):
 
 * ``monotonic`` — hinge on positive slopes ``d log10 y / d log10 r`` for the fields
-  declared decreasing (``loss.physics.monotonic_fields``, never temperature by
-  default), only inside ``loss.physics.monotonic_window``;
+  declared monotone (``data.monotone_fields``; never temperature by default), only
+  inside ``loss.physics.monotonic_window``;
 * ``smoothness`` — squared differences of consecutive slopes (second differences
   in log r; zero for a power law);
 * ``mass_scaling`` — squared hinge on ``|d log10 y / d log10 M − slope| − tolerance``
-  for fields with a declared slope (needs the derivative of the mean with respect
-  to the normalised mass input, see :func:`needs_mass_derivative`);
+  for fields with a declared slope; the power-law head gives the derivative as an
+  output, other networks get it from a ``jax.jvp`` (see :func:`needs_mass_derivative`).
+  With the self-similar normalisation ``y`` is the normalised profile ``y / y_Δ``, whose
+  self-similar slope is 0 at fixed ``r / R_Δ`` and ``-(1/3) d log10 y / d log10 r`` at
+  fixed physical radius: that expectation is added to the declared slope, so
+  ``mass_scaling_slopes: {pth: 0}`` asks for self-similar scaling;
 * ``boundary`` — squared hinge on ``|outer slope − declared slope| − tolerance``.
 
 Each component is multiplied by its weight and by ``scale`` (the curriculum
 multiplier). A component with weight 0 is not traced at all and reported as 0.
+Everything the penalties need comes from the :class:`~profemu.data.layout.OutputLayout`
+(static) and :meth:`~profemu.data.transforms.Transforms.model_arrays` (arrays).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -28,107 +33,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from profemu.config import PhysicsLossConfig
+from profemu.data.layout import OutputLayout
 from profemu.errors import ConfigError, DataError
 
-__all__ = [
-    "PHYSICS_COMPONENTS",
-    "PhysicsContext",
-    "needs_mass_derivative",
-    "physics_losses",
-]
+__all__ = ["PHYSICS_COMPONENTS", "needs_mass_derivative", "physics_active", "physics_losses"]
 
 PHYSICS_COMPONENTS: tuple[str, ...] = ("monotonic", "smoothness", "mass_scaling", "boundary")
 """Names of the physics components, in the order they are reported."""
 
 
-@dataclass(frozen=True, eq=False)
-class PhysicsContext:
-    """What the physics penalties need to know about the output layout.
-
-    Attributes:
-        field_names: Names of the ``F`` fields, in output order (output ``f * n_r + i``
-            is field ``f`` at radius ``i``).
-        n_r: Number of radii per field.
-        log10_radius: log10 of the radial bin centres [n_r], strictly increasing.
-        target_center: Centre of the standardised targets [D] (log10 units).
-        target_scale: Scale of the standardised targets [D] (log10 units).
-        mass_scale: d(normalised mass input) / d log10 M.
-        radius: Radii [n_r] used to apply ``monotonic_window`` (in the dataset's radius
-            unit); defaults to ``10 ** log10_radius``.
-    """
-
-    field_names: tuple[str, ...]
-    n_r: int
-    log10_radius: np.ndarray
-    target_center: np.ndarray
-    target_scale: np.ndarray
-    mass_scale: float = 1.0
-    radius: np.ndarray | None = None
-
-    def _key(self) -> tuple[Any, ...]:
-        arrays = (self.log10_radius, self.target_center, self.target_scale, self.radius)
-        return (self.field_names, self.n_r, float(self.mass_scale),
-                *(None if a is None else np.asarray(a, np.float64).tobytes() for a in arrays))
-
-    def __eq__(self, other: object) -> bool:
-        # Value equality: equal constants give identical traced programs (compile cache hits).
-        return isinstance(other, PhysicsContext) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "field_names", tuple(self.field_names))
-        lr = np.asarray(self.log10_radius, dtype=np.float64).reshape(-1)
-        if lr.size != self.n_r:
-            raise DataError(f"PhysicsContext.log10_radius: has {lr.size} entries, expected n_r={self.n_r}.")
-        if self.n_r > 1 and not np.all(np.diff(lr) > 0):
-            raise DataError("PhysicsContext.log10_radius: must be strictly increasing.")
-        d = len(self.field_names) * self.n_r
-        center = np.asarray(self.target_center, dtype=np.float64).reshape(-1)
-        scale = np.asarray(self.target_scale, dtype=np.float64).reshape(-1)
-        if center.size != d or scale.size != d:
-            raise DataError(
-                f"PhysicsContext.target_center/target_scale: need D = F * n_r = {d} entries, "
-                f"got {center.size} and {scale.size}."
-            )
-        radius = 10.0**lr if self.radius is None else np.asarray(self.radius, dtype=np.float64).reshape(-1)
-        if radius.size != self.n_r:
-            raise DataError(f"PhysicsContext.radius: has {radius.size} entries, expected n_r={self.n_r}.")
-        for name, value in (("log10_radius", lr), ("target_center", center), ("target_scale", scale),
-                            ("radius", radius)):
-            value.setflags(write=False)
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "mass_scale", float(self.mass_scale))
-
-    @property
-    def n_fields(self) -> int:
-        """Number of fields ``F``."""
-        return len(self.field_names)
-
-    @classmethod
-    def from_transforms(cls, transforms: Any, radius: Sequence[float] | None = None) -> PhysicsContext:
-        """Build from a fitted ``profemu.data.transforms.Transforms`` (duck-typed)."""
-        return cls(
-            field_names=tuple(transforms.field_names),
-            n_r=int(transforms.n_r),
-            log10_radius=np.asarray(transforms.log10_radius),
-            target_center=np.asarray(transforms.target_center),
-            target_scale=np.asarray(transforms.target_scale),
-            mass_scale=float(transforms.mass_scale),
-            radius=None if radius is None else np.asarray(radius),
-        )
+def physics_active(cfg: PhysicsLossConfig) -> bool:
+    """Whether any physics weight is > 0."""
+    return any(w > 0 for w in (cfg.monotonic_weight, cfg.smoothness_weight, cfg.mass_scaling_weight,
+                               cfg.boundary_weight))
 
 
-def needs_mass_derivative(ctx: PhysicsContext | None, cfg: PhysicsLossConfig) -> bool:
-    """Whether the mass-scaling term is active (weight > 0 and a declared field exists).
-
-    The training loop only traces the ``jax.jvp`` with respect to the mass input
-    when this is True.
-    """
-    if ctx is None or cfg.mass_scaling_weight <= 0:
+def needs_mass_derivative(layout: OutputLayout, cfg: PhysicsLossConfig) -> bool:
+    """Whether the mass-scaling term is active (weight > 0 and a declared field is predicted)."""
+    if cfg.mass_scaling_weight <= 0:
         return False
-    return any(name in ctx.field_names for name in cfg.mass_scaling_slopes)
+    return any(name in layout.field_names for name in cfg.mass_scaling_slopes)
 
 
 def _weighted_mean(values: jax.Array, sample_weight: jax.Array | None) -> jax.Array:
@@ -142,8 +66,15 @@ def _weighted_mean(values: jax.Array, sample_weight: jax.Array | None) -> jax.Ar
     return total / jnp.maximum(jnp.sum(w), jnp.finfo(per_sample.dtype).tiny)
 
 
-def _select(ctx: PhysicsContext, names: Sequence[str] | dict[str, float]) -> list[int]:
-    return [i for i, f in enumerate(ctx.field_names) if f in names]
+def _select(layout: OutputLayout, names: Sequence[str] | Mapping[str, float]) -> list[int]:
+    return [i for i, f in enumerate(layout.field_names) if f in names]
+
+
+def _slope_at_bins(interval_slopes: jax.Array) -> jax.Array:
+    """Slopes between neighbouring radii [..., n_r - 1] -> at the radii [..., n_r] (mean of the two sides)."""
+    first, last = interval_slopes[..., :1], interval_slopes[..., -1:]
+    inner = 0.5 * (interval_slopes[..., 1:] + interval_slopes[..., :-1])
+    return jnp.concatenate([first, inner, last], axis=-1)
 
 
 def _hinge_sq(deviation: jax.Array, tolerance: float) -> jax.Array:
@@ -152,21 +83,23 @@ def _hinge_sq(deviation: jax.Array, tolerance: float) -> jax.Array:
 
 def physics_losses(
     mean_std: jax.Array,
-    ctx: PhysicsContext,
+    layout: OutputLayout,
+    arrays: Mapping[str, Any],
     cfg: PhysicsLossConfig,
     *,
-    dmean_dmass_std: jax.Array | None = None,
+    mass_slope: jax.Array | None = None,
     scale: float | jax.Array = 1.0,
     sample_weight: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Weighted physics components of the predicted mean.
 
     Args:
-        mean_std: Predicted mean [n, D] in standardised log10 units.
-        ctx: Output layout and target scaling.
-        cfg: Weights, fields, window, slopes and tolerances.
-        dmean_dmass_std: d mean_std / d(normalised mass input) [n, D]; required when
-            :func:`needs_mass_derivative` is True.
+        mean_std: Predicted mean [n, D] in standardised log10 units (decoded from PCA).
+        layout: Fields (and which are monotone) and radii per field.
+        arrays: ``target_center``, ``target_scale`` [D] and ``log10_radius`` [n_r].
+        cfg: Weights, window, slopes and tolerances.
+        mass_slope: d mean_std / d log10 M [n, D] (standardised units per dex);
+            required when :func:`needs_mass_derivative` is True.
         scale: Curriculum multiplier of every weight (may be traced).
         sample_weight: Optional per-sample weights [n] (e.g. 0 for padding rows).
 
@@ -174,54 +107,58 @@ def physics_losses(
         ``{"monotonic", "smoothness", "mass_scaling", "boundary"}`` -> scalar, each
         already multiplied by its weight and ``scale``.
     """
-    n = mean_std.shape[0]
+    n, n_r, n_fields = mean_std.shape[0], layout.n_r, len(layout.fields)
     dtype = mean_std.dtype if jnp.issubdtype(mean_std.dtype, jnp.floating) else jnp.float32
-    zero = jnp.zeros((), dtype)
-    out = dict.fromkeys(PHYSICS_COMPONENTS, zero)
-    if mean_std.shape[-1] != ctx.n_fields * ctx.n_r:
+    out = dict.fromkeys(PHYSICS_COMPONENTS, jnp.zeros((), dtype))
+    if mean_std.shape[-1] != layout.target_dim:
         raise DataError(
-            f"physics_losses: mean has {mean_std.shape[-1]} outputs but the context describes "
-            f"{ctx.n_fields} fields x {ctx.n_r} radii; decode PCA outputs before the physics losses."
+            f"physics_losses: mean has {mean_std.shape[-1]} outputs but the layout has {n_fields} fields x "
+            f"{n_r} radii; decode PCA outputs before the physics losses."
         )
-    center = jnp.asarray(ctx.target_center, dtype)
-    tscale = jnp.asarray(ctx.target_scale, dtype)
-    log10_y = (center + tscale * mean_std).reshape(n, ctx.n_fields, ctx.n_r)
-    dlogr = jnp.asarray(np.diff(ctx.log10_radius), dtype)
-    slopes = jnp.diff(log10_y, axis=-1) / dlogr if ctx.n_r > 1 else None  # [n, F, n_r-1]
+    tscale = jnp.asarray(arrays["target_scale"], dtype)
+    log10_y = (jnp.asarray(arrays["target_center"], dtype) + tscale * mean_std).reshape(n, n_fields, n_r)
+    log_r = jnp.asarray(arrays["log10_radius"], dtype)
+    slopes = jnp.diff(log10_y, axis=-1) / jnp.diff(log_r) if n_r > 1 else None  # [n, F, n_r-1]
 
     if cfg.monotonic_weight > 0 and slopes is not None:
-        fields = _select(ctx, cfg.monotonic_fields)
-        if cfg.monotonic_window is None:
-            intervals = np.ones(ctx.n_r - 1, dtype=bool)
-        else:
-            lo, hi = cfg.monotonic_window
-            inside = (ctx.radius >= lo) & (ctx.radius <= hi)
-            intervals = inside[:-1] & inside[1:]
-        if fields and intervals.any():
-            s = slopes[:, np.asarray(fields)][:, :, np.flatnonzero(intervals)]
-            out["monotonic"] = cfg.monotonic_weight * scale * _weighted_mean(jax.nn.relu(s), sample_weight)
+        fields = _select(layout, layout.monotone_fields)
+        if fields:
+            if cfg.monotonic_window is None:
+                window = jnp.ones(n_r - 1, dtype)
+            else:
+                lo, hi = np.log10(cfg.monotonic_window)
+                inside = (log_r >= lo) & (log_r <= hi)
+                window = (inside[:-1] & inside[1:]).astype(dtype)
+            hinge = jax.nn.relu(slopes[:, np.asarray(fields)]) * window
+            share = jnp.maximum(window.mean(), jnp.finfo(dtype).tiny)  # mean over the window only
+            out["monotonic"] = cfg.monotonic_weight * scale * _weighted_mean(hinge, sample_weight) / share
 
-    if cfg.smoothness_weight > 0 and slopes is not None and ctx.n_r > 2:
+    if cfg.smoothness_weight > 0 and slopes is not None and n_r > 2:
         curvature = jnp.diff(slopes, axis=-1)
         out["smoothness"] = cfg.smoothness_weight * scale * _weighted_mean(jnp.square(curvature), sample_weight)
 
-    if needs_mass_derivative(ctx, cfg):
-        if dmean_dmass_std is None:
+    if needs_mass_derivative(layout, cfg):
+        if mass_slope is None:
             raise ConfigError(
-                "loss.physics.mass_scaling_weight > 0 needs dmean_dmass_std (the derivative of the "
-                "mean w.r.t. the normalised mass input); compute it with jax.jvp."
+                "loss.physics.mass_scaling_weight > 0 needs the mean's derivative with respect to log10 M."
             )
-        fields = _select(ctx, cfg.mass_scaling_slopes)
-        dlogy_dlogm = (tscale * dmean_dmass_std * ctx.mass_scale).reshape(n, ctx.n_fields, ctx.n_r)
-        declared = jnp.asarray([cfg.mass_scaling_slopes[ctx.field_names[i]] for i in fields], dtype)
-        dev = dlogy_dlogm[:, np.asarray(fields)] - declared[None, :, None]
+        fields = np.asarray(_select(layout, cfg.mass_scaling_slopes))
+        dlogy_dlogm = (tscale * mass_slope).reshape(n, n_fields, n_r)
+        declared = jnp.asarray([cfg.mass_scaling_slopes[layout.field_names[i]] for i in fields], dtype)
+        expected = jnp.broadcast_to(declared[None, :, None], (n, fields.size, n_r))
+        if layout.self_similar == "physical" and slopes is not None:
+            # y / y_Δ = g(r / R_Δ) with R_Δ ∝ M^(1/3): at fixed physical radius the normalised
+            # profile moves with mass by -1/3 of its own radial log-slope
+            radial = _slope_at_bins(slopes[:, fields])
+            expected = expected - jax.lax.stop_gradient(radial) / 3.0
+        dev = dlogy_dlogm[:, fields] - expected
         penalty = _hinge_sq(dev, cfg.mass_scaling_tolerance)
         out["mass_scaling"] = cfg.mass_scaling_weight * scale * _weighted_mean(penalty, sample_weight)
 
     if cfg.boundary_weight > 0 and slopes is not None:
-        fields = _select(ctx, cfg.boundary_slopes)
+        fields = _select(layout, cfg.boundary_slopes)
         if fields:
-            declared = jnp.asarray([cfg.boundary_slopes[ctx.field_names[i]] for i in fields], dtype)
+            declared = jnp.asarray([cfg.boundary_slopes[layout.field_names[i]] for i in fields], dtype)
             dev = slopes[:, np.asarray(fields), -1] - declared[None, :]
             penalty = _hinge_sq(dev, cfg.boundary_tolerance)
             out["boundary"] = cfg.boundary_weight * scale * _weighted_mean(penalty, sample_weight)

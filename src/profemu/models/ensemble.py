@@ -1,26 +1,19 @@
-"""Deep ensembles: stacked member variables, vmapped prediction, and the moment combination.
+"""Deep ensembles: the moment combination of the members' Gaussians.
 
-Member variables are one pytree whose every leaf has a leading axis ``M``, so the
-ensemble trains and predicts under a single ``jax.vmap``.
-
-Example::
-
-    variables = init_ensemble(model, jax.random.key(0), inputs, members=5)
-    means, variances = apply_ensemble(model, variables, inputs)      # [M, n, D] each
-    pred = combine(means, variances)                                  # pred.mean: [n, D]
+Member parameters are one pytree whose every leaf has a leading axis ``M``; the
+:class:`~profemu.models.network.Network` then returns member outputs ``[M, n, D]``
+in one call, in numpy and in JAX. :func:`combine` turns them into the ensemble's
+mean and variance, split into its aleatoric and epistemic parts. It is the one place
+where that happens: the Emulator's numpy and JAX predictions both call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import flax.linen as nn
-import jax
+from profemu.errors import DataError
 
-from profemu.errors import ConfigError, DataError
-
-__all__ = ["EnsemblePrediction", "apply_ensemble", "combine", "ensemble_size", "init_ensemble"]
+__all__ = ["EnsemblePrediction", "combine"]
 
 
 class EnsemblePrediction(NamedTuple):
@@ -39,66 +32,11 @@ class EnsemblePrediction(NamedTuple):
     epistemic: Any
 
 
-def init_ensemble(
-    model: nn.Module, key: jax.Array, inputs: Mapping[str, jax.Array], members: int
-) -> Any:
-    """Initialise ``members`` independent copies of ``model``.
-
-    Args:
-        model: A module built by :func:`~profemu.models.build.build_model`.
-        key: PRNG key; member ``m`` uses ``jax.random.split(key, members)[m]``.
-        inputs: Example inputs ``{block: [n, width]}`` (only shapes matter).
-        members: Ensemble size ``M >= 1``.
-
-    Returns:
-        Variables whose every leaf has a leading axis of size ``M``.
-    """
-    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise ConfigError(f"train.members: must be an integer >= 1, got {members!r}.")
-    keys = jax.random.split(key, members)
-    return jax.vmap(lambda k: model.init(k, inputs, train=False))(keys)
-
-
-def ensemble_size(variables: Any) -> int:
-    """Size ``M`` of the leading member axis of stacked variables."""
-    leaves = jax.tree.leaves(variables)
-    if not leaves:
-        raise ConfigError("ensemble variables: empty pytree; initialise with init_ensemble.")
-    return int(leaves[0].shape[0])
-
-
-def apply_ensemble(
-    model: nn.Module,
-    variables: Any,
-    inputs: Mapping[str, jax.Array],
-    *,
-    train: bool = False,
-    rngs: Mapping[str, jax.Array] | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """Every member's prediction on the same inputs.
-
-    Args:
-        model: The module the variables belong to.
-        variables: Stacked variables (leading axis ``M``).
-        inputs: ``{block: [n, width]}``, shared by all members.
-        train: Training mode (dropout on).
-        rngs: Optional ``{name: key}`` (e.g. ``{"dropout": key}``); each key is split
-            into ``M`` independent member keys.
-
-    Returns:
-        ``(means, vars)``, each ``[M, n, out_dim]``.
-    """
-    members = ensemble_size(variables)
-    if rngs is None:
-        return jax.vmap(lambda v: model.apply(v, inputs, train=train))(variables)
-    member_rngs = {name: jax.random.split(k, members) for name, k in rngs.items()}
-    return jax.vmap(lambda v, r: model.apply(v, inputs, train=train, rngs=r))(
-        variables, member_rngs
-    )
-
-
 def combine(means: Any, variances: Any) -> EnsemblePrediction:
-    """Moment-match the members' Gaussians (pure array maths; numpy or jax arrays).
+    """Moment-match the members' Gaussians (numpy or JAX arrays; member axis first).
+
+    Every member has weight ``1 / M``: ``mean = Σ μ_m / M``, ``aleatoric = Σ σ²_m / M``,
+    ``epistemic = Σ (μ_m - mean)² / M``.
 
     Args:
         means: ``[M, ..., D]`` member means.
@@ -108,12 +46,8 @@ def combine(means: Any, variances: Any) -> EnsemblePrediction:
         :class:`EnsemblePrediction` with fields of shape ``[..., D]``.
     """
     if means.shape != variances.shape:
-        raise DataError(
-            f"combine: means {means.shape} and variances {variances.shape} must have one shape."
-        )
+        raise DataError(f"combine: means {means.shape} and variances {variances.shape} must have one shape.")
     mean = means.mean(axis=0)
     aleatoric = variances.mean(axis=0)
     epistemic = ((means - mean) ** 2).mean(axis=0)
-    return EnsemblePrediction(
-        mean=mean, var=aleatoric + epistemic, aleatoric=aleatoric, epistemic=epistemic
-    )
+    return EnsemblePrediction(mean=mean, var=aleatoric + epistemic, aleatoric=aleatoric, epistemic=epistemic)

@@ -8,7 +8,7 @@ under the final name. :func:`load_latest` verifies the checksum and falls back t
 the previous checkpoint (with a warning) when the newest is corrupt or truncated.
 
 Pytrees are restored into the structure of a freshly initialised state with
-:func:`unflatten_into`, so loading never executes code.
+:func:`arrays_to_tree`, so loading never executes code.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from profemu.errors import FormatError
 
 __all__ = [
     "Checkpoint",
+    "arrays_to_tree",
     "checkpoint_on_signals",
-    "flatten_tree",
     "load_latest",
     "save_checkpoint",
-    "unflatten_into",
+    "tree_to_arrays",
 ]
 
 FORMAT_VERSION = 1
@@ -67,20 +67,20 @@ def _key_name(entry: Any) -> str:
     return str(entry)
 
 
-def flatten_tree(tree: Any, prefix: str) -> dict[str, np.ndarray]:
+def tree_to_arrays(tree: Any, prefix: str) -> dict[str, np.ndarray]:
     """Flatten a pytree to ``{"prefix/path/to/leaf": np.ndarray}`` (host copies)."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     out: dict[str, np.ndarray] = {}
     for path, leaf in leaves:
         name = "/".join([prefix, *(_key_name(p) for p in path)])
         if name in out:
-            raise ValueError(f"flatten_tree: two leaves share the name {name!r}.")
+            raise ValueError(f"tree_to_arrays: two leaves share the name {name!r}.")
         out[name] = np.asarray(jax.device_get(leaf))
     return out
 
 
-def unflatten_into(template: Any, arrays: Mapping[str, np.ndarray], prefix: str) -> Any:
-    """Rebuild a pytree with the structure of ``template`` from :func:`flatten_tree` arrays.
+def arrays_to_tree(template: Any, arrays: Mapping[str, np.ndarray], prefix: str) -> Any:
+    """Rebuild a pytree with the structure of ``template`` from :func:`tree_to_arrays` arrays.
 
     Raises:
         FormatError: When a leaf is missing or has another shape or dtype.
@@ -124,7 +124,7 @@ def save_checkpoint(
     Args:
         directory: Checkpoint folder (created if needed).
         epoch: Completed epochs (names the file).
-        arrays: Path-named arrays (see :func:`flatten_tree`).
+        arrays: Path-named arrays (see :func:`tree_to_arrays`).
         meta: JSON-serialisable metadata.
         keep: How many checkpoints to keep (>= 1).
 

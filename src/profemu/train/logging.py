@@ -115,26 +115,37 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     from matplotlib.figure import Figure
 
     path = Path(path)
-    series = {}
+    stages = list(dict.fromkeys(str(e.get("stage", "")) for e in history))  # cv folds, then the refit
+    series: dict[str, dict[str, tuple[list[Any], list[float]]]] = {}
     for key in _panels(history):
-        xs, ys = [], []
-        for entry in history:
-            value = entry.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                xs.append(entry.get("epoch", len(xs)))
-                ys.append(float(value))
-        if ys and any(y != 0 for y in ys):
-            series[key] = (xs, ys)
+        lines = {}
+        for stage in stages:
+            xs, ys = [], []
+            for entry in history:
+                value = entry.get(key)
+                if str(entry.get("stage", "")) == stage and isinstance(value, int | float) and \
+                        not isinstance(value, bool) and math.isfinite(value):
+                    xs.append(entry.get("epoch", len(xs)))
+                    ys.append(float(value))
+            if ys:
+                lines[stage] = (xs, ys)
+        if any(any(y != 0 for y in ys) for _, ys in lines.values()):
+            series[key] = lines
     n = max(len(series), 1)
     cols = min(3, n)
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(4 * cols, 2.8 * rows), layout="constrained")
     FigureCanvasAgg(fig)
-    for i, (key, (xs, ys)) in enumerate(series.items()):
+    for i, (key, lines) in enumerate(series.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.plot(xs, ys, lw=1.2)
-        if all(y > 0 for y in ys):
+        for stage, (xs, ys) in lines.items():
+            refit = stage in ("", "refit")
+            ax.plot(xs, ys, lw=1.4 if refit else 0.8, alpha=1.0 if refit else 0.45, label=stage or None,
+                    color="C0" if refit else None)
+        if all(y > 0 for _, ys in lines.values() for y in ys):
             ax.set_yscale("log")
+        if len(lines) > 1 and i == 0:
+            ax.legend(fontsize=6, ncol=2)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)

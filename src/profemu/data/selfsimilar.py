@@ -1,0 +1,354 @@
+"""Self-similar scales of halo gas profiles, and how a dataset gets them.
+
+A halo of mass ``M_Δ`` (mass inside the radius ``R_Δ`` that encloses ``Δ`` times the
+reference density: the critical density ``ρ_crit(z)`` for ``"200c"``/``"500c"``, the
+mean matter density for ``"200m"``) has, in the self-similar model, the gas scales
+(Kaiser 1986; e.g. Battaglia et al. 2012, eq. 6; Arnaud et al. 2010)::
+
+    ρ_Δ = Δ f_b ρ_ref(z)                         gas density
+    P_Δ = G M_Δ Δ ρ_ref(z) f_b / (2 R_Δ)          thermal pressure  ∝ M^(2/3) E(z)^(8/3)
+    T_Δ = μ m_p G M_Δ / (2 k_B R_Δ)               temperature       ∝ M^(2/3) E(z)^(2/3)
+
+with ``f_b = Ω_b / Ω_m``, ``R_Δ = (3 M_Δ / (4 π Δ ρ_ref))^(1/3)``, ``ρ_crit(z) = 3 H(z)^2 /
+(8 π G)`` and ``E(z)^2 = Ω_m (1 + z)^3 + 1 - Ω_m`` (flat ΛCDM). Dividing a profile by
+its scale removes the trivial dependence on mass, redshift and cosmology, so the
+network learns only what feedback and cosmology do to the *shape*.
+
+:func:`resolve` reads what the scales need from a dataset — the mass definition from
+``meta["mass_definition"]``, the redshift from ``dataset.redshift`` (or
+``meta["redshift"]``), ``Ω_m``, ``Ω_b`` and ``h`` from the parameters by name (with
+the usual aliases) or their defaults — and returns a :class:`SelfSimilar`, or None
+with the reason when something is missing. All functions take ``xp`` (numpy or
+``jax.numpy``) and are differentiable.
+
+Units: masses in Msun, lengths in Mpc (physical); the base units of the scales are
+Msun Mpc^-3 (density), Msun (km/s)^2 Mpc^-3 (pressure) and K (temperature), converted
+to the dataset's units when they are recognised (:func:`unit_factor`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_H",
+    "DEFAULT_OMEGA_B",
+    "G_MPC_KMS2_MSUN",
+    "RHO_CRIT0_H2",
+    "SelfSimilar",
+    "e2",
+    "log10_scales",
+    "parse_mass_definition",
+    "r_delta",
+    "resolve",
+    "rho_crit",
+    "unit_factor",
+]
+
+# --------------------------------------------------------------------- constants
+G_MPC_KMS2_MSUN = 4.30091727e-9
+"""Newton's constant [Mpc (km/s)^2 Msun^-1]."""
+RHO_CRIT0_H2 = 3.0 * 100.0**2 / (8.0 * math.pi * G_MPC_KMS2_MSUN)
+"""Critical density today over h^2 [Msun Mpc^-3] (= 3 H0^2 / (8 pi G), H0 = 100 h km/s/Mpc)."""
+MSUN_G = 1.98841e33
+MPC_CM = 3.0856775814913673e24
+KPC_CM = MPC_CM / 1e3
+KEV_ERG = 1.602176634e-9
+K_B_ERG = 1.380649e-16
+M_P_G = 1.67262192e-24
+MU = 0.59
+"""Mean molecular weight of a fully ionised primordial plasma (the temperature scale)."""
+DEFAULT_OMEGA_B = 0.049
+"""Ω_b when it is not a parameter (CAMELS, Planck-like)."""
+DEFAULT_H = 0.6711
+"""h when it is not a parameter (CAMELS); it only sets a constant factor of the scales."""
+
+# Parameter names of each cosmological quantity (compared case-insensitively).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "omega_m": ("omega_m", "omega0", "omegam", "om0", "omega_matter", "omegamatter", "om"),
+    "omega_b": ("omega_b", "omegabaryon", "omegab", "ob0", "omega_baryon", "ob"),
+    "h": ("h", "hubbleparam", "hubble", "h0_100", "little_h"),
+}
+_KINDS = ("density", "pressure", "temperature")
+
+# (unit tokens as {name: power}) -> factor from the base unit; tokens are lower case
+_BASE_UNITS: dict[str, list[tuple[dict[str, int], float]]] = {
+    "density": [
+        ({"msun": 1, "mpc": -3}, 1.0),
+        ({"msun": 1, "kpc": -3}, 1e-9),
+        ({"msun": 1, "pc": -3}, 1e-18),
+        ({"g": 1, "cm": -3}, MSUN_G / MPC_CM**3),
+    ],
+    "pressure": [
+        ({"msun": 1, "km": 2, "s": -2, "mpc": -3}, 1.0),
+        ({"kev": 1, "cm": -3}, MSUN_G * 1e10 / MPC_CM**3 / KEV_ERG),
+        ({"erg": 1, "cm": -3}, MSUN_G * 1e10 / MPC_CM**3),
+        ({"dyn": 1, "cm": -2}, MSUN_G * 1e10 / MPC_CM**3),
+        ({"msun": 1, "kpc": -1, "s": -2}, 1e10 * KPC_CM / MPC_CM**3),
+    ],
+    "temperature": [({"k": 1}, 1.0), ({"kev": 1}, K_B_ERG / KEV_ERG)],
+}
+
+
+# --------------------------------------------------------------------- formulas
+def e2(z: Any, omega_m: Any, xp: Any = np) -> Any:
+    """E(z)^2 = H(z)^2 / H0^2 of flat ΛCDM: Ω_m (1 + z)^3 + 1 - Ω_m."""
+    return omega_m * (1.0 + z) ** 3 + 1.0 - omega_m
+
+
+def rho_crit(z: Any, h: Any, omega_m: Any, xp: Any = np) -> Any:
+    """Critical density ρ_crit(z) [Msun Mpc^-3]."""
+    return RHO_CRIT0_H2 * h**2 * e2(z, omega_m, xp)
+
+
+def _rho_ref(z: Any, h: Any, omega_m: Any, reference: str, xp: Any) -> Any:
+    if reference == "critical":
+        return rho_crit(z, h, omega_m, xp)
+    return RHO_CRIT0_H2 * h**2 * omega_m * (1.0 + z) ** 3  # mean matter density
+
+
+def r_delta(mass: Any, z: Any, h: Any, omega_m: Any, delta: float = 200.0, reference: str = "critical",
+            xp: Any = np) -> Any:
+    """R_Δ [Mpc] of a halo of mass ``mass`` [Msun]: the radius enclosing Δ ρ_ref."""
+    return (3.0 * mass / (4.0 * math.pi * delta * _rho_ref(z, h, omega_m, reference, xp))) ** (1.0 / 3.0)
+
+
+def log10_scales(log10_mass: Any, z: Any, omega_m: Any, omega_b: Any, h: Any, *, delta: float,
+                 reference: str, xp: Any = np) -> dict[str, Any]:
+    """log10 of the self-similar density, pressure and temperature scales in base units.
+
+    Args:
+        log10_mass: log10(M_Δ / Msun), [n].
+        z, omega_m, omega_b, h: Redshift and cosmology, [n] or scalars.
+        delta: Overdensity Δ.
+        reference: ``"critical"`` or ``"mean"``.
+        xp: numpy or jax.numpy.
+
+    Returns:
+        ``{"density": [n] log10(Msun Mpc^-3), "pressure": [n] log10(Msun (km/s)^2 Mpc^-3),
+        "temperature": [n] log10(K)}``.
+    """
+    log_rho_ref = xp.log10(_rho_ref(z, h, omega_m, reference, xp))
+    log_fb = xp.log10(omega_b / omega_m)
+    # log10 R_Δ = (log10 M + log10(3 / (4 pi Δ)) - log10 ρ_ref) / 3
+    log_r = (log10_mass + math.log10(3.0 / (4.0 * math.pi * delta)) - log_rho_ref) / 3.0
+    log_gm_over_r = math.log10(G_MPC_KMS2_MSUN) + log10_mass - log_r  # (km/s)^2
+    density = math.log10(delta) + log_fb + log_rho_ref
+    pressure = log_gm_over_r + math.log10(delta / 2.0) + log_rho_ref + log_fb
+    # μ m_p G M / (2 k_B R): (km/s)^2 -> (cm/s)^2 is 1e10
+    temperature = log_gm_over_r + 10.0 + math.log10(MU * M_P_G / (2.0 * K_B_ERG))
+    return {"density": density, "pressure": pressure, "temperature": temperature}
+
+
+# --------------------------------------------------------------------- parsing
+def parse_mass_definition(text: Any) -> tuple[float, str, bool] | None:
+    """``"M200c [Msun]"`` -> (200.0, "critical", False); ``"500c"``, ``"M200m"``; ``Msun/h``
+    masses give True as the last element. None when the text names no Δ definition."""
+    if not isinstance(text, str):
+        return None
+    m = re.search(r"(\d+(?:\.\d+)?)\s*([cm])(?![a-z])", text.lower())
+    if m is None:
+        return None
+    per_h = bool(re.search(r"msun\s*/\s*h|h\^?-1\s*msun|msun\s*h\^?-1", text.lower()))
+    return float(m.group(1)), "critical" if m.group(2) == "c" else "mean", per_h
+
+
+def _unit_tokens(unit: str) -> dict[str, int] | None:
+    """``"Msun kpc^-3"``, ``"Msun/kpc^3"``, ``"keV cm^-3"`` -> ``{"msun": 1, "kpc": -3}``."""
+    text = unit.strip().lower().replace("**", "^").replace("·", " ").replace("*", " ")
+    if not text:
+        return None
+    tokens: dict[str, int] = {}
+    sign = 1
+    for part in re.split(r"(\s+|/)", text):
+        if not part.strip():
+            continue
+        if part == "/":
+            sign = -1
+            continue
+        m = re.fullmatch(r"([a-z]+)(?:\^?\(?(-?\d+)\)?)?", part)
+        if m is None:
+            return None
+        power = int(m.group(2)) if m.group(2) else 1
+        tokens[m.group(1)] = tokens.get(m.group(1), 0) + sign * power
+    return tokens
+
+
+def unit_factor(kind: str, unit: str) -> float | None:
+    """Factor from the base unit of ``kind`` to ``unit``, or None when the unit is unknown."""
+    tokens = _unit_tokens(unit)
+    for known, factor in _BASE_UNITS.get(kind, []):
+        if tokens == known:
+            return factor
+    return None
+
+
+def _lookup(names: Sequence[str], quantity: str) -> int | None:
+    lower = [n.lower() for n in names]
+    for alias in ALIASES[quantity]:
+        if alias in lower:
+            return lower.index(alias)
+    return None
+
+
+# --------------------------------------------------------------------- the spec
+@dataclass(frozen=True)
+class SelfSimilar:
+    """How the profiles of one dataset are normalised (JSON-safe, hashable).
+
+    Attributes:
+        delta: Overdensity Δ of the mass definition.
+        reference: ``"critical"`` or ``"mean"`` density.
+        mass_per_h: Masses are in Msun/h (divided by h before the scales).
+        kinds: Per field: ``"density"``, ``"pressure"``, ``"temperature"`` or ``""``
+            (not normalised).
+        log10_unit: Per field: log10 of the base-unit -> dataset-unit factor (0 when the
+            unit was not recognised: the normalised profile then carries a constant factor).
+        omega_m, omega_b, h: Parameter column index, or -1 to use ``*_value``.
+        omega_m_value, omega_b_value, h_value: Constants used when not a parameter.
+        redshift_value: The redshift when the dataset has one value for all rows;
+            None = the per-row redshift input.
+        radius_scaled: The radii are in units of R_Δ (e.g. ``"R200c"``), so the
+            self-similar profile shape is mass-independent at fixed radius.
+    """
+
+    delta: float
+    reference: str
+    mass_per_h: bool
+    kinds: tuple[str, ...]
+    log10_unit: tuple[float, ...]
+    omega_m: int
+    omega_b: int
+    h: int
+    omega_m_value: float
+    omega_b_value: float
+    h_value: float
+    redshift_value: float | None
+    radius_scaled: bool
+
+    def log10_scale(self, params: Any, log10_mass: Any, redshift: Any = None, xp: Any = np) -> Any:
+        """log10 of each field's scale in the dataset's unit, [n, F] (0 for fields not normalised).
+
+        Args:
+            params: Raw parameters [n, p].
+            log10_mass: [n].
+            redshift: [n] (used when ``redshift_value`` is None).
+            xp: numpy or jax.numpy.
+        """
+
+        def column(index: int, value: float) -> Any:
+            return params[:, index] if index >= 0 else value
+
+        om, ob, h = column(self.omega_m, self.omega_m_value), column(self.omega_b, self.omega_b_value), column(
+            self.h, self.h_value)
+        z = self.redshift_value if self.redshift_value is not None else redshift
+        log_m = log10_mass - (xp.log10(h) if self.mass_per_h else 0.0)
+        scales = log10_scales(log_m, z, om, ob, h, delta=self.delta, reference=self.reference, xp=xp)
+        zero = 0.0 * log10_mass
+        cols = [scales[k] + u + zero if k else zero for k, u in zip(self.kinds, self.log10_unit, strict=True)]
+        return xp.stack(cols, axis=-1)
+
+    def describe(self, param_names: Sequence[str], field_names: Sequence[str], units: Mapping[str, str]) -> str:
+        """One line saying exactly what was used."""
+
+        def src(index: int, value: float, name: str) -> str:
+            return f"{name} = parameter {param_names[index]!r}" if index >= 0 else f"{name} = {value:g} (default)"
+
+        ref = "c" if self.reference == "critical" else "m"
+        z = f"z = {self.redshift_value:g}" if self.redshift_value is not None else "z = the redshift input"
+        parts = [f"M{self.delta:g}{ref}" + (" [Msun/h]" if self.mass_per_h else " [Msun]"), z,
+                 src(self.omega_m, self.omega_m_value, "Omega_m"), src(self.omega_b, self.omega_b_value, "Omega_b"),
+                 src(self.h, self.h_value, "h")]
+        fields = []
+        for f, kind, u in zip(field_names, self.kinds, self.log10_unit, strict=True):
+            if not kind:
+                fields.append(f"{f}: plain log10 (no self-similar scale for this field)")
+            else:
+                unit = units.get(f, "")
+                known = " (unit not recognised: a constant factor remains)" if u == 0.0 else ""
+                fields.append(f"{f}: / {kind[0].upper()}_Delta [{unit or 'no unit'}]{known}")
+        radii = "radii in units of R_Delta" if self.radius_scaled else "radii physical (fixed r, not r/R_Delta)"
+        return "self-similar normalisation: " + ", ".join(parts) + "; " + "; ".join(fields) + "; " + radii
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SelfSimilar:
+        from profemu.errors import FormatError
+
+        try:
+            s = cls(float(d["delta"]), str(d["reference"]), bool(d["mass_per_h"]), tuple(str(k) for k in d["kinds"]),
+                    tuple(float(u) for u in d["log10_unit"]), int(d["omega_m"]), int(d["omega_b"]), int(d["h"]),
+                    float(d["omega_m_value"]), float(d["omega_b_value"]), float(d["h_value"]),
+                    None if d["redshift_value"] is None else float(d["redshift_value"]), bool(d["radius_scaled"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"transforms.self_similar: malformed ({type(exc).__name__}: {exc}).") from None
+        numbers = [s.delta, *s.log10_unit, s.omega_m_value, s.omega_b_value, s.h_value]
+        if not all(math.isfinite(v) for v in numbers) or s.delta <= 0 or s.h_value <= 0 or \
+                s.reference not in ("critical", "mean") or any(k not in ("", *_KINDS) for k in s.kinds):
+            raise FormatError("transforms.self_similar: invalid numbers; the saved emulator is damaged or edited.")
+        return s
+
+
+def resolve(
+    param_names: Sequence[str],
+    field_names: Sequence[str],
+    field_kinds: Sequence[str],
+    units: Mapping[str, str],
+    meta: Mapping[str, Any],
+    redshift: np.ndarray | None,
+    radius_unit: str,
+    params: np.ndarray,
+) -> tuple[SelfSimilar | None, str]:
+    """The self-similar normalisation a dataset allows, and the log line that says so.
+
+    Returns:
+        ``(spec, message)``; ``spec`` is None (with the reason in ``message``) when the
+        mass definition, the redshift or Ω_m is missing, or no field is a density,
+        pressure or temperature.
+    """
+    definition = parse_mass_definition(meta.get("mass_definition"))
+    if definition is None:
+        # radii in units of R_Δ name the definition too
+        definition = parse_mass_definition(radius_unit)
+    if definition is None:
+        return None, ("self-similar normalisation off: the dataset's meta has no mass_definition such as "
+                      "'M200c [Msun]'; plain log10 profiles are learnt")
+    delta, reference, per_h = definition
+    z_value: float | None
+    if redshift is not None and redshift.size:
+        z_value = float(redshift[0]) if np.ptp(redshift) == 0 else None
+    elif isinstance(meta.get("redshift"), int | float):
+        z_value = float(meta["redshift"])
+    else:
+        return None, "self-similar normalisation off: the dataset has no redshift; plain log10 profiles are learnt"
+    om = _lookup(param_names, "omega_m")
+    if om is None:
+        return None, ("self-similar normalisation off: no Omega_m parameter (names tried: "
+                      f"{list(ALIASES['omega_m'])}); plain log10 profiles are learnt")
+    ob, h = _lookup(param_names, "omega_b"), _lookup(param_names, "h")
+    kinds = tuple(k if k in _KINDS else "" for k in field_kinds)
+    if not any(kinds):
+        return None, ("self-similar normalisation off: no density, pressure or temperature field among "
+                      f"{list(field_names)}; plain log10 profiles are learnt")
+    log_unit = []
+    for f, kind in zip(field_names, kinds, strict=True):
+        factor = unit_factor(kind, units.get(f, "")) if kind else None
+        log_unit.append(0.0 if factor is None else math.log10(factor))
+    scaled = bool(re.fullmatch(r"\s*r\s*\d+(\.\d+)?\s*[cm]\s*", radius_unit.lower()))
+    spec = SelfSimilar(
+        delta=delta, reference=reference, mass_per_h=per_h, kinds=kinds, log10_unit=tuple(log_unit),
+        omega_m=om, omega_b=-1 if ob is None else ob, h=-1 if h is None else h,
+        omega_m_value=0.3, omega_b_value=DEFAULT_OMEGA_B, h_value=DEFAULT_H,  # used only when not parameters
+        redshift_value=z_value, radius_scaled=scaled,
+    )
+    if ((params[:, om] <= 0) | (params[:, om] > 1)).any():
+        return None, "self-similar normalisation off: Omega_m values outside (0, 1]; plain log10 profiles are learnt"
+    return spec, spec.describe(param_names, field_names, units)

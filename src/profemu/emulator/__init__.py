@@ -1,0 +1,410 @@
+"""The :class:`Emulator`: the one artefact users train, save, load and call.
+
+An Emulator bundles the fitted :class:`~profemu.data.transforms.Transforms`, the
+:class:`~profemu.models.network.Network` (model configuration + output layout), the
+stacked weights of its ``M`` members, the calibrated variance scale and metadata.
+
+* :meth:`Emulator.predict` — numpy in, numpy out; saved emulators predict without
+  importing JAX.
+* :attr:`Emulator.predict_fn` — the same computation in JAX, ``jit``-able and
+  differentiable, for HMC/NUTS likelihoods.
+* :meth:`Emulator.save` / :meth:`Emulator.load` — see :mod:`profemu.emulator.files`.
+
+Both prediction paths run one function, :func:`member_log10` (inputs -> network ->
+log10 profiles of every member), and combine the members with
+:func:`profemu.models.ensemble.combine`. Predictions are of log10 of each profile
+field: ``{field: Prediction(mean, var, aleatoric, epistemic)}`` each [n, n_r], ``var``
+the total predictive variance in dex² (member variances + member spread, times the
+calibrated ``variance_scale``).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from profemu._files import flatten_tree, unflatten_tree
+from profemu.config import ModelConfig
+from profemu.data.transforms import Transforms, decode_mean, decode_var
+from profemu.emulator.inputs import Inputs, InputSpec, check_inputs
+from profemu.errors import DataError, ExtrapolationError
+from profemu.models.ensemble import combine
+from profemu.models.network import Network
+
+__all__ = ["Emulator", "Prediction", "member_log10"]
+
+ExtrapolationPolicy = Literal["error", "warn", "ignore"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Mean and variance of log10 of one field, with the ensemble's split of the variance.
+
+    Attributes:
+        mean: [n, n_r] predicted log10 profile.
+        var: [n, n_r] total predictive variance [dex²] (= aleatoric + epistemic, scaled).
+        aleatoric: [n, n_r] mean of member variances [dex²].
+        epistemic: [n, n_r] variance of member means [dex²].
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    aleatoric: np.ndarray
+    epistemic: np.ndarray
+
+    def __iter__(self) -> Iterator[np.ndarray]:  # allows ``mean, var = emu.predict(...)[field]``
+        return iter((self.mean, self.var))
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return (self.mean, self.var)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    @property
+    def std(self) -> np.ndarray:
+        """Predictive standard deviation [dex], [n, n_r]."""
+        return np.sqrt(self.var)
+
+
+def member_log10(
+    network: Network,
+    params: Mapping[str, Any],
+    arrays: Mapping[str, Any],
+    transforms: Transforms,
+    inputs: Mapping[str, Any],
+    xp: Any = np,
+) -> tuple[Any, Any]:
+    """Every member's log10 profiles from raw inputs (numpy or JAX; the one prediction path).
+
+    Args:
+        network: The network.
+        params: Stacked member parameters (leading axis ``M``).
+        arrays: :meth:`~profemu.data.transforms.Transforms.model_arrays` (as ``xp`` arrays).
+        transforms: The fitted transforms.
+        inputs: ``params`` [n, p], ``log10_mass`` [n], ``pk_ratio`` [n, n_k] or None,
+            ``redshift`` [n] or None (checked, see :func:`~profemu.emulator.inputs.check_inputs`).
+        xp: ``numpy`` or ``jax.numpy``.
+
+    Returns:
+        ``(means, variances)``, each [M, n, D]: log10 profiles [dex] and variances [dex²].
+    """
+    blocks = transforms.transform_inputs(inputs["params"], inputs["log10_mass"], inputs.get("pk_ratio"),
+                                         inputs.get("redshift"), xp=xp)
+    blocks = {k: xp.asarray(v, dtype=xp.float32) for k, v in blocks.items()}
+    out = network.apply(params, arrays, blocks, xp=xp)
+    mean, var = (out.mean, out.var) if xp is not np else (out.mean.astype(np.float64), out.var.astype(np.float64))
+    return transforms.to_log10(decode_mean(mean, arrays, xp), decode_var(var, arrays, xp), xp,
+                               params=inputs["params"], log10_mass=inputs["log10_mass"],
+                               redshift=inputs.get("redshift"))
+
+
+class Emulator:
+    """A trained emulator of log10 halo profiles.
+
+    Args:
+        transforms: Fitted :class:`~profemu.data.transforms.Transforms`.
+        model_config: The :class:`~profemu.config.ModelConfig` of the network.
+        params: Network parameters with every leaf stacked on a leading member axis ``M``
+            (numpy or JAX arrays; stored as numpy float32).
+        metadata: JSON-safe metadata (training-data fingerprint, config, ...).
+        variance_scale: Post-hoc calibration factor of the predictive variance (> 0).
+        on_extrapolation: Default policy for inputs outside the training box.
+    """
+
+    def __init__(
+        self,
+        transforms: Transforms,
+        model_config: ModelConfig,
+        params: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        variance_scale: float = 1.0,
+        on_extrapolation: ExtrapolationPolicy = "warn",
+    ) -> None:
+        self.transforms = transforms
+        self.network = Network(model_config, transforms.layout)
+        flat = {n: np.asarray(a, dtype=np.float32) for n, a in flatten_tree(params).items()}
+        self.params = unflatten_tree(flat)
+        self.metadata = dict(metadata or {})
+        self.variance_scale = float(variance_scale)
+        if not (np.isfinite(self.variance_scale) and self.variance_scale > 0):
+            raise DataError(f"variance_scale: {variance_scale!r} must be a finite number > 0.")
+        self.on_extrapolation = _check_policy(on_extrapolation)
+        self.members = int(next(iter(flat.values())).shape[0]) if flat else 0
+        self.arrays = transforms.model_arrays()
+        self.input_spec = InputSpec.from_transforms(transforms)
+
+    # ------------------------------------------------------------------ info
+    @property
+    def model_config(self) -> ModelConfig:
+        """The network's configuration."""
+        return self.network.cfg
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """Fields predicted, in order (the field axis of :attr:`predict_fn`)."""
+        return tuple(self.transforms.field_names)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Names of the parameters expected by :meth:`predict`, in column order."""
+        return tuple(self.transforms.param_names)
+
+    @property
+    def radius(self) -> np.ndarray:
+        """Radial grid [n_r] in :attr:`radius_unit`."""
+        return np.asarray(self.transforms.radius)
+
+    @property
+    def radius_unit(self) -> str:
+        """Unit of :attr:`radius` (as in the training data)."""
+        return str(self.transforms.radius_unit)
+
+    @property
+    def log_params(self) -> tuple[str, ...]:
+        """Parameters sampled uniformly in log10 (their prior and design space is log10)."""
+        return tuple(self.transforms.log_params)
+
+    @property
+    def training_box(self) -> dict[str, tuple[Any, Any]]:
+        """(min, max) of the raw training inputs: per parameter name and ``"log10_mass"``
+        (floats, linear values as in the training data), ``"pk_ratio"`` (two [n_k] arrays)
+        and ``"redshift"`` when present. A copy."""
+        return {name: (lo.copy(), hi.copy()) if np.ndim(lo) else (float(lo), float(hi))
+                for name, (lo, hi) in self._box.items()}
+
+    @functools.cached_property
+    def _box(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {name: (np.asarray(lo, float), np.asarray(hi, float))
+                for name, (lo, hi) in self.transforms.input_box().items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"Emulator(kind={self.model_config.kind!r}, members={self.members}, "
+            f"params={len(self.param_names)}, fields={list(self.field_names)}, n_r={len(self.radius)})"
+        )
+
+    # ------------------------------------------------------------- validation
+    def check_inputs(self, params: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None) -> Inputs:
+        """Validate raw inputs (see :func:`profemu.emulator.inputs.check_inputs`)."""
+        return check_inputs(self.input_spec, params, log10_mass, pk_ratio, redshift)
+
+    @functools.cached_property
+    def _box_columns(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+        """Per input block: column names and bounds with a relative tolerance of 1e-9."""
+        out: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+        names = [n for n in self.param_names if n in self._box]
+        blocks = [("params", names, np.array([self._box[n][0] for n in names], float),
+                   np.array([self._box[n][1] for n in names], float))]
+        for block in ("log10_mass", "pk_ratio", "redshift"):
+            if block in self._box:
+                lo, hi = (np.atleast_1d(a).astype(float) for a in self._box[block])
+                blocks.append((block, [block] * lo.size, lo, hi))
+        for block, cols, lo, hi in blocks:
+            tol = 1e-9 * (1.0 + np.abs(hi - lo))
+            out[block] = (cols, lo - tol, hi + tol)
+        return out
+
+    def check_extrapolation(
+        self,
+        params: Any,
+        log10_mass: Any = None,
+        pk_ratio: Any = None,
+        redshift: Any = None,
+        *,
+        policy: ExtrapolationPolicy | None = None,
+    ) -> list[str]:
+        """Descriptions of inputs outside the training box; warns or raises by ``policy``.
+
+        Args:
+            params: Parameters as in :meth:`predict`, or already checked :class:`Inputs`
+                (then the other inputs are not given).
+            log10_mass, pk_ratio, redshift: As in :meth:`predict`.
+            policy: ``"error"``, ``"warn"`` or ``"ignore"`` (default: the Emulator's).
+
+        Returns:
+            One entry per offending column: name, the values given and the training range.
+        """
+        policy = _check_policy(policy or self.on_extrapolation)
+        if policy == "ignore":
+            return []
+        inputs = params if isinstance(params, Inputs) else self.check_inputs(params, log10_mass, pk_ratio, redshift)
+        given = {"params": inputs.params, "log10_mass": inputs.log10_mass[:, None], "pk_ratio": inputs.pk_ratio,
+                 "redshift": None if inputs.redshift is None else inputs.redshift[:, None]}
+        outside: list[str] = []
+        for block, (cols, lo, hi) in self._box_columns.items():
+            values = given.get(block)
+            if values is None:
+                continue
+            bad = np.flatnonzero(((values < lo) | (values > hi)).any(axis=0))
+            for name in dict.fromkeys(cols[j] for j in bad):
+                idx = [j for j, nm in enumerate(cols) if nm == name]
+                v = values[:, idx]
+                outside.append(f"{name} = {v.min():.4g}..{v.max():.4g} outside the training range "
+                               f"[{lo[idx].min():.4g}, {hi[idx].max():.4g}]")
+        if not outside:
+            return []
+        msg = "inputs outside the training box: " + "; ".join(outside)
+        if policy == "error":
+            raise ExtrapolationError(msg + ". Pass on_extrapolation='warn' or 'ignore' to predict anyway.")
+        warnings.warn(msg + "; predictions there are extrapolations.", stacklevel=3)
+        return outside
+
+    # ------------------------------------------------------------- prediction
+    def _members(self, params: Any, log10_mass: Any, pk_ratio: Any, redshift: Any,
+                 on_extrapolation: ExtrapolationPolicy | None) -> tuple[np.ndarray, np.ndarray, bool]:
+        inputs = self.check_inputs(params, log10_mass, pk_ratio, redshift)
+        self.check_extrapolation(inputs, policy=on_extrapolation)
+        raw = {"params": inputs.params, "log10_mass": inputs.log10_mass, "pk_ratio": inputs.pk_ratio,
+               "redshift": inputs.redshift}
+        means, variances = member_log10(self.network, self.params, self.arrays, self.transforms, raw)
+        return np.asarray(means, np.float64), np.asarray(variances, np.float64), inputs.single
+
+    def predict(
+        self,
+        params: Any,
+        log10_mass: Any,
+        pk_ratio: Any = None,
+        redshift: Any = None,
+        *,
+        on_extrapolation: ExtrapolationPolicy | None = None,
+    ) -> dict[str, Prediction]:
+        """Predict log10 profiles (numpy only; JAX is not imported).
+
+        Args:
+            params: [n, p] or [p] parameter values (linear, as in the training data),
+                or a dict name -> value(s).
+            log10_mass: [n] or scalar log10(M / Msun).
+            pk_ratio: [n, n_k] or [n_k] P(k) suppression, when the emulator uses it.
+            redshift: [n] or scalar, when the emulator uses it (or the training redshift).
+            on_extrapolation: Override of the default extrapolation policy.
+
+        Returns:
+            ``{field: Prediction}``; each unpacks as ``mean, var`` with shapes [n, n_r]
+            (or [n_r] for a single example) in log10 units and dex².
+        """
+        means, variances, single = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
+        ens = combine(means, variances)
+        s = self.variance_scale
+        n_r = self.transforms.n_r
+        out: dict[str, Prediction] = {}
+        for f, name in enumerate(self.field_names):
+            sl = slice(f * n_r, (f + 1) * n_r)
+            parts = [ens.mean[:, sl], s * ens.var[:, sl], s * ens.aleatoric[:, sl], s * ens.epistemic[:, sl]]
+            out[name] = Prediction(*(a[0] if single else a for a in parts))
+        return out
+
+    def predict_members(
+        self,
+        params: Any,
+        log10_mass: Any,
+        pk_ratio: Any = None,
+        redshift: Any = None,
+        *,
+        on_extrapolation: ExtrapolationPolicy | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every ensemble member's prediction of log10 of every field (numpy only).
+
+        Args: as :meth:`predict`.
+
+        Returns:
+            ``(means, variances)``, each ``[M, n, F, n_r]`` (fields in
+            :attr:`field_names` order): member means of log10 profiles [dex] and member
+            (aleatoric) variances [dex²] times ``variance_scale``. The population
+            variance of the member means, times ``variance_scale``, is the epistemic
+            part of :meth:`predict`'s variance.
+        """
+        means, variances, _ = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
+        shape = (*means.shape[:2], len(self.field_names), self.transforms.n_r)
+        return means.reshape(shape), (variances * self.variance_scale).reshape(shape)
+
+    @functools.cached_property
+    def predict_fn(self) -> Callable[..., tuple[Any, Any]]:
+        """A pure JAX function ``f(params, log10_mass, pk_ratio=None, redshift=None) -> (mean, var)``.
+
+        ``params`` is [p] or [n, p] (linear values as in the training data),
+        ``log10_mass`` a scalar or [n]. Returns ``mean`` and total ``var`` of log10 of every
+        field, shape [F, n_r] (one example) or [n, F, n_r]; the field axis follows
+        :attr:`field_names`, the radius axis :attr:`radius`. The function closes over the
+        weights as constants, is ``jax.jit``-able and differentiable with respect to
+        every input; it does no value checks (validate with :meth:`check_inputs` and
+        :meth:`check_extrapolation` outside a likelihood). :meth:`predict_fields_fn`
+        gives the same by field name.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        params = jax.tree.map(jnp.asarray, self.params)
+        arrays = {k: jnp.asarray(v) for k, v in self.arrays.items()}
+        network, t, spec = self.network, self.transforms, self.input_spec
+        shape = (len(self.field_names), t.n_r)
+        vscale = self.variance_scale
+
+        def predict_fn(params_in: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None) -> Any:
+            p = jnp.asarray(params_in, dtype=jnp.float32)
+            single = p.ndim == 1
+            p2 = jnp.atleast_2d(p)
+            n = p2.shape[0]
+            if p2.shape[1] != len(spec.param_names):
+                raise DataError(f"params: expected {len(spec.param_names)} parameters per example "
+                                f"({', '.join(spec.param_names)}), got shape {tuple(p.shape)}.")
+            raw = {"params": p2,
+                   "log10_mass": jnp.broadcast_to(jnp.ravel(jnp.asarray(log10_mass, jnp.float32)), (n,)),
+                   "pk_ratio": None if pk_ratio is None else jnp.broadcast_to(
+                       jnp.atleast_2d(jnp.asarray(pk_ratio, jnp.float32)), (n, spec.n_k)),
+                   "redshift": None if redshift is None or not spec.uses_redshift else jnp.broadcast_to(
+                       jnp.ravel(jnp.asarray(redshift, jnp.float32)), (n,))}
+            if spec.n_k and pk_ratio is None:
+                raise DataError(f"pk_ratio: this emulator needs the P(k) suppression on {spec.n_k} k bins.")
+            if spec.uses_redshift and redshift is None:
+                raise DataError("redshift: this emulator takes the redshift as an input; pass it.")
+            means, variances = member_log10(network, params, arrays, t, raw, jnp)
+            ens = combine(means, variances)
+            mean, var = ens.mean.reshape(n, *shape), (vscale * ens.var).reshape(n, *shape)
+            return (mean[0], var[0]) if single else (mean, var)
+
+        return predict_fn
+
+    def predict_fields_fn(self) -> Callable[..., dict[str, tuple[Any, Any]]]:
+        """:attr:`predict_fn` labelled: ``f(...) -> {field: (mean, var)}``, each [n_r] or [n, n_r]."""
+        fn, names = self.predict_fn, self.field_names
+
+        def by_field(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, Any]]:
+            mean, var = fn(*args, **kwargs)
+            return {f: (mean[..., i, :], var[..., i, :]) for i, f in enumerate(names)}
+
+        return by_field
+
+    # --------------------------------------------------------------- files
+    @staticmethod
+    def weights_file(folder: str | Path) -> Path:
+        """The weights file a saved Emulator's manifest points to (see :mod:`profemu.emulator.files`)."""
+        from profemu.emulator.files import weights_file
+
+        return weights_file(folder)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the Emulator to ``folder`` atomically (see :func:`profemu.emulator.files.save_emulator`)."""
+        from profemu.emulator.files import save_emulator
+
+        return save_emulator(self, folder)
+
+    @classmethod
+    def load(cls, folder: str | Path, *, on_extrapolation: ExtrapolationPolicy | None = None) -> Emulator:
+        """Load a folder written by :meth:`save` (see :func:`profemu.emulator.files.load_emulator`)."""
+        from profemu.emulator.files import load_emulator
+
+        return load_emulator(folder, on_extrapolation=on_extrapolation)
+
+
+def _check_policy(policy: str) -> ExtrapolationPolicy:
+    if policy not in ("error", "warn", "ignore"):
+        raise DataError(f"on_extrapolation: {policy!r} is not allowed; choose 'error', 'warn' or 'ignore'.")
+    return policy  # type: ignore[return-value]

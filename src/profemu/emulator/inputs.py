@@ -1,0 +1,252 @@
+"""The one check of user inputs to an emulator: :func:`check_inputs`.
+
+Everything that predicts from raw inputs (the Emulator's numpy path, the baselines,
+the command line) validates them here, once, and gets plain 2-D float64 arrays back;
+the transforms and the network then only compute. Errors are one line that names the
+input, the offending value and the fix:
+
+* shapes (per-example rows, broadcasting one row or one mass over many), a dict of
+  parameters by name (unknown and missing names listed);
+* finite and representable in float32 (``1e300`` overflows the network's float32);
+* numbers only: complex values, strings, ragged lists are refused;
+* log-sampled parameters > 0; ``log10_mass`` in a physical range, with a hint when it
+  looks like a linear mass;
+* ``pk_ratio`` iff the emulator uses P(k); ``redshift`` must be the training redshift
+  when the emulator was trained at one redshift, or absent when it has none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from profemu.errors import DataError
+
+__all__ = ["LOG10_MASS_RANGE", "InputSpec", "Inputs", "check_inputs"]
+
+#: Physically possible log10(M / Msun) of a halo; outside it the input is a mistake.
+LOG10_MASS_RANGE = (6.0, 17.0)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What an emulator reads.
+
+    Attributes:
+        param_names: Parameter columns, in order.
+        log_params: Parameters that must be > 0 (log-sampled).
+        n_k: Width of ``pk_ratio`` (0 = P(k) not used).
+        uses_redshift: Redshift is an input of the model (it varied in training).
+        training_redshift: The single training redshift when it did not vary (else None).
+        log10_mass_box: (min, max) of the training log10 masses (for messages).
+    """
+
+    param_names: tuple[str, ...]
+    log_params: tuple[str, ...] = ()
+    n_k: int = 0
+    uses_redshift: bool = False
+    training_redshift: float | None = None
+    log10_mass_box: tuple[float, float] | None = None
+
+    @classmethod
+    def from_transforms(cls, t: Any) -> InputSpec:
+        """The spec of fitted :class:`~profemu.data.transforms.Transforms`."""
+        box = t.input_box()
+        z = box.get("redshift")
+        uses_z = "redshift" in t.input_stats
+        mass = box.get("log10_mass")
+        return cls(
+            param_names=tuple(t.param_names),
+            log_params=tuple(t.log_params),
+            n_k=0 if t.k is None else len(t.k),
+            uses_redshift=uses_z,
+            training_redshift=None if (z is None or uses_z) else float(z[0]),
+            log10_mass_box=None if mass is None else (float(mass[0]), float(mass[1])),
+        )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Validated raw inputs, ``n`` rows.
+
+    Attributes:
+        params: [n, p] linear parameter values.
+        log10_mass: [n] log10(M / Msun).
+        pk_ratio: [n, n_k] or None.
+        redshift: [n] or None.
+        single: The caller passed one example (results drop the row axis).
+    """
+
+    params: np.ndarray
+    log10_mass: np.ndarray
+    pk_ratio: np.ndarray | None
+    redshift: np.ndarray | None
+    single: bool
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return int(self.params.shape[0])
+
+
+def _numbers(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array; DataError for complex, text, objects or ragged lists."""
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise DataError(f"{name}: ragged input (rows of different lengths); pass a rectangular array.") from None
+    if arr.dtype == object:
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{name}: ragged or non-numeric input; pass a rectangular array of numbers.") from None
+    if np.iscomplexobj(arr):
+        raise DataError(f"{name}: complex values are not allowed; pass real numbers.")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{name}: expected numbers, got {arr.dtype.kind!r}-type values such as "
+                        f"{arr.reshape(-1)[:1].tolist()}; pass numeric arrays.")
+    return arr.astype(np.float64)
+
+
+def _finite(arr: np.ndarray, name: str, columns: Sequence[str] | None = None) -> None:
+    bad = ~np.isfinite(arr) | (np.abs(arr) > _FLOAT32_MAX)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f"row {idx[0]}" + (f", column {columns[idx[1]]!r}" if columns is not None and len(idx) > 1 else
+                                   f", column {idx[1]}" if len(idx) > 1 else "")
+        raise DataError(
+            f"{name}: {float(arr[idx]):.6g} at {where} is not a finite float32 number (|x| <= 3.4e38); fix the input."
+        )
+
+
+def _rows(arr: np.ndarray, n: int, name: str) -> np.ndarray:
+    if arr.shape[0] == n:
+        return arr
+    if arr.shape[0] == 1:
+        return np.repeat(arr, n, axis=0)
+    raise DataError(f"{name}: {arr.shape[0]} rows for {n} examples; pass one row or {n}.")
+
+
+def _mass_check(m: np.ndarray, spec: InputSpec) -> None:
+    lo, hi = LOG10_MASS_RANGE
+    bad = (m < lo) | (m > hi)
+    if not bad.any():
+        return
+    v = float(m[bad][0])
+    box = "" if spec.log10_mass_box is None else (
+        f" (training range {spec.log10_mass_box[0]:.3g}..{spec.log10_mass_box[1]:.3g})")
+    if v > hi and 6 < math.log10(v) < 17:
+        hint = f"; did you pass M instead of log10 M? log10({v:.4g}) = {math.log10(v):.3f}"
+    elif v < 0:
+        hint = "; a log10 mass in Msun is positive (did you pass log10 of M in units of 1e10 Msun or a sign error?)"
+    else:
+        hint = ""
+    raise DataError(
+        f"log10_mass: {v:.6g} is not a halo mass (log10(M/Msun) must lie in [{lo:g}, {hi:g}]){box}{hint}."
+    )
+
+
+def check_inputs(
+    spec: InputSpec,
+    params: Any,
+    log10_mass: Any,
+    pk_ratio: Any = None,
+    redshift: Any = None,
+) -> Inputs:
+    """Validate raw inputs against ``spec`` and broadcast them to ``n`` rows.
+
+    Args:
+        spec: What the emulator reads.
+        params: [n, p] or [p] linear values, or a mapping name -> value(s).
+        log10_mass: [n] or scalar log10(M / Msun).
+        pk_ratio: [n, n_k] or [n_k], iff ``spec.n_k > 0``.
+        redshift: [n] or scalar; see the module docstring.
+
+    Returns:
+        The :class:`Inputs`.
+
+    Raises:
+        DataError: with the input, the value and the fix.
+    """
+    names = spec.param_names
+    if isinstance(params, Mapping):
+        unknown = [k for k in params if k not in names]
+        missing = [k for k in names if k not in params]
+        if unknown or missing:
+            raise DataError(
+                f"params: unknown {unknown} and missing {missing} parameter names; the emulator expects "
+                f"exactly {list(names)}."
+            )
+        cols = [np.atleast_1d(_numbers(params[k], f"params[{k!r}]")) for k in names]
+        if len({c.shape for c in cols}) != 1 or cols[0].ndim != 1:
+            raise DataError("params: every parameter needs the same number of values (scalars or 1-D).")
+        params = np.column_stack(cols)
+    p = _numbers(params, "params")
+    single = p.ndim == 1
+    p = np.atleast_2d(p)
+    if p.ndim != 2 or p.shape[1] != len(names):
+        raise DataError(
+            f"params: expected {len(names)} parameters per example ({', '.join(names)}), got shape "
+            f"{np.shape(params)}; pass an array [n, {len(names)}] or a dict by name."
+        )
+    m = np.atleast_1d(_numbers(log10_mass, "log10_mass"))
+    if m.ndim != 1:
+        raise DataError(f"log10_mass: expected a scalar or a 1-D array, got shape {m.shape}.")
+    if p.shape[0] != m.shape[0] and 1 not in (p.shape[0], m.shape[0]):
+        raise DataError(f"log10_mass: {m.shape[0]} values for {p.shape[0]} rows of params; pass one value per row "
+                        "(or a single value, or a single row of params, to broadcast).")
+    n = max(p.shape[0], m.shape[0])
+    if p.shape[0] == 1 and m.shape[0] > 1:
+        single = False
+    p = _rows(p, n, "params")
+    m = _rows(m[:, None], n, "log10_mass")[:, 0]
+    _finite(p, "params", names)
+    _finite(m, "log10_mass")
+    _mass_check(m, spec)
+    log_cols = [j for j, nm in enumerate(names) if nm in spec.log_params]
+    if log_cols:
+        sub = p[:, log_cols]
+        if (sub <= 0).any():
+            j = log_cols[int(np.flatnonzero((sub <= 0).any(axis=0))[0])]
+            raise DataError(
+                f"params[{names[j]!r}]: {p[:, j].min():.6g} <= 0, but the parameter is log-sampled and must be "
+                "> 0; pass its linear value, not its log10."
+            )
+    pk = None
+    if spec.n_k:
+        if pk_ratio is None:
+            raise DataError(f"pk_ratio: this emulator needs the P(k) suppression on {spec.n_k} k bins; pass pk_ratio.")
+        pk = np.atleast_2d(_numbers(pk_ratio, "pk_ratio"))
+        if pk.ndim != 2 or pk.shape[1] != spec.n_k:
+            raise DataError(f"pk_ratio: expected shape [n, {spec.n_k}], got {np.shape(pk_ratio)}.")
+        pk = _rows(pk, n, "pk_ratio")
+        _finite(pk, "pk_ratio")
+    elif pk_ratio is not None:
+        raise DataError("pk_ratio: this emulator was trained without P(k); do not pass pk_ratio.")
+    z = None
+    if redshift is not None:
+        z = np.atleast_1d(_numbers(redshift, "redshift"))
+        if z.ndim != 1:
+            raise DataError(f"redshift: expected a scalar or a 1-D array, got shape {z.shape}.")
+        z = _rows(z[:, None], n, "redshift")[:, 0]
+        _finite(z, "redshift")
+        if (z < 0).any():
+            raise DataError(f"redshift: {z.min():.6g} < 0; redshifts are >= 0.")
+        if not spec.uses_redshift:
+            if spec.training_redshift is None:
+                raise DataError("redshift: this emulator was trained without a redshift; drop the argument.")
+            off = np.abs(z - spec.training_redshift) > 1e-6 * (1.0 + spec.training_redshift)
+            if off.any():
+                raise DataError(
+                    f"redshift: {float(z[off][0]):.6g}, but this emulator was trained at the single redshift "
+                    f"{spec.training_redshift:.6g} and cannot predict at another one; drop the argument."
+                )
+            z = None
+    elif spec.uses_redshift:
+        raise DataError("redshift: this emulator takes the redshift as an input; pass redshift [n].")
+    return Inputs(p, m, pk, z, single)

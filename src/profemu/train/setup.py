@@ -1,0 +1,137 @@
+"""One way from a dataset and a configuration to everything training needs.
+
+* :func:`prepare` selects the fields, splits by group (simulation, stratified in
+  mass) and fits the :class:`~profemu.data.transforms.Transforms` on the training
+  rows: a :class:`Prepared`.
+* :func:`training_problem` turns a :class:`Prepared` and a :class:`~profemu.config.Config`
+  into a :class:`TrainingProblem`: the :class:`~profemu.models.network.Network`, the
+  normalised training and validation arrays and the model arrays. Every trainer of
+  the package (the run workflow, cluster members, sweep trials, the diagnostics)
+  builds its problem here and hands it to :func:`profemu.train.loop.fit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from profemu.config import Config
+from profemu.data.dataset import ProfileDataset
+from profemu.data.split import Split
+from profemu.data.transforms import ArrayData, Transforms
+from profemu.errors import DataError
+from profemu.models.network import Network
+
+__all__ = ["Prepared", "TrainingProblem", "prepare", "training_problem"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A dataset split by group with transforms fitted on its training part.
+
+    Attributes:
+        dataset: The dataset (fields already selected).
+        split: Row indices of train / val / test.
+        transforms: Fitted on the training rows only.
+    """
+
+    dataset: ProfileDataset
+    split: Split
+    transforms: Transforms
+
+    @property
+    def train(self) -> ProfileDataset:
+        """Training rows."""
+        return self.dataset.subset(self.split.train)
+
+    @property
+    def val(self) -> ProfileDataset:
+        """Validation rows (early stopping, variance calibration)."""
+        return self.dataset.subset(self.split.val)
+
+    @property
+    def test(self) -> ProfileDataset:
+        """Held-out test rows."""
+        return self.dataset.subset(self.split.test)
+
+
+def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = None) -> Prepared:
+    """Select fields, split by group (stratified in mass) and fit transforms on the training rows.
+
+    Args:
+        dataset: The full dataset.
+        config: Configuration (``data.*``).
+        split: A given split (e.g. a cross-validation fold); default: ``split_by_group``
+            with ``data.val_fraction``, ``data.test_fraction`` and ``data.split_seed``.
+    """
+    from profemu.data.split import split_by_group
+
+    if config.data.fields:
+        dataset = dataset.select_fields(config.data.fields)
+    if split is None:
+        split = split_by_group(
+            dataset,
+            val_fraction=config.data.val_fraction,
+            test_fraction=config.data.test_fraction,
+            seed=config.data.split_seed,
+        )
+    if len(split.train) == 0:
+        raise DataError("split: no training rows; lower data.val_fraction / data.test_fraction.")
+    transforms = Transforms.fit(dataset.subset(split.train), config.data)
+    return Prepared(dataset, split, transforms)
+
+
+@dataclass(frozen=True)
+class TrainingProblem:
+    """Everything :func:`~profemu.train.loop.fit` needs.
+
+    Attributes:
+        network: The network (static: config + layout).
+        config: The run configuration.
+        arrays: :meth:`~profemu.data.transforms.Transforms.model_arrays`.
+        train: Normalised training arrays.
+        val: Normalised validation arrays (early stopping); ``None`` monitors the
+            training data loss.
+    """
+
+    network: Network
+    config: Config
+    arrays: dict[str, np.ndarray]
+    train: ArrayData
+    val: ArrayData | None
+
+    def with_config(self, config: Config) -> TrainingProblem:
+        """The same data under another configuration of the loss, optimiser or loop.
+
+        The network is rebuilt from ``config.model``; the data must not depend on the
+        changed settings (use :func:`training_problem` when ``data.*`` changes).
+        """
+        return TrainingProblem(Network(config.model, self.network.layout), config, self.arrays,
+                               self.train, self.val)
+
+
+def training_problem(prepared: Prepared, config: Config, *, validate_on_train: bool = True) -> TrainingProblem:
+    """The network and arrays of a prepared split under ``config``.
+
+    Args:
+        prepared: Split and fitted transforms.
+        config: The run configuration.
+        validate_on_train: With an empty validation split, monitor the training rows
+            (True, the run default) or nothing (False: early stopping on the training loss).
+    """
+    config = config.validate()
+    t = prepared.transforms
+    network = Network(config.model, t.layout)
+    train = t.transform(prepared.train)
+    if len(prepared.split.val):
+        val: ArrayData | None = t.transform(prepared.val)
+    else:
+        val = train if validate_on_train else None
+    return TrainingProblem(network, config, t.model_arrays(), train, val)
+
+
+def as_pytree(data: ArrayData) -> dict[str, Any]:
+    """ArrayData as a plain pytree (no copies) for compiled code."""
+    return {"inputs": dict(data.inputs), "target": data.target, "mask": data.mask, "noise_var": data.noise_var}

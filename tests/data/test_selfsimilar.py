@@ -1,0 +1,146 @@
+"""Self-similar scales against textbook numbers and hand calculations (cgs, independent constants)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from profemu.config import DataConfig
+from profemu.data import selfsimilar as ss
+from profemu.data.mock import make_mock_universe
+from profemu.data.transforms import Transforms
+
+# independent constants (CODATA 2018, IAU): cgs
+G_CGS = 6.67430e-8  # cm^3 g^-1 s^-2
+MSUN = 1.98841e33  # g
+MPC = 3.0856775814913673e24  # cm
+M_P = 1.67262192369e-24  # g
+K_B = 1.380649e-16  # erg / K
+KEV = 1.602176634e-9  # erg
+
+
+def rho_crit_cgs(h: float, e2: float) -> float:
+    h0 = 100.0 * h * 1e5 / MPC  # s^-1
+    return 3.0 * h0**2 * e2 / (8.0 * math.pi * G_CGS)  # g cm^-3
+
+
+def test_critical_density_is_the_textbook_value() -> None:
+    # 1.87847e-29 h^2 g cm^-3 (PDG) = 2.775e11 h^2 Msun Mpc^-3; tolerance 1e-4 (G's precision)
+    assert rho_crit_cgs(1.0, 1.0) == pytest.approx(1.87847e-29, rel=1e-4)
+    assert ss.RHO_CRIT0_H2 == pytest.approx(rho_crit_cgs(1.0, 1.0) * MPC**3 / MSUN, rel=1e-4)
+    assert ss.e2(1.0, 0.3) == pytest.approx(3.1, rel=1e-12)
+    assert float(ss.rho_crit(1.0, 0.7, 0.3)) == pytest.approx(ss.RHO_CRIT0_H2 * 0.49 * 3.1, rel=1e-12)
+
+
+def test_r200c_of_a_1e14_halo() -> None:
+    # hand calculation: R = (3 M / (4 pi 200 rho_c))^(1/3), z = 0, h = 0.7 -> 0.957 Mpc
+    rho = rho_crit_cgs(0.7, 1.0)
+    r_cm = (3 * 1e14 * MSUN / (4 * math.pi * 200 * rho)) ** (1 / 3)
+    assert r_cm / MPC == pytest.approx(0.9575, rel=2e-3)
+    assert float(ss.r_delta(1e14, 0.0, 0.7, 0.3)) == pytest.approx(r_cm / MPC, rel=1e-4)
+    # 200m encloses 200 Omega_m rho_c: larger
+    assert float(ss.r_delta(1e14, 0.0, 0.7, 0.3, reference="mean")) == pytest.approx(r_cm / MPC / 0.3 ** (1 / 3),
+                                                                                     rel=1e-4)
+
+
+def _hand_scales(m_msun: float, z: float, om: float, ob: float, h: float) -> dict[str, float]:
+    e2 = om * (1 + z) ** 3 + 1 - om
+    rho = rho_crit_cgs(h, e2)
+    r = (3 * m_msun * MSUN / (4 * math.pi * 200 * rho)) ** (1 / 3)
+    fb = ob / om
+    p = G_CGS * m_msun * MSUN * 200 * rho * fb / (2 * r)  # erg cm^-3 (Battaglia et al. 2012, eq. 6)
+    t = 0.59 * M_P * G_CGS * m_msun * MSUN / (2 * K_B * r)  # K
+    return {"density": 200 * fb * rho, "pressure": p, "temperature": t}
+
+
+@pytest.mark.parametrize(("m", "z", "om", "ob", "h"), [(1e14, 0.0, 0.3, 0.049, 0.7), (3e11, 0.537, 0.15, 0.03, 0.6711)])
+def test_scales_match_a_hand_calculation_in_cgs(m: float, z: float, om: float, ob: float, h: float) -> None:
+    hand = _hand_scales(m, z, om, ob, h)
+    logs = ss.log10_scales(np.log10(m), z, om, ob, h, delta=200.0, reference="critical")
+    to_cgs = {"density": ss.unit_factor("density", "g cm^-3"), "pressure": ss.unit_factor("pressure", "erg cm^-3"),
+              "temperature": 1.0}
+    for kind, value in hand.items():
+        assert 10 ** float(logs[kind]) * to_cgs[kind] == pytest.approx(value, rel=3e-4), kind
+    # kT_200 of a 1e14 Msun halo at z = 0 is about 1.4 keV
+    if m == 1e14:
+        assert hand["temperature"] * K_B / KEV == pytest.approx(1.38, abs=0.02)
+
+
+def test_scaling_exponents_in_mass_and_redshift() -> None:
+    def logs(m: float, z: float) -> dict[str, float]:
+        return {k: float(v) for k, v in ss.log10_scales(m, z, 1.0, 0.16, 0.7, delta=500.0, reference="critical").items()}
+
+    base, heavy, far = logs(13.0, 0.0), logs(14.0, 0.0), logs(13.0, 1.0)
+    assert heavy["density"] - base["density"] == pytest.approx(0.0, abs=1e-12)
+    assert heavy["pressure"] - base["pressure"] == pytest.approx(2 / 3, abs=1e-12)
+    assert heavy["temperature"] - base["temperature"] == pytest.approx(2 / 3, abs=1e-12)
+    log_e = 0.5 * math.log10(8.0)  # Omega_m = 1: E(1)^2 = 8
+    assert far["density"] - base["density"] == pytest.approx(2 * log_e, abs=1e-12)
+    assert far["pressure"] - base["pressure"] == pytest.approx(8 / 3 * log_e, abs=1e-12)
+    assert far["temperature"] - base["temperature"] == pytest.approx(2 / 3 * log_e, abs=1e-12)
+
+
+def test_units_match_the_camels_conversions() -> None:
+    # ../shared/data/README.md: Msun kpc^-3 x 6.7679e-32 = g cm^-3; Msun kpc^-1 s^-2 x 6.4440e11 = erg cm^-3
+    assert ss.unit_factor("density", "g cm^-3") / ss.unit_factor("density", "Msun/kpc^3") == pytest.approx(
+        6.7679e-32, rel=1e-4)
+    assert ss.unit_factor("pressure", "erg/cm^3") / ss.unit_factor("pressure", "Msun/kpc/s^2") == pytest.approx(
+        6.4440e11, rel=1e-4)
+    assert ss.unit_factor("density", "Msun kpc^-3") == ss.unit_factor("density", "Msun/kpc^3") == 1e-9
+    assert ss.unit_factor("temperature", "keV") == pytest.approx(K_B / KEV, rel=1e-9)
+    assert ss.unit_factor("pressure", "furlongs") is None
+
+
+def test_mass_definitions_are_parsed() -> None:
+    assert ss.parse_mass_definition("M200c [Msun]") == (200.0, "critical", False)
+    assert ss.parse_mass_definition("500c") == (500.0, "critical", False)
+    assert ss.parse_mass_definition("M200m [Msun/h]") == (200.0, "mean", True)
+    assert ss.parse_mass_definition("Mvir") is None and ss.parse_mass_definition(None) is None
+
+
+def test_resolve_reads_the_dataset_and_says_why_not() -> None:
+    ds = make_mock_universe(40, seed=0, param_set="lh6", n_r=6, redshift=0.5).dataset
+    spec, msg = ss.resolve(ds.param_names, ds.fields, ["density", "pressure", "temperature"], ds.units, ds.meta,
+                           ds.redshift, ds.radius_unit, ds.params)
+    assert spec is not None and spec.redshift_value == 0.5 and spec.radius_scaled
+    assert "Omega_m = parameter 'Omega_m'" in msg and "Omega_b = 0.049 (default)" in msg and "M200c" in msg
+    no_def = {k: v for k, v in ds.meta.items() if k != "mass_definition"}
+    assert ss.resolve(ds.param_names, ds.fields, ["density"] * 3, ds.units, no_def, ds.redshift, "Mpc",
+                      ds.params)[0] is None
+    names = tuple("x" if n == "Omega_m" else n for n in ds.param_names)
+    spec, msg = ss.resolve(names, ds.fields, ["density"] * 3, ds.units, ds.meta, ds.redshift, ds.radius_unit, ds.params)
+    assert spec is None and "Omega_m" in msg
+    # the real SB35 names: Omega0, OmegaBaryon, HubbleParam
+    sb = ("Omega0", "sigma8", "OmegaBaryon", "HubbleParam")
+    spec, _ = ss.resolve(sb, ("rho",), ["density"], {"rho": "Msun kpc^-3"}, {"mass_definition": "M200c"},
+                         np.zeros(3), "kpc", np.tile([0.3, 0.8, 0.05, 0.7], (3, 1)))
+    assert (spec.omega_m, spec.omega_b, spec.h) == (0, 2, 3) and not spec.radius_scaled
+
+
+def test_transforms_learn_normalised_profiles_and_invert_them_in_numpy_and_jax() -> None:
+    ds = make_mock_universe(200, seed=1, param_set="lh6", n_r=8).dataset
+    on = Transforms.fit(ds, DataConfig())
+    off = Transforms.fit(ds, DataConfig(self_similar="off"))
+    assert on.self_similar is not None and off.self_similar is None
+    assert on.layout.self_similar == "scaled"
+    # normalising removes most of the pressure's mass dependence: a much smaller spread
+    sl = on.layout.field_slice("pth")
+    assert np.median(on.target_scale[sl]) < 0.5 * np.median(off.target_scale[sl])
+    arr = on.transform(ds)
+    log_y, _ = on.to_log10(arr.target.astype(np.float64), params=ds.params, log10_mass=ds.log10_mass,
+                           redshift=ds.redshift)
+    truth = np.concatenate([ds.log10_profile(f) for f in on.field_names], axis=1)
+    np.testing.assert_allclose(log_y, truth, atol=1e-5)
+    # the same in JAX, differentiable in the inputs
+    fn = jax.jit(lambda t, p, m: on.to_log10(t, xp=jnp, params=p, log10_mass=m)[0])
+    np.testing.assert_allclose(np.asarray(fn(arr.target, ds.params.astype(np.float32),
+                                             ds.log10_mass.astype(np.float32))), truth, atol=3e-4)
+    grad = jax.grad(lambda m: fn(arr.target[:1], ds.params[:1].astype(np.float32), m)[0, sl][0])(
+        ds.log10_mass[:1].astype(np.float32))
+    assert float(grad[0]) == pytest.approx(2 / 3, rel=1e-4)  # P_Delta ∝ M^(2/3) at fixed x
+    again = Transforms.from_dict(on.to_dict())
+    assert again.self_similar == on.self_similar and again == on

@@ -1,0 +1,85 @@
+"""Cross-validation by simulation, then a refit on every row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from profemu.cli import app
+from profemu.config import Config
+from profemu.data.mock import make_mock_universe
+from profemu.run import DataSource, RunFolder
+from profemu.workflow import train_emulator
+
+CFG = {"model.hidden": [16], "train.members": 2, "train.epochs": 8, "train.batch_size": 32, "train.patience": 3,
+       "optim.warmup_epochs": 1, "data.fields": ["rho", "pth"], "train.cv_folds": 3, "train.log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory: pytest.TempPathFactory):
+    ds = make_mock_universe(n=160, seed=2, param_set="lh6", n_r=6).dataset
+    folder = tmp_path_factory.mktemp("cv")
+    data = ds.save(folder / "mock.npz")
+    outcome = train_emulator(ds, Config().updated(CFG), run_dir=folder / "run", source=DataSource(str(data)))
+    return ds, outcome, RunFolder.open(folder / "run")
+
+
+def test_every_row_trains_the_final_emulator(cv_run) -> None:
+    ds, outcome, run = cv_run
+    assert len(outcome.prepared.split.train) == ds.n and len(outcome.prepared.split.val) == 0
+    assert outcome.emulator.metadata["n_train"] == ds.n
+    assert outcome.evaluation is None  # no test split by default: the CV estimate stands in
+    assert run.split_rows("test").size == 0
+
+
+def test_out_of_fold_predictions_cover_every_row_once_by_simulation(cv_run) -> None:
+    ds, _, run = cv_run
+    cv = run.cross_validation()
+    rows, folds = np.asarray(cv["rows"]), np.asarray(cv["fold_of_row"])
+    assert sorted(rows.tolist()) == list(range(ds.n))
+    for k in range(3):  # no simulation on both sides of a fold
+        inside = set(ds.groups[rows[folds == k]])
+        outside = set(ds.groups[rows[folds != k]])
+        assert inside and not inside & outside
+    with np.load(run.path / "cv_predictions.npz") as z:
+        assert z["rho_mean"].shape == (ds.n, ds.n_r) and np.array_equal(z["rows"], rows)
+
+
+def test_refit_epochs_and_variance_scale_come_from_the_folds(cv_run) -> None:
+    _, outcome, run = cv_run
+    cv = run.cross_validation()
+    best = [e + 1 for fold in cv["best_epochs"] for e in fold if e >= 0]
+    assert cv["refit_epochs"] == int(np.clip(np.median(best), 1, CFG["train.epochs"]))
+    refit = [h for h in outcome.history]
+    assert len(refit) == cv["refit_epochs"]
+    assert outcome.emulator.variance_scale == pytest.approx(cv["variance_scale"])
+    assert outcome.emulator.metadata["variance_scale_fitted_on"].startswith("cross-validation")
+    assert outcome.emulator.metadata["cv"]["metrics"]["overall"] == cv["metrics"]["overall"]
+    assert len(cv["fold_metrics"]) == 3 and cv["spread_over_folds"]["frac_err_median"]["std"] >= 0
+    stages = {h.get("stage") for h in run.history()}
+    assert stages == {"cv 1/3", "cv 2/3", "cv 3/3", "refit"}
+
+
+def test_evaluate_shows_the_cross_validation_estimate(cv_run) -> None:
+    _, _, run = cv_run
+    result = CliRunner().invoke(app, ["evaluate", str(run.path)])
+    assert result.exit_code == 0, result.stderr
+    assert "cross-validation estimate (3 folds by simulation" in result.stdout
+    assert "spread over folds" in result.stdout and "refitted on all 160 rows" in result.stdout
+
+
+def test_resume_reuses_the_finished_cross_validation(cv_run, caplog: pytest.LogCaptureFixture,
+                                                     tmp_path: Path) -> None:
+    import logging
+    import shutil
+
+    ds, outcome, run = cv_run
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    with caplog.at_level(logging.INFO, logger="profemu.workflow"):
+        again = train_emulator(ds, Config().updated(CFG), run_dir=copy, resume=True)
+    assert "reusing the finished cross-validation" in caplog.text
+    assert again.cross_validation["refit_epochs"] == outcome.cross_validation["refit_epochs"]
