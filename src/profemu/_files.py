@@ -259,8 +259,8 @@ def check_layout(headers: Mapping[str, ArrayHeader], layout: Layout, *, where: s
         layout: ``{key: (dims, kinds)}`` in checking order; ``dims`` is a tuple of size
             names (e.g. ``("n", "n_r")``), the first key that uses a name fixes its value;
             ``None`` means a scalar (shape ``()`` or ``(1,)``). ``kinds`` lists the
-            accepted numpy dtype kinds (``"f"`` float, ``"iu"`` integers, ``"b"`` bool,
-            ``"US"`` text).
+            accepted numpy dtype kinds (``"iuf"`` real numbers, ``"iu"`` integers, ``"b"``
+            bool, ``"US"`` text).
         where: Prefix of the messages (the file).
 
     Returns:
@@ -276,7 +276,7 @@ def check_layout(headers: Mapping[str, ArrayHeader], layout: Layout, *, where: s
             continue
         shape, dtype = headers[key].shape, headers[key].dtype
         if dtype.kind not in kinds:
-            expected = {"f": "real numbers", "iu": "integers", "b": "booleans", "US": "text"}
+            expected = {"iuf": "real numbers", "iu": "integers", "b": "booleans", "US": "text"}
             raise FormatError(
                 f"{where}: key {key!r} has dtype {dtype}, expected {expected.get(kinds, 'numbers')}; "
                 "the file is corrupt or was not written for profemu."
@@ -394,7 +394,7 @@ def read_npz(
                 if key in members:
                     raise FormatError(f"{path}: key {key!r} is stored twice; the {what} is corrupt.")
                 members[key] = info
-            headers = {key: _npz_header(zf, info, key, path, max_bytes, what) for key, info in members.items()}
+            headers = {key: _npz_header(zf, info, key, path, what) for key, info in members.items()}
             if check is not None:
                 check(headers)
             check_budget(headers, max_bytes=max_bytes, where=str(path))
@@ -410,9 +410,7 @@ def read_npz(
         ) from None
 
 
-def _npz_header(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, path: Path, max_bytes: int, what: str
-) -> ArrayHeader:
+def _npz_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, path: Path, what: str) -> ArrayHeader:
     if info.flag_bits & 0x1:
         raise FormatError(f"{path}: key {key!r} is encrypted; profemu reads plain {what}s only.")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -423,12 +421,6 @@ def _npz_header(
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
         raise FormatError(f"{path}: key {key!r} declares {info.file_size} bytes but stores "
                           f"{info.compress_size}; the {what} is corrupt.")
-    if info.file_size > max_bytes:
-        raise FormatError(
-            f"{path}: key {key!r} declares {info.file_size / 2**30:.3g} GiB uncompressed, more than the "
-            f"limit of {max_bytes / 2**30:.3g} GiB; the file is corrupt or hostile (if it is genuine, "
-            "raise max_bytes)."
-        )
     with zf.open(info) as stream:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):

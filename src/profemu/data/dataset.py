@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,24 +97,30 @@ def _where(index: np.ndarray, columns: Sequence[str] | None = None) -> str:
     return f"row {index[0]}, column {index[1]}{label}"
 
 
-def _check_finite(arr: np.ndarray, name: str, columns: Sequence[str] | None = None) -> None:
-    """Every value finite in float64 and in float32 (the precision the models compute in)."""
-    bad = ~np.isfinite(arr)
+def _refuse(
+    bad: np.ndarray, arr: np.ndarray, name: str, columns: Sequence[str] | None, *, what: str,
+    problem: str | Callable[[float], str],
+    fix: str,
+) -> None:
+    """Raise DataError at the first True of ``bad``, naming value, row (and column) and count."""
     if bad.any():
         idx = np.argwhere(bad)[0]
+        value = arr[tuple(idx)]
+        problem = problem(value) if callable(problem) else problem
         raise DataError(
-            f"{name}: non-finite value {arr[tuple(idx)]} at {_where(idx, columns)} "
-            f"({int(bad.sum())} in total); inputs must be finite: fix or remove these rows before "
-            "building the dataset."
+            f"{name}: {what} {value} at {_where(idx, columns)}{' ' + problem if problem else ''} "
+            f"({int(bad.sum())} in total); {fix}."
         )
-    over = np.abs(arr) > _F32_MAX
-    if over.any():
-        idx = np.argwhere(over)[0]
-        raise DataError(
-            f"{name}: value {arr[tuple(idx)]} at {_where(idx, columns)} overflows float32 "
-            f"(|x| > {_F32_MAX:.8g}; {int(over.sum())} in total), the precision the emulator computes "
-            "in; fix the value or change the unit of this input."
-        )
+
+
+def _check_finite(arr: np.ndarray, name: str, columns: Sequence[str] | None = None) -> None:
+    """Every value finite in float64 and in float32 (the precision the models compute in)."""
+    _refuse(~np.isfinite(arr), arr, name, columns, what="non-finite value", problem="",
+            fix="inputs must be finite: fix or remove these rows before building the dataset")
+    _refuse(np.abs(arr) > _F32_MAX, arr, name, columns, what="value",
+            problem=f"overflows float32 (|x| > {_F32_MAX:.8g})",
+            fix="float32 is the precision the emulator computes in: fix the value or change the unit "
+                "of this input")
 
 
 def _check_log10_representable(
@@ -124,35 +130,32 @@ def _check_log10_representable(
     """Values that will be learnt in log10: finite and > 0 in float32 where ``used``."""
     with np.errstate(over="ignore", under="ignore"):
         as32 = arr.astype(np.float32)
-    bad = used & ~(np.isfinite(as32) & (as32 > 0))
-    if bad.any():
-        idx = np.argwhere(bad)[0]
-        value = arr[tuple(idx)]
-        what = "overflows float32 to inf" if abs(value) > 1 else "underflows float32 to 0"
-        raise DataError(
-            f"{name}: value {value} at {_where(idx, columns)} {what}, so its log10 is not finite in "
-            f"the precision the emulator computes in ({int(bad.sum())} in total); {fix}."
-        )
+    _refuse(
+        used & ~(np.isfinite(as32) & (as32 > 0)), arr, name, columns, what="value",
+        problem=lambda v: ("overflows float32 to inf" if abs(v) > 1 else "underflows float32 to 0")
+        + ", so its log10 is not finite in the precision the emulator computes in",
+        fix=fix,
+    )
 
 
-def _names(values: Any, what: str) -> tuple[str, ...]:
-    """A tuple of unique, non-empty strings, or DataError naming ``what``."""
+def _names(values: Any, what: str, error: type[DataError] = DataError) -> tuple[str, ...]:
+    """A tuple of unique, non-empty strings, or ``error`` (a DataError) naming ``what``."""
     if isinstance(values, str | bytes):
-        raise DataError(f"{what}: got a single string {values!r}; pass a list of names.")
+        raise error(f"{what}: got a single string {values!r}; pass a list of names.")
     try:
         names = tuple(values)
     except TypeError:
-        raise DataError(f"{what}: expected a list of names, got {type(values).__name__}.") from None
+        raise error(f"{what}: expected a list of names, got {type(values).__name__}.") from None
     seen: set[str] = set()
     for i, nm in enumerate(names):
         if not isinstance(nm, str):
-            raise DataError(
+            raise error(
                 f"{what}: entry {i} is {nm!r} ({type(nm).__name__}), not a string; pass names as strings."
             )
         if not nm:
-            raise DataError(f"{what}: entry {i} is an empty name; give every entry a name.")
+            raise error(f"{what}: entry {i} is an empty name; give every entry a name.")
         if nm in seen:
-            raise DataError(
+            raise error(
                 f"{what}: duplicate name {nm!r} (entries {names.index(nm)} and {i}); every name must be "
                 "unique: list each once (rename one if they are different quantities)."
             )

@@ -377,11 +377,11 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
     text = {k: _strings(arrays[k], k, path) for k in _STRING_KEYS if k in arrays}
     if text["format"] != [_FORMAT]:
         raise FormatError(f"{path}: 'format' is {text['format']}, expected {_FORMAT!r}.")
-    fields = _names(text["fields"], f"{path}: 'fields'")
+    fields = _names(text["fields"], f"{path}: 'fields'", FormatError)
     profiles, mask = arrays["profiles"], arrays["mask"]
     noise = None
     if "noise" in arrays:
-        noise_fields = _names(text["noise_fields"], f"{path}: 'noise_fields'")
+        noise_fields = _names(text["noise_fields"], f"{path}: 'noise_fields'", FormatError)
         noise = {f: arrays["noise"][i] for i, f in enumerate(noise_fields)}
     meta = load_json_text(text["meta"][0], what=f"{path}: 'meta'")
     if not isinstance(meta, dict):
