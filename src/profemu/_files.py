@@ -166,7 +166,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
         raise file_error(path, exc, "write") from None
     try:
         with os.fdopen(fd, "w+b") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -245,7 +245,7 @@ class ProfileDataset:
             if value is not None and not isinstance(value, Mapping):
                 raise DataError(
                     f"{name}: expected a mapping field name -> value (e.g. {{'rho': array}}), "
-                    f"got {type(value).__name__}."
+                    f"got {type(value).__name__}; pass a dict keyed by field name."
                 )
         params = _as_float_array(self.params, "params", 2)
         n, p = params.shape
@@ -290,7 +290,7 @@ class ProfileDataset:
         radius = _as_float_array(self.radius, "radius", 1)
         n_r = radius.shape[0]
         if n_r < 2:
-            raise DataError(f"radius: {n_r} radial bin(s); profiles need at least 2 radii.")
+            raise DataError(f"radius: {n_r} radial bin(s) ({radius.tolist()}); profiles need at least 2 radii.")
         _check_finite(radius, "radius")
         if (radius <= 0).any():
             j = int(np.argmax(radius <= 0))
@@ -319,7 +319,9 @@ class ProfileDataset:
 
         for key, unit in dict(self.units).items():
             if key not in profiles:
-                raise DataError(f"units: {key!r} is not a profile field; fields are {list(fields)}.")
+                raise DataError(
+                    f"units: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
+                )
             if not isinstance(unit, str):
                 raise DataError(f"units[{key!r}]: {unit!r} is not a string; pass the unit as text, e.g. 'Msun/kpc^3'.")
         units = {f: str(dict(self.units).get(f, "")) for f in fields}
@@ -330,7 +332,9 @@ class ProfileDataset:
         user_mask = dict(self.mask) if self.mask is not None else {}
         for key in user_mask:
             if key not in profiles:
-                raise DataError(f"mask: {key!r} is not a profile field; fields are {list(fields)}.")
+                raise DataError(
+                    f"mask: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
+                )
         for name, arr in profiles.items():
             valid = np.isfinite(arr) & (arr > 0)
             if name in user_mask:
@@ -338,7 +342,8 @@ class ProfileDataset:
                 if m.dtype != bool or m.shape != (n, n_r):
                     raise DataError(
                         f"mask[{name!r}]: expected a bool array of shape ({n}, {n_r}), "
-                        f"got {m.dtype} {m.shape}."
+                        f"got {m.dtype} {m.shape}; pass True where the entry is usable, e.g. "
+                        f"np.isfinite(profiles[{name!r}])."
                     )
                 if (m & ~valid).any():
                     i, j = np.argwhere(m & ~valid)[0]
@@ -378,9 +383,10 @@ class ProfileDataset:
             _check_finite(k, "k")
             bad_k = np.flatnonzero((k <= 0) | np.r_[False, np.diff(k) <= 0])
             if bad_k.size:
+                j = int(bad_k[0])
                 raise DataError(
-                    f"k: must be positive and strictly increasing (problem at column {int(bad_k[0])}); "
-                    "sort k and pk_ratio's columns."
+                    f"k: must be positive and strictly increasing (problem at column {j}: value {k[j]}"
+                    + (f" after {k[j - 1]}" if j else "") + "); sort k and pk_ratio's columns."
                 )
         elif self.k is not None:
             raise DataError("k: given without pk_ratio; pass both or neither.")
@@ -402,10 +408,16 @@ class ProfileDataset:
             noise = {}
             for name, values in dict(self.noise).items():
                 if name not in profiles:
-                    raise DataError(f"noise: {name!r} is not a profile field; fields are {list(fields)}.")
+                    raise DataError(
+                        f"noise: {name!r} is not a profile field; fields are {list(fields)}: drop or rename "
+                        "the entry."
+                    )
                 arr = _as_float_array(values, f"noise[{name!r}]", 2)
                 if arr.shape != (n, n_r):
-                    raise DataError(f"noise[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}).")
+                    raise DataError(
+                        f"noise[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}), the shape of "
+                        f"profiles[{name!r}]; pass one standard error per profile entry."
+                    )
                 bad = mask[name] & ~(np.isfinite(arr) & (arr >= 0) & (arr <= _F32_MAX))
                 if bad.any():
                     i, j = np.argwhere(bad)[0]

@@ -226,17 +226,8 @@ def _strings(arr: np.ndarray, key: str, path: Path) -> list[str]:
         try:
             return [bytes(b).decode("utf-8") for b in arr.reshape(-1).tolist()]
         except UnicodeDecodeError:
-            raise FormatError(f"{path}: key {key!r} is not valid UTF-8 text.") from None
-    raise FormatError(f"{path}: key {key!r} should hold text but has dtype {arr.dtype}.")
-
-
-def _strings(arr: np.ndarray, key: str, path: Path) -> list[str]:
-    if arr.dtype.kind == "U":
-        return [str(s) for s in arr.reshape(-1).tolist()]
-    try:
-        return [bytes(b).decode("utf-8") for b in arr.reshape(-1).tolist()]
-    except UnicodeDecodeError:
-        raise FormatError(f"{path}: key {key!r} is not valid UTF-8 text.") from None
+            raise FormatError(f"{path}: key {key!r} is not valid UTF-8 text; re-create the file.") from None
+    raise FormatError(f"{path}: key {key!r} should hold text but has dtype {arr.dtype}; re-create the file.")
 
 
 def _sniff(path: Path) -> Literal["npz", "h5"]:
@@ -290,7 +281,9 @@ def _read_h5(
                     )
                 node = h5[key]
                 if not isinstance(node, h5py.Dataset):
-                    raise FormatError(f"{path}: {key!r} is an HDF5 group; the schema has only datasets.")
+                    raise FormatError(
+                        f"{path}: {key!r} is an HDF5 group; the schema has only datasets at the root of the file."
+                    )
                 if node.dtype.kind not in "biufcS" or node.dtype.fields is not None:
                     raise FormatError(
                         f"{path}: key {key!r} has HDF5 type {node.dtype}, not a plain numeric or "
@@ -368,7 +361,9 @@ def _check_headers(headers: Mapping[str, ArrayHeader], path: Path) -> None:
         if key not in headers:
             raise FormatError(f"{path}: required key {key!r} is missing; the file is incomplete.")
     if ("noise" in headers) != ("noise_fields" in headers):
-        raise FormatError(f"{path}: 'noise' and 'noise_fields' must both be present or both absent.")
+        raise FormatError(
+            f"{path}: 'noise' and 'noise_fields' must both be present or both absent; the file is incomplete."
+        )
     check_layout(headers, _LAYOUT, where=str(path))
 
 
