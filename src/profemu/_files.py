@@ -1,9 +1,29 @@
-"""Small file utilities shared by every writer of user files (no pickle anywhere).
+"""Small file utilities shared by every reader and writer of user files (no pickle anywhere).
+
+Writing:
 
 * :func:`atomic_write` — write through a temporary file in the same folder, flush,
-  ``fsync``, rename onto the final name, then ``fsync`` the folder: a crash or SIGKILL
-  at any moment leaves either the old file or the new one, never a half-written file
-  under the final name, and never a stray temporary file after an error.
+  ``fsync``, give it the permissions the umask asks for, rename onto the final name,
+  then ``fsync`` the folder: a crash or SIGKILL at any moment leaves either the old file
+  or the new one, never a half-written file under the final name, and never a stray
+  temporary file after an error. Operating-system failures (full disk, read-only folder)
+  raise :class:`~profemu.errors.DataError` naming the path and the reason.
+* :func:`remove_stale_temporaries` — delete the temporary files that a killed writer
+  left behind (they are older than this process).
+
+Reading (bounded: a file cannot make profemu allocate more than the caller allows):
+
+* :func:`read_npz` — the one safe reader of ``.npz`` archives: only the requested keys are
+  decompressed, every declared size (zip member header, npy header shape and dtype) is
+  checked against the file and against a byte budget before any data is read, object
+  (pickled) arrays are refused.
+* :func:`check_layout` / :func:`check_budget` — the checks :func:`read_npz` applies to the
+  declared array headers, reusable for other containers (HDF5).
+* :func:`load_json_text` / :func:`read_json_file` — JSON with a size and nesting-depth limit,
+  raising :class:`~profemu.errors.FormatError` (never ``RecursionError``).
+
+Other:
+
 * :func:`sha256_file` — checksum recorded in manifests and verified on load.
 * :func:`flatten_tree` / :func:`unflatten_tree` — nested ``{name: {...: array}}``
   weights <-> ``{"a/b/c": array}``, the key layout of the ``.npz`` weight files.
@@ -11,28 +31,151 @@
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import hashlib
+import json
+import math
 import os
+import re
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+import time
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_text", "flatten_tree", "json_safe", "sha256_file", "unflatten_tree"]
+from profemu.errors import DataError, FormatError
+
+__all__ = [
+    "DEFAULT_MAX_JSON_BYTES",
+    "DEFAULT_MAX_JSON_DEPTH",
+    "DEFAULT_MAX_READ_BYTES",
+    "ArrayHeader",
+    "Layout",
+    "atomic_write",
+    "atomic_write_text",
+    "check_budget",
+    "check_layout",
+    "current_umask",
+    "file_error",
+    "flatten_tree",
+    "json_safe",
+    "load_json_text",
+    "npz_names",
+    "read_json_file",
+    "read_npz",
+    "remove_stale_temporaries",
+    "sha256_file",
+    "unflatten_tree",
+]
+
+#: Default byte budget of :func:`read_npz` (sum of the declared sizes of the keys read).
+DEFAULT_MAX_READ_BYTES = 4 << 30
+#: Default size limit of a JSON text [bytes].
+DEFAULT_MAX_JSON_BYTES = 64 << 20
+#: Default nesting-depth limit of a JSON text (objects and arrays).
+DEFAULT_MAX_JSON_DEPTH = 64
+
+_TMP_SUFFIX = ".tmp"
+_STARTED = time.time()  # temporaries older than this cannot belong to a write of this process
+_CLOCK_MARGIN_S = 2.0  # coarse or skewed file-system timestamps
+_UMASK_LOCK = threading.Lock()
+_PROC_STATUS = Path("/proc/self/status")
+_CHUNK = 8 << 20
+
+
+# ---------------------------------------------------------------------------- errors
+_HINTS = {
+    errno.ENOSPC: "free disk space or choose another folder",
+    errno.EDQUOT: "the disk quota is exhausted: free space or choose another folder",
+    errno.EACCES: "check the permissions of the file and of its folder",
+    errno.EPERM: "check the permissions of the file and of its folder",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "the path is a folder: pass a file name",
+    errno.ENAMETOOLONG: "use a shorter file name",
+}
+
+
+def file_error(path: Path | str, exc: OSError, action: str) -> DataError:
+    """A one-line :class:`DataError` for an operating-system failure on ``path``.
+
+    Args:
+        path: The file the user named (not an internal temporary name).
+        exc: The ``OSError`` raised by the operating system.
+        action: What failed, e.g. ``"write"`` or ``"read"``.
+
+    Returns:
+        ``DataError("<path>: cannot <action> (<reason>); <what to do>.")``, to be raised
+        ``from None``.
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = _HINTS.get(exc.errno or -1, "check the path and the disk")
+    return DataError(f"{path}: cannot {action} ({reason}); {hint}.")
+
+
+# ---------------------------------------------------------------------------- writing
+def current_umask() -> int:
+    """The process umask, read without changing it where the platform allows.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read with the
+    ``os.umask`` set-and-restore trick (under a lock, and with the restrictive value
+    ``0o077`` in between, so a file another thread creates meanwhile is never more open
+    than intended).
+    """
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # non-Linux platforms
+        old = os.umask(0o077)
+        os.umask(old)
+    return old
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Write ``path`` atomically; ``write(fh)`` receives a binary file handle."""
+    """Write ``path`` atomically.
+
+    Args:
+        path: Final file name; its folder must exist.
+        write: Called with a binary file handle (open for reading and writing, at
+            position 0) that it fills.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        DataError: the operating system refused (full disk, permissions, read-only
+            file system); the message names ``path`` and the reason. Errors raised by
+            ``write`` itself propagate unchanged. In every case no temporary file is left.
+
+    The file gets the permissions ``0o666 & ~umask``, like any file the user creates
+    (``tempfile.mkstemp`` alone would leave ``0o600``).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise file_error(path, exc, "write") from None
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise file_error(path, exc, "write") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -54,6 +197,369 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
+def remove_stale_temporaries(folder: Path | str, name: str) -> list[Path]:
+    """Delete the temporary files that interrupted :func:`atomic_write` calls left in ``folder``.
+
+    A writer killed between creating its temporary file and the rename leaves
+    ``.<name>.<random>.tmp`` behind. Only files of that form whose last modification is
+    older than the start of this process (less a 2 s margin for coarse file-system
+    clocks) are removed, so a write in progress in this process is never touched.
+
+    Args:
+        folder: The folder of the final files.
+        name: Final file name, or a glob pattern of final names (``"weights-*.npz"``);
+            escape a literal name that contains ``*?[`` with :func:`glob.escape`.
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    pattern = f".{name}.*{_TMP_SUFFIX}"
+    cutoff = _STARTED - _CLOCK_MARGIN_S
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not fnmatch.fnmatchcase(entry.name, pattern):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # vanished meanwhile or not ours to delete
+            continue
+    return removed
+
+
+# ---------------------------------------------------------------------------- reading arrays
+class ArrayHeader(NamedTuple):
+    """Shape and dtype an archive declares for one array, known before its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the array occupies once read (exact Python integer, no overflow)."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+#: ``{key: (dims, dtype kinds)}``: dims are names (bound on first sight, then checked),
+#: integers, or ``None`` for the 0-d / single-element scalars of text keys.
+Layout = Mapping[str, tuple[tuple[str | int, ...] | None, str]]
+
+
+def check_layout(headers: Mapping[str, ArrayHeader], layout: Layout, *, where: str) -> dict[str, int]:
+    """Check declared shapes and dtypes against a schema before anything is read.
+
+    Args:
+        headers: Declared headers of the arrays present (keys absent from ``layout`` are
+            ignored).
+        layout: ``{key: (dims, kinds)}`` in checking order; ``dims`` is a tuple of size
+            names (e.g. ``("n", "n_r")``), the first key that uses a name fixes its value;
+            ``None`` means a scalar (shape ``()`` or ``(1,)``). ``kinds`` lists the
+            accepted numpy dtype kinds (``"iuf"`` real numbers, ``"iu"`` integers, ``"b"``
+            bool, ``"US"`` text).
+        where: Prefix of the messages (the file).
+
+    Returns:
+        The bound sizes, e.g. ``{"n": 2000, "n_r": 15}``.
+
+    Raises:
+        FormatError: a key with another dtype kind or a shape that disagrees with the
+            sizes fixed by the keys before it.
+    """
+    sizes: dict[str, int] = {}
+    for key, (dims, kinds) in layout.items():
+        if key not in headers:
+            continue
+        shape, dtype = headers[key].shape, headers[key].dtype
+        if dtype.kind not in kinds:
+            expected = {"iuf": "real numbers", "iu": "integers", "b": "booleans", "US": "text"}
+            raise FormatError(
+                f"{where}: key {key!r} has dtype {dtype}, expected {expected.get(kinds, 'numbers')}; "
+                "the file is corrupt or was not written for profemu."
+            )
+        if dims is None:
+            if shape not in ((), (1,)):
+                raise FormatError(f"{where}: key {key!r} has shape {shape}, expected a single value.")
+            continue
+        ok = len(shape) == len(dims)
+        for dim, size in zip(dims, shape, strict=False):
+            if isinstance(dim, int):
+                ok = ok and size == dim
+            else:
+                ok = ok and sizes.setdefault(dim, size) == size
+        if not ok:
+            want = ", ".join(
+                str(d) if isinstance(d, int) else (f"{d}={sizes[d]}" if d in sizes else d) for d in dims
+            )
+            raise FormatError(
+                f"{where}: key {key!r} has shape {shape}, expected ({want}); the arrays of the file "
+                "disagree, so it is corrupt or was not written for profemu."
+            )
+    return sizes
+
+
+def check_budget(headers: Mapping[str, ArrayHeader], *, max_bytes: int, where: str) -> int:
+    """Refuse to read arrays whose declared sizes add up to more than ``max_bytes``.
+
+    Returns:
+        The total declared size [bytes].
+
+    Raises:
+        FormatError: naming the largest array, its declared shape and dtype, and the limit.
+    """
+    total = sum(h.nbytes for h in headers.values())
+    if total > max_bytes:
+        key = max(headers, key=lambda k: headers[k].nbytes)
+        raise FormatError(
+            f"{where}: the arrays declare {total / 2**30:.3g} GiB (largest: {key!r} with shape "
+            f"{headers[key].shape} of {headers[key].dtype}), more than the limit of {max_bytes / 2**30:.3g} GiB; the file is "
+            "corrupt or hostile (if it is genuine, raise max_bytes)."
+        )
+    return total
+
+
+def npz_names(path: Path | str) -> list[str]:
+    """Names of the arrays in an ``.npz`` archive, from its directory only (nothing decompressed).
+
+    Raises:
+        DataError: the file cannot be opened (the reason is named).
+        FormatError: not a readable zip archive.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
+    except OSError as exc:
+        raise file_error(path, exc, "read") from None
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise FormatError(f"{path}: truncated or corrupt npz archive ({exc}); re-create the file.") from None
+
+
+def read_npz(
+    path: Path | str,
+    *,
+    keys: Iterable[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_READ_BYTES,
+    check: Callable[[Mapping[str, ArrayHeader]], object] | None = None,
+    what: str = "npz archive",
+) -> dict[str, np.ndarray]:
+    """Read arrays of an ``.npz`` archive with bounded memory, never unpickling.
+
+    1. Only members named ``<key>.npy`` for ``key`` in ``keys`` are opened; others are
+       never decompressed. A key stored twice is refused (which copy is meant?).
+    2. For each, the zip directory's declared uncompressed size, then the npy header
+       (shape, dtype, fortran order; object dtypes refused) are read, and the two must
+       agree exactly.
+    3. ``check(headers)`` (if given) may refuse the declared layout (see
+       :func:`check_layout`); then the total declared size must be ``<= max_bytes``
+       (:func:`check_budget`).
+    4. Only then is the data read, each member decompressed to at most its declared
+       size and verified against its CRC.
+
+    Args:
+        path: The archive.
+        keys: Array names to read (``None``: every ``.npy`` member). Absent keys are
+            simply missing from the result.
+        max_bytes: Byte budget for all arrays together.
+        check: Called with ``{key: ArrayHeader}`` before any data is read.
+        what: Name of the file type in messages (e.g. ``"npz archive"``).
+
+    Returns:
+        ``{key: array}`` (fresh, writable arrays) for the keys present.
+
+    Raises:
+        DataError: the file cannot be opened (the reason is named).
+        FormatError: corrupt or truncated archive, pickled objects, a declared size over
+            the budget or in conflict with the file, or whatever ``check`` raises.
+    """
+    path = Path(path)
+    wanted = None if keys is None else set(keys)
+    try:
+        fh = open(path, "rb")  # closed by the with-block below
+    except OSError as exc:
+        raise file_error(path, exc, "read") from None
+    try:
+        with fh, zipfile.ZipFile(fh) as zf:
+            members: dict[str, zipfile.ZipInfo] = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[: -len(".npy")]
+                if wanted is not None and key not in wanted:
+                    continue
+                if key in members:
+                    raise FormatError(f"{path}: key {key!r} is stored twice; the {what} is corrupt.")
+                members[key] = info
+            headers = {key: _npz_header(zf, info, key, path, what) for key, info in members.items()}
+            if check is not None:
+                check(headers)
+            check_budget(headers, max_bytes=max_bytes, where=str(path))
+            return {key: _npz_data(zf, members[key], headers[key], key, path, what) for key in members}
+    except (FormatError, DataError):
+        raise
+    except OSError as exc:
+        raise file_error(path, exc, "read") from None
+    except (zipfile.BadZipFile, EOFError, ValueError, zlib.error, KeyError, NotImplementedError,
+            RuntimeError, SyntaxError) as exc:
+        raise FormatError(
+            f"{path}: truncated or corrupt {what} ({type(exc).__name__}: {exc}); re-create the file."
+        ) from None
+
+
+def _npz_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, path: Path, what: str) -> ArrayHeader:
+    if info.flag_bits & 0x1:
+        raise FormatError(f"{path}: key {key!r} is encrypted; profemu reads plain {what}s only.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise FormatError(
+            f"{path}: key {key!r} uses zip compression method {info.compress_type}; numpy archives "
+            "are stored or deflated only. Re-save the data with np.savez."
+        )
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise FormatError(f"{path}: key {key!r} declares {info.file_size} bytes but stores "
+                          f"{info.compress_size}; the {what} is corrupt.")
+    with zf.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise FormatError(f"{path}: key {key!r} uses npy format version {version}; re-save the data "
+                              "with np.savez.")
+        offset = stream.tell()
+    if dtype.hasobject:
+        raise FormatError(
+            f"{path}: key {key!r} holds pickled Python objects, which profemu never loads (it could "
+            "run code); re-save the data as numeric arrays."
+        )
+    if dtype.kind not in "biufcUS" or dtype.fields is not None or dtype.subdtype is not None:
+        raise FormatError(f"{path}: key {key!r} has dtype {dtype}, not a plain numeric or text array.")
+    if any(s < 0 for s in shape):
+        raise FormatError(f"{path}: key {key!r} has an invalid npy header (shape {shape}).")
+    header = ArrayHeader(tuple(int(s) for s in shape), dtype, bool(fortran))
+    if offset + header.nbytes != info.file_size:
+        raise FormatError(
+            f"{path}: key {key!r} declares shape {header.shape} of {dtype} ({header.nbytes} bytes) but "
+            f"the archive holds {info.file_size - offset} bytes for it; the {what} is corrupt."
+        )
+    return header
+
+
+def _npz_data(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: ArrayHeader, key: str, path: Path, what: str
+) -> np.ndarray:
+    shape, dtype = header.shape, header.dtype
+    order = "F" if header.fortran_order else "C"
+    nbytes = header.nbytes
+    with zf.open(info) as stream:
+        stream.read(info.file_size - nbytes)  # the npy header, read and checked before
+        buffer = bytearray(nbytes)
+        view = memoryview(buffer)
+        done = 0
+        while done < nbytes:
+            got = stream.readinto(view[done : done + _CHUNK])
+            if not got:
+                raise FormatError(f"{path}: key {key!r} ends early; the {what} is truncated.")
+            done += got
+        if stream.read(1):  # also runs the CRC check at the end of the member
+            raise FormatError(f"{path}: key {key!r} is longer than declared; the {what} is corrupt.")
+    if nbytes == 0:
+        return np.empty(shape, dtype=dtype, order=order)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
+# ---------------------------------------------------------------------------- JSON
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def load_json_text(
+    text: str | bytes,
+    *,
+    what: str,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+) -> Any:
+    """Parse JSON with a size and nesting limit.
+
+    The nesting depth is measured without recursion (strings removed, then a running
+    count of brackets), so a hostile text can neither exhaust the stack nor raise
+    ``RecursionError``.
+
+    Args:
+        text: The JSON document (``bytes`` must be UTF-8).
+        what: What the text is, for messages (e.g. ``"data.npz: 'meta'"``).
+        max_depth: Deepest allowed nesting of objects and arrays.
+        max_bytes: Largest allowed size [bytes of UTF-8].
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        FormatError: too large, too deep, not UTF-8 or not valid JSON; the message starts
+            with ``what``.
+    """
+    if len(text) > max_bytes:
+        raise FormatError(f"{what}: {len(text)} bytes of JSON, more than the limit of {max_bytes}; "
+                          "the file is corrupt or hostile.")
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    if not isinstance(text, str):
+        raise FormatError(f"{what}: expected JSON text, got {type(text).__name__}.")
+    encoded = _JSON_STRING.sub('""', text).encode("utf-8", "surrogatepass")
+    codes = np.frombuffer(encoded, dtype=np.uint8)
+    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    depth = int(np.cumsum(steps).max(initial=0))
+    if depth > max_depth:
+        raise FormatError(
+            f"{what}: JSON nested {depth} levels deep, more than the limit of {max_depth}; the file "
+            "is corrupt or hostile, re-create it."
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(
+            f"{what}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the file is "
+            "corrupt or truncated, re-create it."
+        ) from None
+    except (ValueError, RecursionError) as exc:  # e.g. integers with too many digits
+        raise FormatError(f"{what}: unreadable JSON ({type(exc).__name__}: {exc}).") from None
+
+
+def read_json_file(
+    path: Path | str,
+    *,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+) -> Any:
+    """Read and parse a JSON file with :func:`load_json_text`'s limits.
+
+    Raises:
+        DataError: the file cannot be read (the reason is named).
+        FormatError: too large (checked before reading), too deep or invalid JSON.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise FormatError(f"{path}: {size} bytes of JSON, more than the limit of {max_bytes}; "
+                                  "the file is corrupt or hostile.")
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise file_error(path, exc, "read") from None
+    return load_json_text(data, what=str(path), max_depth=max_depth, max_bytes=max_bytes)
+
+
+# ---------------------------------------------------------------------------- misc
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

@@ -23,9 +23,11 @@ def raw(camels_path: Path) -> dict[str, np.ndarray]:
 def test_all_bins_drop_the_mislabelled_duplicates(
     camels_path: Path, raw: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="profemu.data.camels"):
+    with caplog.at_level(logging.INFO, logger="profemu.data.camels"):
         ds = load_camels_lh(camels_path, mass_bins="all")
     assert "dropped 14 row(s) flagged header_bin_mismatch" in caplog.text
+    assert [r.levelno for r in caplog.records] == [logging.INFO]  # one line, not a warning
+    assert "bins not requested" not in caplog.text
     assert ds.n == 2123 == raw["sim_id"].size - raw["header_bin_mismatch"].sum()
     assert ds.meta["n_dropped_header_bin_mismatch"] == 14
     assert ds.meta["rows_per_bin"] == {
@@ -44,6 +46,40 @@ def test_all_bins_drop_the_mislabelled_duplicates(
     # every kept row is genuine: no (sim_id, label) pair is duplicated
     pairs = {(int(s), str(b)) for s, b in zip(raw["sim_id"][keep], labels, strict=True)}
     assert len(pairs) == ds.n
+
+
+def test_default_selection_is_logged_and_recorded(
+    camels_path: Path, raw: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="profemu.data.camels"):
+        ds = load_camels_lh(camels_path, fields=("rho", "pth"))
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO
+    text = record.getMessage()
+    # counts from the raw table, not from the loader
+    labels, flagged = raw["mass_bin_label"], raw["header_bin_mismatch"]
+    other = {b: int(((labels == b) & ~flagged).sum()) for b in ("12-12.3", "12.3-13.1")}
+    assert other == {"12-12.3": 109, "12.3-13.1": 14}
+    for fragment in (
+        f"kept 2000 of {labels.size} rows of camels_lh_tng.npz",
+        "mass bins ['11-11.5', '11.5-12']",
+        "statistic 'mean' (columns ['rho_mean', 'pth_mean'])",
+        "mass column 'log10_mass_mean'",
+        f"dropped {int(flagged.sum())} row(s) flagged header_bin_mismatch",
+        f"{sum(other.values())} row(s) of bins not requested {other}",
+        "present for every simulation",
+    ):
+        assert fragment in text, fragment
+    sel = ds.meta["camels_selection"]
+    assert sel["summary"] == text
+    assert sel["rows_in_file"] == labels.size and sel["rows_kept"] == ds.n == 2000
+    assert sel["dropped_header_bin_mismatch"] == 14 and sel["dropped_bins_not_requested"] == other
+    assert sel["rows_kept"] + sel["dropped_header_bin_mismatch"] + sum(other.values()) == labels.size
+    assert sel["mass_column"] == "log10_mass_mean" and sel["statistic"] == "mean"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="profemu.data.camels"):
+        quiet = load_camels_lh(camels_path, verbose=False)
+    assert caplog.records == [] and quiet.meta["camels_selection"]["rows_kept"] == 2000
 
 
 def test_default_bins(camels_path: Path, raw: dict[str, np.ndarray]) -> None:
@@ -137,7 +173,8 @@ def test_padding_of_the_real_flagged_rows(raw: dict[str, np.ndarray]) -> None:
             r"fields: unknown value 'density'; valid choices are \['rho', 'pth', 'metal', 'temp'\]",
         ),
         ({"fields": ()}, r"fields: empty"),
-        ({"fields": ("rho", "rho")}, r"fields: duplicate entries"),
+        ({"fields": ("rho", "rho")}, r"fields: duplicate name 'rho' \(entries 0 and 1\)"),
+        ({"mass_bins": ("11-11.5", "11-11.5")}, r"mass_bins: duplicate name '11-11.5'"),
         (
             {"statistic": "p84"},
             r"statistic: unknown value 'p84'; valid choices are \['mean', 'median'\]",

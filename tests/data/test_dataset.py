@@ -182,7 +182,7 @@ def test_groups_shape_mismatch(kw: dict[str, Any]) -> None:
 
 def test_groups_float_with_fraction_rejected_integral_float_accepted(kw: dict[str, Any]) -> None:
     kw["groups"] = np.arange(6) + 0.5
-    with pytest.raises(DataError, match=r"groups: wrong dtype float64"):
+    with pytest.raises(DataError, match=r"groups: value 0.5 at row 0 is not an integer id"):
         ProfileDataset(**kw)
     kw["groups"] = np.arange(6, dtype=float)
     ds = ProfileDataset(**kw)

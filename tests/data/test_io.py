@@ -199,7 +199,7 @@ def test_missing_key_and_newer_version(tmp_path: Path, full: ProfileDataset) -> 
     with pytest.raises(FormatError, match=r"no 'schema_version' key"):
         load_dataset(_rewrite(src, tmp_path / "c.npz", schema_version=None))
     with pytest.raises(
-        FormatError, match=r"'profiles' has shape \(1, 7, 5\), expected \(2, n, n_r\)"
+        FormatError, match=r"'profiles' has shape \(1, 7, 5\), expected \(F=2, n=7, n_r=5\)"
     ):
         load_dataset(_rewrite(src, tmp_path / "e.npz", profiles=np.ones((1, 7, 5))))
     with pytest.raises(FormatError, match=r"'noise' and 'noise_fields' must both be present"):

@@ -29,8 +29,9 @@ offending row/column and the fix.
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,39 +43,156 @@ from profemu.errors import DataError
 __all__ = ["ProfileDataset"]
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _as_float_array(value: Any, name: str, ndim: int) -> np.ndarray:
-    """Copy ``value`` to a float64 array of ``ndim`` dimensions or raise DataError."""
+    """Copy ``value`` to a float64 array of ``ndim`` dimensions or raise DataError.
+
+    Integers and floats are accepted; booleans, complex numbers, text and objects are
+    refused (converting them would silently change what the user meant).
+    """
     try:
         arr = np.array(value, copy=True)
-    except Exception as exc:  # pragma: no cover - numpy raises many things
-        raise DataError(f"{name}: could not be converted to an array ({exc}); pass a numeric array.") from None
-    if arr.dtype.kind not in "biuf":
+    except Exception as exc:  # ragged nested lists, unconvertible objects, overflowing ints
         raise DataError(
-            f"{name}: wrong dtype {arr.dtype} (expected a real-valued numeric array); "
-            f"convert it with np.asarray({name}, dtype=float)."
+            f"{name}: could not be converted to an array ({type(exc).__name__}: {exc}); pass a "
+            "rectangular numeric array (every row of the same length)."
+        ) from None
+    first = _first(arr)
+    if arr.dtype.kind == "c":
+        raise DataError(
+            f"{name}: complex values (dtype {arr.dtype}, first value {first}) are not accepted; "
+            f"pass real numbers (np.real({name}) if the imaginary part is meant to be dropped)."
+        )
+    if arr.dtype.kind == "b":
+        raise DataError(
+            f"{name}: booleans (dtype bool, first value {first}) are not numbers here; pass numeric "
+            f"values ({name}.astype(float) if True/False really mean 1/0)."
+        )
+    if arr.dtype.kind not in "iuf":
+        raise DataError(
+            f"{name}: wrong dtype {arr.dtype} (first value {first}; expected a real-valued numeric "
+            f"array); convert it with np.asarray({name}, dtype=float)."
         )
     if arr.ndim != ndim:
         raise DataError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}; reshape it.")
     return arr.astype(np.float64)
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(arr)
+def _first(arr: np.ndarray) -> str:
+    """``repr`` of the first element (as a Python value, at most 40 characters), for messages."""
+    if arr.size == 0:
+        return "none"
+    value = arr.reshape(-1)[0]
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _where(index: np.ndarray, columns: Sequence[str] | None = None) -> str:
+    """``"row i"`` or ``"row i, column j ('name')"`` of an [n] or [n, m] index."""
+    if len(index) == 1:
+        return f"row {index[0]}"
+    label = f" ({columns[index[1]]!r})" if columns is not None else ""
+    return f"row {index[0]}, column {index[1]}{label}"
+
+
+def _refuse(
+    bad: np.ndarray, arr: np.ndarray, name: str, columns: Sequence[str] | None, *, what: str,
+    problem: str | Callable[[float], str],
+    fix: str,
+) -> None:
+    """Raise DataError at the first True of ``bad``, naming value, row (and column) and count."""
     if bad.any():
         idx = np.argwhere(bad)[0]
-        where = f"row {idx[0]}" + (f", column {idx[1]}" if arr.ndim > 1 else "")
+        value = arr[tuple(idx)]
+        problem = problem(value) if callable(problem) else problem
         raise DataError(
-            f"{name}: non-finite value {arr[tuple(idx)]} at {where} ({int(bad.sum())} in total); "
-            f"inputs must be finite: fix or remove these rows before building the dataset."
+            f"{name}: {what} {value} at {_where(idx, columns)}{' ' + problem if problem else ''} "
+            f"({int(bad.sum())} in total); {fix}."
         )
 
 
-def _check_unique(names: Sequence[str], what: str) -> None:
+def _check_finite(arr: np.ndarray, name: str, columns: Sequence[str] | None = None) -> None:
+    """Every value finite in float64 and in float32 (the precision the models compute in)."""
+    _refuse(~np.isfinite(arr), arr, name, columns, what="non-finite value", problem="",
+            fix="inputs must be finite: fix or remove these rows before building the dataset")
+    _refuse(np.abs(arr) > _F32_MAX, arr, name, columns, what="value",
+            problem=f"overflows float32 (|x| > {_F32_MAX:.8g})",
+            fix="float32 is the precision the emulator computes in: fix the value or change the unit "
+                "of this input")
+
+
+def _check_log10_representable(
+    arr: np.ndarray, used: np.ndarray, name: str, columns: Sequence[str] | None = None, *,
+    fix: str,
+) -> None:
+    """Values that will be learnt in log10: finite and > 0 in float32 where ``used``."""
+    with np.errstate(over="ignore", under="ignore"):
+        as32 = arr.astype(np.float32)
+    _refuse(
+        used & ~(np.isfinite(as32) & (as32 > 0)), arr, name, columns, what="value",
+        problem=lambda v: ("overflows float32 to inf" if abs(v) > 1 else "underflows float32 to 0")
+        + ", so its log10 is not finite in the precision the emulator computes in",
+        fix=fix,
+    )
+
+
+def _names(values: Any, what: str, error: type[DataError] = DataError) -> tuple[str, ...]:
+    """A tuple of unique, non-empty strings, or ``error`` (a DataError) naming ``what``."""
+    if isinstance(values, str | bytes):
+        raise error(f"{what}: got a single string {values!r}; pass a list of names.")
+    try:
+        names = tuple(values)
+    except TypeError:
+        raise error(f"{what}: expected a list of names, got {type(values).__name__}.") from None
     seen: set[str] = set()
-    for nm in names:
+    for i, nm in enumerate(names):
+        if not isinstance(nm, str):
+            raise error(
+                f"{what}: entry {i} is {nm!r} ({type(nm).__name__}), not a string; pass names as strings."
+            )
+        if not nm:
+            raise error(f"{what}: entry {i} is an empty name; give every entry a name.")
         if nm in seen:
-            raise DataError(f"{what}: duplicate name {nm!r}; every name must be unique, rename one of them.")
+            raise error(
+                f"{what}: duplicate name {nm!r} (entries {names.index(nm)} and {i}); every name must be "
+                "unique: list each once (rename one if they are different quantities)."
+            )
         seen.add(nm)
+    return tuple(str(nm) for nm in names)
+
+
+def _integer_ids(values: Any, name: str, n: int) -> np.ndarray:
+    """Integer ids [n] as int64: integers, or floats with integral values; nothing truncated."""
+    g = np.array(values, copy=True)
+    if g.ndim != 1 or g.shape[0] != n:
+        raise DataError(f"{name}: expected shape ({n},), got {g.shape}; one id per row.")
+    hint = "pass integer ids (e.g. simulation numbers); map labels to integers with np.unique(labels, return_inverse=True)[1]"
+    if g.dtype.kind == "f":
+        bad = ~np.isfinite(g) | (g != np.round(g)) | (np.abs(g) >= 2.0**53)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"{name}: value {g[i]} at row {i} is not an integer id (it would be truncated into "
+                f"another id; {int(bad.sum())} such values); {hint}."
+            )
+        return g.astype(np.int64)
+    if g.dtype.kind == "u" and g.size and int(g.max()) > np.iinfo(np.int64).max:
+        i = int(np.argmax(g))
+        raise DataError(f"{name}: value {g[i]} at row {i} does not fit in int64; {hint}.")
+    if g.dtype.kind not in "iu":
+        first = _first(g)
+        raise DataError(f"{name}: wrong dtype {g.dtype} (first value {first}); {hint}.")
+    return g.astype(np.int64)
+
+
+def _copied(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``meta`` (shallow if it holds objects that cannot be copied)."""
+    try:
+        return copy.deepcopy(dict(meta))
+    except Exception:  # meta is free-form; it is validated as JSON only on save
+        return dict(meta)
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,27 +245,20 @@ class ProfileDataset:
             if value is not None and not isinstance(value, Mapping):
                 raise DataError(
                     f"{name}: expected a mapping field name -> value (e.g. {{'rho': array}}), "
-                    f"got {type(value).__name__}."
-                )
-        for name in ("param_names", "log_params"):
-            if isinstance(getattr(self, name), str | bytes):
-                raise DataError(
-                    f"{name}: got a single string {getattr(self, name)!r}; pass a list of names."
+                    f"got {type(value).__name__}; pass a dict keyed by field name."
                 )
         params = _as_float_array(self.params, "params", 2)
         n, p = params.shape
         if n == 0:
             raise DataError("dataset: empty (0 rows); pass at least one example.")
-        names = tuple(str(s) for s in self.param_names)
+        names = _names(self.param_names, "param_names")
         if len(names) != p:
             raise DataError(
                 f"param_names: {len(names)} names for {p} parameter columns in params; "
                 "give exactly one name per column."
             )
-        _check_unique(names, "param_names")
-        _check_finite(params, "params")
-        log_params = tuple(str(s) for s in self.log_params)
-        _check_unique(log_params, "log_params")
+        _check_finite(params, "params", names)
+        log_params = _names(self.log_params, "log_params")
         for nm in log_params:
             if nm not in names:
                 raise DataError(
@@ -160,6 +271,10 @@ class ProfileDataset:
                     f"params[{nm!r}]: value {col[row]} at row {row} is <= 0 but {nm!r} is declared "
                     "log-distributed (log_params); remove it from log_params or fix the value."
                 )
+            _check_log10_representable(
+                col, np.ones(n, dtype=bool), f"params[{nm!r}]",
+                fix=f"{nm!r} is declared log-distributed (log_params): fix the value or change its unit",
+            )
 
         log10_mass = _as_float_array(self.log10_mass, "log10_mass", 1)
         if log10_mass.shape[0] != n:
@@ -175,7 +290,7 @@ class ProfileDataset:
         radius = _as_float_array(self.radius, "radius", 1)
         n_r = radius.shape[0]
         if n_r < 2:
-            raise DataError(f"radius: {n_r} radial bin(s); profiles need at least 2 radii.")
+            raise DataError(f"radius: {n_r} radial bin(s) ({radius.tolist()}); profiles need at least 2 radii.")
         _check_finite(radius, "radius")
         if (radius <= 0).any():
             j = int(np.argmax(radius <= 0))
@@ -190,7 +305,7 @@ class ProfileDataset:
 
         if not isinstance(self.profiles, Mapping) or len(self.profiles) == 0:
             raise DataError("profiles: need a mapping of at least one field name -> [n, n_r] array.")
-        _check_unique(list(self.profiles), "profiles")
+        _names(list(self.profiles), "profiles")
         profiles: dict[str, np.ndarray] = {}
         for name, values in self.profiles.items():
             arr = _as_float_array(values, f"profiles[{name!r}]", 2)
@@ -199,19 +314,27 @@ class ProfileDataset:
                     f"profiles[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}) "
                     "(rows of params, columns of radius); fix the array or the radial grid."
                 )
-            profiles[str(name)] = arr
+            profiles[name] = arr
         fields = tuple(profiles)
 
-        units = {f: str(dict(self.units).get(f, "")) for f in fields}
-        for key in dict(self.units):
+        for key, unit in dict(self.units).items():
             if key not in profiles:
-                raise DataError(f"units: {key!r} is not a profile field; fields are {list(fields)}.")
+                raise DataError(
+                    f"units: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
+                )
+            if not isinstance(unit, str):
+                raise DataError(f"units[{key!r}]: {unit!r} is not a string; pass the unit as text, e.g. 'Msun/kpc^3'.")
+        units = {f: str(dict(self.units).get(f, "")) for f in fields}
+        if not isinstance(self.radius_unit, str):
+            raise DataError(f"radius_unit: {self.radius_unit!r} is not a string; pass e.g. 'Mpc' or 'R200c'.")
 
         mask: dict[str, np.ndarray] = {}
         user_mask = dict(self.mask) if self.mask is not None else {}
         for key in user_mask:
             if key not in profiles:
-                raise DataError(f"mask: {key!r} is not a profile field; fields are {list(fields)}.")
+                raise DataError(
+                    f"mask: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
+                )
         for name, arr in profiles.items():
             valid = np.isfinite(arr) & (arr > 0)
             if name in user_mask:
@@ -219,7 +342,8 @@ class ProfileDataset:
                 if m.dtype != bool or m.shape != (n, n_r):
                     raise DataError(
                         f"mask[{name!r}]: expected a bool array of shape ({n}, {n_r}), "
-                        f"got {m.dtype} {m.shape}."
+                        f"got {m.dtype} {m.shape}; pass True where the entry is usable, e.g. "
+                        f"np.isfinite(profiles[{name!r}])."
                     )
                 if (m & ~valid).any():
                     i, j = np.argwhere(m & ~valid)[0]
@@ -229,6 +353,10 @@ class ProfileDataset:
                         "Mark it False."
                     )
                 valid = m.copy()
+            _check_log10_representable(
+                arr, valid, f"profiles[{name!r}]",
+                fix="profiles are learnt in log10: change the unit of the field or mask the entry (mask False)",
+            )
             empty_rows = np.flatnonzero(~valid.any(axis=1))
             if empty_rows.size:
                 i = int(empty_rows[0])
@@ -255,9 +383,10 @@ class ProfileDataset:
             _check_finite(k, "k")
             bad_k = np.flatnonzero((k <= 0) | np.r_[False, np.diff(k) <= 0])
             if bad_k.size:
+                j = int(bad_k[0])
                 raise DataError(
-                    f"k: must be positive and strictly increasing (problem at column {int(bad_k[0])}); "
-                    "sort k and pk_ratio's columns."
+                    f"k: must be positive and strictly increasing (problem at column {j}: value {k[j]}"
+                    + (f" after {k[j - 1]}" if j else "") + "); sort k and pk_ratio's columns."
                 )
         elif self.k is not None:
             raise DataError("k: given without pk_ratio; pass both or neither.")
@@ -272,36 +401,29 @@ class ProfileDataset:
                 i = int(np.argmax(redshift < 0))
                 raise DataError(f"redshift: value {redshift[i]} at row {i} is < 0; redshift must be >= 0.")
 
-        groups = None
-        if self.groups is not None:
-            g = np.array(self.groups, copy=True)
-            if g.ndim != 1 or g.shape[0] != n:
-                raise DataError(f"groups: expected shape ({n},), got {g.shape}; one group id per row.")
-            if g.dtype.kind not in "iu":
-                if g.dtype.kind == "f" and np.all(np.isfinite(g)) and np.all(g == np.round(g)):
-                    g = g.astype(np.int64)
-                else:
-                    raise DataError(
-                        f"groups: wrong dtype {g.dtype}; pass integer ids (e.g. simulation numbers). "
-                        "Map labels to integers with np.unique(labels, return_inverse=True)[1]."
-                    )
-            groups = g.astype(np.int64)
+        groups = None if self.groups is None else _integer_ids(self.groups, "groups", n)
 
         noise = None
         if self.noise is not None:
             noise = {}
             for name, values in dict(self.noise).items():
                 if name not in profiles:
-                    raise DataError(f"noise: {name!r} is not a profile field; fields are {list(fields)}.")
+                    raise DataError(
+                        f"noise: {name!r} is not a profile field; fields are {list(fields)}: drop or rename "
+                        "the entry."
+                    )
                 arr = _as_float_array(values, f"noise[{name!r}]", 2)
                 if arr.shape != (n, n_r):
-                    raise DataError(f"noise[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}).")
-                bad = mask[name] & ~(np.isfinite(arr) & (arr >= 0))
+                    raise DataError(
+                        f"noise[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}), the shape of "
+                        f"profiles[{name!r}]; pass one standard error per profile entry."
+                    )
+                bad = mask[name] & ~(np.isfinite(arr) & (arr >= 0) & (arr <= _F32_MAX))
                 if bad.any():
                     i, j = np.argwhere(bad)[0]
                     raise DataError(
                         f"noise[{name!r}]: row {i}, column {j} is {arr[i, j]} at a valid entry; the "
-                        "standard error [dex] must be finite and >= 0 (or mask the entry)."
+                        "standard error [dex] must be finite (also in float32) and >= 0 (or mask the entry)."
                     )
                 noise[name] = arr
 
@@ -310,7 +432,7 @@ class ProfileDataset:
         put(self, "log_params", log_params)
         put(self, "log10_mass", log10_mass)
         put(self, "radius", radius)
-        put(self, "radius_unit", str(self.radius_unit))
+        put(self, "radius_unit", self.radius_unit)
         put(self, "profiles", profiles)
         put(self, "units", units)
         put(self, "mask", mask)
@@ -319,7 +441,7 @@ class ProfileDataset:
         put(self, "redshift", redshift)
         put(self, "groups", groups)
         put(self, "noise", noise)
-        put(self, "meta", dict(self.meta))
+        put(self, "meta", _copied(self.meta))
         for arr in (params, log10_mass, radius, pk_ratio, k, redshift, groups, *profiles.values(),
                     *mask.values(), *(noise or {}).values()):
             if arr is not None:
@@ -359,7 +481,13 @@ class ProfileDataset:
 
     def subset(self, index: np.ndarray | Sequence[int] | slice) -> ProfileDataset:
         """Rows ``index`` (integer indices, boolean mask or slice) as a new dataset."""
-        idx = np.arange(self.n)[index]
+        try:
+            idx = np.arange(self.n)[index]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"rows: invalid row selection ({exc}); pass integer row numbers in [0, {self.n}), a "
+                f"bool mask of length {self.n} or a slice."
+            ) from None
         def take(d: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
             return None if d is None else {k: v[idx] for k, v in d.items()}
         return ProfileDataset(
@@ -373,7 +501,8 @@ class ProfileDataset:
         )
 
     def select_fields(self, fields: Sequence[str]) -> ProfileDataset:
-        """A dataset with only ``fields`` (in that order)."""
+        """A dataset with only ``fields`` (in that order; each named once)."""
+        fields = _names(fields, "fields")
         for f in fields:
             if f not in self.profiles:
                 raise DataError(f"field {f!r} is not in this dataset; available fields: {list(self.fields)}.")

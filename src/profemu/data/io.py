@@ -6,24 +6,41 @@ anything unreadable raises :class:`~profemu.errors.FormatError` with a message s
 the file is and what to do. Content problems (NaN parameters, bad radii, ...) are caught by
 the :class:`ProfileDataset` validation and raise :class:`~profemu.errors.DataError`.
 
-Loading never executes code: npz archives are opened with ``allow_pickle=False`` (object
-arrays are refused) and HDF5 files are read as plain numeric and byte-string datasets.
+Loading never executes code and has bounded memory: npz archives are read with
+:func:`profemu._files.read_npz` (no pickle, only the keys of the schema are decompressed)
+and HDF5 files as plain numeric and byte-string datasets at the root of the file. Before
+any data is read, the shapes and dtypes each array declares are checked against each
+other (``profiles`` must be [F, n, n_r] for the ``n`` rows of ``params``, ...) and their
+total against ``max_bytes``. Writing goes through :func:`profemu._files.atomic_write`.
+Operating-system failures (full disk, permissions) raise
+:class:`~profemu.errors.DataError` naming the path and the reason.
 """
 
 from __future__ import annotations
 
+import glob
 import json
-import os
-import tempfile
-import zipfile
-import zlib
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from profemu.data.dataset import ProfileDataset
+from profemu._files import (
+    DEFAULT_MAX_READ_BYTES,
+    ArrayHeader,
+    Layout,
+    atomic_write,
+    check_budget,
+    check_layout,
+    file_error,
+    load_json_text,
+    npz_names,
+    read_npz,
+    remove_stale_temporaries,
+)
+from profemu.data.dataset import ProfileDataset, _names
 from profemu.errors import DataError, FormatError
 
 __all__ = ["SCHEMA_VERSION", "detect_format", "load_any", "load_dataset", "save_dataset"]
@@ -35,6 +52,9 @@ _NPZ_SUFFIXES = (".npz",)
 _H5_SUFFIXES = (".h5", ".hdf5")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _H5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_HEAD_KEYS = ("schema_version",)
+_MAX_HEAD_BYTES = 1 << 20
+_MAX_H5_CHUNK_BYTES = 4 << 20
 _STRING_KEYS = (
     "format",
     "param_names",
@@ -60,6 +80,28 @@ _REQUIRED = (
     "mask",
     "meta",
 )
+#: Every key of the schema with its shape (size names shared between keys) and dtype kinds.
+_LAYOUT: Layout = {
+    "schema_version": (None, "iu"),
+    "format": (None, "US"),
+    "params": (("n", "p"), "iuf"),
+    "param_names": (("p",), "US"),
+    "log_params": (("q",), "US"),
+    "log10_mass": (("n",), "iuf"),
+    "radius": (("n_r",), "iuf"),
+    "radius_unit": (None, "US"),
+    "fields": (("F",), "US"),
+    "units": (("F",), "US"),
+    "profiles": (("F", "n", "n_r"), "iuf"),
+    "mask": (("F", "n", "n_r"), "b"),
+    "noise_fields": (("G",), "US"),
+    "noise": (("G", "n", "n_r"), "iuf"),
+    "pk_ratio": (("n", "n_k"), "iuf"),
+    "k": (("n_k",), "iuf"),
+    "redshift": (("n",), "iuf"),
+    "groups": (("n",), "iuf"),
+    "meta": (None, "US"),
+}
 
 
 def _h5py() -> Any:
@@ -132,8 +174,10 @@ def _kind(path: Path) -> Literal["npz", "h5"]:
 def save_dataset(ds: ProfileDataset, path: str | Path) -> Path:
     """Write ``ds`` to ``path`` (``.npz`` or ``.h5``/``.hdf5``, chosen by suffix).
 
-    The file is written to a temporary name in the same folder and renamed, so an
-    interrupted write never leaves a half-written file under ``path``.
+    The file is written with :func:`profemu._files.atomic_write` (temporary name in the
+    same folder, ``fsync``, rename; permissions from the umask), so an interrupted write
+    never leaves a half-written file under ``path``; temporary files that earlier,
+    killed writes of ``path`` left behind are removed.
 
     Args:
         ds: The dataset.
@@ -143,29 +187,26 @@ def save_dataset(ds: ProfileDataset, path: str | Path) -> Path:
         The path written.
 
     Raises:
-        DataError: unknown suffix or non-JSON-serialisable ``meta``.
+        DataError: unknown suffix, non-JSON-serialisable ``meta``, or the operating system
+            refused the write (the message names the path and the reason).
         FormatError: HDF5 requested without h5py installed.
     """
     path = Path(path)
     kind = _kind(path)
     arrays = _to_arrays(ds)
     h5py = _h5py() if kind == "h5" else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
     try:
-        if kind == "npz":
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-        else:
-            os.close(fd)
-            with h5py.File(tmp, "w") as h5:
-                for key, arr in arrays.items():
-                    h5.create_dataset(key, data=_h5_encode(arr))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise file_error(path, exc, "create the folder of") from None
+
+    def write_h5(fh: Any) -> None:
+        with h5py.File(fh, "w") as h5:
+            for key, arr in arrays.items():
+                h5.create_dataset(key, data=_h5_encode(arr))
+
+    atomic_write(path, (lambda fh: np.savez(fh, **arrays)) if kind == "npz" else write_h5)
+    remove_stale_temporaries(path.parent, glob.escape(path.name))
     return path
 
 
@@ -185,18 +226,21 @@ def _strings(arr: np.ndarray, key: str, path: Path) -> list[str]:
         try:
             return [bytes(b).decode("utf-8") for b in arr.reshape(-1).tolist()]
         except UnicodeDecodeError:
-            raise FormatError(f"{path}: key {key!r} is not valid UTF-8 text.") from None
-    raise FormatError(f"{path}: key {key!r} should hold text but has dtype {arr.dtype}.")
+            raise FormatError(f"{path}: key {key!r} is not valid UTF-8 text; re-create the file.") from None
+    raise FormatError(f"{path}: key {key!r} should hold text but has dtype {arr.dtype}; re-create the file.")
 
 
 def _sniff(path: Path) -> Literal["npz", "h5"]:
     """Detect the file type from its first bytes, or raise FormatError saying what it is."""
-    if not path.exists():
-        raise FormatError(f"{path}: file not found; check the path.")
-    if not path.is_file():
-        raise FormatError(f"{path}: not a regular file (a directory?); pass a .npz or .h5 file.")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    try:
+        if not path.exists():
+            raise FormatError(f"{path}: file not found; check the path.")
+        if not path.is_file():
+            raise FormatError(f"{path}: not a regular file (a directory?); pass a .npz or .h5 file.")
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise file_error(path, exc, "read") from None
     if not head:
         raise FormatError(f"{path}: the file is empty (0 bytes); it was not written completely.")
     if head[:4] in _ZIP_MAGIC:
@@ -217,66 +261,89 @@ def _sniff(path: Path) -> Literal["npz", "h5"]:
     )
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - sniffed as zip
-                raise FormatError(f"{path}: not an npz archive.")
-            out: dict[str, np.ndarray] = {}
-            for key in npz.files:
-                try:
-                    out[key] = npz[key]
-                except ValueError as exc:
-                    if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-                        raise FormatError(
-                            f"{path}: key {key!r} holds pickled Python objects, which profemu "
-                            "never loads (it could run code); re-save the data as numeric arrays."
-                        ) from None
-                    raise
-            return out
-    except FormatError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, KeyError) as exc:
-        raise FormatError(
-            f"{path}: truncated or corrupt npz archive ({type(exc).__name__}: {exc}); "
-            "re-create the file."
-        ) from None
-
-
-def _read_h5(path: Path) -> dict[str, np.ndarray]:
+def _read_h5(
+    path: Path, keys: Iterable[str], max_bytes: int,
+    check: Callable[[Mapping[str, ArrayHeader]], object] | None,
+) -> dict[str, np.ndarray]:
+    """HDF5 counterpart of :func:`profemu._files.read_npz`: headers first, then the data."""
     h5py = _h5py()
     try:
         with h5py.File(path, "r") as h5:
-            out: dict[str, np.ndarray] = {}
-            for key, node in h5.items():
+            headers: dict[str, ArrayHeader] = {}
+            for key in keys:
+                link = h5.get(key, getlink=True)
+                if link is None:
+                    continue
+                if not isinstance(link, h5py.HardLink):
+                    raise FormatError(
+                        f"{path}: {key!r} is a {type(link).__name__}; the schema has only datasets stored "
+                        "in the file itself."
+                    )
+                node = h5[key]
                 if not isinstance(node, h5py.Dataset):
                     raise FormatError(
-                        f"{path}: {key!r} is an HDF5 group; the schema has only datasets."
+                        f"{path}: {key!r} is an HDF5 group; the schema has only datasets at the root of the file."
                     )
-                if node.dtype.kind not in "biufSU":
+                if node.dtype.kind not in "biufcS" or node.dtype.fields is not None:
                     raise FormatError(
                         f"{path}: key {key!r} has HDF5 type {node.dtype}, not a plain numeric or "
                         "fixed-width string array."
                     )
-                out[key] = np.asarray(node[()])
-            return out
+                if node.is_virtual or node.external:
+                    raise FormatError(
+                        f"{path}: key {key!r} reads its data from other files; profemu reads "
+                        "self-contained files only."
+                    )
+                header = ArrayHeader(tuple(int(d) for d in node.shape), node.dtype)
+                if node.chunks is not None:
+                    chunk = math.prod(node.chunks) * node.dtype.itemsize
+                    if chunk > max(header.nbytes, _MAX_H5_CHUNK_BYTES):
+                        raise FormatError(
+                            f"{path}: key {key!r} is stored in chunks of {chunk} bytes, larger than the "
+                            f"array itself ({header.nbytes} bytes); the file is corrupt or hostile."
+                        )
+                headers[key] = header
+            if check is not None:
+                check(headers)
+            check_budget(headers, max_bytes=max_bytes, where=str(path))
+            return {key: np.asarray(h5[key][()]) for key in headers}
     except FormatError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise FormatError(
             f"{path}: truncated or corrupt HDF5 file ({type(exc).__name__}: {exc}); re-create the file."
         ) from None
 
 
-def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
-    if "schema_version" not in arrays:
+def _read(
+    path: Path, kind: Literal["npz", "h5"], keys: Iterable[str], max_bytes: int,
+    check: Callable[[Mapping[str, ArrayHeader]], object] | None = None,
+) -> dict[str, np.ndarray]:
+    if kind == "npz":
+        return read_npz(path, keys=keys, max_bytes=max_bytes, check=check)
+    return _read_h5(path, keys, max_bytes, check)
+
+
+def _array_names(path: Path, kind: Literal["npz", "h5"]) -> set[str]:
+    if kind == "npz":
+        return set(npz_names(path))
+    try:
+        with _h5py().File(path, "r") as h5:
+            return set(h5.keys())
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return set()
+
+
+def _check_head(head: dict[str, np.ndarray], path: Path, kind: Literal["npz", "h5"]) -> None:
+    """``schema_version``: checked before any other key is looked at (a newer schema may differ)."""
+    if "schema_version" not in head:
         hint = (
             " It looks like the CAMELS LH table: use load_any(path) or load_camels_lh(path)."
-            if {"rho_mean", "sim_id"} <= set(arrays)
+            if {"rho_mean", "sim_id"} <= _array_names(path, kind)
             else ""
         )
         raise FormatError(f"{path}: no 'schema_version' key, so not a profemu dataset file.{hint}")
-    version_arr = arrays["schema_version"]
+    version_arr = head["schema_version"]
     if version_arr.dtype.kind not in "iu" or version_arr.size != 1:
         raise FormatError(f"{path}: 'schema_version' must be one integer, got {version_arr!r}.")
     version = int(version_arr.reshape(-1)[0])
@@ -287,54 +354,33 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
         )
     if version < 1:
         raise FormatError(f"{path}: invalid schema_version {version} (must be >= 1).")
+
+
+def _check_headers(headers: Mapping[str, ArrayHeader], path: Path) -> None:
     for key in _REQUIRED:
-        if key not in arrays:
+        if key not in headers:
             raise FormatError(f"{path}: required key {key!r} is missing; the file is incomplete.")
+    if ("noise" in headers) != ("noise_fields" in headers):
+        raise FormatError(
+            f"{path}: 'noise' and 'noise_fields' must both be present or both absent; the file is incomplete."
+        )
+    check_layout(headers, _LAYOUT, where=str(path))
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
+    """The dataset from arrays whose presence, shapes and dtypes were checked by the reader."""
     text = {k: _strings(arrays[k], k, path) for k in _STRING_KEYS if k in arrays}
-    for key, value in arrays.items():
-        if key not in text and value.dtype.kind not in "biuf":
-            raise FormatError(f"{path}: key {key!r} has dtype {value.dtype}, expected numbers.")
     if text["format"] != [_FORMAT]:
         raise FormatError(f"{path}: 'format' is {text['format']}, expected {_FORMAT!r}.")
-
-    def scalar(key: str) -> str:
-        if len(text[key]) != 1:
-            raise FormatError(f"{path}: {key!r} must be a single string.")
-        return text[key][0]
-
-    fields = text["fields"]
+    fields = _names(text["fields"], f"{path}: 'fields'", FormatError)
     profiles, mask = arrays["profiles"], arrays["mask"]
-    if profiles.ndim != 3 or profiles.shape[0] != len(fields):
-        raise FormatError(
-            f"{path}: 'profiles' has shape {profiles.shape}, expected ({len(fields)}, n, n_r) "
-            f"for fields {fields}."
-        )
-    if mask.shape != profiles.shape or mask.dtype != bool:
-        raise FormatError(
-            f"{path}: 'mask' must be bool with the shape of 'profiles' {profiles.shape}."
-        )
-    if len(text["units"]) != len(fields):
-        raise FormatError(
-            f"{path}: 'units' has {len(text['units'])} entries for {len(fields)} fields."
-        )
     noise = None
-    if "noise" in arrays or "noise_fields" in arrays:
-        if not ("noise" in arrays and "noise_fields" in arrays):
-            raise FormatError(
-                f"{path}: 'noise' and 'noise_fields' must both be present or both absent."
-            )
-        noise_arr, noise_fields = arrays["noise"], text["noise_fields"]
-        if noise_arr.ndim != 3 or noise_arr.shape[0] != len(noise_fields):
-            raise FormatError(
-                f"{path}: 'noise' has shape {noise_arr.shape}, expected ({len(noise_fields)}, n, n_r)."
-            )
-        noise = {f: noise_arr[i] for i, f in enumerate(noise_fields)}
-    try:
-        meta = json.loads(scalar("meta"))
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}: 'meta' is not valid JSON ({exc}).") from None
+    if "noise" in arrays:
+        noise_fields = _names(text["noise_fields"], f"{path}: 'noise_fields'", FormatError)
+        noise = {f: arrays["noise"][i] for i, f in enumerate(noise_fields)}
+    meta = load_json_text(text["meta"][0], what=f"{path}: 'meta'")
     if not isinstance(meta, dict):
-        raise FormatError(f"{path}: 'meta' must be a JSON object.")
+        raise FormatError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}.")
     return ProfileDataset(
         params=arrays["params"],
         param_names=tuple(text["param_names"]),
@@ -342,7 +388,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
         radius=arrays["radius"],
         profiles={f: profiles[i] for i, f in enumerate(fields)},
         units=dict(zip(fields, text["units"], strict=True)),
-        radius_unit=scalar("radius_unit"),
+        radius_unit=text["radius_unit"][0],
         log_params=tuple(text["log_params"]),
         mask={f: mask[i] for i, f in enumerate(fields)},
         pk_ratio=arrays.get("pk_ratio"),
@@ -354,31 +400,35 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
     )
 
 
-def _read_any(path: Path) -> dict[str, np.ndarray]:
-    readers: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {"npz": _read_npz, "h5": _read_h5}
-    return readers[_sniff(path)](path)
-
-
-def load_dataset(path: str | Path) -> ProfileDataset:
+def load_dataset(path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> ProfileDataset:
     """Read a dataset written by :func:`save_dataset` (npz or HDF5, detected from the bytes).
 
     Args:
         path: The file.
+        max_bytes: Largest total size [bytes] the file's arrays may declare; checked
+            before anything is read (default 4 GiB).
 
     Returns:
         The validated dataset; arrays are bit-identical to those saved.
 
     Raises:
-        FormatError: missing, empty, truncated or foreign file, missing key, newer schema.
-        DataError: readable file whose content fails the dataset validation.
+        FormatError: missing, empty, truncated or foreign file, missing key, newer schema,
+            shapes that disagree, declared sizes over ``max_bytes``, hostile JSON in ``meta``.
+        DataError: readable file whose content fails the dataset validation, or a file
+            the operating system refuses to read (the reason is named).
     """
     path = Path(path)
-    return _from_arrays(_read_any(path), path)
+    kind = _sniff(path)
+    _check_head(_read(path, kind, _HEAD_KEYS, _MAX_HEAD_BYTES), path, kind)
+    arrays = _read(path, kind, _LAYOUT, max_bytes, lambda headers: _check_headers(headers, path))
+    return _from_arrays(arrays, path)
 
 
 def load_any(
     path: str | Path,
     format: Literal["auto", "profemu", "camels-lh"] = "auto",
+    *,
+    max_bytes: int = DEFAULT_MAX_READ_BYTES,
     **camels_kwargs: Any,
 ) -> ProfileDataset:
     """Load a profemu dataset file or the CAMELS LH table.
@@ -389,6 +439,7 @@ def load_any(
             (:func:`~profemu.data.camels.load_camels_lh`) or ``"auto"``: an npz archive with
             the keys ``rho_mean`` and ``sim_id`` is the CAMELS table, anything else a
             profemu dataset.
+        max_bytes: Largest total size [bytes] of the arrays read (see :func:`load_dataset`).
         **camels_kwargs: Keyword arguments of ``load_camels_lh`` (CAMELS table only).
 
     Returns:
@@ -407,13 +458,13 @@ def load_any(
     if format == "auto":
         format = detect_format(path)
     if format == "camels-lh":
-        return load_camels_lh(path, **camels_kwargs)
+        return load_camels_lh(path, max_bytes=max_bytes, **camels_kwargs)
     if camels_kwargs:
         raise DataError(
             f"{path}: options {sorted(camels_kwargs)} only apply to the CAMELS LH table, but this "
             "is a profemu dataset file; drop them."
         )
-    return load_dataset(path)
+    return load_dataset(path, max_bytes=max_bytes)
 
 
 def detect_format(path: str | Path) -> Literal["profemu", "camels-lh"]:
@@ -424,9 +475,4 @@ def detect_format(path: str | Path) -> Literal["profemu", "camels-lh"]:
 
 
 def _is_camels_table(path: Path) -> bool:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise FormatError(f"{path}: truncated or corrupt npz archive ({exc}).") from None
-    return {"rho_mean", "sim_id"} <= names
+    return {"rho_mean", "sim_id"} <= set(npz_names(path))
