@@ -518,11 +518,9 @@ def _read_table(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"--input {str(path)!r}: file does not exist.")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: np.asarray(z[k]) for k in z.files}
-        except Exception as exc:
-            raise DataError(f"--input {str(path)!r}: not a readable npz archive ({type(exc).__name__}).") from None
+        from profemu._files import read_npz
+
+        return read_npz(path, what="--input archive")
     if suffix != ".csv":
         raise DataError(f"--input {str(path)!r}: expected a .csv (with a header) or a .npz file.")
     with open(path, newline="") as fh:

@@ -53,6 +53,7 @@ from profemu._files import (
     atomic_write_text,
     flatten_tree,
     json_safe,
+    read_npz,
     sha256_file,
     unflatten_tree,
 )
@@ -782,12 +783,9 @@ def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
             f"with `profemu train-member {run} --member {member}`."
         )
     try:
-        with np.load(path, allow_pickle=False) as z:
-            flat = {k: np.asarray(z[k]) for k in z.files}
-    except Exception as exc:
-        raise FormatError(
-            f"{path}: not a readable weights archive ({type(exc).__name__}); retrain member {member}."
-        ) from None
+        flat = read_npz(path, what="member weights")
+    except FormatError as exc:
+        raise FormatError(f"{exc}; retrain member {member}.") from None
     if not flat or any(a.dtype.kind != "f" for a in flat.values()):
         raise FormatError(f"{path}: holds no float weight arrays; retrain member {member}.")
     return flat

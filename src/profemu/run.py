@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from profemu._files import atomic_write_text, json_safe
+from profemu._files import atomic_write_text, json_safe, read_json_file
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError, FormatError
@@ -175,10 +175,7 @@ class RunFolder:
             if required:
                 raise FormatError(f"{f}: {what or name} is missing; is this a run folder prepared by profemu?")
             return None
-        try:
-            return json.loads(f.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise FormatError(f"{f}: not valid JSON ({type(exc).__name__}).") from None
+        return read_json_file(f)
 
     def source(self) -> DataSource | None:
         """The :class:`DataSource` of ``data.json``, or None."""

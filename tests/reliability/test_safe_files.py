@@ -84,8 +84,9 @@ def test_no_pickle_in_the_package() -> None:
     assert hits == []
     # every np.load spells out allow_pickle=False (numpy's default could change per version)
     calls = [(f, m) for f in files for m in re.finditer(r"np\.load\(([^)]*)\)", f.read_text())]
-    assert calls, "no np.load call found: the scan is broken"
     assert all("allow_pickle=False" in m.group(1) for _, m in calls), [str(f) for f, m in calls]
+    # archives are read by the one bounded reader, which parses npy headers itself
+    assert "def read_npz(" in (SRC / "_files.py").read_text()
 
 
 # ------------------------------------------------------------------------ datasets
@@ -95,7 +96,8 @@ def test_no_pickle_in_the_package() -> None:
 def test_dataset_files(tmp_path: Path, marker: Path, name: str, kind: str) -> None:
     path = tmp_path / name
     plant(path, marker, kind)
-    with pytest.raises(FormatError, match=r"pickle|neither an npz|Python objects"):
+    # an object array under a key the schema does not know is never even opened
+    with pytest.raises(FormatError, match=r"pickle|neither an npz|Python objects|no 'schema_version' key"):
         load_dataset(path)
     assert not marker.exists()
 
@@ -121,7 +123,7 @@ def _edit_manifest(folder: Path, edit: Callable[[dict[str, Any]], None]) -> None
 def test_emulator_manifest(run: TinyRun, tmp_path: Path, marker: Path) -> None:
     folder = _emulator_copy(run, tmp_path)
     plant(folder / "manifest.json", marker, "pickle")
-    with pytest.raises(FormatError, match=r"manifest\.json: not valid JSON"):
+    with pytest.raises(FormatError, match=r"manifest\.json: not (valid JSON|UTF-8 text)"):
         Emulator.load(folder)
     assert not marker.exists()
 

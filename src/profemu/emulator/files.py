@@ -28,6 +28,9 @@ from profemu._files import (
     atomic_write,
     atomic_write_text,
     flatten_tree,
+    read_json_file,
+    read_npz,
+    remove_stale_temporaries,
     sha256_file,
     unflatten_tree,
 )
@@ -109,6 +112,8 @@ def save_emulator(emulator: Emulator, folder: str | Path) -> Path:
     for old in folder.glob("weights*.npz"):
         if old.name != weights.name:
             old.unlink(missing_ok=True)
+    for name in (MANIFEST, "weights-*.npz"):  # temporaries left by an earlier, killed save
+        remove_stale_temporaries(folder, name)
     return folder
 
 
@@ -126,10 +131,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise FormatError(f"{path}: missing; {folder} is not a saved Emulator (or the save was interrupted).")
     if path.stat().st_size > _MAX_MANIFEST_BYTES:
         raise FormatError(f"{path}: implausibly large manifest; refusing to read it.")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FormatError(f"{path}: not valid JSON ({type(exc).__name__}); the file is corrupt or truncated.") from None
+    manifest = read_json_file(path, max_bytes=_MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") != "profemu-emulator":
         raise FormatError(f"{path}: not a profemu emulator manifest (missing format='profemu-emulator').")
     version = manifest.get("format_version")
@@ -226,18 +228,18 @@ def load_emulator(folder: str | Path, *, on_extrapolation: str | None = None) ->
 
 
 def _read_weights(path: Path, shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if set(z.files) != set(shapes):
-                raise FormatError(
-                    f"{path}: weight names differ from the manifest (extra {sorted(set(z.files) - set(shapes))}, "
-                    f"missing {sorted(set(shapes) - set(z.files))})."
-                )
-            flat = {k: z[k] for k in z.files}
-    except FormatError:
-        raise
-    except Exception as exc:
-        raise FormatError(f"{path}: not a readable weights archive ({type(exc).__name__}).") from None
+    """The weight arrays named in the manifest, each checked (shape, float dtype) before its data is read."""
+
+    def check(headers: dict[str, Any]) -> None:
+        missing = sorted(set(shapes) - set(headers))
+        if missing:
+            raise FormatError(f"{path}: weights {missing[:3]} named in the manifest are missing from the archive.")
+        for name, header in headers.items():
+            if list(header.shape) != shapes[name] or header.dtype.kind != "f":
+                raise FormatError(f"{path}: weight {name!r} is declared {header.shape} {header.dtype}, "
+                                  f"the manifest says {shapes[name]} floats.")
+
+    flat = read_npz(path, keys=shapes, check=check, what="weights archive")
     for name, arr in flat.items():
         if list(arr.shape) != shapes[name] or arr.dtype.kind != "f":
             raise FormatError(f"{path}: weight {name!r} has shape {arr.shape} {arr.dtype}, manifest says {shapes[name]}.")

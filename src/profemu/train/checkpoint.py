@@ -26,7 +26,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from profemu._files import atomic_write, sha256_file
+from profemu._files import (
+    atomic_write,
+    load_json_text,
+    read_json_file,
+    read_npz,
+    remove_stale_temporaries,
+    sha256_file,
+)
 from profemu.errors import FormatError
 
 __all__ = [
@@ -143,11 +150,13 @@ def save_checkpoint(
     for _, old in _manifests(directory)[max(keep, 1):]:
         old.with_suffix(".npz").unlink(missing_ok=True)
         old.unlink(missing_ok=True)
+    for name in ("ckpt-*.npz", "ckpt-*.json"):  # temporaries left by an earlier, killed save
+        remove_stale_temporaries(directory, name)
     return npz
 
 
 def _read(manifest_path: Path) -> Checkpoint:
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_json_file(manifest_path)
     if int(manifest.get("format_version", -1)) > FORMAT_VERSION:
         raise FormatError(f"{manifest_path.name}: written by a newer profemu (format {manifest['format_version']}).")
     npz = manifest_path.parent / manifest["file"]
@@ -155,9 +164,10 @@ def _read(manifest_path: Path) -> Checkpoint:
         raise FormatError(f"{npz.name}: missing")
     if sha256_file(npz) != manifest["sha256"]:
         raise FormatError(f"{npz.name}: SHA-256 does not match its manifest (corrupt or truncated)")
-    with np.load(npz, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(str(arrays.pop(_META_KEY)))
+    arrays = read_npz(npz, what="checkpoint")
+    if _META_KEY not in arrays:
+        raise FormatError(f"{npz.name}: holds no metadata ({_META_KEY}); not a profemu checkpoint")
+    meta = load_json_text(str(arrays.pop(_META_KEY)), what=f"{npz.name} metadata")
     return Checkpoint(epoch=int(manifest["epoch"]), arrays=arrays, meta=meta, path=npz)
 
 
