@@ -18,15 +18,25 @@ parameters are averaged over, since they are not design variables of a simulatio
   (log-spaced) radii and the mass range.
 
 Batch (diversity): the ensemble also gives the epistemic covariance between two
-candidates, ``K(a, b) = v * sum_{m,d} u_a[m, d] u_b[m, d] / (M D)`` (so ``K(x, x) =
-s(x)``), a kernel whose feature vector is the flattened member deviations. The batch is
-chosen greedily: take the candidate of highest score, condition the Gaussian with
-covariance ``K`` on a noisy observation there (noise variance ``noise`` times the mean
-candidate score), take the candidate of highest conditional variance, and so on. This
-is the greedy maximiser of ``det(K_S + sigma^2 I)`` over batches ``S`` (a determinantal,
-"MaxDet" selection): candidates whose member deviations resemble those of an already
-chosen point lose their score, so the batch spreads out by itself. Each step costs one
-product of the ``[N, r]`` feature matrix with a vector (an incremental pivoted Cholesky).
+candidates, ``K_ens(a, b) = v * sum_{m,d} u_a[m, d] u_b[m, d] / (M D)`` (so ``K_ens(x, x)
+= s(x)``), a kernel whose feature vector is the flattened member deviations. Member
+deviations are smooth functions of the parameters, correlated across the whole box, so
+this kernel alone lets a few points "explain" a large region (with ``M`` members it has
+little more than ``M - 1`` independent directions per output pattern). It is therefore
+multiplied by a local squared-exponential kernel ``exp(-|x_a - x_b|^2 / (2 l^2))`` in the
+unit box of the free parameters' sampling space (``length_scale``: ``l`` as a fraction of
+the RMS distance between two random points of the box): a new simulation informs the
+emulator near itself. The product is still a covariance (Schur product theorem), and
+``K(x, x) = s(x)``.
+
+The batch is chosen greedily: take the candidate of highest score, condition the
+Gaussian with covariance ``K`` on a noisy observation there (noise variance ``noise``
+times the mean candidate score), take the candidate of highest conditional variance,
+and so on: the greedy maximiser of ``det(K_S + sigma^2 I)`` over batches ``S`` (a
+determinantal, "MaxDet" selection). Candidates near an already chosen point whose member
+deviations resemble its own lose their score, so the batch spreads out. Each step costs
+one product of the ``[N, r]`` feature matrix with a vector plus ``O(N d)`` for the local
+kernel (an incremental pivoted Cholesky).
 
 Memory stays bounded for 10^5-10^6 candidates: predictions are made in chunks, and the
 ``D`` outputs are compressed onto the principal directions of the member deviations of a
@@ -83,9 +93,11 @@ logger = logging.getLogger("profemu.design")
 
 DEFAULT_NOISE = 0.05
 """Default noise term of the greedy conditioning, as a fraction of the mean candidate score."""
-DEFAULT_LENGTH_SCALE = 0.5
+DEFAULT_LENGTH_SCALE = 0.35
 """Default reach of one simulation's information, as a fraction of the RMS distance between
-two random points of the box (``sqrt(d / 6)`` in unit-box coordinates of ``d`` free parameters)."""
+two random points of the box (``sqrt(d / 6)`` in unit-box coordinates of ``d`` free
+parameters). The typical spacing ``N^(-1/d)`` of a suite of N = 100-1000 simulations in
+d = 6-35 parameters is 0.3-0.46 of that distance."""
 
 
 # ---------------------------------------------------------------------- design space
