@@ -447,23 +447,22 @@ class _Features:
         self.outputs = len(masses) * len(f_idx) * len(r_idx)
         self.weight = _variance_scale(emulator) / (self.members * self.outputs)
 
-    def deviations(self, params: np.ndarray, pk: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Member deviations [c, M, D] (D ordered mass, field, radius) and mean aleatoric var [c]."""
+    def deviations(self, params: np.ndarray, pk: np.ndarray | None) -> np.ndarray:
+        """Member deviations [c, M, D] of log10 profiles, D ordered (mass, field, radius)."""
         c, k = params.shape[0], self.masses.size
         rows = np.repeat(params, k, axis=0)
         mass = np.tile(self.masses, c)
         pk_rows = None if pk is None else np.repeat(pk if pk.shape[0] == c else np.repeat(pk, c, 0), k, axis=0)
         z = None if self.redshift is None else np.full(c * k, self.redshift)
-        means, variances = self.emulator.predict_members(rows, mass, pk_rows, z, on_extrapolation="ignore")
+        means, _ = self.emulator.predict_members(rows, mass, pk_rows, z, on_extrapolation="ignore")
         m = means.shape[0]
         sel = means[:, :, self.f_idx][..., self.r_idx].reshape(m, c, -1)
         dev = sel - sel.mean(axis=0, keepdims=True)
-        ale = variances[:, :, self.f_idx][..., self.r_idx].reshape(m, c, -1).mean(axis=(0, 2))
-        return np.transpose(dev, (1, 0, 2)), ale
+        return np.transpose(dev, (1, 0, 2))
 
     def basis(self, params: np.ndarray, pk: np.ndarray | None, rank_tol: float) -> np.ndarray:
         """Orthonormal [D, r] principal directions of the member deviations of ``params``."""
-        dev, _ = self.deviations(params, pk)
+        dev = self.deviations(params, pk)
         flat = dev.reshape(-1, dev.shape[-1])
         gram = flat.T @ flat
         evals, evecs = np.linalg.eigh(gram)
@@ -478,12 +477,11 @@ class _Features:
 
     def compute(
         self, params: np.ndarray, basis: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score [N] float64, features [N, M r] float32, aleatoric [N]) of every candidate."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(score [N] float64, features [N, M r] float32) of every candidate."""
         n = params.shape[0]
         r = basis.shape[1]
         score = np.empty(n)
-        ale = np.empty(n)
         feats = np.empty((n, self.members * r), dtype=np.float32)
         scale = math.sqrt(self.weight)
         step = self.rows_per_chunk
@@ -493,13 +491,12 @@ class _Features:
         for i, start in enumerate(range(0, n, step)):
             stop = min(n, start + step)
             pk = None if self.pk is None else (self.pk if self.pk.shape[0] == 1 else self.pk[start:stop])
-            dev, a = self.deviations(params[start:stop], pk)
+            dev = self.deviations(params[start:stop], pk)
             score[start:stop] = self.weight * np.einsum("cmd,cmd->c", dev, dev)
-            ale[start:stop] = a
             feats[start:stop] = (scale * (dev @ basis)).reshape(stop - start, -1)
             if (i + 1) % report_every == 0 or stop == n:
                 logger.info("scored %d/%d candidates (%.1f s)", stop, n, time.perf_counter() - t0)
-        return score, feats, ale
+        return score, feats
 
 
 def greedy_batch(
@@ -554,7 +551,7 @@ def greedy_batch(
             raise ConfigError(f"length_scale: expected a positive value, got {length_scale!r}.")
         xy = np.asarray(coords, dtype=np.float64)
     resid = prior.copy()
-    chol = np.zeros((big_n, n), dtype=np.float32)
+    chol = np.zeros((n, big_n), dtype=np.float32)  # row j: the j-th Cholesky column (contiguous)
     chosen = np.empty(n, dtype=np.int64)
     gain = np.empty(n)
     taken = np.zeros(big_n, dtype=bool)
@@ -569,9 +566,9 @@ def greedy_batch(
         if local:
             col *= np.exp(-0.5 * np.sum((xy - xy[a]) ** 2, axis=1) / length_scale**2)
         if j:
-            col -= chol[:, :j] @ chol[a, :j]
+            col -= chol[:j, a] @ chol[:j]
         col /= math.sqrt(max(resid[a], 0.0) + noise)
-        chol[:, j] = col
+        chol[j] = col
         resid -= col**2
         np.maximum(resid, 0.0, out=resid)
         if (j + 1) % max(1, n // 5) == 0 or j + 1 == n:
@@ -678,7 +675,7 @@ def suggest(
     pilot_rows = np.random.default_rng(seed).permutation(params.shape[0])[: min(params.shape[0], 2048)]
     pilot_pk = None if pk is None else (pk if pk.shape[0] == 1 else pk[pilot_rows])
     basis = feats.basis(params[pilot_rows], pilot_pk, float(rank_tol))
-    score, features, _ = feats.compute(params, basis)
+    score, features = feats.compute(params, basis)
     mean_score = float(score.mean())
     if not mean_score > 0:
         raise DataError(
@@ -1003,9 +1000,14 @@ def suggestion_figure(
         edgecolors="k", linewidths=0.4, label="suggested", zorder=2,
     )
     fig.colorbar(sc, ax=ax, label="epistemic variance [dex²]")
-    for axis, nm in ((ax.set_xscale, px), (ax.set_yscale, py)):
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    for set_scale, axis, nm in ((ax.set_xscale, ax.xaxis, px), (ax.set_yscale, ax.yaxis, py)):
         if nm in suggestion.log_params:
-            axis("log")
+            set_scale("log")
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(plain)
     ax.set_xlabel(px)
     ax.set_ylabel(py)
     ax.set_title(f"{len(suggestion)} suggested simulations")
