@@ -397,3 +397,37 @@ def test_design_modules_and_suggest_do_not_import_jax(tiny: TinyRun) -> None:
     env = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------------- benchmark bookkeeping
+def _fake_study(active: list[float], random: list[float]) -> dict:
+    sizes = [100, 200, 300]
+    def rounds(curve: list[float]) -> list[dict]:
+        return [{"n": n, "overall": {"frac_err_median": v, "frac_err_p95": 3 * v}, "picked_edge_mean": 0.4}
+                for n, v in zip(sizes, curve, strict=True)]
+    return {"seed": 0, "strategies": {"active": rounds(active), "random": rounds(random)}}
+
+
+def test_benchmark_counts_simulations_needed_to_reach_random_error() -> None:
+    sys.path.insert(0, str(REPO))
+    from benchmarks.design import markdown, summarise
+
+    runs = [_fake_study([0.10, 0.06, 0.05], [0.10, 0.08, 0.06]),
+            _fake_study([0.10, 0.07, 0.05], [0.10, 0.09, 0.07]),
+            _fake_study([0.10, 0.20, 0.05], [0.10, 0.07, 0.065])]
+    summ = summarise(runs, [100, 200, 300])
+    med = summ["frac_err_median"]
+    np.testing.assert_allclose(med["median_over_seeds"]["active"], [0.10, 0.07, 0.05])
+    np.testing.assert_allclose(med["median_over_seeds"]["random"], [0.10, 0.08, 0.065])
+    assert med["random_last"] == pytest.approx(0.065)
+    assert med["n_to_reach_random_last"] == {"active": 300, "random": 300}
+    runs[0]["strategies"]["active"][1]["overall"]["frac_err_median"] = 0.01
+    runs[1]["strategies"]["active"][1]["overall"]["frac_err_median"] = 0.01
+    assert summarise(runs, [100, 200, 300])["frac_err_median"]["n_to_reach_random_last"]["active"] == 200
+    study = {"sizes": [100, 200, 300], "summary": summarise(runs, [100, 200, 300]), "runs": runs,
+             "n_simulations": 1000, "n_rows": 2000, "fields": ["rho", "pth"], "n_test_simulations": 200,
+             "n_pool_simulations": 800, "seeds": [0, 1, 2], "known_truth": False, "pool_edge_mean": 0.42,
+             "label": "x"}
+    text = markdown({"camels": study, "quick": False, "figures": {}})
+    assert "| 200 | 1.0% | 8.0% | 21.0% | 24.0% |" in text
+    assert "active: 200; random: 300" in text
