@@ -195,6 +195,13 @@ def retrospective(
                       f"(train {train_s:.0f} s)", flush=True)
             run["strategies"][strategy] = rounds
         runs.append(run)
+    floor = None
+    if truth is None and test.noise is not None:
+        from profemu.evaluate import noise_floor_quantile
+
+        noise = np.concatenate([test.noise[f][test.mask[f]] for f in test.fields if f in test.noise])
+        q = noise_floor_quantile(noise, [0.5, 0.95])
+        floor = {"median": float(q[0]), "p95": float(q[1])}
     pool_unit = (space.to_theta(dataset.params[[first_row[int(g)] for g in pool_groups]]) - space.theta_lo) / space.width
     return {
         "label": label,
@@ -207,6 +214,7 @@ def retrospective(
         "seeds": [int(s) for s in seeds],
         "known_truth": truth is not None,
         "pool_edge_mean": float(_edge(pool_unit).mean()),
+        "test_noise_floor": floor,
         "runs": runs,
         "summary": summarise(runs, sizes),
     }
@@ -373,6 +381,21 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
+def simulations_to_match(sizes: Sequence[int], curve: Sequence[float], target: float) -> float | None:
+    """Training-set size at which ``curve`` first reaches ``target``, linear between rounds.
+
+    Returns ``sizes[0]`` when the first round already reaches it, None when no round does.
+    """
+    for i, value in enumerate(curve):
+        if value <= target:
+            if i == 0:
+                return float(sizes[0])
+            hi, lo = curve[i - 1], value
+            frac = (hi - target) / (hi - lo) if hi > lo else 1.0
+            return float(sizes[i - 1] + frac * (sizes[i] - sizes[i - 1]))
+    return None
+
+
 def _study_section(study: Mapping[str, Any], title: str) -> list[str]:
     if "skipped" in study:
         return [f"### {title}", "", f"Skipped: {study['skipped']}", ""]
@@ -384,28 +407,53 @@ def _study_section(study: Mapping[str, Any], title: str) -> list[str]:
         f"fixed test set of {study['n_test_simulations']} simulations, pool of {study['n_pool_simulations']}; "
         f"seeds {', '.join(str(s) for s in study['seeds'])}; test error "
         + ("against the noiseless truth." if study["known_truth"] else "against the held-out simulations.")
+        + (f" Noise floor of the test targets (a perfect emulator's error against them): median "
+           f"{_pct(study['test_noise_floor']['median'])}, 95th percentile {_pct(study['test_noise_floor']['p95'])}."
+           if study.get("test_noise_floor") else "")
     )
     lines.append("")
-    head = ["training simulations"] + [f"{s} median" for s in STRATEGIES] + [f"{s} p95" for s in STRATEGIES]
+    lines.append(
+        "The last two columns interpolate (linearly between rounds, on the medians over seeds) how many "
+        "simulations active selection needs to match random selection's error at that round."
+    )
+    lines.append("")
+    head = (["training simulations"] + [f"{s} median" for s in STRATEGIES] + [f"{s} p95" for s in STRATEGIES]
+            + ["active, to match random median", "active, to match random p95"])
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
+    curves = {m: summ[m]["median_over_seeds"] for m in ("frac_err_median", "frac_err_p95")}
     for i, n in enumerate(sizes):
         cells = [str(n)]
-        cells += [_pct(summ["frac_err_median"]["median_over_seeds"][s][i]) for s in STRATEGIES]
-        cells += [_pct(summ["frac_err_p95"]["median_over_seeds"][s][i]) for s in STRATEGIES]
+        cells += [_pct(curves["frac_err_median"][s][i]) for s in STRATEGIES]
+        cells += [_pct(curves["frac_err_p95"][s][i]) for s in STRATEGIES]
+        for m in ("frac_err_median", "frac_err_p95"):
+            need = simulations_to_match(sizes, curves[m]["active"], curves[m]["random"][i])
+            cells.append("–" if need is None else f"{need:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for metric, name in (("frac_err_median", "median"), ("frac_err_p95", "95th-percentile")):
         need = summ[metric]["n_to_reach_random_last"]
         parts = [f"{s}: {need[s] if need[s] is not None else f'not within {sizes[-1]}'}" for s in STRATEGIES]
         lines.append(f"- Simulations needed to reach random selection's {name} error at {sizes[-1]} "
-                     f"({_pct(summ[metric]['random_last'])}): " + "; ".join(parts) + ".")
-    edges = {s: np.mean([r.get("picked_edge_mean", np.nan) for run in study["runs"]
-                         for r in run["strategies"][s][1:]]) for s in STRATEGIES}
+                     f"({_pct(summ[metric]['random_last'])}): " + "; ".join(parts) + "."
+                     + (" At the last round both strategies hold the whole pool, so they coincide there."
+                        if sizes[-1] >= study["n_pool_simulations"] else ""))
+    wins = {m: sum(run["strategies"]["active"][i]["overall"][m] < run["strategies"]["random"][i]["overall"][m]
+                   for run in study["runs"] for i in range(1, len(sizes) - 1))
+            for m in ("frac_err_median", "frac_err_p95")}
+    total = len(study["runs"]) * max(0, len(sizes) - 2)
+    if total:
+        lines.append(
+            f"- Active selection has the lower error in {wins['frac_err_median']} of {total} (seed, round) "
+            f"pairs for the median and {wins['frac_err_p95']} of {total} for the 95th percentile (rounds "
+            f"{sizes[1]}-{sizes[-2]})."
+        )
+    edges = {s: float(np.mean([run["strategies"][s][1]["picked_edge_mean"] for run in study["runs"]]))
+             for s in STRATEGIES}
     lines.append(
-        f"- Where the picks lie (mean distance from the box centre in the max norm of the unit box: "
-        f"0 = centre, 0.5 = a face; the pool's mean is {study['pool_edge_mean']:.3f}): "
-        + ", ".join(f"{s} {edges[s]:.3f}" for s in STRATEGIES) + "."
+        f"- Where the first {sizes[1] - sizes[0]} picks lie (mean distance from the centre of the suite's box in "
+        f"the max norm of its unit box: 0 = centre, 0.5 = a face; the pool's mean is "
+        f"{study['pool_edge_mean']:.3f}): " + ", ".join(f"{s} {edges[s]:.3f}" for s in STRATEGIES) + "."
     )
     lines.append("")
     return lines

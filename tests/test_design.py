@@ -410,7 +410,11 @@ def _fake_study(active: list[float], random: list[float]) -> dict:
 
 def test_benchmark_counts_simulations_needed_to_reach_random_error() -> None:
     sys.path.insert(0, str(REPO))
-    from benchmarks.design import markdown, summarise
+    from benchmarks.design import markdown, simulations_to_match, summarise
+
+    assert simulations_to_match([100, 200, 300], [0.10, 0.06, 0.05], 0.08) == pytest.approx(150.0)
+    assert simulations_to_match([100, 200, 300], [0.10, 0.06, 0.05], 0.2) == 100.0
+    assert simulations_to_match([100, 200, 300], [0.10, 0.06, 0.05], 0.01) is None
 
     runs = [_fake_study([0.10, 0.06, 0.05], [0.10, 0.08, 0.06]),
             _fake_study([0.10, 0.07, 0.05], [0.10, 0.09, 0.07]),
