@@ -332,12 +332,13 @@ def _figures(results: dict[str, Any], dataset: ProfileDataset | None, out_dir: P
             log10_mass=np.asarray(s["log10_mass"]), n_candidates=int(s["n_candidates"]),
         )
         fig = suggestion_figure(sug, design=dataset, parameters=cost["top_parameters"])
-        figs["suggestion"] = save_figure(fig, out_dir, "design_suggestion_camels")
+        suffix = str(cost.get("data", "CAMELS")).lower()
+        figs["suggestion"] = save_figure(fig, out_dir, f"design_suggestion_{suffix}")
         sens = cost.get("_sens_box")
         if sens is not None:
             from profemu.sensitivity import sensitivity_figure
 
-            figs["sensitivity"] = save_figure(sensitivity_figure(sens, top=4), out_dir, "design_sensitivity_camels")
+            figs["sensitivity"] = save_figure(sensitivity_figure(sens, top=4), out_dir, f"design_sensitivity_{suffix}")
     return figs
 
 
@@ -350,26 +351,30 @@ def run(*, quick: bool, out_dir: Path, smoke: bool = False) -> dict[str, Any]:
     config_changes: dict[str, Any] = {}
     start, step = 100, 100
     cost_n, cost_candidates = 100, 100_000
-    if smoke:
-        config_changes = {"train.members": 2, "train.epochs": 3, "model.hidden": [16], "train.patience": 0}
-        start, step, stop = 20, 20, 60
+    mock, truth = load_mock(n_sims=60 if smoke else 1000)
+    if smoke:  # only checks that the pieces run: the mock, 2 rounds, a small suggest call
+        config_changes = {"train.members": 2, "train.epochs": 2, "model.hidden": [16], "train.patience": 0}
+        results["mock"] = retrospective(mock, truth=truth, seeds=seeds, start=20, step=20, stop=40,
+                                        config_changes=config_changes, label="mock lh6 (known truth)")
+        results["camels"] = {"skipped": "smoke mode"}
+        cost_data, cost_label = mock, "mock"
         cost_n, cost_candidates = 10, 2_000
-    mock, truth = load_mock(n_sims=150 if smoke else 1000)
-    results["mock"] = retrospective(mock, truth=truth, seeds=seeds, start=start, step=step, stop=stop,
-                                    config_changes=config_changes, label="mock lh6 (known truth)")
-    camels = None
-    if CAMELS.is_file():
-        camels = load_camels()
-        if smoke:
-            camels = camels.subset(np.flatnonzero(np.isin(camels.groups, np.unique(camels.groups)[:150])))
-        results["camels"] = retrospective(camels, seeds=seeds, start=start, step=step, stop=stop,
-                                          config_changes=config_changes, label="CAMELS LH TNG")
-        with tempfile.TemporaryDirectory() as tmp:
-            results["suggest_cost"] = suggest_cost(camels, n=cost_n, candidates=cost_candidates,
-                                                   config_changes=config_changes, work=Path(tmp))
     else:
-        results["camels"] = {"skipped": f"CAMELS data not found at {CAMELS}"}
-    results["figures"] = _figures(results, camels, out_dir)
+        results["mock"] = retrospective(mock, truth=truth, seeds=seeds, start=start, step=step, stop=stop,
+                                        label="mock lh6 (known truth)")
+        cost_data, cost_label = None, ""
+        if CAMELS.is_file():
+            cost_data, cost_label = load_camels(), "CAMELS"
+            results["camels"] = retrospective(cost_data, seeds=seeds, start=start, step=step, stop=stop,
+                                              label="CAMELS LH TNG")
+        else:
+            results["camels"] = {"skipped": f"CAMELS data not found at {CAMELS}"}
+    if cost_data is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["suggest_cost"] = suggest_cost(cost_data, n=cost_n, candidates=cost_candidates,
+                                                   config_changes=config_changes, work=Path(tmp))
+            results["suggest_cost"]["data"] = cost_label
+    results["figures"] = _figures(results, cost_data, out_dir)
     cost = results.get("suggest_cost")
     if isinstance(cost, dict):
         cost.pop("_sens_box", None)
@@ -490,7 +495,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("### Cost of one `suggest` call")
         lines.append("")
         lines.append(
-            f"Default {cost['members']}-member emulator trained on the {cost['training_rows']:,} CAMELS rows "
+            f"Default {cost['members']}-member emulator trained on the {cost['training_rows']:,} "
+            f"{cost.get('data', 'CAMELS')} rows "
             f"({cost['fit_rows']:,} fitted, the rest for early stopping and calibration); "
             f"`suggest(emulator, {cost['n']}, candidates={cost['candidates']:,})` with {cost['mass_points']} halo "
             f"masses, fields {', '.join(cost['fields'])} and all {cost['n_radii']} radii, in a fresh process: "
@@ -504,9 +510,9 @@ def markdown(results: dict[str, Any]) -> str:
                      f"averaged over the box): {ranked}.")
         lines.append("")
         if "suggestion" in figs:
-            lines += [figure_link(results, figs["suggestion"], "suggested simulations over the CAMELS design"), ""]
+            lines += [figure_link(results, figs["suggestion"], "suggested simulations over the training design"), ""]
         if "sensitivity" in figs:
-            lines += [figure_link(results, figs["sensitivity"], "sensitivity of the CAMELS emulator"), ""]
+            lines += [figure_link(results, figs["sensitivity"], "sensitivity of that emulator"), ""]
     return "\n".join(lines) + "\n"
 
 
