@@ -814,6 +814,7 @@ def demo(
 
 
 register_cluster_commands(app)
+__import__("profemu.cli_design", fromlist=["register"]).register(app)  # profemu suggest
 
 
 def main() -> None:
