@@ -55,6 +55,7 @@ from profemu.cli_cluster import (
 from profemu.cli_cluster import register as register_cluster_commands
 from profemu.cli_common import fail as _fail
 from profemu.cli_common import user_errors as _user_errors
+from profemu.cli_inference import register as register_inference_commands
 from profemu.config import Config
 from profemu.errors import ConfigError, DataError
 
@@ -830,6 +831,7 @@ def demo(
 
 
 register_cluster_commands(app)
+register_inference_commands(app)
 
 
 def main() -> None:

@@ -106,7 +106,7 @@ class ParameterSpace:
         """Sampling coordinates [..., k] -> physical values of the free parameters [..., k]."""
         theta = xp.asarray(theta)
         is_log = xp.asarray(np.array(self.is_log, dtype=bool))
-        return xp.where(is_log, 10.0 ** theta, theta)
+        return xp.where(is_log, 10.0 ** xp.where(is_log, theta, 0.0), theta)
 
     def to_sampling(self, values: Any) -> np.ndarray:
         """Physical values of the free parameters ([..., k] or {name: value}) -> sampling coordinates.
@@ -436,7 +436,7 @@ def make_log_posterior(
     if unknown:
         raise DataError(f"observation fields {unknown} are not predicted by the emulator (fields {list(emulator.field_names)}).")
     obs, w = _restrict_to_grid(emulator, observation)
-    n_bins, n_f, n_r_obs = obs.shape
+    n_bins = obs.shape[0]
     mbox = emulator.training_box["log10_mass"]
     outside = obs.log10_mass[(obs.log10_mass < mbox[0] - 1e-9) | (obs.log10_mass > mbox[1] + 1e-9)]
     if outside.size:
@@ -481,7 +481,6 @@ def make_log_posterior(
 
     mask = obs.mask.reshape(-1)
     d_vec = np.where(mask, np.nan_to_num(obs.log10_profile.reshape(-1)), 0.0)
-    n_d = d_vec.size
     obs_cov = obs.covariance_matrix()
     obs_cov = np.where(np.outer(mask, mask), obs_cov, 0.0) + np.diag(~mask * 1.0)
     full_obs = obs.covariance is not None
@@ -500,6 +499,7 @@ def make_log_posterior(
         "upper": space.upper.astype(np.float32),
         "g_mean": g_mean.astype(np.float32),
         "g_prec": g_prec.astype(np.float32),
+        "n_used": np.asarray(mask.sum(), dtype=np.float32),
     }
     if pk is not None:
         data["pk"] = pk.astype(np.float32)
@@ -514,7 +514,6 @@ def make_log_posterior(
         data["obs_cov"] = obs_cov.astype(np.float32)
     else:
         data["obs_var"] = np.diag(obs_cov).astype(np.float32)
-    n_masked = float(n_d - mask.sum())
     sigma_a = None if amplitude_prior_dex is None else float(amplitude_prior_dex)
     structure = (
         id(emulator), space.names, space.free, tuple(sorted(space.fixed.items())), obs.fields,
@@ -523,17 +522,20 @@ def make_log_posterior(
     )
     fn = predict_fn if predict_fn is not None else emulator.predict_fn
     core, model = _build_core(
-        fn, space, field_idx, n_bins, n_f, n_r_obs, mode, full_obs, bool(amplitude_nuisance), sigma_a,
-        n_masked,
+        fn, space, field_idx, n_bins, mode, full_obs, bool(amplitude_nuisance), sigma_a,
     )
 
     def rebuild(other: Observation) -> LogPosterior:
-        return make_log_posterior(
+        new = make_log_posterior(
             emulator, other, fix=fix, bounds=bounds, gaussian_prior=gaussian_prior,
             amplitude_nuisance=amplitude_nuisance, amplitude_prior_dex=amplitude_prior_dex,
             model_covariance=estimate if mode == "residual" and estimate is not None else mode,
             predict_fn=fn,
         )
+        if new.structure == structure:  # same static structure: share the traced functions
+            object.__setattr__(new, "_core", core)
+            object.__setattr__(new, "_model", model)
+        return new
 
     return LogPosterior(space=space, observation=obs, model_covariance=str(mode),
                         amplitude_nuisance=bool(amplitude_nuisance), data=data, structure=structure,
@@ -545,13 +547,10 @@ def _build_core(
     space: ParameterSpace,
     field_idx: np.ndarray,
     n_bins: int,
-    n_f: int,
-    n_r_obs: int,
     mode: str,
     full_obs: bool,
     amplitude: bool,
     sigma_a: float | None,
-    n_masked: float,
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """The pure functions ``core(theta, data) -> (log posterior, log likelihood)`` and ``model``."""
     import jax.numpy as jnp
@@ -564,7 +563,7 @@ def _build_core(
     fidx = np.asarray(field_idx)
 
     def predict(theta: Any, data: Mapping[str, Any]) -> tuple[Any, Any]:
-        phys = jnp.where(is_log, 10.0 ** theta, theta)
+        phys = jnp.where(is_log, 10.0 ** jnp.where(is_log, theta, 0.0), theta)
         full = jnp.asarray(base, dtype=phys.dtype).at[free_idx].set(phys)
         params = jnp.broadcast_to(full, (n_bins, full.shape[0]))
         mean, var = predict_fn(params, data["mass"], data.get("pk"), data.get("z"))
@@ -608,8 +607,7 @@ def _build_core(
             if amplitude:
                 s = jnp.sum(w**2 / var)
                 t = jnp.sum(w * r / var)
-        n_used = r.shape[0] - n_masked
-        ll = -0.5 * chi2 - 0.5 * logdet - 0.5 * n_used * _LOG_2PI
+        ll = -0.5 * chi2 - 0.5 * logdet - 0.5 * data["n_used"] * _LOG_2PI
         if amplitude:
             if sigma_a is None:
                 ll = ll + 0.5 * t**2 / s + 0.5 * _LOG_2PI - 0.5 * jnp.log(s)

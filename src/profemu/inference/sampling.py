@@ -23,6 +23,7 @@ import csv
 import io
 import logging
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,8 +182,22 @@ def _check_settings(chains: int, warmup: int, draws: int) -> None:
             raise DataError(f"{name}: {value!r} must be an integer >= {low}.")
 
 
-def _make_program(core: Any, chains: int, warmup: int, draws: int, chunk: int) -> tuple[Any, Any]:
-    """Jitted (warm-up, sample-chunk) programs vectorised over [observation, chain]."""
+_PROGRAMS: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], tuple[Any, Any]]] = weakref.WeakKeyDictionary()
+
+
+def _make_program(core: Any, warmup: int, chunk: int) -> tuple[Any, Any]:
+    """Jitted (warm-up, sample-chunk) programs vectorised over [observation, chain].
+
+    Cached per log-posterior function, so repeated runs (and batches of observations
+    built with ``LogPosterior.with_observation``) compile once.
+    """
+    cache = _PROGRAMS.setdefault(core, {})
+    if (warmup, chunk) not in cache:
+        cache[(warmup, chunk)] = _compile_program(core, warmup, chunk)
+    return cache[(warmup, chunk)]
+
+
+def _compile_program(core: Any, warmup: int, chunk: int) -> tuple[Any, Any]:
     import jax
     import jax.numpy as jnp
 
@@ -275,7 +290,7 @@ def sample_posteriors(
         u0 = np.log(frac) - np.log1p(-frac)
     chunk = int(min(draws, max(50, draws // 4)))
     n_chunks = -(-draws // chunk)
-    warm, sample = _make_program(first._core, chains, warmup, draws, chunk)
+    warm, sample = _make_program(first._core, warmup, chunk)
     key = jax.random.key(int(seed))
     k_warm, k_draw = jax.random.split(key)
     t0 = time.perf_counter()
