@@ -202,8 +202,9 @@ def register(app: typer.Typer) -> None:
         }
         samples.to_csv(out / "samples.csv")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
-        corner_plot(samples.physical, post.names, out / "corner.png",
-                    title=f"{observed.name}: {post.data['n_used']:.0f} data points, {post.model_covariance} model covariance")
+        labels = [f"log10 {n}" if lg else n for n, lg in zip(post.names, post.space.is_log, strict=True)]
+        corner_plot(samples.flat, labels, out / "corner.png",
+                    title=f"{post.data['n_used']:.0f} data points, {post.model_covariance} model error")
         for name, s in summary["parameters"].items():
             typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
                        f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")

@@ -51,7 +51,7 @@ def corner_plot(
 
     x = np.asarray(samples, dtype=float)
     k = x.shape[1]
-    size = max(3.0, 1.6 * k)
+    size = max(4.0, 1.6 * k)
     fig = Figure(figsize=(size, size), layout="constrained")
     FigureCanvasAgg(fig)
     lo = np.quantile(x, 0.002, axis=0)
