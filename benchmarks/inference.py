@@ -369,9 +369,9 @@ def _cost(quick: bool, smoke: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         first = sample_posterior(post, chains=chains, warmup=warmup, draws=draws, seed=3, check=False)
         with_compile = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         again = sample_posterior(post, chains=chains, warmup=warmup, draws=draws, seed=4, check=False)
-        compiled = time.perf_counter() - t0
+        compiled, compiled_cpu = time.perf_counter() - t0, time.process_time() - c0
         rows.append({
             "param_set": param_set,
             "free_parameters": post.space.dim,
@@ -380,6 +380,8 @@ def _cost(quick: bool, smoke: bool) -> dict[str, Any]:
             "chains": chains, "warmup": warmup, "draws": draws,
             "nuts_seconds_with_compile": with_compile,
             "nuts_seconds_compiled": compiled,
+            "nuts_cpu_seconds_compiled": compiled_cpu,
+            "load_average_1min": os.getloadavg()[0],
             "mean_integration_steps": again.info["mean_integration_steps"],
             "max_r_hat": _num(max(first.r_hat.max(), again.r_hat.max())),
             "min_ess": _num(min(first.ess.min(), again.ess.min())),
@@ -516,6 +518,10 @@ def markdown(results: dict[str, Any]) -> str:
             "wall [s], compiled | mean leapfrog steps | max R-hat | min ESS | log p + grad [µs] |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        loads = [r["load_average_1min"] for r in cost["rows"] if "load_average_1min" in r]
+        if loads:
+            lines[-4] += (f" The machine was shared: 1-minute load average {min(loads):.1f}–{max(loads):.1f} on "
+                          "its 2 cores at the end of these runs, so wall times are upper bounds.")
         for r in cost["rows"]:
             lines.append(
                 f"| {r['free_parameters']} | {r['members']} | {r['data_points']} | {r['chains']} x {r['draws']} "
