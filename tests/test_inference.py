@@ -283,7 +283,8 @@ def test_fixed_parameters_are_fixed(run: TinyRun) -> None:
 def test_prediction_is_interpolated_onto_observed_radii(run: TinyRun, caplog: pytest.LogCaptureFixture) -> None:
     emu, ds = run.emulator, run.dataset
     grid = emu.radius
-    radius = np.concatenate([[grid[0] / 10], np.sqrt(grid[1:4] * grid[2:5]), [grid[-1] * 10]])
+    inner = grid[1:4] ** 0.7 * grid[2:5] ** 0.3  # between grid points, not at the log midpoint
+    radius = np.concatenate([[grid[0] / 10], inner, [grid[-1] * 10]])
     values = {f: np.full(radius.size, 2.0) for f in FIELDS}
     obs = Observation.from_profiles(radius, values, ds.log10_mass[0], {f: np.full(radius.size, 0.1) for f in FIELDS},
                                     radius_unit=emu.radius_unit)

@@ -167,3 +167,14 @@ def test_fisher_writes_matrix_and_errors(run: TinyRun, tmp_path: Path) -> None:
     bad.write_text("Omega_m,foo\n0.3,1\n")
     error_line(invoke("fisher", run.run_dir, "--at", bad, "--observed", obs_path, "--log10-mass", mass,
                       "--out", out), "unknown parameter name(s) ['foo']")
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("infer", ["--observed", "--log10-mass", "--fix", "--covariance", "--out", "--model-covariance"]),
+    ("fisher", ["--at", "--observed", "--out"]),
+])
+def test_help_lists_the_options(command: str, options: list[str]) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.stdout
+    for option in options:
+        assert option in result.stdout
