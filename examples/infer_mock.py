@@ -47,7 +47,7 @@ def main() -> None:
     obs = inf.Observation.from_dataset(data, rows, ("rho", "pth"))     # 4 bins x 2 fields x 12 radii
     post = inf.make_log_posterior(emu, obs)                             # residual covariance is used
     start = inf.find_map(post)
-    samples = inf.sample_posterior(post, chains=4, warmup=500, draws=500, init=start.theta)
+    samples = inf.sample_posterior(post, chains=4, warmup=500, draws=500)  # random starts per chain
     fisher = inf.fisher_matrix(post, start.theta)
 
     truth = dict(zip(data.param_names, data.params[rows[0]], strict=True))

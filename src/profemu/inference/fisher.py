@@ -84,8 +84,7 @@ def fisher_matrix(log_posterior: LogPosterior, at: Any, *, include_prior: bool =
 
     space = log_posterior.space
     if isinstance(at, Mapping):
-        theta = space.to_sampling({n: at[n] for n in space.free if n in at} if all(n in at for n in space.free)
-                                  else at)
+        theta = space.to_sampling(at)
     else:
         theta = np.asarray(at, dtype=float)
         if theta.shape != (space.dim,):

@@ -23,7 +23,6 @@ import csv
 import io
 import logging
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,16 +181,13 @@ def _check_settings(chains: int, warmup: int, draws: int) -> None:
             raise DataError(f"{name}: {value!r} must be an integer >= {low}.")
 
 
-_PROGRAMS: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], tuple[Any, Any]]] = weakref.WeakKeyDictionary()
-
-
 def _make_program(core: Any, warmup: int, chunk: int) -> tuple[Any, Any]:
     """Jitted (warm-up, sample-chunk) programs vectorised over [observation, chain].
 
-    Cached per log-posterior function, so repeated runs (and batches of observations
-    built with ``LogPosterior.with_observation``) compile once.
+    Cached on the log-posterior function itself (freed with it), so repeated runs and
+    batches of observations built with ``LogPosterior.with_observation`` compile once.
     """
-    cache = _PROGRAMS.setdefault(core, {})
+    cache = core.__dict__.setdefault("_profemu_nuts_programs", {})
     if (warmup, chunk) not in cache:
         cache[(warmup, chunk)] = _compile_program(core, warmup, chunk)
     return cache[(warmup, chunk)]
