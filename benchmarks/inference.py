@@ -103,9 +103,9 @@ def _coverage(posteriors: list[Any], truths: np.ndarray) -> dict[str, Any]:
 
 #: Posteriors per vectorised NUTS program: vmapped chains wait for the longest trajectory of the
 #: batch, so small batches are faster on a CPU.
-BATCH = 5
-#: Most trajectory doublings per NUTS step in the many-posterior runs (255 leapfrog steps).
-DEPTH = 8
+BATCH = 10
+#: Most trajectory doublings per NUTS step in the many-posterior runs (127 leapfrog steps).
+DEPTH = 7
 
 
 def _sample_in_batches(posts: list[Any], batch: int, **kwargs: Any) -> list[Any]:
@@ -133,7 +133,7 @@ def _sbc(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
         changes.update({"train.epochs": 5, "train.members": 2})
     elif quick:
         changes.update({"train.epochs": 150, "train.members": 3})
-    chains, warmup, draws = (2, 50, 50) if smoke else (2, 300, 300) if quick else (2, 400, 400)
+    chains, warmup, draws = (2, 50, 50) if smoke else (2, 200, 250) if quick else (2, 300, 400)
     universe = make_mock_universe(n=n_rows, seed=0, param_set="lh6", noise_dex=0.02)
     ds = universe.dataset.select_fields(FIELDS)
     t0 = time.perf_counter()
@@ -257,7 +257,7 @@ def _camels(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
     sims = np.unique(ds.groups)
     both = [s for s in sims if np.sum(ds.groups == s) == 2]
     rng = np.random.default_rng(0)
-    n_held = 10 if smoke else 60 if quick else 100
+    n_held = 10 if smoke else 55 if quick else 100
     held = np.sort(rng.choice(both, size=n_held, replace=False))
     is_held = np.isin(ds.groups, held)
     train = ds.subset(np.flatnonzero(~is_held))
@@ -265,7 +265,7 @@ def _camels(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
     if smoke:
         changes.update({"train.epochs": 5, "train.members": 2})
     k_folds = 2 if smoke else 5
-    chains, warmup, draws = (2, 50, 50) if smoke else (2, 300, 300) if quick else (2, 500, 500)
+    chains, warmup, draws = (2, 50, 50) if smoke else (2, 200, 250) if quick else (2, 300, 500)
     t0 = time.perf_counter()
     out = _train(train, changes)
     train_seconds = time.perf_counter() - t0
@@ -438,7 +438,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"(one mass bin each, rho and pth, 48 data points, known noise 0.02 dex; seeded choice among the "
             f"{sbc['n_inside_box']} test rows inside the training box); 6 free parameters; NUTS "
             f"{sbc['chains']} chains x {sbc['draws']} draws after {sbc['warmup']} warm-up steps (seed "
-            f"{sbc['seed']}), emulator predictive variance added to the noise; {sbc['nuts_seconds']:.0f} s "
+            f"{sbc['seed']}, tree depth <= {sbc.get('max_tree_depth', 10)}), emulator predictive variance added to the noise; {sbc['nuts_seconds']:.0f} s "
             f"for all rows. Convergence: max R-hat {_f(cov['max_r_hat'])}, min bulk ESS {_f(cov['min_ess'], 0)}, "
             f"{100 * cov['fraction_converged']:.0f}% of rows pass R-hat <= 1.05 and ESS >= 100, "
             f"{cov['divergences_total']} divergent transitions in total.", "",
