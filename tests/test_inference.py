@@ -407,8 +407,8 @@ def test_nuts_map_and_fisher_recover_the_linear_gaussian_posterior() -> None:
     for lp, s in zip((post, other), samples, strict=True):
         mean, cov = _analytic(emu, lp.observation, truth[3])
         std = np.sqrt(np.diag(cov))
-        assert s.r_hat.max() < 1.02 and s.ess.min() > 500
-        # Monte Carlo error of the mean is ~std/sqrt(ESS) < 0.045 std; of the std ~3%
+        assert s.r_hat.max() < 1.02 and s.ess.min() > 300
+        # Monte Carlo error of the mean is ~std/sqrt(ESS) < 0.06 std; of the std ~4%
         np.testing.assert_allclose(s.flat.mean(axis=0), mean, atol=0.12 * std.min())
         np.testing.assert_allclose(s.flat.std(axis=0), std, rtol=0.1)
         np.testing.assert_allclose(np.cov(s.flat.T), cov, atol=0.15 * np.outer(std, std).max())

@@ -174,7 +174,7 @@ def test_fisher_writes_matrix_and_errors(run: TinyRun, tmp_path: Path) -> None:
     ("fisher", ["--at", "--observed", "--out"]),
 ])
 def test_help_lists_the_options(command: str, options: list[str]) -> None:
-    result = invoke(command, "--help")
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})  # no truncated names
     assert result.exit_code == 0, result.stdout
     for option in options:
         assert option in result.stdout
