@@ -56,6 +56,8 @@ from profemu.cli_cluster import (
 from profemu.cli_cluster import register as register_cluster_commands
 from profemu.cli_common import fail as _fail
 from profemu.cli_common import user_errors as _user_errors
+from profemu.cli_design import register as register_design_commands
+from profemu.cli_inference import register as register_inference_commands
 from profemu.config import Config
 from profemu.errors import ConfigError, DataError
 
@@ -814,7 +816,8 @@ def demo(
 
 
 register_cluster_commands(app)
-__import__("profemu.cli_design", fromlist=["register"]).register(app)  # profemu suggest
+register_inference_commands(app)
+register_design_commands(app)
 
 
 def main() -> None:

@@ -1,0 +1,295 @@
+"""Command-line commands for inference: ``profemu infer`` and ``profemu fisher``.
+
+:func:`register` adds them to the main Typer app.
+
+``profemu infer RUN --observed obs.csv --log10-mass M [--fix NAME=VALUE ...]
+[--covariance cov.npy] --out DIR`` samples the posterior of the free parameters with
+NUTS and writes ``DIR/samples.csv`` (one column per free parameter, physical values,
+one row per draw), ``DIR/summary.json`` (per parameter: mean, std, 2.5/16/50/84/97.5%
+quantiles, r_hat, ess; plus the MAP point, the options and the diagnostics) and
+``DIR/corner.png``. ``profemu fisher RUN --at point.csv --observed obs.csv ... --out DIR``
+writes ``DIR/fisher.json`` and ``DIR/fisher_matrix.csv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from profemu.cli_common import user_errors
+from profemu.errors import DataError, FormatError
+
+__all__ = ["ModelCovarianceName", "register"]
+
+_PANEL = "Inference"
+
+
+class ModelCovarianceName(StrEnum):
+    """Which emulator error enters the likelihood."""
+
+    auto = "auto"
+    predictive = "predictive"
+    residual = "residual"
+    none = "none"
+
+
+def _load_emulator(run: Path) -> Any:
+    """The Emulator of a run folder (``RUN/emulator``) or of an emulator folder itself."""
+    from profemu.emulator import Emulator
+
+    run = Path(run)
+    if (run / "emulator" / "manifest.json").is_file():
+        return Emulator.load(run / "emulator")
+    if (run / "manifest.json").is_file():
+        return Emulator.load(run)
+    raise FormatError(f"{run}: not a run folder (no emulator/manifest.json) nor an emulator folder; "
+                      "pass the folder written by `profemu train`.")
+
+
+def _parse_fix(items: Sequence[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise DataError(f"--fix {item!r}: expected NAME=VALUE, e.g. --fix Omega_m=0.3.")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise DataError(f"--fix {item!r}: {value!r} is not a number.") from None
+    return out
+
+
+def _csv_header(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FormatError(f"{path}: observation file not found.")
+    try:
+        with path.open(newline="") as fh:
+            for line in fh:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return [h.strip() for h in next(csv.reader([line]))]
+    except UnicodeDecodeError:
+        raise FormatError(f"{path}: not a text CSV file.") from None
+    raise DataError(f"{path}: empty file; expected a header 'radius,<field>,<field>_err,...'.")
+
+
+def _observation(emulator: Any, observed: Path, log10_mass: float | None, covariance: Path | None,
+                 fields: str | None, redshift: float | None) -> Any:
+    from profemu.inference import read_observation
+
+    header = _csv_header(observed)
+    if fields:
+        chosen = [f.strip() for f in fields.split(",") if f.strip()]
+        unknown = [f for f in chosen if f not in emulator.field_names]
+        if unknown:
+            raise DataError(f"--fields: {unknown} are not fields of the emulator {list(emulator.field_names)}.")
+    else:
+        chosen = [f for f in emulator.field_names if f in header]
+        if not chosen:
+            raise DataError(
+                f"{observed}: no column named after a field of the emulator {list(emulator.field_names)}; "
+                "add columns '<field>' and '<field>_err' (columns found: " + ", ".join(header) + ")."
+            )
+    return read_observation(observed, fields=chosen, log10_mass=log10_mass, covariance=covariance,
+                            radius_unit=emulator.radius_unit, redshift=redshift)
+
+
+@contextlib.contextmanager
+def _progress_lines() -> Iterator[None]:
+    """Show profemu.inference INFO/WARNING lines on stderr while a command runs."""
+    logger = logging.getLogger("profemu.inference")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def _check_out(out: Path, names: Sequence[str]) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {str(out)!r}: exists and is not a folder.")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``infer`` and ``fisher`` to ``app``."""
+
+    @app.command("infer", rich_help_panel=_PANEL)
+    @user_errors
+    def infer_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
+        observed: Annotated[Path, typer.Option(
+            "--observed", help="CSV: radius, <field>, <field>_err (linear, 1 sigma) [, log10_mass].")],
+        out: Annotated[Path, typer.Option("--out", help="Output folder (samples.csv, summary.json, corner.png).")],
+        log10_mass: Annotated[float | None, typer.Option(
+            "--log10-mass", help="log10(M/Msun) of the observed bin (unless the CSV has a log10_mass column).")] = None,
+        fix: Annotated[list[str] | None, typer.Option(
+            "--fix", help="Hold a parameter fixed: NAME=VALUE (repeatable).")] = None,
+        covariance: Annotated[Path | None, typer.Option(
+            "--covariance", help="Full covariance of the log10 values (.npy), replacing the _err columns.")] = None,
+        fields: Annotated[str | None, typer.Option(
+            "--fields", help="Comma-separated fields to fit (default: every emulator field in the CSV).")] = None,
+        model_covariance: Annotated[ModelCovarianceName, typer.Option(
+            "--model-covariance", help="Emulator error in the likelihood: auto (the stored cross-validated "
+            "covariance if any, else predictive), predictive, residual or none.")] = ModelCovarianceName.auto,
+        amplitude: Annotated[bool, typer.Option(
+            "--amplitude/--no-amplitude", help="Marginalise over an overall amplitude of the observation.")] = False,
+        amplitude_prior_dex: Annotated[float | None, typer.Option(
+            "--amplitude-prior-dex", help="Gaussian prior width of that amplitude [dex] (default flat).")] = None,
+        redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if the emulator takes one.")] = None,
+        chains: Annotated[int, typer.Option("--chains", help="NUTS chains.")] = 4,
+        warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps per chain.")] = 1000,
+        draws: Annotated[int, typer.Option("--draws", help="Draws kept per chain.")] = 1000,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler.")] = 0,
+        allow_unconverged: Annotated[bool, typer.Option(
+            "--allow-unconverged", help="Exit 0 even if R-hat > 1.05 or ESS < 100 (files are written anyway).")] = False,
+    ) -> None:
+        """Sample the posterior of the parameters given observed profiles (NUTS)."""
+        from profemu._files import atomic_write_text
+        from profemu.inference import find_map, make_log_posterior, sample_posterior
+        from profemu.inference.plots import corner_plot
+        from profemu.inference.sampling import ConvergenceError
+
+        emulator = _load_emulator(run)
+        fixed = _parse_fix(fix or [])
+        obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)
+        with _progress_lines():
+            post = make_log_posterior(
+                emulator, obs, fix=fixed, amplitude_nuisance=amplitude, amplitude_prior_dex=amplitude_prior_dex,
+                model_covariance=model_covariance.value,
+            )
+            _check_out(out, post.names)
+            start = find_map(post, starts=4, seed=seed)
+            samples = sample_posterior(post, chains=chains, warmup=warmup, draws=draws, seed=seed, check=False)
+        converged = samples.converged()
+        summary = {
+            "parameters": samples.summary(),
+            "converged": converged,
+            "criteria": {"r_hat_max": 1.05, "ess_min": 100},
+            "map": start.values,
+            "fixed": dict(post.space.fixed),
+            "prior": {n: [float(lo), float(hi)] for n, lo, hi in
+                      zip(post.names, post.space.to_physical(post.space.lower),
+                          post.space.to_physical(post.space.upper), strict=True)},
+            "log_sampled": [n for n, lg in zip(post.names, post.space.is_log, strict=True) if lg],
+            "model_covariance": post.model_covariance,
+            "amplitude_nuisance": post.amplitude_nuisance,
+            "observation": {
+                "file": str(observed), "fields": list(post.observation.fields),
+                "log10_mass": post.observation.log10_mass.tolist(),
+                "radius_used": post.observation.radius.tolist(), "radius_unit": emulator.radius_unit,
+                "n_data": int(post.data["n_used"]),
+                "covariance_file": None if covariance is None else str(covariance),
+            },
+            "sampler": {**samples.info, "divergences": samples.divergences},
+            "emulator": str(run),
+        }
+        samples.to_csv(out / "samples.csv")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        labels = [f"log10 {n}" if lg else n for n, lg in zip(post.names, post.space.is_log, strict=True)]
+        corner_plot(samples.flat, labels, out / "corner.png",
+                    title=f"{post.data['n_used']:.0f} data points, {post.model_covariance} model error")
+        for name, s in summary["parameters"].items():
+            typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
+                       f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")
+        typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'corner.png'}")
+        if not converged and not allow_unconverged:
+            try:
+                samples.check()
+            except ConvergenceError as exc:
+                raise ConvergenceError(f"{exc} (the files were written for inspection)") from None
+
+    @app.command("fisher", rich_help_panel=_PANEL)
+    @user_errors
+    def fisher_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
+        at: Annotated[Path, typer.Option(
+            "--at", help="CSV with a header of parameter names and one row of (physical) values.")],
+        observed: Annotated[Path, typer.Option(
+            "--observed", help="CSV of the observation whose errors define the covariance.")],
+        out: Annotated[Path, typer.Option("--out", help="Output folder (fisher.json, fisher_matrix.csv).")],
+        log10_mass: Annotated[float | None, typer.Option("--log10-mass", help="log10(M/Msun) of the bin.")] = None,
+        fix: Annotated[list[str] | None, typer.Option("--fix", help="NAME=VALUE held fixed (repeatable).")] = None,
+        covariance: Annotated[Path | None, typer.Option("--covariance", help="Covariance of log10 values (.npy).")] = None,
+        fields: Annotated[str | None, typer.Option("--fields", help="Comma-separated fields.")] = None,
+        model_covariance: Annotated[ModelCovarianceName, typer.Option(
+            "--model-covariance", help="auto, predictive, residual or none.")] = ModelCovarianceName.auto,
+        amplitude: Annotated[bool, typer.Option("--amplitude/--no-amplitude",
+                                                help="Marginalise an overall amplitude.")] = False,
+        redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if needed.")] = None,
+    ) -> None:
+        """Fisher matrix and marginal errors of the free parameters at a point."""
+        from profemu._files import atomic_write_text
+        from profemu.inference import fisher_matrix, make_log_posterior
+
+        emulator = _load_emulator(run)
+        fixed = _parse_fix(fix or [])
+        point = _read_point(at, emulator.param_names)
+        conflict = [n for n in point if n in fixed and not np.isclose(point[n], fixed[n])]
+        if conflict:
+            raise DataError(f"--at {at}: {conflict} are also given by --fix with another value; give each once.")
+        obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)
+        with _progress_lines():
+            post = make_log_posterior(emulator, obs, fix=fixed, amplitude_nuisance=amplitude,
+                                      model_covariance=model_covariance.value)
+        missing = [n for n in post.names if n not in point]
+        if missing:
+            raise DataError(f"--at {at}: no value for the free parameter(s) {missing}; add the columns or --fix them.")
+        result = fisher_matrix(post, {n: point[n] for n in post.names})
+        _check_out(out, post.names)
+        record = {**result.to_dict(), "fixed": dict(post.space.fixed),
+                  "log_sampled": [n for n, lg in zip(post.names, post.space.is_log, strict=True) if lg],
+                  "sampling_space": "log10 of the value for log-sampled parameters, the value otherwise",
+                  "model_covariance": post.model_covariance}
+        atomic_write_text(out / "fisher.json", json.dumps(record, indent=1, allow_nan=False) + "\n")
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["parameter", *post.names])
+        for name, row in zip(post.names, result.matrix, strict=True):
+            writer.writerow([name, *(repr(float(v)) for v in row)])
+        atomic_write_text(out / "fisher_matrix.csv", buf.getvalue())
+        for name, err, err_s, lg in zip(post.names, result.errors_physical, result.errors, post.space.is_log, strict=True):
+            extra = f"  ({err_s:.3g} dex)" if lg else ""
+            typer.echo(f"{name:>24} = {result.values[name]:.4g} +- {err:.3g}{extra}")
+        if not np.isfinite(result.condition) or result.condition > 1e10:
+            typer.echo(f"warning: the Fisher matrix is nearly singular (condition number {result.condition:.3g}); "
+                       "some parameter combinations are not constrained.", err=True)
+        typer.echo(f"wrote {out / 'fisher.json'}, {out / 'fisher_matrix.csv'}")
+
+
+def _read_point(path: Path, names: Sequence[str]) -> dict[str, float]:
+    """One-row CSV of parameter values (header = names)."""
+    if not path.is_file():
+        raise FormatError(f"{path}: point file not found.")
+    rows = [r for r in csv.reader(path.read_text().splitlines()) if r and not r[0].lstrip().startswith("#")]
+    if len(rows) != 2:
+        raise DataError(f"{path}: expected a header of parameter names and exactly one row of values.")
+    header, values = [h.strip() for h in rows[0]], rows[1]
+    if len(values) != len(header):
+        raise DataError(f"{path}: {len(values)} values for {len(header)} columns.")
+    unknown = [h for h in header if h not in names]
+    if unknown:
+        raise DataError(f"{path}: unknown parameter name(s) {unknown}; the emulator's parameters are {list(names)}.")
+    out = {}
+    for h, v in zip(header, values, strict=True):
+        try:
+            out[h] = float(v)
+        except ValueError:
+            raise DataError(f"{path}: column {h!r}: {v!r} is not a number.") from None
+    return out

@@ -1,0 +1,75 @@
+"""From emulator to posterior: likelihoods, NUTS, MAP, Fisher matrices and model-error covariances.
+
+The API is flat::
+
+    from profemu import Emulator
+    from profemu import inference as inf
+
+    emu = Emulator.load("runs/mock/emulator")
+    obs = inf.read_observation("obs.csv", fields=["rho", "pth"], log10_mass=13.5,
+                               radius_unit=emu.radius_unit)
+    post = inf.make_log_posterior(emu, obs, fix={"Omega_m": 0.3})      # pure JAX theta -> log p
+    start = inf.find_map(post)                                           # quick fit
+    samples = inf.sample_posterior(post, chains=4, warmup=1000, draws=1000)
+    print(samples.summary())                                             # mean, std, quantiles, R-hat, ESS
+    fisher = inf.fisher_matrix(post, start.theta)                        # F = J^T C^-1 J
+
+Importing this package does not import JAX; the functions do. NUTS needs BlackJAX
+(``pip install "profemu[inference]"``), the Cobaya theory needs Cobaya
+(``pip install "profemu[cobaya]"``, :mod:`profemu.inference.cobaya_theory`).
+"""
+
+from __future__ import annotations
+
+from profemu.inference.covariance import (
+    ResidualCovariance,
+    attach_residual_covariance,
+    cross_validated_residuals,
+    estimate_residual_covariance,
+    fit_residual_covariance,
+    residual_covariance,
+)
+from profemu.inference.diagnostics import ess_bulk, ess_tail, split_rhat
+from profemu.inference.fisher import FisherResult, fisher_matrix
+from profemu.inference.likelihood import (
+    LogPosterior,
+    ParameterSpace,
+    make_log_posterior,
+    parameter_space,
+)
+from profemu.inference.observations import Observation, load_covariance, read_observation
+from profemu.inference.sampling import (
+    ConvergenceError,
+    MapResult,
+    Posterior,
+    find_map,
+    sample_posterior,
+    sample_posteriors,
+)
+
+__all__ = [
+    "ConvergenceError",
+    "FisherResult",
+    "LogPosterior",
+    "MapResult",
+    "Observation",
+    "ParameterSpace",
+    "Posterior",
+    "ResidualCovariance",
+    "attach_residual_covariance",
+    "cross_validated_residuals",
+    "ess_bulk",
+    "ess_tail",
+    "estimate_residual_covariance",
+    "find_map",
+    "fisher_matrix",
+    "fit_residual_covariance",
+    "load_covariance",
+    "make_log_posterior",
+    "parameter_space",
+    "read_observation",
+    "residual_covariance",
+    "sample_posterior",
+    "sample_posteriors",
+    "split_rhat",
+]

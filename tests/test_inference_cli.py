@@ -1,0 +1,180 @@
+"""``profemu infer`` and ``profemu fisher``: the files they write and the input they refuse."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from profemu.cli import app
+from tests.reliability import TinyRun, tiny_run
+
+FIXED = ["--fix", "Omega_m=0.3", "--fix", "sigma_8=0.8", "--fix", "A_SN2=1.0", "--fix", "A_AGN2=1.0"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    return tiny_run(tmp_path_factory.getbasetemp() / "tiny_run")
+
+
+def invoke(*args: Any) -> Any:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def error_line(result: Any, *needles: str) -> str:
+    """Exit code 2, no traceback, exactly one ``error:`` line naming the problem."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stdout + result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def write_obs(path: Path, run: TinyRun, *, row: int = 0, radius_scale: float = 1.0,
+              drop: str | None = None, change: tuple[str, int, float] | None = None) -> Path:
+    ds = run.dataset
+    cols: dict[str, np.ndarray] = {"radius": ds.radius * radius_scale}
+    for f in ("rho", "pth"):
+        cols[f] = ds.profiles[f][row].copy()
+        cols[f"{f}_err"] = 0.05 * cols[f]
+    if change is not None:
+        name, j, value = change
+        cols[name][j] = value
+    if drop is not None:
+        del cols[drop]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(cols))
+        for j in range(ds.radius.size):
+            writer.writerow([repr(float(cols[c][j])) for c in cols])
+    return path
+
+
+def test_infer_writes_samples_summary_and_corner(run: TinyRun, tmp_path: Path) -> None:
+    obs = write_obs(tmp_path / "obs.csv", run)
+    out = tmp_path / "post"
+    result = invoke("infer", run.run_dir, "--observed", obs, "--log10-mass", run.dataset.log10_mass[0], *FIXED,
+                    "--chains", 2, "--warmup", 100, "--draws", 150, "--allow-unconverged", "--out", out)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    with (out / "samples.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["A_SN1", "A_AGN1"]
+    values = np.array(rows[1:], dtype=float)
+    assert values.shape == (2 * 150, 2)
+    box = run.emulator.training_box
+    for j, name in enumerate(rows[0]):
+        assert box[name][0] * (1 - 1e-6) <= values[:, j].min() and values[:, j].max() <= box[name][1] * (1 + 1e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    for j, name in enumerate(rows[0]):
+        stats = summary["parameters"][name]
+        assert set(stats) >= {"mean", "std", "q2.5", "q16", "q50", "q84", "q97.5", "r_hat", "ess"}
+        assert stats["mean"] == pytest.approx(values[:, j].mean(), rel=1e-9)
+        assert stats["q16"] <= stats["q50"] <= stats["q84"]
+    assert summary["fixed"] == {"Omega_m": 0.3, "sigma_8": 0.8, "A_SN2": 1.0, "A_AGN2": 1.0}
+    assert summary["observation"]["n_data"] == 2 * run.dataset.radius.size
+    assert (out / "corner.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*")), "temporary files left behind"
+
+
+def _cov(tmp: Path, kind: str, n: int) -> Path:
+    path = tmp / f"cov_{kind}.npy"
+    if kind == "shape":
+        np.save(path, np.eye(n + 1) * 1e-4)
+    elif kind == "not_psd":
+        c = np.eye(n) * 1e-4
+        c[0, 1] = c[1, 0] = 1e-3
+        np.save(path, c)
+    else:  # an object array: loading it would unpickle, which is refused
+        np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    return path
+
+
+@pytest.mark.parametrize(("case", "needles"), [
+    ("missing_column", ["missing column(s) ['pth_err']"]),
+    ("negative_value", ["column 'rho', line 4", "is not > 0"]),
+    ("zero_error", ["column 'pth_err', line 3", "is not > 0"]),
+    ("no_overlap", ["do not overlap the emulator's grid"]),
+    ("unknown_fix", ["unknown parameter name(s) ['Omega_x']"]),
+    ("bad_fix", ["--fix 'Omega_m'", "NAME=VALUE"]),
+    ("cov_shape", ["covariance: shape (17, 17)", "(16, 16)"]),
+    ("cov_not_psd", ["covariance: not positive definite"]),
+    ("cov_pickle", ["not a readable .npy array"]),
+    ("no_mass", ["log10_mass: missing"]),
+])
+def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, case: str, needles: list[str]) -> None:
+    mass: list[Any] = ["--log10-mass", 12.0]
+    extra: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    if case == "missing_column":
+        kwargs["drop"] = "pth_err"
+    elif case == "negative_value":
+        kwargs["change"] = ("rho", 2, -1.0)
+    elif case == "zero_error":
+        kwargs["change"] = ("pth_err", 1, 0.0)
+    elif case == "no_overlap":
+        kwargs["radius_scale"] = 1e3
+    elif case == "unknown_fix":
+        extra = ["--fix", "Omega_x=0.3"]
+    elif case == "bad_fix":
+        extra = ["--fix", "Omega_m"]
+    elif case.startswith("cov_"):
+        extra = ["--covariance", _cov(tmp_path, case[4:], 16)]
+    elif case == "no_mass":
+        mass = []
+    obs = write_obs(tmp_path / "obs.csv", run, **kwargs)
+    out = tmp_path / "out"
+    result = invoke("infer", run.run_dir, "--observed", obs, *mass, *extra, "--out", out)
+    error_line(result, *needles)
+    assert not (out / "samples.csv").exists()
+
+
+def test_fisher_writes_matrix_and_errors(run: TinyRun, tmp_path: Path) -> None:
+    from profemu.inference import Observation, fisher_matrix, make_log_posterior
+
+    obs_path = write_obs(tmp_path / "obs.csv", run)
+    emu = run.emulator
+    box = emu.training_box
+    point = {n: float(np.sqrt(box[n][0] * box[n][1])) if n in emu.log_params else 0.5 * (box[n][0] + box[n][1])
+             for n in emu.param_names}
+    at = tmp_path / "point.csv"
+    at.write_text(",".join(point) + "\n" + ",".join(repr(v) for v in point.values()) + "\n")
+    out = tmp_path / "fisher"
+    mass = run.dataset.log10_mass[0]
+    result = invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
+                    "--fix", "Omega_m=" + repr(point["Omega_m"]), "--out", out)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    record = json.loads((out / "fisher.json").read_text())
+    names = [n for n in emu.param_names if n != "Omega_m"]
+    assert record["names"] == names
+    from profemu.inference import read_observation
+
+    obs = read_observation(obs_path, fields=["rho", "pth"], log10_mass=mass, radius_unit=emu.radius_unit)
+    assert isinstance(obs, Observation)
+    post = make_log_posterior(emu, obs, fix={"Omega_m": point["Omega_m"]})
+    expected = fisher_matrix(post, {n: point[n] for n in names})
+    np.testing.assert_allclose(np.array(record["fisher_matrix"]), expected.matrix, rtol=1e-6)
+    np.testing.assert_allclose([record["marginal_errors"][n] for n in names], expected.errors_physical, rtol=1e-6)
+    rows = list(csv.reader((out / "fisher_matrix.csv").read_text().splitlines()))
+    assert rows[0] == ["parameter", *names] and len(rows) == 1 + len(names)
+    bad = tmp_path / "bad_point.csv"
+    bad.write_text("Omega_m,foo\n0.3,1\n")
+    error_line(invoke("fisher", run.run_dir, "--at", bad, "--observed", obs_path, "--log10-mass", mass,
+                      "--out", out), "unknown parameter name(s) ['foo']")
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("infer", ["--observed", "--log10-mass", "--fix", "--covariance", "--out", "--model-covariance"]),
+    ("fisher", ["--at", "--observed", "--out"]),
+])
+def test_help_lists_the_options(command: str, options: list[str]) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})  # no truncated names
+    assert result.exit_code == 0, result.stdout
+    for option in options:
+        assert option in result.stdout
