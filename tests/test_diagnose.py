@@ -221,7 +221,7 @@ def test_exploding_validation_inputs_fail_validation_check(universe, small_confi
     assert "validation inputs up to |z|" in validation.value and "Omega_m" in validation.value
     assert "training box" in validation.advice
 
-    params[val_rows, ds.param_names.index("Omega_m")] = 1e300  # overflows float32 once scaled
+    params[val_rows, ds.param_names.index("Omega_m")] = 3e38  # a float32, but it overflows once scaled
     prep = prepare(_replace(ds, params=params), small_config)
     _, _, validation = check_training_dynamics(prep, small_config, steps=5)
     assert not validation.passed
