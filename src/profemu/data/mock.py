@@ -400,20 +400,40 @@ def mock_truth(theta: Mapping[str, ArrayLike], log10_mass: ArrayLike, *, x: Arra
     m = 10.0 ** np.broadcast_to(log10_m, n)[:, None]
     xr = np.asarray(x, dtype=float)[None, :]
     z = float(redshift)
-    om, ob, h = col["Omega_m"], col["Omega_b"], col["h"]
+    om, h = col["Omega_m"], col["h"]
 
     log10_mc, beta_bcm = _feedback_state(col)
+    s8 = col["sigma_8"] / 0.8
+    return _halo_gas(m, xr, z, om, col["Omega_b"], h, log10_mc, beta_bcm,
+                     xc_scale=s8**-0.2, x_s_scales=(s8**-0.3, (col["n_s"] / 0.9624) ** -0.2))
+
+
+def _halo_gas(m: np.ndarray, xr: np.ndarray, z: float, om: np.ndarray, ob: np.ndarray,
+              h: np.ndarray, log10_mc: np.ndarray, beta_bcm: np.ndarray, *,
+              xc_scale: ArrayLike = 1.0, x_s_scales: tuple[ArrayLike, ...] = (),
+              beta_scale: ArrayLike = 1.0, igm_temperature: float = 0.0) -> dict[str, np.ndarray]:
+    """Gas density, pressure and temperature of halos of mass ``m`` [Msun] at ``xr`` = r/R200c.
+
+    The physics shared by every regime: the baryon-correction gas fraction sets
+    ``q = f_gas / f_gas(fiducial)``; the pressure is Battaglia's gNFW with ``P0 q^0.8``,
+    ``xc q^-0.5 xc_scale`` and ``beta beta_scale``, plus ``rho_bg k_B T_igm / (mu m_p)``
+    (zero by default); the density is the gNFW gas halo (scale ``0.15 q^-0.5`` times each of ``x_s_scales``,
+    inner slope from ``q``) normalised to ``f_gas M200c`` inside R200c, plus the mean
+    baryon density. Arrays broadcast as [n, 1] (per halo) against [.., n_r] (``xr``).
+    """
     f_gas = gas_fraction(m, log10_mc, beta_bcm, ob, om)
     f_gas_fid = gas_fraction(m, _LOG10_MC0, _BETA_BCM0, ob, om)
     q = f_gas / f_gas_fid  # < 1 when feedback is stronger than fiducial
-    s8 = col["sigma_8"] / 0.8
 
-    # pressure: Battaglia et al. 2012 modulated by the gas content q and sigma_8
+    # pressure: Battaglia et al. 2012 modulated by the gas content q (and the regime's scales)
     p0, xc, beta = battaglia_parameters(m, z)
-    pressure = p200c(m, z, h, om, ob) * gnfw_pressure(xr, p0 * q**0.8, xc * q**-0.5 * s8**-0.2, beta)
+    pressure = p200c(m, z, h, om, ob) * gnfw_pressure(xr, p0 * q**0.8, xc * q**-0.5 * xc_scale,
+                                                      beta * beta_scale)
 
     # gas density: halo gNFW term normalised to f_gas M200c inside R200c, plus background
-    x_s = _X_S0 * q**-0.5 * s8**-0.3 * (col["n_s"] / 0.9624) ** -0.2
+    x_s = _X_S0 * q**-0.5
+    for factor in x_s_scales:  # one multiplication each: the same rounding in every regime
+        x_s = x_s * factor
     g = np.clip(0.3 + (_GAMMA_G0 - 0.3) * q**0.7, 0.05, 1.5)
     radius_200 = r200c(m, z, h, om) * 1e3  # kpc
     rho_bg = mean_baryon_density(z, h, ob)
@@ -424,6 +444,9 @@ def mock_truth(theta: Mapping[str, ArrayLike], log10_mass: ArrayLike, *, x: Arra
     rho = norm * y**-g * (1.0 + y) ** (g - 3.0) + rho_bg
 
     rho_g_cm3 = rho / _MSUN_MPC3_TO_MSUN_KPC3 * _MSUN_MPC3_TO_G_CM3
+    if igm_temperature > 0:  # photo-heated intergalactic gas: the pressure never falls below it
+        rho_bg_g_cm3 = rho_bg / _MSUN_MPC3_TO_MSUN_KPC3 * _MSUN_MPC3_TO_G_CM3
+        pressure = pressure + rho_bg_g_cm3 * K_B_KEV * igm_temperature / (MU * M_P_G)
     temp = pressure * MU * M_P_G / (rho_g_cm3 * K_B_KEV)
     return {"rho": rho, "pth": pressure, "temp": temp}
 
