@@ -547,6 +547,18 @@ def _check_args(n: int, noise_dex: float, n_r: int, param_set: str, redshift: fl
         )
 
 
+def _universe(specs: tuple[MockParameter, ...] | list[MockParameter], truth: dict[str, np.ndarray],
+              **dataset_fields: Any) -> MockUniverse:
+    """The :class:`MockUniverse` of a regime: dataset (names, log flags and units of ``specs``),
+    read-only truth and the prior box."""
+    dataset = ProfileDataset(param_names=tuple(p.name for p in specs), units=dict(FIELD_UNITS),
+                             log_params=tuple(p.name for p in specs if p.is_log), **dataset_fields)
+    for arr in truth.values():
+        arr.setflags(write=False)
+    ranges = {p.name: (float(p.lo), float(p.hi), bool(p.is_log)) for p in specs}
+    return MockUniverse(dataset=dataset, truth=truth, param_ranges=ranges)
+
+
 def _design(specs: tuple[MockParameter, ...] | list[MockParameter], n: int, n_mass_per_sim: int,
             log10_mass_range: tuple[float, float], ss_lhs: np.random.SeedSequence,
             ss_mass: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -646,15 +658,14 @@ def make_mock_universe(
         "model": "pressure: Battaglia et al. 2012 (AGN, 200c) gNFW; gas: baryon-correction "
                  "gas fraction with gNFW shape plus mean baryon density; T = P mu m_p/(rho k_B)",
     }
-    dataset = ProfileDataset(
+    return _universe(
+        specs,
+        truth,
         params=params,
-        param_names=names,
         log10_mass=log10_mass,
         radius=x,
         profiles=profiles,
-        units=dict(FIELD_UNITS),
         radius_unit="R200c",
-        log_params=tuple(p.name for p in specs if p.is_log),
         pk_ratio=pk_ratio,
         k=DEFAULT_K.copy() if include_pk else None,
         redshift=np.full(n, float(redshift)),
@@ -662,10 +673,6 @@ def make_mock_universe(
         noise={f: np.full((n, n_r), float(noise_dex)) for f in truth},
         meta=meta,
     )
-    for arr in truth.values():
-        arr.setflags(write=False)
-    ranges = {p.name: (float(p.lo), float(p.hi), bool(p.is_log)) for p in specs}
-    return MockUniverse(dataset=dataset, truth=truth, param_ranges=ranges)
 
 
 # ------------------------------------------------------------------ hard regime
@@ -1000,24 +1007,19 @@ def make_hard_mock(
                  "baryon-correction gas fraction with gNFW shape plus mean baryon density; "
                  "T = P mu m_p/(rho k_B); radii physical [Mpc]",
     }
-    dataset = ProfileDataset(
+    return _universe(
+        specs,
+        truth,
         params=params,
-        param_names=names,
         log10_mass=log10_mass,
         radius=radius,
         profiles=profiles,
-        units=dict(FIELD_UNITS),
         radius_unit="Mpc",
-        log_params=tuple(p.name for p in specs if p.is_log),
         redshift=np.full(n, float(redshift)),
         groups=sim_id.astype(np.int64),
         noise={f: float(scatter_scale) * s for f, s in sigma.items()},
         meta=meta,
     )
-    for arr in truth.values():
-        arr.setflags(write=False)
-    ranges = {p.name: (float(p.lo), float(p.hi), bool(p.is_log)) for p in specs}
-    return MockUniverse(dataset=dataset, truth=truth, param_ranges=ranges)
 
 
 def write_mock(path: str | Path, n: int = 4000, *, seed: int = 0, **kwargs: Any) -> Path:
