@@ -234,7 +234,7 @@ def run(*, quick: bool, out_dir: Path, smoke: bool = False) -> dict[str, Any]:
     if have_camels:
         curves.insert(0, ("TNG rho", "TNG rho"))
     for name, source in curves:
-        ds, truth = _camels("rho") if name == "TNG rho" else _hard(150 if smoke else 2000)
+        ds, truth = (_camels("rho"), None) if name == "TNG rho" else _hard(150 if smoke else 2000)
         fold = group_kfold(ds, 5, seed=0)[0]
         sizes_here = curve_sizes + ((1600,) if quick and name == "TNG rho" else ())
         results["learning_curves"][name] = _learning_curve(

@@ -189,6 +189,23 @@ def test_gp_starts_report_and_one_summary_line(train: ProfileDataset, caplog) ->
     assert not caught  # no per-fit warnings from scipy or scikit-learn
 
 
+def test_gp_search_on_a_subset_then_refine_on_all_rows(train: ProfileDataset) -> None:
+    small = train.subset(np.arange(80))
+    gp = GPBaseline(search_rows=30).fit(small)
+    starts = gp.fit_report["starts"]
+    assert len(starts) == 3  # two starts on 30 rows, then the best refined on all 80
+    design = gp._design
+    ((_, fit),) = gp._fits
+    y = design.y - design.y.mean(axis=0)
+    # the reported log marginal likelihood is that of all 80 rows at the final hyper-parameters
+    value, _ = gp_neg_log_marginal_likelihood(fit.theta, design.x, y)
+    assert gp.fit_report["best_log_ml"][0] == pytest.approx(-value, rel=1e-9)
+    assert starts[-1]["log_ml"] == pytest.approx(-value, rel=1e-9)
+    # and it is as good as searching on all rows from the start (within 0.5 of ~-400)
+    direct = GPBaseline(search_rows=None).fit(small).fit_report["best_log_ml"][0]
+    assert -value > direct - 0.5
+
+
 def test_declared_noise_is_left_to_the_evaluation() -> None:
     """With declared noise the predicted variance is that of the mean profile; coverage of noisy
     held-out targets (var + noise^2) is then close to nominal."""
@@ -235,6 +252,32 @@ def test_fields_subset_and_input_errors(train: ProfileDataset) -> None:
         GPBaseline(length_scale_bounds=(1.0, 0.1))
     with pytest.raises(ConfigError, match="hidden"):
         PCAMLPBaseline(hidden=())
+
+
+def test_pk_components_and_redshift_inputs() -> None:
+    from profemu.data.mock import make_mock_universe
+
+    ds = make_mock_universe(120, seed=4, n_r=6).dataset.select_fields(["pth"])
+    z = np.random.default_rng(0).uniform(0.0, 1.0, ds.n)
+    ds = ProfileDataset(params=ds.params, param_names=ds.param_names, log10_mass=ds.log10_mass,
+                        radius=ds.radius, profiles=ds.profiles, radius_unit=ds.radius_unit,
+                        log_params=ds.log_params, pk_ratio=ds.pk_ratio, k=ds.k, redshift=z,
+                        groups=ds.groups)
+    rbf = PCARBFBaseline(cv_folds=2).fit(ds)
+    design = rbf._design
+    assert design.input_names[-6:] == ("log10_mass", "pk_pc1", "pk_pc2", "pk_pc3", "pk_pc4", "redshift")
+    pcs = design.x[:, 36:40]  # the P(k) block enters as 4 standardised principal components
+    np.testing.assert_allclose(pcs.mean(axis=0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(pcs.std(axis=0), 1.0, rtol=1e-10)
+    pred = rbf.predict(ds.params[:3], ds.log10_mass[:3], ds.pk_ratio[:3], z[:3])["pth"]
+    assert pred[0].shape == (3, 6) and np.isfinite(pred[0]).all()
+    with pytest.raises(DataError, match="pk_ratio"):
+        rbf.predict(ds.params[:3], ds.log10_mass[:3], None, z[:3])
+    with pytest.raises(DataError, match="redshift"):
+        rbf.predict(ds.params[:3], ds.log10_mass[:3], ds.pk_ratio[:3])
+    # a training row is predicted far better than by the training mean
+    score = evaluate(rbf, ds)["overall"]["frac_err_median"]
+    assert score < 0.2 * evaluate(_ConstantPredictor(ds), ds)["overall"]["frac_err_median"]
 
 
 def test_pca_component_choice(train: ProfileDataset) -> None:

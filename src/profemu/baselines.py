@@ -158,11 +158,10 @@ class _Design:
         blocks = t.transform_inputs(dataset.params, dataset.log10_mass, dataset.pk_ratio,
                                     dataset.redshift)
         self.pk_basis = self.pk_scale = None
-        if "pk" in blocks:
-            _, _, vt = np.linalg.svd(blocks["pk"] - blocks["pk"].mean(axis=0), full_matrices=False)
+        if "pk" in blocks:  # already centred and scaled per k on the training rows
+            _, _, vt = np.linalg.svd(blocks["pk"], full_matrices=False)
             self.pk_basis = vt[: min(self.PK_COMPONENTS, vt.shape[0])]
-            scores = blocks["pk"] @ self.pk_basis.T
-            self.pk_scale = np.maximum(scores.std(axis=0), 1e-12)
+            self.pk_scale = np.maximum((blocks["pk"] @ self.pk_basis.T).std(axis=0), 1e-12)
         self.input_names = (*dataset.param_names, "log10_mass",
                             *(f"pk_pc{i + 1}" for i in range(0 if self.pk_basis is None else
                                                              self.pk_basis.shape[0])),
@@ -444,16 +443,21 @@ class GPBaseline(_DesignBaseline):
     once; a GP per PCA coefficient is :class:`PCAGPBaseline`. Kernel: ``s RBF(l_1..l_d) + n``
     on the standardised inputs, exactly scikit-learn's ``ConstantKernel * RBF + WhiteKernel``
     with ``normalize_y=False`` (tested against it). Hyper-parameters: maximum marginal
-    likelihood by L-BFGS-B in log space from two starts — length scales ``max(1, sqrt(d)/2)``
-    with noise 1e-2, and ``2 sqrt(d)`` with noise 0.2 (the second escapes the "everything is
-    noise" optimum of many dimensions) — plus ``n_restarts`` seeded random starts; the best
-    marginal likelihood is kept. Progress (one INFO line per start) and a one-line summary of
-    starts that stopped at the iteration limit or early go to the ``profemu.baselines`` logger;
-    no per-fit warnings.
+    likelihood by L-BFGS-B in log space (analytic gradient) from two starts — length scales
+    ``max(1, sqrt(d)/2)`` with noise 1e-2, and ``2 sqrt(d)`` with noise 0.2 (the second escapes
+    the "everything is noise" optimum of many dimensions) — plus ``n_restarts`` seeded random
+    starts. With more than ``search_rows`` training rows every start runs on a seeded subset of
+    ``search_rows`` rows and the best is then refined on all rows (at most ``refine_maxiter``
+    iterations): on 1,600 rows this reached the same log marginal likelihood as starting on all
+    rows (within 0.2 of -15,485 on the hard mock, equal to 0.01 on CAMELS TNG rho) in half the
+    time. The GP is conditioned on all rows. Progress (one INFO line per start) and a one-line
+    summary of starts that stopped at the iteration limit or early go to the
+    ``profemu.baselines`` logger; no per-fit warnings.
 
-    Cost: O(N^3) per marginal-likelihood evaluation (~0.3-1 s at N = 1,600 and ~2-5 s at
-    N = 3,000 on 2 CPU cores; 30-100 evaluations per start). With more than ``max_train``
-    rows a seeded random subset of ``max_train`` rows is used and a ``UserWarning`` says so.
+    Cost: O(N^3) per marginal-likelihood evaluation (~0.3-1.5 s at N = 1,600 on 2 busy CPU
+    cores; 30-200 evaluations per start, more with more inputs): 30-150 s for 1,600 rows. With
+    more than ``max_train`` rows a seeded random subset of ``max_train`` rows is used and a
+    ``UserWarning`` says so.
 
     Variance: the GP posterior variance of the mean profile plus the excess of the fitted
     white noise over the declared noise (see the module docstring), both rescaled per output
@@ -465,6 +469,10 @@ class GPBaseline(_DesignBaseline):
         n_restarts: Random starts in addition to the two fixed ones.
         seed: Seed of the subsampling and of the random starts.
         maxiter: L-BFGS-B iteration limit per start.
+        search_rows: Rows the starts run on (a seeded subset when there are more; None = all).
+        refine_maxiter: Iteration limit of the refinement on all rows.
+        ftol: L-BFGS-B relative tolerance on the marginal likelihood (1e-7: a change of
+            ~1e-3 in a log marginal likelihood of -1e4 stops the search).
         amplitude_bounds: Bounds of the signal variance ``s`` (normalised outputs).
         length_scale_bounds: Bounds of the ARD length scales (standardised inputs).
         noise_level_bounds: Bounds of the white-noise variance ``n`` (normalised outputs).
@@ -479,7 +487,10 @@ class GPBaseline(_DesignBaseline):
         max_train: int = DEFAULT_GP_MAX_TRAIN,
         n_restarts: int = 0,
         seed: int = 0,
-        maxiter: int = 200,
+        maxiter: int = 300,
+        search_rows: int | None = 800,
+        refine_maxiter: int = 60,
+        ftol: float = 1e-7,
         amplitude_bounds: tuple[float, float] = (1e-3, 1e3),
         length_scale_bounds: tuple[float, float] = (1e-2, 1e3),
         noise_level_bounds: tuple[float, float] = (1e-8, 1.0),
@@ -489,8 +500,12 @@ class GPBaseline(_DesignBaseline):
             raise ConfigError(f"max_train: {max_train} < 5; the GP needs a few training rows.")
         if n_restarts < 0:
             raise ConfigError(f"n_restarts: {n_restarts} < 0; pass 0 for the two fixed starts only.")
-        if maxiter < 1:
-            raise ConfigError(f"maxiter: {maxiter} < 1.")
+        if maxiter < 1 or refine_maxiter < 1:
+            raise ConfigError(f"maxiter, refine_maxiter: {maxiter}, {refine_maxiter}; both must be >= 1.")
+        if search_rows is not None and search_rows < 5:
+            raise ConfigError(f"search_rows: {search_rows} < 5; pass None to search on all rows.")
+        if not 0 < ftol < 1:
+            raise ConfigError(f"ftol: {ftol} must be in (0, 1).")
         for name, (lo, hi) in (("amplitude_bounds", amplitude_bounds),
                                ("length_scale_bounds", length_scale_bounds),
                                ("noise_level_bounds", noise_level_bounds)):
@@ -500,6 +515,9 @@ class GPBaseline(_DesignBaseline):
         self.n_restarts = int(n_restarts)
         self.seed = int(seed)
         self.maxiter = int(maxiter)
+        self.search_rows = None if search_rows is None else int(search_rows)
+        self.refine_maxiter = int(refine_maxiter)
+        self.ftol = float(ftol)
         self.amplitude_bounds = amplitude_bounds
         self.length_scale_bounds = length_scale_bounds
         self.noise_level_bounds = noise_level_bounds
@@ -531,27 +549,42 @@ class GPBaseline(_DesignBaseline):
         return np.log(np.array([self.amplitude_bounds, *[self.length_scale_bounds] * d,
                                 self.noise_level_bounds], dtype=np.float64))
 
-    def _optimise(self, x: np.ndarray, y: np.ndarray, label: str, rng: np.random.Generator
-                  ) -> tuple[_Start, list[_Start]]:
+    def _minimise(self, theta0: np.ndarray, x: np.ndarray, y: np.ndarray, maxiter: int) -> _Start:
         from scipy.optimize import minimize
 
-        bounds = self._log_bounds(x.shape[1])
+        t0 = time.perf_counter()
+        with np.errstate(over="ignore", under="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = minimize(gp_neg_log_marginal_likelihood, theta0, args=(x, y), jac=True,
+                           method="L-BFGS-B", bounds=self._log_bounds(x.shape[1]),
+                           options={"maxiter": maxiter, "ftol": self.ftol})
+        ok = bool(np.isfinite(res.fun))
+        status = _STATUS.get(int(res.status), "stopped early") if ok else "failed"
+        return _Start(theta0, np.asarray(res.x), float(res.fun) if ok else math.inf, status,
+                      int(res.nfev), time.perf_counter() - t0)
+
+    def _optimise(self, x: np.ndarray, y: np.ndarray, label: str, rng: np.random.Generator
+                  ) -> tuple[_Start, list[_Start]]:
+        """Every start on the search rows; the best refined on all rows when those were a subset."""
+        n = x.shape[0]
+        sub = (np.sort(rng.choice(n, self.search_rows, replace=False))
+               if self.search_rows is not None and n > self.search_rows else np.arange(n))
+        where = "" if sub.size == n else f" on {sub.size} of {n} rows"
         starts = self._starts(x.shape[1], rng)
         done: list[_Start] = []
         for i, theta0 in enumerate(starts):
-            t0 = time.perf_counter()
-            with np.errstate(over="ignore", under="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = minimize(gp_neg_log_marginal_likelihood, theta0, args=(x, y), jac=True,
-                               method="L-BFGS-B", bounds=bounds, options={"maxiter": self.maxiter})
-            ok = bool(np.isfinite(res.fun))
-            status = _STATUS.get(int(res.status), "stopped early") if ok else "failed"
-            done.append(_Start(theta0, np.asarray(res.x), float(res.fun) if ok else math.inf,
-                               status, int(res.nfev), time.perf_counter() - t0))
-            logger.info("%s: %s, start %d/%d: log marginal likelihood %.2f (%s, %d evaluations, "
-                        "%.1f s)", self.name, label, i + 1, len(starts), -done[-1].neg_log_ml,
-                        status, done[-1].evaluations, done[-1].seconds)
+            done.append(self._minimise(theta0, x[sub], y[sub], self.maxiter))
+            logger.info("%s: %s, start %d/%d%s: log marginal likelihood %.2f (%s, %d evaluations, "
+                        "%.1f s)", self.name, label, i + 1, len(starts), where,
+                        -done[-1].neg_log_ml, done[-1].status, done[-1].evaluations,
+                        done[-1].seconds)
         best = min(done, key=lambda s: s.neg_log_ml)
+        if np.isfinite(best.neg_log_ml) and sub.size < n:
+            best = self._minimise(best.theta, x, y, self.refine_maxiter)
+            done.append(best)
+            logger.info("%s: %s, refined on all %d rows: log marginal likelihood %.2f (%s, %d "
+                        "evaluations, %.1f s)", self.name, label, n, -best.neg_log_ml, best.status,
+                        best.evaluations, best.seconds)
         if not np.isfinite(best.neg_log_ml):
             raise DataError(f"{type(self).__name__}: the kernel matrix was singular from every start "
                             f"({label}); remove duplicate input rows or raise noise_level_bounds.")
