@@ -257,9 +257,13 @@ def _figures(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
     for ax, (name, curve) in zip(fig.subplots(1, len(curves), squeeze=False)[0], curves.items(),
                                  strict=True):
         x = [p["n_rows"] for p in curve["points"]]
-        for method in METHODS:
-            y = [p["methods"].get(method, {}).get("frac_err_median") for p in curve["points"]]
-            ax.plot(x, [np.nan if v is None else 100 * v for v in y], marker="o", label=method)
+        for j, method in enumerate(METHODS):
+            for key, style, what in (("frac_err_median", "-", ""),
+                                     ("truth_frac_err_median", "--", " vs truth")):
+                y = [p["methods"].get(method, {}).get(key) for p in curve["points"]]
+                if any(v is not None for v in y):
+                    ax.plot(x, [np.nan if v is None else 100 * v for v in y], style, marker="o",
+                            color=f"C{j}", label=method + what)
         floor = curve["points"][0]["methods"]["profemu"].get("noise_floor_frac_median")
         if floor is not None:
             ax.axhline(100 * floor, color="grey", ls=":", label="noise floor")
@@ -360,13 +364,17 @@ def markdown(results: dict[str, Any]) -> str:
                       f"{m} {_num(r['coverage_68'])} / {_num(r['coverage_95'])}"
                       for m, r in cal["methods"].items()) + ".", ""]
     for name, curve in results["learning_curves"].items():
-        head = ["training rows (simulations)"] + [f"{m} median" for m in METHODS] + ["noise floor"]
+        mock = "truth_frac_err_median" in curve["points"][0]["methods"]["profemu"]
+        head = (["training rows (simulations)"] + [f"{m} median" for m in METHODS] + ["noise floor"]
+                + ([f"{m} vs truth" for m in METHODS] if mock else []))
         body = []
         for pt in curve["points"]:
             ms = pt["methods"]
             body.append([f"{pt['n_rows']:,} ({pt['n_sims']:,})"]
                         + [_pct(ms.get(m, {}).get("frac_err_median"), 2) for m in METHODS]
-                        + [_pct(ms["profemu"].get("noise_floor_frac_median"), 2)])
+                        + [_pct(ms["profemu"].get("noise_floor_frac_median"), 2)]
+                        + ([_pct(ms.get(m, {}).get("truth_frac_err_median"), 2) for m in METHODS]
+                           if mock else []))
         lines += [f"### Learning curve: {name} (fold 0 test set, {curve['n_test']} rows)", "",
                   table(head, body), ""]
     if results.get("figures", {}).get("learning_curve"):
