@@ -185,15 +185,17 @@ def test_gp_starts_report_and_one_summary_line(train: ProfileDataset, caplog) ->
         PCAGPBaseline(n_components=3, maxiter=1).fit(small)
     problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(problems) == 1
-    assert "of 6 optimiser starts (3 kernels), 6 hit the iteration limit (maxiter=1)" in problems[0]
+    assert problems[0].startswith("pca_gp (3 kernels): of 6 starts, 6 hit the iteration limit "
+                                  "(maxiter=1);")
     assert not caught  # no per-fit warnings from scipy or scikit-learn
 
 
-def test_gp_search_on_a_subset_then_refine_on_all_rows(train: ProfileDataset) -> None:
+def test_gp_search_on_a_subset_then_refine_on_all_rows(train: ProfileDataset, caplog) -> None:
     small = train.subset(np.arange(80))
     gp = GPBaseline(search_rows=30).fit(small)
     starts = gp.fit_report["starts"]
-    assert len(starts) == 3  # two starts on 30 rows, then the best refined on all 80
+    # two starts on 30 rows, then the best refined on all 80
+    assert [s["refinement"] for s in starts] == [False, False, True]
     design = gp._design
     ((_, fit),) = gp._fits
     y = design.y - design.y.mean(axis=0)
@@ -204,6 +206,10 @@ def test_gp_search_on_a_subset_then_refine_on_all_rows(train: ProfileDataset) ->
     # and it is as good as searching on all rows from the start (within 0.5 of ~-400)
     direct = GPBaseline(search_rows=None).fit(small).fit_report["best_log_ml"][0]
     assert -value > direct - 0.5
+    with caplog.at_level(logging.WARNING, logger="profemu.baselines"):
+        GPBaseline(search_rows=30, refine_maxiter=1).fit(small)
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "gp (1 kernel): of 1 refinements on all rows, 1 hit the iteration limit (refine_maxiter=1)"]
 
 
 def test_declared_noise_is_left_to_the_evaluation() -> None:
