@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 #: Order of the sections; other result files follow alphabetically.
-MODULE_ORDER: tuple[str, ...] = ("accuracy", "stability", "speed", "scaling", "soak", "inference", "design")
+MODULE_ORDER: tuple[str, ...] = (
+    "accuracy", "smallsuite", "stability", "speed", "scaling", "soak", "inference", "design",
+)
 
 HEADER = """# Benchmarks
 

@@ -53,10 +53,25 @@ Parameters: ``"sb35"`` has 35 named parameters like the CAMELS SB sets
 physics parameters, a few with weak effects and most with none); ``"lh6"`` has
 the six CAMELS LH parameters (Omega_b, h, n_s fixed to the CAMELS values) and no
 P(k). Which parameters act is listed in :data:`MOCK_PARAMETERS`.
+
+**Hard regime** (:func:`make_hard_mock`): a suite like the CAMELS SB35 single-halo
+(zoom-in) sets that a neural emulator finds hardest. The 35 parameters take the names,
+ranges and log flags of the CAMELS SB35 "Info" table when its path is given
+(:func:`read_camels_parameter_table`; e.g. ``../shared/data/camels_sb35/``), else of
+:data:`MOCK_PARAMETERS`; parameters are found by role through
+:data:`PARAMETER_ALIASES` (``Omega0``/``Omega_m``, ``OmegaBaryon``/``Omega_b``,
+``HubbleParam``/``h``, ...). Only Omega_m, sigma_8, three feedback parameters (with
+interactions) and two weak ones act, plus Omega_b and h through the self-similar physics
+(:data:`HARD_ROLES`); the other 26 are inert. One halo per row (log10 M200c in 11.5-14),
+profiles on *physical* radii (0.01-2 Mpc, 30 bins), log-normal halo-to-halo scatter of
+0.2-0.4 dex that grows towards the core and the outskirts, partly shared across radii
+and between rho and pth (:func:`hard_mock_scatter`), recorded in ``dataset.noise``.
 """
 
 from __future__ import annotations
 
+import csv
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,22 +83,29 @@ from scipy.special import hyp2f1
 from scipy.stats import qmc
 
 from profemu.data.dataset import ProfileDataset
-from profemu.errors import ConfigError
+from profemu.errors import ConfigError, FormatError
 
 __all__ = [
+    "HARD_ROLES",
     "MOCK_PARAMETERS",
+    "PARAMETER_ALIASES",
     "PARAM_SETS",
+    "SB35_INFO_FILENAME",
     "MockParameter",
     "MockUniverse",
     "battaglia_parameters",
     "gas_fraction",
     "gnfw_pressure",
+    "hard_mock_scatter",
+    "hard_mock_truth",
+    "make_hard_mock",
     "make_mock_universe",
     "mean_baryon_density",
     "mock_pk_ratio",
     "mock_truth",
     "p200c",
     "r200c",
+    "read_camels_parameter_table",
     "rho_crit",
     "write_mock",
 ]
@@ -400,20 +422,40 @@ def mock_truth(theta: Mapping[str, ArrayLike], log10_mass: ArrayLike, *, x: Arra
     m = 10.0 ** np.broadcast_to(log10_m, n)[:, None]
     xr = np.asarray(x, dtype=float)[None, :]
     z = float(redshift)
-    om, ob, h = col["Omega_m"], col["Omega_b"], col["h"]
+    om, h = col["Omega_m"], col["h"]
 
     log10_mc, beta_bcm = _feedback_state(col)
+    s8 = col["sigma_8"] / 0.8
+    return _halo_gas(m, xr, z, om, col["Omega_b"], h, log10_mc, beta_bcm,
+                     xc_scale=s8**-0.2, x_s_scales=(s8**-0.3, (col["n_s"] / 0.9624) ** -0.2))
+
+
+def _halo_gas(m: np.ndarray, xr: np.ndarray, z: float, om: np.ndarray, ob: np.ndarray,
+              h: np.ndarray, log10_mc: np.ndarray, beta_bcm: np.ndarray, *,
+              xc_scale: ArrayLike = 1.0, x_s_scales: tuple[ArrayLike, ...] = (),
+              beta_scale: ArrayLike = 1.0, igm_temperature: float = 0.0) -> dict[str, np.ndarray]:
+    """Gas density, pressure and temperature of halos of mass ``m`` [Msun] at ``xr`` = r/R200c.
+
+    The physics shared by every regime: the baryon-correction gas fraction sets
+    ``q = f_gas / f_gas(fiducial)``; the pressure is Battaglia's gNFW with ``P0 q^0.8``,
+    ``xc q^-0.5 xc_scale`` and ``beta beta_scale``, plus ``rho_bg k_B T_igm / (mu m_p)``
+    (zero by default); the density is the gNFW gas halo (scale ``0.15 q^-0.5`` times each of ``x_s_scales``,
+    inner slope from ``q``) normalised to ``f_gas M200c`` inside R200c, plus the mean
+    baryon density. Arrays broadcast as [n, 1] (per halo) against [.., n_r] (``xr``).
+    """
     f_gas = gas_fraction(m, log10_mc, beta_bcm, ob, om)
     f_gas_fid = gas_fraction(m, _LOG10_MC0, _BETA_BCM0, ob, om)
     q = f_gas / f_gas_fid  # < 1 when feedback is stronger than fiducial
-    s8 = col["sigma_8"] / 0.8
 
-    # pressure: Battaglia et al. 2012 modulated by the gas content q and sigma_8
+    # pressure: Battaglia et al. 2012 modulated by the gas content q (and the regime's scales)
     p0, xc, beta = battaglia_parameters(m, z)
-    pressure = p200c(m, z, h, om, ob) * gnfw_pressure(xr, p0 * q**0.8, xc * q**-0.5 * s8**-0.2, beta)
+    pressure = p200c(m, z, h, om, ob) * gnfw_pressure(xr, p0 * q**0.8, xc * q**-0.5 * xc_scale,
+                                                      beta * beta_scale)
 
     # gas density: halo gNFW term normalised to f_gas M200c inside R200c, plus background
-    x_s = _X_S0 * q**-0.5 * s8**-0.3 * (col["n_s"] / 0.9624) ** -0.2
+    x_s = _X_S0 * q**-0.5
+    for factor in x_s_scales:  # one multiplication each: the same rounding in every regime
+        x_s = x_s * factor
     g = np.clip(0.3 + (_GAMMA_G0 - 0.3) * q**0.7, 0.05, 1.5)
     radius_200 = r200c(m, z, h, om) * 1e3  # kpc
     rho_bg = mean_baryon_density(z, h, ob)
@@ -424,6 +466,9 @@ def mock_truth(theta: Mapping[str, ArrayLike], log10_mass: ArrayLike, *, x: Arra
     rho = norm * y**-g * (1.0 + y) ** (g - 3.0) + rho_bg
 
     rho_g_cm3 = rho / _MSUN_MPC3_TO_MSUN_KPC3 * _MSUN_MPC3_TO_G_CM3
+    if igm_temperature > 0:  # photo-heated intergalactic gas: the pressure never falls below it
+        rho_bg_g_cm3 = rho_bg / _MSUN_MPC3_TO_MSUN_KPC3 * _MSUN_MPC3_TO_G_CM3
+        pressure = pressure + rho_bg_g_cm3 * K_B_KEV * igm_temperature / (MU * M_P_G)
     temp = pressure * MU * M_P_G / (rho_g_cm3 * K_B_KEV)
     return {"rho": rho, "pth": pressure, "temp": temp}
 
@@ -475,7 +520,8 @@ class MockUniverse:
 
 def _check_args(n: int, noise_dex: float, n_r: int, param_set: str, redshift: float,
                 n_mass_per_sim: int, log10_mass_range: tuple[float, float],
-                radius_range: tuple[float, float]) -> None:
+                radius_range: tuple[float, float], *, per_sim_name: str = "n_mass_per_sim",
+                radius_unit: str = "R200c") -> None:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ConfigError(f"n: {n!r} is not a positive integer; pass the number of rows, e.g. n=4000.")
     if not np.isfinite(noise_dex) or noise_dex < 0:
@@ -487,7 +533,7 @@ def _check_args(n: int, noise_dex: float, n_r: int, param_set: str, redshift: fl
     if not np.isfinite(redshift) or redshift < 0:
         raise ConfigError(f"redshift: {redshift!r} must be finite and >= 0.")
     if isinstance(n_mass_per_sim, bool) or not isinstance(n_mass_per_sim, int | np.integer) or n_mass_per_sim < 1:
-        raise ConfigError(f"n_mass_per_sim: {n_mass_per_sim!r} must be a positive integer.")
+        raise ConfigError(f"{per_sim_name}: {n_mass_per_sim!r} must be a positive integer.")
     lo, hi = log10_mass_range
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi <= 20):
         raise ConfigError(
@@ -496,7 +542,49 @@ def _check_args(n: int, noise_dex: float, n_r: int, param_set: str, redshift: fl
         )
     rlo, rhi = radius_range
     if not (np.isfinite(rlo) and np.isfinite(rhi) and 0 < rlo < rhi):
-        raise ConfigError(f"radius_range: {radius_range!r} must be (lo, hi) with 0 < lo < hi, in R200c.")
+        raise ConfigError(
+            f"radius_range: {radius_range!r} must be (lo, hi) with 0 < lo < hi, in {radius_unit}."
+        )
+
+
+def _universe(specs: tuple[MockParameter, ...] | list[MockParameter], truth: dict[str, np.ndarray],
+              **dataset_fields: Any) -> MockUniverse:
+    """The :class:`MockUniverse` of a regime: dataset (names, log flags and units of ``specs``),
+    read-only truth and the prior box."""
+    dataset = ProfileDataset(param_names=tuple(p.name for p in specs), units=dict(FIELD_UNITS),
+                             log_params=tuple(p.name for p in specs if p.is_log), **dataset_fields)
+    for arr in truth.values():
+        arr.setflags(write=False)
+    ranges = {p.name: (float(p.lo), float(p.hi), bool(p.is_log)) for p in specs}
+    return MockUniverse(dataset=dataset, truth=truth, param_ranges=ranges)
+
+
+def _design(specs: tuple[MockParameter, ...] | list[MockParameter], n: int, n_mass_per_sim: int,
+            log10_mass_range: tuple[float, float], ss_lhs: np.random.SeedSequence,
+            ss_mass: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Simulation parameters on a Latin hypercube and the halo masses of each simulation.
+
+    Returns:
+        ``(sim_params [n_sims, p], sim_id [n], log10_mass [n])``: one row per halo; the
+        ``n_mass_per_sim`` halos of a simulation fall one in each equal slice of
+        ``log10_mass_range`` (uniform inside it); the last simulation is cut short when
+        ``n`` is not a multiple of ``n_mass_per_sim``.
+    """
+    n_sims = -(-n // n_mass_per_sim)
+    unit = qmc.LatinHypercube(d=len(specs), rng=np.random.default_rng(ss_lhs)).random(n_sims)
+    lo = np.array([p.lo for p in specs])
+    hi = np.array([p.hi for p in specs])
+    is_log = np.array([p.is_log for p in specs])
+    log_lo = np.log(np.where(is_log, lo, 1.0))  # log params have 0 < lo < hi
+    log_hi = np.log(np.where(is_log, hi, 1.0))
+    sim_params = np.where(is_log, np.exp(log_lo + unit * (log_hi - log_lo)), lo + unit * (hi - lo))
+
+    sim_id = np.repeat(np.arange(n_sims), n_mass_per_sim)[:n]
+    slot = np.tile(np.arange(n_mass_per_sim), n_sims)[:n]
+    m_lo, m_hi = log10_mass_range
+    width = (m_hi - m_lo) / n_mass_per_sim
+    log10_mass = m_lo + (slot + np.random.default_rng(ss_mass).random(n)) * width
+    return sim_params, sim_id, log10_mass
 
 
 def make_mock_universe(
@@ -548,21 +636,8 @@ def make_mock_universe(
     specs = [_BY_NAME[nm] for nm in names]
     ss_lhs, ss_mass, ss_noise = np.random.SeedSequence(seed).spawn(3)
 
-    n_sims = -(-n // n_mass_per_sim)
-    unit = qmc.LatinHypercube(d=len(specs), rng=np.random.default_rng(ss_lhs)).random(n_sims)
-    lo = np.array([p.lo for p in specs])
-    hi = np.array([p.hi for p in specs])
-    is_log = np.array([p.is_log for p in specs])
-    log_lo = np.log(np.where(is_log, lo, 1.0))  # log params have 0 < lo < hi
-    log_hi = np.log(np.where(is_log, hi, 1.0))
-    sim_params = np.where(is_log, np.exp(log_lo + unit * (log_hi - log_lo)), lo + unit * (hi - lo))
-
-    sim_id = np.repeat(np.arange(n_sims), n_mass_per_sim)[:n]
-    slot = np.tile(np.arange(n_mass_per_sim), n_sims)[:n]
-    m_lo, m_hi = log10_mass_range
-    width = (m_hi - m_lo) / n_mass_per_sim
-    log10_mass = m_lo + (slot + np.random.default_rng(ss_mass).random(n)) * width
-
+    sim_params, sim_id, log10_mass = _design(specs, n, n_mass_per_sim, log10_mass_range,
+                                             ss_lhs, ss_mass)
     params = sim_params[sim_id]
     x = np.geomspace(radius_range[0], radius_range[1], n_r)
     theta = {nm: params[:, j] for j, nm in enumerate(names)}
@@ -584,15 +659,14 @@ def make_mock_universe(
         "model": "pressure: Battaglia et al. 2012 (AGN, 200c) gNFW; gas: baryon-correction "
                  "gas fraction with gNFW shape plus mean baryon density; T = P mu m_p/(rho k_B)",
     }
-    dataset = ProfileDataset(
+    return _universe(
+        specs,
+        truth,
         params=params,
-        param_names=names,
         log10_mass=log10_mass,
         radius=x,
         profiles=profiles,
-        units=dict(FIELD_UNITS),
         radius_unit="R200c",
-        log_params=tuple(p.name for p in specs if p.is_log),
         pk_ratio=pk_ratio,
         k=DEFAULT_K.copy() if include_pk else None,
         redshift=np.full(n, float(redshift)),
@@ -600,10 +674,353 @@ def make_mock_universe(
         noise={f: np.full((n, n_r), float(noise_dex)) for f in truth},
         meta=meta,
     )
-    for arr in truth.values():
-        arr.setflags(write=False)
-    ranges = {p.name: (float(p.lo), float(p.hi), bool(p.is_log)) for p in specs}
-    return MockUniverse(dataset=dataset, truth=truth, param_ranges=ranges)
+
+
+# ------------------------------------------------------------------ hard regime
+PARAMETER_ALIASES: dict[str, tuple[str, ...]] = {
+    "omega_m": ("Omega0", "Omega_m", "OmegaMatter"),
+    "sigma_8": ("sigma8", "sigma_8"),
+    "omega_b": ("OmegaBaryon", "Omega_b"),
+    "h": ("HubbleParam", "h"),
+    "sn_energy": ("WindEnergyIn1e51erg", "A_SN1"),
+    "agn_kinetic": ("RadioFeedbackFactor", "A_AGN1"),
+    "sn_speed": ("VariableWindVelFactor", "A_SN2"),
+    "agn_quasar": ("BlackHoleFeedbackFactor",),
+    "agn_burst": ("RadioFeedbackReorientationFactor", "RadioFeedbackReiorientationFactor", "A_AGN2"),
+}
+"""Physical role -> the parameter names it goes by (CAMELS SB tables first, then the
+built-in names), as :func:`hard_mock_truth` looks them up."""
+
+HARD_ROLES: dict[str, str] = {
+    "omega_m": "cosmology: rho_crit(z), R200c, f_b = Omega_b/Omega_m",
+    "sigma_8": "cosmology: gas and pressure concentration (mass dependent)",
+    "omega_b": "cosmology: f_b = Omega_b/Omega_m and the background density (self-similar only)",
+    "h": "cosmology: rho_crit(z) = 2.775e11 h^2 E(z)^2 and R200c (self-similar only)",
+    "sn_energy": "feedback: log10 M_c +0.30 per unit u, steeper mass dependence, "
+                 "interacts with AGN and wind speed",
+    "agn_kinetic": "feedback: log10 M_c +0.50 per unit u (interacts with SN energy), "
+                   "steeper outer pressure",
+    "sn_speed": "feedback: log10 M_c +0.20 per unit u, steeper mass dependence",
+    "agn_quasar": "weak: log10 M_c +0.02 per unit u",
+    "agn_burst": "weak: gas scale radius x (1 + 0.015 u)",
+}
+"""What each role of the hard mock does (``u`` = the parameter's offset from its fiducial
+value in units of half its prior range, in log10 for log parameters: -1 .. 1). Every
+parameter without a role is inert: it changes nothing."""
+
+SB35_INFO_FILENAME = "Info_IllustrisTNG_L50n512_35params.csv"
+"""Name of the CAMELS SB35 (IllustrisTNG) parameter table that :func:`make_hard_mock` reads."""
+
+_INFO_COLUMNS = ("ParamName", "LogFlag", "FiducialVal", "MinVal", "MaxVal")
+_HARD_FID = {"omega_m": 0.3, "sigma_8": 0.8, "omega_b": 0.049, "h": 0.6711}
+_IGM_TEMPERATURE = 1.0e4  # K, floor of the pressure outside halos
+# scatter of single halos about the median profile [dex]: (at x0, far from x0) per field
+_HARD_SCATTER = {"rho": (0.20, 0.35), "pth": (0.22, 0.40)}
+_SCATTER_X0 = 0.3  # r / R200c where the scatter is smallest
+_SCATTER_WIDTH = 1.3  # dex in r / R200c over which it rises to its outer value
+_AMPLITUDE_SHARE, _TILT_SHARE = 0.4, 0.3  # variance shares; the rest is per-radius
+_AMPLITUDE_CORRELATION = 0.6  # between the rho and pth amplitudes of one halo
+
+logger = logging.getLogger(__name__)
+
+
+def read_camels_parameter_table(path: str | Path) -> tuple[MockParameter, ...]:
+    """Read a CAMELS parameter "Info" table (e.g. ``Info_IllustrisTNG_L50n512_35params.csv``).
+
+    The CSV has a header line naming at least ``ParamName``, ``LogFlag`` (1 = sampled
+    uniformly in log), ``FiducialVal``, ``MinVal`` and ``MaxVal``, then one parameter per
+    line (further columns such as ``Description`` are ignored; the description may
+    contain commas).
+
+    Args:
+        path: The CSV file, or a folder holding exactly one ``Info_*.csv``.
+
+    Returns:
+        One :class:`MockParameter` per line, in file order (``role`` from
+        :data:`PARAMETER_ALIASES` / :data:`HARD_ROLES`: ``"cosmology"``, ``"feedback"``,
+        ``"weak"`` or ``"nuisance"``; ``log10_mc`` 0).
+
+    Raises:
+        FormatError: missing file or column, a non-numeric value, ``MinVal >= MaxVal``, a log
+            parameter with ``MinVal <= 0``, or a duplicate name (the message names the line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("Info_*.csv"))
+        if len(found) != 1:
+            raise FormatError(f"parameter_table: {path} holds {len(found)} Info_*.csv files; "
+                              "pass the path of the one to use.")
+        path = found[0]
+    if not path.is_file():
+        raise FormatError(f"parameter_table: {path} not found; pass the CAMELS Info_*.csv file.")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise FormatError(f"parameter_table: {path} is empty.")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in _INFO_COLUMNS if c not in header]
+    if missing:
+        raise FormatError(f"parameter_table: {path.name} lacks column(s) {missing}; found {header}.")
+    col = {c: header.index(c) for c in _INFO_COLUMNS}
+    role_of = {name: role for role, names in PARAMETER_ALIASES.items() for name in names}
+    out: list[MockParameter] = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(col.values()):
+            raise FormatError(f"parameter_table: {path.name} line {line_no} has {len(row)} fields; "
+                              f"expected at least {max(col.values()) + 1}.")
+        name = row[col["ParamName"]].strip()
+        try:
+            flag, fid, lo, hi = (float(row[col[c]]) for c in _INFO_COLUMNS[1:])
+        except ValueError:
+            raise FormatError(f"parameter_table: {path.name} line {line_no} ({name}): LogFlag, "
+                              "FiducialVal, MinVal and MaxVal must be numbers.") from None
+        is_log = flag == 1
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi) or (is_log and lo <= 0):
+            raise FormatError(f"parameter_table: {path.name} line {line_no} ({name}): range "
+                              f"[{lo}, {hi}] is not valid" + (" for a log parameter" if is_log else "")
+                              + "; need MinVal < MaxVal (and MinVal > 0 when LogFlag = 1).")
+        if any(p.name == name for p in out) or not name:
+            raise FormatError(f"parameter_table: {path.name} line {line_no}: empty or duplicate "
+                              f"name {name!r}.")
+        role = role_of.get(name)
+        kind = "nuisance" if role is None else HARD_ROLES[role].split(":")[0]
+        out.append(MockParameter(name, lo, hi, is_log, fid, 0.0, kind))
+    if not out:
+        raise FormatError(f"parameter_table: {path.name} lists no parameter.")
+    return tuple(out)
+
+
+def _role_offsets(theta: Mapping[str, ArrayLike], specs: tuple[MockParameter, ...]
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(cosmological values, feedback offsets ``u``) by role; fiducial where absent."""
+    by_name = {p.name: p for p in specs}
+    unknown = [k for k in theta if k not in by_name]
+    if unknown:
+        raise ConfigError(f"theta: unknown parameter(s) {unknown}; valid names are {list(by_name)}.")
+    cosmo: dict[str, np.ndarray] = {}
+    offsets: dict[str, np.ndarray] = {}
+    for role, names in PARAMETER_ALIASES.items():
+        spec = next((by_name[nm] for nm in names if nm in by_name), None)
+        value = None if spec is None else np.asarray(theta.get(spec.name, spec.fiducial), dtype=float)
+        if spec is not None and spec.is_log and (value <= 0).any():
+            raise ConfigError(f"theta[{spec.name!r}]: must be > 0 (log-distributed parameter).")
+        if role in _HARD_FID:
+            cosmo[role] = np.asarray(_HARD_FID[role] if value is None else value, dtype=float)
+        elif value is None:
+            offsets[role] = np.zeros(())
+        elif spec is not None and spec.is_log:
+            offsets[role] = np.log(value / spec.fiducial) / (0.5 * np.log(spec.hi / spec.lo))
+        elif spec is not None:
+            offsets[role] = (value - spec.fiducial) / (0.5 * (spec.hi - spec.lo))
+    return cosmo, offsets
+
+
+def hard_mock_truth(theta: Mapping[str, ArrayLike], log10_mass: ArrayLike, *, radius: ArrayLike,
+                    redshift: float = 0.0, parameters: tuple[MockParameter, ...] | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Noiseless median profiles of single halos in the hard regime, at physical radii.
+
+    The physics of :func:`mock_truth` (Battaglia pressure, baryon-correction gas) with
+    only the roles of :data:`HARD_ROLES` acting: ``log10 M_c = 13.2 + 0.5 u_agn + 0.3 u_sn
+    + 0.2 u_wind + 0.25 u_agn u_sn - 0.15 u_sn u_wind + 0.02 u_quasar``, ``beta_bcm = 0.6 +
+    0.15 u_sn + 0.1 u_wind - 0.05 u_agn``; ``sigma_8`` scales the pressure core by
+    ``s^-0.3`` and the gas scale radius by ``s^-0.4 (M/1e13)^0.05`` (``s = sigma_8/0.8``);
+    AGN steepens the outer pressure (``beta (1 + 0.04 u_agn)``); the pressure never falls
+    below that of 10^4 K gas at the mean baryon density. Omega_m, Omega_b and h enter only
+    through rho_crit(z), R200c, f_b and the background.
+
+    Args:
+        theta: Parameter name -> value (linear), scalar or [n]; names of ``parameters``;
+            absent ones take their fiducial value.
+        log10_mass: log10(M200c / Msun), scalar or [n].
+        radius: Physical radii [Mpc], [n_r].
+        redshift: Redshift z >= 0.
+        parameters: The parameter list (default :data:`MOCK_PARAMETERS`).
+
+    Returns:
+        ``{"rho": [Msun kpc^-3], "pth": [keV cm^-3], "temp": [K]}``, each [n, n_r].
+
+    Raises:
+        ConfigError: an unknown parameter name or a non-positive log parameter.
+    """
+    specs = MOCK_PARAMETERS if parameters is None else tuple(parameters)
+    cosmo, u = _role_offsets(theta, specs)
+    log10_m = np.atleast_1d(np.asarray(log10_mass, dtype=float))
+    n = np.broadcast_shapes(log10_m.shape, *(v.shape for v in (*cosmo.values(), *u.values())))
+    c = {k: np.broadcast_to(v, n)[:, None] for k, v in cosmo.items()}
+    f = {k: np.broadcast_to(v, n)[:, None] for k, v in u.items()}
+    m = 10.0 ** np.broadcast_to(log10_m, n)[:, None]
+    z = float(redshift)
+    om, ob, h = c["omega_m"], c["omega_b"], c["h"]
+    sn, agn, wind = f["sn_energy"], f["agn_kinetic"], f["sn_speed"]
+    log10_mc = (_LOG10_MC0 + 0.5 * agn + 0.3 * sn + 0.2 * wind + 0.25 * agn * sn
+                - 0.15 * sn * wind + 0.02 * f["agn_quasar"])
+    beta_bcm = np.clip(_BETA_BCM0 + 0.15 * sn + 0.1 * wind - 0.05 * agn, 0.2, 1.5)
+    s8 = c["sigma_8"] / 0.8
+    xr = np.asarray(radius, dtype=float)[None, :] / r200c(m, z, h, om)
+    return _halo_gas(m, xr, z, om, ob, h, log10_mc, beta_bcm, xc_scale=s8**-0.3,
+                     x_s_scales=(s8**-0.4 * (m / 1e13) ** 0.05, 1.0 + 0.015 * f["agn_burst"]),
+                     beta_scale=1.0 + 0.04 * agn, igm_temperature=_IGM_TEMPERATURE)
+
+
+def hard_mock_scatter(x: ArrayLike) -> dict[str, np.ndarray]:
+    """Halo-to-halo scatter of log10 profiles about the median in the hard regime [dex].
+
+    ``sigma(x) = lo + (hi - lo) min(1, (log10(x / 0.3) / 1.3)^2)`` at ``x = r/R200c``, with
+    (lo, hi) = (0.20, 0.35) dex for ``rho`` and (0.22, 0.40) for ``pth``: smallest around
+    0.3 R200c, larger in the core and the outskirts. ``temp`` (= P mu m_p / (rho k_B)) has
+    ``sqrt(s_P^2 + s_rho^2 - 2 * 0.4 * 0.6 s_P s_rho)`` (the shared amplitude term).
+
+    Args:
+        x: r / R200c, any shape.
+
+    Returns:
+        ``{"rho", "pth", "temp"}`` -> scatter [dex], shape of ``x``.
+    """
+    t = np.minimum(1.0, (np.log10(np.asarray(x, dtype=float) / _SCATTER_X0) / _SCATTER_WIDTH) ** 2)
+    out = {fld: lo + (hi - lo) * t for fld, (lo, hi) in _HARD_SCATTER.items()}
+    cov = _AMPLITUDE_SHARE * _AMPLITUDE_CORRELATION * out["rho"] * out["pth"]
+    out["temp"] = np.sqrt(out["rho"] ** 2 + out["pth"] ** 2 - 2.0 * cov)
+    return out
+
+
+def _hard_deviations(x: np.ndarray, sigma: Mapping[str, np.ndarray], rng: np.random.Generator,
+                     scale: float) -> dict[str, np.ndarray]:
+    """Correlated log10 deviations [n, n_r] of rho and pth (temp follows from them).
+
+    Per halo and field: ``sigma(r) [sqrt(0.4) A + sqrt(0.3) t(r) B + sqrt(1 - 0.4 - 0.3 t(r)^2)
+    E(r)]`` with ``t = clip(log10(x/0.3)/1.3, -1, 1)``; ``A`` (an offset of the whole profile)
+    is correlated 0.6 between rho and pth, ``B`` tilts the profile, ``E`` is independent
+    per radius. The variance at every radius is exactly ``sigma(r)^2``.
+    """
+    n, n_r = x.shape
+    t = np.clip(np.log10(x / _SCATTER_X0) / _SCATTER_WIDTH, -1.0, 1.0)
+    amp = rng.standard_normal((2, n, 1))
+    amp[1] = _AMPLITUDE_CORRELATION * amp[0] + np.sqrt(1 - _AMPLITUDE_CORRELATION**2) * amp[1]
+    tilt = rng.standard_normal((2, n, 1))
+    white = rng.standard_normal((2, n, n_r))
+    out = {}
+    for i, fld in enumerate(("rho", "pth")):
+        unit = (np.sqrt(_AMPLITUDE_SHARE) * amp[i] + np.sqrt(_TILT_SHARE) * t * tilt[i]
+                + np.sqrt(1.0 - _AMPLITUDE_SHARE - _TILT_SHARE * t**2) * white[i])
+        out[fld] = scale * sigma[fld] * unit
+    return out
+
+
+def make_hard_mock(
+    n: int = 600,
+    *,
+    seed: int = 0,
+    parameter_table: str | Path | None = None,
+    halos_per_sim: int = 1,
+    n_r: int = 30,
+    radius_range: tuple[float, float] = (0.01, 2.0),
+    log10_mass_range: tuple[float, float] = (11.5, 14.0),
+    redshift: float = 0.0,
+    scatter_scale: float = 1.0,
+) -> MockUniverse:
+    """A hard mock universe like a CAMELS SB35 suite of single-halo (zoom-in) profiles.
+
+    35 parameters with the names, ranges and log flags of the CAMELS SB35 table when
+    ``parameter_table`` is given (:func:`read_camels_parameter_table`), else of the
+    built-in list :data:`MOCK_PARAMETERS` (said in one log line). Only the roles of
+    :data:`HARD_ROLES` act (:func:`hard_mock_truth`): Omega_m and sigma_8, three feedback
+    parameters with interactions, two weak ones, and Omega_b and h through the
+    self-similar physics; every other parameter is inert. Each row is one halo (``groups``
+    = simulation id), log10 M200c uniform in ``log10_mass_range`` (one slice per halo of a
+    simulation), profiles on physical radii [Mpc] scattered about the median by
+    log-normal, radius-dependent scatter (:func:`hard_mock_scatter`, 0.2-0.4 dex: an offset
+    of the whole profile shared in part by rho and pth, a tilt, and a per-radius term),
+    recorded as ``dataset.noise``. ``truth`` is the noiseless median profile. No P(k).
+
+    Args:
+        n: Number of rows (halos), e.g. 300-2,000.
+        seed: Seed of every random draw (same seed, same arrays).
+        parameter_table: A CAMELS ``Info_*.csv`` (or its folder), e.g.
+            ``../shared/data/camels_sb35/Info_IllustrisTNG_L50n512_35params.csv``.
+        halos_per_sim: Halos per simulation (1 = zoom-in suite).
+        n_r: Number of radii, log-spaced over ``radius_range``.
+        radius_range: Smallest and largest radius [Mpc, physical].
+        log10_mass_range: Range of log10(M200c / Msun).
+        redshift: Redshift of every row.
+        scatter_scale: Multiplies the scatter (1 = the declared 0.2-0.4 dex; 0 = noiseless).
+
+    Returns:
+        The :class:`MockUniverse` (fields ``rho`` [Msun kpc^-3], ``pth`` [keV cm^-3], ``temp``
+        [K]; radius unit ``"Mpc"``); ``dataset.meta`` records the mass definition
+        (``"200c"``), the redshift, the parameter source and which parameters act.
+
+    Raises:
+        ConfigError: an invalid argument (the message names it).
+        FormatError: an unreadable parameter table.
+    """
+    _check_args(n, 0.0, n_r, "sb35", redshift, halos_per_sim, log10_mass_range, radius_range,
+                per_sim_name="halos_per_sim", radius_unit="Mpc")
+    if not np.isfinite(scatter_scale) or scatter_scale < 0:
+        raise ConfigError(f"scatter_scale: {scatter_scale!r} must be finite and >= 0 (1 = declared).")
+    if parameter_table is None:
+        specs = MOCK_PARAMETERS
+        source = "built-in list profemu.data.mock.MOCK_PARAMETERS"
+        logger.info("make_hard_mock: no parameter table given; using the built-in 35-parameter list "
+                    "(CAMELS-like names), not the CAMELS SB35 table")
+    else:
+        specs = read_camels_parameter_table(parameter_table)
+        source = Path(parameter_table).name
+    n = int(n)
+    names = tuple(p.name for p in specs)
+    ss_lhs, ss_mass, ss_noise = np.random.SeedSequence(seed).spawn(3)
+    sim_params, sim_id, log10_mass = _design(specs, n, int(halos_per_sim), log10_mass_range,
+                                             ss_lhs, ss_mass)
+    params = sim_params[sim_id]
+    radius = np.geomspace(radius_range[0], radius_range[1], n_r)
+    theta = {nm: params[:, j] for j, nm in enumerate(names)}
+    truth = hard_mock_truth(theta, log10_mass, radius=radius, redshift=redshift, parameters=specs)
+
+    cosmo, _ = _role_offsets(theta, specs)
+    h, om = (np.broadcast_to(cosmo[k], (n,))[:, None] for k in ("h", "omega_m"))
+    x = radius[None, :] / r200c(10.0 ** log10_mass[:, None], redshift, h, om)  # r / R200c
+    sigma = hard_mock_scatter(x)
+    dev = _hard_deviations(x, sigma, np.random.default_rng(ss_noise), float(scatter_scale))
+    profiles = {"rho": truth["rho"] * 10.0 ** dev["rho"], "pth": truth["pth"] * 10.0 ** dev["pth"]}
+    profiles["temp"] = truth["temp"] * 10.0 ** (dev["pth"] - dev["rho"])  # T = P mu m_p / (rho k_B)
+
+    roles = {}
+    for role, names_of_role in PARAMETER_ALIASES.items():
+        name = next((nm for nm in names_of_role if nm in names), None)
+        if name is not None:
+            roles[name] = HARD_ROLES[role]
+    meta: dict[str, Any] = {
+        "source": "profemu.data.mock.make_hard_mock",
+        "regime": "hard",
+        "parameter_source": source,
+        "seed": int(seed),
+        "mass_definition": "200c",
+        "redshift": float(redshift),
+        "halos_per_sim": int(halos_per_sim),
+        "acting_parameters": roles,
+        "inert_parameters": [nm for nm in names if nm not in roles],
+        "scatter": "log-normal about the median, radius dependent (dataset.noise, dex): rho "
+                   f"{_HARD_SCATTER['rho'][0]}-{_HARD_SCATTER['rho'][1]}, pth "
+                   f"{_HARD_SCATTER['pth'][0]}-{_HARD_SCATTER['pth'][1]}, times {scatter_scale:g}",
+        "model": "pressure: Battaglia et al. 2012 (AGN, 200c) gNFW + 1e4 K IGM floor; gas: "
+                 "baryon-correction gas fraction with gNFW shape plus mean baryon density; "
+                 "T = P mu m_p/(rho k_B); radii physical [Mpc]",
+    }
+    return _universe(
+        specs,
+        truth,
+        params=params,
+        log10_mass=log10_mass,
+        radius=radius,
+        profiles=profiles,
+        radius_unit="Mpc",
+        redshift=np.full(n, float(redshift)),
+        groups=sim_id.astype(np.int64),
+        noise={f: float(scatter_scale) * s for f, s in sigma.items()},
+        meta=meta,
+    )
 
 
 def write_mock(path: str | Path, n: int = 4000, *, seed: int = 0, **kwargs: Any) -> Path:
