@@ -43,7 +43,12 @@ _LAZY = {
     "split_by_group": "profemu.data.split",
     "group_kfold": "profemu.data.split",
     "Transforms": "profemu.data.transforms",
+    "GPBaseline": "profemu.baselines",
     "PCAGPBaseline": "profemu.baselines",
+    "PCAMLPBaseline": "profemu.baselines",
+    "make_hard_mock": "profemu.data.mock",
+    "suggest": "profemu.design",
+    "sensitivity": "profemu.sensitivity",
     "PCARBFBaseline": "profemu.baselines",
     "run_diagnostics": "profemu.diagnose",
 }

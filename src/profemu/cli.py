@@ -627,15 +627,28 @@ def predict(
 def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: int, use_gp: bool,
                  dataset: Any = None) -> list[dict[str, Any]]:
     """Fit and score the baselines on the run's split (:func:`profemu.compare.compare_run`)."""
-    from profemu.baselines import PCAGPBaseline, PCARBFBaseline
+    import logging
+
+    from profemu.baselines import GPBaseline, PCARBFBaseline
     from profemu.compare import compare_run
 
-    baselines: list[Any] = [PCAGPBaseline(max_train=gp_max_train)] if use_gp else []
+    baselines: list[Any] = [GPBaseline(max_train=gp_max_train)] if use_gp else []
     baselines.append(PCARBFBaseline())
     console.print(f"fitting {[b.name for b in baselines]} on the run's training rows "
                   f"(GP on at most {gp_max_train}); scoring on its test rows", markup=False)
-    with _warnings_as_lines(console):
-        return compare_run(folder, emulator, baselines, dataset=dataset)["rows"]
+    # the GP's progress (one line per start, one summary of optimiser trouble) reaches the terminal
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("profemu.baselines")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        with _warnings_as_lines(console):
+            return compare_run(folder, emulator, baselines, dataset=dataset)["rows"]
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 @app.command(name="compare")
@@ -643,7 +656,7 @@ def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: 
 def compare_cmd(
     run: RunArg,
     gp_max_train: Annotated[int, typer.Option("--gp-max-train", help="Largest training set given to the GP "
-                                              "(random subset; exact GPs cost O(N^3)).")] = 500,
+                                              "(a seeded random subset beyond it; exact GPs cost O(N^3)).")] = 3000,
     no_gp: Annotated[bool, typer.Option("--no-gp", help="Skip the PCA+GP baseline.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Markdown table (default RUN/compare.md).")] = None,
 ) -> None:
@@ -803,7 +816,7 @@ def demo(
         _print_metrics(console, outcome.evaluation, "held-out (test split) metrics")
     console.print("[3/4] comparing with the PCA+GP and PCA+RBF baselines", markup=False)
     folder = RunFolder.open(run)
-    rows = _compare_run(console, folder, outcome.emulator, gp_max_train=40 if quick else 200,
+    rows = _compare_run(console, folder, outcome.emulator, gp_max_train=40 if quick else 3000,
                         use_gp=True, dataset=dataset)
     from profemu.baselines import format_table
 
