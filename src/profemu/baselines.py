@@ -46,6 +46,7 @@ scikit-learn and scipy's RBF are imported lazily.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -58,7 +59,8 @@ import numpy as np
 
 from profemu.config import DataConfig
 from profemu.data.dataset import ProfileDataset
-from profemu.data.transforms import Transforms
+from profemu.data.transforms import Transforms, decode_mean, decode_var
+from profemu.emulator.inputs import InputSpec, check_inputs
 from profemu.errors import ConfigError, DataError
 from profemu.evaluate import Predictor, evaluate_predictions, predict_dataset
 
@@ -142,7 +144,9 @@ class _Design:
     def __init__(self, dataset: ProfileDataset, fields: Sequence[str], *, pca: bool,
                  n_components: int | None = None, explained_variance: float = 0.999,
                  max_components: int = 12) -> None:
-        cfg = DataConfig(fields=list(fields))
+        # the classic recipe: plain log10 profiles, every P(k) bin scaled (the baselines take
+        # their own P(k) components below)
+        cfg = DataConfig(fields=tuple(fields), self_similar="off", pk_components=0)
         t = Transforms.fit(dataset, cfg)
         arrays = t.transform(dataset)
         target = arrays.target.astype(np.float64)
@@ -154,9 +158,11 @@ class _Design:
             k = int(np.searchsorted(ratio, explained_variance) + 1) if n_components is None else n_components
             k = max(1, min(k, max_components, s.size))
             self.explained = float(ratio[k - 1])
-            cfg.pca_components = k
+            cfg = dataclasses.replace(cfg, pca_components=k)
             t = Transforms.fit(dataset, cfg)
         self.transforms = t
+        self.arrays = t.model_arrays()
+        self.input_spec = InputSpec.from_transforms(t)
         blocks = t.transform_inputs(dataset.params, dataset.log10_mass, dataset.pk_ratio,
                                     dataset.redshift)
         self.pk_basis = self.pk_scale = None
@@ -172,7 +178,7 @@ class _Design:
         self.y = target if not pca else t.encode_target(target)
         self.resid_var = np.zeros(target.shape[1])
         if pca:
-            resid = np.where(self.valid, target - t.decode_mean(self.y), 0.0)
+            resid = np.where(self.valid, target - decode_mean(self.y, self.arrays), 0.0)
             self.resid_var = (resid**2).sum(axis=0) / np.maximum(self.valid.sum(axis=0), 1)
         self.target = target
         noise = []
@@ -204,8 +210,9 @@ class _Design:
 
     def inputs(self, params: Any, log10_mass: Any, pk_ratio: Any | None = None,
                redshift: Any | None = None) -> np.ndarray:
-        """Input matrix [n, d] of raw (linear) inputs, as :meth:`Transforms.transform_inputs` takes them."""
-        return self._stack(self.transforms.transform_inputs(params, log10_mass, pk_ratio, redshift))
+        """Input matrix [n, d] of raw (linear) inputs, checked as an Emulator checks them."""
+        x = check_inputs(self.input_spec, params, log10_mass, pk_ratio, redshift)
+        return self._stack(self.transforms.transform_inputs(x.params, x.log10_mass, x.pk_ratio, x.redshift))
 
     def decode(self, y_mean: np.ndarray, latent_var: np.ndarray, noise_like: np.ndarray) -> Prediction:
         """Model outputs -> ``{field: (mean_log10, var_log10)}`` each [n, n_r].
@@ -218,7 +225,7 @@ class _Design:
                 residual); only its excess over the declared noise is kept (at least 1%).
         """
         t = self.transforms
-        mean, var = t.to_log10(t.decode_mean(y_mean), t.decode_var(latent_var))
+        mean, var = t.to_log10(decode_mean(y_mean, self.arrays), decode_var(latent_var, self.arrays))
         extra = np.asarray(noise_like) * t.target_scale**2
         var = np.maximum(var + np.maximum(extra - self.noise_var, 0.01 * extra), 1e-12)
         return {f: (m, v) for (f, m), v in zip(t.split_fields(mean).items(),
@@ -672,7 +679,7 @@ class GPBaseline(_DesignBaseline):
         nugget = np.zeros(width)
         for cols, fit in self._fits:
             mean[:, cols], latent[:, cols], nugget[cols] = fit.predict(x)
-        extra = design.transforms.decode_var(nugget[None, :])[0] + design.resid_var
+        extra = decode_var(nugget[None, :], design.arrays)[0] + design.resid_var
         return mean, latent, extra
 
 
@@ -744,12 +751,11 @@ class _CrossValidatedBaseline(_DesignBaseline):
         if n_groups < self.cv_folds:
             raise ConfigError(f"cv_folds: {self.cv_folds} folds but the training data have only "
                               f"{n_groups} groups (simulations); lower cv_folds.")
-        t = design.transforms
         sq = np.zeros(design.target.shape[1])
         counts = np.zeros(design.target.shape[1])
         for k, (train, held) in enumerate(group_kfold(dataset, self.cv_folds, seed=self.seed)):
             model = self._make(design.x[train], design.y[train])
-            resid = t.decode_mean(model(design.x[held])) - design.target[held]
+            resid = decode_mean(model(design.x[held]), design.arrays) - design.target[held]
             valid = design.valid[held]
             sq += np.where(valid, resid**2, 0.0).sum(axis=0)
             counts += valid.sum(axis=0)
