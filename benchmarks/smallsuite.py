@@ -137,7 +137,7 @@ def _cross_validate(ds: ProfileDataset, truth_log10: np.ndarray | None, folds: l
             r = fit_predict(ds.subset(tr), ds.subset(te))
             preds.append(r["pred"])
             seconds.append(float(r["fit_seconds"]))
-            extras.append({key: v for key, v in r.items() if key not in ("pred",)})
+            extras.append({key: v for key, v in r.items() if key not in ("pred", "emulator")})
             logger.info("%s: %s fold %d/%d done in %.0f s", label, method, k + 1, len(folds),
                         time.perf_counter() - t0)
         t_all = None if truth_log10 is None else truth_log10[rows]

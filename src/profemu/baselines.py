@@ -146,7 +146,7 @@ class _Design:
                  max_components: int = 12) -> None:
         # the classic recipe: plain log10 profiles, every P(k) bin scaled (the baselines take
         # their own P(k) components below)
-        cfg = DataConfig(fields=tuple(fields), self_similar="off", pk_components=0)
+        cfg = DataConfig(fields=tuple(fields), self_similar="off", pk_components=0, input_relevance="off")
         t = Transforms.fit(dataset, cfg)
         arrays = t.transform(dataset)
         target = arrays.target.astype(np.float64)
@@ -602,6 +602,14 @@ class GPBaseline(_DesignBaseline):
             raise DataError(f"{type(self).__name__}: the kernel matrix was singular from every start "
                             f"({label}); remove duplicate input rows or raise noise_level_bounds.")
         return best, done
+
+    @property
+    def length_scales(self) -> dict[str, float]:
+        """ARD length scale of each input (standardised input units; geometric mean over the
+        kernels when there are several): short = the outputs change fast along that input."""
+        design = self._fitted()
+        logs = np.mean([fit.theta[1:-1] for _, fit in self._fits], axis=0)
+        return {name: float(np.exp(v)) for name, v in zip(design.input_names, logs, strict=True)}
 
     def _fit_outputs(self, design: _Design, dataset: ProfileDataset) -> None:
         rng = np.random.default_rng(self.seed)

@@ -104,6 +104,11 @@ class DataConfig:
             :mod:`profemu.data.selfsimilar`) when the data give the mass definition,
             the redshift and Omega_m (else, with one log line, plain log10);
             ``"off"``: plain log10 profiles.
+        input_relevance: ``"ard"``: multiply each standardised parameter by its relevance
+            from an ARD Gaussian process fitted on the training rows (min(l)/l_j; an
+            irrelevant parameter gets ~0; see :mod:`profemu.data.relevance`); ``"auto"``:
+            ARD for suites with at least 10 parameters and at most 5,000 training rows;
+            ``"off"``: every parameter weighs 1.
         pk_components: How the P(k) suppression vector enters the network: 0 = every
             k bin, scaled; K > 0 = its first K principal components (fitted on the
             training split); ``None`` = as many components (4 to 8) as explain 99.9% of
@@ -124,6 +129,7 @@ class DataConfig:
     scale_floor: float = 1e-6
     pca_components: int = 0
     self_similar: Literal["auto", "off"] = "auto"
+    input_relevance: Literal["auto", "ard", "off"] = "auto"
     pk_components: int | None = None
     features: tuple[str, ...] = ()
     augment_noise: float = 0.0
@@ -367,6 +373,12 @@ class TrainConfig:
             ``data.test_fraction``) for that many epochs. ``0`` = one validation split
             (``data.val_fraction``) for early stopping and calibration, as for large
             suites. ``None`` (default) = 5 folds up to 3,000 simulations, else 0.
+        auto_capacity: Compare a few architectures (narrow, regularised, the other kind)
+            by 3-fold group cross-validation before training and train the best
+            (:mod:`profemu.train.select`): ``"auto"`` on training sets of at most 1,000
+            rows, ``"on"``, or ``"off"`` (default: on the hard mock universe at 600 rows
+            it did not beat the default network with input relevance weighting, at 4x
+            the training time; see BENCHMARKS.md).
     """
 
     members: int = 5
@@ -382,6 +394,7 @@ class TrainConfig:
     curriculum: tuple[Phase, ...] = ()
     calibrate: bool = True
     cv_folds: int | None = None
+    auto_capacity: Literal["auto", "on", "off"] = "off"
 
     def validate(self) -> None:
         _check_range("train.members", self.members, 1, 1024)

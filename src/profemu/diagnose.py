@@ -308,7 +308,8 @@ def check_inputs(ds: ProfileDataset, config: Config | None = None) -> Check:
         problems.append(f"constant column(s) {_names(constant)}")
         advice.append("constant inputs carry no information: drop them from the dataset")
 
-    t = Transforms.fit(ds, config.data)
+    # The scale of each standardised input, before any relevance weighting shrinks it.
+    t = Transforms.fit(ds, config.updated({"data.input_relevance": "off"}).data)
     inputs = t.transform_inputs(ds.params, ds.log10_mass, ds.pk_ratio, ds.redshift)
     worst, worst_name = 0.0, ""
     for block, values in inputs.items():

@@ -116,6 +116,7 @@ def train_emulator(
     from profemu.train.cv import folds_for
     from profemu.train.logging import MetricsLogger, plot_curves
     from profemu.train.loop import fit
+    from profemu.train.select import choose_capacity, selects
     from profemu.train.setup import training_problem
 
     config = (config or Config()).validate()
@@ -124,6 +125,10 @@ def train_emulator(
         prep = prepared or prepare(dataset, config.updated({"data.val_fraction": 0.0}))
     else:
         prep = prepared or prepare(dataset, config)
+    selection = None
+    if selects(config, len(prep.split.train)):
+        selection = choose_capacity(prep, config)
+        config = config.updated(selection.changes)
     logger.info("training on %d rows (%s, %d test) of %s", len(prep.split.train),
                 f"{folds}-fold cross-validation, then all of them" if folds else f"{len(prep.split.val)} validation",
                 len(prep.split.test), ", ".join(prep.transforms.field_names))
@@ -132,6 +137,8 @@ def train_emulator(
     metrics = None
     if run is not None:
         run.write_setup(config, prep, source)
+        if selection is not None:
+            run.write_json("selection.json", selection.to_dict())
         metrics = MetricsLogger(run.path)
         every = max(1, config.train.log_every)
         callbacks.append(metrics.log)
@@ -161,6 +168,7 @@ def train_emulator(
         variance_scale=None if cv is None else cv["variance_scale"],
         **({} if cv is None else {"cv": {k: cv[k] for k in ("folds", "metrics", "spread_over_folds",
                                                               "refit_epochs", "variance_scale")}}),
+        **({} if selection is None else {"capacity": selection.to_dict()}),
     )
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:

@@ -41,6 +41,7 @@ from profemu.config import DataConfig
 from profemu.data.dataset import ProfileDataset
 from profemu.data.features import compute_features, fit_feature_stats
 from profemu.data.layout import FieldSpec, OutputLayout, field_kind
+from profemu.data.relevance import ard_weights, uses_relevance
 from profemu.data.selfsimilar import SelfSimilar, resolve
 from profemu.errors import ConfigError, DataError, FormatError
 
@@ -174,6 +175,7 @@ class Transforms:
         monotone_fields: Sequence[str] = (),
         pk_pca: Mapping[str, Any] | None = None,
         self_similar: SelfSimilar | None = None,
+        param_weights: Any = None,
     ) -> None:
         self.param_names = tuple(param_names)
         self.log_params = tuple(log_params)
@@ -201,6 +203,8 @@ class Transforms:
         self._log_index = np.array([nm in self.log_params for nm in self.param_names], dtype=bool)
         self.monotone_fields = tuple(f for f in self.field_names if f in set(monotone_fields))
         self.self_similar = self_similar
+        self.param_weights = (np.ones(len(self.param_names)) if param_weights is None
+                              else np.asarray(param_weights, dtype=np.float64))
         self.pk_pca = None if pk_pca is None else {
             key: np.asarray(pk_pca[key], dtype=np.float64) for key in ("mean", "components", "scale")
         }
@@ -323,6 +327,9 @@ class Transforms:
             )
         floor = cfg.scale_floor
 
+        weights = None
+        if uses_relevance(cfg.input_relevance, ds):
+            weights, _ = ard_weights(ds, fields, seed=cfg.split_seed)
         log_index = np.array([nm in ds.log_params for nm in ds.param_names], dtype=bool)
         params_t = np.where(log_index, np.log10(np.where(log_index, ds.params, 1.0)), ds.params)
         stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -385,6 +392,7 @@ class Transforms:
             monotone_fields=_resolve_monotone(cfg.monotone_fields, fields),
             pk_pca=pk_pca,
             self_similar=self_similar,
+            param_weights=weights,
             param_names=ds.param_names,
             log_params=ds.log_params,
             field_names=fields,
@@ -475,7 +483,7 @@ class Transforms:
         is_log = xp.asarray(self._log_index)
         params_t = xp.where(is_log, xp.log10(xp.where(is_log, params, 1.0)), params)
         out = {
-            "params": scaled("params", params_t),
+            "params": scaled("params", params_t) * xp.asarray(self.param_weights, dtype=params_t.dtype),
             "log10_mass": scaled("log10_mass", mass[:, None]),
         }
         pk = None
@@ -626,6 +634,7 @@ class Transforms:
             "monotone_fields": list(self.monotone_fields),
             "pk_pca": None if self.pk_pca is None else {k: lst(v) for k, v in self.pk_pca.items()},
             "self_similar": None if self.self_similar is None else self.self_similar.to_dict(),
+            "param_weights": lst(self.param_weights),
         }
 
     @classmethod
@@ -667,6 +676,7 @@ class Transforms:
                 monotone_fields=d.get("monotone_fields", ()),
                 pk_pca=d.get("pk_pca"),
                 self_similar=None if d.get("self_similar") is None else SelfSimilar.from_dict(d["self_similar"]),
+                param_weights=d.get("param_weights"),
             )
         except KeyError as exc:
             raise FormatError(
@@ -710,6 +720,9 @@ class Transforms:
                 bad(f"input_stats[{block!r}] must be finite with scales > 0")
         if "params" not in self.input_stats or "log10_mass" not in self.input_stats:
             bad("input_stats must hold 'params' and 'log10_mass'")
+        w = self.param_weights
+        if w.shape != (len(self.param_names),) or not np.all(np.isfinite(w)) or (w <= 0).any() or (w > 1).any():
+            bad("param_weights must hold one weight in (0, 1] per parameter")
         for name, (lo, hi) in self._box.items():
             lo_a, hi_a = np.asarray(lo, float), np.asarray(hi, float)
             if lo_a.shape != hi_a.shape or not (np.all(np.isfinite(lo_a)) and np.all(np.isfinite(hi_a))):
