@@ -279,7 +279,7 @@ def test_demo_quick(tmp_path: Path) -> None:
                  "run/compare.md", "run/report.html"):
         assert (out / name).is_file(), name
     methods = [r["method"] for r in json.loads((out / "run" / "compare.json").read_text())["rows"]]
-    assert methods == ["profemu", "pca_gp", "pca_rbf"]
+    assert methods == ["profemu", "gp", "pca_rbf"]
     assert str(out / "run" / "report.html") in result.stdout
     assert_user_error(invoke("demo", "--out", out, "--quick"), "already holds a training run")
 
