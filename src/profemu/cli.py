@@ -305,14 +305,34 @@ def _num(value: Any, fmt: str = "{:.4f}") -> str:
     return "-"
 
 
-def _check_new_run(run: Path, resume: bool) -> None:
-    if resume:
-        if not (run / "checkpoints").is_dir():
-            raise DataError(f"--resume: {str(run)!r} has no checkpoints/ to resume from; drop --resume.")
-        return
+def _check_new_run(run: Path, resume: bool, *, console: Console | None = None) -> None:
+    """Refuse an --out that cannot take this training run (the lock is checked separately).
+
+    With ``console`` (the caller holds the folder's lock), a folder whose earlier run
+    stopped before its first checkpoint is reclaimed: its training outputs are removed
+    and the run starts over, with a line saying so.
+    """
     from profemu.run import RunFolder
 
-    if RunFolder(run).is_training_run():
+    folder = RunFolder(run)
+    if resume:
+        if not run.is_dir():
+            raise DataError(f"--resume: {str(run)!r} does not exist; drop --resume to start a new run there.")
+        if not folder.checkpoint_files():
+            why = (" (its training stopped before the first checkpoint; train.checkpoint_every sets how often "
+                   "they are written)") if folder.is_training_run() else ""
+            raise DataError(f"--resume: {str(run)!r} has no checkpoints to resume from{why}; drop --resume "
+                            "to start the run over.")
+        return
+    if folder.stopped_before_first_checkpoint():
+        if console is not None:
+            epochs = len(folder.history())
+            removed = folder.reclaim()
+            console.print(f"--out {run}: the earlier training run there stopped after {epochs} epoch(s), before "
+                          f"its first checkpoint, so nothing could be resumed; starting over (removed "
+                          f"{', '.join(removed)}).", markup=False)
+        return
+    if folder.is_training_run():
         raise DataError(
             f"--out {str(run)!r} already holds a training run; choose another --out or pass --resume "
             "to continue it."
@@ -424,22 +444,25 @@ def train(
     source = _data_source(data, format.value, fields=cfg.data.fields, statistic=statistic,
                           mass_bins=mass_bins, mass=mass)
     run = out or Path("runs") / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    _check_new_run(run, resume)
+    _check_new_run(run, resume)  # fail fast, before the data are loaded
+    from profemu._lock import folder_lock
     from profemu.run import load_data
 
     dataset = load_data(source)
     console.print(dataset.summary(), markup=False)
-    if executor is not ExecutorName.inline or group_size > 1:
-        options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
-                                   time=time_min, cpus=cpus, gpus=gpus, mem=mem)
-        emulator = train_on_cluster(dataset, cfg, run, source, options, group_size=group_size, wait=wait,
-                                    echo=lambda line: console.print(line, markup=False))
-        evaluation = run / "evaluation.json"
-        if emulator is not None and evaluation.is_file():
-            _print_metrics(console, json.loads(evaluation.read_text()), "held-out (test split) metrics")
-        console.print(f"run folder: {run}", markup=False)
-        return
-    outcome = _train(console, dataset, cfg, run, source, resume=resume)
+    with folder_lock(run, what="--out"):
+        _check_new_run(run, resume, console=console)  # again, now that no other process can write it
+        if executor is not ExecutorName.inline or group_size > 1:
+            options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
+                                       time=time_min, cpus=cpus, gpus=gpus, mem=mem)
+            emulator = train_on_cluster(dataset, cfg, run, source, options, group_size=group_size, wait=wait,
+                                        echo=lambda line: console.print(line, markup=False))
+            evaluation = run / "evaluation.json"
+            if emulator is not None and evaluation.is_file():
+                _print_metrics(console, json.loads(evaluation.read_text()), "held-out (test split) metrics")
+            console.print(f"run folder: {run}", markup=False)
+            return
+        outcome = _train(console, dataset, cfg, run, source, resume=resume)
     _training_summary(console, outcome)
     if outcome.cross_validation:
         _print_cross_validation(console, outcome.cross_validation)
@@ -793,9 +816,7 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A much smaller, faster version (for tests).")] = False,
 ) -> None:
     """The whole workflow on the mock universe: data, training, evaluation, baselines, report."""
-    from profemu.data.mock import write_mock
-    from profemu.report import write_report
-    from profemu.run import DataSource, RunFolder, load_data
+    from profemu._lock import folder_lock
 
     console = _console()
     t0 = time.perf_counter()
@@ -803,6 +824,18 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     run = out / "run"
     _check_new_run(run, resume=False)
+    with folder_lock(run, what="--out"):
+        _check_new_run(run, resume=False, console=console)
+        _demo_steps(console, out, run, n_rows, quick, t0)
+
+
+def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool, t0: float) -> None:
+    """The four steps of ``profemu demo`` (the caller holds the run folder's lock)."""
+    from profemu.baselines import format_table
+    from profemu.data.mock import write_mock
+    from profemu.report import write_report
+    from profemu.run import DataSource, RunFolder, load_data
+
     data_path = write_mock(out / "data.npz", n_rows, seed=0)
     console.print(f"[1/4] mock universe: {n_rows} rows -> {data_path}", markup=False)
     source = DataSource(str(Path(data_path).resolve()), "profemu", {})
@@ -818,8 +851,6 @@ def demo(
     folder = RunFolder.open(run)
     rows = _compare_run(console, folder, outcome.emulator, gp_max_train=40 if quick else 3000,
                         use_gp=True, dataset=dataset)
-    from profemu.baselines import format_table
-
     folder.write_text("compare.md", format_table(rows) + "\n")
     _print_comparison(console, rows)
     with _warnings_as_lines(console):

@@ -264,17 +264,20 @@ def prepare_run(
     config = config.validate()
     if not Path(source.path).exists():
         raise DataError(f"data: {source.path!r} does not exist; jobs reload the data from this path.")
+    from profemu._lock import folder_lock
+
     run = RunFolder.create(Path(run_dir).resolve())
     prep = prepare(dataset, config)
     source = DataSource(str(Path(source.path).resolve()), source.format, dict(source.options))
-    run.write_setup(config, prep, source)
-    run.write_json("transforms.json", prep.transforms.to_dict())
-    run.write_json("run.json", {
-        "members": config.train.members,
-        "training_data_fingerprint": prep.train.fingerprint(),
-        "fields": list(prep.dataset.fields),
-        "created": time.time(),
-    })
+    with folder_lock(run.path, what="run folder"):
+        run.write_setup(config, prep, source)
+        run.write_json("transforms.json", prep.transforms.to_dict())
+        run.write_json("run.json", {
+            "members": config.train.members,
+            "training_data_fingerprint": prep.train.fingerprint(),
+            "fields": list(prep.dataset.fields),
+            "created": time.time(),
+        })
     return prep
 
 
@@ -808,11 +811,18 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
     Raises:
         TrainingError: Some members are missing, failed or corrupt (listed by index
             with their log paths) and ``allow_partial`` is False, or none finished.
+        FolderLockedError: another process is writing the run folder.
     """
+    from profemu._lock import folder_lock, held_here
     from profemu.evaluate import evaluate
     from profemu.workflow import build_emulator
 
     run = Path(run_dir).resolve()
+    if not run.is_dir():
+        raise FormatError(f"{run}: not a folder; pass the run folder given to train/submit.")
+    if not held_here(run):  # one writer per run folder
+        with folder_lock(run, what="run folder"):
+            return merge(run, allow_partial=allow_partial)
     statuses = run_status(run)
     good: list[int] = []
     stacks: list[dict[str, np.ndarray]] = []

@@ -107,11 +107,23 @@ def train_emulator(
         progress: Called with each epoch's metrics dict.
         prepared: A ready split + transforms (skips :func:`~profemu.train.setup.prepare`).
         evaluate_test: Evaluate on the test split at the end.
-        resume: Continue from the latest checkpoint in ``run_dir/checkpoints``.
+        resume: Continue from the latest checkpoint in ``run_dir/checkpoints``; the data,
+            split, configuration and checkpoints are checked first
+            (:meth:`~profemu.run.RunFolder.check_resume`), before any file changes.
 
     Returns:
         A :class:`TrainOutcome` with the Emulator, history and held-out metrics.
+
+    Raises:
+        FolderLockedError: another process is writing ``run_dir`` (its lock is held).
+        ConfigError, DataError: a resume that would not continue the run in ``run_dir``.
     """
+    from profemu._lock import folder_lock, held_here
+
+    if run_dir is not None and not held_here(run_dir):  # one writer per run folder
+        with folder_lock(run_dir, what="run folder"):
+            return train_emulator(dataset, config, run_dir=run_dir, source=source, progress=progress,
+                                  prepared=prepared, evaluate_test=evaluate_test, resume=resume)
     from profemu.evaluate import evaluate
     from profemu.train.cv import folds_for
     from profemu.train.logging import MetricsLogger, plot_curves
@@ -128,6 +140,8 @@ def train_emulator(
                 f"{folds}-fold cross-validation, then all of them" if folds else f"{len(prep.split.val)} validation",
                 len(prep.split.test), ", ".join(prep.transforms.field_names))
     run = RunFolder.create(run_dir) if run_dir is not None else None
+    if run is not None and resume:
+        run.check_resume(config, prep, source)
     callbacks: list[Callable[[dict[str, Any]], Any]] = [_epoch_logger(max(1, config.train.log_every))]
     metrics = None
     if run is not None:
