@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import functools
+import inspect
 import json
 import logging
 import os
@@ -32,14 +34,17 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from profemu._files import file_error
 from profemu.errors import FolderLockedError
 
-__all__ = ["LOCK_NAME", "LockOwner", "folder_lock", "held_here", "read_owner"]
+__all__ = ["LOCK_NAME", "LockOwner", "folder_lock", "held_here", "locked", "read_owner"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Name of the lock file inside the locked folder.
 LOCK_NAME = ".profemu.lock"
@@ -185,12 +190,14 @@ def _take_over(lock: Path, stale: LockOwner, me: LockOwner) -> bool:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, *, what: str = "folder") -> Iterator[Path]:
+def folder_lock(folder: str | Path, *, what: str = "folder", create: bool = True) -> Iterator[Path]:
     """Hold ``folder/.profemu.lock`` for the duration of the ``with`` block.
 
     Args:
         folder: The folder to lock (created with its parents when absent).
         what: How the user named the folder, for the message (e.g. ``"--out"``).
+        create: Create a missing folder; with False a missing folder is not locked
+            (there is nothing to protect; the block reports it).
 
     Yields:
         The folder.
@@ -202,6 +209,9 @@ def folder_lock(folder: str | Path, *, what: str = "folder") -> Iterator[Path]:
     """
     path = Path(folder)
     created = not path.exists()
+    if created and not create:
+        yield path
+        return
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -281,3 +291,26 @@ def held_here(folder: str | Path) -> bool:
     key = str((Path(folder) / LOCK_NAME).resolve())
     with _HELD_GUARD:
         return bool(_HELD.get(key))
+
+
+def locked(param: str, *, what: str = "run folder", create: bool = True) -> Callable[[F], F]:
+    """Decorate a function so that it holds the lock of its folder argument ``param``.
+
+    The lock is taken only when that argument is given (not None) and this process does
+    not hold it already; see :func:`folder_lock`.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            folder = signature.bind_partial(*args, **kwargs).arguments.get(param)
+            if folder is None or held_here(folder):
+                return fn(*args, **kwargs)
+            with folder_lock(folder, what=what, create=create):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

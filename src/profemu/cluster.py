@@ -57,6 +57,7 @@ from profemu._files import (
     sha256_file,
     unflatten_tree,
 )
+from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError, FormatError, TrainingError
@@ -794,6 +795,7 @@ def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
     return flat
 
 
+@locked("run_dir", create=False)  # one writer per run folder
 def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
     """Stack the finished members of a run, in index order, into one ensemble Emulator.
 
@@ -813,16 +815,10 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
             with their log paths) and ``allow_partial`` is False, or none finished.
         FolderLockedError: another process is writing the run folder.
     """
-    from profemu._lock import folder_lock, held_here
     from profemu.evaluate import evaluate
     from profemu.workflow import build_emulator
 
     run = Path(run_dir).resolve()
-    if not run.is_dir():
-        raise FormatError(f"{run}: not a folder; pass the run folder given to train/submit.")
-    if not held_here(run):  # one writer per run folder
-        with folder_lock(run, what="run folder"):
-            return merge(run, allow_partial=allow_partial)
     statuses = run_status(run)
     good: list[int] = []
     stacks: list[dict[str, np.ndarray]] = []

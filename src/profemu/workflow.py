@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from profemu._files import json_safe
+from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
@@ -85,6 +86,7 @@ def _epoch_logger(every: int) -> Callable[[dict[str, Any]], None]:
     return log
 
 
+@locked("run_dir")  # one writer per run folder
 def train_emulator(
     dataset: ProfileDataset,
     config: Config | None = None,
@@ -118,12 +120,6 @@ def train_emulator(
         FolderLockedError: another process is writing ``run_dir`` (its lock is held).
         ConfigError, DataError: a resume that would not continue the run in ``run_dir``.
     """
-    from profemu._lock import folder_lock, held_here
-
-    if run_dir is not None and not held_here(run_dir):  # one writer per run folder
-        with folder_lock(run_dir, what="run folder"):
-            return train_emulator(dataset, config, run_dir=run_dir, source=source, progress=progress,
-                                  prepared=prepared, evaluate_test=evaluate_test, resume=resume)
     from profemu.evaluate import evaluate
     from profemu.train.cv import folds_for
     from profemu.train.logging import MetricsLogger, plot_curves
