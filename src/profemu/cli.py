@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import json
+import os
 import sys
 import time
 import warnings
@@ -305,14 +306,34 @@ def _num(value: Any, fmt: str = "{:.4f}") -> str:
     return "-"
 
 
-def _check_new_run(run: Path, resume: bool) -> None:
-    if resume:
-        if not (run / "checkpoints").is_dir():
-            raise DataError(f"--resume: {str(run)!r} has no checkpoints/ to resume from; drop --resume.")
-        return
+def _check_new_run(run: Path, resume: bool, *, console: Console | None = None) -> None:
+    """Refuse an --out that cannot take this training run (the lock is checked separately).
+
+    With ``console`` (the caller holds the folder's lock), a folder whose earlier run
+    stopped before its first checkpoint is reclaimed: its training outputs are removed
+    and the run starts over, with a line saying so.
+    """
     from profemu.run import RunFolder
 
-    if RunFolder(run).is_training_run():
+    folder = RunFolder(run)
+    if resume:
+        if not run.is_dir():
+            raise DataError(f"--resume: {str(run)!r} does not exist; drop --resume to start a new run there.")
+        if not folder.checkpoint_files():
+            why = (" (its training stopped before the first checkpoint; train.checkpoint_every sets how often "
+                   "they are written)") if folder.is_training_run() else ""
+            raise DataError(f"--resume: {str(run)!r} has no checkpoints to resume from{why}; drop --resume "
+                            "to start the run over.")
+        return
+    if folder.stopped_before_first_checkpoint():
+        if console is not None:
+            epochs = len(folder.history())
+            removed = folder.reclaim()
+            console.print(f"--out {run}: the earlier training run there stopped after {epochs} epoch(s), before "
+                          f"its first checkpoint, so nothing could be resumed; starting over (removed "
+                          f"{', '.join(removed)}).", markup=False)
+        return
+    if folder.is_training_run():
         raise DataError(
             f"--out {str(run)!r} already holds a training run; choose another --out or pass --resume "
             "to continue it."
@@ -424,22 +445,25 @@ def train(
     source = _data_source(data, format.value, fields=cfg.data.fields, statistic=statistic,
                           mass_bins=mass_bins, mass=mass)
     run = out or Path("runs") / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    _check_new_run(run, resume)
+    _check_new_run(run, resume)  # fail fast, before the data are loaded
+    from profemu._lock import folder_lock
     from profemu.run import load_data
 
     dataset = load_data(source)
     console.print(dataset.summary(), markup=False)
-    if executor is not ExecutorName.inline or group_size > 1:
-        options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
-                                   time=time_min, cpus=cpus, gpus=gpus, mem=mem)
-        emulator = train_on_cluster(dataset, cfg, run, source, options, group_size=group_size, wait=wait,
-                                    echo=lambda line: console.print(line, markup=False))
-        evaluation = run / "evaluation.json"
-        if emulator is not None and evaluation.is_file():
-            _print_metrics(console, json.loads(evaluation.read_text()), "held-out (test split) metrics")
-        console.print(f"run folder: {run}", markup=False)
-        return
-    outcome = _train(console, dataset, cfg, run, source, resume=resume)
+    with folder_lock(run, what="--out"):
+        _check_new_run(run, resume, console=console)  # again, now that no other process can write it
+        if executor is not ExecutorName.inline or group_size > 1:
+            options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
+                                       time=time_min, cpus=cpus, gpus=gpus, mem=mem)
+            emulator = train_on_cluster(dataset, cfg, run, source, options, group_size=group_size, wait=wait,
+                                        echo=lambda line: console.print(line, markup=False))
+            evaluation = run / "evaluation.json"
+            if emulator is not None and evaluation.is_file():
+                _print_metrics(console, json.loads(evaluation.read_text()), "held-out (test split) metrics")
+            console.print(f"run folder: {run}", markup=False)
+            return
+        outcome = _train(console, dataset, cfg, run, source, resume=resume)
     _training_summary(console, outcome)
     if outcome.cross_validation:
         _print_cross_validation(console, outcome.cross_validation)
@@ -514,8 +538,19 @@ def _print_cross_validation(console: Console, cv: Mapping[str, Any]) -> None:
                   markup=False)
 
 
+class PredictLayout(StrEnum):
+    """Layouts of ``predict --format``."""
+
+    wide = "wide"
+    long = "long"
+
+
+#: Rows predicted at once by ``profemu predict`` (bounds its memory, whatever the input's size).
+PREDICT_CHUNK_ROWS = 8192
+
+
 def _read_table(path: Path) -> dict[str, np.ndarray]:
-    """Columns of a CSV with a header, or the arrays of an npz (no pickle)."""
+    """Columns of a CSV with a header (in header order), or the arrays of an npz (no pickle)."""
     if not path.is_file():
         raise DataError(f"--input {str(path)!r}: file does not exist.")
     suffix = path.suffix.lower()
@@ -525,103 +560,282 @@ def _read_table(path: Path) -> dict[str, np.ndarray]:
         return read_npz(path, what="--input archive")
     if suffix != ".csv":
         raise DataError(f"--input {str(path)!r}: expected a .csv (with a header) or a .npz file.")
+    from array import array
+
     with open(path, newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise DataError(f"--input {str(path)!r}: empty file; the first line must name the columns.") from None
-        rows = [r for r in reader if r and any(c.strip() for c in r)]
-    if not rows:
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            raise DataError(f"--input {str(path)!r}: column(s) {dupes} appear more than once in the header.")
+        columns: dict[str, array[float]] = {h: array("d") for h in header}
+        for i, row in enumerate(reader, start=2):
+            if not row or not any(c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"--input {str(path)!r}: line {i} has {len(row)} values for {len(header)} columns.")
+            for h, cell in zip(header, row, strict=True):
+                try:
+                    columns[h].append(float(cell))
+                except ValueError:
+                    raise DataError(f"--input {str(path)!r}: line {i}, column {h!r}: {cell!r} is not a number.") from None
+    if not header or not len(columns[header[0]]):
         raise DataError(f"--input {str(path)!r}: no data rows after the header.")
-    table: dict[str, list[float]] = {h: [] for h in header}
-    for i, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise DataError(f"--input {str(path)!r}: line {i} has {len(row)} values for {len(header)} columns.")
-        for h, cell in zip(header, row, strict=True):
-            try:
-                table[h].append(float(cell))
-            except ValueError:
-                raise DataError(f"--input {str(path)!r}: line {i}, column {h!r}: {cell!r} is not a number.") from None
-    return {h: np.asarray(v) for h, v in table.items()}
+    return {h: np.frombuffer(v, dtype=np.float64) for h, v in columns.items()}
 
 
-def _prediction_inputs(emulator: Any, table: Mapping[str, np.ndarray], path: Path) -> dict[str, Any]:
-    """Build predict() arguments from named columns (CSV) or arrays (npz)."""
+def _required_columns(emulator: Any) -> list[str]:
+    """The CSV columns ``profemu predict`` needs for ``emulator``, in order."""
     t = emulator.transforms
     n_k = 0 if getattr(t, "k", None) is None else len(t.k)
     needs_z = "redshift" in getattr(t, "input_stats", {})
+    return [*emulator.param_names, "log10_mass", *(f"pk_ratio_{j}" for j in range(n_k)),
+            *(["redshift"] if needs_z else [])]
+
+
+def _prediction_inputs(emulator: Any, table: Mapping[str, np.ndarray], path: Path) -> dict[str, Any]:
+    """Build predict() arguments from named columns (CSV) or arrays (npz).
+
+    Returns:
+        ``params``, ``log10_mass``, ``pk_ratio``, ``redshift`` (the predict() arguments) and
+        ``echo``: ``{column name: [n] values}`` of the input, echoed in the output.
+    """
+    t = emulator.transforms
+    n_k = 0 if getattr(t, "k", None) is None else len(t.k)
+    needs_z = "redshift" in getattr(t, "input_stats", {})
+    names = list(emulator.param_names)
     if "params" in table:  # npz layout
         required = ["params", "log10_mass"] + (["pk_ratio"] if n_k else []) + (["redshift"] if needs_z else [])
         missing = [k for k in required if k not in table]
         if missing:
             raise DataError(f"--input {str(path)!r}: missing array(s) {missing}; the npz needs {required} "
-                            f"(params columns in the order {list(emulator.param_names)}).")
-        return {"params": table["params"], "log10_mass": table["log10_mass"],
+                            f"(params columns in the order {names}).")
+        args = {"params": table["params"], "log10_mass": table["log10_mass"],
                 "pk_ratio": table.get("pk_ratio") if n_k else None,
                 "redshift": table.get("redshift") if needs_z else None}
-    names = list(emulator.param_names)
-    required = [*names, "log10_mass", *(f"pk_ratio_{j}" for j in range(n_k))]
-    if needs_z:
-        required.append("redshift")
+        echo: dict[str, np.ndarray] = {}
+        params = np.asarray(args["params"], dtype=np.float64)
+        if params.ndim == 2 and params.shape[1] == len(names):
+            echo.update({n: params[:, j] for j, n in enumerate(names)})
+        for key in ("log10_mass", "redshift"):
+            value = args[key]
+            if value is not None and np.ndim(value) == 1 and len(value) == params.shape[0]:
+                echo[key] = np.asarray(value, dtype=np.float64)
+        pk = args["pk_ratio"]
+        if pk is not None and np.ndim(pk) == 2 and pk.shape == (params.shape[0], n_k):
+            echo.update({f"pk_ratio_{j}": np.asarray(pk[:, j], dtype=np.float64) for j in range(n_k)})
+        return {**args, "echo": echo}
+    required = _required_columns(emulator)
     missing = [c for c in required if c not in table]
     if missing:
         unknown = [c for c in table if c not in required]
         hint = f"; unrecognised column(s) {unknown}" if unknown else ""
-        raise DataError(f"--input {str(path)!r}: missing column(s) {missing}{hint}. The header must name "
-                        f"{names} and log10_mass" + (f", pk_ratio_0..pk_ratio_{n_k - 1}" if n_k else "")
-                        + (", redshift" if needs_z else "") + ".")
+        raise DataError(f"--input {str(path)!r}: missing column(s) {missing}{hint}. The header must name every "
+                        f"one of: {', '.join(required)} (profemu predict RUN --list-inputs lists them).")
     return {
         "params": np.column_stack([table[c] for c in names]),
         "log10_mass": table["log10_mass"],
         "pk_ratio": np.column_stack([table[f"pk_ratio_{j}"] for j in range(n_k)]) if n_k else None,
         "redshift": table["redshift"] if needs_z else None,
+        "echo": dict(table),
     }
+
+
+def _check_predict_output(out: Path, input: Path, layout: PredictLayout, force: bool) -> None:
+    """Refuse an --out that is the input, has another type, or exists (without --force)."""
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".npz"):
+        raise DataError(f"--out {str(out)!r}: expected a .csv or .npz file name.")
+    if layout is PredictLayout.long and suffix != ".csv":
+        raise ConfigError(f"--format long: writes a CSV table, but --out {str(out)!r} is an npz; "
+                          "pass an --out ending in .csv or drop --format long.")
+    same = out.resolve() == input.resolve()
+    if not same and out.exists() and input.exists():
+        try:
+            same = os.path.samefile(out, input)
+        except OSError:
+            same = False
+    if same:
+        raise DataError(f"--out {str(out)!r} is the --input file; writing it would destroy the inputs. "
+                        "Pass another --out.")
+    if out.is_dir():
+        raise DataError(f"--out {str(out)!r} is a folder; pass a file name ending in .csv or .npz.")
+    if out.exists() and not force:
+        raise DataError(f"--out {str(out)!r} already exists; pass --force to overwrite it or choose another --out.")
+
+
+def predict_chunks(emulator: Any, inputs: Any, chunk_rows: int = PREDICT_CHUNK_ROWS,
+                   ) -> Iterator[tuple[int, int, dict[str, tuple[np.ndarray, np.ndarray]]]]:
+    """Predict checked inputs ``chunk_rows`` rows at a time.
+
+    Args:
+        emulator: The Emulator.
+        inputs: :class:`~profemu.emulator.inputs.Inputs` from ``emulator.check_inputs``
+            (extrapolation is checked by the caller, once for all rows).
+        chunk_rows: Rows per call of :meth:`~profemu.emulator.Emulator.predict`.
+
+    Yields:
+        ``(start, stop, {field: (mean, std)})`` with ``mean`` and ``std`` [stop - start, n_r]
+        in log10 units and dex, fields in ``emulator.field_names`` order. The values do
+        not depend on ``chunk_rows`` beyond float32 rounding (a matrix product's rounding
+        depends on how many rows it holds).
+    """
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows: {chunk_rows} < 1; pass a positive number of rows.")
+    n = inputs.n
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        sl = slice(start, stop)
+        pred = emulator.predict(inputs.params[sl], inputs.log10_mass[sl],
+                                None if inputs.pk_ratio is None else inputs.pk_ratio[sl],
+                                None if inputs.redshift is None else inputs.redshift[sl],
+                                on_extrapolation="ignore")
+        yield start, stop, {f: (np.atleast_2d(p.mean), np.atleast_2d(np.sqrt(p.var))) for f, p in pred.items()}
+
+
+def _radius_column(emulator: Any) -> str:
+    unit = "_".join(str(emulator.radius_unit).split()) or "unit"
+    return f"radius_{unit}"
+
+
+def _write_predictions_csv(out: Path, emulator: Any, inputs: Any, echo: Mapping[str, np.ndarray],
+                           layout: PredictLayout, chunk_rows: int) -> None:
+    """Stream the predictions into ``out`` (one atomic write: the old file or the whole new one)."""
+    import io
+
+    from profemu._files import atomic_write
+
+    fields = list(emulator.field_names)
+    radius = [f"{r:.8g}" for r in np.asarray(emulator.radius, dtype=float)]
+    n_r = len(radius)
+    names = list(echo)
+    echo_cols = [np.asarray(echo[c], dtype=np.float64) for c in names]
+
+    def write(fh: Any) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        writer = csv.writer(text)
+        if layout is PredictLayout.long:
+            writer.writerow(["row", *names, "field", _radius_column(emulator), "mean", "std"])
+        else:
+            header = list(names)
+            for f in fields:
+                header += [f"{f}_mean_r{j}" for j in range(n_r)] + [f"{f}_std_r{j}" for j in range(n_r)]
+            writer.writerow(header)
+        for start, stop, pred in predict_chunks(emulator, inputs, chunk_rows):
+            given = [[repr(float(col[i])) for col in echo_cols] for i in range(start, stop)]
+            if layout is PredictLayout.long:
+                for i in range(stop - start):
+                    lead = [str(start + i), *given[i]]
+                    for f in fields:
+                        mean, std = pred[f]
+                        writer.writerows([*lead, f, radius[j], f"{mean[i, j]:.8g}", f"{std[i, j]:.8g}"]
+                                         for j in range(n_r))
+            else:
+                values = np.concatenate([b for f in fields for b in pred[f]], axis=1)
+                writer.writerows([*given[i], *(f"{v:.8g}" for v in row)] for i, row in enumerate(values))
+        text.flush()
+        text.detach()
+
+    atomic_write(out, write)
+
+
+def _write_predictions_npz(out: Path, emulator: Any, inputs: Any, echo: Mapping[str, np.ndarray],
+                           chunk_rows: int) -> None:
+    """``radius``, ``<field>_mean`` / ``<field>_std`` [n, n_r] and the inputs, atomically."""
+    from profemu._files import atomic_write
+
+    n, n_r = inputs.n, len(emulator.radius)
+    arrays: dict[str, np.ndarray] = {"radius": np.asarray(emulator.radius),
+                                     "radius_unit": np.asarray(str(emulator.radius_unit)),
+                                     "fields": np.asarray(list(emulator.field_names))}
+    for f in emulator.field_names:
+        arrays[f"{f}_mean"] = np.empty((n, n_r))
+        arrays[f"{f}_std"] = np.empty((n, n_r))
+    for start, stop, pred in predict_chunks(emulator, inputs, chunk_rows):
+        for f, (mean, std) in pred.items():
+            arrays[f"{f}_mean"][start:stop] = mean
+            arrays[f"{f}_std"][start:stop] = std
+    if echo:
+        arrays["input_columns"] = np.asarray(list(echo))
+        arrays["inputs"] = np.column_stack([np.asarray(v, dtype=np.float64) for v in echo.values()])
+    atomic_write(out, lambda fh: np.savez(fh, **arrays))
+
+
+def _print_inputs(console: Console, run: Path, emulator: Any) -> None:
+    """The input columns a run's emulator needs, as a CSV header and with their training ranges."""
+    required = _required_columns(emulator)
+    box = emulator.training_box
+    console.print(f"input columns of {run} (a CSV header; an npz takes params [n, {len(emulator.param_names)}] "
+                  "in this order, log10_mass [n], and pk_ratio / redshift where listed):", markup=False)
+    console.print(",".join(required), markup=False)
+    log = set(emulator.log_params)
+    for name in required:
+        lo, hi = None, None
+        if name in box:
+            lo, hi = box[name]
+        elif name.startswith("pk_ratio_") and "pk_ratio" in box:
+            j = int(name.rsplit("_", 1)[1])
+            lo, hi = (float(np.asarray(a)[j]) for a in box["pk_ratio"])
+        rng = "" if lo is None else f"training range {float(lo):.4g} .. {float(hi):.4g}"
+        console.print(f"  {name:<14} {rng}{' (log-sampled: linear value > 0)' if name in log else ''}",
+                      markup=False)
 
 
 @app.command()
 @_user_errors
 def predict(
     run: RunArg,
-    input: Annotated[Path, typer.Option("--input", help="CSV with a header (parameter names, log10_mass, "
-                                        "pk_ratio_<j>, redshift) or npz (params, log10_mass, ...).")],
-    out: Annotated[Path | None, typer.Option("--out", help="Output .csv or .npz (default <input>_pred.csv).")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="CSV with a header (parameter names, log10_mass, "
+                                               "pk_ratio_<j>, redshift; --list-inputs names them) or npz "
+                                               "(params, log10_mass, ...).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output .csv or .npz (default <input>_pred.csv); "
+                                             "never the input, and an existing file only with --force.")] = None,
+    layout: Annotated[PredictLayout, typer.Option(
+        "--format", help="CSV layout: 'wide' (one line per input row: the input columns, then "
+        "<field>_mean_r<j> and <field>_std_r<j>) or 'long' (one line per row, field and radius: "
+        "row, the input columns, field, radius_<unit>, mean, std).")] = PredictLayout.wide,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
+    list_inputs: Annotated[bool, typer.Option("--list-inputs", help="Print the input columns the run's "
+                                              "emulator needs (with their training ranges) and exit.")] = False,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", hidden=True, help="Rows predicted at once.")]
+    = PREDICT_CHUNK_ROWS,
 ) -> None:
-    """Predict log10 profiles (mean and std per field and radius) for a table of inputs."""
+    """Predict log10 profiles (mean and std [dex] per field and radius) for a table of inputs.
+
+    The output echoes the input columns; radii are in the npz (``radius``) and, with
+    ``--format long``, in the ``radius_<unit>`` column (wide column ``_r<j>`` is radius j
+    of ``--format long`` / the npz). The file is written atomically: the old one or the
+    whole new one, never a part.
+    """
     from profemu.run import RunFolder
 
     console = _console()
-    emulator = RunFolder.open(run).emulator()
-    table = _read_table(input)
-    args = _prediction_inputs(emulator, table, input)
+    if chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows: {chunk_rows} < 1; pass a positive number of rows.")
+    if list_inputs:
+        _print_inputs(console, run, RunFolder.open(run).emulator())
+        return
+    if input is None:
+        raise ConfigError("--input: missing; pass a CSV or npz of inputs (profemu predict RUN --list-inputs "
+                          "names the columns).")
     out = out or input.with_name(f"{input.stem}_pred.csv")
-    if out.suffix.lower() not in (".csv", ".npz"):
-        raise DataError(f"--out {str(out)!r}: expected a .csv or .npz file name.")
+    _check_predict_output(out, input, layout, force)
+    emulator = RunFolder.open(run).emulator()
+    args = _prediction_inputs(emulator, _read_table(input), input)
     with _warnings_as_lines(console):
-        pred = emulator.predict(args["params"], args["log10_mass"], args["pk_ratio"], args["redshift"])
-    pred = {f: (np.atleast_2d(p.mean), np.atleast_2d(np.sqrt(p.var))) for f, p in pred.items()}
+        inputs = emulator.check_inputs(args["params"], args["log10_mass"], args["pk_ratio"], args["redshift"])
+        emulator.check_extrapolation(inputs, policy="warn")  # once for all rows, not per chunk
+    echo = {k: v for k, v in args["echo"].items() if np.ndim(v) == 1 and len(v) == inputs.n}
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npz":
-        arrays = {"radius": emulator.radius}
-        for f, (mean, std) in pred.items():
-            arrays[f"{f}_mean"] = mean
-            arrays[f"{f}_std"] = std
-        np.savez(out, **arrays)
+        _write_predictions_npz(out, emulator, inputs, echo, chunk_rows)
     else:
-        header: list[str] = []
-        blocks: list[np.ndarray] = []
-        for f, (mean, std) in pred.items():
-            n_r = mean.shape[1]
-            header += [f"{f}_mean_r{j}" for j in range(n_r)] + [f"{f}_std_r{j}" for j in range(n_r)]
-            blocks += [mean, std]
-        values = np.concatenate(blocks, axis=1)
-        with open(out, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows([[f"{v:.8g}" for v in row] for row in values])
-    n = next(iter(pred.values()))[0].shape[0]
-    console.print(f"predicted {n} row(s) of {list(pred)} (log10 units, {len(emulator.radius)} radii) -> {out}",
-                  markup=False)
+        _write_predictions_csv(out, emulator, inputs, echo, layout, chunk_rows)
+    console.print(f"predicted {inputs.n} row(s) of {list(emulator.field_names)} (log10 units, std in dex, "
+                  f"{len(emulator.radius)} radii in {emulator.radius_unit}) -> {out}", markup=False)
 
 
 def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: int, use_gp: bool,
@@ -793,9 +1007,7 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A much smaller, faster version (for tests).")] = False,
 ) -> None:
     """The whole workflow on the mock universe: data, training, evaluation, baselines, report."""
-    from profemu.data.mock import write_mock
-    from profemu.report import write_report
-    from profemu.run import DataSource, RunFolder, load_data
+    from profemu._lock import folder_lock
 
     console = _console()
     t0 = time.perf_counter()
@@ -803,6 +1015,18 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     run = out / "run"
     _check_new_run(run, resume=False)
+    with folder_lock(run, what="--out"):
+        _check_new_run(run, resume=False, console=console)
+        _demo_steps(console, out, run, n_rows, quick, t0)
+
+
+def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool, t0: float) -> None:
+    """The four steps of ``profemu demo`` (the caller holds the run folder's lock)."""
+    from profemu.baselines import format_table
+    from profemu.data.mock import write_mock
+    from profemu.report import write_report
+    from profemu.run import DataSource, RunFolder, load_data
+
     data_path = write_mock(out / "data.npz", n_rows, seed=0)
     console.print(f"[1/4] mock universe: {n_rows} rows -> {data_path}", markup=False)
     source = DataSource(str(Path(data_path).resolve()), "profemu", {})
@@ -818,8 +1042,6 @@ def demo(
     folder = RunFolder.open(run)
     rows = _compare_run(console, folder, outcome.emulator, gp_max_train=40 if quick else 3000,
                         use_gp=True, dataset=dataset)
-    from profemu.baselines import format_table
-
     folder.write_text("compare.md", format_table(rows) + "\n")
     _print_comparison(console, rows)
     with _warnings_as_lines(console):

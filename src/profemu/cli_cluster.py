@@ -150,7 +150,10 @@ def register(app: typer.Typer) -> None:
         evaluation = Path(run) / "evaluation.json"
         if evaluation.is_file():
             overall = json.loads(evaluation.read_text()).get("overall", {})
-            parts = [f"{k}={_fmt(overall[k])}" for k in ("rmse_dex", "frac_err_median", "coverage_68") if k in overall]
+            shown = (("rmse_dex", "RMSE [dex]", 1.0), ("frac_err_median", "frac err median [%]", 100.0),
+                     ("coverage_68", "cov 68", 1.0))
+            parts = [f"{title} {_fmt(None if overall[k] is None else scale * overall[k])}"
+                     for k, title, scale in shown if k in overall]
             if parts:
                 typer.echo("test split: " + ", ".join(parts))
 

@@ -57,6 +57,7 @@ from profemu._files import (
     sha256_file,
     unflatten_tree,
 )
+from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError, FormatError, TrainingError
@@ -264,17 +265,20 @@ def prepare_run(
     config = config.validate()
     if not Path(source.path).exists():
         raise DataError(f"data: {source.path!r} does not exist; jobs reload the data from this path.")
+    from profemu._lock import folder_lock
+
     run = RunFolder.create(Path(run_dir).resolve())
     prep = prepare(dataset, config)
     source = DataSource(str(Path(source.path).resolve()), source.format, dict(source.options))
-    run.write_setup(config, prep, source)
-    run.write_json("transforms.json", prep.transforms.to_dict())
-    run.write_json("run.json", {
-        "members": config.train.members,
-        "training_data_fingerprint": prep.train.fingerprint(),
-        "fields": list(prep.dataset.fields),
-        "created": time.time(),
-    })
+    with folder_lock(run.path, what="run folder"):
+        run.write_setup(config, prep, source)
+        run.write_json("transforms.json", prep.transforms.to_dict())
+        run.write_json("run.json", {
+            "members": config.train.members,
+            "training_data_fingerprint": prep.train.fingerprint(),
+            "fields": list(prep.dataset.fields),
+            "created": time.time(),
+        })
     return prep
 
 
@@ -791,6 +795,7 @@ def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
     return flat
 
 
+@locked("run_dir", create=False)  # one writer per run folder
 def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
     """Stack the finished members of a run, in index order, into one ensemble Emulator.
 
@@ -808,6 +813,7 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
     Raises:
         TrainingError: Some members are missing, failed or corrupt (listed by index
             with their log paths) and ``allow_partial`` is False, or none finished.
+        FolderLockedError: another process is writing the run folder.
     """
     from profemu.evaluate import evaluate
     from profemu.workflow import build_emulator

@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ExtrapolationError",
+    "FolderLockedError",
     "FormatError",
     "ProfemuError",
     "TrainingError",
@@ -27,6 +28,10 @@ class DataError(ProfemuError, ValueError):
 
 class FormatError(DataError):
     """A file is not in a format profemu can read (wrong type, truncated, newer version)."""
+
+
+class FolderLockedError(DataError):
+    """A run (or sweep) folder is in use by another profemu process (its lock file is held)."""
 
 
 class ConfigError(ProfemuError, ValueError):

@@ -5,7 +5,7 @@ Layout::
     RUN/
       config.yaml       resolved configuration
       data.json         where the data came from (path, format, loader options)
-      split.json        row indices (and group ids) of train / val / test
+      split.json        row indices (and group ids) of train / val / test, data fingerprint
       transforms.json   the fitted transforms (cluster runs: every member job reuses them)
       run.json          cluster runs: members, fingerprint of the training rows
       emulator/         the saved Emulator (manifest.json + weights-<sha>.npz)
@@ -17,15 +17,24 @@ Layout::
       cv_predictions.npz  the out-of-fold predictions (rows, fold, <field>_mean / <field>_var)
       compare.json      the baselines' comparison (``profemu compare``)
       members/          cluster runs: one folder per ensemble member
+      .profemu.lock     while a command writes the folder: its pid, host and start time
 
 :func:`profemu.workflow.train_emulator`, :mod:`profemu.cluster`, the report and the
 command line all go through :class:`RunFolder`; every file is written with
 :func:`profemu._files.atomic_write`.
+
+Safety: a command that writes a run folder holds its lock (:mod:`profemu._lock`), and
+a resume first checks, with :meth:`RunFolder.check_resume`, that the data, the split,
+the configuration and the checkpoints are those of the run, before any file changes.
+A plain rerun into a folder whose training stopped before its first checkpoint (nothing
+there could be resumed) starts it over (:meth:`RunFolder.reclaim`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,16 +45,23 @@ import numpy as np
 from profemu._files import atomic_write_text, json_safe, read_json_file
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
-from profemu.errors import DataError, FormatError
+from profemu.errors import ConfigError, DataError, FormatError
 
 if TYPE_CHECKING:
     from profemu.emulator import Emulator
     from profemu.train.setup import Prepared
 
-__all__ = ["SPLITS", "DataSource", "RunFolder", "load_data"]
+__all__ = ["RESUME_MAY_CHANGE", "SPLITS", "DataSource", "RunFolder", "config_differences", "load_data"]
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 _MARKERS = ("config.yaml", "split.json", "emulator", "metrics.jsonl")
+#: Configuration keys a resume may change (they affect neither the model nor its training).
+RESUME_MAY_CHANGE = ("train.log_every", "train.checkpoint_every", "train.max_seconds")
+#: What a training run that stopped before its first checkpoint leaves, removed by :meth:`RunFolder.reclaim`.
+_STOPPED_RUN_OUTPUTS = ("metrics.jsonl", "curves.png", "tensorboard", "cv.json", "cv_predictions.npz",
+                        "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,124 @@ class RunFolder:
     def is_training_run(self) -> bool:
         """Whether the folder already holds (part of) a training run."""
         return (self.path / "emulator").exists() or (self.path / "metrics.jsonl").exists()
+
+    def checkpoint_files(self) -> list[Path]:
+        """The checkpoint files (``checkpoints/ckpt-*``, valid or not), sorted."""
+        folder = self.checkpoints_dir
+        return sorted(folder.glob("ckpt-*")) if folder.is_dir() else []
+
+    def stopped_before_first_checkpoint(self) -> bool:
+        """A training run that left metrics but neither an Emulator nor a checkpoint.
+
+        What a kill between the first epoch and the first checkpoint leaves: nothing
+        there can be resumed or used. Cluster runs (``run.json``) never count: their
+        members keep their own checkpoints.
+        """
+        return (self.is_training_run() and not self.emulator_dir.exists() and not self.checkpoint_files()
+                and not (self.path / "run.json").exists())
+
+    def reclaim(self) -> list[str]:
+        """Remove what a run that :meth:`stopped_before_first_checkpoint` left, to start it over.
+
+        Only the training outputs go (``metrics.jsonl``, ``curves.png``, ``tensorboard/``,
+        cross-validation files, an empty ``checkpoints/``); ``config.yaml``, ``data.json``
+        and ``split.json`` are rewritten by the new run; other files stay.
+
+        Returns:
+            The names removed.
+
+        Raises:
+            DataError: the folder holds an Emulator or checkpoints (nothing is removed).
+        """
+        if not self.stopped_before_first_checkpoint():
+            raise DataError(
+                f"{str(self.path)!r} holds an Emulator or checkpoints; it is not a stopped run to start over."
+            )
+        removed = []
+        for name in _STOPPED_RUN_OUTPUTS:
+            p = self.path / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+            else:
+                continue
+            removed.append(name)
+        logger.info("%s: the earlier training run stopped before its first checkpoint; removed %s to start over",
+                    self.path, ", ".join(removed))
+        return removed
+
+    def check_resume(self, config: Config, prepared: Prepared, source: DataSource | None = None) -> None:
+        """Refuse a resume that would not continue this run (before any file changes).
+
+        Checks, in this order: the configuration (every key but :data:`RESUME_MAY_CHANGE`
+        equals ``config.yaml``'s), the data (the fingerprint ``split.json`` records, or the
+        file ``data.json`` names for runs written before fingerprints), the split, and the
+        checkpoints (at least one must verify).
+
+        Args:
+            config: The configuration of the resumed run.
+            prepared: Its data, split and transforms.
+            source: Where its data come from.
+
+        Raises:
+            ConfigError: the configuration differs (the message names each differing key
+                with both values).
+            DataError: other data or another split, no checkpoint, or every checkpoint
+                corrupt (the message names the files).
+        """
+        from profemu.train.checkpoint import load_latest
+
+        where = str(self.path)
+        saved_file = self.path / "config.yaml"
+        if not saved_file.is_file():
+            raise DataError(f"resume: {where!r} has no config.yaml, so it cannot be resumed; train without --resume "
+                            "into another --out.")
+        diffs = [d for d in config_differences(Config.from_yaml(saved_file), config)
+                 if d[0] not in RESUME_MAY_CHANGE]
+        if diffs:
+            shown = ", ".join(f"{k} (run: {_short(a)}, now: {_short(b)})" for k, a, b in diffs[:8])
+            more = f" and {len(diffs) - 8} more" if len(diffs) > 8 else ""
+            raise ConfigError(
+                f"resume: the configuration differs from the run's {str(saved_file)!r} in {shown}{more}; "
+                f"resume with the run's configuration (--config {str(saved_file)!r}) or train the new "
+                "configuration into another --out."
+            )
+        record = self.json("split.json")
+        old_source = self.source()
+        new_fp = prepared.dataset.fingerprint()
+        old_fp = record.get("data_fingerprint") if isinstance(record, dict) else None
+        old_where = old_source.path if old_source is not None else "its data"
+        new_where = source.path if source is not None else "the data given"
+        if old_fp is not None and old_fp != new_fp:
+            raise DataError(
+                f"resume: {where!r} was trained on {old_where!r} (data fingerprint {str(old_fp)[:12]}), but "
+                f"the data given are {new_where!r} (data fingerprint {new_fp[:12]}); resume with the run's "
+                "data, or train on the new data into another --out."
+            )
+        if old_fp is None and old_source is not None and source is not None and (
+                Path(old_source.path).resolve() != Path(source.path).resolve()
+                or old_source.format != source.format or dict(old_source.options) != dict(source.options)):
+            raise DataError(
+                f"resume: {where!r} was trained on {old_where!r} ({old_source.format}, {dict(old_source.options)}), "
+                f"not on {new_where!r} ({source.format}, {dict(source.options)}); resume with the run's data, "
+                "or train on the new data into another --out."
+            )
+        if isinstance(record, dict):
+            new_record = split_record(prepared)
+            changed = [k for k in SPLITS if record.get(f"{k}_rows") != new_record[f"{k}_rows"]]
+            if changed:
+                raise DataError(
+                    f"resume: the {'/'.join(changed)} rows differ from those {str(self.path / 'split.json')!r} "
+                    "records (the data file changed?); resume with the run's data, or train into another --out."
+                )
+        if not self.checkpoint_files():
+            raise DataError(
+                f"resume: {where!r} has no checkpoints to resume from (the run stopped before its first "
+                "checkpoint, see train.checkpoint_every); train again without --resume to start it over."
+            )
+        if load_latest(self.checkpoints_dir, strict=True) is None:  # pragma: no cover - strict raises
+            raise DataError(f"resume: {where!r} has no usable checkpoint; train again without --resume.")
 
     # ------------------------------------------------------------------ write
     def write_json(self, name: str, obj: Any) -> Path:
@@ -289,10 +423,30 @@ class RunFolder:
         return {"rows": data} if isinstance(data, list) else data
 
 
+def config_differences(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every configuration value that differs."""
+    a, b = _flat(json_safe(old.to_dict())), _flat(json_safe(new.to_dict()))
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Mapping) and tree:
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.loads(json.dumps(tree))}  # tuples and lists alike
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def split_record(prep: Prepared) -> dict[str, Any]:
-    """Row indices (and group ids) of each split, as written to ``split.json``."""
+    """Row indices (and group ids) of each split, as written to ``split.json``, and the data fingerprint."""
     ds = prep.dataset
-    rec: dict[str, Any] = {}
+    rec: dict[str, Any] = {"data_fingerprint": ds.fingerprint()}
     for name in SPLITS:
         idx = np.asarray(getattr(prep.split, name))
         rec[f"{name}_rows"] = idx.tolist()

@@ -26,6 +26,7 @@ Output folder::
       submitit/           job files and logs of the trials
       trials.json         number, state, value and parameters of every trial
       best_config.yaml    the base config with the best trial's values
+      .profemu.lock       while a sweep runs: its pid, host and start time (one sweep per folder)
 """
 
 from __future__ import annotations
@@ -340,6 +341,7 @@ def run_sweep(
     Raises:
         ConfigError: Bad space, options or arguments.
         TrainingError: No trial finished (the message lists the failures).
+        FolderLockedError: another sweep is writing ``out_dir``.
     """
     import optuna
 
@@ -357,61 +359,63 @@ def run_sweep(
         raise DataError(f"data: {data_source.path!r} does not exist; pass the data file to sweep over.")
     raw_space = space if isinstance(space, Mapping) else yaml.safe_load(Path(space).read_text())
     parsed = load_space(space)
+    from profemu._lock import folder_lock
+
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    storage_spec = str(storage) if storage is not None else str(out / JOURNAL)
-    if "://" not in storage_spec:
-        storage_spec = str(Path(storage_spec).resolve())
-    setup = {
-        "data": DataSource(str(Path(data_source.path).resolve()), data_source.format,
-                           dict(data_source.options)).to_dict(),
-        "base_config": base_config.to_dict(),
-        "space": dict(raw_space),
-        "storage": storage_spec,
-        "study_name": study_name,
-        "seed": int(seed),
-        "pruner": pruner,
-        "pruner_startup_trials": int(pruner_startup_trials),
-        "warmup_epochs": int(warmup_epochs),
-        "tpe_startup_trials": max(1, min(10, trials // 2)),
-        "trial_members": trial_members,
-        "trials": trials,
-    }
-    atomic_write_text(out / "sweep.json", json.dumps(setup, indent=1))
-    optuna.create_study(study_name=study_name, storage=_storage(storage_spec), direction="minimize",
-                        load_if_exists=True)
+    with folder_lock(out, what="sweep folder"):  # one sweep writes a folder at a time
+        storage_spec = str(storage) if storage is not None else str(out / JOURNAL)
+        if "://" not in storage_spec:
+            storage_spec = str(Path(storage_spec).resolve())
+        setup = {
+            "data": DataSource(str(Path(data_source.path).resolve()), data_source.format,
+                               dict(data_source.options)).to_dict(),
+            "base_config": base_config.to_dict(),
+            "space": dict(raw_space),
+            "storage": storage_spec,
+            "study_name": study_name,
+            "seed": int(seed),
+            "pruner": pruner,
+            "pruner_startup_trials": int(pruner_startup_trials),
+            "warmup_epochs": int(warmup_epochs),
+            "tpe_startup_trials": max(1, min(10, trials // 2)),
+            "trial_members": trial_members,
+            "trials": trials,
+        }
+        atomic_write_text(out / "sweep.json", json.dumps(setup, indent=1))
+        optuna.create_study(study_name=study_name, storage=_storage(storage_spec), direction="minimize",
+                            load_if_exists=True)
 
-    errors: list[str] = []
-    counts = [min(trials_per_job, trials - s) for s in range(0, trials, trials_per_job)]
-    if options.executor == "inline":
-        for worker, count in enumerate(counts):
-            run_trial(out, worker, count)
-    else:
-        executor = make_executor(options, out / "submitit")
-        executor.update_parameters(name=f"profemu-sweep-{study_name}")
-        jobs = executor.map_array(TrialJob(), [str(out)] * len(counts), list(range(len(counts))), counts)
-        for worker, job in enumerate(jobs):
-            try:
-                job.result()
-            except Exception as exc:
-                errors.append(f"trial job {worker} ({job.job_id}): {type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
-                              f"(log: {job.paths.stderr})")
+        errors: list[str] = []
+        counts = [min(trials_per_job, trials - s) for s in range(0, trials, trials_per_job)]
+        if options.executor == "inline":
+            for worker, count in enumerate(counts):
+                run_trial(out, worker, count)
+        else:
+            executor = make_executor(options, out / "submitit")
+            executor.update_parameters(name=f"profemu-sweep-{study_name}")
+            jobs = executor.map_array(TrialJob(), [str(out)] * len(counts), list(range(len(counts))), counts)
+            for worker, job in enumerate(jobs):
+                try:
+                    job.result()
+                except Exception as exc:
+                    errors.append(f"trial job {worker} ({job.job_id}): {type(exc).__name__}: "
+                                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
+                                  f"(log: {job.paths.stderr})")
 
-    study = _load_study(setup, 0)
-    records = []
-    for t in study.trials:
-        records.append({
-            "number": t.number, "state": t.state.name, "value": t.value,
-            "params": decode_params(t.params, parsed), "epochs": t.user_attrs.get("epochs"),
-            "last_epoch_reported": max(t.intermediate_values) if t.intermediate_values else None,
-        })
-    atomic_write_text(out / "trials.json", json.dumps({"trials": records, "job_errors": errors}, indent=1))
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not complete:
-        failed = [f"trial {r['number']}: {r['state']}" for r in records] + errors
-        raise TrainingError("sweep: no trial finished:\n  " + "\n  ".join(failed or ["no trial ran"]))
-    best = study.best_trial
-    best_config = base_config.updated(decode_params(best.params, parsed))
-    best_config.to_yaml(out / "best_config.yaml")
-    return best_config
+        study = _load_study(setup, 0)
+        records = []
+        for t in study.trials:
+            records.append({
+                "number": t.number, "state": t.state.name, "value": t.value,
+                "params": decode_params(t.params, parsed), "epochs": t.user_attrs.get("epochs"),
+                "last_epoch_reported": max(t.intermediate_values) if t.intermediate_values else None,
+            })
+        atomic_write_text(out / "trials.json", json.dumps({"trials": records, "job_errors": errors}, indent=1))
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
+            failed = [f"trial {r['number']}: {r['state']}" for r in records] + errors
+            raise TrainingError("sweep: no trial finished:\n  " + "\n  ".join(failed or ["no trial ran"]))
+        best = study.best_trial
+        best_config = base_config.updated(decode_params(best.params, parsed))
+        best_config.to_yaml(out / "best_config.yaml")
+        return best_config

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from profemu._files import json_safe
+from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
@@ -85,6 +86,7 @@ def _epoch_logger(every: int) -> Callable[[dict[str, Any]], None]:
     return log
 
 
+@locked("run_dir")  # one writer per run folder
 def train_emulator(
     dataset: ProfileDataset,
     config: Config | None = None,
@@ -107,10 +109,16 @@ def train_emulator(
         progress: Called with each epoch's metrics dict.
         prepared: A ready split + transforms (skips :func:`~profemu.train.setup.prepare`).
         evaluate_test: Evaluate on the test split at the end.
-        resume: Continue from the latest checkpoint in ``run_dir/checkpoints``.
+        resume: Continue from the latest checkpoint in ``run_dir/checkpoints``; the data,
+            split, configuration and checkpoints are checked first
+            (:meth:`~profemu.run.RunFolder.check_resume`), before any file changes.
 
     Returns:
         A :class:`TrainOutcome` with the Emulator, history and held-out metrics.
+
+    Raises:
+        FolderLockedError: another process is writing ``run_dir`` (its lock is held).
+        ConfigError, DataError: a resume that would not continue the run in ``run_dir``.
     """
     from profemu.evaluate import evaluate
     from profemu.train.cv import folds_for
@@ -133,6 +141,8 @@ def train_emulator(
                 f"{folds}-fold cross-validation, then all of them" if folds else f"{len(prep.split.val)} validation",
                 len(prep.split.test), ", ".join(prep.transforms.field_names))
     run = RunFolder.create(run_dir) if run_dir is not None else None
+    if run is not None and resume:
+        run.check_resume(config, prep, source)
     callbacks: list[Callable[[dict[str, Any]], Any]] = [_epoch_logger(max(1, config.train.log_every))]
     metrics = None
     if run is not None:

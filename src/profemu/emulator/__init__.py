@@ -332,7 +332,8 @@ class Emulator:
         ``params`` is [p] or [n, p] (linear values as in the training data),
         ``log10_mass`` a scalar or [n]. Returns ``mean`` and total ``var`` of log10 of every
         field, shape [F, n_r] (one example) or [n, F, n_r]; the field axis follows
-        :attr:`field_names`, the radius axis :attr:`radius`. The function closes over the
+        :attr:`field_names`, the radius axis :attr:`radius` (in :attr:`radius_unit`):
+        ``mean[..., i, j]`` is field ``field_names[i]`` at radius ``radius[j]``. The function closes over the
         weights as constants, is ``jax.jit``-able and differentiable with respect to
         every input; it does no value checks (validate with :meth:`check_inputs` and
         :meth:`check_extrapolation` outside a likelihood). :meth:`predict_fields_fn`
@@ -373,7 +374,12 @@ class Emulator:
         return predict_fn
 
     def predict_fields_fn(self) -> Callable[..., dict[str, tuple[Any, Any]]]:
-        """:attr:`predict_fn` labelled: ``f(...) -> {field: (mean, var)}``, each [n_r] or [n, n_r]."""
+        """:attr:`predict_fn` labelled: ``f(...) -> {field: (mean, var)}``, each [n_r] or [n, n_r].
+
+        Same arguments as :attr:`predict_fn`; keys in :attr:`field_names` order, the last
+        axis on the radii :attr:`radius` (in :attr:`radius_unit`); ``jax.jit``-able and
+        differentiable like :attr:`predict_fn`, of which it is a relabelling.
+        """
         fn, names = self.predict_fn, self.field_names
 
         def by_field(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, Any]]:

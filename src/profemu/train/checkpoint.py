@@ -5,7 +5,8 @@ A checkpoint is ``ckpt-<epoch>.npz`` (arrays named by their pytree path, e.g.
 ``ckpt-<epoch>.json`` holding its SHA-256. Both are written to a temporary name,
 flushed with ``fsync`` and renamed, so a crash never leaves a half-written file
 under the final name. :func:`load_latest` verifies the checksum and falls back to
-the previous checkpoint (with a warning) when the newest is corrupt or truncated.
+the previous checkpoint (with a warning) when the newest is corrupt or truncated;
+with ``strict=True`` (what a resume uses) it refuses when every checkpoint is unusable.
 
 Pytrees are restored into the structure of a freshly initialised state with
 :func:`arrays_to_tree`, so loading never executes code.
@@ -34,7 +35,7 @@ from profemu._files import (
     remove_stale_temporaries,
     sha256_file,
 )
-from profemu.errors import FormatError
+from profemu.errors import DataError, FormatError
 
 __all__ = [
     "Checkpoint",
@@ -171,24 +172,44 @@ def _read(manifest_path: Path) -> Checkpoint:
     return Checkpoint(epoch=int(manifest["epoch"]), arrays=arrays, meta=meta, path=npz)
 
 
-def load_latest(directory: str | Path) -> Checkpoint | None:
+def load_latest(directory: str | Path, *, strict: bool = False) -> Checkpoint | None:
     """The newest checkpoint whose checksum verifies, or None if there is none.
 
     A corrupt newest checkpoint is skipped with a ``UserWarning`` naming it, and the
     previous one is used.
+
+    Args:
+        directory: The checkpoint folder.
+        strict: When checkpoint files exist but not one of them is usable, raise
+            instead of returning None (a resume must not silently start over).
+
+    Raises:
+        DataError: ``strict`` and every checkpoint is corrupt; the message names each
+            file, why it is unusable and how to start over.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return None
+    unusable: list[str] = []
     for _, manifest in _manifests(directory):
         try:
             return _read(manifest)
         except Exception as exc:  # any damage: fall back to the previous checkpoint
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            unusable.append(reason if manifest.stem in reason else f"{manifest.name}: {reason}")
             warnings.warn(
                 f"checkpoint {manifest.name} is unusable ({exc}); falling back to the previous one.",
                 UserWarning,
                 stacklevel=2,
             )
+    listed = {m.with_suffix(".npz").name for _, m in _manifests(directory)}
+    unusable += [f"{p.name}: no manifest {p.with_suffix('.json').name}" for p in sorted(directory.glob("ckpt-*.npz"))
+                 if p.name not in listed]
+    if strict and unusable:
+        raise DataError(
+            f"resume: no usable checkpoint in {str(directory)!r} ({'; '.join(unusable)}); to start over, "
+            f"delete {str(directory)!r} and train again without --resume."
+        )
     return None
 
 

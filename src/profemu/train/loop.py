@@ -439,7 +439,9 @@ def fit(
         seed: Overrides ``config.train.seed``.
         checkpoint_dir: Folder for checkpoints (every ``train.checkpoint_every`` epochs, on
             request and at the end).
-        resume: Continue from the newest valid checkpoint in ``checkpoint_dir`` (if any).
+        resume: Continue from the newest valid checkpoint in ``checkpoint_dir`` (if any;
+            a :class:`~profemu.errors.DataError` when there are checkpoints but every one
+            is corrupt).
         callbacks: Called with each epoch's history dict; returning True stops training.
         request_checkpoint: An Event (e.g. set by a signal handler, see
             :func:`profemu.train.checkpoint.checkpoint_on_signals`); when set, a checkpoint
@@ -558,7 +560,7 @@ def _resume(checkpoint_dir: str | Path | None, state: TrainState, seed: int,
     """The state, history, next epoch and step count of the newest valid checkpoint."""
     if checkpoint_dir is None:
         raise ConfigError("fit(resume=True) needs checkpoint_dir (the run folder with ckpt-*.npz).")
-    ckpt = load_latest(checkpoint_dir)
+    ckpt = load_latest(checkpoint_dir, strict=True)  # all corrupt: refuse rather than start over
     if ckpt is None:
         return state, [], 0, 0
     meta = ckpt.meta
