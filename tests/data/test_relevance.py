@@ -16,7 +16,7 @@ from profemu.errors import FormatError
 
 @pytest.fixture(scope="module")
 def hard():  # 35 SB35 parameters of which a handful act, 0.2-0.4 dex single-halo scatter
-    return make_hard_mock(400, seed=2).dataset
+    return make_hard_mock(250, seed=2).dataset
 
 
 def test_auto_weights_many_parameter_small_suites_only(hard) -> None:
@@ -28,7 +28,7 @@ def test_auto_weights_many_parameter_small_suites_only(hard) -> None:
 
 
 def test_acting_parameters_outweigh_inert_ones(hard) -> None:
-    weights, scales = ard_weights(hard, ("rho", "pth"), seed=0)
+    weights, scales = ard_weights(hard, ("rho",), seed=0)
     assert weights.shape == (35,) and np.all((weights > 0) & (weights <= 1)) and weights.max() == 1.0
     assert set(scales) >= set(hard.param_names)
     by_name = dict(zip(hard.param_names, weights, strict=True))
@@ -46,6 +46,7 @@ def test_transforms_apply_save_and_validate_the_weights(hard) -> None:
     off = Transforms.fit(hard, DataConfig(fields=("rho",), input_relevance="off"))
     ard = Transforms.fit(hard, DataConfig(fields=("rho",), input_relevance="auto"))
     assert np.all(off.param_weights == 1.0) and ard.param_weights.min() < 0.05
+    np.testing.assert_array_equal(ard.param_weights, ard_weights(hard, ("rho",), seed=0)[0])  # cached
     a = np.asarray(off.transform_inputs(hard.params[:5], hard.log10_mass[:5])["params"])
     b = np.asarray(ard.transform_inputs(hard.params[:5], hard.log10_mass[:5])["params"])
     np.testing.assert_allclose(b, a * ard.param_weights, rtol=1e-6, atol=1e-9)

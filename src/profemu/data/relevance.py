@@ -17,9 +17,11 @@ near it. The weights are fitted on the training rows only (per cross-validation 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 
@@ -35,6 +37,22 @@ AUTO_MIN_PARAMS = 10
 AUTO_MAX_ROWS = 5000
 #: The relevance GP sees at most this many (seeded, random) training rows.
 ARD_MAX_ROWS = 500
+#: Weights of the last few distinct fits, by a digest of everything they depend on: the
+#: same rows fitted again in one process (diagnostic probes, sweep trials, resumed runs)
+#: reuse them instead of refitting the GP.
+_CACHE: OrderedDict[str, tuple[np.ndarray, dict[str, float]]] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _digest(ds: ProfileDataset, fields: tuple[str, ...], seed: int, max_rows: int) -> str:
+    h = hashlib.sha256(repr((ds.param_names, ds.log_params, fields, seed, max_rows)).encode())
+    for a in (ds.params, ds.log10_mass, *(ds.profiles[f] for f in fields), *(ds.mask[f] for f in fields)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    if ds.noise is not None:
+        for f in fields:
+            if f in ds.noise:
+                h.update(np.ascontiguousarray(ds.noise[f]).tobytes())
+    return h.hexdigest()
 
 
 def uses_relevance(mode: str, ds: ProfileDataset) -> bool:
@@ -61,6 +79,12 @@ def ard_weights(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
     """
     from profemu.baselines import GPBaseline
 
+    key = _digest(ds, tuple(fields), seed, max_rows)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        weights, scales = _CACHE[key]
+        logger.info("input relevance: the weights already fitted on these %d rows", ds.n)
+        return weights.copy(), dict(scales)
     t0 = time.perf_counter()
     rows = np.arange(ds.n)
     if ds.n > max_rows:
@@ -76,4 +100,7 @@ def ard_weights(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
             if w >= 0.05]
     logger.info("input relevance (ARD GP on %d rows, %.0f s): %d of %d parameters with weight >= 0.05: %s",
                 rows.size, time.perf_counter() - t0, len(kept), len(ell), ", ".join(kept))
+    _CACHE[key] = (weights.copy(), dict(scales))
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return weights, scales

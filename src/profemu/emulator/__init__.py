@@ -95,6 +95,14 @@ def member_log10(
     Returns:
         ``(means, variances)``, each [M, n, D]: log10 profiles [dex] and variances [dex²].
     """
+    if xp is not np and _xla_on_cpu() and (members := _leading(params)) > 1:
+        # XLA on CPU runs the M members one after the other ~1.4x faster than one batched
+        # product over the member axis (measured: 10,000 inputs, 5 members, 128x128).
+        import jax
+
+        outs = [member_log10(network, jax.tree.map(lambda a, m=m: a[m:m + 1], params), arrays, transforms,
+                             inputs, xp) for m in range(members)]
+        return xp.concatenate([o[0] for o in outs]), xp.concatenate([o[1] for o in outs])
     blocks = transforms.transform_inputs(inputs["params"], inputs["log10_mass"], inputs.get("pk_ratio"),
                                          inputs.get("redshift"), xp=xp)
     blocks = {k: xp.asarray(v, dtype=xp.float32) for k, v in blocks.items()}
@@ -103,6 +111,20 @@ def member_log10(
     return transforms.to_log10(decode_mean(mean, arrays, xp), decode_var(var, arrays, xp), xp,
                                params=inputs["params"], log10_mass=inputs["log10_mass"],
                                redshift=inputs.get("redshift"))
+
+
+def _leading(tree: Mapping[str, Any]) -> int:
+    """The leading (member) axis of the first leaf of a nested dict of arrays."""
+    leaf: Any = tree
+    while isinstance(leaf, Mapping):
+        leaf = next(iter(leaf.values()))
+    return int(leaf.shape[0])
+
+
+def _xla_on_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu"
 
 
 class Emulator:
