@@ -33,6 +33,7 @@ accuracy, coverage, fit time and prediction speed.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -47,7 +48,7 @@ from profemu.data.split import group_kfold
 from profemu.evaluate import evaluate_predictions, predict_dataset
 from profemu.workflow import train_emulator
 
-CAMELS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camels_lh_tng.npz"
+CAMELS = Path(os.environ.get("PROFEMU_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "camels_lh_tng.npz"
 FIELDS = ("rho", "pth")
 KEYS = (
     "frac_err_median",
