@@ -31,6 +31,8 @@ def assert_user_error(result, *needles: str) -> str:
     """Exit code 2, no traceback, exactly one ``error:`` line on stderr naming the problem."""
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    # progress lines may come first; the error is one line, the last, and the only one
+    lines = [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.stderr + result.stdout
@@ -55,7 +57,17 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, data_file: Path) -> Path:
     # plain progress lines (stdout is not a terminal) and the held-out table
     assert "epoch 1/3" in result.stdout and "epoch 3/3" in result.stdout
     assert "held-out" in result.stdout and str(run) in result.stdout
+    # the library's progress lines reach stderr once each: the split, the compilation note
+    assert result.stderr.count("compiling the training step") >= 1, result.stderr
+    assert "training on " in result.stderr and "epoch 1:" not in result.stderr  # epochs: stdout only
     return run
+
+
+def test_quiet_keeps_only_warnings_on_stderr(data_file: Path, tmp_path: Path) -> None:
+    result = invoke("--quiet", "train", "--data", data_file, "--field", "rho", "--out", tmp_path / "q", *TINY)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert "compiling" not in result.stderr and "training on " not in result.stderr
+    assert "epoch 1/3" in result.stdout
 
 
 # ---------------------------------------------------------------------- help

@@ -30,6 +30,8 @@ def error_line(result: Any, *needles: str) -> str:
     """Exit code 2, no traceback, exactly one ``error:`` line naming the problem."""
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    # progress lines may come first; the error is one line, the last, and the only one
+    lines = [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and "Traceback" not in result.stdout + result.stderr
     for needle in needles:

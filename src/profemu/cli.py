@@ -5,7 +5,7 @@ Commands::
     profemu train     --data FILE [...]     train an ensemble emulator, write a run folder
     profemu evaluate  RUN [...]             score a run's emulator on a split or other data
     profemu predict   RUN --input FILE      predict profiles for a CSV/npz of inputs
-    profemu compare   RUN [...]             compare with the PCA+GP and PCA+RBF baselines
+    profemu compare   RUN [...]             compare with the ARD GP and PCA+RBF baselines
     profemu report    RUN                   write RUN/report.html
     profemu mock      --out FILE [...]      write a mock dataset with a known truth
     profemu diagnose  --data FILE [...]     run the stability checklist on data + config
@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import json
+import logging
 import os
 import sys
 import time
@@ -74,6 +75,29 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines to whatever ``sys.stderr`` is when the record is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+_CLI_HANDLER = _StderrHandler()
+_CLI_HANDLER.setFormatter(logging.Formatter("%(message)s"))
+
+
+@app.callback()
+def _logging(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr "
+                                                  "(default: progress lines of every step).")] = False) -> None:
+    """Progress of every command (data, relevance, compilation, cross-validation, fits) on stderr."""
+    log = logging.getLogger("profemu")
+    if _CLI_HANDLER not in log.handlers:
+        log.addHandler(_CLI_HANDLER)
+    _CLI_HANDLER.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.setLevel(logging.INFO)
 
 
 class DataFormat(StrEnum):
@@ -841,7 +865,6 @@ def predict(
 def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: int, use_gp: bool,
                  dataset: Any = None) -> list[dict[str, Any]]:
     """Fit and score the baselines on the run's split (:func:`profemu.compare.compare_run`)."""
-    import logging
 
     from profemu.baselines import GPBaseline, PCARBFBaseline
     from profemu.compare import compare_run
@@ -850,19 +873,10 @@ def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: 
     baselines.append(PCARBFBaseline())
     console.print(f"fitting {[b.name for b in baselines]} on the run's training rows "
                   f"(GP on at most {gp_max_train}); scoring on its test rows", markup=False)
-    # the GP's progress (one line per start, one summary of optimiser trouble) reaches the terminal
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log = logging.getLogger("profemu.baselines")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        with _warnings_as_lines(console):
-            return compare_run(folder, emulator, baselines, dataset=dataset)["rows"]
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+    # the GP's progress (one line per start, one summary of optimiser trouble) reaches the
+    # terminal through the command line's log handler
+    with _warnings_as_lines(console):
+        return compare_run(folder, emulator, baselines, dataset=dataset)["rows"]
 
 
 @app.command(name="compare")
@@ -871,10 +885,10 @@ def compare_cmd(
     run: RunArg,
     gp_max_train: Annotated[int, typer.Option("--gp-max-train", help="Largest training set given to the GP "
                                               "(a seeded random subset beyond it; exact GPs cost O(N^3)).")] = 3000,
-    no_gp: Annotated[bool, typer.Option("--no-gp", help="Skip the PCA+GP baseline.")] = False,
+    no_gp: Annotated[bool, typer.Option("--no-gp", help="Skip the ARD GP baseline.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Markdown table (default RUN/compare.md).")] = None,
 ) -> None:
-    """Compare the emulator with PCA+GP and PCA+RBF baselines on the run's test split."""
+    """Compare the emulator with the ARD GP and PCA+RBF baselines on the run's test split."""
     from profemu.baselines import format_table
     from profemu.run import RunFolder
 
@@ -1038,7 +1052,7 @@ def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool
     _training_summary(console, outcome)
     if outcome.evaluation:
         _print_metrics(console, outcome.evaluation, "held-out (test split) metrics")
-    console.print("[3/4] comparing with the PCA+GP and PCA+RBF baselines", markup=False)
+    console.print("[3/4] comparing with the ARD GP and PCA+RBF baselines", markup=False)
     folder = RunFolder.open(run)
     rows = _compare_run(console, folder, outcome.emulator, gp_max_train=40 if quick else 3000,
                         use_gp=True, dataset=dataset)

@@ -143,7 +143,9 @@ def train_emulator(
     run = RunFolder.create(run_dir) if run_dir is not None else None
     if run is not None and resume:
         run.check_resume(config, prep, source)
-    callbacks: list[Callable[[dict[str, Any]], Any]] = [_epoch_logger(max(1, config.train.log_every))]
+    # epoch lines go to the log unless the caller shows its own progress (the command line)
+    callbacks: list[Callable[[dict[str, Any]], Any]] = (
+        [] if progress is not None else [_epoch_logger(max(1, config.train.log_every))])
     metrics = None
     if run is not None:
         run.write_setup(config, prep, source)
