@@ -360,8 +360,8 @@ def _figures(results: dict[str, Any], fig_dir: Path) -> None:
         fig.savefig(fig_dir / f"camels_{field}_error_vs_radius.png", dpi=110)
 
 
-def _pct(x: Any) -> str:
-    return "—" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+def _pct(x: Any, digits: int = 1) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}%"
 
 
 def _num(x: Any, fmt: str = "{:.3f}") -> str:
@@ -391,6 +391,7 @@ def _budget_lines(field: str, res: dict[str, Any]) -> list[str]:
         lines.append(f"| {r['radius']:.3g} | {rms(r['total'])} | {rms(r['noise'])} | {rms(r['shared'])} | "
                      f"{rms(r['rest'])} | {_num(r['bin_correlation'], '{:.2f}')} |")
     inner = [r for r in b["per_radius"] if r["radius"] < 0.03]
+    over = [r["radius"] for r in b["per_radius"] if r["noise"] > r["total"]]
     inner_rest = sum(max(r["rest"], 0.0) for r in inner)
     all_rest = sum(max(r["rest"], 0.0) for r in b["per_radius"])
     lines += [
@@ -399,7 +400,11 @@ def _budget_lines(field: str, res: dict[str, Any]) -> list[str]:
         f"noise alone and {_pct(b['floor_noise_shared_median'])} against noise plus the shared part "
         f"(95th: {_pct(b['floor_noise_shared_p95'])}); profemu's median is {_pct(p['frac_err_median'])}. "
         f"Radii inside 0.03 Mpc hold {100 * inner_rest / all_rest if all_rest > 0 else 0:.0f}% of the "
-        "'rest'.",
+        "'rest'." + (
+            f" At {len(over)} of {len(b['per_radius'])} radii ({', '.join(f'{r:.3g}' for r in over)} Mpc) the "
+            "recorded stacking noise alone exceeds the mean squared residual, so there the table's "
+            "std/sqrt(nprofs) overstates the noise of the stacked mean and the floors above are upper "
+            "bounds." if over else ""),
         "",
     ]
     return lines
@@ -413,7 +418,7 @@ def _ablation_table(rows: dict[str, Any]) -> list[str]:
     ]
     for name, r in rows.items():
         lines.append(
-            f"| {name} | {_pct(r['frac_err_median'])} | {_pct(r['frac_err_p68'])} | {_pct(r['frac_err_p95'])} | "
+            f"| {name} | {_pct(r['frac_err_median'], 2)} | {_pct(r['frac_err_p68'], 2)} | {_pct(r['frac_err_p95'], 2)} | "
             f"{_num(r['coverage_68'])} | {r['fit_seconds_mean']:.0f} | {r['predict_1_us']:.0f} | "
             f"{r['batched_per_s']:,.0f} |"
         )
@@ -488,7 +493,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"rho_mean; `default` is the shipped configuration (model kind `{kind}`). Prediction speed: "
             "the trained 5-member emulator (members as configured) on this data's 7 inputs, numpy "
             "`Emulator.predict` of one input (median of 5 x 100 calls) and `jax.jit(predict_fn)` on "
-            "10,000 inputs.",
+            "10,000 inputs, measured in the same run as the accuracy, whose machine load is not "
+            "controlled: the Speed section's ratios, measured side by side, are the reference.",
             "",
             *_ablation_table(rho),
             "",
@@ -501,12 +507,15 @@ def markdown(results: dict[str, Any]) -> str:
         spread = [r["frac_err_median"] for r in rho.values()]
         lines += [
             f"The physics core (power law + FM) against the plain MLP of the same width: median "
-            f"{_pct(phys['frac_err_median'])} vs {_pct(mlp['frac_err_median'])}, 95th "
-            f"{_pct(phys['frac_err_p95'])} vs {_pct(mlp['frac_err_p95'])}; at least as accurate on "
+            f"{_pct(phys['frac_err_median'], 2)} vs {_pct(mlp['frac_err_median'], 2)}, 95th "
+            f"{_pct(phys['frac_err_p95'], 2)} vs {_pct(mlp['frac_err_p95'], 2)}; at least as accurate on "
             f"{len(better)} of 3 percentiles; jitted batch throughput "
             f"{phys['batched_per_s'] / mlp['batched_per_s']:.2f}x the MLP's. Every lever moves the median "
             f"by at most {100 * (max(spread) - min(spread)):.1f} percentage points on this fold; the most "
-            f"accurate variant is *{best_name}* ({_pct(rho[best_name]['frac_err_median'])}).",
+            f"accurate variant is *{best_name}* ({_pct(rho[best_name]['frac_err_median'])} median, "
+            f"{_pct(rho[best_name]['frac_err_p95'])} 95th) at "
+            f"{rho[best_name]['fit_seconds_mean'] / rho['default']['fit_seconds_mean']:.1f}x the default's fit time "
+            f"and {rho[best_name]['batched_per_s'] / rho['default']['batched_per_s']:.2f}x its batch throughput.",
             "",
             "Joint fields: rho and pth learnt by one shared trunk (one head per field) against one "
             "model per field, same fold:",
@@ -516,8 +525,8 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for name, r in abl["joint"].items():
             sep = abl["separate_pth"][name]
-            lines.append(f"| {name} | {_pct(r['pth']['frac_err_median'])} / {_pct(r['pth']['frac_err_p95'])} | "
-                         f"{_pct(sep['frac_err_median'])} / {_pct(sep['frac_err_p95'])} | "
-                         f"{_pct(r['rho']['frac_err_median'])} / {_pct(r['rho']['frac_err_p95'])} |")
+            lines.append(f"| {name} | {_pct(r['pth']['frac_err_median'], 2)} / {_pct(r['pth']['frac_err_p95'], 2)} | "
+                         f"{_pct(sep['frac_err_median'], 2)} / {_pct(sep['frac_err_p95'], 2)} | "
+                         f"{_pct(r['rho']['frac_err_median'], 2)} / {_pct(r['rho']['frac_err_p95'], 2)} |")
         lines.append("")
     return "\n".join(lines)

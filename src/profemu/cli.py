@@ -90,14 +90,23 @@ _CLI_HANDLER.setFormatter(logging.Formatter("%(message)s"))
 
 
 @app.callback()
-def _logging(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr "
-                                                  "(default: progress lines of every step).")] = False) -> None:
+def _logging(ctx: typer.Context,
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr "
+                                                 "(default: progress lines of every step).")] = False) -> None:
     """Progress of every command (data, relevance, compilation, cross-validation, fits) on stderr."""
     log = logging.getLogger("profemu")
-    if _CLI_HANDLER not in log.handlers:
-        log.addHandler(_CLI_HANDLER)
+    if _CLI_HANDLER in log.handlers:
+        return
+    level = log.level
+    log.addHandler(_CLI_HANDLER)
     _CLI_HANDLER.setLevel(logging.WARNING if quiet else logging.INFO)
     log.setLevel(logging.INFO)
+
+    def restore() -> None:  # the command is over: leave the logger as it was (library use, tests)
+        log.removeHandler(_CLI_HANDLER)
+        log.setLevel(level)
+
+    ctx.call_on_close(restore)
 
 
 class DataFormat(StrEnum):
@@ -978,17 +987,19 @@ def diagnose(
 
 # ---------------------------------------------------------------------- demo
 def demo_config(*, quick: bool = False) -> Config:
-    """The configuration of ``profemu demo``: a physics-informed 5-member ensemble.
+    """The configuration of ``profemu demo``: the shipped network with physics losses.
 
-    Tuned to train in about a minute on 2 CPU cores on the 3000-row mock universe
-    (``quick``: a tiny MLP ensemble that trains in seconds, for tests).
+    The network kind is the default's (``model.kind``: the plain MLP, which matched or beat
+    every physics-core variant at the speed target on CAMELS; see BENCHMARKS.md); the
+    profiles are learnt divided by their self-similar scale, with soft monotonicity and
+    smoothness penalties. Tuned to train in about a minute on 2 CPU cores on the 3000-row
+    mock universe (``quick``: a tiny ensemble that trains in seconds, for tests).
     """
     changes: dict[str, Any] = {
         "data.fields": ["rho", "pth"],
         "data.pca_components": 0,
         "data.test_fraction": 0.15,  # held out for the comparison with the baselines
         "train.cv_folds": 0,
-        "model.kind": "physics",
         "model.hidden": [128, 128],
         "loss.physics.monotonic_weight": 1.0,
         "loss.physics.smoothness_weight": 0.1,
@@ -1001,8 +1012,7 @@ def demo_config(*, quick: bool = False) -> Config:
         "optim.warmup_epochs": 3,
     }
     if quick:
-        changes.update({  # a plain MLP compiles in a fraction of the physics core's time
-            "model.kind": "mlp",
+        changes.update({
             "model.hidden": [32],
             "train.members": 2,
             "train.epochs": 4,
