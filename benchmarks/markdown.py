@@ -28,7 +28,7 @@ __all__ = [
 
 #: Order of the sections; other result files follow alphabetically.
 MODULE_ORDER: tuple[str, ...] = (
-    "accuracy", "smallsuite", "stability", "speed", "scaling", "soak", "inference", "design",
+    "accuracy", "smallsuite", "stability", "speed", "demo", "scaling", "soak", "inference", "design",
 )
 
 HEADER = """# Benchmarks
