@@ -12,6 +12,7 @@ Module contract of the benchmark suite: ``run(*, quick, out_dir) -> dict`` and
 
 from __future__ import annotations
 
+import html as _html
 import os
 import re
 import resource
@@ -50,7 +51,7 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
         "steps": steps,
         "report_written": bool(html),
         "report_shows_self_similar": bool(html) and "self-similar" in html.lower(),
-        "self_similar": self_similar.group(1).strip() if self_similar else None,
+        "self_similar": _html.unescape(self_similar.group(1)).strip() if self_similar else None,
         "stderr_tail": proc.stderr.strip().splitlines()[-3:] if proc.returncode else [],
     }
 
@@ -67,7 +68,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"**{'PASS' if ok else 'MISS'}**), peak memory {results['peak_rss_mib']:.0f} MiB.",
         "",
         f"The report {'shows' if results['report_shows_self_similar'] else 'does NOT show'} the self-similar "
-        "scaling that was applied" + (f": *{results['self_similar']}*." if results["self_similar"] else "."),
+        "scaling that was applied"
+        + (f": *{_html.unescape(results['self_similar'])}*." if results["self_similar"] else "."),
         "",
     ]
     if results["steps"]:
