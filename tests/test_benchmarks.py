@@ -125,3 +125,30 @@ def test_speed_smoke_end_to_end(tmp_path: Path) -> None:
     assert "## Speed" in text and "smoke mode" in text and record["commit"] in text
     assert "Old CPU" in text  # the other section is kept, with its own provenance
     assert "(figures/speed_targets.png)" in text  # link relative to the document's folder
+
+
+def test_error_budget_separates_noise_shared_and_rest() -> None:
+    """Synthetic residuals: a per-simulation offset shared by both mass bins plus recorded noise."""
+    from benchmarks.accuracy import error_budget
+
+    from profemu.data.dataset import ProfileDataset
+    from tests.data.test_dataset import base_kwargs
+
+    rng = np.random.default_rng(0)
+    n_sims, n_r, shared_sd, noise_sd = 2000, 4, 0.05, 0.03
+    kw = base_kwargs(rng, n=2 * n_sims, n_r=n_r, fields=("rho",), with_pk=False, n_groups=None)
+    groups = np.repeat(np.arange(n_sims), 2)
+    mass = np.tile([11.25, 11.75], n_sims)
+    truth = np.log10(kw["profiles"]["rho"])
+    offset = np.repeat(rng.normal(0, shared_sd, n_sims), 2)[:, None]
+    observed = truth + offset + rng.normal(0, noise_sd, truth.shape)
+    kw.update(groups=groups, log10_mass=mass, profiles={"rho": 10**observed},
+              noise={"rho": np.full(truth.shape, noise_sd)})
+    ds = ProfileDataset(**kw)
+    budget = error_budget({"rho": (truth, np.zeros_like(truth))}, ds, "rho")
+    for row in budget["per_radius"]:
+        assert row["noise"] == pytest.approx(noise_sd**2, rel=1e-9)
+        assert row["shared"] == pytest.approx(shared_sd**2, rel=0.15)
+        assert abs(row["rest"]) < 0.15 * row["total"]
+        assert row["bin_correlation"] == pytest.approx(shared_sd**2 / (shared_sd**2 + noise_sd**2), abs=0.05)
+    assert budget["floor_noise_shared_median"] > budget["floor_noise_median"]
