@@ -64,3 +64,13 @@ def perturbed(params: Any, seed: int = 0, scale: float = 0.3) -> Any:
         return {k: perturbed(v, seed + i + 1, scale) for i, (k, v) in enumerate(sorted(params.items()))}
     arr = np.asarray(params)
     return (arr + scale * rng.normal(size=arr.shape)).astype(np.float32)
+
+
+def stderr_error_lines(stderr: str) -> list[str]:
+    """The non-empty lines of a command's stderr with its progress lines dropped.
+
+    Progress lines may precede a user error; when the last line is an ``error:`` line,
+    only the ``error:`` lines are kept (a one-line error then leaves exactly one).
+    """
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    return [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines

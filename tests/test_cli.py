@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from profemu.cli import app, parse_overrides
 from profemu.data.mock import make_mock_universe
 from profemu.errors import ConfigError
+from tests.helpers import stderr_error_lines
 
 COMMANDS = ["train", "evaluate", "predict", "compare", "report", "mock", "diagnose", "demo"]
 TINY = ["--members", "2", "--epochs", "3", "--set", "model.hidden=[16]", "--set", "train.batch_size=64",
@@ -30,9 +31,7 @@ def invoke(*args: str):
 def assert_user_error(result, *needles: str) -> str:
     """Exit code 2, no traceback, exactly one ``error:`` line on stderr naming the problem."""
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    # progress lines may come first; the error is one line, the last, and the only one
-    lines = [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines
+    lines = stderr_error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.stderr + result.stdout

@@ -27,6 +27,7 @@ from profemu.design import (
 )
 from profemu.errors import ConfigError, DataError, FormatError
 from tests.conftest import SHARED_DATA
+from tests.helpers import stderr_error_lines
 from tests.reliability import TinyRun, tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -376,8 +377,7 @@ def test_cli_suggest_like_table(tiny: TinyRun, tmp_path: Path) -> None:
 def test_cli_suggest_user_errors(tiny: TinyRun, tmp_path: Path, args: list[str], needle: str) -> None:
     r = _invoke("suggest", tiny.run_dir, "--n", "2", "--candidates", "64", "--out", tmp_path / "x.csv", *args)
     assert r.exit_code == 2, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    lines = [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines
+    lines = stderr_error_lines(r.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
     assert not (tmp_path / "x.csv").exists()
 

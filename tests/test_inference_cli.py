@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from profemu.cli import app
+from tests.helpers import stderr_error_lines
 from tests.reliability import TinyRun, tiny_run
 
 FIXED = ["--fix", "Omega_m=0.3", "--fix", "sigma_8=0.8", "--fix", "A_SN2=1.0", "--fix", "A_AGN2=1.0"]
@@ -29,9 +30,7 @@ def invoke(*args: Any) -> Any:
 def error_line(result: Any, *needles: str) -> str:
     """Exit code 2, no traceback, exactly one ``error:`` line naming the problem."""
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    # progress lines may come first; the error is one line, the last, and the only one
-    lines = [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines
+    lines = stderr_error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and "Traceback" not in result.stdout + result.stderr
     for needle in needles:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from profemu.errors import ProfemuError
+from tests.helpers import stderr_error_lines
 from tests.reliability import TinyRun
 
 __all__ = [
@@ -209,9 +210,7 @@ def invoke(args: list[str]) -> Any:
 def error_line(result: Any) -> str:
     """The single ``error:`` line of a user error (exit code 2, no traceback)."""
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    # progress lines may come first; the error is one line, the last, and the only one
-    lines = [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines
+    lines = stderr_error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.stdout + result.stderr
