@@ -294,7 +294,8 @@ def suggest_cost(dataset: ProfileDataset, *, n: int, candidates: int, config_cha
 
 
 # ------------------------------------------------------------------ figures
-def _figures(results: dict[str, Any], dataset: ProfileDataset | None, out_dir: Path) -> dict[str, str]:
+def figures_of_studies(results: Mapping[str, Any], out_dir: Path, name: str) -> dict[str, str]:
+    """One row of panels (median, 95th percentile per round) per study in ``results``."""
     figs: dict[str, str] = {}
     studies = [(k, v) for k, v in results.items() if isinstance(v, dict) and "summary" in v]
     if studies:
@@ -317,7 +318,12 @@ def _figures(results: dict[str, Any], dataset: ProfileDataset | None, out_dir: P
                 ax.set_ylabel(("median" if metric == "frac_err_median" else "95th percentile") + " frac. error [%]")
                 ax.set_title(f"{study['label']}", fontsize=9)
                 ax.legend(fontsize=7)
-        figs["rounds"] = save_figure(fig, out_dir, "design_active_vs_random")
+        figs["rounds"] = save_figure(fig, out_dir, name)
+    return figs
+
+
+def _figures(results: dict[str, Any], dataset: ProfileDataset | None, out_dir: Path) -> dict[str, str]:
+    figs = figures_of_studies(results, out_dir, "design_active_vs_random")
     cost = results.get("suggest_cost")
     if isinstance(cost, dict) and "suggestion" in cost and dataset is not None:
         from profemu.design import Suggestion, suggestion_figure

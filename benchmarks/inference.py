@@ -2,9 +2,9 @@
 
 * **SBC on the mock universe** (known truth). A mock universe (``lh6``: 6 parameters,
   4 mass bins per simulation, 24 radii, log-normal noise of 0.02 dex) is split by
-  simulation with the default config (10% validation, 10% test simulations, split seed
-  0); the default 5-member ensemble is trained on the training simulations (quick mode:
-  fewer epochs and members). Each held-out row (one mass bin, rho and pth) is
+  simulation (10% test simulations, split seed 0); the default ensemble (cross-validation
+  by simulation, then a refit) is trained on the other simulations (quick mode: fewer
+  epochs and members). Each held-out row (one mass bin, rho and pth) is
   observed with its known noise and its 6 parameters are inferred with NUTS (2 chains;
   once with the emulator's diagonal predictive variance added to the noise, once with
   the cross-validated covariance over fields and radii instead). Reported: coverage of
@@ -13,9 +13,9 @@
   prior (in sampling space) they were drawn from.
 * **Real held-out CAMELS simulations.** CAMELS LH IllustrisTNG ``rho_mean`` and
   ``pth_mean``, mass bins 11-11.5 and 11.5-12. A seeded random set of simulations is
-  held out (both bins); the default emulator is trained on all other simulations and
-  the residual covariance (C_row, C_shared) is estimated by 5-fold cross-validation by
-  simulation on them. For every held-out simulation the 6 LH parameters are inferred
+  held out (both bins); the default emulator is trained on all other simulations (5-fold
+  cross-validation by simulation, then a refit on all), and the residual covariance
+  (C_row, C_shared) comes from that cross-validation's out-of-fold residuals. For every held-out simulation the 6 LH parameters are inferred
   from rho and pth of both bins jointly, with the stacking noise std/sqrt(nprofs) as
   errors, once with the cross-validated model covariance between bins, fields and
   radii and once with the emulator's diagonal predictive variance (bins independent).
@@ -24,7 +24,9 @@
   ensembles), and the time of one jitted log-posterior + gradient call.
 * **Fisher vs posterior.** At each SBC row's posterior mean, ``sqrt(diag(F^-1))`` is
   compared with the posterior std, on the rows and parameters whose posterior is close
-  to Gaussian and well inside the box.
+  to Gaussian and well inside the box: for both likelihoods, the likelihood's Fisher
+  matrix alone and with the uniform box as a Gaussian prior of equal variance, and with
+  the predictive variance also with its mean term alone.
 """
 
 from __future__ import annotations
@@ -121,6 +123,49 @@ def _sample_in_batches(posts: list[Any], batch: int, **kwargs: Any) -> list[Any]
     return out
 
 
+def _residual_covariance(emu: Any, train: Any, changes: dict[str, Any], *, k: int) -> tuple[float, str]:
+    """Use the covariance the training's own cross-validation stored; estimate it only when absent."""
+    from profemu.config import Config
+    from profemu.inference import (
+        attach_residual_covariance,
+        fit_residual_covariance,
+        residual_covariance,
+    )
+
+    if residual_covariance(emu) is not None:
+        return 0.0, "the training's own cross-validation (out-of-fold residuals, stored with the emulator)"
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimate = fit_residual_covariance(train, Config().updated(changes), k=k, seed=0)
+    attach_residual_covariance(emu, estimate)
+    return time.perf_counter() - t0, f"{k}-fold cross-validation by simulation on the training simulations"
+
+
+def _fisher_vs_posterior(posts: list[Any], samples: list[Any], fisher_fn: Any) -> dict[str, Any]:
+    """Fisher errors at the posterior mean / posterior std, where the posterior is near-Gaussian."""
+    space = posts[0].space
+    lo, hi = space.lower, space.upper
+    ratios: dict[str, list[float]] = {n: [] for n in space.free}
+    for post, s in zip(posts, samples, strict=True):
+        mean, std = s.flat.mean(axis=0), s.flat.std(axis=0, ddof=1)
+        skew = np.mean(((s.flat - mean) / std) ** 3, axis=0)
+        try:
+            fisher = fisher_fn(post, mean)
+        except Exception:  # a mean outside the box cannot be differentiated
+            continue
+        for j, name in enumerate(space.free):
+            gaussian = (mean[j] - 3 * std[j] > lo[j]) and (mean[j] + 3 * std[j] < hi[j]) and abs(skew[j]) < 0.3
+            if gaussian:
+                ratios[name].append(float(fisher.errors[j] / std[j]))
+    return {
+        n: {"n": len(v), "median_ratio": float(np.median(v)) if v else None,
+            "p16": float(np.quantile(v, 0.16)) if v else None, "p84": float(np.quantile(v, 0.84)) if v else None,
+            "within_20pct": float(np.mean(np.abs(np.asarray(v) - 1) < 0.2)) if v else None}
+        for n, v in ratios.items()
+    }
+
+
 # ---------------------------------------------------------------------- SBC
 def _sbc(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
     from profemu.data.mock import make_mock_universe
@@ -128,9 +173,9 @@ def _sbc(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
 
     n_rows = 400 if smoke else 2000 if quick else 4000
     n_obs = 10 if smoke else 100 if quick else 200
-    changes: dict[str, Any] = {"data.fields": list(FIELDS)}
+    changes: dict[str, Any] = {"data.fields": list(FIELDS), "data.test_fraction": 0.1}
     if smoke:
-        changes.update({"train.epochs": 5, "train.members": 2})
+        changes.update({"train.epochs": 5, "train.members": 2, "train.cv_folds": 2})
     elif quick:
         changes.update({"train.epochs": 150, "train.members": 3})
     chains, warmup, draws = (2, 50, 50) if smoke else (2, 200, 250) if quick else (2, 300, 400)
@@ -145,19 +190,10 @@ def _sbc(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(inside, size=min(n_obs, len(inside)), replace=False))
     logger.info("SBC: emulator trained in %.0f s; inferring %d held-out rows", train_seconds, rows.size)
-    from profemu.config import Config
-    from profemu.inference import attach_residual_covariance, fit_residual_covariance
-
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimate = fit_residual_covariance(ds.subset(out.prepared.split.train), Config().updated(changes),
-                                           k=2 if smoke else 5, seed=0)
-    cv_seconds = time.perf_counter() - t0
-    attach_residual_covariance(emu, estimate)
+    cv_seconds, cv_source = _residual_covariance(emu, ds.subset(out.prepared.split.train), changes,
+                                                 k=2 if smoke else 5)
     modes: dict[str, Any] = {}
-    posts: list[Any] = []
-    samples: list[Any] = []
+    fisher: dict[str, Any] = {}
     nuts_seconds = 0.0
     for mode in ("predictive", "residual"):
         template = make_log_posterior(emu, Observation.from_dataset(ds, [rows[0]], FIELDS), model_covariance=mode)
@@ -168,29 +204,14 @@ def _sbc(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
         truths = np.stack([template.space.to_sampling(ds.params[r]) for r in rows])
         modes[mode] = {**_coverage(mode_samples, truths), "seconds": seconds}
         if mode == "predictive":
-            posts, samples, nuts_seconds = mode_posts, mode_samples, seconds
+            nuts_seconds = seconds
+        fisher[mode] = _fisher_vs_posterior(mode_posts, mode_samples, fisher_matrix)
+        fisher[f"{mode}, box prior"] = _fisher_vs_posterior(
+            mode_posts, mode_samples, lambda p, m: fisher_matrix(p, m, include_box_prior=True))
+        if mode == "predictive":
+            fisher["predictive, mean term only"] = _fisher_vs_posterior(
+                mode_posts, mode_samples, lambda p, m: fisher_matrix(p, m, include_variance=False))
     cov = modes["predictive"]
-
-    # Fisher errors at the posterior mean vs posterior std, where the posterior is near-Gaussian
-    lo, hi = template.space.lower, template.space.upper
-    ratios: dict[str, list[float]] = {n: [] for n in template.space.free}
-    for post, s in zip(posts, samples, strict=True):
-        mean, std = s.flat.mean(axis=0), s.flat.std(axis=0, ddof=1)
-        skew = np.mean(((s.flat - mean) / std) ** 3, axis=0)
-        try:
-            fisher = fisher_matrix(post, mean)
-        except Exception:  # a mean outside the box cannot be differentiated
-            continue
-        for j, name in enumerate(template.space.free):
-            gaussian = (mean[j] - 3 * std[j] > lo[j]) and (mean[j] + 3 * std[j] < hi[j]) and abs(skew[j]) < 0.3
-            if gaussian:
-                ratios[name].append(float(fisher.errors[j] / std[j]))
-    fisher_summary = {
-        n: {"n": len(v), "median_ratio": float(np.median(v)) if v else None,
-            "p16": float(np.quantile(v, 0.16)) if v else None, "p84": float(np.quantile(v, 0.84)) if v else None,
-            "within_20pct": float(np.mean(np.abs(np.asarray(v) - 1) < 0.2)) if v else None}
-        for n, v in ratios.items()
-    }
     figure = _rank_figure({m: np.asarray(c["ranks"]) for m, c in modes.items()}, template.space.free, out_dir)
     test_metrics = out.evaluation["overall"] if out.evaluation else {}
     return {
@@ -207,9 +228,10 @@ def _sbc(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
         "chains": chains, "warmup": warmup, "draws": draws, "seed": 1, "max_tree_depth": DEPTH,
         "nuts_seconds": nuts_seconds,
         "cv_seconds": cv_seconds,
+        "residual_covariance_source": cv_source,
         "coverage": cov,
         "coverage_residual": modes["residual"],
-        "fisher_vs_posterior": fisher_summary,
+        "fisher_vs_posterior_by_mode": fisher,
         "figure": figure,
     }
 
@@ -244,12 +266,7 @@ def _rank_figure(ranks: dict[str, np.ndarray], names: tuple[str, ...], out_dir: 
 # ---------------------------------------------------------------------- CAMELS
 def _camels(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
     from profemu.data.camels import load_camels_lh
-    from profemu.inference import (
-        Observation,
-        attach_residual_covariance,
-        fit_residual_covariance,
-        make_log_posterior,
-    )
+    from profemu.inference import Observation, make_log_posterior, residual_covariance
 
     if not CAMELS.is_file():
         return {"skipped": f"CAMELS data not found at {CAMELS}"}
@@ -263,21 +280,15 @@ def _camels(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
     train = ds.subset(np.flatnonzero(~is_held))
     changes: dict[str, Any] = {"data.test_fraction": 0.0, "data.fields": list(FIELDS)}
     if smoke:
-        changes.update({"train.epochs": 5, "train.members": 2})
+        changes.update({"train.epochs": 5, "train.members": 2, "train.cv_folds": 2})
     k_folds = 2 if smoke else 5
     chains, warmup, draws = (2, 50, 50) if smoke else (2, 200, 250) if quick else (2, 300, 500)
     t0 = time.perf_counter()
     out = _train(train, changes)
     train_seconds = time.perf_counter() - t0
     emu = out.emulator
-    t0 = time.perf_counter()
-    from profemu.config import Config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimate = fit_residual_covariance(train, Config().updated(changes), k=k_folds, seed=0)
-    cv_seconds = time.perf_counter() - t0
-    attach_residual_covariance(emu, estimate)
+    cv_seconds, cv_source = _residual_covariance(emu, train, changes, k=k_folds)
+    estimate = residual_covariance(emu)
     n_r = ds.radius.size
     far = ds.radius > 0.2
     corr = estimate.correlation(2)
@@ -301,6 +312,7 @@ def _camels(quick: bool, smoke: bool, out_dir: Path) -> dict[str, Any]:
         "train_seconds": train_seconds,
         "cv_folds": k_folds,
         "cv_seconds": cv_seconds,
+        "residual_covariance_source": cv_source,
         "residual_correlation_between_bins_r_gt_0.2": between_bins,
         "residual_correlation_rho_pth_same_bin_r_gt_0.2": rho_pth,
         "chains": chains, "warmup": warmup, "draws": draws, "seed": 2, "max_tree_depth": DEPTH,
@@ -418,6 +430,14 @@ def _f(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def _source(part: dict[str, Any]) -> str:
+    """Where a section's residual covariance came from, with its cost."""
+    source = part.get("residual_covariance_source")
+    if source is None:  # results written before the training stored its own estimate
+        return f"5-fold cross-validation by simulation on the training simulations ({part['cv_seconds']:.0f} s)"
+    return source + (f" ({part['cv_seconds']:.0f} s)" if part.get("cv_seconds") else ", no extra training")
+
+
 def _flag(value: float, nominal: float) -> str:
     return f"{value:.3f}" + (" ✓" if abs(value - nominal) <= 0.05 else " ✗")
 
@@ -430,8 +450,9 @@ def markdown(results: dict[str, Any]) -> str:
         cov = sbc["coverage"]
         lines += [
             "### Simulation-based calibration on the mock universe", "",
-            f"Data: {sbc['data']}; split by simulation (default config: 10% validation, 10% test "
-            f"simulations, split seed 0). Emulator: default MLP ensemble with {sbc['members']} members"
+            f"Data: {sbc['data']}; split by simulation (10% test simulations, split seed 0"
+            + ("" if "residual_covariance_source" in sbc else ", 10% validation")
+            + f"). Emulator: default MLP ensemble with {sbc['members']} members"
             f"{' (quick mode: ' + ', '.join(f'{k}={v}' for k, v in sbc['train_changes'].items() if k != 'data.fields') + ')' if len(sbc['train_changes']) > 1 else ''}"
             f", trained in {sbc['train_seconds']:.0f} s (held-out median fractional error "
             f"{100 * (sbc['test_frac_err_median'] or float('nan')):.1f}%). {cov['n']} held-out rows "
@@ -443,7 +464,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{100 * cov['fraction_converged']:.0f}% of rows pass R-hat <= 1.05 and ESS >= 100, "
             f"{cov['divergences_total']} divergent transitions in total.", "",
             f"The same rows again with the cross-validated model covariance instead (C_row over fields and "
-            f"radii from 5-fold CV by simulation on the training simulations, {sbc['cv_seconds']:.0f} s): max R-hat "
+            f"radii from {_source(sbc)}): max R-hat "
             f"{_f(sbc['coverage_residual']['max_r_hat'])}, min ESS {_f(sbc['coverage_residual']['min_ess'], 0)}.",
             "",
             "| parameter | coverage 68%, predictive variance | 95% | coverage 68%, CV covariance | 95% |",
@@ -461,20 +482,34 @@ def markdown(results: dict[str, Any]) -> str:
                   f"standard error of about {np.sqrt(0.68 * 0.32 / cov['n']):.3f} (68%) and "
                   f"{np.sqrt(0.95 * 0.05 / cov['n']):.3f} (95%) per parameter.", "",
                   figure_link(results, sbc["figure"], "SBC rank histograms"), ""]
-        fv = sbc.get("fisher_vs_posterior", {})
-        if fv:
+        by_mode = sbc.get("fisher_vs_posterior_by_mode") or (
+            {"predictive, mean term only": sbc["fisher_vs_posterior"]} if sbc.get("fisher_vs_posterior") else {})
+        if by_mode:
+            labels = {
+                "predictive": "predictive variance; likelihood only (mean + variance terms)",
+                "predictive, mean term only": "predictive variance; likelihood only, mean term J^T P J alone",
+                "predictive, box prior": "predictive variance; with the box as a Gaussian prior",
+                "residual": "CV covariance; likelihood only",
+                "residual, box prior": "CV covariance; with the box as a Gaussian prior",
+            }
             lines += [
-                "**Fisher errors vs posterior std** (Fisher at the posterior mean, F = JᵀC⁻¹J; only "
-                "parameters whose posterior lies more than 3σ inside the box with |skewness| < 0.3):", "",
-                "| parameter | rows | median Fisher/posterior | 16–84% range | within ±20% |",
-                "|---|---|---|---|---|",
+                "**Fisher errors vs posterior std** (Fisher at the posterior mean of each row; only parameters "
+                "whose posterior lies more than 3σ inside the box with |skewness| < 0.3). With the predictive "
+                "variance, C depends on the parameters and the Fisher matrix has the second term "
+                "1/2 tr(P dC_i P dC_j). *Likelihood only*: `fisher_matrix(post, theta)`; *with the box*: "
+                "`include_box_prior=True` (the uniform box as a Gaussian of equal variance). Most parameters "
+                "of one mock row are barely constrained (their posterior fills much of the box); the box cuts "
+                "their degeneracies with the constrained ones, which the likelihood-only Fisher marginalises "
+                "over without bound:", "",
+                "| likelihood; Fisher | parameter | rows | median Fisher/posterior | 16–84% range | within ±20% |",
+                "|---|---|---|---|---|---|",
             ]
-            for name, f in fv.items():
-                if not f["n"]:
-                    lines.append(f"| {name} | 0 | – | – | – |")
-                    continue
-                lines.append(f"| {name} | {f['n']} | {f['median_ratio']:.2f} | {f['p16']:.2f}–{f['p84']:.2f} | "
-                             f"{100 * f['within_20pct']:.0f}% |")
+            for mode, fv in by_mode.items():
+                for name, f in fv.items():
+                    if not f["n"]:
+                        continue
+                    lines.append(f"| {labels.get(mode, mode)} | {name} | {f['n']} | {f['median_ratio']:.2f} | "
+                                 f"{f['p16']:.2f}–{f['p84']:.2f} | {100 * f['within_20pct']:.0f}% |")
             lines.append("")
     cam = results.get("camels", {})
     if cam and "skipped" in cam:
@@ -486,8 +521,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"Data: {cam['data']}. {cam['n_held_out']} simulations held out (seeded, seed "
             f"{cam['held_out_seed']}; {cam['n_held_out_in_box']} have parameters inside the training box and are "
             f"used), the default emulator trained on the other {cam['n_train_simulations']} "
-            f"({cam['train_seconds']:.0f} s); residual covariance from {cam['cv_folds']}-fold cross-validation by "
-            f"simulation on the training simulations ({cam['cv_seconds']:.0f} s). Its correlation between the two "
+            f"({cam['train_seconds']:.0f} s); residual covariance from {_source(cam)}. Its correlation between the two "
             f"mass bins of one simulation beyond 0.2 Mpc: rho {bb['rho']:.2f}, pth {bb['pth']:.2f}; between rho "
             f"and pth of one bin: {cam['residual_correlation_rho_pth_same_bin_r_gt_0.2']:.2f}. Each held-out "
             "simulation: 6 free parameters from rho and pth of both bins (60 data points), errors = stacking "

@@ -164,6 +164,13 @@ def test_fisher_writes_matrix_and_errors(run: TinyRun, tmp_path: Path) -> None:
     np.testing.assert_allclose([record["marginal_errors"][n] for n in names], expected.errors_physical, rtol=1e-6)
     rows = list(csv.reader((out / "fisher_matrix.csv").read_text().splitlines()))
     assert rows[0] == ["parameter", *names] and len(rows) == 1 + len(names)
+    boxed = invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
+                   "--fix", "Omega_m=" + repr(point["Omega_m"]), "--box-prior", "--out", tmp_path / "boxed")
+    assert boxed.exit_code == 0, (boxed.stdout, boxed.stderr, boxed.exception)
+    with_box = json.loads((tmp_path / "boxed" / "fisher.json").read_text())
+    assert with_box["box_prior"] is True and record["box_prior"] is False
+    expected_box = fisher_matrix(post, {n: point[n] for n in names}, include_box_prior=True)
+    np.testing.assert_allclose(np.array(with_box["fisher_matrix"]), expected_box.matrix, rtol=1e-6)
     bad = tmp_path / "bad_point.csv"
     bad.write_text("Omega_m,foo\n0.3,1\n")
     error_line(invoke("fisher", run.run_dir, "--at", bad, "--observed", obs_path, "--log10-mass", mass,

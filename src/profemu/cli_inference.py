@@ -233,6 +233,10 @@ def register(app: typer.Typer) -> None:
         amplitude: Annotated[bool, typer.Option("--amplitude/--no-amplitude",
                                                 help="Marginalise an overall amplitude.")] = False,
         redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if needed.")] = None,
+        box_prior: Annotated[bool, typer.Option(
+            "--box-prior/--no-box-prior",
+            help="Add the training box as a Gaussian prior of equal variance (width/sqrt(12)); without it the "
+                 "errors are the likelihood's alone.")] = False,
     ) -> None:
         """Fisher matrix and marginal errors of the free parameters at a point."""
         from profemu._files import atomic_write_text
@@ -251,12 +255,12 @@ def register(app: typer.Typer) -> None:
         missing = [n for n in post.names if n not in point]
         if missing:
             raise DataError(f"--at {at}: no value for the free parameter(s) {missing}; add the columns or --fix them.")
-        result = fisher_matrix(post, {n: point[n] for n in post.names})
+        result = fisher_matrix(post, {n: point[n] for n in post.names}, include_box_prior=box_prior)
         _check_out(out, post.names)
         record = {**result.to_dict(), "fixed": dict(post.space.fixed),
                   "log_sampled": [n for n, lg in zip(post.names, post.space.is_log, strict=True) if lg],
                   "sampling_space": "log10 of the value for log-sampled parameters, the value otherwise",
-                  "model_covariance": post.model_covariance}
+                  "model_covariance": post.model_covariance, "box_prior": bool(box_prior)}
         atomic_write_text(out / "fisher.json", json.dumps(record, indent=1, allow_nan=False) + "\n")
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

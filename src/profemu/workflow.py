@@ -182,6 +182,8 @@ def train_emulator(
                                                               "refit_epochs", "variance_scale")}}),
         **({} if selection is None else {"capacity": selection.to_dict()}),
     )
+    if cv is not None and cv.get("residual_covariance") is not None:
+        _attach_residual_covariance(emulator, cv["residual_covariance"])
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
         emulator.save(run.emulator_dir)
@@ -203,6 +205,53 @@ def train_emulator(
     )
 
 
+def _attach_residual_covariance(emulator: Emulator, record: Mapping[str, Any]) -> None:
+    from profemu.errors import DataError, FormatError
+    from profemu.inference.covariance import ResidualCovariance, attach_residual_covariance
+
+    try:
+        attach_residual_covariance(emulator, ResidualCovariance.from_dict(record))
+    except (DataError, FormatError) as exc:
+        logger.info("the cross-validated residual covariance does not fit the emulator; not stored (%s)", exc)
+
+
+def _residual_covariance(prep: Prepared, result: Any) -> dict[str, Any] | None:
+    """The emulator-error covariance between fields, radii and mass bins from the folds' residuals.
+
+    Uses the out-of-fold predictions the cross-validation made anyway (no extra training),
+    so ``profemu infer`` gets the covariance that a joint likelihood of several bins and
+    fields of one simulation needs (:mod:`profemu.inference.covariance`). None (logged)
+    where it cannot be estimated, e.g. a suite of one halo per simulation.
+    """
+    import numpy as np
+
+    from profemu.errors import DataError
+    from profemu.inference.covariance import estimate_residual_covariance
+
+    ds = prep.dataset
+    rows = np.asarray(result.rows)
+    fields = tuple(result.predictions)
+    truth = ds.subset(rows)
+    residuals = np.stack([np.where(truth.mask[f], np.log10(np.where(truth.mask[f], truth.profiles[f], 1.0))
+                                   - result.predictions[f][0], np.nan) for f in fields], axis=1)
+    noise = None
+    if truth.noise is not None and all(f in truth.noise for f in fields):
+        noise = np.stack([truth.noise[f] for f in fields], axis=1)
+    groups = truth.groups if truth.groups is not None else np.arange(truth.n)
+    try:
+        estimate = estimate_residual_covariance(
+            residuals, groups, fields=fields, radius=ds.radius, mask=np.isfinite(residuals), noise=noise,
+            meta={"method": f"out-of-fold residuals of the training's {result.folds}-fold cross-validation "
+                            "by simulation", "n_rows": int(rows.size)},
+        )
+    except DataError as exc:
+        logger.info("no residual covariance stored with the emulator (%s)", exc)
+        return None
+    logger.info("residual covariance between fields, radii and mass bins estimated from %d out-of-fold rows "
+                "(used by profemu infer)", rows.size)
+    return estimate.to_dict()
+
+
 def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
                       callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> dict[str, Any]:
     """The run's cross-validation record: reused from ``cv.json`` on resume, else computed and written."""
@@ -215,6 +264,7 @@ def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, fol
             return previous
     result = cross_validate(prep, config, folds, callbacks=callbacks)
     record = json_safe(result.summary())
+    record["residual_covariance"] = _residual_covariance(prep, result)
     if run is not None:
         run.write_json("cv.json", record)
         run.write_npz("cv_predictions.npz", {"rows": result.rows, "fold": result.fold_of_row,

@@ -63,6 +63,31 @@ def test_refit_epochs_and_variance_scale_come_from_the_folds(cv_run) -> None:
     assert stages == {"cv 1/3", "cv 2/3", "cv 3/3", "refit"}
 
 
+def test_the_folds_residual_covariance_is_stored_with_the_emulator(cv_run) -> None:
+    from profemu.emulator import Emulator
+    from profemu.inference import estimate_residual_covariance, residual_covariance
+
+    ds, _, run = cv_run
+    with np.load(run.path / "cv_predictions.npz") as z:
+        rows = z["rows"]
+        res = np.stack([np.log10(ds.profiles[f][rows]) - z[f"{f}_mean"] for f in ("rho", "pth")], axis=1)
+    noise = np.stack([ds.noise[f][rows] for f in ("rho", "pth")], axis=1)
+    expected = estimate_residual_covariance(res, ds.groups[rows], fields=("rho", "pth"), radius=ds.radius,
+                                            noise=noise)
+    stored = residual_covariance(Emulator.load(run.emulator_dir))  # saved, loaded and validated
+    assert stored is not None and stored.fields == ("rho", "pth") and stored.n_rows == ds.n
+    np.testing.assert_allclose(stored.row, expected.row, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(stored.shared, expected.shared, rtol=1e-6, atol=1e-12)
+
+
+def test_one_halo_per_simulation_trains_without_a_residual_covariance(tmp_path: Path) -> None:
+    from profemu.inference import residual_covariance
+
+    ds = make_mock_universe(n=60, seed=3, param_set="lh6", n_r=6, n_mass_per_sim=1).dataset
+    outcome = train_emulator(ds, Config().updated(CFG))
+    assert residual_covariance(outcome.emulator) is None  # no pairs of rows of one simulation
+
+
 def test_evaluate_shows_the_cross_validation_estimate(cv_run) -> None:
     _, _, run = cv_run
     result = CliRunner().invoke(app, ["evaluate", str(run.path)])

@@ -12,7 +12,7 @@ The API is flat::
     start = inf.find_map(post)                                           # quick fit
     samples = inf.sample_posterior(post, chains=4, warmup=1000, draws=1000)
     print(samples.summary())                                             # mean, std, quantiles, R-hat, ESS
-    fisher = inf.fisher_matrix(post, start.theta)                        # F = J^T C^-1 J
+    fisher = inf.fisher_matrix(post, start.theta)                        # Fisher matrix, errors
 
 Importing this package does not import JAX; the functions do. NUTS needs BlackJAX
 (``pip install "profemu[inference]"``), the Cobaya theory needs Cobaya
