@@ -109,6 +109,10 @@ class DataConfig:
             irrelevant parameter gets ~0; see :mod:`profemu.data.relevance`); ``"auto"``:
             ARD for suites with at least 10 parameters and at most 5,000 training rows;
             ``"off"``: every parameter weighs 1.
+        relevance_rows: Most training rows (a seeded random subset) the relevance GP is
+            fitted on; its cost grows as the cube. 500 by default; on the hard mock
+            universe at 1,600 training rows, 2,000 lowered the error against the noiseless
+            truth from 7.9% to 7.3% (fold 0) at 2.7x the training time.
         pk_components: How the P(k) suppression vector enters the network: 0 = every
             k bin, scaled; K > 0 = its first K principal components (fitted on the
             training split); ``None`` = as many components (4 to 8) as explain 99.9% of
@@ -130,6 +134,7 @@ class DataConfig:
     pca_components: int = 0
     self_similar: Literal["auto", "off"] = "auto"
     input_relevance: Literal["auto", "ard", "off"] = "auto"
+    relevance_rows: int = 500
     pk_components: int | None = None
     features: tuple[str, ...] = ()
     augment_noise: float = 0.0
@@ -145,6 +150,7 @@ class DataConfig:
             )
         _check_range("data.scale_floor", self.scale_floor, 0.0, 1.0, low_open=True)
         _check_range("data.pca_components", self.pca_components, 0, 10_000)
+        _check_range("data.relevance_rows", self.relevance_rows, 20, 20_000)
         if self.pk_components is not None:
             _check_range("data.pk_components", self.pk_components, 0, 10_000)
         _check_range("data.augment_noise", self.augment_noise, 0.0, 10.0)

@@ -57,3 +57,16 @@ def test_transforms_apply_save_and_validate_the_weights(hard) -> None:
         d["param_weights"] = bad
         with pytest.raises(FormatError, match="param_weights"):
             Transforms.from_dict(d).check_numbers()
+
+
+def test_relevance_rows_sets_the_rows_the_gp_sees(hard, caplog: pytest.LogCaptureFixture) -> None:
+    from profemu.config import Config
+    from profemu.errors import ConfigError
+
+    with caplog.at_level("INFO", logger="profemu.data.relevance"):
+        few = Transforms.fit(hard, DataConfig(fields=("rho",), input_relevance="ard", relevance_rows=60))
+    assert "ARD GP on 60 rows" in caplog.text
+    np.testing.assert_array_equal(few.param_weights, ard_weights(hard, ("rho",), seed=0, max_rows=60)[0])
+    assert not np.array_equal(few.param_weights, ard_weights(hard, ("rho",), seed=0)[0])  # 250 rows: other fit
+    with pytest.raises(ConfigError, match=r"data.relevance_rows: value 5 is out of range"):
+        Config().updated({"data.relevance_rows": 5})

@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 #: parameters and at most :data:`AUTO_MAX_ROWS` training rows.
 AUTO_MIN_PARAMS = 10
 AUTO_MAX_ROWS = 5000
-#: The relevance GP sees at most this many (seeded, random) training rows.
+#: The relevance GP sees at most this many (seeded, random) training rows by default
+#: (``data.relevance_rows``).
 ARD_MAX_ROWS = 500
 #: Weights of the last few distinct fits, by a digest of everything they depend on: the
 #: same rows fitted again in one process (diagnostic probes, sweep trials, resumed runs)

@@ -329,7 +329,7 @@ class Transforms:
 
         weights = None
         if uses_relevance(cfg.input_relevance, ds):
-            weights, _ = ard_weights(ds, fields, seed=cfg.split_seed)
+            weights, _ = ard_weights(ds, fields, seed=cfg.split_seed, max_rows=cfg.relevance_rows)
         log_index = np.array([nm in ds.log_params for nm in ds.param_names], dtype=bool)
         params_t = np.where(log_index, np.log10(np.where(log_index, ds.params, 1.0)), ds.params)
         stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
