@@ -18,17 +18,16 @@ uses at this size (which costs six trainings per round).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.common import figure_link
+from benchmarks.smallsuite import SB35_TABLE
 
 __all__ = ["markdown", "run"]
 
-SHARED = Path(os.environ.get("PROFEMU_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 FIELDS = ("rho", "pth")
 #: The one change to the default emulator (see the module docstring).
 CHANGES: dict[str, Any] = {"train.cv_folds": 0}
@@ -36,12 +35,12 @@ CHANGES: dict[str, Any] = {"train.cv_folds": 0}
 
 def load_hard(n_sims: int) -> tuple[Any, dict[str, np.ndarray], str]:
     """The hard mock (one halo per simulation), its noiseless truth and the parameter table used."""
-    from profemu.data.mock import SB35_INFO_FILENAME, make_hard_mock
+    from profemu.data.mock import make_hard_mock
 
-    table = SHARED / "camels_sb35" / SB35_INFO_FILENAME
-    universe = make_hard_mock(n_sims, seed=0, parameter_table=table if table.is_file() else None)
+    found = SB35_TABLE.is_file()
+    universe = make_hard_mock(n_sims, seed=0, parameter_table=SB35_TABLE if found else None)
     ds = universe.dataset.select_fields(list(FIELDS))
-    return ds, {f: np.asarray(universe.truth[f]) for f in FIELDS}, table.name if table.is_file() else "built-in list"
+    return ds, {f: np.asarray(universe.truth[f]) for f in FIELDS}, SB35_TABLE.name if found else "built-in list"
 
 
 def run(*, quick: bool, out_dir: Path, smoke: bool = False) -> dict[str, Any]:

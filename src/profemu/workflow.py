@@ -183,7 +183,9 @@ def train_emulator(
         **({} if selection is None else {"capacity": selection.to_dict()}),
     )
     if cv is not None and cv.get("residual_covariance") is not None:
-        _attach_residual_covariance(emulator, cv["residual_covariance"])
+        from profemu.inference.covariance import ResidualCovariance, attach_residual_covariance
+
+        attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
         emulator.save(run.emulator_dir)
@@ -205,16 +207,6 @@ def train_emulator(
     )
 
 
-def _attach_residual_covariance(emulator: Emulator, record: Mapping[str, Any]) -> None:
-    from profemu.errors import DataError, FormatError
-    from profemu.inference.covariance import ResidualCovariance, attach_residual_covariance
-
-    try:
-        attach_residual_covariance(emulator, ResidualCovariance.from_dict(record))
-    except (DataError, FormatError) as exc:
-        logger.info("the cross-validated residual covariance does not fit the emulator; not stored (%s)", exc)
-
-
 def _residual_covariance(prep: Prepared, result: Any) -> dict[str, Any] | None:
     """The emulator-error covariance between fields, radii and mass bins from the folds' residuals.
 
@@ -223,32 +215,22 @@ def _residual_covariance(prep: Prepared, result: Any) -> dict[str, Any] | None:
     fields of one simulation needs (:mod:`profemu.inference.covariance`). None (logged)
     where it cannot be estimated, e.g. a suite of one halo per simulation.
     """
-    import numpy as np
-
     from profemu.errors import DataError
-    from profemu.inference.covariance import estimate_residual_covariance
+    from profemu.inference.covariance import estimate_for_dataset, prediction_residuals
 
-    ds = prep.dataset
-    rows = np.asarray(result.rows)
     fields = tuple(result.predictions)
-    truth = ds.subset(rows)
-    residuals = np.stack([np.where(truth.mask[f], np.log10(np.where(truth.mask[f], truth.profiles[f], 1.0))
-                                   - result.predictions[f][0], np.nan) for f in fields], axis=1)
-    noise = None
-    if truth.noise is not None and all(f in truth.noise for f in fields):
-        noise = np.stack([truth.noise[f] for f in fields], axis=1)
-    groups = truth.groups if truth.groups is not None else np.arange(truth.n)
+    truth = prep.dataset.subset(result.rows)
     try:
-        estimate = estimate_residual_covariance(
-            residuals, groups, fields=fields, radius=ds.radius, mask=np.isfinite(residuals), noise=noise,
+        estimate = estimate_for_dataset(
+            truth, prediction_residuals(truth, result.predictions, fields), fields,
             meta={"method": f"out-of-fold residuals of the training's {result.folds}-fold cross-validation "
-                            "by simulation", "n_rows": int(rows.size)},
+                            "by simulation", "n_rows": int(truth.n)},
         )
     except DataError as exc:
         logger.info("no residual covariance stored with the emulator (%s)", exc)
         return None
     logger.info("residual covariance between fields, radii and mass bins estimated from %d out-of-fold rows "
-                "(used by profemu infer)", rows.size)
+                "(used by profemu infer)", truth.n)
     return estimate.to_dict()
 
 

@@ -297,10 +297,7 @@ def cross_validated_residuals(
         t0 = time.perf_counter()
         out = train_emulator(dataset.subset(train_rows), cfg, evaluate_test=False)
         test = dataset.subset(test_rows)
-        pred = predict_dataset(out.emulator, test)
-        for j, f in enumerate(fields):
-            y = np.log10(np.where(test.mask[f], test.profiles[f], 1.0))
-            residuals[test_rows, j] = np.where(test.mask[f], y - pred[f][0], np.nan)
+        residuals[test_rows] = prediction_residuals(test, predict_dataset(out.emulator, test), fields)
         logger.info("residual covariance: fold %d/%d trained and predicted in %.0f s (%d held-out rows)",
                     fold + 1, k, time.perf_counter() - t0, len(test_rows))
     mask = np.isfinite(residuals)
@@ -325,18 +322,50 @@ def fit_residual_covariance(
         subtract_noise: Remove the known stacking noise from C_row (the likelihood adds
             the observation's own errors separately).
     """
-    res, mask = cross_validated_residuals(dataset, config, k=k, seed=seed)
+    res, _ = cross_validated_residuals(dataset, config, k=k, seed=seed)
     from profemu.config import Config
 
     cfg = config or Config()
     fields = tuple(cfg.data.fields) or tuple(dataset.fields)
+    return estimate_for_dataset(dataset, res, fields, subtract_noise=subtract_noise,
+                                meta={"method": f"{k}-fold cross-validation by simulation", "fold_seed": int(seed)})
+
+
+def prediction_residuals(dataset: Any, predictions: Mapping[str, Any], fields: Sequence[str]) -> np.ndarray:
+    """``log10 target - mean prediction`` [n, F, n_r] in dex, NaN where a target is masked.
+
+    Args:
+        dataset: The rows predicted (a :class:`~profemu.data.dataset.ProfileDataset`).
+        predictions: ``{field: (mean [n, n_r], var)}`` log10 predictions of those rows.
+        fields: The ``F`` fields, in order.
+    """
+    out = []
+    for f in fields:
+        mask = dataset.mask[f]
+        y = np.log10(np.where(mask, dataset.profiles[f], 1.0))
+        out.append(np.where(mask, y - np.asarray(predictions[f][0]), np.nan))
+    return np.stack(out, axis=1)
+
+
+def estimate_for_dataset(
+    dataset: Any,
+    residuals: np.ndarray,
+    fields: Sequence[str],
+    *,
+    subtract_noise: bool = True,
+    meta: Mapping[str, Any] | None = None,
+) -> ResidualCovariance:
+    """:func:`estimate_residual_covariance` of residuals of ``dataset``'s rows (NaN = masked).
+
+    Takes the simulation ids, the radial grid and (with ``subtract_noise``, when every
+    field has it) the known stacking noise from ``dataset``.
+    """
     noise = None
     if subtract_noise and dataset.noise is not None and all(f in dataset.noise for f in fields):
         noise = np.stack([dataset.noise[f] for f in fields], axis=1)
     return estimate_residual_covariance(
-        res, dataset.groups if dataset.groups is not None else np.arange(dataset.n),
-        fields=fields, radius=dataset.radius, mask=mask, noise=noise,
-        meta={"method": f"{k}-fold cross-validation by simulation", "fold_seed": int(seed)},
+        residuals, dataset.groups if dataset.groups is not None else np.arange(dataset.n),
+        fields=fields, radius=dataset.radius, mask=np.isfinite(residuals), noise=noise, meta=meta,
     )
 
 

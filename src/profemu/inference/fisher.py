@@ -121,7 +121,12 @@ def fisher_matrix(
     data = {k: jnp.asarray(v) for k, v in log_posterior.data.items()}
     model = log_posterior._model
     t = jnp.asarray(theta, dtype=jnp.float32)
-    jac = np.asarray(jax.jacfwd(lambda x: model(x, data)[0])(t), dtype=np.float64)  # [D, k]
+    def mean_and_variance(x: Any) -> tuple[Any, Any]:
+        m, c = model(x, data)
+        return m, jnp.diagonal(c)
+
+    # one forward-mode pass for the mean and the diagonal of C (the predictive variance): [D, k] each
+    jac, dvar = (np.asarray(a, dtype=np.float64) for a in jax.jacfwd(mean_and_variance)(t))
     cov = np.asarray(model(t, data)[1], dtype=np.float64)
     w = np.asarray(log_posterior.data["w"], dtype=np.float64)
     jac = jac * w[:, None]
@@ -137,7 +142,6 @@ def fisher_matrix(
     fisher = jac.T @ precision @ jac
     if include_variance and log_posterior.model_covariance == "predictive":
         # only the diagonal (the predictive variance) depends on theta in this mode
-        dvar = np.asarray(jax.jacfwd(lambda x: jnp.diagonal(model(x, data)[1]))(t), dtype=np.float64)  # [D, k]
         fisher = fisher + 0.5 * dvar.T @ (precision * precision) @ dvar
     if include_prior:
         fisher = fisher + np.diag(np.asarray(log_posterior.data["g_prec"], dtype=np.float64))
