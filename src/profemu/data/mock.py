@@ -79,11 +79,23 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import hyp2f1
 from scipy.stats import qmc
 
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, FormatError
+from profemu.physics.constants import K_B_KEV, M_P_G, MU
+from profemu.physics.cosmology import rho_crit
+from profemu.physics.halo import (
+    MSUN_MPC3_TO_G_CM3,
+    MSUN_MPC3_TO_MSUN_KPC3,
+    battaglia_parameters,
+    gas_fraction,
+    gnfw_mass_integral,
+    gnfw_pressure,
+    mean_baryon_density,
+    p200c,
+    r200c,
+)
 
 __all__ = [
     "HARD_ROLES",
@@ -109,36 +121,6 @@ __all__ = [
     "rho_crit",
     "write_mock",
 ]
-
-# ---------------------------------------------------------------- constants
-RHO_CRIT0_H2 = 2.77536627e11
-"""Critical density today over h^2 [Msun Mpc^-3] (= 3 H0^2 / (8 pi G))."""
-G_MPC_KMS2_MSUN = 4.30091727e-9
-"""Newton's constant [Mpc (km/s)^2 Msun^-1]."""
-MSUN_G = 1.98841e33
-"""Solar mass [g]."""
-MPC_CM = 3.0856775814913673e24
-"""Megaparsec [cm]."""
-KEV_ERG = 1.602176634e-9
-"""Kiloelectronvolt [erg]."""
-K_B_KEV = 8.617333262e-8
-"""Boltzmann constant [keV K^-1]."""
-M_P_G = 1.67262192e-24
-"""Proton mass [g]."""
-MU = 0.59
-"""Mean molecular weight of a fully ionised primordial plasma."""
-
-_MSUN_MPC3_TO_G_CM3 = MSUN_G / MPC_CM**3
-_MSUN_MPC3_TO_MSUN_KPC3 = 1e-9
-# Msun (km/s)^2 Mpc^-3 -> keV cm^-3
-_PRESSURE_TO_KEV_CM3 = MSUN_G * 1e10 / MPC_CM**3 / KEV_ERG
-
-# Battaglia et al. 2012, Table 1, AGN feedback, Delta = 200: (A0, alpha_m, alpha_z)
-_B12_P0 = (18.1, 0.154, -0.758)
-_B12_XC = (0.497, -0.00865, 0.731)
-_B12_BETA = (4.35, 0.0393, 0.415)
-_B12_GAMMA = -0.3
-_B12_ALPHA = 1.0
 
 # Baryon-correction-model gas fraction and gas shape, fiducial values
 _LOG10_MC0 = 13.2  # log10 M_c [Msun] at fiducial feedback
@@ -239,133 +221,6 @@ PARAM_SETS: dict[str, tuple[str, ...]] = {
 FIELD_UNITS: dict[str, str] = {"rho": "Msun kpc^-3", "pth": "keV cm^-3", "temp": "K"}
 
 
-# ------------------------------------------------------------------ physics
-def rho_crit(redshift: ArrayLike, h: ArrayLike, omega_m: ArrayLike) -> np.ndarray:
-    """Critical density of a flat ΛCDM universe.
-
-    Args:
-        redshift: Redshift z (broadcastable).
-        h: Dimensionless Hubble parameter.
-        omega_m: Matter density parameter today.
-
-    Returns:
-        ``2.77536627e11 h^2 [Omega_m (1+z)^3 + 1 - Omega_m]`` [Msun Mpc^-3, physical].
-    """
-    z = np.asarray(redshift, dtype=float)
-    om = np.asarray(omega_m, dtype=float)
-    e2 = om * (1.0 + z) ** 3 + (1.0 - om)
-    return RHO_CRIT0_H2 * np.asarray(h, dtype=float) ** 2 * e2
-
-
-def r200c(m200c: ArrayLike, redshift: ArrayLike, h: ArrayLike, omega_m: ArrayLike) -> np.ndarray:
-    """Radius enclosing 200 times the critical density.
-
-    Args:
-        m200c: Halo mass M200c [Msun] (broadcastable).
-        redshift: Redshift.
-        h: Dimensionless Hubble parameter.
-        omega_m: Matter density parameter today.
-
-    Returns:
-        ``(3 M200c / (4 pi 200 rho_crit(z)))^(1/3)`` [Mpc, physical]; e.g. 0.957 Mpc
-        for M200c = 1e14 Msun, h = 0.7, z = 0.
-    """
-    rc = rho_crit(redshift, h, omega_m)
-    return (3.0 * np.asarray(m200c, dtype=float) / (4.0 * np.pi * 200.0 * rc)) ** (1.0 / 3.0)
-
-
-def p200c(m200c: ArrayLike, redshift: ArrayLike, h: ArrayLike, omega_m: ArrayLike,
-          omega_b: ArrayLike) -> np.ndarray:
-    """Self-similar pressure scale of Battaglia et al. 2012 (their eq. 10).
-
-    Args:
-        m200c: Halo mass M200c [Msun].
-        redshift: Redshift.
-        h: Dimensionless Hubble parameter.
-        omega_m: Matter density parameter today.
-        omega_b: Baryon density parameter today.
-
-    Returns:
-        ``G M200c 200 rho_crit(z) (Omega_b/Omega_m) / (2 R200c)`` [keV cm^-3]; it
-        scales as M200c^(2/3) E(z)^(8/3).
-    """
-    m = np.asarray(m200c, dtype=float)
-    rc = rho_crit(redshift, h, omega_m)
-    radius = r200c(m, redshift, h, omega_m)
-    f_b = np.asarray(omega_b, dtype=float) / np.asarray(omega_m, dtype=float)
-    return G_MPC_KMS2_MSUN * m * 200.0 * rc * f_b / (2.0 * radius) * _PRESSURE_TO_KEV_CM3
-
-
-def battaglia_parameters(m200c: ArrayLike, redshift: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Battaglia et al. 2012 (Table 1, AGN feedback, Δ = 200) gNFW parameters.
-
-    Args:
-        m200c: Halo mass M200c [Msun].
-        redshift: Redshift.
-
-    Returns:
-        ``(P0, xc, beta)``, each ``A0 (M200c / 1e14 Msun)^alpha_m (1+z)^alpha_z``.
-    """
-    m = np.asarray(m200c, dtype=float) / 1e14
-    zp1 = 1.0 + np.asarray(redshift, dtype=float)
-    return tuple(a0 * m**am * zp1**az for a0, am, az in (_B12_P0, _B12_XC, _B12_BETA))  # type: ignore[return-value]
-
-
-def gnfw_pressure(x: ArrayLike, p0: ArrayLike, xc: ArrayLike, beta: ArrayLike) -> np.ndarray:
-    """Generalised NFW pressure shape ``P0 (x/xc)^-0.3 [1 + x/xc]^-beta`` (P / P200c).
-
-    Args:
-        x: r / R200c (broadcastable against the other arguments).
-        p0: Amplitude P0.
-        xc: Core radius in units of R200c.
-        beta: Outer slope parameter.
-
-    Returns:
-        P / P200c (dimensionless), with Battaglia's gamma = -0.3 and alpha = 1.
-    """
-    y = np.asarray(x, dtype=float) / np.asarray(xc, dtype=float)
-    return np.asarray(p0, dtype=float) * y**_B12_GAMMA * (1.0 + y**_B12_ALPHA) ** (-np.asarray(beta, dtype=float))
-
-
-def gas_fraction(m200c: ArrayLike, log10_mc: ArrayLike, beta_bcm: ArrayLike, omega_b: ArrayLike,
-                 omega_m: ArrayLike) -> np.ndarray:
-    """Gas fraction inside R200c, ``f_b / (1 + (M_c / M200c)^beta_bcm)``.
-
-    Args:
-        m200c: Halo mass M200c [Msun].
-        log10_mc: log10 of the characteristic mass M_c [Msun] below which gas is expelled.
-        beta_bcm: Steepness of the mass dependence.
-        omega_b: Baryon density parameter.
-        omega_m: Matter density parameter.
-
-    Returns:
-        M_gas(< R200c) / M200c, always below Omega_b / Omega_m.
-    """
-    f_b = np.asarray(omega_b, dtype=float) / np.asarray(omega_m, dtype=float)
-    ratio = 10.0 ** ((np.asarray(log10_mc, dtype=float) - np.log10(np.asarray(m200c, dtype=float)))
-                     * np.asarray(beta_bcm, dtype=float))
-    return f_b / (1.0 + ratio)
-
-
-def mean_baryon_density(redshift: ArrayLike, h: ArrayLike, omega_b: ArrayLike) -> np.ndarray:
-    """Mean cosmic baryon density ``Omega_b rho_crit0 (1+z)^3`` [Msun kpc^-3, physical]."""
-    z = np.asarray(redshift, dtype=float)
-    rho = np.asarray(omega_b, dtype=float) * RHO_CRIT0_H2 * np.asarray(h, dtype=float) ** 2 * (1 + z) ** 3
-    return rho * _MSUN_MPC3_TO_MSUN_KPC3
-
-
-def _gnfw_mass_integral(x: np.ndarray, x_s: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``∫_0^x y'^2 (y'/x_s)^-g (1 + y'/x_s)^-(3-g) dy'`` in closed form.
-
-    With t = y/(1+y), y = r/x_s, the integral is ``x_s^3 ∫_0^T t^(2-g)/(1-t) dt``
-    = ``x_s^3 T^a / a 2F1(a, 1; a+1; T)`` with ``a = 3 - g``, ``T = y/(1+y)``.
-    """
-    y = x / x_s
-    t = y / (1.0 + y)
-    a = 3.0 - g
-    return x_s**3 * t**a / a * hyp2f1(a, 1.0, a + 1.0, t)
-
-
 def _theta_arrays(theta: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
     """Every parameter of :data:`MOCK_PARAMETERS` as an array (fiducial where absent)."""
     unknown = [k for k in theta if k not in _BY_NAME]
@@ -461,13 +316,13 @@ def _halo_gas(m: np.ndarray, xr: np.ndarray, z: float, om: np.ndarray, ob: np.nd
     rho_bg = mean_baryon_density(z, h, ob)
     m_bg = 4.0 / 3.0 * np.pi * radius_200**3 * rho_bg
     m_halo = np.maximum(f_gas * m - m_bg, 1e-3 * f_gas * m)
-    norm = m_halo / (4.0 * np.pi * radius_200**3 * _gnfw_mass_integral(np.ones(1), x_s, g))
+    norm = m_halo / (4.0 * np.pi * radius_200**3 * gnfw_mass_integral(np.ones(1), x_s, g))
     y = xr / x_s
     rho = norm * y**-g * (1.0 + y) ** (g - 3.0) + rho_bg
 
-    rho_g_cm3 = rho / _MSUN_MPC3_TO_MSUN_KPC3 * _MSUN_MPC3_TO_G_CM3
+    rho_g_cm3 = rho / MSUN_MPC3_TO_MSUN_KPC3 * MSUN_MPC3_TO_G_CM3
     if igm_temperature > 0:  # photo-heated intergalactic gas: the pressure never falls below it
-        rho_bg_g_cm3 = rho_bg / _MSUN_MPC3_TO_MSUN_KPC3 * _MSUN_MPC3_TO_G_CM3
+        rho_bg_g_cm3 = rho_bg / MSUN_MPC3_TO_MSUN_KPC3 * MSUN_MPC3_TO_G_CM3
         pressure = pressure + rho_bg_g_cm3 * K_B_KEV * igm_temperature / (MU * M_P_G)
     temp = pressure * MU * M_P_G / (rho_g_cm3 * K_B_KEV)
     return {"rho": rho, "pth": pressure, "temp": temp}

@@ -36,6 +36,21 @@ from typing import Any
 
 import numpy as np
 
+from profemu.physics.constants import (
+    DEFAULT_H,
+    DEFAULT_OMEGA_B,
+    G_MPC_KMS2_MSUN,
+    K_B_ERG,
+    KEV_ERG,
+    KPC_CM,
+    MPC_CM,
+    MSUN_G,
+    RHO_CRIT0_H2,
+)
+from profemu.physics.cosmology import e2, rho_crit
+from profemu.physics.halo import log10_selfsimilar_scales as log10_scales
+from profemu.physics.halo import r_delta
+
 __all__ = [
     "DEFAULT_H",
     "DEFAULT_OMEGA_B",
@@ -50,24 +65,6 @@ __all__ = [
     "rho_crit",
     "unit_factor",
 ]
-
-# --------------------------------------------------------------------- constants
-G_MPC_KMS2_MSUN = 4.30091727e-9
-"""Newton's constant [Mpc (km/s)^2 Msun^-1]."""
-RHO_CRIT0_H2 = 3.0 * 100.0**2 / (8.0 * math.pi * G_MPC_KMS2_MSUN)
-"""Critical density today over h^2 [Msun Mpc^-3] (= 3 H0^2 / (8 pi G), H0 = 100 h km/s/Mpc)."""
-MSUN_G = 1.98841e33
-MPC_CM = 3.0856775814913673e24
-KPC_CM = MPC_CM / 1e3
-KEV_ERG = 1.602176634e-9
-K_B_ERG = 1.380649e-16
-M_P_G = 1.67262192e-24
-MU = 0.59
-"""Mean molecular weight of a fully ionised primordial plasma (the temperature scale)."""
-DEFAULT_OMEGA_B = 0.049
-"""Ω_b when it is not a parameter (CAMELS, Planck-like)."""
-DEFAULT_H = 0.6711
-"""h when it is not a parameter (CAMELS); it only sets a constant factor of the scales."""
 
 # Parameter names of each cosmological quantity (compared case-insensitively).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -94,56 +91,6 @@ _BASE_UNITS: dict[str, list[tuple[dict[str, int], float]]] = {
     ],
     "temperature": [({"k": 1}, 1.0), ({"kev": 1}, K_B_ERG / KEV_ERG)],
 }
-
-
-# --------------------------------------------------------------------- formulas
-def e2(z: Any, omega_m: Any, xp: Any = np) -> Any:
-    """E(z)^2 = H(z)^2 / H0^2 of flat ΛCDM: Ω_m (1 + z)^3 + 1 - Ω_m."""
-    return omega_m * (1.0 + z) ** 3 + 1.0 - omega_m
-
-
-def rho_crit(z: Any, h: Any, omega_m: Any, xp: Any = np) -> Any:
-    """Critical density ρ_crit(z) [Msun Mpc^-3]."""
-    return RHO_CRIT0_H2 * h**2 * e2(z, omega_m, xp)
-
-
-def _rho_ref(z: Any, h: Any, omega_m: Any, reference: str, xp: Any) -> Any:
-    if reference == "critical":
-        return rho_crit(z, h, omega_m, xp)
-    return RHO_CRIT0_H2 * h**2 * omega_m * (1.0 + z) ** 3  # mean matter density
-
-
-def r_delta(mass: Any, z: Any, h: Any, omega_m: Any, delta: float = 200.0, reference: str = "critical",
-            xp: Any = np) -> Any:
-    """R_Δ [Mpc] of a halo of mass ``mass`` [Msun]: the radius enclosing Δ ρ_ref."""
-    return (3.0 * mass / (4.0 * math.pi * delta * _rho_ref(z, h, omega_m, reference, xp))) ** (1.0 / 3.0)
-
-
-def log10_scales(log10_mass: Any, z: Any, omega_m: Any, omega_b: Any, h: Any, *, delta: float,
-                 reference: str, xp: Any = np) -> dict[str, Any]:
-    """log10 of the self-similar density, pressure and temperature scales in base units.
-
-    Args:
-        log10_mass: log10(M_Δ / Msun), [n].
-        z, omega_m, omega_b, h: Redshift and cosmology, [n] or scalars.
-        delta: Overdensity Δ.
-        reference: ``"critical"`` or ``"mean"``.
-        xp: numpy or jax.numpy.
-
-    Returns:
-        ``{"density": [n] log10(Msun Mpc^-3), "pressure": [n] log10(Msun (km/s)^2 Mpc^-3),
-        "temperature": [n] log10(K)}``.
-    """
-    log_rho_ref = xp.log10(_rho_ref(z, h, omega_m, reference, xp))
-    log_fb = xp.log10(omega_b / omega_m)
-    # log10 R_Δ = (log10 M + log10(3 / (4 pi Δ)) - log10 ρ_ref) / 3
-    log_r = (log10_mass + math.log10(3.0 / (4.0 * math.pi * delta)) - log_rho_ref) / 3.0
-    log_gm_over_r = math.log10(G_MPC_KMS2_MSUN) + log10_mass - log_r  # (km/s)^2
-    density = math.log10(delta) + log_fb + log_rho_ref
-    pressure = log_gm_over_r + math.log10(delta / 2.0) + log_rho_ref + log_fb
-    # μ m_p G M / (2 k_B R): (km/s)^2 -> (cm/s)^2 is 1e10
-    temperature = log_gm_over_r + 10.0 + math.log10(MU * M_P_G / (2.0 * K_B_ERG))
-    return {"density": density, "pressure": pressure, "temperature": temperature}
 
 
 # --------------------------------------------------------------------- parsing
