@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_H",
     "DEFAULT_OMEGA_B",
     "G_MPC_KMS2_MSUN",
+    "H_PLANCK_ERG_S",
     "KEV_ERG",
     "KPC_CM",
     "K_B_ERG",
@@ -62,3 +63,5 @@ DEFAULT_OMEGA_B = 0.049
 """Ω_b when it is not a parameter (CAMELS, Planck-like)."""
 DEFAULT_H = 0.6711
 """h when it is not a parameter (CAMELS); it only sets a constant factor of the scales."""
+H_PLANCK_ERG_S = 6.62607015e-27
+"""Planck constant [erg s] (exact in SI 2019)."""
