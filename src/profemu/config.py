@@ -19,20 +19,32 @@ Example::
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import itertools
 import math
+import os
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 from profemu.errors import ConfigError
 
 __all__ = [
+    "MAX_HIDDEN_LAYERS",
+    "MAX_HIDDEN_WIDTH",
+    "MAX_INT_DIGITS",
+    "MAX_MEMBERS",
+    "MAX_WEIGHTS",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES",
     "Config",
     "DataConfig",
     "FrozenMap",
@@ -41,8 +53,32 @@ __all__ = [
     "OptimConfig",
     "Phase",
     "PhysicsLossConfig",
+    "Range",
     "TrainConfig",
+    "estimated_weights",
+    "load_yaml",
+    "parse_set_value",
 ]
+
+#: Largest YAML text (a config file, a sweep space, a ``--set`` value) [bytes]; larger
+#: files are refused after reading at most this many bytes plus one.
+MAX_YAML_BYTES = 1 << 20
+#: Deepest nesting of lists and mappings in YAML (a config needs three or four levels).
+MAX_YAML_DEPTH = 50
+#: Most values a YAML text may expand to through anchors and aliases (``&a`` / ``*a``).
+MAX_YAML_VALUES = 100_000
+#: Most digits of an integer in YAML (Python refuses to convert more than 4,300).
+MAX_INT_DIGITS = 30
+#: Most hidden layers (``model.hidden``); every layer is unrolled when compiling.
+MAX_HIDDEN_LAYERS = 64
+#: Largest width of one hidden layer (``model.hidden``).
+MAX_HIDDEN_WIDTH = 16_384
+#: Largest deep ensemble (``train.members``).
+MAX_MEMBERS = 1024
+#: Largest estimated number of hidden-layer weights of the whole ensemble
+#: (:func:`estimated_weights`): 5e8 float32 weights are 2 GB, about 8 GB with gradients
+#: and optimiser state, before any activations.
+MAX_WEIGHTS = 500_000_000
 
 
 class FrozenMap(Mapping[str, float]):
@@ -77,6 +113,113 @@ class FrozenMap(Mapping[str, float]):
         return f"FrozenMap({dict(self._items)!r})"
 
 
+def _sci(x: float) -> str:
+    """``1.7e10`` style (one decimal unless it is 0, no ``+`` or leading zeros in the exponent)."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (and safe for integers of any size)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's 4,300-digit str() limit
+        text = f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed interval of a numeric config field (declared in the field's metadata).
+
+    ``validate()`` checks every field that declares a range (each element of a list
+    field), and ``tools/config_docs.py`` prints it in docs/configuration.md.
+
+    Attributes:
+        low: Smallest allowed value (excluded when ``low_open``).
+        high: Largest allowed value (excluded when ``high_open``).
+        low_open: ``low`` itself is not allowed.
+        high_open: ``high`` itself is not allowed.
+        also: Single values allowed outside the interval (e.g. ``0`` = off).
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    also: tuple[float, ...] = ()
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` is allowed."""
+        if value in self.also:
+            return True
+        ok_low = value > self.low if self.low_open else value >= self.low
+        ok_high = value < self.high if self.high_open else value <= self.high
+        return ok_low and ok_high
+
+    def check(self, name: str, value: float) -> None:
+        """Raise ConfigError naming ``name`` when ``value`` is outside the range."""
+        if not self.contains(value):
+            raise ConfigError(f"{name}: value {_show(value)} is out of range; allowed {self}.")
+
+    def __str__(self) -> str:
+        text = f"{'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        return " or ".join([*(str(v) for v in self.also), text])
+
+
+def _meta(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    also: tuple[float, ...] = (),
+    rule: str = "",
+) -> dict[str, Any]:
+    """Field metadata: an allowed :class:`Range` and/or a ``rule`` checked across fields."""
+    out: dict[str, Any] = {}
+    if low is not None and high is not None:
+        out["range"] = Range(low, high, low_open, high_open, also)
+    if rule:
+        out["rule"] = rule
+    return out
+
+
+#: Rules that involve more than one field (checked in ``validate()``, listed in the docs).
+_ONCE = "each name at most once"
+_FRACTIONS = "data.val_fraction + data.test_fraction < 0.95"
+_HIDDEN = f"1 to {MAX_HIDDEN_LAYERS} layers; the ensemble's estimated weights at most {_sci(MAX_WEIGHTS)}"
+_HEADS = "divides model.interaction_dim when model.interaction is attention"
+_WEIGHTS = f"the ensemble's estimated weights at most {_sci(MAX_WEIGHTS)} (see model.hidden)"
+
+
+def estimated_weights(hidden: tuple[int, ...] | list[int], members: int) -> int:
+    """A lower bound of the number of trainable weights of the ensemble's hidden layers.
+
+    ``members * sum(w_i * w_{i+1} + w_i)`` over consecutive hidden widths (the matrices
+    between hidden layers and one bias per unit); input, output and interaction layers
+    come on top. :meth:`Config.validate` refuses more than :data:`MAX_WEIGHTS` before
+    anything is compiled or allocated.
+    """
+    widths = [int(w) for w in hidden]
+    per_member = sum(a * b for a, b in itertools.pairwise(widths)) + sum(widths)
+    return int(members) * per_member
+
+
+def _check_declared(section: Any, prefix: str) -> None:
+    """Check the declared range of every field of ``section`` (each element of a list)."""
+    for f in dataclasses.fields(section):
+        rng = f.metadata.get("range")
+        value = getattr(section, f.name)
+        if rng is None or value is None:
+            continue
+        if isinstance(value, tuple):
+            for v in value:
+                rng.check(f"{prefix}.{f.name}[]", v)
+        else:
+            rng.check(f"{prefix}.{f.name}", value)
+
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -106,7 +249,7 @@ class DataConfig:
             ``"off"``: plain log10 profiles.
         input_relevance: ``"ard"``: multiply each standardised parameter by its relevance
             from an ARD Gaussian process fitted on the training rows (min(l)/l_j; an
-            irrelevant parameter gets ~0; see :mod:`profemu.data.relevance`); ``"auto"``:
+            irrelevant parameter gets ~0; see :mod:`profemu.train.relevance`); ``"auto"``:
             ARD for suites with at least 10 parameters and at most 5,000 training rows;
             ``"off"``: every parameter weighs 1.
         relevance_rows: Most training rows (a seeded random subset) the relevance GP is
@@ -123,37 +266,30 @@ class DataConfig:
         augment_seed: Seed of that noise.
     """
 
-    fields: tuple[str, ...] = ()
-    monotone_fields: tuple[str, ...] | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.0
+    fields: tuple[str, ...] = field(default=(), metadata=_meta(rule=_ONCE))
+    monotone_fields: tuple[str, ...] | None = field(default=None, metadata=_meta(rule=_ONCE))
+    val_fraction: float = field(default=0.1, metadata=_meta(0.0, 0.9, rule=_FRACTIONS))
+    test_fraction: float = field(default=0.0, metadata=_meta(0.0, 0.9, rule=_FRACTIONS))
     split_seed: int = 0
     input_scaler: Literal["standard", "robust"] = "standard"
     target_scaler: Literal["standard", "robust"] = "standard"
-    scale_floor: float = 1e-6
-    pca_components: int = 0
+    scale_floor: float = field(default=1e-6, metadata=_meta(0.0, 1.0, low_open=True))
+    pca_components: int = field(default=0, metadata=_meta(0, 10_000))
     self_similar: Literal["auto", "off"] = "auto"
     input_relevance: Literal["auto", "ard", "off"] = "auto"
-    relevance_rows: int = 500
-    pk_components: int | None = None
-    features: tuple[str, ...] = ()
-    augment_noise: float = 0.0
+    relevance_rows: int = field(default=500, metadata=_meta(20, 20_000))
+    pk_components: int | None = field(default=None, metadata=_meta(0, 10_000))
+    features: tuple[str, ...] = field(default=(), metadata=_meta(rule=_ONCE))
+    augment_noise: float = field(default=0.0, metadata=_meta(0.0, 10.0))
     augment_seed: int = 0
 
     def validate(self) -> None:
-        _check_range("data.val_fraction", self.val_fraction, 0.0, 0.9)
-        _check_range("data.test_fraction", self.test_fraction, 0.0, 0.9)
+        _check_declared(self, "data")
         if self.val_fraction + self.test_fraction >= 0.95:
             raise ConfigError(
                 "data.val_fraction + data.test_fraction must be < 0.95 so that training data remain; "
                 f"got {self.val_fraction} + {self.test_fraction}."
             )
-        _check_range("data.scale_floor", self.scale_floor, 0.0, 1.0, low_open=True)
-        _check_range("data.pca_components", self.pca_components, 0, 10_000)
-        _check_range("data.relevance_rows", self.relevance_rows, 20, 20_000)
-        if self.pk_components is not None:
-            _check_range("data.pk_components", self.pk_components, 0, 10_000)
-        _check_range("data.augment_noise", self.augment_noise, 0.0, 10.0)
         for name in ("fields", "monotone_fields", "features"):
             _check_unique(f"data.{name}", getattr(self, name) or ())
 
@@ -188,37 +324,32 @@ class ModelConfig:
     """
 
     kind: Literal["mlp", "physics"] = "mlp"
-    hidden: tuple[int, ...] = (128, 128)
+    hidden: tuple[int, ...] = field(default=(128, 128), metadata=_meta(1, MAX_HIDDEN_WIDTH, rule=_HIDDEN))
     activation: Literal["gelu", "silu", "tanh", "relu", "softplus"] = "gelu"
-    dropout: float = 0.0
-    var_floor: float = 1e-4
+    dropout: float = field(default=0.0, metadata=_meta(0.0, 0.95))
+    var_floor: float = field(default=1e-4, metadata=_meta(0.0, 1.0, low_open=True))
     heteroscedastic: bool = True
     monotone_head: bool = False
     interaction: Literal["fm", "film", "attention", "none"] = "fm"
-    interaction_dim: int = 16
-    attention_heads: int = 2
+    interaction_dim: int = field(default=16, metadata=_meta(1, 4096))
+    attention_heads: int = field(default=2, metadata=_meta(1, 64, rule=_HEADS))
     mass_head: Literal["power_law", "input"] = "power_law"
-    mass_order: int = 2
-    slope_bound: float = 3.0
-    curvature_bound: float = 1.0
+    mass_order: int = field(default=2, metadata=_meta(1, 2))
+    slope_bound: float = field(default=3.0, metadata=_meta(0.0, 100.0, low_open=True))
+    curvature_bound: float = field(default=1.0, metadata=_meta(0.0, 100.0, low_open=True))
 
     def validate(self) -> None:
         if not self.hidden:
             raise ConfigError("model.hidden: needs at least one layer width, e.g. [256, 256, 256].")
-        for w in self.hidden:
-            _check_range("model.hidden[]", w, 1, 65_536)
-        _check_range("model.dropout", self.dropout, 0.0, 0.95)
-        _check_range("model.var_floor", self.var_floor, 0.0, 1.0, low_open=True)
-        _check_range("model.interaction_dim", self.interaction_dim, 1, 4096)
-        _check_range("model.attention_heads", self.attention_heads, 1, 64)
+        if len(self.hidden) > MAX_HIDDEN_LAYERS:
+            raise ConfigError(f"model.hidden: {len(self.hidden):,} layers, more than the limit of "
+                              f"{MAX_HIDDEN_LAYERS}; use fewer, wider layers, e.g. [256, 256, 256].")
+        _check_declared(self, "model")
         if self.interaction == "attention" and self.interaction_dim % self.attention_heads:
             raise ConfigError(
                 f"model.interaction_dim ({self.interaction_dim}) must be divisible by "
                 f"model.attention_heads ({self.attention_heads})."
             )
-        _check_range("model.mass_order", self.mass_order, 1, 2)
-        _check_range("model.slope_bound", self.slope_bound, 0.0, 100.0, low_open=True)
-        _check_range("model.curvature_bound", self.curvature_bound, 0.0, 100.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -239,19 +370,18 @@ class PhysicsLossConfig:
         boundary_tolerance: Allowed deviation of that slope.
     """
 
-    monotonic_weight: float = 0.0
-    monotonic_window: tuple[float, float] | None = None
-    smoothness_weight: float = 0.0
-    mass_scaling_weight: float = 0.0
+    monotonic_weight: float = field(default=0.0, metadata=_meta(0.0, 1e6))
+    monotonic_window: tuple[float, float] | None = field(default=None, metadata=_meta(rule="r_min < r_max"))
+    smoothness_weight: float = field(default=0.0, metadata=_meta(0.0, 1e6))
+    mass_scaling_weight: float = field(default=0.0, metadata=_meta(0.0, 1e6))
     mass_scaling_slopes: FrozenMap = field(default_factory=FrozenMap)
-    mass_scaling_tolerance: float = 0.5
-    boundary_weight: float = 0.0
+    mass_scaling_tolerance: float = field(default=0.5, metadata=_meta(0.0, 100.0))
+    boundary_weight: float = field(default=0.0, metadata=_meta(0.0, 1e6))
     boundary_slopes: FrozenMap = field(default_factory=FrozenMap)
-    boundary_tolerance: float = 1.0
+    boundary_tolerance: float = field(default=1.0, metadata=_meta(0.0, 100.0))
 
     def validate(self) -> None:
-        for name in ("monotonic_weight", "smoothness_weight", "mass_scaling_weight", "boundary_weight"):
-            _check_range(f"loss.physics.{name}", getattr(self, name), 0.0, 1e6)
+        _check_declared(self, "loss.physics")
         if self.monotonic_window is not None and (
             len(self.monotonic_window) != 2 or not self.monotonic_window[0] < self.monotonic_window[1]
         ):
@@ -259,8 +389,6 @@ class PhysicsLossConfig:
                 "loss.physics.monotonic_window: must be [r_min, r_max] with r_min < r_max, or null; "
                 f"got {self.monotonic_window}."
             )
-        _check_range("loss.physics.mass_scaling_tolerance", self.mass_scaling_tolerance, 0.0, 100.0)
-        _check_range("loss.physics.boundary_tolerance", self.boundary_tolerance, 0.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -278,17 +406,15 @@ class LossConfig:
     """
 
     likelihood: Literal["nll", "beta_nll", "mse", "huber", "pinball"] = "nll"
-    beta: float = 0.5
-    huber_delta: float = 1.0
-    quantiles: tuple[float, ...] = (0.16, 0.5, 0.84)
+    beta: float = field(default=0.5, metadata=_meta(0.0, 1.0))
+    huber_delta: float = field(default=1.0, metadata=_meta(0.0, 1e3, low_open=True))
+    quantiles: tuple[float, ...] = field(default=(0.16, 0.5, 0.84),
+                                         metadata=_meta(0.0, 1.0, low_open=True, high_open=True))
     use_target_noise: bool = True
     physics: PhysicsLossConfig = field(default_factory=PhysicsLossConfig)
 
     def validate(self) -> None:
-        _check_range("loss.beta", self.beta, 0.0, 1.0)
-        _check_range("loss.huber_delta", self.huber_delta, 0.0, 1e3, low_open=True)
-        for q in self.quantiles:
-            _check_range("loss.quantiles[]", q, 0.0, 1.0, low_open=True, high_open=True)
+        _check_declared(self, "loss")
         self.physics.validate()
 
 
@@ -309,25 +435,18 @@ class OptimConfig:
         plateau_factor: Factor applied on a plateau.
     """
 
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    clip_norm: float = 1.0
-    warmup_epochs: int = 10
+    learning_rate: float = field(default=2e-3, metadata=_meta(0.0, 100.0, low_open=True))
+    weight_decay: float = field(default=1e-4, metadata=_meta(0.0, 10.0))
+    clip_norm: float = field(default=1.0, metadata=_meta(0.0, 1e6, low_open=True))
+    warmup_epochs: int = field(default=10, metadata=_meta(0, 100_000))
     schedule: Literal["cosine", "exponential", "constant"] = "cosine"
-    decay_rate: float = 0.98
-    end_lr_fraction: float = 0.01
-    plateau_patience: int = 0
-    plateau_factor: float = 0.5
+    decay_rate: float = field(default=0.98, metadata=_meta(0.0, 1.0, low_open=True))
+    end_lr_fraction: float = field(default=0.01, metadata=_meta(0.0, 1.0))
+    plateau_patience: int = field(default=0, metadata=_meta(0, 100_000))
+    plateau_factor: float = field(default=0.5, metadata=_meta(0.0, 1.0, low_open=True, high_open=True))
 
     def validate(self) -> None:
-        _check_range("optim.learning_rate", self.learning_rate, 0.0, 100.0, low_open=True)
-        _check_range("optim.weight_decay", self.weight_decay, 0.0, 10.0)
-        _check_range("optim.clip_norm", self.clip_norm, 0.0, 1e6, low_open=True)
-        _check_range("optim.warmup_epochs", self.warmup_epochs, 0, 100_000)
-        _check_range("optim.decay_rate", self.decay_rate, 0.0, 1.0, low_open=True)
-        _check_range("optim.end_lr_fraction", self.end_lr_fraction, 0.0, 1.0)
-        _check_range("optim.plateau_patience", self.plateau_patience, 0, 100_000)
-        _check_range("optim.plateau_factor", self.plateau_factor, 0.0, 1.0, low_open=True, high_open=True)
+        _check_declared(self, "optim")
 
 
 @dataclass(frozen=True)
@@ -342,15 +461,13 @@ class Phase:
         ramp_epochs: Length of the linear ramp of ``physics_scale``.
     """
 
-    start_epoch: int = 0
-    physics_scale: float = 1.0
+    start_epoch: int = field(default=0, metadata=_meta(0, 10_000_000, rule="increasing from phase to phase"))
+    physics_scale: float = field(default=1.0, metadata=_meta(0.0, 1e6))
     dropout: bool = True
-    ramp_epochs: int = 0
+    ramp_epochs: int = field(default=0, metadata=_meta(0, 10_000_000))
 
     def validate(self) -> None:
-        _check_range("train.curriculum[].start_epoch", self.start_epoch, 0, 10_000_000)
-        _check_range("train.curriculum[].physics_scale", self.physics_scale, 0.0, 1e6)
-        _check_range("train.curriculum[].ramp_epochs", self.ramp_epochs, 0, 10_000_000)
+        _check_declared(self, "train.curriculum[]")
 
 
 @dataclass(frozen=True)
@@ -387,33 +504,23 @@ class TrainConfig:
             the training time; see BENCHMARKS.md).
     """
 
-    members: int = 5
+    members: int = field(default=5, metadata=_meta(1, MAX_MEMBERS, rule=_WEIGHTS))
     seed: int = 0
-    epochs: int = 300
-    batch_size: int = 64
-    patience: int = 60
-    max_seconds: float = 0.0
-    max_consecutive_failures: int = 5
-    max_rollbacks: int = 8
-    checkpoint_every: int = 0
-    log_every: int = 10
+    epochs: int = field(default=300, metadata=_meta(1, 10_000_000))
+    batch_size: int = field(default=64, metadata=_meta(1, 10_000_000))
+    patience: int = field(default=60, metadata=_meta(0, 10_000_000))
+    max_seconds: float = field(default=0.0, metadata=_meta(0.0, 1e9))
+    max_consecutive_failures: int = field(default=5, metadata=_meta(1, 10_000))
+    max_rollbacks: int = field(default=8, metadata=_meta(0, 10_000))
+    checkpoint_every: int = field(default=0, metadata=_meta(0, 10_000_000))
+    log_every: int = field(default=10, metadata=_meta(1, 10_000_000))
     curriculum: tuple[Phase, ...] = ()
     calibrate: bool = True
-    cv_folds: int | None = None
+    cv_folds: int | None = field(default=None, metadata=_meta(2, 100, also=(0,)))
     auto_capacity: Literal["auto", "on", "off"] = "off"
 
     def validate(self) -> None:
-        _check_range("train.members", self.members, 1, 1024)
-        if self.cv_folds is not None and self.cv_folds != 0:
-            _check_range("train.cv_folds", self.cv_folds, 2, 100)
-        _check_range("train.epochs", self.epochs, 1, 10_000_000)
-        _check_range("train.batch_size", self.batch_size, 1, 10_000_000)
-        _check_range("train.patience", self.patience, 0, 10_000_000)
-        _check_range("train.max_seconds", self.max_seconds, 0.0, 1e9)
-        _check_range("train.max_consecutive_failures", self.max_consecutive_failures, 1, 10_000)
-        _check_range("train.max_rollbacks", self.max_rollbacks, 0, 10_000)
-        _check_range("train.checkpoint_every", self.checkpoint_every, 0, 10_000_000)
-        _check_range("train.log_every", self.log_every, 1, 10_000_000)
+        _check_declared(self, "train")
         starts = [p.start_epoch for p in self.curriculum]
         if starts != sorted(starts):
             raise ConfigError(f"train.curriculum: phases must be in increasing start_epoch; got {starts}.")
@@ -435,6 +542,14 @@ class Config:
         """Check every value; returns self so it can be chained."""
         for section in (self.data, self.model, self.loss, self.optim, self.train):
             section.validate()
+        weights = estimated_weights(self.model.hidden, self.train.members)
+        if weights > MAX_WEIGHTS:
+            hidden = list(self.model.hidden)
+            shown = str(hidden) if len(hidden) <= 8 else f"[{hidden[0]}, ... {len(hidden)} layers]"
+            raise ConfigError(
+                f"model.hidden={shown} with train.members={self.train.members} is ~{_sci(weights)} weights "
+                f"(limit {_sci(MAX_WEIGHTS)}): use fewer members or narrower layers."
+            )
         return self
 
     # ---------------------------------------------------------------- conversion
@@ -459,16 +574,9 @@ class Config:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Config:
-        """Read a YAML file (``yaml.safe_load``; no code is executed)."""
+        """Read a YAML file with :func:`load_yaml` (no code is executed; ``off`` stays a string)."""
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist; pass the path of a YAML file.")
-        try:
-            data = yaml.safe_load(p.read_text())
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {str(p)!r} is not a text (YAML) file.") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+        data = load_yaml(p, what="config file")
         if data is not None and not isinstance(data, Mapping):
             raise ConfigError(f"config file {str(p)!r}: top level must be a mapping of sections.")
         return cls.from_dict(data)
@@ -501,7 +609,7 @@ def _check_range(
     if not (ok_low and ok_high):
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
-        raise ConfigError(f"{name}: value {value!r} is out of range; allowed {lo}{low}, {high}{hi}.")
+        raise ConfigError(f"{name}: value {_show(value)} is out of range; allowed {lo}{low}, {high}{hi}.")
 
 
 def _check_unique(name: str, names: tuple[str, ...]) -> None:
@@ -540,40 +648,46 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, name)
     if origin is Literal:
+        if isinstance(value, bool) and ("on" if value else "off") in args:
+            return "on" if value else "off"  # a YAML 1.1 reader turned on/off into true/false
+        if isinstance(value, str) and value not in args and value.strip().lower() in args:
+            return value.strip().lower()
         if value not in args:
-            raise ConfigError(f"{name}: {value!r} is not allowed; choose one of {list(args)}.")
+            raise ConfigError(f"{name}: {_show(value)} is not allowed; choose one of {list(args)}.")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{name}: expected a list, got {value!r}.")
+            raise ConfigError(f"{name}: expected a list, got {_show(value)}.")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, f"{name}[]") for v in value)
         if len(value) != len(args):
-            raise ConfigError(f"{name}: expected a list of {len(args)} values, got {value!r}.")
+            raise ConfigError(f"{name}: expected a list of {len(args)} values, got {_show(value)}.")
         return tuple(_coerce(a, v, f"{name}[]") for a, v in zip(args, value, strict=True))
     if tp is FrozenMap:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{name}: expected a mapping of name: number, got {value!r}.")
+            raise ConfigError(f"{name}: expected a mapping of name: number, got {_show(value)}.")
         return FrozenMap({str(k): _coerce(float, v, f"{name}.{k}") for k, v in value.items()})
     if tp is bool:
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()]
         if not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true or false, got {value!r}.")
+            raise ConfigError(f"{name}: expected true or false (or on/off, yes/no), got {_show(value)}.")
         return value
     if tp is int:
         value = _number(value, name, "an integer")
         if isinstance(value, float):
             if not value.is_integer():
-                raise ConfigError(f"{name}: expected an integer, got {value!r}.")
+                raise ConfigError(f"{name}: expected an integer, got {_show(value)}.")
             return int(value)
         return value
     if tp is float:
         value = float(_number(value, name, "a number"))
         if not math.isfinite(value):
-            raise ConfigError(f"{name}: expected a finite number, got {value!r}.")
+            raise ConfigError(f"{name}: expected a finite number, got {_show(value)}.")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}.")
+            raise ConfigError(f"{name}: expected a string, got {_show(value)}.")
         return value
     return value
 
@@ -587,6 +701,9 @@ def _number(value: Any, name: str, what: str) -> int | float:
         raise ConfigError(f"{name}: expected {what}, got {value!r}.")
     if isinstance(value, int | float):
         return value
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()) and _digits(value) > MAX_INT_DIGITS:
+        raise ConfigError(f"{name}: the integer {_show(value, 30)} has {_digits(value):,} digits; "
+                          f"write at most {MAX_INT_DIGITS} digits (or a float such as 1e40).")
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -597,7 +714,11 @@ def _number(value: Any, name: str, what: str) -> int | float:
             return float(text)
         except ValueError:
             pass
-    raise ConfigError(f"{name}: expected {what}, got {value!r}.")
+    raise ConfigError(f"{name}: expected {what}, got {_show(value)}.")
+
+
+#: Words accepted for a true/false field (YAML 1.2 reads only true/false as booleans).
+_BOOL_WORDS = {"true": True, "false": False, "on": True, "off": False, "yes": True, "no": False}
 
 
 def _plain(obj: Any) -> Any:
@@ -609,6 +730,265 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_plain(v) for v in obj]
     return obj
+
+
+# --------------------------------------------------------------------------- YAML
+_INT_TEXT = re.compile(r"[-+]?[0-9][0-9a-fA-FxXoObB_:]*")
+_YAML_TAG = "tag:yaml.org,2002:"
+
+
+def _digits(text: str) -> int:
+    """Digits of an integer literal (sign, ``_``, ``:`` and a ``0x``/``0b``/``0o`` prefix not counted)."""
+    body = text.strip().lstrip("+-")
+    if body[:2].lower() in ("0x", "0b", "0o"):
+        body = body[2:]
+    return sum(ch not in "_:" for ch in body)
+
+
+class _Refused(Exception):
+    """A YAML construct profemu refuses; the message follows the name of the source."""
+
+
+class _SafeYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads what a user means and refuses what would hurt.
+
+    * only ``true``/``false`` (any case) are booleans, so ``on``/``off``/``yes``/``no``
+      stay strings (YAML 1.2); ``1e-3`` is a float, as in YAML 1.2;
+    * a key repeated in one mapping is refused (YAML would silently keep the last);
+    * nesting deeper than :data:`MAX_YAML_DEPTH` is refused while composing, before any
+      recursion could exhaust the stack;
+    * integers of more than :data:`MAX_INT_DIGITS` digits are refused;
+    * any tag without a safe constructor (``!!python/...``, ``!custom``) is refused with
+      its name.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[Any, Any]]]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _YAML_TAG + "bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise _Refused(f"nests lists/mappings deeper than {MAX_YAML_DEPTH} levels (line {line}); "
+                               "a configuration needs a few levels only: flatten it.")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _YAML_TAG + "merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable: PyYAML's own error names it
+                    continue
+                line = key_node.start_mark.line + 1
+                if first is not None:
+                    raise _Refused(f"has the key {_show(key)} twice in one mapping (lines {first} and {line}); "
+                                   "keep one of them (YAML would silently use the last).")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_checked_int(self, node: Any) -> int:
+        text = str(self.construct_scalar(node))
+        if _digits(text) > MAX_INT_DIGITS:
+            raise _Refused(f"has an integer of {_digits(text):,} digits on line {node.start_mark.line + 1} "
+                           f"({text.strip()[:12]}...); write at most {MAX_INT_DIGITS} digits "
+                           "(or a float such as 1e40).")
+        return super().construct_yaml_int(node)
+
+    def construct_unknown_tag(self, node: Any) -> Any:
+        tag = str(node.tag)
+        shown = "!!" + tag[len(_YAML_TAG):] if tag.startswith(_YAML_TAG) else tag
+        raise _Refused(f"has the tag {_show(shown)} on line {node.start_mark.line + 1}, which profemu never "
+                       "loads (not valid YAML for a configuration); remove the tag: write plain numbers, "
+                       "strings, true/false, lists and mappings.")
+
+
+_SafeYamlLoader.add_implicit_resolver(
+    _YAML_TAG + "bool", re.compile(r"^(?:true|false)$", re.IGNORECASE), list("tTfF")
+)
+_SafeYamlLoader.add_implicit_resolver(  # YAML 1.2 floats without a dot: 1e-3, -2E5
+    _YAML_TAG + "float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+_SafeYamlLoader.add_constructor(_YAML_TAG + "int", _SafeYamlLoader.construct_checked_int)
+_SafeYamlLoader.add_constructor(None, _SafeYamlLoader.construct_unknown_tag)
+
+
+def _check_expansion(data: Any) -> None:
+    """Refuse self-containing values and aliases that expand beyond the limits, without recursion."""
+    containers = (list, dict, tuple, set)
+    if not isinstance(data, containers):
+        return
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values when written out, depth)
+    active: set[int] = set()
+    keep: list[Any] = []  # keeps every visited object alive, so ids stay unique
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        item, done = stack.pop()
+        oid = id(item)
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else list(item)
+        nested = [c for c in children if isinstance(c, containers)]
+        if done:
+            active.discard(oid)
+            size = 1 + len(children) - len(nested) + sum(sizes[id(c)][0] for c in nested)
+            depth = 1 + max((sizes[id(c)][1] for c in nested), default=0)
+            if size > MAX_YAML_VALUES:
+                raise _Refused(f"expands to more than {MAX_YAML_VALUES:,} values through YAML aliases "
+                               "(*name); write the values out.")
+            if depth > MAX_YAML_DEPTH:
+                raise _Refused(f"nests lists/mappings deeper than {MAX_YAML_DEPTH} levels through YAML "
+                               "aliases (*name); flatten it.")
+            sizes[oid] = (size, depth)
+            continue
+        if oid in sizes:
+            continue
+        if oid in active:
+            raise _Refused("has a YAML alias (*name) inside the value it names; write the values out.")
+        active.add(oid)
+        keep.append(item)
+        stack.append((item, True))
+        stack.extend((c, False) for c in nested)
+
+
+def _read_yaml_file(path: Path, name: str) -> str:
+    """The text of ``path``: at most MAX_YAML_BYTES + 1 bytes read, UTF-8 required."""
+    if not path.exists():
+        raise ConfigError(f"{name} does not exist; pass the path of a YAML file.")
+    if path.is_dir():
+        raise ConfigError(f"{name} is a folder; pass the path of a YAML file.")
+    if not path.is_file():
+        raise ConfigError(f"{name} is not a regular file (a device or a pipe); pass the path of a YAML file.")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+            size = max(len(raw), _file_size(fh))
+    except IsADirectoryError:
+        raise ConfigError(f"{name} is a folder; pass the path of a YAML file.") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{name} does not exist; pass the path of a YAML file.") from None
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read ({exc.strerror or exc}); check the path and its permissions.") \
+            from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{name} is {size:,} bytes, more than the {MAX_YAML_BYTES:,}-byte limit of a YAML "
+                          "file; pass the configuration (is this a data file?).")
+    return _decode(raw, name)
+
+
+def _file_size(fh: Any) -> int:
+    try:
+        return os.fstat(fh.fileno()).st_size
+    except OSError:
+        return 0
+
+
+def _decode(raw: bytes, name: str) -> str:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"{name} is UTF-16 (or UTF-32) text, not UTF-8; save it as UTF-8.")
+    if b"\x00" in raw:
+        raise ConfigError(f"{name} contains NUL bytes (a binary file, or UTF-16 text without a byte-order "
+                          "mark), not UTF-8 YAML; save the configuration as UTF-8 text.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}, e.g. "
+                          "Latin-1 or Windows-1252); save it as UTF-8.") from None
+
+
+def load_yaml(source: str | Path, *, what: str) -> Any:
+    """Parse YAML safely, as a user means it; every problem is a one-line ConfigError.
+
+    * Only ``true``/``false`` (any case) are booleans: ``off``, ``on``, ``yes`` and ``no``
+      stay strings (so ``data.input_relevance: off`` means the choice "off"; a true/false
+      config field accepts these words too). ``1e-3`` is a float.
+    * A key repeated in one mapping, nesting deeper than :data:`MAX_YAML_DEPTH`,
+      integers of more than :data:`MAX_INT_DIGITS` digits, anchors and aliases that
+      expand to more than :data:`MAX_YAML_VALUES` values or contain themselves, and any
+      tag without a safe constructor (``!!python/object/...``) are refused; no code is
+      ever executed.
+    * A file is read with at most :data:`MAX_YAML_BYTES` + 1 bytes and must be UTF-8.
+
+    Args:
+        source: A :class:`~pathlib.Path` is a file to read; a ``str`` is the YAML text
+            itself (e.g. the value of ``--set KEY=VALUE``).
+        what: What the source is, for messages: for a file a noun the path is appended
+            to (``"config file"`` gives ``config file 'cfg.yaml' ...``), for a text its
+            full name (e.g. ``"--set 'model.hidden=[64]'"``).
+
+    Returns:
+        The parsed value (``None`` for an empty document).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, too large or not UTF-8, the text is
+            not valid YAML, or it uses a refused construct; the message names the source,
+            the offending value and the fix.
+    """
+    if isinstance(source, Path):
+        name = f"{what} {str(source)!r}"
+        text = _read_yaml_file(source, name)
+    else:
+        name = what
+        text = str(source)
+        if len(text) > MAX_YAML_BYTES:
+            raise ConfigError(f"{name} is {len(text):,} characters, more than the {MAX_YAML_BYTES:,}-byte "
+                              "limit of a YAML text; pass a shorter value.")
+    loader: _SafeYamlLoader | None = None
+    try:
+        loader = _SafeYamlLoader(text)
+        data = loader.get_single_data()
+        _check_expansion(data)
+        return data
+    except _Refused as exc:
+        raise ConfigError(f"{name} {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{name} nests lists/mappings too deeply (limit {MAX_YAML_DEPTH} levels); "
+                          "flatten it.") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError(f"{name} is not valid YAML: {problem}{where}; fix the syntax there.") from None
+    except yaml.YAMLError as exc:  # e.g. a reader error: a control character
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{name} is not valid YAML: {first}; fix the text.") from None
+    except ValueError as exc:  # e.g. a date that does not exist (2024-02-30)
+        raise ConfigError(f"{name} has a value YAML cannot convert ({_show(str(exc), 80)}); quote it "
+                          "or fix it.") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def parse_set_value(raw: str, *, key: str) -> Any:
+    """The value of a command-line override ``--set KEY=VALUE``, read with :func:`load_yaml`.
+
+    ``8`` is an int, ``1e-3`` a float, ``[64, 64]`` a list, ``true`` a bool, ``off`` the
+    string "off", ``null`` (or ``~``) None; deep nesting, huge integers and tags are
+    refused as in a config file.
+
+    Raises:
+        ConfigError: an empty value or one :func:`load_yaml` refuses; the message starts
+            with ``--set 'KEY=VALUE'``.
+    """
+    item = f"{key}={raw}"
+    name = f"--set {_show(item, 60)}"
+    if not raw.strip():
+        raise ConfigError(f"{name}: empty value; write e.g. --set {key}=8 (or null).")
+    return load_yaml(raw, what=name)
 
 
 #: Keys of earlier versions -> where the setting lives now.
