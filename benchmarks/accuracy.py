@@ -9,7 +9,7 @@ training fold profemu runs exactly what ``profemu train`` runs with the shipped
 configuration (its own 5-fold CV for the epoch count and the variance scale, then a
 refit on every training row). Seeds: training seed 0 for members ``0..M-1``.
 
-Methods, all on the same folds with the same metrics (:func:`profemu.evaluate.evaluate`):
+Methods, all on the same folds with the same metrics (:func:`profemu.metrics.evaluate`):
 
 * ``profemu`` — the default ensemble (``Config()`` as shipped), nothing tuned per fold;
 * ``PCA+RBF`` — :class:`profemu.baselines.PCARBFBaseline` (thin-plate spline on PCA
@@ -45,8 +45,8 @@ from profemu.config import Config
 from profemu.data.camels import load_camels_lh
 from profemu.data.dataset import ProfileDataset
 from profemu.data.split import group_kfold
-from profemu.evaluate import evaluate_predictions, predict_dataset
-from profemu.workflow import train_emulator
+from profemu.metrics import evaluate_predictions, predict_dataset
+from profemu.runs.training import train_emulator
 
 CAMELS = Path(os.environ.get("PROFEMU_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "camels_lh_tng.npz"
 FIELDS = ("rho", "pth")
@@ -119,7 +119,7 @@ def run_baseline(baseline: Any, train: ProfileDataset, test: ProfileDataset) -> 
 
 def score(pred: dict[str, tuple[np.ndarray, np.ndarray]], truth: ProfileDataset) -> dict[str, Any]:
     """Metrics of out-of-fold predictions (all folds pooled) on the rows of ``truth``."""
-    from profemu.evaluate import noise_floor_quantile
+    from profemu.metrics import noise_floor_quantile
 
     m = evaluate_predictions(pred, truth)
     m["non_monotonic_fraction"] = _monotonic_violations(pred)
@@ -216,7 +216,7 @@ def error_budget(pred: dict[str, Any], truth: ProfileDataset, field: str) -> dic
     does not record). ``floor_noise_shared_median`` is the median fractional error of a
     perfect emulator against targets that scatter by noise and the shared part.
     """
-    from profemu.evaluate import noise_floor_quantile
+    from profemu.metrics import noise_floor_quantile
 
     y = np.log10(np.where(truth.mask[field], truth.profiles[field], 1.0))
     valid = truth.mask[field] & np.isfinite(pred[field][0])

@@ -11,11 +11,11 @@ the simulations one could run next.
   (:func:`profemu.data.split.split_by_group`, seed 0, the same for every seed and
   strategy); the other 80% are the pool.
 * Each seed ``s`` draws 100 starting simulations at random from the pool; then, in rounds,
-  100 more are added, chosen by :func:`profemu.design.suggest` restricted to the remaining
+  100 more are added, chosen by :func:`profemu.design.selection` restricted to the remaining
   pool (all mass bins of a chosen simulation come with it) or at random, up to 800 (the
   whole pool). Every round retrains the shipped default emulator (``Config()``: 5-member
   MLP ensemble; 10% of the training simulations for early stopping and calibration;
-  ``train.seed = s``) through :func:`profemu.workflow.train_emulator` and scores it on the
+  ``train.seed = s``) through :func:`profemu.runs.training.train_emulator` and scores it on the
   fixed test set (fractional error pooled over both fields and all radii; median and
   95th percentile).
 * Reported: the error per round for both strategies (median over seeds), and the number
@@ -82,7 +82,7 @@ def default_config(seed: int, **changes: Any) -> Config:
 
 
 def _score(emulator: Any, test: ProfileDataset, truth: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
-    from profemu.evaluate import evaluate, evaluate_predictions, predict_dataset
+    from profemu.metrics import evaluate, evaluate_predictions, predict_dataset
 
     if truth is None:
         m = evaluate(emulator, test)
@@ -125,7 +125,7 @@ def retrospective(
         stop: Training-set size of the last round (at most the pool size).
         test_fraction: Fraction of the simulations in the fixed test set.
         config_changes: Dotted-key changes to the default config (e.g. for a smoke run).
-        suggest_options: Keyword arguments of :func:`profemu.design.suggest`.
+        suggest_options: Keyword arguments of :func:`profemu.design.selection`.
         label: Name of the data set in progress lines.
 
     Returns:
@@ -133,7 +133,7 @@ def retrospective(
     """
     from profemu.data.split import split_by_group
     from profemu.design import DesignSpace, suggest
-    from profemu.workflow import train_emulator
+    from profemu.runs.training import train_emulator
 
     if dataset.groups is None:
         raise ValueError("dataset: needs groups (simulation ids) for a split by simulation")
@@ -197,7 +197,7 @@ def retrospective(
         runs.append(run)
     floor = None
     if truth is None and test.noise is not None:
-        from profemu.evaluate import noise_floor_quantile
+        from profemu.metrics import noise_floor_quantile
 
         noise = np.concatenate([test.noise[f][test.mask[f]] for f in test.fields if f in test.noise])
         q = noise_floor_quantile(noise, [0.5, 0.95])
@@ -254,8 +254,8 @@ def _worker_suggest(emulator_dir: str, n: int, candidates: int, out_json: str) -
 def suggest_cost(dataset: ProfileDataset, *, n: int, candidates: int, config_changes: Mapping[str, Any],
                  work: Path) -> dict[str, Any]:
     """Train on every row of ``dataset``, then time ``suggest`` in a child process."""
-    from profemu.sensitivity import sensitivity, top_parameters
-    from profemu.workflow import train_emulator
+    from profemu.design.derivatives import sensitivity, top_parameters
+    from profemu.runs.training import train_emulator
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -342,7 +342,7 @@ def _figures(results: dict[str, Any], dataset: ProfileDataset | None, out_dir: P
         figs["suggestion"] = save_figure(fig, out_dir, f"design_suggestion_{suffix}")
         sens = cost.get("_sens_box")
         if sens is not None:
-            from profemu.sensitivity import sensitivity_figure
+            from profemu.design.derivatives import sensitivity_figure
 
             figs["sensitivity"] = save_figure(sensitivity_figure(sens, top=4), out_dir, f"design_sensitivity_{suffix}")
     return figs
@@ -482,7 +482,7 @@ def markdown(results: dict[str, Any]) -> str:
         "Retrospective, pool-based: the simulations of a finished suite stand for the ones one could run "
         "next. A fixed 20% of the simulations (split by simulation, seed 0) is the test set; each seed "
         f"starts from {first} random simulations of the pool and adds {step} per round, chosen by "
-        "`profemu.design.suggest` among the remaining pool (every mass bin of a chosen simulation comes "
+        "`profemu.design.selection` among the remaining pool (every mass bin of a chosen simulation comes "
         "with it) or at random; every round retrains the shipped default emulator (training seed = the "
         "seed). Errors are fractional errors of the profiles, pooled over rho and pth and all radii; "
         "table entries are medians over the seeds."

@@ -9,7 +9,7 @@ log10 mass drawn uniformly in 11.5-14, and 0.2-0.4 dex of log-normal scatter
 Same protocol as :mod:`benchmarks.design` (:func:`benchmarks.design.retrospective`):
 a fixed 20% of the 1,000 simulations is the test set (scored against the noiseless
 truth); three seeds start from 100 random pool simulations and add 100 per round,
-chosen by :func:`profemu.design.suggest` among the remaining pool or at random, up to
+chosen by :func:`profemu.design.selection` among the remaining pool or at random, up to
 800 (the whole pool). Every round retrains the default emulator with one difference,
 for cost on 2 cores: a 10% validation split for early stopping and calibration
 (``train.cv_folds = 0``) instead of the 5-fold cross-validation and refit the default

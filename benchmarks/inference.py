@@ -61,13 +61,13 @@ def _num(x: float) -> float | None:
 
 def _quiet() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-    for name in ("profemu.train", "profemu.workflow", "profemu.data", "jax"):
+    for name in ("profemu.train", "profemu.runs.training", "profemu.data", "jax"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _train(dataset: Any, changes: dict[str, Any]) -> Any:
     from profemu.config import Config
-    from profemu.workflow import train_emulator
+    from profemu.runs.training import train_emulator
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -111,13 +111,13 @@ DEPTH = 7
 
 
 def _sample_in_batches(posts: list[Any], batch: int, **kwargs: Any) -> list[Any]:
-    from profemu.inference import sample_posteriors
+    from profemu.inference import sample_posterior_batch
 
     out: list[Any] = []
     for start in range(0, len(posts), batch):
         chunk = posts[start:start + batch]
         padded = chunk + [chunk[-1]] * (batch - len(chunk))  # same shapes: no recompilation
-        out.extend(sample_posteriors(padded, max_tree_depth=DEPTH, **kwargs)[:len(chunk)])
+        out.extend(sample_posterior_batch(padded, max_tree_depth=DEPTH, **kwargs)[:len(chunk)])
         if len(out) % 25 < batch or len(out) == len(posts):
             logger.info("posteriors: %d/%d done", len(out), len(posts))
     return out
@@ -126,11 +126,8 @@ def _sample_in_batches(posts: list[Any], batch: int, **kwargs: Any) -> list[Any]
 def _residual_covariance(emu: Any, train: Any, changes: dict[str, Any], *, k: int) -> tuple[float, str]:
     """Use the covariance the training's own cross-validation stored; estimate it only when absent."""
     from profemu.config import Config
-    from profemu.inference import (
-        attach_residual_covariance,
-        fit_residual_covariance,
-        residual_covariance,
-    )
+    from profemu.inference import attach_residual_covariance, residual_covariance
+    from profemu.train.cv import fit_residual_covariance
 
     if residual_covariance(emu) is not None:
         return 0.0, "the training's own cross-validation (out-of-fold residuals, stored with the emulator)"

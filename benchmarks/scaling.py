@@ -3,7 +3,7 @@
 profemu
     For each N (1k ... 64k rows; quick: up to 8k) a fresh child process draws a
     mock universe (35 parameters, log10 mass, 79 P(k) bins, 3 fields on 24 radii)
-    and runs :func:`profemu.workflow.train_emulator` with the default model
+    and runs :func:`profemu.runs.training.train_emulator` with the default model
     configuration but one member, a fixed number of epochs and no early stopping
     (10 % of the simulations for validation, no test split). The epoch time is the
     median of fit's per-epoch ``seconds`` after the first (compiling) epoch and
@@ -83,7 +83,7 @@ def _worker_train(rows: int, epochs: int, seed: int) -> None:
     start = time.perf_counter()
     from profemu.config import Config
     from profemu.data.mock import make_mock_universe
-    from profemu.workflow import train_emulator
+    from profemu.runs.training import train_emulator
 
     dataset = make_mock_universe(rows, seed=seed).dataset
     cfg = Config().updated(

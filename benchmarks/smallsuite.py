@@ -3,7 +3,7 @@
 The reference user's suites have a few hundred to ~2,000 simulations, 28-35 parameters of
 which most barely matter, and single-halo profiles with large scatter: where a GP or
 PCA + RBF is hardest to beat. Sets (all scored on log10 profiles with
-:func:`profemu.evaluate.evaluate_predictions`, same folds and metrics for every method):
+:func:`profemu.metrics.evaluate_predictions`, same folds and metrics for every method):
 
 * ``TNG rho`` / ``TNG pth`` — CAMELS LH IllustrisTNG mean profiles (``camels_lh_tng.npz``),
   mass bins 11-11.5 and 11.5-12: 2,000 rows from 1,000 simulations, 6 parameters + log10 mass,
@@ -21,7 +21,7 @@ simulations with 100, 200, 400, 800 and 1,600 rows (TNG: 50-800 simulations of 2
 hard mock 2,000: 100-1,600 simulations of 1 row).
 
 Methods: ``profemu`` — the shipped default (``Config()`` through
-:func:`profemu.workflow.train_emulator`: inside each training fold its own 5-fold
+:func:`profemu.runs.training.train_emulator`: inside each training fold its own 5-fold
 cross-validation by simulation sets the epoch count and the variance scale, then a refit on all
 of the fold's training rows; ARD input relevance on the 35-parameter hard mock; training seed
 0); ``GP`` —
@@ -52,7 +52,7 @@ from profemu.data.camels import load_camels_lh
 from profemu.data.dataset import ProfileDataset
 from profemu.data.mock import SB35_INFO_FILENAME, make_hard_mock
 from profemu.data.split import group_kfold
-from profemu.evaluate import evaluate_predictions, predict_dataset
+from profemu.metrics import evaluate_predictions, predict_dataset
 
 __all__ = ["GP_ANCHOR", "LEARNING_ROWS", "METHODS", "markdown", "run"]
 
@@ -309,7 +309,7 @@ def markdown(results: dict[str, Any]) -> str:
         + ("Fold 0 of a 5-fold split by simulation only (quick mode). " if results.get("quick") else
            "5-fold cross-validation by simulation (group k-fold, seed 0), out-of-fold predictions "
            "pooled. ")
-        + "Every method sees the same folds and is scored with `profemu.evaluate`; coverage counts "
+        + "Every method sees the same folds and is scored with `profemu.metrics`; coverage counts "
         "the declared noise (var + noise²). profemu: the shipped default `Config()` through "
         "`train_emulator`: inside each training fold, its own 5-fold cross-validation by simulation "
         "sets the epoch count and the variance scale, then it refits on all of the fold's training rows "

@@ -251,8 +251,8 @@ def _make_emulator(
     from profemu.config import Config
     from profemu.emulator import Emulator
     from profemu.models.network import Network
+    from profemu.runs.training import train_emulator
     from profemu.train.setup import prepare
-    from profemu.workflow import train_emulator
 
     cfg = Config().updated(
         {
@@ -279,7 +279,7 @@ def _first_members(emulator: Any, members: int) -> Any:
 
     from profemu.emulator import Emulator
 
-    params = jax.tree.map(lambda a: np.asarray(a)[:members], emulator.params)
+    params = jax.tree.map(lambda a: np.asarray(a)[:members], emulator.weights)
     return Emulator(
         emulator.transforms,
         emulator.model_config,
@@ -314,7 +314,7 @@ def _prediction_rows(emulator: Any, train_ds: Any, sizes: _Sizes, seed: int = 0)
     )
     inputs = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}
     bare = timeit(
-        lambda: emulator.network.apply(emulator.params, emulator.arrays, inputs),
+        lambda: emulator.network.apply(emulator.weights, emulator.arrays, inputs),
         repeats=sizes.latency_repeats,
         number=sizes.latency_number,
     )

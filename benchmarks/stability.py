@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.accuracy import CAMELS, load
 from profemu.config import Config
-from profemu.workflow import train_emulator
+from profemu.runs.training import train_emulator
 
 #: One training on a validation split with a test split held out (the shipped default trains
 #: on every row after a cross-validation, which leaves no test split to score here).
@@ -42,7 +42,7 @@ def run(*, quick: bool, out_dir: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             out = train_emulator(ds, Config().updated({**SPLIT, **changes}))
         best_val = out.history[-1].get("best_val_members", []) if out.history else []
-        leaves = [np.asarray(v) for v in _leaves(out.emulator.params)]
+        leaves = [np.asarray(v) for v in _leaves(out.emulator.weights)]
         metrics = out.evaluation["fields"]["rho"]
         rows.append({
             "run": name,

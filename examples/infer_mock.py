@@ -22,7 +22,8 @@ from profemu import Config
 from profemu import inference as inf
 from profemu.data.mock import make_mock_universe
 from profemu.inference.plots import corner_plot
-from profemu.workflow import train_emulator
+from profemu.runs.training import train_emulator
+from profemu.train.cv import fit_residual_covariance
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
 
     # model-error covariance between fields, radii and mass bins, from 3-fold CV by simulation
     train = data.subset(out.prepared.split.train)
-    inf.attach_residual_covariance(emu, inf.fit_residual_covariance(train, cfg, k=3))
+    inf.attach_residual_covariance(emu, fit_residual_covariance(train, cfg, k=3))
     emu.save(args.out / "run" / "emulator")
 
     sim = int(data.groups[out.prepared.split.test[0]])

@@ -24,18 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from profemu.baselines import PCAGPBaseline, PCARBFBaseline, compare, format_table
+from profemu.baselines import PCAGPBaseline, PCARBFBaseline
 from profemu.config import Config
 from profemu.data.mock import make_mock_universe
-from profemu.evaluate import evaluate_predictions, predict_dataset, write_metrics
-from profemu.report import write_report
-from profemu.workflow import DataSource, train_emulator
+from profemu.metrics import evaluate_predictions, predict_dataset, write_metrics
+from profemu.runs.compare import compare, format_table
+from profemu.runs.report import write_report
+from profemu.runs.training import DataSource, train_emulator
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "profemu_demo")
 out.mkdir(parents=True, exist_ok=True)
 
 # 1. Data ------------------------------------------------------------------------
-# Replace these lines with `dataset = profemu.data.io.load_any("my_profiles.npz")`
+# Replace these lines with `dataset = profemu.data.io.load_dataset("my_profiles.npz")`
 # to train on your own profiles.
 universe = make_mock_universe(3000, seed=0, noise_dex=0.02)
 data_file = universe.dataset.save(out / "data.npz")
@@ -113,4 +114,4 @@ print(f"report: {report}")
 # The saved emulator predicts with numpy alone:
 #   from profemu.emulator import Emulator
 #   emu = Emulator.load(run_dir / "emulator")
-#   mean, var = emu.predict(params, log10_mass, pk_ratio)["pth"]
+#   p = emu.predict(params, log10_mass, pk_ratio)["pth"]   # p.mean, p.var, p.epistemic

@@ -15,14 +15,13 @@ from profemu.baselines import (
     PCAGPBaseline,
     PCAMLPBaseline,
     PCARBFBaseline,
-    _GPFit,
-    compare,
-    format_table,
     gp_neg_log_marginal_likelihood,
 )
+from profemu.baselines.gp import _GPFit
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError
-from profemu.evaluate import evaluate, evaluate_predictions
+from profemu.metrics import evaluate, evaluate_predictions
+from profemu.runs.compare import compare, format_table
 
 N_R = 8
 

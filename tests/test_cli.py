@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from profemu.cli import app, parse_overrides
+from profemu.cli import app
+from profemu.cli.commands import parse_overrides
 from profemu.data.mock import make_mock_universe
 from profemu.errors import ConfigError
 from tests.helpers import stderr_error_lines
@@ -164,7 +165,7 @@ def test_emulator_from_a_newer_format_version(run_dir: Path, tmp_path: Path) -> 
 
 # ---------------------------------------------------------------------- end to end
 def test_train_evaluate_predict_report(run_dir: Path, data_file: Path, tmp_path: Path) -> None:
-    from profemu.data.io import load_any
+    from profemu.data.io import load_dataset
     from profemu.emulator import Emulator
 
     for name in ("config.yaml", "data.json", "split.json", "metrics.jsonl", "evaluation.json",
@@ -187,7 +188,7 @@ def test_train_evaluate_predict_report(run_dir: Path, data_file: Path, tmp_path:
 
     # predict: CSV in (columns in a shuffled order), CSV and npz out, same numbers as the API
     emu = Emulator.load(run_dir / "emulator")
-    ds = load_any(data_file).subset(np.arange(5))
+    ds = load_dataset(data_file).subset(np.arange(5))
     cols = ["log10_mass", *reversed(emu.param_names)]
     inp = tmp_path / "inputs.csv"
     with open(inp, "w", newline="") as fh:
@@ -225,11 +226,11 @@ def test_train_evaluate_predict_report(run_dir: Path, data_file: Path, tmp_path:
 
 
 def test_mock_command_writes_a_loadable_dataset(tmp_path: Path) -> None:
-    from profemu.data.io import load_any
+    from profemu.data.io import load_dataset
 
     result = invoke("mock", "--out", tmp_path / "m.npz", "--n", "40", "--seed", "2", "--noise-dex", "0.05")
     assert result.exit_code == 0, result.stderr
-    ds = load_any(tmp_path / "m.npz")
+    ds = load_dataset(tmp_path / "m.npz")
     assert ds.n == 40
     assert ds.noise is not None and np.allclose(ds.noise["rho"], 0.05)
     assert_user_error(invoke("mock", "--out", tmp_path / "b.npz", "--n", "0"), "n")

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from profemu import cluster
-from profemu.cluster import ExecutorOptions, merge, run_status, submit_members, train_members
 from profemu.config import Config
 from profemu.data.io import save_dataset
 from profemu.data.mock import make_mock_universe
 from profemu.emulator import Emulator
 from profemu.errors import ConfigError, TrainingError
-from profemu.run import DataSource
-from profemu.workflow import train_emulator
+from profemu.runs import cluster
+from profemu.runs.cluster import ExecutorOptions, merge, run_status, submit_members, train_members
+from profemu.runs.folder import DataSource
+from profemu.runs.training import train_emulator
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Members trained in different jobs/groups equal members trained together up to float32
@@ -129,7 +129,7 @@ def test_cli_status_and_merge(inline_run, tmp_path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from profemu.cli_cluster import register
+    from profemu.cli.cluster import register
 
     app = typer.Typer()
     register(app)

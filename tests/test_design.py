@@ -49,7 +49,7 @@ def hole_emulator():
     """An 8-member ensemble trained on the lh6 mock with every simulation in the hole removed."""
     from profemu.config import Config
     from profemu.data.mock import make_mock_universe
-    from profemu.workflow import train_emulator
+    from profemu.runs.training import train_emulator
 
     ds = make_mock_universe(n=1200, seed=1, param_set="lh6", n_r=8, n_mass_per_sim=2).dataset
     ds = ds.select_fields(["rho", "pth"])
@@ -385,14 +385,15 @@ def test_cli_suggest_user_errors(tiny: TinyRun, tmp_path: Path, args: list[str],
 def test_cli_rejects_a_folder_without_an_emulator(tmp_path: Path) -> None:
     r = _invoke("suggest", tmp_path, "--n", "2", "--out", tmp_path / "x.csv")
     assert r.exit_code == 2
-    assert "is neither a run folder with emulator/manifest.json nor an emulator folder" in r.stderr
+    assert "neither a run folder (no emulator/manifest.json) nor an emulator folder" in r.stderr
 
 
 def test_design_modules_and_suggest_do_not_import_jax(tiny: TinyRun) -> None:
     code = (
-        "import sys; import profemu.design as d, profemu.sensitivity, profemu.cli_design; "
+        "import sys; import profemu.design as d, profemu.design.derivatives, profemu.cli.design; "
+        "from profemu.emulator.locate import load_emulator; "
         "assert 'jax' not in sys.modules, 'import'; "
-        f"emu = d.load_emulator({str(tiny.run_dir)!r}); d.suggest(emu, 2, candidates=64); "
+        f"emu = load_emulator({str(tiny.run_dir)!r}); d.suggest(emu, 2, candidates=64); "
         "assert 'jax' not in sys.modules, 'suggest'"
     )
     env = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "PATH": "/usr/bin:/bin"}

@@ -1,4 +1,4 @@
-"""Tests of profemu.evaluate on synthetic predictions with known answers."""
+"""Tests of profemu.metrics on synthetic predictions with known answers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError
-from profemu.evaluate import (
+from profemu.metrics import (
     calibration_curve,
     evaluate,
     evaluate_predictions,

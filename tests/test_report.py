@@ -15,8 +15,10 @@ from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.data.mock import make_mock_universe
 from profemu.errors import DataError
-from profemu.report import frac_error_by_radius, metrics_table, write_report
-from profemu.run import RunFolder
+from profemu.metrics import frac_error_by_radius
+from profemu.runs.folder import RunFolder
+from profemu.runs.report import write_report
+from profemu.runs.tables import metrics_table
 
 SECTIONS = ("training-curves", "profiles", "fractional-error", "calibration", "comparison", "metrics",
             "data", "config")
@@ -33,8 +35,8 @@ def _section(html_text: str, sid: str) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ProfileDataset]:
-    from profemu.run import DataSource
-    from profemu.workflow import train_emulator
+    from profemu.runs.folder import DataSource
+    from profemu.runs.training import train_emulator
 
     universe = make_mock_universe(120, seed=5, param_set="lh6", n_r=10)
     ds = universe.dataset

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from profemu.design.derivatives import sensitivity, top_parameters
+from profemu.design.figures import sensitivity_figure
 from profemu.errors import ConfigError
-from profemu.sensitivity import sensitivity, sensitivity_figure, top_parameters
 from tests.reliability import TinyRun, tiny_run
 
 NAMES = ("Omega_m", "A_SN1", "A_AGN1")

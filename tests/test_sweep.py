@@ -10,13 +10,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from profemu.cluster import ExecutorOptions
 from profemu.config import Config
 from profemu.data.io import save_dataset
 from profemu.data.mock import make_mock_universe
 from profemu.errors import ConfigError
-from profemu.run import DataSource
-from profemu.sweep import decode_params, load_space, run_sweep, suggest
+from profemu.runs.cluster import ExecutorOptions
+from profemu.runs.folder import DataSource
+from profemu.runs.sweep import decode_params, load_space, run_sweep, suggest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

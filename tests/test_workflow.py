@@ -1,4 +1,4 @@
-"""Tests of profemu.workflow and profemu.run: one training set-up, one run folder."""
+"""Tests of profemu.runs.training and profemu.runs.folder: one training set-up, one run folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from profemu.errors import DataError
-from profemu.run import RunFolder
+from profemu.runs.folder import RunFolder
 from tests.reliability import TinyRun, tiny_run
 
 

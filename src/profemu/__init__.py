@@ -33,10 +33,12 @@ __version__ = "0.1.0"
 
 # name -> module, imported on first use (keeps ``import profemu`` light).
 _LAZY = {
-    "train_emulator": "profemu.workflow",
-    "DataSource": "profemu.run",
-    "RunFolder": "profemu.run",
-    "evaluate": "profemu.evaluate",
+    "train_emulator": "profemu.runs.training",
+    "TrainResult": "profemu.runs.training",
+    "HeldOutMetrics": "profemu.runs.training",
+    "DataSource": "profemu.runs.folder",
+    "RunFolder": "profemu.runs.folder",
+    "evaluate": "profemu.metrics",
     "make_mock_universe": "profemu.data.mock",
     "load_camels_lh": "profemu.data.camels",
     "load_dataset": "profemu.data.io",
@@ -48,7 +50,7 @@ _LAZY = {
     "PCAMLPBaseline": "profemu.baselines",
     "make_hard_mock": "profemu.data.mock",
     "suggest": "profemu.design",
-    "sensitivity": "profemu.sensitivity",
+    "sensitivity": "profemu.design.derivatives",
     "PCARBFBaseline": "profemu.baselines",
     "run_diagnostics": "profemu.diagnose",
 }

@@ -15,7 +15,7 @@ started after the lock) — is taken over, with a warning in the log. A lock fro
 host is never taken over: only a person can tell whether that process still runs.
 
 The lock is re-entrant within a process (``profemu train`` holds it and calls
-:func:`profemu.workflow.train_emulator`, which takes it again), and it is removed when
+:func:`profemu.runs.training.train_emulator`, which takes it again), and it is removed when
 the outermost holder leaves; a folder the lock created and that is still empty then is
 removed as well, so a command refused early leaves nothing behind.
 """

@@ -42,6 +42,7 @@ __all__ = [
     "evaluate",
     "evaluate_predictions",
     "fit_variance_scale",
+    "frac_error_by_radius",
     "noise_floor_quantile",
     "predict_dataset",
     "profile_metrics",
@@ -237,8 +238,32 @@ def profile_metrics(
     n_valid = int(valid.sum())
     nll = 0.5 * (_LOG_2PI + np.log(total_var[valid]) + e**2 / total_var[valid])
 
+    out: dict[str, Any] = {
+        "frac_err_median": _quantile_or_nan(f, 0.5),
+        "frac_err_p68": _quantile_or_nan(f, 0.68),
+        "frac_err_p95": _quantile_or_nan(f, 0.95),
+        "rmse_dex": float(np.sqrt(_mean_or_nan(e**2))),
+        "nll": _mean_or_nan(nll),
+        "coverage_68": _mean_or_nan(inside_68[valid]),
+        "coverage_95": _mean_or_nan(inside_95[valid]),
+        "per_radius": _per_radius_metrics(err, frac, inside_68, valid),
+        "n_valid": n_valid,
+    }
+    if noise is not None:
+        out.update(_noise_metrics(e, var_v[valid], noise[valid], out["frac_err_median"]))
+    return json_safe(out)
+
+
+def _mean_or_nan(x: np.ndarray) -> float:
+    return float(np.mean(x)) if x.size else float("nan")
+
+
+def _per_radius_metrics(
+    err: np.ndarray, frac: np.ndarray, inside_68: np.ndarray, valid: np.ndarray
+) -> dict[str, list[float]]:
+    """``frac_err_median``, ``rmse_dex`` and ``coverage_68`` at each radius (NaN without valid entries)."""
     per_radius: dict[str, list[float]] = {"frac_err_median": [], "rmse_dex": [], "coverage_68": []}
-    for j in range(true.shape[1]):
+    for j in range(valid.shape[1]):
         vj = valid[:, j]
         if vj.any():
             per_radius["frac_err_median"].append(float(np.median(frac[vj, j])))
@@ -247,33 +272,21 @@ def profile_metrics(
         else:
             for key in per_radius:
                 per_radius[key].append(float("nan"))
+    return per_radius
 
-    def mean_or_nan(x: np.ndarray) -> float:
-        return float(np.mean(x)) if x.size else float("nan")
 
-    out: dict[str, Any] = {
-        "frac_err_median": _quantile_or_nan(f, 0.5),
-        "frac_err_p68": _quantile_or_nan(f, 0.68),
-        "frac_err_p95": _quantile_or_nan(f, 0.95),
-        "rmse_dex": float(np.sqrt(mean_or_nan(e**2))),
-        "nll": mean_or_nan(nll),
-        "coverage_68": mean_or_nan(inside_68[valid]),
-        "coverage_95": mean_or_nan(inside_95[valid]),
-        "per_radius": per_radius,
-        "n_valid": n_valid,
-    }
-    if noise is not None:
-        sd = np.sqrt(var_v[valid])
-        out["coverage_68_model"] = mean_or_nan(np.abs(e) <= Z_68 * sd)
-        out["coverage_95_model"] = mean_or_nan(np.abs(e) <= Z_95 * sd)
-        out["nll_model"] = mean_or_nan(0.5 * (_LOG_2PI + np.log(var_v[valid]) + e**2 / var_v[valid]))
-        floor = noise_floor_quantile(noise[valid], [0.5, 0.68])
-        out["noise_floor_frac_median"] = float(floor[0])
-        out["noise_floor_frac_p68"] = float(floor[1])
-        out["error_to_noise_floor"] = (
-            out["frac_err_median"] / float(floor[0]) if floor[0] > 0 else float("nan")
-        )
-    return json_safe(out)
+def _noise_metrics(e: np.ndarray, var: np.ndarray, noise: np.ndarray, frac_err_median: float) -> dict[str, Any]:
+    """Model-only coverage and NLL and the noise floor, from the valid entries' errors, variances and noise."""
+    out: dict[str, Any] = {}
+    sd = np.sqrt(var)
+    out["coverage_68_model"] = _mean_or_nan(np.abs(e) <= Z_68 * sd)
+    out["coverage_95_model"] = _mean_or_nan(np.abs(e) <= Z_95 * sd)
+    out["nll_model"] = _mean_or_nan(0.5 * (_LOG_2PI + np.log(var) + e**2 / var))
+    floor = noise_floor_quantile(noise, [0.5, 0.68])
+    out["noise_floor_frac_median"] = float(floor[0])
+    out["noise_floor_frac_p68"] = float(floor[1])
+    out["error_to_noise_floor"] = frac_err_median / float(floor[0]) if floor[0] > 0 else float("nan")
+    return out
 
 
 def _truth_arrays(
@@ -407,7 +420,16 @@ def predict_dataset(predictor: Predictor, dataset: ProfileDataset) -> dict[str, 
         out = predictor.predict(
             dataset.params, dataset.log10_mass, pk_ratio=dataset.pk_ratio, redshift=dataset.redshift
         )
-    return {f: (np.asarray(m, dtype=np.float64), np.asarray(v, dtype=np.float64)) for f, (m, v) in out.items()}
+    return {f: (np.asarray(m, dtype=np.float64), np.asarray(v, dtype=np.float64))
+            for f, (m, v) in ((f, _mean_var(p)) for f, p in out.items())}
+
+
+def _mean_var(prediction: Any) -> tuple[Any, Any]:
+    """``(mean, var)`` of an Emulator's :class:`~profemu.emulator.Prediction` or of a ``(mean, var)`` pair."""
+    if hasattr(prediction, "mean") and hasattr(prediction, "var"):
+        return prediction.mean, prediction.var
+    mean, var = prediction
+    return mean, var
 
 
 def evaluate(predictor: Predictor, dataset: ProfileDataset, *, split: Any = None) -> dict[str, Any]:
@@ -532,3 +554,31 @@ def calibration_curve(
         return levels, np.full(levels.shape, np.nan)
     observed = np.array([(err <= zi * sd).mean() for zi in z])
     return levels, observed
+
+
+def frac_error_by_radius(
+    mean_log10: np.ndarray, true_log10: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median and 68th percentile of the fractional error at each radius.
+
+    Args:
+        mean_log10: Predicted log10 profile, [n, n_r].
+        true_log10: Target log10 profile, [n, n_r] (NaN = invalid).
+        mask: bool [n, n_r], True where the target is usable.
+
+    Returns:
+        ``(median, p68)``, each [n_r]; NaN at radii without a valid entry.
+    """
+    mean = np.asarray(mean_log10, dtype=np.float64)
+    true = np.asarray(true_log10, dtype=np.float64)
+    valid = np.asarray(mask, dtype=bool) & np.isfinite(true) & np.isfinite(mean)
+    frac = np.abs(np.expm1(np.where(valid, mean - true, 0.0) * math.log(10.0)))
+    n_r = true.shape[1]
+    med = np.full(n_r, np.nan)
+    p68 = np.full(n_r, np.nan)
+    for j in range(n_r):
+        v = frac[valid[:, j], j]
+        if v.size:
+            med[j] = np.median(v)
+            p68[j] = np.quantile(v, 0.68)
+    return med, p68

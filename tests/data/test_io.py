@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from profemu.data.dataset import ProfileDataset
-from profemu.data.io import SCHEMA_VERSION, load_any, load_dataset, save_dataset
+from profemu.data.io import SCHEMA_VERSION, load_dataset, save_dataset
 from profemu.errors import DataError, FormatError
 from tests.data.test_dataset import base_kwargs
 
@@ -219,18 +219,21 @@ def test_content_errors_come_from_dataset_validation(tmp_path: Path, full: Profi
     assert not isinstance(err.value, FormatError)
 
 
-def test_load_any_dispatch(tmp_path: Path, full: ProfileDataset) -> None:
+def test_load_dataset_dispatch(tmp_path: Path, full: ProfileDataset) -> None:
     src = save_dataset(full, tmp_path / "d.npz")
-    assert_identical(full, load_any(src))
-    assert_identical(full, load_any(src, format="profemu"))
+    assert_identical(full, load_dataset(src))
+    assert_identical(full, load_dataset(src, format="profemu"))
     with pytest.raises(DataError, match=r"options \['fields'\] only apply to the CAMELS LH table"):
-        load_any(src, fields=("rho",))
+        load_dataset(src, fields=("rho",))
     with pytest.raises(DataError, match=r"format: unknown value 'csv'"):
-        load_any(src, format="csv")  # type: ignore[arg-type]
+        load_dataset(src, format="csv")  # type: ignore[arg-type]
 
 
-def test_load_any_detects_camels_table(tmp_path: Path, camels_path: Path) -> None:
-    ds = load_any(camels_path, fields=("pth",), verbose=False)
+def test_load_dataset_detects_camels_table(tmp_path: Path, camels_path: Path) -> None:
+    ds = load_dataset(camels_path, fields=("pth",), verbose=False)
     assert ds.fields == ("pth",) and ds.n == 2000
+    assert load_dataset(camels_path).n == 2000  # the public loader reads every format
     with pytest.raises(FormatError, match=r"looks like the CAMELS LH table"):
-        load_dataset(camels_path)
+        ProfileDataset.load(camels_path)  # the profemu-file reader names the right loader
+    with pytest.raises(FormatError, match=r"looks like the CAMELS LH table"):
+        load_dataset(camels_path, format="profemu")

@@ -86,9 +86,9 @@ def test_deterministic_by_seed() -> None:
     rng = np.random.default_rng(3)
     groups = rng.integers(0, 50, 200)
     ds = dataset(groups, rng.uniform(11, 13, 200))
-    a = split_by_group(ds, seed=5)
-    b = split_by_group(ds, seed=5)
-    c = split_by_group(ds, seed=6)
+    a = split_by_group(ds, test_fraction=0.1, seed=5)
+    b = split_by_group(ds, test_fraction=0.1, seed=5)
+    c = split_by_group(ds, test_fraction=0.1, seed=6)
     for x, y in ((a.train, b.train), (a.val, b.val), (a.test, b.test)):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a.test, c.test)
@@ -150,3 +150,12 @@ def test_impossible_requests() -> None:
         split_by_group(ds, test_fraction=1.2)
     with pytest.raises(DataError, match=r"val_fraction \+ test_fraction must be < 1"):
         split_by_group(ds, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_default_fractions_agree_with_the_data_config() -> None:
+    from profemu.config import DataConfig
+
+    ds = dataset(np.arange(40), np.linspace(11, 13, 40))
+    split = split_by_group(ds)
+    cfg = DataConfig()
+    assert len(split.test) == round(cfg.test_fraction * 40) and len(split.val) == round(cfg.val_fraction * 40)

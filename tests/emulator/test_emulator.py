@@ -57,3 +57,18 @@ def test_saved_emulator_predicts_the_same_members(run: TinyRun, tmp_path: Path) 
     back = Emulator.load(tmp_path / "emu")
     x, m = run.dataset.params[:3], run.dataset.log10_mass[:3]
     np.testing.assert_array_equal(back.predict_members(x, m)[0], emu.predict_members(x, m)[0])
+
+
+def test_prediction_keeps_every_part_and_weights_are_not_called_params(run: TinyRun) -> None:
+    emu, ds = run.emulator, run.dataset
+    p = emu.predict(ds.params[:3], ds.log10_mass[:3], ds.pk_ratio[:3] if ds.pk_ratio is not None else None,
+                    on_extrapolation="ignore")[emu.field_names[0]]
+    with pytest.raises(TypeError, match="does not unpack"):
+        _mean, _var = p
+    parts = p.as_dict()
+    np.testing.assert_allclose(parts["var"], parts["aleatoric"] + parts["epistemic"], rtol=1e-6)
+    assert set(parts) == {"mean", "var", "std", "aleatoric", "epistemic"}
+    with pytest.warns(DeprecationWarning, match="renamed Emulator.weights"):
+        old = emu.params
+    assert old is emu.weights
+    assert callable(emu.predict_fields_fn) and emu.predict_fields_fn is emu.predict_fields_fn  # a property

@@ -60,8 +60,8 @@ def tiny_run(root: Path) -> TinyRun:
     """Train (once per session, under ``root``) and return the shared tiny run."""
     if "run" not in _CACHE:
         from profemu.data.mock import make_mock_universe
-        from profemu.run import DataSource
-        from profemu.workflow import train_emulator
+        from profemu.runs.folder import DataSource
+        from profemu.runs.training import train_emulator
 
         root.mkdir(parents=True, exist_ok=True)
         dataset = make_mock_universe(n=300, seed=3, param_set="lh6", n_r=8).dataset

@@ -23,7 +23,7 @@ from profemu.data.dataset import ProfileDataset
 from profemu.data.io import load_dataset
 from profemu.emulator import Emulator
 from profemu.errors import ConfigError, DataError, ExtrapolationError, FormatError
-from profemu.evaluate import evaluate
+from profemu.metrics import evaluate
 from tests.reliability import tiny_run
 from tests.reliability.catalogue import DOC, Case, Ctx, error_line
 from tests.reliability.catalogue import invoke as _invoke

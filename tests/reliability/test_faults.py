@@ -25,12 +25,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profemu import cluster
 from profemu.data.dataset import ProfileDataset
 from profemu.data.transforms import Transforms
 from profemu.emulator import Emulator
 from profemu.errors import ExtrapolationError, TrainingError
-from profemu.run import DataSource
+from profemu.runs import cluster
+from profemu.runs.folder import DataSource
 from profemu.train.checkpoint import load_latest
 from profemu.train.loop import fit
 from profemu.train.setup import prepare, training_problem
@@ -213,7 +213,7 @@ def test_member_whose_training_raises_is_reported_and_the_others_merged(
     assert emu.members == 2
     assert emu.metadata["members_merged"] == [0, 2] and emu.metadata["members_missing"] == [1]
     loaded = Emulator.load(folder / "emulator")
-    assert loaded.members == 2 and finite_tree(loaded.params)
+    assert loaded.members == 2 and finite_tree(loaded.weights)
 
 
 # ----------------------------------------------------------- SIGKILL during writes
@@ -236,12 +236,12 @@ _EMULATOR_WRITER = textwrap.dedent("""
     from profemu._files import unflatten_tree as _unflatten
     from profemu.emulator import Emulator
     emu = Emulator.load(sys.argv[1])
-    base = _flatten(emu.params)
+    base = _flatten(emu.weights)
     generation = 0
     print("ready", flush=True)
     while True:
         generation += 1
-        emu.params = _unflatten({k: (v * np.float32(1 + 1e-3 * generation)) for k, v in base.items()})
+        emu.weights = _unflatten({k: (v * np.float32(1 + 1e-3 * generation)) for k, v in base.items()})
         emu.metadata["generation"] = generation
         emu.save(sys.argv[2])
 """)
@@ -290,7 +290,7 @@ def test_sigkill_during_checkpoint_writes_leaves_a_valid_latest(tmp_path: Path) 
 def test_sigkill_during_emulator_save_always_leaves_a_loadable_folder(run: TinyRun, tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
     src = run.run_dir / "emulator"
-    base = {k: np.asarray(v) for k, v in _flat(Emulator.load(src).params).items()}
+    base = {k: np.asarray(v) for k, v in _flat(Emulator.load(src).weights).items()}
     dst = tmp_path / "emulator"
     outcomes = []
     for _ in range(4):
@@ -300,7 +300,7 @@ def test_sigkill_during_emulator_save_always_leaves_a_loadable_folder(run: TinyR
         # always loads, as one generation or another, never a mix
         emu = Emulator.load(dst)
         generation = emu.metadata["generation"]
-        for k, v in _flat(emu.params).items():  # the weights belong to the manifest's generation
+        for k, v in _flat(emu.weights).items():  # the weights belong to the manifest's generation
             np.testing.assert_array_equal(v, base[k] * np.float32(1 + 1e-3 * generation))
         outcomes.append("loaded")
     assert outcomes == ["loaded"] * 4, outcomes
@@ -367,8 +367,8 @@ def test_full_disk_gives_a_clear_error_and_no_half_written_files(run: TinyRun, t
         "manifest.json", Emulator.weights_file(out / "emulator").name]
     kept = Emulator.load(out / "emulator")
     assert "generation" not in kept.metadata
-    for k, v in _flat(kept.params).items():
-        np.testing.assert_array_equal(v, _flat(previous.params)[k])
+    for k, v in _flat(kept.weights).items():
+        np.testing.assert_array_equal(v, _flat(previous.weights)[k])
 
 
 def test_full_disk_while_writing_hdf5_never_creates_the_final_name(run: TinyRun, tmp_path: Path) -> None:

@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from profemu import cluster
 from profemu._lock import LOCK_NAME, folder_lock, read_owner
 from profemu.config import Config
 from profemu.emulator import Emulator
 from profemu.errors import ConfigError, DataError, FolderLockedError
-from profemu.run import DataSource, RunFolder
+from profemu.runs import cluster
+from profemu.runs.folder import DataSource, RunFolder
 from profemu.train.checkpoint import load_latest, save_checkpoint
 from tests.reliability import TinyRun, tiny_config, tiny_run
 from tests.reliability.catalogue import (
@@ -124,13 +124,13 @@ def inputs_csv(ctx: Ctx, name: str, n: int = 10) -> tuple[Path, list[str], np.nd
 
 # ---------------------------------------------------------------- API forms of the cases
 def _api_resume(ctx: Ctx, run: Path, data: Path | None = None, **changes: Any) -> Any:
-    from profemu.data.io import load_any
-    from profemu.workflow import train_emulator
+    from profemu.data.io import load_dataset
+    from profemu.runs.training import train_emulator
 
     path = Path(data or ctx.run.data_path).resolve()
     cfg = Config.from_yaml(ctx.config_file())
     cfg = cfg.updated(changes) if changes else cfg
-    return train_emulator(load_any(path), cfg, run_dir=run, source=DataSource(str(path), "profemu"), resume=True)
+    return train_emulator(load_dataset(path), cfg, run_dir=run, source=DataSource(str(path), "profemu"), resume=True)
 
 
 def _corrupt_copy(ctx: Ctx) -> Path:
@@ -532,7 +532,7 @@ def test_predict_fn_documents_its_axes_and_has_a_labelled_form(ctx: Ctx) -> None
     assert "field_names" in doc and ":attr:`radius`" in doc and "predict_fields_fn" in doc
     ds = ctx.run.dataset
     mean, _ = emu.predict_fn(ds.params[:3], ds.log10_mass[:3])
-    labelled = emu.predict_fields_fn()(ds.params[:3], ds.log10_mass[:3])
+    labelled = emu.predict_fields_fn(ds.params[:3], ds.log10_mass[:3])
     expected = emu.predict(ds.params[:3], ds.log10_mass[:3], on_extrapolation="ignore")
     assert list(labelled) == list(emu.field_names)
     for i, f in enumerate(emu.field_names):

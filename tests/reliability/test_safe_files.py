@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from profemu import cluster
 from profemu.config import Config
 from profemu.data.io import load_dataset
 from profemu.emulator import Emulator
 from profemu.errors import ConfigError, FormatError, ProfemuError, TrainingError
-from profemu.run import DataSource, RunFolder
+from profemu.runs import cluster
+from profemu.runs.folder import DataSource, RunFolder
 from profemu.train.checkpoint import load_latest, save_checkpoint
 from tests.reliability import TinyRun, tiny_config, tiny_run
 

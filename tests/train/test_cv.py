@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from profemu.cli import app
 from profemu.config import Config
 from profemu.data.mock import make_mock_universe
-from profemu.run import DataSource, RunFolder
-from profemu.workflow import train_emulator
+from profemu.runs.folder import DataSource, RunFolder
+from profemu.runs.training import train_emulator
 
 CFG = {"model.hidden": [16], "train.members": 2, "train.epochs": 8, "train.batch_size": 32, "train.patience": 3,
        "optim.warmup_epochs": 1, "data.fields": ["rho", "pth"], "train.cv_folds": 3, "train.log_every": 1}
@@ -104,7 +104,7 @@ def test_resume_reuses_the_finished_cross_validation(cv_run, caplog: pytest.LogC
     ds, outcome, run = cv_run
     copy = tmp_path / "run"
     shutil.copytree(run.path, copy)
-    with caplog.at_level(logging.INFO, logger="profemu.workflow"):
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
         again = train_emulator(ds, Config().updated(CFG), run_dir=copy, resume=True)
     assert "reusing the finished cross-validation" in caplog.text
     assert again.cross_validation["refit_epochs"] == outcome.cross_validation["refit_epochs"]

@@ -9,9 +9,10 @@ import pytest
 
 from profemu.config import DataConfig
 from profemu.data.mock import make_hard_mock, make_mock_universe
-from profemu.data.relevance import AUTO_MAX_ROWS, AUTO_MIN_PARAMS, ard_weights, uses_relevance
 from profemu.data.transforms import Transforms
 from profemu.errors import FormatError
+from profemu.train.relevance import AUTO_MAX_ROWS, AUTO_MIN_PARAMS, ard_weights, uses_relevance
+from profemu.train.setup import fit_transforms
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,8 @@ def test_acting_parameters_outweigh_inert_ones(hard) -> None:
 
 
 def test_transforms_apply_save_and_validate_the_weights(hard) -> None:
-    off = Transforms.fit(hard, DataConfig(fields=("rho",), input_relevance="off"))
-    ard = Transforms.fit(hard, DataConfig(fields=("rho",), input_relevance="auto"))
+    off = fit_transforms(hard, DataConfig(fields=("rho",), input_relevance="off"))
+    ard = fit_transforms(hard, DataConfig(fields=("rho",), input_relevance="auto"))
     assert np.all(off.param_weights == 1.0) and ard.param_weights.min() < 0.05
     np.testing.assert_array_equal(ard.param_weights, ard_weights(hard, ("rho",), seed=0)[0])  # cached
     a = np.asarray(off.transform_inputs(hard.params[:5], hard.log10_mass[:5])["params"])
@@ -63,8 +64,8 @@ def test_relevance_rows_sets_the_rows_the_gp_sees(hard, caplog: pytest.LogCaptur
     from profemu.config import Config
     from profemu.errors import ConfigError
 
-    with caplog.at_level("INFO", logger="profemu.data.relevance"):
-        few = Transforms.fit(hard, DataConfig(fields=("rho",), input_relevance="ard", relevance_rows=60))
+    with caplog.at_level("INFO", logger="profemu.train.relevance"):
+        few = fit_transforms(hard, DataConfig(fields=("rho",), input_relevance="ard", relevance_rows=60))
     assert "ARD GP on 60 rows" in caplog.text
     np.testing.assert_array_equal(few.param_weights, ard_weights(hard, ("rho",), seed=0, max_rows=60)[0])
     assert not np.array_equal(few.param_weights, ard_weights(hard, ("rho",), seed=0)[0])  # 250 rows: other fit

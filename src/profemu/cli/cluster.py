@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from profemu.cli_common import user_errors as _user_errors
+from profemu.cli.common import user_errors as _user_errors
 from profemu.errors import ConfigError
 
 __all__ = [
@@ -74,12 +74,12 @@ def executor_options(
     mem: float | None = None,
     signal_delay_s: int | None = None,
 ) -> Any:
-    """Validated :class:`~profemu.cluster.ExecutorOptions` from command-line values.
+    """Validated :class:`~profemu.runs.cluster.ExecutorOptions` from command-line values.
 
     The pre-emption warning comes ``signal_delay_s`` before the time limit (default:
     90 s, or a quarter of the limit for short jobs).
     """
-    from profemu.cluster import ExecutorOptions
+    from profemu.runs.cluster import ExecutorOptions
 
     if signal_delay_s is None:
         signal_delay_s = int(min(90, max(10, 60 * time // 4)))
@@ -107,7 +107,7 @@ def train_on_cluster(
         The merged Emulator, or ``None`` with ``wait=False`` (merge later with
         ``profemu merge RUN``).
     """
-    from profemu.cluster import merge, submit_members, wait_for_jobs
+    from profemu.runs.cluster import merge, submit_members, wait_for_jobs
 
     m = int(members or config.train.members)
     ids = submit_members(run, m, options, group_size=group_size, dataset=dataset, config=config, source=source)
@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
             "--allow-partial", help="Merge the finished members even if others failed.")] = False,
     ) -> None:
         """Stack finished ensemble members into RUN/emulator (calibrated, evaluated)."""
-        from profemu.cluster import merge
+        from profemu.runs.cluster import merge
 
         emulator = merge(run, allow_partial=allow_partial)
         missing = emulator.metadata.get("members_missing") or []
@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     ) -> None:
         """State, progress, validation loss and log of every ensemble member."""
-        from profemu.cluster import run_status
+        from profemu.runs.cluster import run_status
 
         statuses = run_status(run)
         if as_json:
@@ -189,7 +189,7 @@ def register(app: typer.Typer) -> None:
         member: Annotated[list[int], typer.Option("--member", help="Member index (repeatable).")],
     ) -> None:
         """Train ensemble member(s) of a prepared run (what the sbatch template runs)."""
-        from profemu.cluster import run_member_job
+        from profemu.runs.cluster import run_member_job
 
         code = run_member_job(run, member)
         if code:
@@ -219,8 +219,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Search hyper-parameters (Optuna TPE + pruning); writes OUT/best_config.yaml."""
         from profemu.config import Config
-        from profemu.run import DataSource
-        from profemu.sweep import run_sweep
+        from profemu.runs.folder import DataSource
+        from profemu.runs.sweep import run_sweep
 
         if not data.exists():
             raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")

@@ -35,13 +35,12 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from profemu._files import atomic_write_text
-from profemu.cli_cluster import (
+from profemu.cli.cluster import (
     ArrayParallelismOpt,
     CpusOpt,
     ExecutorKindOpt,
@@ -55,12 +54,12 @@ from profemu.cli_cluster import (
     executor_options,
     train_on_cluster,
 )
-from profemu.cli_cluster import register as register_cluster_commands
-from profemu.cli_common import fail as _fail
-from profemu.cli_common import user_errors as _user_errors
-from profemu.cli_design import register as register_design_commands
-from profemu.cli_inference import register as register_inference_commands
-from profemu.config import Config
+from profemu.cli.cluster import register as register_cluster_commands
+from profemu.cli.common import fail as _fail
+from profemu.cli.common import user_errors as _user_errors
+from profemu.cli.design import register as register_design_commands
+from profemu.cli.inference import register as register_inference_commands
+from profemu.config import Config, parse_set_value
 from profemu.errors import ConfigError, DataError
 
 __all__ = ["app", "demo_config", "main", "parse_overrides"]
@@ -161,11 +160,11 @@ def _short_warning(text: str, limit: int = 240) -> str:
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """Parse ``--set`` items ``key=value`` into ``{dotted.key: value}``.
 
-    Values are read with ``yaml.safe_load``, so ``8`` is an int, ``[64, 64]`` a list and
-    ``true`` a bool; a bare number such as ``1e-3`` is a float.
+    Values are read by :func:`profemu.config.parse_set_value`: ``8`` is an int, ``[64, 64]``
+    a list, ``1e-3`` a float, ``true``/``false`` booleans and ``on``/``off`` strings.
 
     Raises:
-        ConfigError: an item without ``=``, an empty key or a value that is not YAML.
+        ConfigError: an item without ``=``, an empty key or a value that is not valid.
     """
     out: dict[str, Any] = {}
     for item in items:
@@ -175,25 +174,8 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(
                 f"--set {item!r}: expected KEY=VALUE with a dotted config key, e.g. --set data.pca_components=8."
             )
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({first}).") from None
-        if value is None and raw.strip().lower() not in ("null", "~", "none"):
-            raise ConfigError(f"--set {item!r}: empty value; write e.g. --set {key}=8.")
-        if isinstance(value, str):
-            value = _yaml11_number(value)
-        out[key] = value
+        out[key] = parse_set_value(raw, key=key)
     return out
-
-
-def _yaml11_number(text: str) -> Any:
-    """``1e-3`` is a string in YAML 1.1 but a number to every user: read it as a float."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def _build_config(config_file: Path | None, overrides: Mapping[str, Any], sets: Sequence[str]) -> Config:
@@ -227,8 +209,8 @@ def _data_source(
     mass_bins: str | None = None,
     mass: str | None = None,
 ) -> Any:
-    """A :class:`~profemu.workflow.DataSource` with the CAMELS options that apply."""
-    from profemu.run import DataSource
+    """A :class:`~profemu.runs.training.DataSource` with the CAMELS options that apply."""
+    from profemu.runs.folder import DataSource
 
     if not path.exists():
         raise DataError(f"--data {str(path)!r}: file does not exist; pass the path of a dataset file.")
@@ -254,10 +236,7 @@ def _data_source(
     return DataSource(str(path.resolve()), resolved, options)
 
 
-def _print_metrics(console: Console, evaluation: Mapping[str, Any], title: str) -> None:
-    from profemu.report import metrics_table
-
-    header, rows = metrics_table(evaluation)
+def _print_table(console: Console, header: Sequence[str], rows: Sequence[Sequence[str]], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i == 0 else "right")
@@ -266,16 +245,17 @@ def _print_metrics(console: Console, evaluation: Mapping[str, Any], title: str) 
     console.print(table)
 
 
-def _print_comparison(console: Console, rows: Sequence[Mapping[str, Any]]) -> None:
-    from profemu.report import comparison_table
+def _print_metrics(console: Console, evaluation: Mapping[str, Any], title: str) -> None:
+    from profemu.runs.tables import metrics_table
 
-    header, body = comparison_table(rows)
-    table = Table(title="held-out comparison", title_justify="left")
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 else "right")
-    for row in body:
-        table.add_row(*row)
-    console.print(table)
+    _print_table(console, *metrics_table(evaluation), title)
+
+
+def _print_comparison(console: Console, rows: Sequence[Mapping[str, Any]], title: str = "held-out comparison"
+                      ) -> None:
+    from profemu.runs.tables import comparison_table
+
+    _print_table(console, *comparison_table(rows), title)
 
 
 class _TrainingProgress:
@@ -346,7 +326,7 @@ def _check_new_run(run: Path, resume: bool, *, console: Console | None = None) -
     stopped before its first checkpoint is reclaimed: its training outputs are removed
     and the run starts over, with a line saying so.
     """
-    from profemu.run import RunFolder
+    from profemu.runs.folder import RunFolder
 
     folder = RunFolder(run)
     if resume:
@@ -382,8 +362,8 @@ def _train(
     *,
     resume: bool = False,
 ) -> Any:
-    """Train with progress display; returns the :class:`~profemu.workflow.TrainOutcome`."""
-    from profemu.workflow import train_emulator
+    """Train with progress display; returns the :class:`~profemu.runs.training.TrainResult`."""
+    from profemu.runs.training import train_emulator
 
     with _TrainingProgress(console, config.train.epochs, config.train.log_every) as progress, \
             _warnings_as_lines(console):
@@ -480,7 +460,7 @@ def train(
     run = out or Path("runs") / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
     _check_new_run(run, resume)  # fail fast, before the data are loaded
     from profemu._lock import folder_lock
-    from profemu.run import load_data
+    from profemu.runs.folder import load_data
 
     dataset = load_data(source)
     console.print(dataset.summary(), markup=False)
@@ -516,16 +496,16 @@ def evaluate(
     out: Annotated[Path | None, typer.Option("--out", help="Metrics JSON (default RUN/evaluation_<split>.json).")] = None,
 ) -> None:
     """Score a run's emulator on one split of its data (or on another file)."""
-    from profemu.evaluate import evaluate as score
-    from profemu.evaluate import write_metrics
-    from profemu.run import RunFolder
+    from profemu.metrics import evaluate as score
+    from profemu.metrics import write_metrics
+    from profemu.runs.folder import RunFolder
 
     console = _console()
     folder = RunFolder.open(run)
     emulator = folder.emulator()
     fields = list(emulator.field_names)
     if data is not None:
-        from profemu.run import load_data
+        from profemu.runs.folder import load_data
 
         source = _data_source(data, format.value, fields=fields)
         run_source = folder.source()
@@ -843,7 +823,7 @@ def predict(
     of ``--format long`` / the npz). The file is written atomically: the old one or the
     whole new one, never a part.
     """
-    from profemu.run import RunFolder
+    from profemu.runs.folder import RunFolder
 
     console = _console()
     if chunk_rows < 1:
@@ -872,20 +852,32 @@ def predict(
 
 
 def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: int, use_gp: bool,
-                 dataset: Any = None) -> list[dict[str, Any]]:
-    """Fit and score the baselines on the run's split (:func:`profemu.compare.compare_run`)."""
+                 dataset: Any = None, folds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Fit and score the baselines on the run's split or folds (:func:`profemu.runs.compare.compare_run`)."""
 
     from profemu.baselines import GPBaseline, PCARBFBaseline
-    from profemu.compare import compare_run
+    from profemu.runs.compare import compare_run
 
     baselines: list[Any] = [GPBaseline(max_train=gp_max_train)] if use_gp else []
     baselines.append(PCARBFBaseline())
-    console.print(f"fitting {[b.name for b in baselines]} on the run's training rows "
-                  f"(GP on at most {gp_max_train}); scoring on its test rows", markup=False)
+    console.print(f"fitting {[b.name for b in baselines]} (GP on at most {gp_max_train} rows) on the rows "
+                  "the run was judged on: its test split, or its own cross-validation folds", markup=False)
     # the GP's progress (one line per start, one summary of optimiser trouble) reaches the
     # terminal through the command line's log handler
     with _warnings_as_lines(console):
-        return compare_run(folder, emulator, baselines, dataset=dataset)["rows"]
+        return compare_run(folder, emulator, baselines, dataset=dataset, folds=folds)
+
+
+def _parse_folds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        folds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--folds: {text!r} is not a comma-separated list of fold numbers, e.g. 0 or 0,1.") from None
+    if not folds or min(folds) < 0:
+        raise ConfigError(f"--folds: {text!r}; give fold numbers >= 0, e.g. 0 or 0,1.")
+    return folds
 
 
 @app.command(name="compare")
@@ -896,17 +888,22 @@ def compare_cmd(
                                               "(a seeded random subset beyond it; exact GPs cost O(N^3)).")] = 3000,
     no_gp: Annotated[bool, typer.Option("--no-gp", help="Skip the ARD GP baseline.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Markdown table (default RUN/compare.md).")] = None,
+    folds: Annotated[str | None, typer.Option(
+        "--folds", help="Cross-validated runs: the folds to score, e.g. 0 (default: every fold).")] = None,
 ) -> None:
-    """Compare the emulator with the ARD GP and PCA+RBF baselines on the run's test split."""
-    from profemu.baselines import format_table
-    from profemu.run import RunFolder
+    """Compare the emulator with the ARD GP and PCA+RBF baselines on the run's test split or its own CV folds."""
+    from profemu.runs.compare import format_table
+    from profemu.runs.folder import RunFolder
 
     if gp_max_train < 5:
         raise ConfigError(f"--gp-max-train: {gp_max_train} < 5; the GP needs a few training rows.")
     console = _console()
     folder = RunFolder.open(run)
-    rows = _compare_run(console, folder, folder.emulator(), gp_max_train=gp_max_train, use_gp=not no_gp)
-    _print_comparison(console, rows)
+    record = _compare_run(console, folder, folder.emulator(), gp_max_train=gp_max_train, use_gp=not no_gp,
+                          folds=_parse_folds(folds))
+    rows = record["rows"]
+    where = record["estimate"] + (f", folds {record['folds']}" if "folds" in record else "")
+    _print_comparison(console, rows, f"comparison on {where}")
     md = out or folder.path / "compare.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(md, format_table(rows) + "\n")
@@ -917,8 +914,8 @@ def compare_cmd(
 @_user_errors
 def report(run: RunArg) -> None:
     """Write RUN/report.html: curves, profiles, errors, calibration, comparison, metrics."""
-    from profemu.report import write_report
-    from profemu.run import RunFolder
+    from profemu.runs.folder import RunFolder
+    from profemu.runs.report import write_report
 
     folder = RunFolder.open(run, require_emulator=False)
     with _warnings_as_lines(_console()):
@@ -963,7 +960,7 @@ def diagnose(
         if exc.name != "profemu.diagnose":
             raise
         _fail("the diagnose module is not available in this installation of profemu.")
-    from profemu.run import load_data
+    from profemu.runs.folder import load_data
 
     console = _console()
     cfg = _build_config(config, {"data.fields": _split_list(field)}, set_ or [])
@@ -1046,10 +1043,10 @@ def demo(
 
 def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool, t0: float) -> None:
     """The four steps of ``profemu demo`` (the caller holds the run folder's lock)."""
-    from profemu.baselines import format_table
     from profemu.data.mock import write_mock
-    from profemu.report import write_report
-    from profemu.run import DataSource, RunFolder, load_data
+    from profemu.runs.compare import format_table
+    from profemu.runs.folder import DataSource, RunFolder, load_data
+    from profemu.runs.report import write_report
 
     data_path = write_mock(out / "data.npz", n_rows, seed=0)
     console.print(f"[1/4] mock universe: {n_rows} rows -> {data_path}", markup=False)
@@ -1065,7 +1062,7 @@ def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool
     console.print("[3/4] comparing with the ARD GP and PCA+RBF baselines", markup=False)
     folder = RunFolder.open(run)
     rows = _compare_run(console, folder, outcome.emulator, gp_max_train=40 if quick else 3000,
-                        use_gp=True, dataset=dataset)
+                        use_gp=True, dataset=dataset)["rows"]
     folder.write_text("compare.md", format_table(rows) + "\n")
     _print_comparison(console, rows)
     with _warnings_as_lines(console):

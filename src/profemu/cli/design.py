@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from profemu.cli_common import user_errors as _user_errors
+from profemu.cli.common import user_errors as _user_errors
 from profemu.errors import ConfigError, FormatError
 
 __all__ = ["parse_fix", "parse_radii", "register"]
@@ -133,12 +133,12 @@ def register(app: typer.Typer) -> None:
         from profemu.design import (
             check_new_file,
             like_columns,
-            load_emulator,
             read_design_table,
             suggest,
             write_like_table,
             write_suggestion_csv,
         )
+        from profemu.emulator.locate import load_emulator
 
         check_new_file(out, force)
         fixed = parse_fix(fix)

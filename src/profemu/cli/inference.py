@@ -27,7 +27,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from profemu.cli_common import user_errors
+from profemu.cli.common import user_errors
+from profemu.emulator.locate import load_emulator
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ModelCovarianceName", "register"]
@@ -42,19 +43,6 @@ class ModelCovarianceName(StrEnum):
     predictive = "predictive"
     residual = "residual"
     none = "none"
-
-
-def _load_emulator(run: Path) -> Any:
-    """The Emulator of a run folder (``RUN/emulator``) or of an emulator folder itself."""
-    from profemu.emulator import Emulator
-
-    run = Path(run)
-    if (run / "emulator" / "manifest.json").is_file():
-        return Emulator.load(run / "emulator")
-    if (run / "manifest.json").is_file():
-        return Emulator.load(run)
-    raise FormatError(f"{run}: not a run folder (no emulator/manifest.json) nor an emulator folder; "
-                      "pass the folder written by `profemu train`.")
 
 
 def _parse_fix(items: Sequence[str]) -> dict[str, float]:
@@ -166,7 +154,7 @@ def register(app: typer.Typer) -> None:
         from profemu.inference.plots import corner_plot
         from profemu.inference.sampling import ConvergenceError
 
-        emulator = _load_emulator(run)
+        emulator = load_emulator(run)
         fixed = _parse_fix(fix or [])
         obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)
         with _progress_lines():
@@ -242,7 +230,7 @@ def register(app: typer.Typer) -> None:
         from profemu._files import atomic_write_text
         from profemu.inference import fisher_matrix, make_log_posterior
 
-        emulator = _load_emulator(run)
+        emulator = load_emulator(run)
         fixed = _parse_fix(fix or [])
         point = _read_point(at, emulator.param_names)
         conflict = [n for n in point if n in fixed and not np.isclose(point[n], fixed[n])]

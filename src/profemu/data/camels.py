@@ -52,8 +52,9 @@ from profemu._files import (
     load_json_text,
     read_npz,
 )
-from profemu.data.dataset import ProfileDataset, _integer_ids, _names
-from profemu.data.io import _strings
+from profemu.data.dataset import ProfileDataset
+from profemu.data.schema import _strings
+from profemu.data.validation import _integer_ids, _names
 from profemu.errors import DataError, FormatError
 
 __all__ = ["CAMELS_FIELDS", "CAMELS_LOG_PARAMS", "DEFAULT_MASS_BINS", "load_camels_lh"]
@@ -219,34 +220,13 @@ def load_camels_lh(
             inconsistent or oversized arrays, or has an invalid ``meta_json``.
     """
     path = Path(path)
-    if isinstance(fields, str):
-        fields = (fields,)
-    fields = _names(fields, "fields")
-    if not fields:
-        raise DataError(f"fields: empty; choose at least one of {list(CAMELS_FIELDS)}.")
-    for f in fields:
-        _choice("fields", f, CAMELS_FIELDS)
-    statistic = _choice("statistic", statistic, _STATISTICS)
-    mass = _choice("mass", mass, _MASS)
+    fields, statistic, mass = _checked_choices(fields, statistic, mass)
     profile_columns = [f"{f}_{statistic}" for f in fields]
     noise_columns = [f"{f}_std" for f in fields] if include_noise else []
 
     d = _read(path, [*profile_columns, *noise_columns], max_bytes)
     labels = np.array(_strings(d["mass_bin_label"], "mass_bin_label", path))
-    valid_bins = list(dict.fromkeys(labels.tolist()))
-    if isinstance(mass_bins, str):
-        if mass_bins != "all":
-            raise DataError(
-                f"mass_bins: {mass_bins!r} is not a list of bins; pass a list of labels from "
-                f"{valid_bins} or 'all'."
-            )
-        bins = tuple(valid_bins)
-    else:
-        bins = _names(mass_bins, "mass_bins")
-        if not bins:
-            raise DataError(f"mass_bins: empty; choose labels from {valid_bins} or 'all'.")
-        for b in bins:
-            _choice("mass_bins", b, valid_bins)
+    bins = _requested_bins(mass_bins, list(dict.fromkeys(labels.tolist())))
 
     sim_id = _integer_ids(d["sim_id"], f"{path}: sim_id", labels.size)
     mismatch = d["header_bin_mismatch"]
@@ -267,19 +247,83 @@ def load_camels_lh(
     mask = {f: present & np.isfinite(v) & (v > 0) for f, v in profiles.items()}
     noise = None
     if include_noise:
-        nprofs = _integer_ids(d["nprofs"], f"{path}: nprofs", labels.size)[rows]
-        if (nprofs < 1).any():
-            i = int(rows[np.argmax(nprofs < 1)])
-            raise DataError(
-                f"{path}: nprofs is {d['nprofs'][i]} at file row {i} (sim_id {sim_id[i]}, bin {labels[i]}), "
-                "so the noise std/sqrt(nprofs) is undefined; pass include_noise=False or drop that bin."
-            )
-        factor = _MEDIAN_EFFICIENCY if statistic == "median" else 1.0
-        sqrt_n = np.sqrt(nprofs.astype(np.float64))[:, None]
-        noise = {f: factor * d[c][rows].astype(np.float64) / sqrt_n for f, c in zip(fields, noise_columns, strict=True)}
+        noise = _noise(path, d, rows, labels, sim_id, dict(zip(fields, noise_columns, strict=True)), statistic)
 
     snapshot = _strings(d["snapshot"], "snapshot", path)[0] if "snapshot" in d else src["snapshot"]
-    meta: dict[str, Any] = {
+    meta = _dataset_meta(path, src, snapshot, statistic, mass_column, bins, selection, include_noise)
+    return ProfileDataset(
+        params=d["params"][rows],
+        param_names=tuple(_strings(d["param_names"], "param_names", path)),
+        log10_mass=d[mass_column][rows],
+        radius=d["radius_mpc"],
+        profiles=profiles,
+        units=src["units"],
+        radius_unit="Mpc",
+        log_params=CAMELS_LOG_PARAMS,
+        mask=mask,
+        pk_ratio=None,
+        redshift=d["redshift"][rows],
+        groups=sim_id[rows],
+        noise=noise,
+        meta=meta,
+    )
+
+
+def _checked_choices(fields: Sequence[str] | str, statistic: str, mass: str) -> tuple[tuple[str, ...], str, str]:
+    """The fields (a string is one field), statistic and mass column, each checked against the valid choices."""
+    if isinstance(fields, str):
+        fields = (fields,)
+    fields = _names(fields, "fields")
+    if not fields:
+        raise DataError(f"fields: empty; choose at least one of {list(CAMELS_FIELDS)}.")
+    for f in fields:
+        _choice("fields", f, CAMELS_FIELDS)
+    statistic = _choice("statistic", statistic, _STATISTICS)
+    mass = _choice("mass", mass, _MASS)
+    return fields, statistic, mass
+
+
+def _requested_bins(mass_bins: Sequence[str] | str, valid_bins: list[str]) -> tuple[str, ...]:
+    """The mass-bin labels to keep: ``"all"`` (every bin of the file, file order) or a list of known labels."""
+    if isinstance(mass_bins, str):
+        if mass_bins != "all":
+            raise DataError(
+                f"mass_bins: {mass_bins!r} is not a list of bins; pass a list of labels from "
+                f"{valid_bins} or 'all'."
+            )
+        return tuple(valid_bins)
+    bins = _names(mass_bins, "mass_bins")
+    if not bins:
+        raise DataError(f"mass_bins: empty; choose labels from {valid_bins} or 'all'.")
+    for b in bins:
+        _choice("mass_bins", b, valid_bins)
+    return bins
+
+
+def _noise(
+    path: Path, d: Mapping[str, np.ndarray], rows: np.ndarray, labels: np.ndarray, sim_id: np.ndarray,
+    noise_columns: Mapping[str, str], statistic: str,
+) -> dict[str, np.ndarray]:
+    """Per field the standard error of log10 of the stacked profile of the kept ``rows``:
+    ``std / sqrt(nprofs)`` [dex], times sqrt(pi/2) for the median (see the module docstring)."""
+    nprofs = _integer_ids(d["nprofs"], f"{path}: nprofs", labels.size)[rows]
+    if (nprofs < 1).any():
+        i = int(rows[np.argmax(nprofs < 1)])
+        raise DataError(
+            f"{path}: nprofs is {d['nprofs'][i]} at file row {i} (sim_id {sim_id[i]}, bin {labels[i]}), "
+            "so the noise std/sqrt(nprofs) is undefined; pass include_noise=False or drop that bin."
+        )
+    factor = _MEDIAN_EFFICIENCY if statistic == "median" else 1.0
+    sqrt_n = np.sqrt(nprofs.astype(np.float64))[:, None]
+    return {f: factor * d[c][rows].astype(np.float64) / sqrt_n for f, c in noise_columns.items()}
+
+
+def _dataset_meta(
+    path: Path, src: Mapping[str, Any], snapshot: str, statistic: str, mass_column: str, bins: tuple[str, ...],
+    selection: Mapping[str, Any], include_noise: bool,
+) -> dict[str, Any]:
+    """``ProfileDataset.meta``: provenance, the selection and the noise model."""
+    return {
         "source": "CAMELS LH IllustrisTNG halo profiles",
         "source_file": path.name,
         "source_repository": src["source"],
@@ -301,19 +345,3 @@ def load_camels_lh(
         ),
         "to_cgs": src["to_cgs"],
     }
-    return ProfileDataset(
-        params=d["params"][rows],
-        param_names=tuple(_strings(d["param_names"], "param_names", path)),
-        log10_mass=d[mass_column][rows],
-        radius=d["radius_mpc"],
-        profiles=profiles,
-        units=src["units"],
-        radius_unit="Mpc",
-        log_params=CAMELS_LOG_PARAMS,
-        mask=mask,
-        pk_ratio=None,
-        redshift=d["redshift"][rows],
-        groups=sim_id[rows],
-        noise=noise,
-        meta=meta,
-    )

@@ -31,160 +31,26 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from profemu._files import DEFAULT_MAX_READ_BYTES
+from profemu.data.schema import dataset_arguments, write_dataset_file
+from profemu.data.validation import (
+    _F32_MAX,
+    _as_float_array,
+    _check_finite,
+    _check_log10_representable,
+    _integer_ids,
+    _names,
+)
 from profemu.errors import DataError
 
 __all__ = ["ProfileDataset"]
-
-
-_F32_MAX = float(np.finfo(np.float32).max)
-
-
-def _as_float_array(value: Any, name: str, ndim: int) -> np.ndarray:
-    """Copy ``value`` to a float64 array of ``ndim`` dimensions or raise DataError.
-
-    Integers and floats are accepted; booleans, complex numbers, text and objects are
-    refused (converting them would silently change what the user meant).
-    """
-    try:
-        arr = np.array(value, copy=True)
-    except Exception as exc:  # ragged nested lists, unconvertible objects, overflowing ints
-        raise DataError(
-            f"{name}: could not be converted to an array ({type(exc).__name__}: {exc}); pass a "
-            "rectangular numeric array (every row of the same length)."
-        ) from None
-    first = _first(arr)
-    if arr.dtype.kind == "c":
-        raise DataError(
-            f"{name}: complex values (dtype {arr.dtype}, first value {first}) are not accepted; "
-            f"pass real numbers (np.real({name}) if the imaginary part is meant to be dropped)."
-        )
-    if arr.dtype.kind == "b":
-        raise DataError(
-            f"{name}: booleans (dtype bool, first value {first}) are not numbers here; pass numeric "
-            f"values ({name}.astype(float) if True/False really mean 1/0)."
-        )
-    if arr.dtype.kind not in "iuf":
-        raise DataError(
-            f"{name}: wrong dtype {arr.dtype} (first value {first}; expected a real-valued numeric "
-            f"array); convert it with np.asarray({name}, dtype=float)."
-        )
-    if arr.ndim != ndim:
-        raise DataError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}; reshape it.")
-    return arr.astype(np.float64)
-
-
-def _first(arr: np.ndarray) -> str:
-    """``repr`` of the first element (as a Python value, at most 40 characters), for messages."""
-    if arr.size == 0:
-        return "none"
-    value = arr.reshape(-1)[0]
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _where(index: np.ndarray, columns: Sequence[str] | None = None) -> str:
-    """``"row i"`` or ``"row i, column j ('name')"`` of an [n] or [n, m] index."""
-    if len(index) == 1:
-        return f"row {index[0]}"
-    label = f" ({columns[index[1]]!r})" if columns is not None else ""
-    return f"row {index[0]}, column {index[1]}{label}"
-
-
-def _refuse(
-    bad: np.ndarray, arr: np.ndarray, name: str, columns: Sequence[str] | None, *, what: str,
-    problem: str | Callable[[float], str],
-    fix: str,
-) -> None:
-    """Raise DataError at the first True of ``bad``, naming value, row (and column) and count."""
-    if bad.any():
-        idx = np.argwhere(bad)[0]
-        value = arr[tuple(idx)]
-        problem = problem(value) if callable(problem) else problem
-        raise DataError(
-            f"{name}: {what} {value} at {_where(idx, columns)}{' ' + problem if problem else ''} "
-            f"({int(bad.sum())} in total); {fix}."
-        )
-
-
-def _check_finite(arr: np.ndarray, name: str, columns: Sequence[str] | None = None) -> None:
-    """Every value finite in float64 and in float32 (the precision the models compute in)."""
-    _refuse(~np.isfinite(arr), arr, name, columns, what="non-finite value", problem="",
-            fix="inputs must be finite: fix or remove these rows before building the dataset")
-    _refuse(np.abs(arr) > _F32_MAX, arr, name, columns, what="value",
-            problem=f"overflows float32 (|x| > {_F32_MAX:.8g})",
-            fix="float32 is the precision the emulator computes in: fix the value or change the unit "
-                "of this input")
-
-
-def _check_log10_representable(
-    arr: np.ndarray, used: np.ndarray, name: str, columns: Sequence[str] | None = None, *,
-    fix: str,
-) -> None:
-    """Values that will be learnt in log10: finite and > 0 in float32 where ``used``."""
-    with np.errstate(over="ignore", under="ignore"):
-        as32 = arr.astype(np.float32)
-    _refuse(
-        used & ~(np.isfinite(as32) & (as32 > 0)), arr, name, columns, what="value",
-        problem=lambda v: ("overflows float32 to inf" if abs(v) > 1 else "underflows float32 to 0")
-        + ", so its log10 is not finite in the precision the emulator computes in",
-        fix=fix,
-    )
-
-
-def _names(values: Any, what: str, error: type[DataError] = DataError) -> tuple[str, ...]:
-    """A tuple of unique, non-empty strings, or ``error`` (a DataError) naming ``what``."""
-    if isinstance(values, str | bytes):
-        raise error(f"{what}: got a single string {values!r}; pass a list of names.")
-    try:
-        names = tuple(values)
-    except TypeError:
-        raise error(f"{what}: expected a list of names, got {type(values).__name__}.") from None
-    seen: set[str] = set()
-    for i, nm in enumerate(names):
-        if not isinstance(nm, str):
-            raise error(
-                f"{what}: entry {i} is {nm!r} ({type(nm).__name__}), not a string; pass names as strings."
-            )
-        if not nm:
-            raise error(f"{what}: entry {i} is an empty name; give every entry a name.")
-        if nm in seen:
-            raise error(
-                f"{what}: duplicate name {nm!r} (entries {names.index(nm)} and {i}); every name must be "
-                "unique: list each once (rename one if they are different quantities)."
-            )
-        seen.add(nm)
-    return tuple(str(nm) for nm in names)
-
-
-def _integer_ids(values: Any, name: str, n: int) -> np.ndarray:
-    """Integer ids [n] as int64: integers, or floats with integral values; nothing truncated."""
-    g = np.array(values, copy=True)
-    if g.ndim != 1 or g.shape[0] != n:
-        raise DataError(f"{name}: expected shape ({n},), got {g.shape}; one id per row.")
-    hint = "pass integer ids (e.g. simulation numbers); map labels to integers with np.unique(labels, return_inverse=True)[1]"
-    if g.dtype.kind == "f":
-        bad = ~np.isfinite(g) | (g != np.round(g)) | (np.abs(g) >= 2.0**53)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(
-                f"{name}: value {g[i]} at row {i} is not an integer id (it would be truncated into "
-                f"another id; {int(bad.sum())} such values); {hint}."
-            )
-        return g.astype(np.int64)
-    if g.dtype.kind == "u" and g.size and int(g.max()) > np.iinfo(np.int64).max:
-        i = int(np.argmax(g))
-        raise DataError(f"{name}: value {g[i]} at row {i} does not fit in int64; {hint}.")
-    if g.dtype.kind not in "iu":
-        first = _first(g)
-        raise DataError(f"{name}: wrong dtype {g.dtype} (first value {first}); {hint}.")
-    return g.astype(np.int64)
 
 
 def _copied(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -240,192 +106,19 @@ class ProfileDataset:
 
     def __post_init__(self) -> None:
         put = object.__setattr__
-        for name in ("units", "mask", "noise", "meta"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Mapping):
-                raise DataError(
-                    f"{name}: expected a mapping field name -> value (e.g. {{'rho': array}}), "
-                    f"got {type(value).__name__}; pass a dict keyed by field name."
-                )
-        params = _as_float_array(self.params, "params", 2)
-        n, p = params.shape
-        if n == 0:
-            raise DataError("dataset: empty (0 rows); pass at least one example.")
-        names = _names(self.param_names, "param_names")
-        if len(names) != p:
-            raise DataError(
-                f"param_names: {len(names)} names for {p} parameter columns in params; "
-                "give exactly one name per column."
-            )
-        _check_finite(params, "params", names)
-        log_params = _names(self.log_params, "log_params")
-        for nm in log_params:
-            if nm not in names:
-                raise DataError(
-                    f"log_params: {nm!r} is not a parameter name; valid names are {list(names)}."
-                )
-            col = params[:, names.index(nm)]
-            if (col <= 0).any():
-                row = int(np.argmax(col <= 0))
-                raise DataError(
-                    f"params[{nm!r}]: value {col[row]} at row {row} is <= 0 but {nm!r} is declared "
-                    "log-distributed (log_params); remove it from log_params or fix the value."
-                )
-            _check_log10_representable(
-                col, np.ones(n, dtype=bool), f"params[{nm!r}]",
-                fix=f"{nm!r} is declared log-distributed (log_params): fix the value or change its unit",
-            )
-
-        log10_mass = _as_float_array(self.log10_mass, "log10_mass", 1)
-        if log10_mass.shape[0] != n:
-            raise DataError(f"log10_mass: {log10_mass.shape[0]} rows but params has {n}; shapes must match.")
-        _check_finite(log10_mass, "log10_mass")
-        if (log10_mass > 20).any() or (log10_mass < 0).any():
-            row = int(np.argmax((log10_mass > 20) | (log10_mass < 0)))
-            raise DataError(
-                f"log10_mass: value {log10_mass[row]} at row {row} is not a log10 mass in Msun; "
-                "pass log10(M/Msun) (e.g. 13.5), not the linear mass."
-            )
-
-        radius = _as_float_array(self.radius, "radius", 1)
+        _check_mapping_arguments(self)
+        params, names, log_params = _validated_params(self.params, self.param_names, self.log_params)
+        n = params.shape[0]
+        log10_mass = _validated_log10_mass(self.log10_mass, n)
+        radius = _validated_radius(self.radius)
         n_r = radius.shape[0]
-        if n_r < 2:
-            raise DataError(f"radius: {n_r} radial bin(s) ({radius.tolist()}); profiles need at least 2 radii.")
-        _check_finite(radius, "radius")
-        if (radius <= 0).any():
-            j = int(np.argmax(radius <= 0))
-            raise DataError(f"radius: value {radius[j]} at column {j} is <= 0; radii must be positive.")
-        steps = np.diff(radius)
-        if (steps <= 0).any():
-            j = int(np.argmax(steps <= 0))
-            raise DataError(
-                f"radius: not strictly increasing at column {j + 1} ({radius[j]} then {radius[j + 1]}); "
-                "sort the radial bins (and the profile columns with them) in increasing order."
-            )
-
-        if not isinstance(self.profiles, Mapping) or len(self.profiles) == 0:
-            raise DataError("profiles: need a mapping of at least one field name -> [n, n_r] array.")
-        _names(list(self.profiles), "profiles")
-        profiles: dict[str, np.ndarray] = {}
-        for name, values in self.profiles.items():
-            arr = _as_float_array(values, f"profiles[{name!r}]", 2)
-            if arr.shape != (n, n_r):
-                raise DataError(
-                    f"profiles[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}) "
-                    "(rows of params, columns of radius); fix the array or the radial grid."
-                )
-            profiles[name] = arr
-        fields = tuple(profiles)
-
-        for key, unit in dict(self.units).items():
-            if key not in profiles:
-                raise DataError(
-                    f"units: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
-                )
-            if not isinstance(unit, str):
-                raise DataError(f"units[{key!r}]: {unit!r} is not a string; pass the unit as text, e.g. 'Msun/kpc^3'.")
-        units = {f: str(dict(self.units).get(f, "")) for f in fields}
-        if not isinstance(self.radius_unit, str):
-            raise DataError(f"radius_unit: {self.radius_unit!r} is not a string; pass e.g. 'Mpc' or 'R200c'.")
-
-        mask: dict[str, np.ndarray] = {}
-        user_mask = dict(self.mask) if self.mask is not None else {}
-        for key in user_mask:
-            if key not in profiles:
-                raise DataError(
-                    f"mask: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
-                )
-        for name, arr in profiles.items():
-            valid = np.isfinite(arr) & (arr > 0)
-            if name in user_mask:
-                m = np.array(user_mask[name])
-                if m.dtype != bool or m.shape != (n, n_r):
-                    raise DataError(
-                        f"mask[{name!r}]: expected a bool array of shape ({n}, {n_r}), "
-                        f"got {m.dtype} {m.shape}; pass True where the entry is usable, e.g. "
-                        f"np.isfinite(profiles[{name!r}])."
-                    )
-                if (m & ~valid).any():
-                    i, j = np.argwhere(m & ~valid)[0]
-                    raise DataError(
-                        f"mask[{name!r}]: row {i}, column {j} is marked valid but the value "
-                        f"{arr[i, j]} is not finite and > 0; it cannot be learnt in log10. "
-                        "Mark it False."
-                    )
-                valid = m.copy()
-            _check_log10_representable(
-                arr, valid, f"profiles[{name!r}]",
-                fix="profiles are learnt in log10: change the unit of the field or mask the entry (mask False)",
-            )
-            empty_rows = np.flatnonzero(~valid.any(axis=1))
-            if empty_rows.size:
-                i = int(empty_rows[0])
-                raise DataError(
-                    f"profiles[{name!r}]: row {i} has no valid entry (every value is non-finite, "
-                    f"<= 0 or masked; {empty_rows.size} such rows); drop these rows before building "
-                    "the dataset or fix their values."
-                )
-            mask[name] = valid
-
-        pk_ratio = k = None
-        if self.pk_ratio is not None:
-            pk_ratio = _as_float_array(self.pk_ratio, "pk_ratio", 2)
-            if pk_ratio.shape[0] != n:
-                raise DataError(f"pk_ratio: {pk_ratio.shape[0]} rows but params has {n}; shapes must match.")
-            _check_finite(pk_ratio, "pk_ratio")
-            if self.k is None:
-                raise DataError("k: pk_ratio was given without its wavenumber grid k; pass k [h/Mpc].")
-            k = _as_float_array(self.k, "k", 1)
-            if k.shape[0] != pk_ratio.shape[1]:
-                raise DataError(
-                    f"k: {k.shape[0]} wavenumbers but pk_ratio has {pk_ratio.shape[1]} columns; they must match."
-                )
-            _check_finite(k, "k")
-            bad_k = np.flatnonzero((k <= 0) | np.r_[False, np.diff(k) <= 0])
-            if bad_k.size:
-                j = int(bad_k[0])
-                raise DataError(
-                    f"k: must be positive and strictly increasing (problem at column {j}: value {k[j]}"
-                    + (f" after {k[j - 1]}" if j else "") + "); sort k and pk_ratio's columns."
-                )
-        elif self.k is not None:
-            raise DataError("k: given without pk_ratio; pass both or neither.")
-
-        redshift = None
-        if self.redshift is not None:
-            redshift = _as_float_array(self.redshift, "redshift", 1)
-            if redshift.shape[0] != n:
-                raise DataError(f"redshift: {redshift.shape[0]} rows but params has {n}; shapes must match.")
-            _check_finite(redshift, "redshift")
-            if (redshift < 0).any():
-                i = int(np.argmax(redshift < 0))
-                raise DataError(f"redshift: value {redshift[i]} at row {i} is < 0; redshift must be >= 0.")
-
+        profiles = _validated_profiles(self.profiles, n, n_r)
+        units = _validated_units(self.units, self.radius_unit, profiles)
+        mask = _validated_mask(self.mask, profiles)
+        pk_ratio, k = _validated_pk_ratio(self.pk_ratio, self.k, n)
+        redshift = _validated_redshift(self.redshift, n)
         groups = None if self.groups is None else _integer_ids(self.groups, "groups", n)
-
-        noise = None
-        if self.noise is not None:
-            noise = {}
-            for name, values in dict(self.noise).items():
-                if name not in profiles:
-                    raise DataError(
-                        f"noise: {name!r} is not a profile field; fields are {list(fields)}: drop or rename "
-                        "the entry."
-                    )
-                arr = _as_float_array(values, f"noise[{name!r}]", 2)
-                if arr.shape != (n, n_r):
-                    raise DataError(
-                        f"noise[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}), the shape of "
-                        f"profiles[{name!r}]; pass one standard error per profile entry."
-                    )
-                bad = mask[name] & ~(np.isfinite(arr) & (arr >= 0) & (arr <= _F32_MAX))
-                if bad.any():
-                    i, j = np.argwhere(bad)[0]
-                    raise DataError(
-                        f"noise[{name!r}]: row {i}, column {j} is {arr[i, j]} at a valid entry; the "
-                        "standard error [dex] must be finite (also in float32) and >= 0 (or mask the entry)."
-                    )
-                noise[name] = arr
+        noise = _validated_noise(self.noise, profiles, mask)
 
         put(self, "params", params)
         put(self, "param_names", names)
@@ -547,14 +240,254 @@ class ProfileDataset:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
-        """Write to ``.npz`` or ``.h5``/``.hdf5`` (by suffix); see :mod:`profemu.data.io`."""
-        from profemu.data.io import save_dataset
-
-        return save_dataset(self, path)
+        """Write to ``.npz`` or ``.h5``/``.hdf5`` (by suffix), atomically; see :mod:`profemu.data.schema`."""
+        return write_dataset_file(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> ProfileDataset:
-        """Read a file written by :meth:`save` (npz or HDF5); no pickle is ever used."""
-        from profemu.data.io import load_dataset
+    def load(cls, path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> ProfileDataset:
+        """Read a file written by :meth:`save` (npz or HDF5); no pickle is ever used.
 
-        return load_dataset(path)
+        For every format (the CAMELS table too) use :func:`profemu.data.io.load_dataset`.
+        ``max_bytes`` bounds the total size of the arrays read (checked before reading).
+        """
+        return cls(**dataset_arguments(path, max_bytes=max_bytes))
+
+
+# ------------------------------------------------------------------ validation of each input block
+def _check_mapping_arguments(ds: ProfileDataset) -> None:
+    """``units``, ``mask``, ``noise`` and ``meta`` are mappings (or None)."""
+    for name in ("units", "mask", "noise", "meta"):
+        value = getattr(ds, name)
+        if value is not None and not isinstance(value, Mapping):
+            raise DataError(
+                f"{name}: expected a mapping field name -> value (e.g. {{'rho': array}}), "
+                f"got {type(value).__name__}; pass a dict keyed by field name."
+            )
+
+
+def _validated_params(
+    params_in: Any, param_names: Any, log_params_in: Any
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """``params`` [n, p] (finite, n > 0), one name per column, and the log-distributed names (values > 0)."""
+    params = _as_float_array(params_in, "params", 2)
+    n, p = params.shape
+    if n == 0:
+        raise DataError("dataset: empty (0 rows); pass at least one example.")
+    names = _names(param_names, "param_names")
+    if len(names) != p:
+        raise DataError(
+            f"param_names: {len(names)} names for {p} parameter columns in params; "
+            "give exactly one name per column."
+        )
+    _check_finite(params, "params", names)
+    log_params = _names(log_params_in, "log_params")
+    for nm in log_params:
+        if nm not in names:
+            raise DataError(
+                f"log_params: {nm!r} is not a parameter name; valid names are {list(names)}."
+            )
+        col = params[:, names.index(nm)]
+        if (col <= 0).any():
+            row = int(np.argmax(col <= 0))
+            raise DataError(
+                f"params[{nm!r}]: value {col[row]} at row {row} is <= 0 but {nm!r} is declared "
+                "log-distributed (log_params); remove it from log_params or fix the value."
+            )
+        _check_log10_representable(
+            col, np.ones(n, dtype=bool), f"params[{nm!r}]",
+            fix=f"{nm!r} is declared log-distributed (log_params): fix the value or change its unit",
+        )
+    return params, names, log_params
+
+
+def _validated_log10_mass(value: Any, n: int) -> np.ndarray:
+    """``log10_mass`` [n], finite and in [0, 20] (a log10 mass in Msun)."""
+    log10_mass = _as_float_array(value, "log10_mass", 1)
+    if log10_mass.shape[0] != n:
+        raise DataError(f"log10_mass: {log10_mass.shape[0]} rows but params has {n}; shapes must match.")
+    _check_finite(log10_mass, "log10_mass")
+    if (log10_mass > 20).any() or (log10_mass < 0).any():
+        row = int(np.argmax((log10_mass > 20) | (log10_mass < 0)))
+        raise DataError(
+            f"log10_mass: value {log10_mass[row]} at row {row} is not a log10 mass in Msun; "
+            "pass log10(M/Msun) (e.g. 13.5), not the linear mass."
+        )
+    return log10_mass
+
+
+def _validated_radius(value: Any) -> np.ndarray:
+    """``radius`` [n_r], at least 2 finite, positive, strictly increasing radii."""
+    radius = _as_float_array(value, "radius", 1)
+    n_r = radius.shape[0]
+    if n_r < 2:
+        raise DataError(f"radius: {n_r} radial bin(s) ({radius.tolist()}); profiles need at least 2 radii.")
+    _check_finite(radius, "radius")
+    if (radius <= 0).any():
+        j = int(np.argmax(radius <= 0))
+        raise DataError(f"radius: value {radius[j]} at column {j} is <= 0; radii must be positive.")
+    steps = np.diff(radius)
+    if (steps <= 0).any():
+        j = int(np.argmax(steps <= 0))
+        raise DataError(
+            f"radius: not strictly increasing at column {j + 1} ({radius[j]} then {radius[j + 1]}); "
+            "sort the radial bins (and the profile columns with them) in increasing order."
+        )
+    return radius
+
+
+def _validated_profiles(value: Any, n: int, n_r: int) -> dict[str, np.ndarray]:
+    """``profiles``: at least one uniquely named field, each a float array [n, n_r]."""
+    if not isinstance(value, Mapping) or len(value) == 0:
+        raise DataError("profiles: need a mapping of at least one field name -> [n, n_r] array.")
+    _names(list(value), "profiles")
+    profiles: dict[str, np.ndarray] = {}
+    for name, values in value.items():
+        arr = _as_float_array(values, f"profiles[{name!r}]", 2)
+        if arr.shape != (n, n_r):
+            raise DataError(
+                f"profiles[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}) "
+                "(rows of params, columns of radius); fix the array or the radial grid."
+            )
+        profiles[name] = arr
+    return profiles
+
+
+def _validated_units(value: Mapping[str, Any], radius_unit: Any, profiles: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """A unit string per field (``""`` when not given); ``radius_unit`` is a string."""
+    fields = tuple(profiles)
+    for key, unit in dict(value).items():
+        if key not in profiles:
+            raise DataError(
+                f"units: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
+            )
+        if not isinstance(unit, str):
+            raise DataError(f"units[{key!r}]: {unit!r} is not a string; pass the unit as text, e.g. 'Msun/kpc^3'.")
+    units = {f: str(dict(value).get(f, "")) for f in fields}
+    if not isinstance(radius_unit, str):
+        raise DataError(f"radius_unit: {radius_unit!r} is not a string; pass e.g. 'Mpc' or 'R200c'.")
+    return units
+
+
+def _validated_mask(value: Mapping[str, Any] | None, profiles: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per field the usable entries: finite and > 0, narrowed by a user mask; every row keeps one."""
+    fields = tuple(profiles)
+    mask: dict[str, np.ndarray] = {}
+    user_mask = dict(value) if value is not None else {}
+    for key in user_mask:
+        if key not in profiles:
+            raise DataError(
+                f"mask: {key!r} is not a profile field; fields are {list(fields)}: drop or rename the entry."
+            )
+    for name, arr in profiles.items():
+        valid = np.isfinite(arr) & (arr > 0)
+        if name in user_mask:
+            valid = _checked_user_mask(name, user_mask[name], arr, valid)
+        _check_log10_representable(
+            arr, valid, f"profiles[{name!r}]",
+            fix="profiles are learnt in log10: change the unit of the field or mask the entry (mask False)",
+        )
+        empty_rows = np.flatnonzero(~valid.any(axis=1))
+        if empty_rows.size:
+            i = int(empty_rows[0])
+            raise DataError(
+                f"profiles[{name!r}]: row {i} has no valid entry (every value is non-finite, "
+                f"<= 0 or masked; {empty_rows.size} such rows); drop these rows before building "
+                "the dataset or fix their values."
+            )
+        mask[name] = valid
+    return mask
+
+
+def _checked_user_mask(name: str, value: Any, arr: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A copy of the user's bool mask of field ``name``, which may only remove entries from ``valid``."""
+    n, n_r = arr.shape
+    m = np.array(value)
+    if m.dtype != bool or m.shape != (n, n_r):
+        raise DataError(
+            f"mask[{name!r}]: expected a bool array of shape ({n}, {n_r}), "
+            f"got {m.dtype} {m.shape}; pass True where the entry is usable, e.g. "
+            f"np.isfinite(profiles[{name!r}])."
+        )
+    if (m & ~valid).any():
+        i, j = np.argwhere(m & ~valid)[0]
+        raise DataError(
+            f"mask[{name!r}]: row {i}, column {j} is marked valid but the value "
+            f"{arr[i, j]} is not finite and > 0; it cannot be learnt in log10. "
+            "Mark it False."
+        )
+    return m.copy()
+
+
+def _validated_pk_ratio(pk_value: Any, k_value: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``pk_ratio`` [n, n_k] (finite) and its grid ``k`` [n_k] (positive, increasing): both or neither."""
+    if pk_value is None:
+        if k_value is not None:
+            raise DataError("k: given without pk_ratio; pass both or neither.")
+        return None, None
+    pk_ratio = _as_float_array(pk_value, "pk_ratio", 2)
+    if pk_ratio.shape[0] != n:
+        raise DataError(f"pk_ratio: {pk_ratio.shape[0]} rows but params has {n}; shapes must match.")
+    _check_finite(pk_ratio, "pk_ratio")
+    if k_value is None:
+        raise DataError("k: pk_ratio was given without its wavenumber grid k; pass k [h/Mpc].")
+    k = _as_float_array(k_value, "k", 1)
+    if k.shape[0] != pk_ratio.shape[1]:
+        raise DataError(
+            f"k: {k.shape[0]} wavenumbers but pk_ratio has {pk_ratio.shape[1]} columns; they must match."
+        )
+    _check_finite(k, "k")
+    bad_k = np.flatnonzero((k <= 0) | np.r_[False, np.diff(k) <= 0])
+    if bad_k.size:
+        j = int(bad_k[0])
+        raise DataError(
+            f"k: must be positive and strictly increasing (problem at column {j}: value {k[j]}"
+            + (f" after {k[j - 1]}" if j else "") + "); sort k and pk_ratio's columns."
+        )
+    return pk_ratio, k
+
+
+def _validated_redshift(value: Any, n: int) -> np.ndarray | None:
+    """``redshift`` [n], finite and >= 0 (or None)."""
+    if value is None:
+        return None
+    redshift = _as_float_array(value, "redshift", 1)
+    if redshift.shape[0] != n:
+        raise DataError(f"redshift: {redshift.shape[0]} rows but params has {n}; shapes must match.")
+    _check_finite(redshift, "redshift")
+    if (redshift < 0).any():
+        i = int(np.argmax(redshift < 0))
+        raise DataError(f"redshift: value {redshift[i]} at row {i} is < 0; redshift must be >= 0.")
+    return redshift
+
+
+def _validated_noise(
+    value: Mapping[str, Any] | None, profiles: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray] | None:
+    """Per field (a subset of the profile fields) the standard error [dex] [n, n_r]: finite
+    (also in float32) and >= 0 at valid entries (or None)."""
+    if value is None:
+        return None
+    fields = tuple(profiles)
+    noise = {}
+    for name, values in dict(value).items():
+        if name not in profiles:
+            raise DataError(
+                f"noise: {name!r} is not a profile field; fields are {list(fields)}: drop or rename "
+                "the entry."
+            )
+        arr = _as_float_array(values, f"noise[{name!r}]", 2)
+        n, n_r = profiles[name].shape
+        if arr.shape != (n, n_r):
+            raise DataError(
+                f"noise[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}), the shape of "
+                f"profiles[{name!r}]; pass one standard error per profile entry."
+            )
+        bad = mask[name] & ~(np.isfinite(arr) & (arr >= 0) & (arr <= _F32_MAX))
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise DataError(
+                f"noise[{name!r}]: row {i}, column {j} is {arr[i, j]} at a valid entry; the "
+                "standard error [dex] must be finite (also in float32) and >= 0 (or mask the entry)."
+            )
+        noise[name] = arr
+    return noise

@@ -1,4 +1,4 @@
-"""Reading and writing :class:`ProfileDataset` files (``.npz`` and HDF5), never with pickle.
+"""The on-disk schema of :class:`ProfileDataset` files (``.npz`` and HDF5), never with pickle.
 
 The on-disk schema is documented key by key in ``docs/data_schema.md``. Both formats hold
 the same keys; the file type is detected from its first bytes (not its suffix), and
@@ -40,10 +40,10 @@ from profemu._files import (
     read_npz,
     remove_stale_temporaries,
 )
-from profemu.data.dataset import ProfileDataset, _names
+from profemu.data.validation import _names
 from profemu.errors import DataError, FormatError
 
-__all__ = ["SCHEMA_VERSION", "detect_format", "load_any", "load_dataset", "save_dataset"]
+__all__ = ["SCHEMA_VERSION", "dataset_arguments", "file_kind", "is_camels_table", "write_dataset_file"]
 
 #: Version of the on-disk schema written by :func:`save_dataset`.
 SCHEMA_VERSION = 1
@@ -115,7 +115,7 @@ def _h5py() -> Any:
     return h5py
 
 
-def _to_arrays(ds: ProfileDataset) -> dict[str, np.ndarray]:
+def _to_arrays(ds: Any) -> dict[str, np.ndarray]:
     """The dataset as named plain arrays (strings as fixed-width unicode)."""
     try:
         meta = json.dumps(dict(ds.meta), sort_keys=True)
@@ -171,8 +171,8 @@ def _kind(path: Path) -> Literal["npz", "h5"]:
     raise DataError(f"path: unknown file suffix {path.suffix!r} in {path}; use .npz or .h5/.hdf5.")
 
 
-def save_dataset(ds: ProfileDataset, path: str | Path) -> Path:
-    """Write ``ds`` to ``path`` (``.npz`` or ``.h5``/``.hdf5``, chosen by suffix).
+def write_dataset_file(ds: Any, path: str | Path) -> Path:
+    """Write the dataset ``ds`` to ``path`` (``.npz`` or ``.h5``/``.hdf5``, chosen by suffix).
 
     The file is written with :func:`profemu._files.atomic_write` (temporary name in the
     same folder, ``fsync``, rename; permissions from the umask), so an interrupted write
@@ -257,7 +257,7 @@ def _sniff(path: Path) -> Literal["npz", "h5"]:
         what = "neither an npz archive nor an HDF5 file"
     raise FormatError(
         f"{path}: {what}; expected a dataset written by profemu (ProfileDataset.save) "
-        "or, for the CAMELS table, use load_any(path, format='camels-lh')."
+        "or, for the CAMELS table, use load_dataset(path, format='camels-lh')."
     )
 
 
@@ -338,7 +338,7 @@ def _check_head(head: dict[str, np.ndarray], path: Path, kind: Literal["npz", "h
     """``schema_version``: checked before any other key is looked at (a newer schema may differ)."""
     if "schema_version" not in head:
         hint = (
-            " It looks like the CAMELS LH table: use load_any(path) or load_camels_lh(path)."
+            " It looks like the CAMELS LH table: use load_dataset(path) or load_camels_lh(path)."
             if {"rho_mean", "sim_id"} <= _array_names(path, kind)
             else ""
         )
@@ -367,8 +367,8 @@ def _check_headers(headers: Mapping[str, ArrayHeader], path: Path) -> None:
     check_layout(headers, _LAYOUT, where=str(path))
 
 
-def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
-    """The dataset from arrays whose presence, shapes and dtypes were checked by the reader."""
+def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, Any]:
+    """The dataset's constructor arguments from arrays whose presence, shapes and dtypes were checked by the reader."""
     text = {k: _strings(arrays[k], k, path) for k in _STRING_KEYS if k in arrays}
     if text["format"] != [_FORMAT]:
         raise FormatError(f"{path}: 'format' is {text['format']}, expected {_FORMAT!r}.")
@@ -381,7 +381,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
     meta = load_json_text(text["meta"][0], what=f"{path}: 'meta'")
     if not isinstance(meta, dict):
         raise FormatError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}.")
-    return ProfileDataset(
+    return dict(
         params=arrays["params"],
         param_names=tuple(text["param_names"]),
         log10_mass=arrays["log10_mass"],
@@ -400,8 +400,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> ProfileDataset:
     )
 
 
-def load_dataset(path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> ProfileDataset:
-    """Read a dataset written by :func:`save_dataset` (npz or HDF5, detected from the bytes).
+def dataset_arguments(path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, Any]:
+    """Read a dataset file written by :func:`write_dataset_file` (npz or HDF5, detected from the bytes).
 
     Args:
         path: The file.
@@ -409,13 +409,13 @@ def load_dataset(path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -
             before anything is read (default 4 GiB).
 
     Returns:
-        The validated dataset; arrays are bit-identical to those saved.
+        The keyword arguments of ``ProfileDataset(...)``, checked against the schema; arrays
+        are bit-identical to those saved.
 
     Raises:
         FormatError: missing, empty, truncated or foreign file, missing key, newer schema,
             shapes that disagree, declared sizes over ``max_bytes``, hostile JSON in ``meta``.
-        DataError: readable file whose content fails the dataset validation, or a file
-            the operating system refuses to read (the reason is named).
+        DataError: a file the operating system refuses to read (the reason is named).
     """
     path = Path(path)
     kind = _sniff(path)
@@ -424,55 +424,18 @@ def load_dataset(path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -
     return _from_arrays(arrays, path)
 
 
-def load_any(
-    path: str | Path,
-    format: Literal["auto", "profemu", "camels-lh"] = "auto",
-    *,
-    max_bytes: int = DEFAULT_MAX_READ_BYTES,
-    **camels_kwargs: Any,
-) -> ProfileDataset:
-    """Load a profemu dataset file or the CAMELS LH table.
+def file_kind(path: str | Path) -> Literal["npz", "h5"]:
+    """``"npz"`` or ``"h5"``, from the file's first bytes (FormatError for anything else)."""
+    return _sniff(Path(path))
 
-    Args:
-        path: The file.
-        format: ``"profemu"`` (:func:`load_dataset`), ``"camels-lh"``
-            (:func:`~profemu.data.camels.load_camels_lh`) or ``"auto"``: an npz archive with
-            the keys ``rho_mean`` and ``sim_id`` is the CAMELS table, anything else a
-            profemu dataset.
-        max_bytes: Largest total size [bytes] of the arrays read (see :func:`load_dataset`).
-        **camels_kwargs: Keyword arguments of ``load_camels_lh`` (CAMELS table only).
 
-    Returns:
-        The dataset.
+def is_camels_table(path: Path) -> bool:
+    """Whether ``path`` is an npz archive with the CAMELS table's keys (``rho_mean``, ``sim_id``).
 
-    Raises:
-        DataError: unknown ``format``, or CAMELS options given for a profemu file.
-        FormatError: the file cannot be read.
+    An archive that cannot be listed is not the table: the profemu reader then says what is
+    wrong with it.
     """
-    from profemu.data.camels import load_camels_lh
-
-    path = Path(path)
-    choices = ("auto", "profemu", "camels-lh")
-    if format not in choices:
-        raise DataError(f"format: unknown value {format!r}; choose one of {list(choices)}.")
-    if format == "auto":
-        format = detect_format(path)
-    if format == "camels-lh":
-        return load_camels_lh(path, max_bytes=max_bytes, **camels_kwargs)
-    if camels_kwargs:
-        raise DataError(
-            f"{path}: options {sorted(camels_kwargs)} only apply to the CAMELS LH table, but this "
-            "is a profemu dataset file; drop them."
-        )
-    return load_dataset(path, max_bytes=max_bytes)
-
-
-def detect_format(path: str | Path) -> Literal["profemu", "camels-lh"]:
-    """``"camels-lh"`` for an npz archive with the CAMELS table's keys (``rho_mean``,
-    ``sim_id``), else ``"profemu"`` (the loader then reports what is wrong with the file)."""
-    path = Path(path)
-    return "camels-lh" if _sniff(path) == "npz" and _is_camels_table(path) else "profemu"
-
-
-def _is_camels_table(path: Path) -> bool:
-    return {"rho_mean", "sim_id"} <= set(npz_names(path))
+    try:
+        return {"rho_mean", "sim_id"} <= set(npz_names(path))
+    except FormatError:
+        return False

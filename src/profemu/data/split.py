@@ -84,7 +84,7 @@ def split_by_group(
     ds: ProfileDataset,
     *,
     val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
+    test_fraction: float = 0.0,
     seed: int = 0,
 ) -> Split:
     """Split ``ds`` into train/val/test by group, stratified in mass, reproducible by ``seed``.
@@ -93,7 +93,8 @@ def split_by_group(
         ds: The dataset (``ds.groups`` defines the groups; None = one group per row).
         val_fraction: Fraction of the *groups* put into validation (rounded; at least one
             group when > 0).
-        test_fraction: Fraction of the groups put into the test set (same rounding).
+        test_fraction: Fraction of the groups put into the test set (same rounding); 0 by
+            default, as ``data.test_fraction``.
         seed: Seed of the draw.
 
     Returns:

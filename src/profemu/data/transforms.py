@@ -41,7 +41,6 @@ from profemu.config import DataConfig
 from profemu.data.dataset import ProfileDataset
 from profemu.data.features import compute_features, fit_feature_stats
 from profemu.data.layout import FieldSpec, OutputLayout, field_kind
-from profemu.data.relevance import ard_weights, uses_relevance
 from profemu.data.selfsimilar import SelfSimilar, resolve
 from profemu.errors import ConfigError, DataError, FormatError
 
@@ -290,13 +289,17 @@ class Transforms:
 
     # ------------------------------------------------------------------ fit
     @classmethod
-    def fit(cls, ds: ProfileDataset, cfg: DataConfig | None = None) -> Transforms:
+    def fit(cls, ds: ProfileDataset, cfg: DataConfig | None = None, *,
+            input_weights: np.ndarray | None = None) -> Transforms:
         """Fit every statistic on ``ds`` (the training split).
 
         Args:
             ds: Training dataset.
             cfg: Data configuration (fields, scalers, ``scale_floor``, ``pca_components``,
                 ``features``); defaults to ``DataConfig()``.
+            input_weights: Per-parameter weights [p] multiplying the standardised
+                parameters (the input relevance, :func:`profemu.train.setup.fit_transforms`
+                computes them from ``data.input_relevance``); None: no weighting.
 
         Returns:
             The fitted transforms.
@@ -307,65 +310,14 @@ class Transforms:
         """
         cfg = DataConfig() if cfg is None else cfg
         cfg.validate()
-        for name, kind in (
-            ("input_scaler", cfg.input_scaler),
-            ("target_scaler", cfg.target_scaler),
-        ):
-            if kind not in _SCALERS:
-                raise ConfigError(
-                    f"data.{name}: unknown scaler {kind!r}; choose one of {list(_SCALERS)}."
-                )
-        fields = tuple(cfg.fields) if cfg.fields else ds.fields
-        for f in fields:
-            if f not in ds.profiles:
-                raise DataError(
-                    f"data.fields: {f!r} is not a field of the dataset; available fields: {list(ds.fields)}."
-                )
-        if len(set(fields)) != len(fields):
-            raise DataError(
-                f"data.fields: duplicate field names in {list(fields)}; list each once."
-            )
+        fields = _fit_fields(ds, cfg)
         floor = cfg.scale_floor
-
-        weights = None
-        if uses_relevance(cfg.input_relevance, ds):
-            weights, _ = ard_weights(ds, fields, seed=cfg.split_seed, max_rows=cfg.relevance_rows)
-        log_index = np.array([nm in ds.log_params for nm in ds.param_names], dtype=bool)
-        params_t = np.where(log_index, np.log10(np.where(log_index, ds.params, 1.0)), ds.params)
-        stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        stats["params"] = _fit_scaler(params_t, cfg.input_scaler, floor)
-        stats["log10_mass"] = _fit_scaler(ds.log10_mass[:, None], cfg.input_scaler, floor)
-        box: dict[str, tuple[Any, Any]] = {
-            nm: (float(ds.params[:, j].min()), float(ds.params[:, j].max()))
-            for j, nm in enumerate(ds.param_names)
-        }
-        box["log10_mass"] = (float(ds.log10_mass.min()), float(ds.log10_mass.max()))
-        pk_pca = None
-        if ds.pk_ratio is not None:
-            stats["pk"] = _fit_scaler(ds.pk_ratio, cfg.input_scaler, floor)
-            box["pk_ratio"] = (ds.pk_ratio.min(axis=0).tolist(), ds.pk_ratio.max(axis=0).tolist())
-            if cfg.pk_components != 0:
-                pk_pca = _fit_pk_pca((ds.pk_ratio - stats["pk"][0]) / stats["pk"][1], cfg.pk_components)
-        if ds.redshift is not None:
-            box["redshift"] = (float(ds.redshift.min()), float(ds.redshift.max()))
-            if np.ptp(ds.redshift) > 0:
-                stats["redshift"] = _fit_scaler(ds.redshift[:, None], cfg.input_scaler, floor)
+        weights = _checked_input_weights(ds, input_weights)
+        stats, box, pk_pca = _fit_input_stats(ds, cfg)
         feature_names = tuple(cfg.features)
         feature_stats: dict[str, Any] = {}
         if feature_names:
-            feature_stats = fit_feature_stats(
-                feature_names, ds.param_names, ds.log10_mass, ds.pk_ratio, ds.k
-            )
-            raw = compute_features(
-                feature_names,
-                ds.params,
-                ds.param_names,
-                ds.log10_mass,
-                ds.pk_ratio,
-                ds.k,
-                feature_stats,
-            )
-            stats["features"] = _fit_scaler(raw, cfg.input_scaler, floor)
+            feature_stats, stats["features"] = _fit_features(ds, cfg, feature_names)
 
         self_similar = None
         if cfg.self_similar == "auto":
@@ -375,18 +327,9 @@ class Transforms:
         log_target = _log10_targets(ds, fields, self_similar)
         valid = np.concatenate([ds.mask[f] for f in fields], axis=1)
         center, scale = _fit_scaler(log_target, cfg.target_scaler, floor, valid)
-
         components = pca_mean = None
         if cfg.pca_components > 0:
-            z = np.where(valid, (log_target - center) / scale, 0.0)
-            pca_mean = z.mean(axis=0)
-            _, _, vt = np.linalg.svd(z - pca_mean, full_matrices=False)
-            if cfg.pca_components > vt.shape[0]:
-                raise ConfigError(
-                    f"data.pca_components: {cfg.pca_components} components requested but at most "
-                    f"min(n_train={ds.n}, D={z.shape[1]}) = {vt.shape[0]} exist; lower it."
-                )
-            components = vt[: cfg.pca_components]
+            components, pca_mean = _fit_target_pca(log_target, valid, center, scale, cfg.pca_components, ds.n)
 
         return cls(
             monotone_fields=_resolve_monotone(cfg.monotone_fields, fields),
@@ -792,6 +735,103 @@ def _fit_pk_pca(z: np.ndarray, components: int | None) -> dict[str, np.ndarray]:
         )
     scale = np.sqrt(np.maximum(var[:k], 1e-12))
     return {"mean": mean, "components": vt[:k], "scale": scale}
+
+
+def _fit_fields(ds: ProfileDataset, cfg: DataConfig) -> tuple[str, ...]:
+    """The target fields (``data.fields`` or every field of ``ds``), after checking the scalers' names."""
+    for name, kind in (
+        ("input_scaler", cfg.input_scaler),
+        ("target_scaler", cfg.target_scaler),
+    ):
+        if kind not in _SCALERS:
+            raise ConfigError(
+                f"data.{name}: unknown scaler {kind!r}; choose one of {list(_SCALERS)}."
+            )
+    fields = tuple(cfg.fields) if cfg.fields else ds.fields
+    for f in fields:
+        if f not in ds.profiles:
+            raise DataError(
+                f"data.fields: {f!r} is not a field of the dataset; available fields: {list(ds.fields)}."
+            )
+    if len(set(fields)) != len(fields):
+        raise DataError(
+            f"data.fields: duplicate field names in {list(fields)}; list each once."
+        )
+    return fields
+
+
+def _checked_input_weights(ds: ProfileDataset, input_weights: np.ndarray | None) -> np.ndarray | None:
+    """The per-parameter input weights [p] (finite, > 0), or None."""
+    if input_weights is None:
+        return None
+    weights = np.asarray(input_weights, dtype=float)
+    if weights.shape != (len(ds.param_names),) or not np.all(np.isfinite(weights) & (weights > 0)):
+        raise DataError(f"input_weights: expected {len(ds.param_names)} finite weights > 0 (one per "
+                        f"parameter), got shape {weights.shape}; compute them with fit_transforms.")
+    return weights
+
+
+def _fit_input_stats(
+    ds: ProfileDataset, cfg: DataConfig
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[Any, Any]], dict[str, np.ndarray] | None]:
+    """Scaler statistics of the parameter, mass, P(k) and redshift blocks, the training box
+    of every input, and the P(k) principal components (None unless configured)."""
+    floor = cfg.scale_floor
+    log_index = np.array([nm in ds.log_params for nm in ds.param_names], dtype=bool)
+    params_t = np.where(log_index, np.log10(np.where(log_index, ds.params, 1.0)), ds.params)
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    stats["params"] = _fit_scaler(params_t, cfg.input_scaler, floor)
+    stats["log10_mass"] = _fit_scaler(ds.log10_mass[:, None], cfg.input_scaler, floor)
+    box: dict[str, tuple[Any, Any]] = {
+        nm: (float(ds.params[:, j].min()), float(ds.params[:, j].max()))
+        for j, nm in enumerate(ds.param_names)
+    }
+    box["log10_mass"] = (float(ds.log10_mass.min()), float(ds.log10_mass.max()))
+    pk_pca = None
+    if ds.pk_ratio is not None:
+        stats["pk"] = _fit_scaler(ds.pk_ratio, cfg.input_scaler, floor)
+        box["pk_ratio"] = (ds.pk_ratio.min(axis=0).tolist(), ds.pk_ratio.max(axis=0).tolist())
+        if cfg.pk_components != 0:
+            pk_pca = _fit_pk_pca((ds.pk_ratio - stats["pk"][0]) / stats["pk"][1], cfg.pk_components)
+    if ds.redshift is not None:
+        box["redshift"] = (float(ds.redshift.min()), float(ds.redshift.max()))
+        if np.ptp(ds.redshift) > 0:
+            stats["redshift"] = _fit_scaler(ds.redshift[:, None], cfg.input_scaler, floor)
+    return stats, box, pk_pca
+
+
+def _fit_features(
+    ds: ProfileDataset, cfg: DataConfig, feature_names: tuple[str, ...]
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """The derived features' own statistics and the scaler statistics of the feature block."""
+    feature_stats = fit_feature_stats(
+        feature_names, ds.param_names, ds.log10_mass, ds.pk_ratio, ds.k
+    )
+    raw = compute_features(
+        feature_names,
+        ds.params,
+        ds.param_names,
+        ds.log10_mass,
+        ds.pk_ratio,
+        ds.k,
+        feature_stats,
+    )
+    return feature_stats, _fit_scaler(raw, cfg.input_scaler, cfg.scale_floor)
+
+
+def _fit_target_pca(
+    log_target: np.ndarray, valid: np.ndarray, center: np.ndarray, scale: np.ndarray, n_components: int, n_train: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n_components`` principal axes [K, D] of the scaled targets (0 at invalid entries) and their mean [D]."""
+    z = np.where(valid, (log_target - center) / scale, 0.0)
+    pca_mean = z.mean(axis=0)
+    _, _, vt = np.linalg.svd(z - pca_mean, full_matrices=False)
+    if n_components > vt.shape[0]:
+        raise ConfigError(
+            f"data.pca_components: {n_components} components requested but at most "
+            f"min(n_train={n_train}, D={z.shape[1]}) = {vt.shape[0]} exist; lower it."
+        )
+    return vt[:n_components], pca_mean
 
 
 def _log10_targets(ds: ProfileDataset, fields: Sequence[str], self_similar: SelfSimilar | None) -> np.ndarray:

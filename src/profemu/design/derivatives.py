@@ -32,11 +32,18 @@ from typing import Any, Literal
 
 import numpy as np
 
+from profemu.design.space import (
+    _extra_inputs,
+    _mass_grid,
+    _positive_int,
+    candidate_points,
+    design_space,
+)
 from profemu.errors import ConfigError
 
-__all__ = ["Sensitivity", "sensitivity", "sensitivity_figure", "top_parameters"]
+__all__ = ["Sensitivity", "sensitivity", "top_parameters"]
 
-logger = logging.getLogger("profemu.sensitivity")
+logger = logging.getLogger("profemu.design.derivatives")
 
 
 @dataclass(frozen=True)
@@ -146,13 +153,6 @@ def sensitivity(
     import jax
     import jax.numpy as jnp
 
-    from profemu.design import (
-        _extra_inputs,
-        _mass_grid,
-        _positive_int,
-        candidate_points,
-        design_space,
-    )
 
     t0 = time.perf_counter()
     if at not in ("centre", "box"):
@@ -224,45 +224,3 @@ def top_parameters(sens: Sensitivity, k: int = 2, *, among: Sequence[str] | None
         raise ConfigError(f"k: expected an integer in [1, {len(names)}], got {k!r}.")
     imp = {nm: float(sens.importance[sens.param_names.index(nm)]) for nm in names}
     return tuple(sorted(names, key=lambda nm: -imp[nm])[:k])
-
-
-def sensitivity_figure(sens: Sensitivity, *, top: int = 4, scaled: bool = False) -> Any:
-    """One panel per field: ``d log10 y / d theta`` vs radius for the ``top`` parameters.
-
-    The other parameters are summarised by a grey band: the largest ``|d log10 y / d
-    theta|`` among them at each radius. With ``scaled`` every curve is multiplied by the
-    parameter's box width (the change across the prior, dex).
-
-    Returns:
-        A :class:`matplotlib.figure.Figure` on an Agg canvas (the global backend is untouched).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n_f = len(sens.field_names)
-    top = max(1, min(int(top), len(sens.param_names)))
-    best = top_parameters(sens, k=top)
-    rest = [j for j, nm in enumerate(sens.param_names) if nm not in best]
-    fig = Figure(figsize=(4.2 * n_f, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(1, n_f, i + 1) for i in range(n_f)]
-    factor = sens.width if scaled else np.ones_like(sens.width)
-    where = "centre of the box" if sens.at == "centre" else f"mean over {sens.n_points} box points"
-    for f, ax in enumerate(axes):
-        g = sens.gradient[f] * factor  # [n_r, p]
-        if rest:
-            env = np.abs(g[:, rest]).max(axis=1)
-            ax.fill_between(sens.radius, -env, env, color="0.85", label=f"other {len(rest)} (max |·|)")
-        for nm in best:
-            j = sens.param_names.index(nm)
-            label = f"log10 {nm}" if nm in sens.log_params else nm
-            ax.plot(sens.radius, g[:, j], lw=1.6, label=label)
-        ax.axhline(0.0, color="k", lw=0.5)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"radius [{sens.radius_unit}]")
-        ax.set_title(sens.field_names[f])
-        if f == 0:
-            ax.set_ylabel("Δ log10 y across the prior [dex]" if scaled else "d log10 y / d θ")
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle(f"Sensitivity at the {where}", fontsize=10)
-    return fig

@@ -32,6 +32,9 @@ import numpy as np
 from profemu._files import flatten_tree, unflatten_tree
 from profemu.config import ModelConfig
 from profemu.data.transforms import Transforms, decode_mean, decode_var
+from profemu.emulator.covariance import ResidualCovariance
+from profemu.emulator.covariance import residual_covariance as stored_residual_covariance
+from profemu.emulator.files import read_emulator, save_emulator, weights_file
 from profemu.emulator.inputs import Inputs, InputSpec, check_inputs
 from profemu.errors import DataError, ExtrapolationError
 from profemu.models.ensemble import combine
@@ -46,6 +49,10 @@ ExtrapolationPolicy = Literal["error", "warn", "ignore"]
 class Prediction:
     """Mean and variance of log10 of one field, with the ensemble's split of the variance.
 
+    Read the parts by name (``p.mean``, ``p.var``, ``p.std``, ``p.aleatoric``,
+    ``p.epistemic``) or all at once with :meth:`as_dict`. A Prediction does not unpack
+    into a ``(mean, var)`` pair, which would silently drop the two parts of the variance.
+
     Attributes:
         mean: [n, n_r] predicted log10 profile.
         var: [n, n_r] total predictive variance [dex²] (= aleatoric + epistemic, scaled).
@@ -58,14 +65,14 @@ class Prediction:
     aleatoric: np.ndarray
     epistemic: np.ndarray
 
-    def __iter__(self) -> Iterator[np.ndarray]:  # allows ``mean, var = emu.predict(...)[field]``
-        return iter((self.mean, self.var))
+    def __iter__(self) -> Iterator[np.ndarray]:
+        raise TypeError("a Prediction does not unpack (that would drop its aleatoric and epistemic parts); "
+                        "read p.mean, p.var, p.aleatoric, p.epistemic or p.as_dict().")
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        return (self.mean, self.var)[index]
-
-    def __len__(self) -> int:
-        return 2
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """``{"mean", "var", "std", "aleatoric", "epistemic"}``, each [n, n_r] (or [n_r])."""
+        return {"mean": self.mean, "var": self.var, "std": self.std, "aleatoric": self.aleatoric,
+                "epistemic": self.epistemic}
 
     @property
     def std(self) -> np.ndarray:
@@ -133,8 +140,9 @@ class Emulator:
     Args:
         transforms: Fitted :class:`~profemu.data.transforms.Transforms`.
         model_config: The :class:`~profemu.config.ModelConfig` of the network.
-        params: Network parameters with every leaf stacked on a leading member axis ``M``
-            (numpy or JAX arrays; stored as numpy float32).
+        weights: Network weights with every leaf stacked on a leading member axis ``M``
+            (numpy or JAX arrays; stored as numpy float32). The physical parameters are
+            the inputs: :attr:`param_names`, ``predict(params=...)``.
         metadata: JSON-safe metadata (training-data fingerprint, config, ...).
         variance_scale: Post-hoc calibration factor of the predictive variance (> 0).
         on_extrapolation: Default policy for inputs outside the training box.
@@ -144,7 +152,7 @@ class Emulator:
         self,
         transforms: Transforms,
         model_config: ModelConfig,
-        params: Mapping[str, Any],
+        weights: Mapping[str, Any],
         *,
         metadata: Mapping[str, Any] | None = None,
         variance_scale: float = 1.0,
@@ -152,8 +160,8 @@ class Emulator:
     ) -> None:
         self.transforms = transforms
         self.network = Network(model_config, transforms.layout)
-        flat = {n: np.asarray(a, dtype=np.float32) for n, a in flatten_tree(params).items()}
-        self.params = unflatten_tree(flat)
+        flat = {n: np.asarray(a, dtype=np.float32) for n, a in flatten_tree(weights).items()}
+        self.weights = unflatten_tree(flat)
         self.metadata = dict(metadata or {})
         self.variance_scale = float(variance_scale)
         if not (np.isfinite(self.variance_scale) and self.variance_scale > 0):
@@ -164,6 +172,28 @@ class Emulator:
         self.input_spec = InputSpec.from_transforms(transforms)
 
     # ------------------------------------------------------------------ info
+    @property
+    def params(self) -> dict[str, Any]:
+        """Deprecated name of :attr:`weights` (the network weights, not the physical parameters)."""
+        warnings.warn("Emulator.params is renamed Emulator.weights (the network weights; the physical "
+                      "parameters are param_names); the old name goes in the next release.",
+                      DeprecationWarning, stacklevel=2)
+        return self.weights
+
+    @property
+    def residual_covariance(self) -> ResidualCovariance | None:
+        """The emulator-error covariance between fields, radii and mass bins of one simulation.
+
+        Estimated from the out-of-fold residuals of the training's cross-validation (None
+        when the run was not cross-validated or the suite has one halo per simulation);
+        ``profemu infer`` adds it to the likelihood. Set it with
+        :func:`profemu.emulator.covariance.attach_residual_covariance`.
+
+        Raises:
+            FormatError: the stored record is malformed or does not match the emulator.
+        """
+        return stored_residual_covariance(self)
+
     @property
     def model_config(self) -> ModelConfig:
         """The network's configuration."""
@@ -286,7 +316,7 @@ class Emulator:
         self.check_extrapolation(inputs, policy=on_extrapolation)
         raw = {"params": inputs.params, "log10_mass": inputs.log10_mass, "pk_ratio": inputs.pk_ratio,
                "redshift": inputs.redshift}
-        means, variances = member_log10(self.network, self.params, self.arrays, self.transforms, raw)
+        means, variances = member_log10(self.network, self.weights, self.arrays, self.transforms, raw)
         return np.asarray(means, np.float64), np.asarray(variances, np.float64), inputs.single
 
     def predict(
@@ -309,8 +339,9 @@ class Emulator:
             on_extrapolation: Override of the default extrapolation policy.
 
         Returns:
-            ``{field: Prediction}``; each unpacks as ``mean, var`` with shapes [n, n_r]
-            (or [n_r] for a single example) in log10 units and dex².
+            ``{field: Prediction}``: ``.mean`` [log10 units], ``.var``, ``.aleatoric``,
+            ``.epistemic`` [dex²] and ``.std`` [dex], each [n, n_r] (or [n_r] for a single
+            example), radii as :attr:`radius`.
         """
         means, variances, single = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
         ens = combine(means, variances)
@@ -358,13 +389,13 @@ class Emulator:
         ``mean[..., i, j]`` is field ``field_names[i]`` at radius ``radius[j]``. The function closes over the
         weights as constants, is ``jax.jit``-able and differentiable with respect to
         every input; it does no value checks (validate with :meth:`check_inputs` and
-        :meth:`check_extrapolation` outside a likelihood). :meth:`predict_fields_fn`
+        :meth:`check_extrapolation` outside a likelihood). :attr:`predict_fields_fn`
         gives the same by field name.
         """
         import jax
         import jax.numpy as jnp
 
-        params = jax.tree.map(jnp.asarray, self.params)
+        weights = jax.tree.map(jnp.asarray, self.weights)
         arrays = {k: jnp.asarray(v) for k, v in self.arrays.items()}
         network, t, spec = self.network, self.transforms, self.input_spec
         shape = (len(self.field_names), t.n_r)
@@ -388,13 +419,14 @@ class Emulator:
                 raise DataError(f"pk_ratio: this emulator needs the P(k) suppression on {spec.n_k} k bins.")
             if spec.uses_redshift and redshift is None:
                 raise DataError("redshift: this emulator takes the redshift as an input; pass it.")
-            means, variances = member_log10(network, params, arrays, t, raw, jnp)
+            means, variances = member_log10(network, weights, arrays, t, raw, jnp)
             ens = combine(means, variances)
             mean, var = ens.mean.reshape(n, *shape), (vscale * ens.var).reshape(n, *shape)
             return (mean[0], var[0]) if single else (mean, var)
 
         return predict_fn
 
+    @functools.cached_property
     def predict_fields_fn(self) -> Callable[..., dict[str, tuple[Any, Any]]]:
         """:attr:`predict_fn` labelled: ``f(...) -> {field: (mean, var)}``, each [n_r] or [n, n_r].
 
@@ -414,22 +446,18 @@ class Emulator:
     @staticmethod
     def weights_file(folder: str | Path) -> Path:
         """The weights file a saved Emulator's manifest points to (see :mod:`profemu.emulator.files`)."""
-        from profemu.emulator.files import weights_file
-
         return weights_file(folder)
 
     def save(self, folder: str | Path) -> Path:
         """Write the Emulator to ``folder`` atomically (see :func:`profemu.emulator.files.save_emulator`)."""
-        from profemu.emulator.files import save_emulator
-
         return save_emulator(self, folder)
 
     @classmethod
     def load(cls, folder: str | Path, *, on_extrapolation: ExtrapolationPolicy | None = None) -> Emulator:
         """Load a folder written by :meth:`save` (see :func:`profemu.emulator.files.load_emulator`)."""
-        from profemu.emulator.files import load_emulator
-
-        return load_emulator(folder, on_extrapolation=on_extrapolation)
+        parts = read_emulator(folder, on_extrapolation=on_extrapolation)
+        return cls(parts.transforms, parts.model_config, parts.weights, metadata=parts.metadata,
+                   variance_scale=parts.variance_scale, on_extrapolation=parts.on_extrapolation)  # type: ignore[arg-type]
 
 
 def _check_policy(policy: str) -> ExtrapolationPolicy:

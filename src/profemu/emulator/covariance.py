@@ -28,7 +28,6 @@ and lives in ``emulator.metadata["residual_covariance"]``, written and read only
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,13 +40,11 @@ __all__ = [
     "METADATA_KEY",
     "ResidualCovariance",
     "attach_residual_covariance",
-    "cross_validated_residuals",
     "estimate_residual_covariance",
-    "fit_residual_covariance",
     "residual_covariance",
 ]
 
-logger = logging.getLogger("profemu.inference")
+logger = logging.getLogger(__name__)
 
 #: Where the estimate is stored in ``Emulator.metadata``.
 METADATA_KEY = "residual_covariance"
@@ -258,77 +255,6 @@ def estimate_residual_covariance(
         n_groups=int(ids.size), n_rows=int(n), n_pairs=int(n_pairs),
         meta={"noise_subtracted": noise is not None, **dict(meta or {})},
     )
-
-
-def cross_validated_residuals(
-    dataset: Any,
-    config: Any = None,
-    *,
-    k: int = 5,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold residuals of log10 profiles, K-fold by simulation.
-
-    Trains one emulator per fold with :func:`profemu.workflow.train_emulator` (the
-    fold's training rows split again by group for early stopping and calibration; no
-    test split) and predicts the fold's held-out rows.
-
-    Args:
-        dataset: A :class:`~profemu.data.dataset.ProfileDataset` with ``groups``.
-        config: Training configuration (default ``Config()``); ``data.test_fraction`` is
-            set to 0 inside each fold.
-        k: Number of folds (>= 2).
-        seed: Seed of the fold assignment.
-
-    Returns:
-        ``(residuals [n, F, n_r], mask [n, F, n_r])`` in dex, fields in ``dataset.fields``
-        order (or ``config.data.fields``).
-    """
-    from profemu.config import Config
-    from profemu.data.split import group_kfold
-    from profemu.evaluate import predict_dataset
-    from profemu.workflow import train_emulator
-
-    cfg = (config or Config()).updated({"data.test_fraction": 0.0})
-    fields = tuple(cfg.data.fields) or tuple(dataset.fields)
-    n_r = dataset.radius.size
-    residuals = np.full((dataset.n, len(fields), n_r), np.nan)
-    for fold, (train_rows, test_rows) in enumerate(group_kfold(dataset, k, seed=seed)):
-        t0 = time.perf_counter()
-        out = train_emulator(dataset.subset(train_rows), cfg, evaluate_test=False)
-        test = dataset.subset(test_rows)
-        residuals[test_rows] = prediction_residuals(test, predict_dataset(out.emulator, test), fields)
-        logger.info("residual covariance: fold %d/%d trained and predicted in %.0f s (%d held-out rows)",
-                    fold + 1, k, time.perf_counter() - t0, len(test_rows))
-    mask = np.isfinite(residuals)
-    return residuals, mask
-
-
-def fit_residual_covariance(
-    dataset: Any,
-    config: Any = None,
-    *,
-    k: int = 5,
-    seed: int = 0,
-    subtract_noise: bool = True,
-) -> ResidualCovariance:
-    """Cross-validated residuals (:func:`cross_validated_residuals`) -> :class:`ResidualCovariance`.
-
-    Args:
-        dataset: Training data with ``groups`` (and ``noise`` to subtract).
-        config: Training configuration of the fold emulators (use the final emulator's).
-        k: Folds.
-        seed: Fold seed.
-        subtract_noise: Remove the known stacking noise from C_row (the likelihood adds
-            the observation's own errors separately).
-    """
-    res, _ = cross_validated_residuals(dataset, config, k=k, seed=seed)
-    from profemu.config import Config
-
-    cfg = config or Config()
-    fields = tuple(cfg.data.fields) or tuple(dataset.fields)
-    return estimate_for_dataset(dataset, res, fields, subtract_noise=subtract_noise,
-                                meta={"method": f"{k}-fold cross-validation by simulation", "fold_seed": int(seed)})
 
 
 def prediction_residuals(dataset: Any, predictions: Mapping[str, Any], fields: Sequence[str]) -> np.ndarray:

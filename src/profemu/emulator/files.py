@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -35,12 +36,12 @@ from profemu._files import (
     unflatten_tree,
 )
 from profemu.config import ModelConfig, _build, _plain
+from profemu.data.transforms import Transforms
 from profemu.errors import FormatError, ProfemuError
+from profemu.models.network import Network
 
-if TYPE_CHECKING:
-    from profemu.emulator import Emulator
-
-__all__ = ["FORMAT_VERSION", "MANIFEST", "load_emulator", "read_manifest", "save_emulator", "weights_file"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "EmulatorParts", "read_emulator", "read_manifest", "save_emulator",
+           "weights_file"]
 
 #: Version of the folder layout; files of other versions are refused.
 FORMAT_VERSION = 2
@@ -77,11 +78,11 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def save_emulator(emulator: Emulator, folder: str | Path) -> Path:
+def save_emulator(emulator: Any, folder: str | Path) -> Path:
     """Write ``emulator`` to ``folder`` (created) atomically; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    flat = flatten_tree(emulator.params)
+    flat = flatten_tree(emulator.weights)
     buffer = io.BytesIO()
     np.savez(buffer, **flat)
     payload = buffer.getvalue()
@@ -175,17 +176,25 @@ def weights_file(folder: str | Path) -> Path:
     return path
 
 
-def load_emulator(folder: str | Path, *, on_extrapolation: str | None = None) -> Emulator:
-    """Load and validate an Emulator folder written by :func:`save_emulator`.
+@dataclass(frozen=True)
+class EmulatorParts:
+    """What an Emulator folder holds, validated: the arguments of ``Emulator(...)``."""
+
+    transforms: Transforms
+    model_config: ModelConfig
+    weights: dict[str, Any]
+    metadata: dict[str, Any]
+    variance_scale: float
+    on_extrapolation: str
+
+
+def read_emulator(folder: str | Path, *, on_extrapolation: str | None = None) -> EmulatorParts:
+    """Read and validate an Emulator folder written by :func:`save_emulator`.
 
     Raises:
         FormatError: missing/corrupt files, an unknown format version, a manifest whose
             numbers are not valid (non-finite, non-positive scales, inconsistent shapes).
     """
-    from profemu.data.transforms import Transforms
-    from profemu.emulator import Emulator
-    from profemu.models.network import Network
-
     folder = Path(folder)
     manifest = read_manifest(folder)
     where = folder / MANIFEST
@@ -223,8 +232,8 @@ def load_emulator(folder: str | Path, *, on_extrapolation: str | None = None) ->
         )
     flat = _read_weights(wfile, shapes)
     policy = on_extrapolation or manifest["on_extrapolation"]
-    return Emulator(transforms, model_config, unflatten_tree(flat), metadata=manifest["metadata"],
-                    variance_scale=scale, on_extrapolation=policy)  # type: ignore[arg-type]
+    return EmulatorParts(transforms, model_config, unflatten_tree(flat), metadata=manifest["metadata"],
+                         variance_scale=scale, on_extrapolation=policy)
 
 
 def _read_weights(path: Path, shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:

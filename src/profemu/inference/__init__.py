@@ -12,6 +12,7 @@ The API is flat::
     start = inf.find_map(post)                                           # quick fit
     samples = inf.sample_posterior(post, chains=4, warmup=1000, draws=1000)
     print(samples.summary())                                             # mean, std, quantiles, R-hat, ESS
+    batch = inf.sample_posterior_batch([post, post.with_observation(obs2)])  # many of one shape, one program
     fisher = inf.fisher_matrix(post, start.theta)                        # Fisher matrix, errors
 
 Importing this package does not import JAX; the functions do. NUTS needs BlackJAX
@@ -21,12 +22,10 @@ Importing this package does not import JAX; the functions do. NUTS needs BlackJA
 
 from __future__ import annotations
 
-from profemu.inference.covariance import (
+from profemu.emulator.covariance import (
     ResidualCovariance,
     attach_residual_covariance,
-    cross_validated_residuals,
     estimate_residual_covariance,
-    fit_residual_covariance,
     residual_covariance,
 )
 from profemu.inference.diagnostics import ess_bulk, ess_tail, split_rhat
@@ -44,7 +43,7 @@ from profemu.inference.sampling import (
     Posterior,
     find_map,
     sample_posterior,
-    sample_posteriors,
+    sample_posterior_batch,
 )
 
 __all__ = [
@@ -57,19 +56,17 @@ __all__ = [
     "Posterior",
     "ResidualCovariance",
     "attach_residual_covariance",
-    "cross_validated_residuals",
     "ess_bulk",
     "ess_tail",
     "estimate_residual_covariance",
     "find_map",
     "fisher_matrix",
-    "fit_residual_covariance",
     "load_covariance",
     "make_log_posterior",
     "parameter_space",
     "read_observation",
     "residual_covariance",
     "sample_posterior",
-    "sample_posteriors",
+    "sample_posterior_batch",
     "split_rhat",
 ]

@@ -18,7 +18,7 @@ radii, flattened in that order) and parameters ``theta``::
 
 * ``"predictive"``: the emulator's predictive variance, diagonal (bins independent);
 * ``"residual"``: the cross-validated covariance between fields, radii and bins stored
-  with the emulator (:mod:`profemu.inference.covariance`; parameter independent);
+  with the emulator (:mod:`profemu.emulator.covariance`; parameter independent);
 * ``"none"``: the observation's covariance only;
 * ``"auto"`` (default): ``"residual"`` when the emulator carries an estimate, else
   ``"predictive"``.
@@ -48,8 +48,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from profemu.emulator.covariance import ResidualCovariance, _clip_psd, residual_covariance
 from profemu.errors import DataError
-from profemu.inference.covariance import ResidualCovariance, _clip_psd, residual_covariance
 from profemu.inference.observations import Observation
 
 __all__ = [
@@ -420,7 +420,7 @@ def make_log_posterior(
             observed profiles (one log10 offset common to every entry).
         amplitude_prior_dex: Std of the Gaussian prior on that offset [dex]; None = flat.
         model_covariance: ``"auto"``, ``"predictive"``, ``"residual"``, ``"none"`` or a
-            :class:`~profemu.inference.covariance.ResidualCovariance` to use.
+            :class:`~profemu.emulator.covariance.ResidualCovariance` to use.
         predict_fn: The emulator's pure JAX prediction (default ``emulator.predict_fn``;
             pass it to reuse one compiled function for many observations).
 
@@ -437,83 +437,17 @@ def make_log_posterior(
         raise DataError(f"observation fields {unknown} are not predicted by the emulator (fields {list(emulator.field_names)}).")
     obs, w = _restrict_to_grid(emulator, observation)
     n_bins = obs.shape[0]
-    mbox = emulator.training_box["log10_mass"]
-    outside = obs.log10_mass[(obs.log10_mass < mbox[0] - 1e-9) | (obs.log10_mass > mbox[1] + 1e-9)]
-    if outside.size:
-        logger.warning("observation: log10_mass %s outside the training range [%.4g, %.4g]; the prediction "
-                       "there is an extrapolation", outside.tolist(), mbox[0], mbox[1])
+    _warn_mass_outside_training(emulator, obs)
     z = _resolve_redshift(emulator, obs)
     pk = _resolve_pk(emulator, obs, n_bins)
-
-    estimate: ResidualCovariance | None = None
-    mode = model_covariance
-    if isinstance(model_covariance, ResidualCovariance):
-        estimate, mode = model_covariance, "residual"
-        from profemu.inference.covariance import _check_matches
-
-        _check_matches(emulator, estimate, DataError)
-    elif model_covariance in ("auto", "residual"):
-        estimate = residual_covariance(emulator)
-        if estimate is None and model_covariance == "residual":
-            raise DataError(
-                "model_covariance='residual': the emulator carries no residual covariance; estimate one "
-                "with profemu.inference.fit_residual_covariance and attach_residual_covariance, or use "
-                "'predictive'."
-            )
-        mode = "residual" if estimate is not None else "predictive"
-    elif model_covariance not in ("predictive", "none"):
-        raise DataError(
-            f"model_covariance: {model_covariance!r} is not allowed; choose 'auto', 'predictive', 'residual' or 'none'."
-        )
+    estimate, mode = _resolve_model_covariance(emulator, model_covariance)
     gaussian = dict(gaussian_prior or {})
-    bad = [n for n in gaussian if n not in space.free]
-    if bad:
-        raise DataError(f"gaussian_prior: {bad} are not free parameters ({list(space.free)}).")
-    g_mean = np.zeros(space.dim)
-    g_prec = np.zeros(space.dim)
-    for name, (mu, sd) in gaussian.items():
-        if not (np.isfinite(mu) and np.isfinite(sd) and sd > 0):
-            raise DataError(f"gaussian_prior {name}=({mu}, {sd}): need a finite mean and a std > 0.")
-        j = space.free.index(name)
-        g_mean[j], g_prec[j] = float(mu), 1.0 / float(sd) ** 2
+    g_mean, g_prec = _gaussian_prior_arrays(space, gaussian)
     if amplitude_prior_dex is not None and not (np.isfinite(amplitude_prior_dex) and amplitude_prior_dex > 0):
         raise DataError(f"amplitude_prior_dex: {amplitude_prior_dex!r} must be > 0 (dex) or None for a flat prior.")
 
-    mask = obs.mask.reshape(-1)
-    d_vec = np.where(mask, np.nan_to_num(obs.log10_profile.reshape(-1)), 0.0)
-    obs_cov = obs.covariance_matrix()
-    obs_cov = np.where(np.outer(mask, mask), obs_cov, 0.0) + np.diag(~mask * 1.0)
     full_obs = obs.covariance is not None
-    model_cov = None
-    if mode == "residual":
-        assert estimate is not None
-        model_cov = _model_block(estimate, obs, w, obs.fields) * np.outer(mask, mask)
-    constant_cov = mode in ("residual", "none")
-    field_idx = np.array([emulator.field_names.index(f) for f in obs.fields], dtype=int)
-    data: dict[str, np.ndarray] = {
-        "d": d_vec.astype(np.float32),
-        "w": mask.astype(np.float32),
-        "mass": obs.log10_mass.astype(np.float32),
-        "interp": w.astype(np.float32),
-        "lower": space.lower.astype(np.float32),
-        "upper": space.upper.astype(np.float32),
-        "g_mean": g_mean.astype(np.float32),
-        "g_prec": g_prec.astype(np.float32),
-        "n_used": np.asarray(mask.sum(), dtype=np.float32),
-    }
-    if pk is not None:
-        data["pk"] = pk.astype(np.float32)
-    if z is not None:
-        data["z"] = np.full(n_bins, z, dtype=np.float32)
-    if constant_cov:
-        total = obs_cov + (model_cov if model_cov is not None else 0.0)
-        chol = np.linalg.cholesky(total)
-        data["chol"] = chol.astype(np.float32)
-        data["logdet"] = np.asarray(2.0 * np.sum(np.log(np.diag(chol))), dtype=np.float32)
-    elif full_obs:
-        data["obs_cov"] = obs_cov.astype(np.float32)
-    else:
-        data["obs_var"] = np.diag(obs_cov).astype(np.float32)
+    data = _likelihood_data(obs, w, space, g_mean, g_prec, pk, z, mode, estimate)
     sigma_a = None if amplitude_prior_dex is None else float(amplitude_prior_dex)
     structure = (
         id(emulator), space.names, space.free, tuple(sorted(space.fixed.items())), obs.fields,
@@ -521,6 +455,7 @@ def make_log_posterior(
         tuple(sorted((k, v.shape) for k, v in data.items())),
     )
     fn = predict_fn if predict_fn is not None else emulator.predict_fn
+    field_idx = np.array([emulator.field_names.index(f) for f in obs.fields], dtype=int)
     core, model = _build_core(
         fn, space, field_idx, n_bins, mode, full_obs, bool(amplitude_nuisance), sigma_a,
     )
@@ -540,6 +475,113 @@ def make_log_posterior(
     return LogPosterior(space=space, observation=obs, model_covariance=str(mode),
                         amplitude_nuisance=bool(amplitude_nuisance), data=data, structure=structure,
                         _core=core, _model=model, _rebuild=rebuild)
+
+
+def _warn_mass_outside_training(emulator: Any, obs: Observation) -> None:
+    """Log a warning when an observed mass bin lies outside the training range (an extrapolation)."""
+    mbox = emulator.training_box["log10_mass"]
+    outside = obs.log10_mass[(obs.log10_mass < mbox[0] - 1e-9) | (obs.log10_mass > mbox[1] + 1e-9)]
+    if outside.size:
+        logger.warning("observation: log10_mass %s outside the training range [%.4g, %.4g]; the prediction "
+                       "there is an extrapolation", outside.tolist(), mbox[0], mbox[1])
+
+
+def _resolve_model_covariance(
+    emulator: Any, model_covariance: ModelCovariance | ResidualCovariance
+) -> tuple[ResidualCovariance | None, str]:
+    """The residual covariance to use (or None) and the mode: ``"residual"``, ``"predictive"`` or ``"none"``."""
+    estimate: ResidualCovariance | None = None
+    mode = model_covariance
+    if isinstance(model_covariance, ResidualCovariance):
+        estimate, mode = model_covariance, "residual"
+        from profemu.emulator.covariance import _check_matches
+
+        _check_matches(emulator, estimate, DataError)
+    elif model_covariance in ("auto", "residual"):
+        estimate = residual_covariance(emulator)
+        if estimate is None and model_covariance == "residual":
+            raise DataError(
+                "model_covariance='residual': the emulator carries no residual covariance; estimate one "
+                "with profemu.train.cv.fit_residual_covariance and attach_residual_covariance, or use "
+                "'predictive'."
+            )
+        mode = "residual" if estimate is not None else "predictive"
+    elif model_covariance not in ("predictive", "none"):
+        raise DataError(
+            f"model_covariance: {model_covariance!r} is not allowed; choose 'auto', 'predictive', 'residual' or 'none'."
+        )
+    return estimate, str(mode)
+
+
+def _gaussian_prior_arrays(
+    space: ParameterSpace, gaussian: Mapping[str, tuple[float, float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per free parameter the mean and precision [k] of the extra Gaussian prior (precision 0: none)."""
+    bad = [n for n in gaussian if n not in space.free]
+    if bad:
+        raise DataError(f"gaussian_prior: {bad} are not free parameters ({list(space.free)}).")
+    g_mean = np.zeros(space.dim)
+    g_prec = np.zeros(space.dim)
+    for name, (mu, sd) in gaussian.items():
+        if not (np.isfinite(mu) and np.isfinite(sd) and sd > 0):
+            raise DataError(f"gaussian_prior {name}=({mu}, {sd}): need a finite mean and a std > 0.")
+        j = space.free.index(name)
+        g_mean[j], g_prec[j] = float(mu), 1.0 / float(sd) ** 2
+    return g_mean, g_prec
+
+
+def _likelihood_data(
+    obs: Observation,
+    w: np.ndarray,
+    space: ParameterSpace,
+    g_mean: np.ndarray,
+    g_prec: np.ndarray,
+    pk: np.ndarray | None,
+    z: float | None,
+    mode: str,
+    estimate: ResidualCovariance | None,
+) -> dict[str, np.ndarray]:
+    """The float32 arrays the log posterior closes over (:attr:`LogPosterior.data`).
+
+    With a parameter-independent covariance (``mode`` ``"residual"`` or ``"none"``) the
+    Cholesky factor of the total covariance and its log determinant; otherwise the
+    observation's covariance (full) or variances (diagonal).
+    """
+    mask = obs.mask.reshape(-1)
+    d_vec = np.where(mask, np.nan_to_num(obs.log10_profile.reshape(-1)), 0.0)
+    obs_cov = obs.covariance_matrix()
+    obs_cov = np.where(np.outer(mask, mask), obs_cov, 0.0) + np.diag(~mask * 1.0)
+    full_obs = obs.covariance is not None
+    model_cov = None
+    if mode == "residual":
+        assert estimate is not None
+        model_cov = _model_block(estimate, obs, w, obs.fields) * np.outer(mask, mask)
+    constant_cov = mode in ("residual", "none")
+    data: dict[str, np.ndarray] = {
+        "d": d_vec.astype(np.float32),
+        "w": mask.astype(np.float32),
+        "mass": obs.log10_mass.astype(np.float32),
+        "interp": w.astype(np.float32),
+        "lower": space.lower.astype(np.float32),
+        "upper": space.upper.astype(np.float32),
+        "g_mean": g_mean.astype(np.float32),
+        "g_prec": g_prec.astype(np.float32),
+        "n_used": np.asarray(mask.sum(), dtype=np.float32),
+    }
+    if pk is not None:
+        data["pk"] = pk.astype(np.float32)
+    if z is not None:
+        data["z"] = np.full(obs.shape[0], z, dtype=np.float32)
+    if constant_cov:
+        total = obs_cov + (model_cov if model_cov is not None else 0.0)
+        chol = np.linalg.cholesky(total)
+        data["chol"] = chol.astype(np.float32)
+        data["logdet"] = np.asarray(2.0 * np.sum(np.log(np.diag(chol))), dtype=np.float32)
+    elif full_obs:
+        data["obs_cov"] = obs_cov.astype(np.float32)
+    else:
+        data["obs_var"] = np.diag(obs_cov).astype(np.float32)
+    return data
 
 
 def _build_core(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,6 +343,31 @@ def read_observation(
         FormatError: the file is not a readable text CSV.
     """
     path = Path(path)
+    header, rows = _read_csv_table(path)
+    cov = load_covariance(covariance) if isinstance(covariance, str | Path) else covariance
+    fields = tuple(fields)
+    _check_columns(path, header, rows, ["radius", *fields, *([] if cov is not None else [f"{f}_err" for f in fields])])
+    col = {name: j for j, name in enumerate(header)}
+
+    def column(name: str) -> np.ndarray:
+        return np.array([_parse_float(row[col[name]], name, i, path) for i, row in enumerate(rows, start=2)])
+
+    radius = column("radius")
+    masses, bins = _mass_bins(path, column if "log10_mass" in col else None, log10_mass, radius.size)
+    blocks = [np.flatnonzero(masses == b) for b in bins]
+    r0 = _common_radii(path, radius, blocks)
+    order = np.argsort(r0, kind="stable")
+    profiles, errors = _field_blocks(path, column, fields, blocks, order, with_errors=cov is None)
+    if cov is not None and not np.array_equal(order, np.arange(order.size)):
+        raise DataError(f"{path}: with a covariance, rows must be sorted by increasing radius.")
+    return Observation.from_profiles(
+        r0[order], profiles, np.array(bins), errors or None, covariance=cov,
+        radius_unit=radius_unit, redshift=redshift, pk_ratio=pk_ratio,
+    )
+
+
+def _read_csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header and data rows of a CSV file (blank and ``#`` comment lines skipped), cells stripped."""
     if not path.is_file():
         raise FormatError(f"{path}: observation file not found.")
     if path.stat().st_size > _MAX_CSV_BYTES:
@@ -361,46 +386,66 @@ def read_observation(
         raise DataError(f"{path}: no data rows below the header.")
     if len(set(header)) != len(header):
         raise DataError(f"{path}: duplicate column names in the header {header}.")
-    cov = load_covariance(covariance) if isinstance(covariance, str | Path) else covariance
-    fields = tuple(fields)
-    needed = ["radius", *fields, *([] if cov is not None else [f"{f}_err" for f in fields])]
+    return header, rows
+
+
+def _check_columns(path: Path, header: list[str], rows: list[list[str]], needed: list[str]) -> None:
+    """Every ``needed`` column is in the header and every row has one value per column."""
     missing = [c for c in needed if c not in header]
     if missing:
         raise DataError(
             f"{path}: missing column(s) {missing}; the file needs 'radius' and, per field, '<field>' "
             f"and '<field>_err' (columns found: {header})."
         )
-    col = {name: j for j, name in enumerate(header)}
     for i, row in enumerate(rows, start=2):
         if len(row) != len(header):
             raise DataError(f"{path}: line {i} has {len(row)} values for {len(header)} columns.")
 
-    def column(name: str) -> np.ndarray:
-        return np.array([_parse_float(row[col[name]], name, i, path) for i, row in enumerate(rows, start=2)])
 
-    radius = column("radius")
-    if "log10_mass" in col:
-        masses = column("log10_mass")
+def _mass_bins(
+    path: Path,
+    mass_column: Callable[[str], np.ndarray] | None,
+    log10_mass: float | Sequence[float] | None,
+    n_rows: int,
+) -> tuple[np.ndarray, list[float]]:
+    """The mass of every row and the distinct mass bins (file order), from the file's
+    ``log10_mass`` column (``mass_column`` reads it; None: the file has none) or ``log10_mass``."""
+    if mass_column is not None:
+        masses = mass_column("log10_mass")
         bins = list(dict.fromkeys(masses.tolist()))
         if log10_mass is not None:
             raise DataError(f"{path}: has a log10_mass column; do not pass log10_mass as well.")
-    else:
-        if log10_mass is None:
-            raise DataError(
-                "log10_mass: missing; pass the halo mass of the observed bin (e.g. --log10-mass 13.5) "
-                "or add a log10_mass column."
-            )
-        if np.ndim(log10_mass) != 0:
-            raise DataError("log10_mass: one value for a file without a log10_mass column.")
-        masses = np.full(radius.size, float(log10_mass))
-        bins = [float(log10_mass)]
-    blocks = [np.flatnonzero(masses == b) for b in bins]
+        return masses, bins
+    if log10_mass is None:
+        raise DataError(
+            "log10_mass: missing; pass the halo mass of the observed bin (e.g. --log10-mass 13.5) "
+            "or add a log10_mass column."
+        )
+    if np.ndim(log10_mass) != 0:
+        raise DataError("log10_mass: one value for a file without a log10_mass column.")
+    return np.full(n_rows, float(log10_mass)), [float(log10_mass)]
+
+
+def _common_radii(path: Path, radius: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
+    """The radii of the first mass bin, after checking every bin lists the same finite positive radii."""
     r0 = radius[blocks[0]]
     if any(blk.size != r0.size or not np.allclose(radius[blk], r0) for blk in blocks):
         raise DataError(f"{path}: every mass bin must list the same radii in the same order.")
     if not np.all(np.isfinite(r0)) or np.any(r0 <= 0):
         raise DataError(f"{path}: column 'radius' must hold finite positive radii.")
-    order = np.argsort(r0, kind="stable")
+    return r0
+
+
+def _field_blocks(
+    path: Path,
+    column: Callable[[str], np.ndarray],
+    fields: tuple[str, ...],
+    blocks: list[np.ndarray],
+    order: np.ndarray,
+    *,
+    with_errors: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per field the checked linear values (and, ``with_errors``, 1-sigma errors), [bins, radii] in ``order``."""
     profiles: dict[str, np.ndarray] = {}
     errors: dict[str, np.ndarray] = {}
     for f in fields:
@@ -412,7 +457,7 @@ def read_observation(
                 "log10, so values must be positive (drop that row)."
             )
         profiles[f] = np.stack([v[blk][order] for blk in blocks])
-        if cov is None:
+        if with_errors:
             e = column(f"{f}_err")
             if np.any(~np.isfinite(e) | (e <= 0)):
                 j = int(np.flatnonzero(~np.isfinite(e) | (e <= 0))[0])
@@ -421,9 +466,4 @@ def read_observation(
                     "must be positive."
                 )
             errors[f] = np.stack([e[blk][order] for blk in blocks])
-    if cov is not None and not np.array_equal(order, np.arange(order.size)):
-        raise DataError(f"{path}: with a covariance, rows must be sorted by increasing radius.")
-    return Observation.from_profiles(
-        r0[order], profiles, np.array(bins), errors or None, covariance=cov,
-        radius_unit=radius_unit, redshift=redshift, pk_ratio=pk_ratio,
-    )
+    return profiles, errors

@@ -4,8 +4,9 @@
   diagonal mass matrix), several chains in parallel (``jax.vmap``), each started at a
   different random point; split R-hat and bulk ESS per parameter
   (:mod:`profemu.inference.diagnostics`); :class:`ConvergenceError` when they fail.
-* :func:`sample_posteriors` — the same for many observations of one shape at once
-  (one compiled program, vectorised across observations and chains).
+* :func:`sample_posterior_batch` — the same for a batch of log posteriors of one
+  shape (e.g. many observations) at once: one compiled program, vectorised across
+  the batch and the chains.
 * :func:`find_map` — the maximum of the log posterior by L-BFGS-B (scipy, JAX
   gradients) from several starts in the prior box.
 
@@ -42,7 +43,7 @@ __all__ = [
     "Posterior",
     "find_map",
     "sample_posterior",
-    "sample_posteriors",
+    "sample_posterior_batch",
 ]
 
 logger = logging.getLogger("profemu.inference")
@@ -231,7 +232,7 @@ def _compile_program(core: Any, warmup: int, chunk: int, depth: int) -> tuple[An
     return warm, sample
 
 
-def sample_posteriors(
+def sample_posterior_batch(
     log_posteriors: Sequence[LogPosterior],
     *,
     chains: int = 4,
@@ -244,7 +245,12 @@ def sample_posteriors(
     ess_min: float = 100.0,
     max_tree_depth: int = 10,
 ) -> list[Posterior]:
-    """NUTS for several log posteriors of one structure, vectorised across them.
+    """NUTS for a batch of log posteriors of one structure, in one program vectorised across them.
+
+    Unlike :func:`sample_posterior` (one log posterior, checked by default), this takes
+    many log posteriors that share emulator, options and observation shape (e.g. mock
+    observations for a coverage test) and samples them all in one compiled call; the
+    convergence check is off by default.
 
     Args:
         log_posteriors: From :func:`~profemu.inference.likelihood.make_log_posterior` with
@@ -265,11 +271,8 @@ def sample_posteriors(
             batch, so small batches of posteriors are usually faster than large ones.
 
     Returns:
-        One :class:`Posterior` per log posterior.
+        One :class:`Posterior` per log posterior, in order.
     """
-    import jax
-    import jax.numpy as jnp
-
     _check_settings(chains, warmup, draws)
     if isinstance(max_tree_depth, bool) or not isinstance(max_tree_depth, int) or not 1 <= max_tree_depth <= 15:
         raise DataError(f"max_tree_depth: {max_tree_depth!r} must be an integer in [1, 15].")
@@ -281,17 +284,67 @@ def sample_posteriors(
             "log_posteriors: differ in emulator, options or observation shape; sample them separately "
             "(or build them with LogPosterior.with_observation)."
         )
-    n_obs, k = len(log_posteriors), first.space.dim
+    u0 = _initial_u(first.space, len(log_posteriors), chains, seed, init)
+    run = _run_nuts(log_posteriors, u0, warmup=warmup, draws=draws, seed=seed, max_tree_depth=max_tree_depth)
+    settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": int(seed),
+                "max_tree_depth": max_tree_depth}
+    out = []
+    for i, lp in enumerate(log_posteriors):
+        post = _posterior(lp, run, i, settings)
+        if check:
+            post.check(rhat_max=rhat_max, ess_min=ess_min)
+        out.append(post)
+    logger.info("NUTS: done in %.1f s (max R-hat %.3f, min ESS %.0f)", run.seconds,
+                max(float(p.r_hat.max()) for p in out), min(float(p.ess.min()) for p in out))
+    return out
+
+
+def _initial_u(space: ParameterSpace, n_obs: int, chains: int, seed: int, init: np.ndarray | None) -> np.ndarray:
+    """Starting points [n_obs, chains, k] in the unbounded coordinate ``u``: random in
+    ``|u| < 2``, or ``init`` (sampling space, broadcast) mapped into the box."""
+    lo, hi = space.lower, space.upper
+    rng = np.random.default_rng(seed)
+    if init is None:
+        return rng.uniform(-2.0, 2.0, size=(n_obs, chains, space.dim))
+    theta0 = np.broadcast_to(np.asarray(init, dtype=float), (n_obs, chains, space.dim))
+    frac = np.clip((theta0 - lo) / (hi - lo), 1e-4, 1 - 1e-4)
+    return np.log(frac) - np.log1p(-frac)
+
+
+@dataclass(frozen=True)
+class _NutsRun:
+    """Raw output of one batched NUTS run.
+
+    Attributes:
+        theta: [n_obs, chains, draws, k] draws in sampling space.
+        divergent, acceptance, steps: [n_obs, chains, draws] per-transition statistics.
+        step_size: [n_obs, chains] adapted step sizes.
+        seconds: Wall time of warm-up and sampling.
+        warmup_seconds: Wall time of the warm-up.
+    """
+
+    theta: np.ndarray
+    divergent: np.ndarray
+    acceptance: np.ndarray
+    steps: np.ndarray
+    step_size: Any
+    seconds: float
+    warmup_seconds: float
+
+
+def _run_nuts(
+    log_posteriors: Sequence[LogPosterior], u0: np.ndarray, *, warmup: int, draws: int, seed: int,
+    max_tree_depth: int,
+) -> _NutsRun:
+    """Warm up and sample every chain of every log posterior (one structure) from ``u0``, in chunks."""
+    import jax
+    import jax.numpy as jnp
+
+    first = log_posteriors[0]
+    n_obs, chains, k = u0.shape
     data = {key: jnp.asarray(np.stack([np.asarray(lp.data[key]) for lp in log_posteriors]))
             for key in first.data}
     lo, hi = first.space.lower, first.space.upper
-    rng = np.random.default_rng(seed)
-    if init is None:
-        u0 = rng.uniform(-2.0, 2.0, size=(n_obs, chains, k))
-    else:
-        theta0 = np.broadcast_to(np.asarray(init, dtype=float), (n_obs, chains, k))
-        frac = np.clip((theta0 - lo) / (hi - lo), 1e-4, 1 - 1e-4)
-        u0 = np.log(frac) - np.log1p(-frac)
     chunk = int(min(draws, max(50, draws // 4)))
     n_chunks = -(-draws // chunk)
     warm, sample = _make_program(first._core, warmup, chunk, max_tree_depth)
@@ -321,30 +374,29 @@ def sample_posteriors(
     steps_all = np.concatenate(steps, axis=2)[:, :, :draws]
     seconds = time.perf_counter() - t0
     theta = lo + (hi - lo) / (1.0 + np.exp(-u.astype(np.float64)))
-    out = []
-    for i, lp in enumerate(log_posteriors):
-        s = theta[i]
-        r_hat = np.array([split_rhat(s[:, :, j]) for j in range(k)])
-        ess = np.array([ess_bulk(s[:, :, j]) for j in range(k)])
-        post = Posterior(
-            space=lp.space, samples=s, r_hat=r_hat, ess=ess, divergences=int(div_all[i].sum()),
-            info={
-                "sampler": "NUTS (blackjax window adaptation, diagonal mass matrix)",
-                "chains": chains, "warmup": warmup, "draws": draws, "seed": int(seed),
-                "max_tree_depth": max_tree_depth,
-                "step_size": np.asarray(step_size[i], dtype=float).tolist(),
-                "mean_acceptance": float(acc_all[i].mean()),
-                "mean_integration_steps": float(steps_all[i].mean()),
-                "seconds": seconds / n_obs, "batch_seconds": seconds, "warmup_seconds": t_warm,
-                "batch_size": n_obs,
-            },
-        )
-        if check:
-            post.check(rhat_max=rhat_max, ess_min=ess_min)
-        out.append(post)
-    logger.info("NUTS: done in %.1f s (max R-hat %.3f, min ESS %.0f)", seconds,
-                max(float(p.r_hat.max()) for p in out), min(float(p.ess.min()) for p in out))
-    return out
+    return _NutsRun(theta=theta, divergent=div_all, acceptance=acc_all, steps=steps_all, step_size=step_size,
+                    seconds=seconds, warmup_seconds=t_warm)
+
+
+def _posterior(lp: LogPosterior, run: _NutsRun, i: int, settings: Mapping[str, Any]) -> Posterior:
+    """The :class:`Posterior` of the ``i``-th log posterior of a batched run, with its diagnostics."""
+    s = run.theta[i]
+    k = s.shape[-1]
+    n_obs = run.theta.shape[0]
+    r_hat = np.array([split_rhat(s[:, :, j]) for j in range(k)])
+    ess = np.array([ess_bulk(s[:, :, j]) for j in range(k)])
+    return Posterior(
+        space=lp.space, samples=s, r_hat=r_hat, ess=ess, divergences=int(run.divergent[i].sum()),
+        info={
+            "sampler": "NUTS (blackjax window adaptation, diagonal mass matrix)",
+            **settings,
+            "step_size": np.asarray(run.step_size[i], dtype=float).tolist(),
+            "mean_acceptance": float(run.acceptance[i].mean()),
+            "mean_integration_steps": float(run.steps[i].mean()),
+            "seconds": run.seconds / n_obs, "batch_seconds": run.seconds, "warmup_seconds": run.warmup_seconds,
+            "batch_size": n_obs,
+        },
+    )
 
 
 def sample_posterior(
@@ -360,7 +412,7 @@ def sample_posterior(
     ess_min: float = 100.0,
     max_tree_depth: int = 10,
 ) -> Posterior:
-    """Sample one log posterior with NUTS (see :func:`sample_posteriors` for the arguments).
+    """Sample one log posterior with NUTS (see :func:`sample_posterior_batch` for the arguments).
 
     Raises:
         ConvergenceError: with ``check`` (default), when any parameter has R-hat >
@@ -368,9 +420,9 @@ def sample_posterior(
         ProfemuError: BlackJAX is not installed (the message names the extra).
     """
     init_b = None if init is None else np.asarray(init, dtype=float)[None]
-    return sample_posteriors([log_posterior], chains=chains, warmup=warmup, draws=draws, seed=seed,
-                             init=init_b, check=check, rhat_max=rhat_max, ess_min=ess_min,
-                             max_tree_depth=max_tree_depth)[0]
+    return sample_posterior_batch([log_posterior], chains=chains, warmup=warmup, draws=draws, seed=seed,
+                                  init=init_b, check=check, rhat_max=rhat_max, ess_min=ess_min,
+                                  max_tree_depth=max_tree_depth)[0]
 
 
 # ------------------------------------------------------------------ MAP

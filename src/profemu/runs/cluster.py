@@ -7,7 +7,7 @@ and stacked afterwards. :func:`submit_members` prepares the run folder in-proces
 one per job, or ``group_size`` per job — as one array through ``submitit``.
 :func:`merge` stacks the finished members, in index order, into one Emulator.
 
-Run folder (in addition to the layout of :mod:`profemu.run`)::
+Run folder (in addition to the layout of :mod:`profemu.runs.folder`)::
 
     RUN/
       run.json                   members, training-data fingerprint
@@ -61,7 +61,7 @@ from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError, FormatError, TrainingError
-from profemu.run import DataSource, RunFolder, load_data
+from profemu.runs.folder import DataSource, RunFolder, load_data
 from profemu.train.setup import Prepared
 
 __all__ = [
@@ -283,7 +283,7 @@ def prepare_run(
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, Prepared, DataSource]:
-    """Reload a prepared run folder (see :meth:`profemu.run.RunFolder.prepared`)."""
+    """Reload a prepared run folder (see :meth:`profemu.runs.folder.RunFolder.prepared`)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FormatError(f"{run}: not a folder; pass the run folder given to train/submit.")
@@ -815,8 +815,8 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
             with their log paths) and ``allow_partial`` is False, or none finished.
         FolderLockedError: another process is writing the run folder.
     """
-    from profemu.evaluate import evaluate
-    from profemu.workflow import build_emulator
+    from profemu.metrics import evaluate
+    from profemu.runs.training import build_emulator
 
     run = Path(run_dir).resolve()
     statuses = run_status(run)

@@ -19,7 +19,7 @@ Layout::
       members/          cluster runs: one folder per ensemble member
       .profemu.lock     while a command writes the folder: its pid, host and start time
 
-:func:`profemu.workflow.train_emulator`, :mod:`profemu.cluster`, the report and the
+:func:`profemu.runs.training.train_emulator`, :mod:`profemu.runs.cluster`, the report and the
 command line all go through :class:`RunFolder`; every file is written with
 :func:`profemu._files.atomic_write`.
 
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from profemu._files import atomic_write_text, json_safe, read_json_file
+from profemu._files import atomic_write_text, json_safe, read_json_file, read_npz
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError, FormatError
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from profemu.emulator import Emulator
     from profemu.train.setup import Prepared
 
-__all__ = ["RESUME_MAY_CHANGE", "SPLITS", "DataSource", "RunFolder", "config_differences", "load_data"]
+__all__ = ["RESUME_MAY_CHANGE", "SPLITS", "DataSource", "OutOfFold", "RunFolder", "config_differences", "load_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +82,25 @@ class DataSource:
 
 def load_data(source: DataSource) -> ProfileDataset:
     """Load the dataset described by ``source`` (profemu npz/HDF5 or the CAMELS LH table)."""
-    from profemu.data.io import load_any
+    from profemu.data.io import load_dataset
 
-    return load_any(source.path, format=source.format, **dict(source.options))
+    return load_dataset(source.path, format=source.format, **dict(source.options))
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Out-of-fold predictions of a cross-validated run.
+
+    Attributes:
+        rows: Dataset rows [n], in prediction order.
+        fold: Fold of each row [n].
+        predictions: ``{field: (mean, var)}`` log10 predictions [n, n_r], ``var`` without
+            the variance scale.
+    """
+
+    rows: np.ndarray
+    fold: np.ndarray
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -338,6 +354,36 @@ class RunFolder:
             )
         ds = load_data(source)
         return ds.select_fields(list(fields)) if fields else ds
+
+    def out_of_fold(self, n_rows: int, fields: Sequence[str]) -> OutOfFold | None:
+        """The cross-validation's out-of-fold predictions (``cv_predictions.npz``), or None.
+
+        Args:
+            n_rows: Size of the dataset the rows index (checked).
+            fields: Fields to return (those absent from the file are skipped).
+
+        Returns:
+            :class:`OutOfFold` with the rows, their fold and ``{field: (mean, var)}``
+            log10 predictions [n, n_r] (``var`` without the variance scale), or None
+            when the run was not cross-validated.
+
+        Raises:
+            FormatError: the file is malformed or indexes rows beyond ``n_rows``.
+        """
+        f = self.path / "cv_predictions.npz"
+        if not f.is_file():
+            return None
+        arrays = read_npz(f, what="cross-validation predictions")
+        try:
+            rows = np.asarray(arrays["rows"], dtype=np.int64)
+            fold = np.asarray(arrays["fold"], dtype=np.int64)
+        except KeyError as exc:
+            raise FormatError(f"{f}: key {exc} is missing; re-run the training.") from None
+        if rows.shape != fold.shape or (rows.size and (rows.min() < 0 or rows.max() >= n_rows)):
+            raise FormatError(f"{f}: its rows do not index the run's {n_rows} data rows; re-run the training.")
+        predictions = {name: (np.asarray(arrays[f"{name}_mean"]), np.asarray(arrays[f"{name}_var"]))
+                       for name in fields if f"{name}_mean" in arrays and f"{name}_var" in arrays}
+        return OutOfFold(rows, fold, predictions)
 
     def split_rows(self, name: str, n_rows: int | None = None) -> np.ndarray:
         """Row indices of split ``name`` (``train``, ``val``, ``test``) from ``split.json``.

@@ -1,6 +1,6 @@
 """The self-contained HTML report of a training run.
 
-:func:`write_report` reads a run folder (:class:`profemu.run.RunFolder`: the
+:func:`write_report` reads a run folder (:class:`profemu.runs.folder.RunFolder`: the
 configuration, the data source, the split, the per-epoch metrics, the held-out
 evaluation, the saved Emulator and, once ``profemu compare`` has run, ``compare.json``)
 and turns it into ``report.html``: one file, images
@@ -33,91 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from profemu.baselines import COMPARISON_COLUMNS
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError, FormatError
-from profemu.run import RunFolder
+from profemu.metrics import frac_error_by_radius
+from profemu.runs.folder import RunFolder
+from profemu.runs.tables import COMPARISON_COLUMNS, comparison_table, metrics_table
 
-__all__ = [
-    "METRIC_COLUMNS",
-    "comparison_table",
-    "frac_error_by_radius",
-    "metrics_table",
-    "write_report",
-]
+__all__ = ["write_report"]
 
-METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("frac_err_median", "frac err median [%]", "pct"),
-    ("frac_err_p68", "p68 [%]", "pct"),
-    ("frac_err_p95", "p95 [%]", "pct"),
-    ("rmse_dex", "RMSE [dex]", "{:.4f}"),
-    ("nll", "NLL", "{:.3f}"),
-    ("coverage_68", "cov 68", "{:.3f}"),
-    ("coverage_95", "cov 95", "{:.3f}"),
-    ("noise_floor_frac_median", "noise floor [%]", "pct"),
-)
-"""(metrics key, column title, format) of the held-out metrics table; ``pct`` = percent."""
+
 
 
 
 # ---------------------------------------------------------------------- numbers
-def frac_error_by_radius(
-    mean_log10: np.ndarray, true_log10: np.ndarray, mask: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Median and 68th percentile of the fractional error at each radius.
-
-    Args:
-        mean_log10: Predicted log10 profile, [n, n_r].
-        true_log10: Target log10 profile, [n, n_r] (NaN = invalid).
-        mask: bool [n, n_r], True where the target is usable.
-
-    Returns:
-        ``(median, p68)``, each [n_r]; NaN at radii without a valid entry.
-    """
-    mean = np.asarray(mean_log10, dtype=np.float64)
-    true = np.asarray(true_log10, dtype=np.float64)
-    valid = np.asarray(mask, dtype=bool) & np.isfinite(true) & np.isfinite(mean)
-    frac = np.abs(np.expm1(np.where(valid, mean - true, 0.0) * math.log(10.0)))
-    n_r = true.shape[1]
-    med = np.full(n_r, np.nan)
-    p68 = np.full(n_r, np.nan)
-    for j in range(n_r):
-        v = frac[valid[:, j], j]
-        if v.size:
-            med[j] = np.median(v)
-            p68[j] = np.quantile(v, 0.68)
-    return med, p68
-
-
-def _fmt(value: Any, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if not isinstance(value, int | float):
-        return str(value)
-    if fmt == "pct":
-        return f"{100.0 * value:.2f}"
-    return fmt.format(value)
-
-
-def metrics_table(evaluation: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (one per field, then ``overall``) of a metrics dict, formatted.
-
-    Args:
-        evaluation: ``{"fields": {name: metrics}, "overall": metrics}`` from
-            :func:`profemu.evaluate.evaluate`.
-
-    Returns:
-        ``(header, rows)`` of strings; columns absent from every row are dropped.
-    """
-    entries: list[tuple[str, Mapping[str, Any]]] = list(dict(evaluation.get("fields", {})).items())
-    if "overall" in evaluation:
-        entries.append(("overall", evaluation["overall"]))
-    cols = [c for c in METRIC_COLUMNS if any(c[0] in m for _, m in entries)]
-    header = ["field", *(title for _, title, _ in cols)]
-    rows = [[name, *(_fmt(m.get(key), fmt) for key, _, fmt in cols)] for name, m in entries]
-    return header, rows
-
-
 # ---------------------------------------------------------------------- figures
 def _figure(n_panels: int, *, ncols: int = 3, size: tuple[float, float] = (4.2, 3.2)) -> tuple[Any, list[Any]]:
     from matplotlib.figure import Figure
@@ -330,20 +258,6 @@ def _note(text: str) -> str:
 _COMPARISON_COLUMNS = tuple(c for c in COMPARISON_COLUMNS if c[0] != "predict_time_ratio")
 
 
-def comparison_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows of :func:`profemu.baselines.compare` output.
-
-    Args:
-        rows: One dict per method (``method``, pooled metrics, timings).
-
-    Returns:
-        ``(header, rows)`` of strings (fractional errors in percent).
-    """
-    header = [title for _, title, _ in _COMPARISON_COLUMNS]
-    body = [[_fmt(r.get(key), fmt) for key, _, fmt in _COMPARISON_COLUMNS] for r in rows]
-    return header, body
-
-
 def _held_out(run: RunFolder, emulator: Any, dataset: ProfileDataset) -> tuple[ProfileDataset, Any, str]:
     """The run's held-out rows and their predictions, and what they are.
 
@@ -358,17 +272,11 @@ def _held_out(run: RunFolder, emulator: Any, dataset: ProfileDataset) -> tuple[P
         rows = run.split_rows("test", ds.n)
     except DataError:
         rows = np.zeros(0, int)
-    cv_file = run.path / "cv_predictions.npz"
-    if rows.size == 0 and cv_file.is_file():
-        from profemu._files import read_npz
-
-        arrays = read_npz(cv_file, what="cross-validation predictions")
-        rows = np.asarray(arrays["rows"], dtype=np.int64)
-        if rows.size and rows.max() < ds.n:
-            scale = emulator.variance_scale
-            pred = {f: SimpleNamespace(mean=arrays[f"{f}_mean"], var=scale * arrays[f"{f}_var"])
-                    for f in emulator.field_names if f"{f}_mean" in arrays}
-            return ds.subset(rows), pred, "cross-validation (out-of-fold predictions, by simulation)"
+    oof = run.out_of_fold(ds.n, emulator.field_names) if rows.size == 0 else None
+    if oof is not None and oof.predictions:
+        scale = emulator.variance_scale
+        pred = {f: SimpleNamespace(mean=m, var=scale * v) for f, (m, v) in oof.predictions.items()}
+        return ds.subset(oof.rows), pred, "cross-validation (out-of-fold predictions, by simulation)"
     label = "the test split"
     if rows.size == 0:
         rows, label = np.arange(ds.n), "all rows (in-sample: the run has no test split and no cross-validation)"
@@ -381,7 +289,7 @@ def _held_out(run: RunFolder, emulator: Any, dataset: ProfileDataset) -> tuple[P
 
 def _noise_floor(test: ProfileDataset) -> dict[str, np.ndarray]:
     """Per field and radius, the median error a perfect emulator shows against the noisy targets."""
-    from profemu.evaluate import noise_floor_quantile
+    from profemu.metrics import noise_floor_quantile
 
     out = {}
     for f in test.fields:
@@ -424,7 +332,7 @@ def _physics_text(emulator: Any) -> str:
 def _sensitivity_and_design(emulator: Any, train: ProfileDataset | None) -> str:
     """The sensitivity figure and table, and 20 suggested next simulations over the design."""
     from profemu.design import suggest, suggestion_figure
-    from profemu.sensitivity import sensitivity, sensitivity_figure
+    from profemu.design.derivatives import sensitivity, sensitivity_figure
 
     sens = sensitivity(emulator, at="box", n_points=32, seed=0)
     ranked = sens.ranked()
@@ -447,7 +355,7 @@ def write_report(run_dir: str | Path, *, dataset: ProfileDataset | None = None,
 
     Args:
         run_dir: A run folder written by ``profemu train`` (or
-            :func:`profemu.workflow.train_emulator` with ``run_dir``).
+            :func:`profemu.runs.training.train_emulator` with ``run_dir``).
         dataset: The run's full dataset (the held-out rows are taken with ``split.json``);
             reloaded from ``data.json`` when None. Without data, the profile, error and
             calibration sections say why they are missing.
@@ -520,7 +428,7 @@ def write_report(run_dir: str | Path, *, dataset: ProfileDataset | None = None,
             + _img(_frac_error_figure(err_curves, test.radius, radius_unit, _noise_floor(test)),
                    "fractional error vs radius")
         )
-        from profemu.evaluate import calibration_curve
+        from profemu.metrics import calibration_curve
 
         cal: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for field, p in pred.items():
@@ -538,7 +446,7 @@ def write_report(run_dir: str | Path, *, dataset: ProfileDataset | None = None,
 
     # --- comparison
     if comparison and comparison.get("rows"):
-        parts["comparison"] = _table(*comparison_table(comparison["rows"]))
+        parts["comparison"] = _table(*comparison_table(comparison["rows"], columns=_COMPARISON_COLUMNS))
         if comparison.get("baseline_settings"):
             parts["comparison"] += _note(f"Baseline settings: {comparison['baseline_settings']}")
     else:

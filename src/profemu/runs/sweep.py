@@ -40,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from profemu._files import atomic_write_text
-from profemu.cluster import ExecutorOptions, make_executor
-from profemu.config import Config
+from profemu.config import Config, load_yaml
 from profemu.errors import ConfigError, DataError, TrainingError
-from profemu.run import DataSource
+from profemu.runs.cluster import ExecutorOptions, make_executor
+from profemu.runs.folder import DataSource
 
 __all__ = [
     "SpaceEntry",
@@ -116,10 +115,7 @@ def load_space(space: Mapping[str, Any] | str | Path) -> dict[str, SpaceEntry]:
         path = Path(space)
         if not path.is_file():
             raise ConfigError(f"space file {str(path)!r} does not exist; pass a YAML search space.")
-        try:
-            space = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"space file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+        space = load_yaml(path, what="space file") or {}
     if not isinstance(space, Mapping) or not space:
         raise ConfigError("space: expected a non-empty mapping of dotted config keys to ranges.")
     out: dict[str, SpaceEntry] = {}
@@ -273,7 +269,7 @@ def run_trial(out_dir: str | Path, worker: int, n_trials: int = 1) -> list[int]:
     Returns:
         The Optuna numbers of the trials this worker ran.
     """
-    from profemu.run import load_data
+    from profemu.runs.folder import load_data
 
     out = Path(out_dir)
     setup = json.loads((out / "sweep.json").read_text())
@@ -357,7 +353,7 @@ def run_sweep(
         raise ConfigError(f"trial_members: expected an integer >= 1 or None, got {trial_members!r}.")
     if not Path(data_source.path).exists():
         raise DataError(f"data: {data_source.path!r} does not exist; pass the data file to sweep over.")
-    raw_space = space if isinstance(space, Mapping) else yaml.safe_load(Path(space).read_text())
+    raw_space = space if isinstance(space, Mapping) else load_yaml(Path(space), what="space file")
     parsed = load_space(space)
     from profemu._lock import folder_lock
 

@@ -1,7 +1,7 @@
 """End-to-end training runs: data -> split -> transforms -> network -> fit -> Emulator -> evaluation.
 
 :func:`train_emulator` is what ``profemu train`` and ``profemu demo`` call; with a
-``run_dir`` it writes the run folder described in :mod:`profemu.run`.
+``run_dir`` it writes the run folder described in :mod:`profemu.runs.folder`.
 :func:`build_emulator` turns trained member parameters into a calibrated Emulator;
 the cluster merge uses it too.
 """
@@ -20,17 +20,72 @@ from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
-from profemu.run import DataSource, RunFolder
-from profemu.train.setup import Prepared, prepare
+from profemu.emulator.covariance import ResidualCovariance, attach_residual_covariance
+from profemu.errors import DataError
+from profemu.metrics import evaluate
+from profemu.runs.folder import DataSource, RunFolder
+from profemu.train.builder import build_emulator
+from profemu.train.cv import CrossValidation, cross_validate, folds_for
+from profemu.train.logging import MetricsLogger, plot_curves
+from profemu.train.loop import fit
+from profemu.train.select import choose_capacity, selects
+from profemu.train.setup import Prepared, prepare, training_problem
 
-__all__ = ["TrainOutcome", "build_emulator", "train_emulator"]
+__all__ = ["HeldOutMetrics", "TrainResult", "train_emulator"]
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class HeldOutMetrics:
+    """The error of a trained Emulator on rows it did not learn from.
+
+    Attributes:
+        estimate: What the rows are: ``"cross-validation"`` (out-of-fold predictions by
+            simulation, variance scaled) or ``"test split"``.
+        frac_err_median, frac_err_p68, frac_err_p95: Quantiles of the fractional error
+            ``|10^(mean - truth) - 1|`` over every valid profile entry.
+        rmse_dex: Root-mean-square error of log10 [dex].
+        nll: Mean Gaussian negative log-likelihood per entry.
+        coverage_68, coverage_95: Fractions of entries inside the 68% / 95% intervals.
+        fields: The same numbers per field, ``{field: {name: value}}``.
+    """
+
+    estimate: str
+    frac_err_median: float
+    frac_err_p68: float
+    frac_err_p95: float
+    rmse_dex: float
+    nll: float
+    coverage_68: float
+    coverage_95: float
+    fields: dict[str, dict[str, float]]
+
+    @classmethod
+    def from_evaluation(cls, estimate: str, evaluation: Mapping[str, Any]) -> HeldOutMetrics:
+        """From a :func:`profemu.metrics.evaluate` record (``overall`` and ``fields``)."""
+        overall = evaluation["overall"]
+        keys = ("frac_err_median", "frac_err_p68", "frac_err_p95", "rmse_dex", "nll", "coverage_68", "coverage_95")
+        return cls(estimate, *(float(overall.get(k, float("nan"))) for k in keys),
+                   fields={f: {k: float(v) for k, v in m.items() if isinstance(v, int | float)}
+                           for f, m in dict(evaluation.get("fields", {})).items()})
+
+
 @dataclass
-class TrainOutcome:
-    """What a training run produced."""
+class TrainResult:
+    """What :func:`train_emulator` produced.
+
+    Attributes:
+        emulator: The trained, calibrated :class:`~profemu.emulator.Emulator`.
+        prepared: The data, split and fitted transforms it was trained on.
+        history: One record per epoch of the final fit.
+        counters: Skipped steps, rollbacks and other training counters.
+        evaluation: Metrics on the test split (None without one), as :func:`profemu.metrics.evaluate`.
+        fit_seconds: Wall time of the training (cross-validation included) [s].
+        run_dir: The run folder written (None in memory).
+        stopped_reason: Why the final fit stopped.
+        cross_validation: The cross-validation record (``cv.json``), None without one.
+    """
 
     emulator: Emulator
     prepared: Prepared
@@ -42,35 +97,17 @@ class TrainOutcome:
     stopped_reason: str = ""
     cross_validation: dict[str, Any] | None = None
 
+    @property
+    def metrics(self) -> HeldOutMetrics | None:
+        """The held-out error: the test split when there is one, else the cross-validation's.
 
-def build_emulator(prep: Prepared, config: Config, params: Mapping[str, Any], *, variance_scale: float | None = None,
-                   **metadata: Any) -> Emulator:
-    """The Emulator of trained ``params`` (stacked members), with its variance scale.
-
-    Records the training-data fingerprint, config, units and data provenance (plus any
-    ``metadata`` given). The variance scale is ``variance_scale`` when given (e.g. from
-    cross-validation), else, with ``config.train.calibrate``, fitted on the validation rows.
-    """
-    from profemu.evaluate import fit_variance_scale, predict_dataset
-
-    record = {
-        "training_data_fingerprint": prep.train.fingerprint(),
-        "n_train": len(prep.split.train),
-        "config": config.to_dict(),
-        **json_safe(metadata),
-        "radius_unit": prep.dataset.radius_unit,
-        "units": dict(prep.dataset.units),
-        "data_meta": json_safe(dict(prep.dataset.meta)),
-    }
-    emulator = Emulator(prep.transforms, config.model, params, metadata=record)
-    if variance_scale is not None:
-        emulator.variance_scale = float(variance_scale)
-        emulator.metadata["variance_scale_fitted_on"] = "cross-validation (out-of-fold predictions)"
-    elif config.train.calibrate and len(prep.split.val):
-        val = prep.val
-        emulator.variance_scale = fit_variance_scale(predict_dataset(emulator, val), val)
-        emulator.metadata["variance_scale_fitted_on"] = "validation split"
-    return emulator
+        None when the run kept neither (e.g. ``train.cv_folds: 0`` and no test split).
+        """
+        if self.evaluation is not None:
+            return HeldOutMetrics.from_evaluation("test split", self.evaluation)
+        if self.cross_validation is not None:
+            return HeldOutMetrics.from_evaluation("cross-validation", self.cross_validation["metrics"])
+        return None
 
 
 def _epoch_logger(every: int) -> Callable[[dict[str, Any]], None]:
@@ -97,7 +134,7 @@ def train_emulator(
     prepared: Prepared | None = None,
     evaluate_test: bool = True,
     resume: bool = False,
-) -> TrainOutcome:
+) -> TrainResult:
     """Train an ensemble emulator on ``dataset`` and (optionally) write a run folder.
 
     Args:
@@ -111,22 +148,15 @@ def train_emulator(
         evaluate_test: Evaluate on the test split at the end.
         resume: Continue from the latest checkpoint in ``run_dir/checkpoints``; the data,
             split, configuration and checkpoints are checked first
-            (:meth:`~profemu.run.RunFolder.check_resume`), before any file changes.
+            (:meth:`~profemu.runs.folder.RunFolder.check_resume`), before any file changes.
 
     Returns:
-        A :class:`TrainOutcome` with the Emulator, history and held-out metrics.
+        A :class:`TrainResult` with the Emulator, history and held-out metrics (:attr:`TrainResult.metrics`).
 
     Raises:
         FolderLockedError: another process is writing ``run_dir`` (its lock is held).
         ConfigError, DataError: a resume that would not continue the run in ``run_dir``.
     """
-    from profemu.evaluate import evaluate
-    from profemu.train.cv import folds_for
-    from profemu.train.logging import MetricsLogger, plot_curves
-    from profemu.train.loop import fit
-    from profemu.train.select import choose_capacity, selects
-    from profemu.train.setup import training_problem
-
     config = (config or Config()).validate()
     folds = folds_for(dataset if prepared is None else prepared.dataset, config)
     if folds:  # every non-test row trains: no validation split
@@ -183,8 +213,6 @@ def train_emulator(
         **({} if selection is None else {"capacity": selection.to_dict()}),
     )
     if cv is not None and cv.get("residual_covariance") is not None:
-        from profemu.inference.covariance import ResidualCovariance, attach_residual_covariance
-
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
@@ -194,7 +222,7 @@ def train_emulator(
         if metrics is not None:
             plot_curves(metrics.history, run.path / "curves.png")
             metrics.close()
-    return TrainOutcome(
+    return TrainResult(
         emulator=emulator,
         prepared=prep,
         history=list(result.history),
@@ -207,38 +235,23 @@ def train_emulator(
     )
 
 
-def _residual_covariance(prep: Prepared, result: Any) -> dict[str, Any] | None:
-    """The emulator-error covariance between fields, radii and mass bins from the folds' residuals.
-
-    Uses the out-of-fold predictions the cross-validation made anyway (no extra training),
-    so ``profemu infer`` gets the covariance that a joint likelihood of several bins and
-    fields of one simulation needs (:mod:`profemu.inference.covariance`). None (logged)
-    where it cannot be estimated, e.g. a suite of one halo per simulation.
-    """
-    from profemu.errors import DataError
-    from profemu.inference.covariance import estimate_for_dataset, prediction_residuals
-
-    fields = tuple(result.predictions)
-    truth = prep.dataset.subset(result.rows)
+def _residual_covariance(prep: Prepared, result: CrossValidation) -> dict[str, Any] | None:
+    """The folds' residual covariance for ``profemu infer`` (None, logged, where it cannot be estimated)."""
     try:
-        estimate = estimate_for_dataset(
-            truth, prediction_residuals(truth, result.predictions, fields), fields,
-            meta={"method": f"out-of-fold residuals of the training's {result.folds}-fold cross-validation "
-                            "by simulation", "n_rows": int(truth.n)},
-        )
+        estimate = result.residual_covariance(
+            prep.dataset, method=f"out-of-fold residuals of the training's {result.folds}-fold "
+                                 "cross-validation by simulation")
     except DataError as exc:
         logger.info("no residual covariance stored with the emulator (%s)", exc)
         return None
     logger.info("residual covariance between fields, radii and mass bins estimated from %d out-of-fold rows "
-                "(used by profemu infer)", truth.n)
+                "(used by profemu infer)", result.rows.size)
     return estimate.to_dict()
 
 
 def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
                       callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> dict[str, Any]:
     """The run's cross-validation record: reused from ``cv.json`` on resume, else computed and written."""
-    from profemu.train.cv import cross_validate
-
     if resume and run is not None:
         previous = run.json("cv.json")
         if previous is not None and previous.get("folds") == folds and previous.get("n_rows") == len(prep.split.train):

@@ -11,7 +11,7 @@ Emulator learns from every row:
    only) with early stopping on the fold, which it then predicts: the *out-of-fold*
    predictions of every row;
 3. the variance scale is fitted on the pooled out-of-fold predictions
-   (:func:`profemu.evaluate.fit_variance_scale`), and the cross-validated metrics are
+   (:func:`profemu.metrics.fit_variance_scale`), and the cross-validated metrics are
    scored on them with that scale (one number fitted on thousands of entries);
 4. the epoch count of the refit is the median over folds and members of the best epoch;
 5. the final ensemble is trained on all the rows for that many epochs.
@@ -23,7 +23,6 @@ folds, the out-of-fold predictions) for ``cv.json``, the report and ``profemu co
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +31,17 @@ import numpy as np
 
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
-from profemu.data.split import Split, group_kfold
-from profemu.data.transforms import Transforms
+from profemu.emulator.covariance import (
+    ResidualCovariance,
+    estimate_for_dataset,
+    prediction_residuals,
+)
 from profemu.errors import DataError
-from profemu.train.setup import Prepared
+from profemu.metrics import evaluate_predictions, fit_variance_scale
+from profemu.train.builder import fit_and_predict, fold_problems
+from profemu.train.setup import Prepared, prepare
 
-__all__ = ["CV_AUTO_MAX_GROUPS", "CrossValidation", "cross_validate", "folds_for"]
+__all__ = ["CV_AUTO_MAX_GROUPS", "CrossValidation", "cross_validate", "fit_residual_covariance", "folds_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ class CrossValidation:
             (``var`` without the variance scale).
         variance_scale: Scale fitted on the pooled out-of-fold predictions (1 without
             calibration).
-        metrics: :func:`~profemu.evaluate.evaluate_predictions` of the out-of-fold
+        metrics: :func:`~profemu.metrics.evaluate_predictions` of the out-of-fold
             predictions (variance scaled): the cross-validated error of the Emulator.
         fold_metrics: The same per fold (``overall`` only).
         best_epochs: Per fold, each member's best epoch (0-based; -1 = never improved).
@@ -87,6 +91,26 @@ class CrossValidation:
     best_epochs: list[list[int]]
     refit_epochs: int
     fit_seconds: list[float] = field(default_factory=list)
+
+    def residual_covariance(self, dataset: ProfileDataset, *, subtract_noise: bool = True,
+                            method: str | None = None) -> ResidualCovariance:
+        """The emulator-error covariance between fields, radii and mass bins from the out-of-fold residuals.
+
+        Args:
+            dataset: The cross-validated run's dataset (rows indexed by :attr:`rows`).
+            subtract_noise: Remove the known stacking noise from the per-row covariance.
+            method: Description stored with the estimate.
+
+        Raises:
+            DataError: it cannot be estimated (e.g. one halo per simulation: no pairs).
+        """
+        fields = tuple(self.predictions)
+        truth = dataset.subset(self.rows)
+        return estimate_for_dataset(
+            truth, prediction_residuals(truth, self.predictions, fields), fields, subtract_noise=subtract_noise,
+            meta={"method": method or f"out-of-fold residuals of a {self.folds}-fold cross-validation by simulation",
+                  "n_rows": int(truth.n)},
+        )
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe record (``cv.json``): metrics, their spread over folds, epochs, scale."""
@@ -131,39 +155,26 @@ def cross_validate(
     Returns:
         The :class:`CrossValidation`.
     """
-    from profemu.evaluate import evaluate_predictions, fit_variance_scale, predict_dataset
-    from profemu.train.loop import fit
-    from profemu.train.setup import training_problem
-    from profemu.workflow import build_emulator
-
     ds = prepared.dataset
     pool = np.asarray(prepared.split.train)
-    pool_ds = ds.subset(pool)
     parts: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
     rows: list[np.ndarray] = []
     fold_of_row: list[np.ndarray] = []
     best_epochs: list[list[int]] = []
     fold_metrics: list[dict[str, Any]] = []
     seconds: list[float] = []
-    for k, (tr, te) in enumerate(group_kfold(pool_ds, folds, seed=config.data.split_seed)):
+    for k, fold in enumerate(fold_problems(prepared, config, folds)):
         stage = f"cv {k + 1}/{folds}"
-        train_rows, val_rows = pool[tr], pool[te]
-        split = Split(train_rows, val_rows, np.asarray(prepared.split.test))
-        fold = Prepared(ds, split, Transforms.fit(ds.subset(train_rows), config.data))
         logger.info("cross-validation fold %d/%d: training on %d rows, early stopping on %d", k + 1, folds,
-                    train_rows.size, val_rows.size)
-        t0 = time.perf_counter()
-        result = fit(training_problem(fold, config),
-                     callbacks=[lambda e, s=stage, c=c: c({**e, "stage": s}) for c in callbacks])
-        seconds.append(time.perf_counter() - t0)
-        emulator = build_emulator(fold, config.updated({"train.calibrate": False}), result.params)
-        val = ds.subset(val_rows)
-        pred = predict_dataset(emulator, val)
-        parts.append(pred)
-        rows.append(val_rows)
-        fold_of_row.append(np.full(val_rows.size, k))
-        best_epochs.append([int(e) for e in result.best_epoch])
-        fold_metrics.append(evaluate_predictions(pred, val)["overall"])
+                    len(fold.split.train), len(fold.split.val))
+        done = fit_and_predict(fold, config, callbacks=[lambda e, s=stage, c=c: c({**e, "stage": s})
+                                                         for c in callbacks])
+        seconds.append(done.seconds)
+        parts.append(done.predictions)
+        rows.append(done.rows)
+        fold_of_row.append(np.full(done.rows.size, k))
+        best_epochs.append([int(e) for e in done.result.best_epoch])
+        fold_metrics.append(evaluate_predictions(done.predictions, ds.subset(done.rows))["overall"])
         logger.info("cross-validation fold %d/%d: median fractional error %.2f%%, best epochs %s (%.0f s)",
                     k + 1, folds, 100 * fold_metrics[-1]["frac_err_median"], best_epochs[-1], seconds[-1])
     order = np.concatenate(rows)
@@ -179,3 +190,25 @@ def cross_validate(
                 ", ".join(f"{100 * m['frac_err_median']:.2f}%" for m in fold_metrics), scale, pool.size, refit)
     return CrossValidation(folds, order, np.concatenate(fold_of_row), predictions, float(scale), metrics,
                            fold_metrics, best_epochs, refit, seconds)
+
+
+def fit_residual_covariance(dataset: ProfileDataset, config: Config | None = None, *, k: int = 5, seed: int = 0,
+                            subtract_noise: bool = True) -> ResidualCovariance:
+    """The residual covariance of an emulator of ``dataset`` from a K-fold cross-validation by simulation.
+
+    Every row of ``dataset`` is cross-validated (no test or validation split), exactly as a
+    training run with ``train.cv_folds = k`` does; use it for an emulator trained without one.
+
+    Args:
+        dataset: Training data with ``groups`` (and ``noise`` to subtract).
+        config: Training configuration of the fold emulators (use the final emulator's).
+        k: Folds (>= 2).
+        seed: Fold seed (``data.split_seed``).
+        subtract_noise: Remove the known stacking noise from C_row (the likelihood adds
+            the observation's own errors separately).
+    """
+    cfg = (config or Config()).updated({"data.test_fraction": 0.0, "data.val_fraction": 0.0,
+                                        "data.split_seed": seed, "train.cv_folds": k})
+    result = cross_validate(prepare(dataset, cfg), cfg, k)
+    return result.residual_covariance(dataset, subtract_noise=subtract_noise,
+                                      method=f"{k}-fold cross-validation by simulation (fold seed {seed})")

@@ -463,6 +463,64 @@ def fit(
     """
     cfg = problem.config.validate()
     tcfg = cfg.train
+    setup = _fit_setup(problem, cfg, members, seed)
+    run = _FitRun(state=_start(setup.program, jnp.int32(setup.seed), setup.members_dev, setup.arrays, setup.val_dev,
+                               jnp.float32(curriculum_at(tcfg.curriculum, 0)[0])))
+    start_epoch = 0
+    if resume:
+        run.state, run.history, start_epoch, run.total_steps = _resume(checkpoint_dir, run.state, setup.seed,
+                                                                       setup.member_ids)
+    write_checkpoint = functools.partial(_write_checkpoint, checkpoint_dir, setup, run)
+    if keep not in ("best", "last"):
+        raise ConfigError(f"fit: keep={keep!r}; choose 'best' or 'last'.")
+    stop_at = tcfg.epochs if epochs is None else int(epochs)
+    if not 1 <= stop_at <= tcfg.epochs:
+        raise ConfigError(f"fit: epochs={epochs} must be in [1, train.epochs={tcfg.epochs}].")
+    reason = _train_epochs(setup, run, range(start_epoch, stop_at), callbacks, request_checkpoint, write_checkpoint)
+    completed = len(run.history)
+    if checkpoint_dir is not None:
+        write_checkpoint(completed)
+    return _fit_result(setup, run, jax.device_get(run.state), keep, reason)
+
+
+@dataclass(frozen=True)
+class _FitSetup:
+    """The validated, padded inputs of one :func:`fit`, on the device.
+
+    Attributes:
+        program: The compiled epoch's static part.
+        member_ids: Member indices [M].
+        seed: The training seed.
+        arrays: The network's constant arrays (device).
+        train_dev: Padded training data (device).
+        val_dev: Padded validation data (device), or None.
+        members_dev: ``member_ids`` on the device.
+        traces_before: Epoch programs traced for ``program`` before this fit.
+    """
+
+    program: EpochProgram
+    member_ids: np.ndarray
+    seed: int
+    arrays: Any
+    train_dev: Any
+    val_dev: Any
+    members_dev: Any
+    traces_before: int
+
+
+@dataclass
+class _FitRun:
+    """What changes during a fit: the members' state, the history and the step count."""
+
+    state: TrainState
+    history: list[dict[str, Any]] = field(default_factory=list)
+    total_steps: int = 0
+
+
+def _fit_setup(problem: TrainingProblem, cfg: Config, members: int | Sequence[int] | None,
+               seed: int | None) -> _FitSetup:
+    """Validate and pad the data, resolve members and seed, and put everything on the device."""
+    tcfg = cfg.train
     train_data = _checked(problem.train, "train")
     val_data = None if problem.val is None else _checked(problem.val, "val", like=train_data)
     member_ids = _member_ids(members, cfg)
@@ -480,39 +538,28 @@ def fit(
     members_dev = jnp.asarray(member_ids)
     if not _TRACES[program]:
         logger.info("compiling the training step (%s, %d members) ...", cfg.model.kind, member_ids.size)
-    state = _start(program, jnp.int32(seed), members_dev, arrays, val_dev,
-                   jnp.float32(curriculum_at(tcfg.curriculum, 0)[0]))
-    history: list[dict[str, Any]] = []
-    start_epoch = total_steps = 0
-    if resume:
-        state, history, start_epoch, total_steps = _resume(checkpoint_dir, state, seed, member_ids)
+    return _FitSetup(program=program, member_ids=member_ids, seed=seed, arrays=arrays, train_dev=train_dev,
+                     val_dev=val_dev, members_dev=members_dev, traces_before=traces_before)
 
-    def write_checkpoint(next_epoch: int) -> None:
-        if checkpoint_dir is not None:
-            meta = {"epoch": next_epoch, "steps": total_steps, "seed": seed, "member_ids": member_ids.tolist(),
-                    "history": history}
-            save_checkpoint(checkpoint_dir, next_epoch, tree_to_arrays(state, "state"), meta)
 
-    if keep not in ("best", "last"):
-        raise ConfigError(f"fit: keep={keep!r}; choose 'best' or 'last'.")
-    stop_at = tcfg.epochs if epochs is None else int(epochs)
-    if not 1 <= stop_at <= tcfg.epochs:
-        raise ConfigError(f"fit: epochs={epochs} must be in [1, train.epochs={tcfg.epochs}].")
+def _write_checkpoint(checkpoint_dir: str | Path | None, setup: _FitSetup, run: _FitRun, next_epoch: int) -> None:
+    """Save the state, history and step count (to resume at ``next_epoch``), if there is a folder."""
+    if checkpoint_dir is not None:
+        meta = {"epoch": next_epoch, "steps": run.total_steps, "seed": setup.seed,
+                "member_ids": setup.member_ids.tolist(), "history": run.history}
+        save_checkpoint(checkpoint_dir, next_epoch, tree_to_arrays(run.state, "state"), meta)
+
+
+def _train_epochs(setup: _FitSetup, run: _FitRun, epochs: range, callbacks: Sequence[EpochCallback],
+                  request_checkpoint: threading.Event | None, write_checkpoint: Callable[[int], None]) -> str:
+    """Run ``epochs`` (history, callbacks, checkpoints) until one of the stop conditions; the stop reason."""
+    tcfg = setup.program.config.train
     reason = "max_epochs"
     t_start = time.perf_counter()
-    for epoch in range(start_epoch, stop_at):
-        if bool(np.asarray(state.stopped).all()):
+    for epoch in epochs:
+        if bool(np.asarray(run.state.stopped).all()):
             break
-        t_epoch = time.perf_counter()
-        scale, dropout_on = curriculum_at(tcfg.curriculum, epoch)
-        state, m = _epoch(program, state, members_dev, arrays, train_dev, val_dev, jnp.float32(scale),
-                          jnp.asarray(dropout_on), jnp.int32(epoch))
-        m, host = jax.device_get((m, {k: getattr(state, k) for k in ("skipped", "rollbacks", "best_val",
-                                                                      "stopped", "stop_code")}))
-        total_steps += program.steps
-        entry = _history_entry(epoch, m, host, member_ids, scale, dropout_on)
-        entry["seconds"] = time.perf_counter() - t_epoch
-        history.append(entry)
+        entry, host = _run_epoch(setup, run, epoch)
         stop_requested = False
         for callback in callbacks:
             stop_requested = bool(callback(entry)) or stop_requested
@@ -532,21 +579,38 @@ def fit(
         if tcfg.max_seconds > 0 and time.perf_counter() - t_start > tcfg.max_seconds:
             reason = "max_seconds"
             break
+    return reason
 
-    completed = len(history)
-    if checkpoint_dir is not None:
-        write_checkpoint(completed)
-    final = jax.device_get(state)
+
+def _run_epoch(setup: _FitSetup, run: _FitRun, epoch: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One compiled epoch of every member; appends its history entry. Returns the entry and
+    the host copy of the state's counters (``skipped``, ``rollbacks``, ``best_val``, ``stopped``, ``stop_code``)."""
+    program = setup.program
+    t_epoch = time.perf_counter()
+    scale, dropout_on = curriculum_at(program.config.train.curriculum, epoch)
+    run.state, m = _epoch(program, run.state, setup.members_dev, setup.arrays, setup.train_dev, setup.val_dev,
+                          jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch))
+    m, host = jax.device_get((m, {k: getattr(run.state, k) for k in ("skipped", "rollbacks", "best_val",
+                                                                      "stopped", "stop_code")}))
+    run.total_steps += program.steps
+    entry = _history_entry(epoch, m, host, setup.member_ids, scale, dropout_on)
+    entry["seconds"] = time.perf_counter() - t_epoch
+    run.history.append(entry)
+    return entry, host
+
+
+def _fit_result(setup: _FitSetup, run: _FitRun, final: TrainState, keep: str, reason: str) -> FitResult:
+    """The :class:`FitResult` of the final (host) state."""
     return FitResult(
         params=final.best_params if keep == "best" else final.params,
-        history=history,
+        history=run.history,
         counters={
             "skipped_steps": np.asarray(final.skipped).tolist(),
             "rollbacks": np.asarray(final.rollbacks).tolist(),
             "val_failures": np.asarray(final.val_failures).tolist(),
-            "epochs": completed,
-            "steps": total_steps,
-            "compilations": _TRACES[program] - traces_before,
+            "epochs": len(run.history),
+            "steps": run.total_steps,
+            "compilations": _TRACES[setup.program] - setup.traces_before,
             "stop_reason_members": [STOP_REASONS[c] for c in np.asarray(final.stop_code)],
         },
         best_epoch=[int(e) for e in np.asarray(final.best_epoch)],

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from profemu.baselines import PCARBFBaseline
 from profemu.config import Config
-from profemu.data.split import Split, group_kfold
-from profemu.data.transforms import Transforms
+from profemu.metrics import evaluate_predictions, predict_dataset
+from profemu.train.builder import fit_and_predict, fold_problems
 from profemu.train.setup import Prepared
 
 __all__ = ["AUTO_MAX_ROWS", "CapacityChoice", "candidates", "choose_capacity", "selects"]
@@ -79,31 +80,16 @@ def candidates(config: Config) -> dict[str, dict[str, Any]]:
 
 def choose_capacity(prepared: Prepared, config: Config) -> CapacityChoice:
     """Compare the :func:`candidates` by 3-fold CV on the training rows of ``prepared``."""
-    from profemu.baselines import PCARBFBaseline
-    from profemu.evaluate import evaluate_predictions, predict_dataset
-    from profemu.train.loop import fit
-    from profemu.train.setup import training_problem
-    from profemu.workflow import build_emulator
-
     t0 = time.perf_counter()
     ds = prepared.dataset
-    pool = np.asarray(prepared.split.train)
-    folds = group_kfold(ds.subset(pool), _FOLDS, seed=config.data.split_seed)
     quick = {"train.members": _MEMBERS, "train.cv_folds": 0, "train.calibrate": False}
-    fold_data = []
-    for tr, te in folds:
-        split = Split(pool[tr], pool[te], np.zeros(0, np.int64))
-        fold_data.append(Prepared(ds, split, Transforms.fit(ds.subset(pool[tr]), config.data)))
+    fold_data = fold_problems(prepared, config.updated(quick), _FOLDS)
     scores: dict[str, dict[str, float]] = {}
     changes_of = candidates(config)
     for name, changes in changes_of.items():
         cfg = config.updated({**quick, **changes})
-        parts, truth = [], []
-        for fold in fold_data:
-            result = fit(training_problem(fold, cfg))
-            parts.append(predict_dataset(build_emulator(fold, cfg, result.params), fold.val))
-            truth.append(fold.split.val)
-        metrics = _pooled(parts, ds.subset(np.concatenate(truth)), evaluate_predictions)
+        done = [fit_and_predict(fold, cfg) for fold in fold_data]
+        metrics = _pooled([d.predictions for d in done], ds.subset(np.concatenate([d.rows for d in done])))
         scores[name] = metrics
         logger.info("capacity: %s: CV median fractional error %.2f%%, NLL %.3f", name,
                     100 * metrics["frac_err_median"], metrics["nll"])
@@ -112,7 +98,7 @@ def choose_capacity(prepared: Prepared, config: Config) -> CapacityChoice:
         warnings.simplefilter("ignore")
         for fold in fold_data:
             rbf_parts.append(predict_dataset(PCARBFBaseline().fit(fold.train), fold.val))
-    rbf = _pooled(rbf_parts, ds.subset(np.concatenate([f.split.val for f in fold_data])), evaluate_predictions)
+    rbf = _pooled(rbf_parts, ds.subset(np.concatenate([f.split.val for f in fold_data])))
     best_err = min(s["frac_err_median"] for s in scores.values())
     close = [n for n, s in scores.items() if s["frac_err_median"] <= 1.01 * best_err]
     chosen = min(close, key=lambda n: scores[n]["nll"])
@@ -124,7 +110,7 @@ def choose_capacity(prepared: Prepared, config: Config) -> CapacityChoice:
     return CapacityChoice(chosen, changes_of[chosen], scores, rbf, seconds)
 
 
-def _pooled(parts: list[dict[str, Any]], truth: Any, evaluate_predictions: Any) -> dict[str, float]:
+def _pooled(parts: list[dict[str, Any]], truth: Any) -> dict[str, float]:
     pred = {f: (np.concatenate([p[f][0] for p in parts]), np.concatenate([p[f][1] for p in parts]))
             for f in parts[0]}
     overall = evaluate_predictions(pred, truth)["overall"]

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from profemu.config import Config
+from profemu.config import Config, DataConfig
 from profemu.data.dataset import ProfileDataset
-from profemu.data.split import Split
+from profemu.data.split import Split, split_by_group
 from profemu.data.transforms import ArrayData, Transforms
 from profemu.errors import DataError
 from profemu.models.network import Network
+from profemu.train.relevance import ard_weights, uses_relevance
 
 __all__ = ["Prepared", "TrainingProblem", "prepare", "training_problem"]
 
@@ -57,6 +58,20 @@ class Prepared:
         return self.dataset.subset(self.split.test)
 
 
+def fit_transforms(train: ProfileDataset, data_config: DataConfig) -> Transforms:
+    """:meth:`Transforms.fit` on the training rows, with the input relevance ``data.input_relevance`` asks for.
+
+    The relevance weights come from an ARD GP fitted on (up to ``data.relevance_rows`` of)
+    the training rows (:func:`profemu.train.relevance.ard_weights`), cached per distinct
+    set of rows.
+    """
+    weights = None
+    if uses_relevance(data_config.input_relevance, train):
+        fields = tuple(data_config.fields) if data_config.fields else train.fields
+        weights, _ = ard_weights(train, fields, seed=data_config.split_seed, max_rows=data_config.relevance_rows)
+    return Transforms.fit(train, data_config, input_weights=weights)
+
+
 def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = None) -> Prepared:
     """Select fields, split by group (stratified in mass) and fit transforms on the training rows.
 
@@ -66,8 +81,6 @@ def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = No
         split: A given split (e.g. a cross-validation fold); default: ``split_by_group``
             with ``data.val_fraction``, ``data.test_fraction`` and ``data.split_seed``.
     """
-    from profemu.data.split import split_by_group
-
     if config.data.fields:
         dataset = dataset.select_fields(config.data.fields)
     if split is None:
@@ -79,7 +92,7 @@ def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = No
         )
     if len(split.train) == 0:
         raise DataError("split: no training rows; lower data.val_fraction / data.test_fraction.")
-    transforms = Transforms.fit(dataset.subset(split.train), config.data)
+    transforms = fit_transforms(dataset.subset(split.train), config.data)
     return Prepared(dataset, split, transforms)
 
 

@@ -1,4 +1,5 @@
-"""The Cobaya theory and likelihood: a short real Cobaya MCMC on a mock observation lands on the truth."""
+"""profemu.inference.cobaya_theory: the Cobaya theory and likelihood; a short real Cobaya MCMC on a mock
+observation lands on the truth (``run``: the shared tiny run of ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.reliability import TinyRun, tiny_run
+from tests.reliability import TinyRun
 
 pytest.importorskip("cobaya", reason="the Cobaya extra is not installed (pip install 'profemu[cobaya]')")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
-    return tiny_run(tmp_path_factory.getbasetemp() / "tiny_run")
 
 
 def test_theory_serves_predictions_by_parameter_name(run: TinyRun) -> None:

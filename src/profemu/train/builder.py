@@ -1,0 +1,103 @@
+"""From trained weights to an Emulator, and the one K-fold "fit → build → predict" step.
+
+:func:`build_emulator` turns the stacked member weights of a fit into a calibrated
+:class:`~profemu.emulator.Emulator` (training run, cluster merge, cross-validation and
+capacity choice all use it). :func:`fold_problems` deals the training rows of a prepared
+run into K folds by simulation, each with transforms fitted on its own training rows,
+and :func:`fit_and_predict` trains one fold and predicts its held-out rows: the
+cross-validation (:mod:`profemu.train.cv`) and the capacity choice
+(:mod:`profemu.train.select`) are both loops over these two functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from profemu._files import json_safe
+from profemu.config import Config
+from profemu.data.split import Split, group_kfold
+from profemu.emulator import Emulator
+from profemu.metrics import fit_variance_scale, predict_dataset
+from profemu.train.loop import FitResult, fit
+from profemu.train.setup import Prepared, fit_transforms, training_problem
+
+__all__ = ["FoldFit", "build_emulator", "fit_and_predict", "fold_problems"]
+
+
+def build_emulator(prep: Prepared, config: Config, weights: Mapping[str, Any], *,
+                   variance_scale: float | None = None, **metadata: Any) -> Emulator:
+    """The Emulator of trained ``weights`` (stacked members), with its variance scale.
+
+    Records the training-data fingerprint, config, units and data provenance (plus any
+    ``metadata`` given). The variance scale is ``variance_scale`` when given (e.g. from
+    cross-validation), else, with ``config.train.calibrate``, fitted on the validation rows.
+    """
+    record = {
+        "training_data_fingerprint": prep.train.fingerprint(),
+        "n_train": len(prep.split.train),
+        "config": config.to_dict(),
+        **json_safe(metadata),
+        "radius_unit": prep.dataset.radius_unit,
+        "units": dict(prep.dataset.units),
+        "data_meta": json_safe(dict(prep.dataset.meta)),
+    }
+    emulator = Emulator(prep.transforms, config.model, weights, metadata=record)
+    if variance_scale is not None:
+        emulator.variance_scale = float(variance_scale)
+        emulator.metadata["variance_scale_fitted_on"] = "cross-validation (out-of-fold predictions)"
+    elif config.train.calibrate and len(prep.split.val):
+        val = prep.val
+        emulator.variance_scale = fit_variance_scale(predict_dataset(emulator, val), val)
+        emulator.metadata["variance_scale_fitted_on"] = "validation split"
+    return emulator
+
+
+def fold_problems(prepared: Prepared, config: Config, folds: int) -> list[Prepared]:
+    """The K folds by simulation of ``prepared.split.train``, each a :class:`Prepared`.
+
+    Fold ``k`` trains on the other folds (its ``split.train``, transforms fitted on those
+    rows only) and holds out fold ``k`` (its ``split.val``); the test rows are kept as they
+    are and never touched. Folds are stratified in mass (:func:`~profemu.data.split.group_kfold`,
+    seeded by ``data.split_seed``).
+    """
+    ds = prepared.dataset
+    pool = np.asarray(prepared.split.train)
+    out = []
+    for tr, te in group_kfold(ds.subset(pool), folds, seed=config.data.split_seed):
+        split = Split(pool[tr], pool[te], np.asarray(prepared.split.test))
+        out.append(Prepared(ds, split, fit_transforms(ds.subset(pool[tr]), config.data)))
+    return out
+
+
+@dataclass
+class FoldFit:
+    """One fold trained and its held-out rows predicted.
+
+    Attributes:
+        result: The fit (weights, history, best epochs).
+        predictions: ``{field: (mean, var)}`` log10 predictions of ``rows`` [n, n_r],
+            without a variance scale.
+        rows: Dataset rows predicted (the fold's ``split.val``).
+        seconds: Wall time of the fit [s].
+    """
+
+    result: FitResult
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+    rows: np.ndarray
+    seconds: float
+
+
+def fit_and_predict(fold: Prepared, config: Config, *,
+                    callbacks: Sequence[Callable[[dict[str, Any]], Any]] = ()) -> FoldFit:
+    """Train on ``fold.split.train`` (early stopping on ``fold.split.val``) and predict ``fold.split.val``."""
+    t0 = time.perf_counter()
+    result = fit(training_problem(fold, config), callbacks=list(callbacks))
+    seconds = time.perf_counter() - t0
+    emulator = build_emulator(fold, config.updated({"train.calibrate": False}), result.params)
+    rows = np.asarray(fold.split.val)
+    return FoldFit(result, predict_dataset(emulator, fold.dataset.subset(rows)), rows, seconds)
