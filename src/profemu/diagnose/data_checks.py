@@ -1,18 +1,6 @@
 """Checks 1-4, on the data alone: inputs, targets, mask coverage and the train/validation shift.
 
-=================================  ==========================================================
-check                              fails when
-=================================  ==========================================================
-``inputs finite and in range``     a non-finite input, a log parameter <= 0, log10 mass
-                                   outside [8, 16], a constant column, or a normalised input
-                                   with |z| > 50 (absurd scaling)
-``targets finite and positive``    a field with < 50 % valid entries, a valid log10 entry
-                                   > 50 robust sigma from its radius' median, or a field
-                                   spanning > 20 dex
-``mask coverage``                  a radius of a field with < 10 % valid entries
-``train/validation shift``         an input whose two-sample KS test between the training
-                                   and validation groups gives p < 1e-3 with KS > 0.2
-=================================  ==========================================================
+What each check fails on is tabulated in :mod:`profemu.diagnose`.
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
 """Checks 5 and 7-9: probes of the configured network with the trainer's own step.
 
-=================================  ==========================================================
-check                              fails when
-=================================  ==========================================================
-``overfit 8 examples``             a fresh model (no dropout, no weight decay, MSE, full
-                                   batch) cannot reach RMSE < 0.05 (standardised units)
-``gradient norms``                 a non-finite gradient or loss at the configured learning
-                                   rate, a post-clip norm above ``optim.clip_norm``, or a
-                                   loss that grows 10-fold in a few steps
-``activations bounded``            a non-finite intermediate activation or one with
-                                   |a| > 1e4
-``finite validation loss``         a non-finite prediction or NLL on the validation split,
-                                   an NLL > 1e3 per element (a barely trained model reaches
-                                   ~1), or a validation input with |z| > 50 in the training
-                                   scaling (the model extrapolates there)
-=================================  ==========================================================
-
-The probes train with :func:`profemu.train.loop.fit` on a few rows (one step per epoch), so a
+What each check fails on is tabulated in :mod:`profemu.diagnose`. The probes train with :func:`profemu.train.loop.fit` on a few rows (one step per epoch), so a
 blow-up they find is the one training would hit.
 """
 
