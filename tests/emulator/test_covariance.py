@@ -84,3 +84,21 @@ def test_residual_covariance_is_stored_validated_and_used(run: TinyRun, tmp_path
             residual_covariance(broken)
     with pytest.raises(DataError, match="carries no residual covariance"):
         make_log_posterior(run.emulator, obs, model_covariance="residual")
+
+
+def test_fit_residual_covariance_is_the_trainings_own_cross_validation() -> None:
+    """One K-fold fit step: fitting the covariance afterwards gives what a CV training stored."""
+    from profemu.config import Config
+    from profemu.data.mock import make_mock_universe
+    from profemu.runs.training import train_emulator
+    from profemu.train.cv import fit_residual_covariance
+
+    ds = make_mock_universe(n=48, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
+    cfg = Config().updated({"train.epochs": 2, "train.members": 2, "model.hidden": [8],
+                            "data.input_relevance": "off", "train.cv_folds": 2, "data.split_seed": 3})
+    stored = train_emulator(ds, cfg).emulator.residual_covariance
+    fitted = fit_residual_covariance(ds, cfg, k=2, seed=3)
+    assert stored is not None
+    np.testing.assert_allclose(fitted.row, stored.row, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(fitted.shared, stored.shared, rtol=1e-6, atol=1e-12)
+    assert fitted.fields == stored.fields
