@@ -1,0 +1,1 @@
+"""Run folders and what is done with them: training, clusters, sweeps, comparison, report."""
