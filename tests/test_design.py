@@ -355,7 +355,7 @@ def test_cli_suggest_writes_the_csv(tiny: TinyRun, tmp_path: Path) -> None:
     assert len(rows) == 4 and all(float(row["sigma_8"]) == 0.8 for row in rows)
     again = _invoke("suggest", tiny.run_dir, "--n", "4", "--candidates", "256", "--out", out)
     assert again.exit_code == 2 and again.stderr.strip().splitlines() == [
-        f"error: --out {str(out)!r} already exists; pass --force to replace it or choose another name."]
+        f"error: --out {str(out)!r} already exists; pass --force to overwrite it or choose another --out."]
 
 
 def test_cli_suggest_like_table(tiny: TinyRun, tmp_path: Path) -> None:

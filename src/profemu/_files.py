@@ -8,6 +8,9 @@ Writing:
   or the new one, never a half-written file under the final name, and never a stray
   temporary file after an error. Operating-system failures (full disk, read-only folder)
   raise :class:`~profemu.errors.DataError` naming the path and the reason.
+* :func:`check_output` — the one check every writer of a user-named output makes first:
+  never one of the command's inputs (or inside an input folder), even with ``--force``;
+  an existing file only with ``--force``.
 * :func:`remove_stale_temporaries` — delete the temporary files that a killed writer
   left behind (they are older than this process).
 
@@ -17,6 +20,8 @@ Reading (bounded: a file cannot make profemu allocate more than the caller allow
   decompressed, every declared size (zip member header, npy header shape and dtype) is
   checked against the file and against a byte budget before any data is read, object
   (pickled) arrays are refused.
+* :func:`read_npy` — a single ``.npy`` array, its header (shape, dtype) checked against the
+  file's size and the byte budget before anything is allocated.
 * :func:`check_layout` / :func:`check_budget` — the checks :func:`read_npz` applies to the
   declared array headers, reusable for other containers (HDF5).
 * :func:`load_json_text` / :func:`read_json_file` — JSON with a size and nesting-depth limit,
@@ -38,6 +43,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -61,6 +67,8 @@ __all__ = [
     "atomic_write_text",
     "check_budget",
     "check_layout",
+    "check_output",
+    "check_result_folder",
     "current_umask",
     "file_error",
     "flatten_tree",
@@ -68,10 +76,12 @@ __all__ = [
     "load_json_text",
     "npz_names",
     "read_json_file",
+    "read_npy",
     "read_npz",
     "remove_stale_temporaries",
     "sha256_file",
     "unflatten_tree",
+    "write_result_folder",
 ]
 
 #: Default byte budget of :func:`read_npz` (sum of the declared sizes of the keys read).
@@ -195,6 +205,108 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
 def atomic_write_text(path: Path, text: str) -> Path:
     """:func:`atomic_write` of UTF-8 text."""
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _covers(out: Path, given: Path) -> bool:
+    """Whether writing ``out`` would replace ``given`` or something inside it (paths or hard links)."""
+    try:
+        o, g = out.resolve(), given.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare as given
+        o, g = out.absolute(), given.absolute()
+    if o == g or g in o.parents:
+        return True
+    try:
+        return out.exists() and given.exists() and os.path.samefile(out, given)
+    except OSError:
+        return False
+
+
+def check_output(
+    path: Path | str,
+    *,
+    force: bool,
+    inputs: Mapping[str, Path | str | None] | None = None,
+    option: str = "--out",
+    folder: bool = False,
+) -> Path:
+    """Refuse an output that would destroy one of the command's inputs or, without ``force``, a file.
+
+    Args:
+        path: The output the user named.
+        force: Whether an existing output may be replaced.
+        inputs: ``{what it is: path}`` of everything the command reads (files or folders;
+            None entries are skipped). ``path`` may be none of them and lie inside none of
+            them, even with ``force``.
+        option: The option that named ``path`` (for the messages).
+        folder: The output is a folder (else a file: an existing folder is refused).
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        DataError: the output is an input or inside one, is a folder where a file is
+            written, or exists and ``force`` is False.
+    """
+    out = Path(path)
+    for what, given in (inputs or {}).items():
+        if given is None:
+            continue
+        given = Path(given)
+        if _covers(out, given):
+            where = "is" if out.resolve() == given.resolve() or not given.is_dir() else "is inside"
+            raise DataError(
+                f"{option} {str(out)!r} {where} the {what} {str(given)!r}; writing it would destroy the inputs "
+                f"(--force does not change that). Pass another {option}."
+            )
+    if not folder and out.is_dir():
+        raise DataError(f"{option} {str(out)!r} is a folder; pass a file name.")
+    if out.exists() and not force and not (folder and out.is_dir() and not any(out.iterdir())):
+        raise DataError(f"{option} {str(out)!r} already exists; pass --force to overwrite it or choose another "
+                        f"{option}.")
+    return out
+
+
+#: Largest allocation a single request may ask for, whatever the machine [bytes].
+MAX_ALLOCATION_BYTES = 16 << 30
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` [bytes]; None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes / 1e3:.3g} kB"
+
+
+def check_memory(what: str, n_bytes: float, *, fix: str, limit_bytes: int | None = None) -> None:
+    """Refuse, before allocating, a request whose estimated memory exceeds the limit.
+
+    Args:
+        what: The request, e.g. ``"--n 1000000000 (the mock dataset)"``.
+        n_bytes: Its estimated size [bytes].
+        fix: What to do instead, e.g. ``"pass a smaller --n"``.
+        limit_bytes: The limit (default: :data:`MAX_ALLOCATION_BYTES`, or half of the memory
+            available now when that is less).
+
+    Raises:
+        DataError: the estimate exceeds the limit (the message gives both).
+    """
+    if limit_bytes is None:
+        available = _available_memory()
+        limit_bytes = MAX_ALLOCATION_BYTES if available is None else min(MAX_ALLOCATION_BYTES, available // 2)
+    if not math.isfinite(n_bytes) or n_bytes > limit_bytes:
+        raise DataError(f"{what} needs about {_size(n_bytes)} of memory, above the limit of {_size(limit_bytes)}; "
+                        f"{fix}.")
 
 
 def remove_stale_temporaries(folder: Path | str, name: str) -> list[Path]:
@@ -412,6 +524,52 @@ def read_npz(
         ) from None
 
 
+def read_npy(path: Path | str, *, what: str = "array", max_bytes: int = DEFAULT_MAX_READ_BYTES) -> np.ndarray:
+    """A plain numeric ``.npy`` array, refused before allocating when its header claims too much.
+
+    Args:
+        path: The ``.npy`` file.
+        what: What the array is (for the messages), e.g. ``"--covariance"``.
+        max_bytes: Largest array accepted [bytes].
+
+    Raises:
+        FormatError: missing, not a numeric npy array, a header that does not match the
+            file's size, or more than ``max_bytes`` declared (the message gives both).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version in ((2, 0), (3, 0)):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise ValueError(f"npy format version {version}")
+            except ValueError as exc:
+                raise FormatError(f"{what} {str(path)!r}: not a numeric .npy array ({exc}); save it with "
+                                  "np.save.") from None
+            offset = fh.tell()
+            if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
+                raise FormatError(f"{what} {str(path)!r}: dtype {dtype} is not a plain numeric array (pickled "
+                                  "objects are never loaded); save numbers with np.save.")
+            header = ArrayHeader(tuple(int(v) for v in shape), dtype, bool(fortran))
+            if header.nbytes > max_bytes:
+                raise FormatError(f"{what} {str(path)!r}: its header declares shape {header.shape} of {dtype}, "
+                                  f"{_size(header.nbytes)}, above the limit of {_size(max_bytes)}; pass a "
+                                  "smaller array.")
+            if offset + header.nbytes != size:
+                raise FormatError(f"{what} {str(path)!r}: its header declares shape {header.shape} of {dtype} "
+                                  f"({header.nbytes} bytes) but the file holds {size - offset}; it is "
+                                  "truncated or corrupt.")
+            data = np.fromfile(fh, dtype=dtype, count=math.prod(header.shape))
+    except OSError as exc:
+        raise file_error(path, exc, "read") from None
+    return data.reshape(header.shape, order="F" if header.fortran_order else "C")
+
+
 def _npz_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, path: Path, what: str) -> ArrayHeader:
     if info.flag_bits & 0x1:
         raise FormatError(f"{path}: key {key!r} is encrypted; profemu reads plain {what}s only.")
@@ -613,3 +771,49 @@ def json_safe(value: Any) -> Any:
         v = float(value)
         return v if np.isfinite(v) else None
     return value
+
+
+def check_result_folder(out: str | Path, *, force: bool = False,
+                        inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+    """Refuse a results folder that is a file, holds or is inside one of ``inputs`` (even with
+    ``force``: it is replaced whole), or exists non-empty without ``force``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {str(out)!r}: exists and is not a folder; pass a folder name.")
+    o = out.resolve()
+    for what, given in (inputs or {}).items():
+        if given is None:
+            continue
+        g = Path(given).resolve()
+        if g == o or o in g.parents or g in o.parents:
+            raise DataError(f"--out {str(out)!r}: holds or is inside the {what} {str(given)!r}; replacing it would "
+                            "destroy the inputs (--force does not change that). Pass another --out.")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise DataError(f"--out {str(out)!r}: folder exists and is not empty; pass --force to replace it "
+                        "or choose another --out.")
+    return out
+
+
+def write_result_folder(out: str | Path, files: Mapping[str, Callable[[Path], Any]], *,
+                        force: bool = False, inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+    """Write a results folder as one unit: every file into a temporary sibling folder, then one
+    rename. ``files`` maps a file name to a function writing it to the given path. An existing
+    non-empty ``out`` is refused unless ``force`` (then replaced only after all files are written)."""
+    out = check_result_folder(out, force=force, inputs=inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        for name, write in files.items():
+            write(tmp / name)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

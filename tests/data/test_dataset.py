@@ -121,7 +121,7 @@ def test_non_finite_redshift_named_with_row(kw: dict[str, Any], bad: float) -> N
 
 def test_negative_redshift(kw: dict[str, Any]) -> None:
     kw["redshift"] = with_value(kw["redshift"], (0,), -0.1)
-    with pytest.raises(DataError, match=r"redshift: value -0.1 at row 0 is < 0"):
+    with pytest.raises(DataError, match=r"redshift: value -0.1 at row 0 is outside \[0, 20\]"):
         ProfileDataset(**kw)
 
 

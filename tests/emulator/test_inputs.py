@@ -53,5 +53,5 @@ def test_redshift_rules() -> None:
     with pytest.raises(DataError, match="takes the redshift as an input"):
         check_inputs(uses, [1.0], 12.0)
     assert check_inputs(uses, [1.0], [12.0, 12.5], redshift=0.3).redshift.tolist() == [0.3, 0.3]
-    with pytest.raises(DataError, match="redshift: -1 < 0"):
+    with pytest.raises(DataError, match=r"redshift: -1 at row 0 is outside \[0, 20\]"):
         check_inputs(uses, [1.0], 12.0, redshift=-1.0)

@@ -251,6 +251,9 @@ def normalise(text: str, ctx: Ctx) -> str:
             text = text.replace(form, name)
     text = re.sub(r"pid \d+ on host \S+ \(.*?, since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\)",
                   "pid <pid> on host <host> (<command>, since <time>)", text)
+    # checksums of files written now and random run ids, and a limit that depends on the free memory
+    text = re.sub(r"(SHA-256 |records |run id )[0-9a-f]{12}\b", r"\1<hash>", text)
+    text = re.sub(r"above the limit of [\d.]+ [kMGT]B", "above the limit of <limit>", text)
     return text.replace(socket.gethostname(), "<host>").replace(f"pid {os.getpid()}", "pid <pid>")
 
 

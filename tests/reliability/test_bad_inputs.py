@@ -118,6 +118,26 @@ def _extrapolate(ctx: Ctx) -> Any:
     return ctx.emu.predict(_with(ctx, "Omega_m", 0.9), [12.0, 13.0], redshift=0.0, on_extrapolation="error")
 
 
+def _impossible_csv(ctx: Ctx, column: str, value: float) -> list[str]:
+    header, rows = ctx.good_csv_rows()
+    rows[1][header.index(column)] = value
+    return _predict_csv(ctx, f"impossible_{column}.csv", header, rows)
+
+
+def _pk_spec() -> Any:
+    from profemu.emulator.inputs import InputSpec
+
+    return InputSpec(param_names=("Omega_m", "Omega_b", "h", "sigma_8"), n_k=3, uses_redshift=True)
+
+
+def _pk_inputs(**changes: Any) -> Any:
+    from profemu.emulator.inputs import check_inputs
+
+    args = {"params": [[0.3, 0.05, 0.7, 0.8]] * 2, "log10_mass": [12.0, 13.0],
+            "pk_ratio": [[0.9, 0.95, 1.0]] * 2, "redshift": [0.0, 1.0], **changes}
+    return check_inputs(_pk_spec(), args["params"], args["log10_mass"], args["pk_ratio"], args["redshift"])
+
+
 CASES: list[Case] = [
     Case("param-count", "Passed 5 parameter columns to an emulator trained on 6", DataError,
          "params: expected 6 parameters per example",
@@ -127,7 +147,7 @@ CASES: list[Case] = [
     Case("param-name", "Misnamed a parameter (``sigma8`` for ``sigma_8``)", DataError,
          "params: unknown ['sigma8'] and missing ['sigma_8'] parameter names",
          lambda c: c.emu.predict(_misnamed(c), 13.0, redshift=0.0),
-         _misnamed_csv, "missing column(s) ['sigma_8']; unrecognised column(s) ['sigma8']"),
+         _misnamed_csv, "1 missing column(s): sigma_8; unrecognised column(s) sigma8"),
     Case("nan-input", "NaN or inf in the inputs of a prediction", DataError,
          "params: nan at row 1, column 'sigma_8' is not a finite float32 number",
          lambda c: c.emu.predict(_with(c, "sigma_8", np.nan, row=1), [12.0, 13.0], redshift=0.0),
@@ -199,6 +219,44 @@ CASES: list[Case] = [
          lambda c: Emulator.load(c.newer_emulator_run() / "emulator"),
          lambda c: ["evaluate", str(c.newer_emulator_run())],
          "format_version 99 is newer than this profemu supports; upgrade profemu to load it"),
+    Case("impossible-omega-m", "Passed Omega_m <= 0 (or Omega_b <= 0, h <= 0, sigma_8 < 0) to a prediction",
+         DataError, "params['Omega_m']: -0.1 at row 1 is impossible (Omega_m must be > 0)",
+         lambda c: c.emu.predict(_with(c, "Omega_m", -0.1, row=1), [12.0, 13.0], redshift=0.0),
+         lambda c: _impossible_csv(c, "Omega_m", -0.1),
+         "params['Omega_m']: -0.1 at row 1 is impossible (Omega_m must be > 0)"),
+    Case("impossible-sigma-8", "Passed sigma_8 < 0 to a prediction", DataError,
+         "params['sigma_8']: -0.5 at row 1 is impossible (sigma_8 must be >= 0)",
+         lambda c: c.emu.predict(_with(c, "sigma_8", -0.5, row=1), [12.0, 13.0], redshift=0.0),
+         lambda c: _impossible_csv(c, "sigma_8", -0.5),
+         "params['sigma_8']: -0.5 at row 1 is impossible (sigma_8 must be >= 0)"),
+    Case("omega-b-above-omega-m", "Passed Omega_b > Omega_m (more baryons than matter)", DataError,
+         "params['Omega_b']: 0.4 at row 0 exceeds Omega_m = 0.3",
+         lambda c: _pk_inputs(params=[[0.3, 0.4, 0.7, 0.8]] * 2), None),
+    Case("impossible-pk-ratio", "Passed a P(k) ratio <= 0 or > 10", DataError,
+         "pk_ratio: -0.2 at row 1, k bin 2 (column pk_ratio_2) is impossible",
+         lambda c: _pk_inputs(pk_ratio=[[0.9, 0.95, 1.0], [0.9, 0.95, -0.2]]), None),
+    Case("impossible-redshift", "Passed a redshift < 0 or > 20", DataError,
+         "redshift: 25 at row 1 is outside [0, 20]",
+         lambda c: _pk_inputs(redshift=[0.0, 25.0]), None),
+    Case("nan-mass", "NaN in log10_mass of a prediction (reported as a mass error, whatever else is wrong)",
+         DataError, "log10_mass: nan at row 1 is not a finite float32 number",
+         lambda c: c.emu.predict(_with(c, "sigma_8", np.nan, row=0), [12.0, np.nan], redshift=0.0), None),
+    Case("param-named-like-an-input", "Named a dataset parameter like an emulator input (`log10_mass`, "
+         "`redshift`, `pk_ratio_<i>`)", DataError, "param_names: 'pk_ratio_0' is the name of an emulator input",
+         lambda c: ProfileDataset(**_dataset_kwargs(c, param_names=("pk_ratio_0", *c.run.dataset.param_names[1:]))),
+         None),
+    Case("field-name-collision", "Named a dataset field like a reserved name (`radius`) or another field's "
+         "column (`rho_err`)", DataError, "profiles: field name 'rho_err' collides with the '_err' column of field "
+         "'rho'", lambda c: ProfileDataset(**_dataset_kwargs(c, profiles={
+             "rho": c.run.dataset.subset(slice(0, 8)).profiles["rho"],
+             "rho_err": c.run.dataset.subset(slice(0, 8)).profiles["pth"]})), None),
+    Case("negative-pk-dataset", "A dataset with P_hydro/P_dmo <= 0", DataError,
+         "pk_ratio: value -0.5 at row 0, column 1 is <= 0",
+         lambda c: ProfileDataset(**_dataset_kwargs(c, pk_ratio=np.tile([1.0, -0.5], (8, 1)), k=[0.1, 1.0])),
+         None),
+    Case("redshift-dataset", "A dataset with a redshift outside [0, 20]", DataError,
+         "redshift: value 30.0 at row 0 is outside [0, 20]",
+         lambda c: ProfileDataset(**_dataset_kwargs(c, redshift=np.full(8, 30.0))), None),
     Case("extrapolation", "Inputs outside the training box with ``on_extrapolation='error'`` (the CLI predicts "
          "with the default 'warn': one warning line, exit code 0)", ExtrapolationError,
          "inputs outside the training box: Omega_m = 0.1886..0.9 outside the training range [0.107, 0.498]",

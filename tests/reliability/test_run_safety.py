@@ -35,10 +35,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from profemu._files import check_memory, check_output
 from profemu._lock import LOCK_NAME, folder_lock, read_owner
 from profemu.config import Config
 from profemu.emulator import Emulator
-from profemu.errors import ConfigError, DataError, FolderLockedError
+from profemu.emulator.tables import csv_chunks
+from profemu.errors import ConfigError, DataError, FolderLockedError, FormatError
 from profemu.runs import cluster
 from profemu.runs.folder import DataSource, RunFolder
 from profemu.train.checkpoint import load_latest, save_checkpoint
@@ -139,6 +141,18 @@ def _corrupt_copy(ctx: Ctx) -> Path:
     return run
 
 
+def _suggest(ctx: Ctx, **kwargs: Any) -> Any:
+    from profemu.design import suggest
+
+    return suggest(ctx.emu, 2, candidates=16, **kwargs)
+
+
+def _utf16_csv(ctx: Ctx) -> Path:
+    header, rows = ctx.good_csv_rows()
+    text = ",".join(header) + "\n" + "\n".join(",".join(repr(float(v)) for v in r) for r in rows) + "\n"
+    return ctx.write("utf16.csv", text.encode("utf-16"))
+
+
 def _predict(ctx: Ctx, inp: Path, out: Path, *extra: str) -> list[str]:
     return ["predict", str(ctx.run.run_dir), "--input", str(inp), "--out", str(out), *extra]
 
@@ -156,6 +170,52 @@ def _existing_out(ctx: Ctx) -> list[str]:
 def _long_npz(ctx: Ctx) -> list[str]:
     path, _, _ = inputs_csv(ctx, "in.csv", 2)
     return _predict(ctx, path, ctx.folder / "long.npz", "--format", "long")
+
+
+def _demo_over_data(ctx: Ctx) -> list[str]:
+    out = ctx.folder / "demo_dir"
+    out.mkdir(exist_ok=True)
+    (out / "data.npz").write_bytes(b"the user's data")
+    return ["demo", "--out", str(out), "--quick"]
+
+
+def _own_run(ctx: Ctx, name: str) -> tuple[Path, Path]:
+    """A copy of the run whose data.json names its own copy of the data file."""
+    run = ctx.run_copy(name)
+    data = ctx.folder / f"{name}_data.npz"
+    if not data.exists():
+        shutil.copy2(ctx.run.data_path, data)
+        record = json.loads((run / "data.json").read_text())
+        record["path"] = str(data.resolve())
+        (run / "data.json").write_text(json.dumps(record))
+    return run, data
+
+
+def _mixed_emulator(ctx: Ctx) -> Path:
+    run, _ = _own_run(ctx, "mixed_emulator_run")
+    split = json.loads((run / "split.json").read_text())
+    split["train_fingerprint"] = "0" * 64
+    (run / "split.json").write_text(json.dumps(split))
+    return run
+
+
+def _replaced_data(ctx: Ctx) -> Path:
+    run, data = _own_run(ctx, "replaced_data_run")
+    shutil.copy2(ctx.other_data(), data)
+    return run
+
+
+def _foreign_checkpoints(ctx: Ctx) -> Path:
+    run, _ = _own_run(ctx, "foreign_checkpoints_run")
+    (run / "checkpoints" / ".run_id").write_text("f" * 32 + "\n")
+    return run
+
+
+def _not_a_run(ctx: Ctx) -> Path:
+    out = ctx.folder / "my_project"
+    out.mkdir(exist_ok=True)
+    (out / "notes.md").write_text("mine")
+    return out
 
 
 SAFETY_CASES: list[Case] = [
@@ -187,8 +247,52 @@ SAFETY_CASES: list[Case] = [
          lambda c: _api_resume(c, c.locked_run()),
          lambda c: resume_args(c, c.run.data_path, c.locked_run()),
          "is in use by another profemu process, pid"),
+    Case("out-is-an-input", "Named one of the command's inputs as its output, even with `--force` "
+         "(`evaluate RUN --data mydata.npz --out mydata.npz`, `compare --out` the run's data, `predict --out` a "
+         "file of RUN/emulator/, `suggest --like T --out T`)", DataError,
+         "is the --data file",
+         lambda c: check_output(c.run.data_path, force=True, inputs={"--data file": c.run.data_path}),
+         lambda c: ["evaluate", str(c.run.run_dir), "--data", str(c.run.data_path), "--out", str(c.run.data_path),
+                    "--force"],
+         "is the --data file"),
+    Case("out-exists", "Passed an existing file as `--out` of `evaluate`, `compare`, `mock` or `suggest` "
+         "without `--force`", DataError, "already exists; pass --force to overwrite it",
+         lambda c: check_output(c.run.data_path, force=False),
+         lambda c: ["mock", "--out", str(c.write("existing.npz", b"mine")), "--n", "10"],
+         "already exists; pass --force to overwrite it"),
+    Case("demo-over-data", "Ran `profemu demo --out DIR` where DIR holds a data.npz", DataError, "", None,
+         _demo_over_data, "already exists; pass --force to overwrite it"),
+    Case("train-into-a-folder", "Trained into a non-empty folder that is not a profemu run folder", DataError,
+         "", None, lambda c: ["train", "--data", str(c.run.data_path), "--out", str(_not_a_run(c))],
+         "is a folder that is not a profemu run folder and is not empty (notes.md)"),
+    Case("mixed-emulator", "Evaluated, compared or reported a run folder holding the Emulator of another run",
+         DataError, "is the Emulator of another run", lambda c: RunFolder.open(_mixed_emulator(c)).emulator(),
+         lambda c: ["evaluate", str(_mixed_emulator(c))], "is the Emulator of another run"),
+    Case("replaced-data", "Evaluated, compared or reported a run whose data file was replaced in place", DataError,
+         "changed since the run was trained", lambda c: RunFolder.open(_replaced_data(c)).dataset(),
+         lambda c: ["report", str(_replaced_data(c))], "changed since the run was trained"),
+    Case("foreign-checkpoints", "Resumed a run whose checkpoints/ were copied from another run", DataError,
+         "belong to another run", lambda c: _api_resume(c, _foreign_checkpoints(c), _own_run(c, "foreign_checkpoints_run")[1]),
+         lambda c: resume_args(c, _own_run(c, "foreign_checkpoints_run")[1], _foreign_checkpoints(c)),
+         "belong to another run"),
+    Case("evaluate-locked", "Evaluated, compared or reported a run folder another live profemu process is "
+         "writing", FolderLockedError, "", None, lambda c: ["evaluate", str(c.locked_run())],
+         "is in use by another profemu process, pid"),
+    Case("too-large", "Asked for more memory than allowed (`mock --n 1e9`, `suggest --candidates 1e9`, "
+         "`--mass-points 1e6`)", DataError, "above the limit of",
+         lambda c: check_memory("--n 1000000000 (the mock dataset)", 1.6e13, fix="pass a smaller --n",
+                                limit_bytes=16 << 30),
+         lambda c: ["mock", "--out", str(c.folder / "huge.npz"), "--n", "1e9"],
+         "of memory, above the limit of"),
+    Case("negative-seed", "Passed `--seed -1` to `suggest` (or `mock`)", ConfigError,
+         "seeds are whole numbers >= 0", lambda c: _suggest(c, seed=-1),
+         lambda c: ["suggest", str(c.run.run_dir), "--n", "2", "--out", str(c.folder / "s.csv"), "--seed", "-1"],
+         "--seed -1: seeds are whole numbers >= 0"),
+    Case("csv-not-utf8", "Passed a CSV saved as Latin-1 or UTF-16 to `predict`", FormatError,
+         "save it as UTF-8", lambda c: list(csv_chunks(_utf16_csv(c), 10)),
+         lambda c: _predict(c, _utf16_csv(c), c.folder / "utf16_pred.csv"), "save it as UTF-8"),
     Case("predict-out-is-input", "Passed the input file as `profemu predict --out` (the same path or a hard link)",
-         DataError, "", None, _same_file, "is the --input file; writing it would destroy the inputs"),
+         DataError, "", None, _same_file, "is the --input file"),
     Case("predict-out-exists", "Passed an existing file as `profemu predict --out` without `--force`",
          DataError, "", None, _existing_out, "already exists; pass --force to overwrite it"),
     Case("predict-long-npz", "Asked for `--format long` with an `.npz` output", ConfigError, "", None, _long_npz,

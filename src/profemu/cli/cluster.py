@@ -53,7 +53,7 @@ ArrayParallelismOpt = Annotated[int, typer.Option(
 PartitionOpt = Annotated[str | None, typer.Option(
     "--partition", help="SLURM partition (default: the cluster's).", rich_help_panel=_PANEL)]
 TimeOpt = Annotated[int, typer.Option(
-    "--time", help="Time limit per job [minutes]; jobs checkpoint and requeue before it.", rich_help_panel=_PANEL)]
+    "--time", help="Time limit per job \\[minutes]; jobs checkpoint and requeue before it.", rich_help_panel=_PANEL)]
 CpusOpt = Annotated[int, typer.Option("--cpus", help="CPUs per job.", rich_help_panel=_PANEL)]
 GpusOpt = Annotated[int, typer.Option("--gpus", help="GPUs per job.", rich_help_panel=_PANEL)]
 MemOpt = Annotated[float | None, typer.Option("--mem", help="Memory per job [GB].", rich_help_panel=_PANEL)]

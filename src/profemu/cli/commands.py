@@ -23,7 +23,6 @@ import csv
 import datetime as _dt
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -56,9 +55,11 @@ from profemu.cli.cluster import (
 )
 from profemu.cli.cluster import register as register_cluster_commands
 from profemu.cli.common import fail as _fail
+from profemu.cli.common import parse_count as _parse_count
 from profemu.cli.common import user_errors as _user_errors
 from profemu.cli.design import register as register_design_commands
 from profemu.cli.inference import register as register_inference_commands
+from profemu.cli.observe import register as register_observe_commands
 from profemu.config import Config, parse_set_value
 from profemu.errors import ConfigError, DataError
 
@@ -74,6 +75,7 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("profemu.cli")
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -236,12 +238,17 @@ def _data_source(
     return DataSource(str(path.resolve()), resolved, options)
 
 
+#: Column titles shown with a fuller unit on the terminal.
+_TITLE_UNITS = {"predict [s/1000]": "predict [s/1000 rows]"}
+
+
 def _print_table(console: Console, header: Sequence[str], rows: Sequence[Sequence[str]], title: str) -> None:
-    table = Table(title=title, title_justify="left")
+    """A table whose titles and cells are shown as written: ``RMSE [dex]`` keeps its unit (no markup)."""
+    table = Table(title=escape(title), title_justify="left")
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 else "right")
+        table.add_column(escape(_TITLE_UNITS.get(h, h)), justify="left" if i == 0 else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(str(cell)) for cell in row))
     console.print(table)
 
 
@@ -259,16 +266,44 @@ def _print_comparison(console: Console, rows: Sequence[Mapping[str, Any]], title
 
 
 class _TrainingProgress:
-    """Epoch progress: a rich bar on a terminal, plain lines every ``log_every`` epochs otherwise."""
+    """Epoch progress: a rich bar on a terminal, plain lines every ``log_every`` epochs otherwise.
 
-    def __init__(self, console: Console, epochs: int, log_every: int) -> None:
+    Each stage (a cross-validation fold, the refit) counts its own epochs against its own
+    total (the refit's from the run's ``cv.json``) and its seconds from the start of its
+    own epoch loop, not from the start of the command (data loading, compilation).
+    """
+
+    def __init__(self, console: Console, epochs: int, log_every: int, run: Path | None = None) -> None:
         self.console = console
         self.epochs = epochs
         self.log_every = max(1, log_every)
         self.tty = console.is_terminal
+        self.run = run
         self.t0 = time.perf_counter()
+        self.stage: str | None = None
+        self.total = epochs
         self._bar: Any = None
         self._task: Any = None
+
+    def _stage_total(self, entry: Mapping[str, Any], stage: str) -> int:
+        """Epochs of this stage: the entry's own count, the refit's from cv.json, else the configured ones."""
+        if isinstance(entry.get("epochs"), int):
+            return int(entry["epochs"])
+        if stage == "refit" and self.run is not None:
+            try:
+                refit = json.loads((self.run / "cv.json").read_text()).get("refit_epochs")
+            except (OSError, ValueError, AttributeError):
+                refit = None
+            if isinstance(refit, int) and refit > 0:
+                return refit
+        return self.epochs
+
+    def _start_stage(self, entry: Mapping[str, Any], stage: str) -> None:
+        """A new epoch loop began: its clock started when its first epoch did."""
+        seconds = entry.get("seconds")
+        self.t0 = time.perf_counter() - (float(seconds) if isinstance(seconds, int | float) else 0.0)
+        self.stage = stage
+        self.total = self._stage_total(entry, stage)
 
     def __enter__(self) -> _TrainingProgress:
         if self.tty:
@@ -295,10 +330,12 @@ class _TrainingProgress:
         epoch = int(entry.get("epoch", 0)) + 1
         train, val = _num(entry.get("train_loss")), _num(entry.get("val_loss"))
         stage = str(entry.get("stage", ""))
+        if stage != self.stage or epoch == 1:
+            self._start_stage(entry, stage)
         if self._bar is not None:
-            self._bar.update(self._task, completed=epoch, train=train, val=val, stage=stage)
+            self._bar.update(self._task, completed=epoch, total=self.total, train=train, val=val, stage=stage)
             return
-        if epoch % self.log_every == 0 or epoch == 1 or epoch == self.epochs:
+        if epoch % self.log_every == 0 or epoch == 1 or epoch == self.total:
             elapsed = time.perf_counter() - self.t0
             extra = ""
             if entry.get("skipped_steps"):
@@ -307,7 +344,7 @@ class _TrainingProgress:
                 extra += f"  rollbacks {entry['rollbacks']}"
             prefix = f"[{stage}] " if stage else ""
             self.console.print(
-                f"{prefix}epoch {epoch}/{self.epochs}  train_loss {train}  val_loss {val}  "
+                f"{prefix}epoch {epoch}/{self.total}  train_loss {train}  val_loss {val}  "
                 f"lr {_num(entry.get('learning_rate'), '{:.2e}')}  {elapsed:.1f} s{extra}",
                 markup=False,
             )
@@ -329,6 +366,15 @@ def _check_new_run(run: Path, resume: bool, *, console: Console | None = None) -
     from profemu.runs.folder import RunFolder
 
     folder = RunFolder(run)
+    if run.exists() and not run.is_dir():
+        raise DataError(f"--out {str(run)!r} is a file; pass a folder for the run (new, empty or a run folder).")
+    user_files = sorted(p.name for p in run.iterdir() if not p.name.startswith(".profemu.lock")) \
+        if run.is_dir() else []
+    if user_files and not folder.is_run_folder():
+        shown = ", ".join(user_files[:5]) + (f" and {len(user_files) - 5} more" if len(user_files) > 5 else "")
+        raise DataError(f"--out {str(run)!r} is a folder that is not a profemu run folder and is not empty ({shown}); "
+                        "training would write config.yaml, data.json and split.json among them. Pass a new or "
+                        "empty folder.")
     if resume:
         if not run.is_dir():
             raise DataError(f"--resume: {str(run)!r} does not exist; drop --resume to start a new run there.")
@@ -365,7 +411,7 @@ def _train(
     """Train with progress display; returns the :class:`~profemu.runs.training.TrainResult`."""
     from profemu.runs.training import train_emulator
 
-    with _TrainingProgress(console, config.train.epochs, config.train.log_every) as progress, \
+    with _TrainingProgress(console, config.train.epochs, config.train.log_every, run) as progress, \
             _warnings_as_lines(console):
         outcome = train_emulator(dataset, config, run_dir=run, source=source, progress=progress,
                                  resume=resume)
@@ -442,9 +488,9 @@ def train(
 ) -> None:
     """Train an ensemble emulator and write a run folder (emulator, metrics, evaluation).
 
-    With ``--executor slurm`` (or ``local``) the members are trained as one job array
-    (submitit) and merged into one Emulator when they finish (``--wait``, the default),
-    or later with ``profemu merge RUN``.
+    With --executor slurm (or local) the members are trained as one job array
+    (submitit) and merged into one Emulator when they finish (--wait, the default),
+    or later with 'profemu merge RUN'.
     """
     console = _console()
     fields = _split_list(field)
@@ -479,7 +525,7 @@ def train(
         outcome = _train(console, dataset, cfg, run, source, resume=resume)
     _training_summary(console, outcome)
     if outcome.cross_validation:
-        _print_cross_validation(console, outcome.cross_validation)
+        _print_cross_validation(console, outcome.cross_validation, test_split=bool(outcome.evaluation))
     if outcome.evaluation:
         _print_metrics(console, outcome.evaluation, "held-out (test split) metrics")
     console.print(f"run folder: {run}", markup=False)
@@ -493,15 +539,30 @@ def evaluate(
     format: FormatOpt = DataFormat.auto,
     split: Annotated[SplitName | None, typer.Option(
         "--split", help="Rows to score (default: test for the run's data, all for --data).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Metrics JSON (default RUN/evaluation_<split>.json).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Metrics JSON (default RUN/evaluation_<split>.json, "
+                                             "replaced on every evaluation); never an input, and an "
+                                             "existing file only with --force.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
 ) -> None:
     """Score a run's emulator on one split of its data (or on another file)."""
-    from profemu.metrics import evaluate as score
-    from profemu.metrics import write_metrics
+    from profemu._files import check_output
+    from profemu._lock import folder_lock
     from profemu.runs.folder import RunFolder
 
-    console = _console()
     folder = RunFolder.open(run)
+    if out is not None:
+        check_output(out, force=force, inputs={"--data file": data, **folder.inputs()})
+    with folder_lock(folder.path, what="RUN"):
+        _evaluate_locked(folder, data, format, split, out)
+
+
+def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: SplitName | None,
+                     out: Path | None) -> None:
+    """``profemu evaluate`` once the run folder is checked and locked."""
+    from profemu.metrics import evaluate as score
+    from profemu.metrics import write_metrics
+
+    console = _console()
     emulator = folder.emulator()
     fields = list(emulator.field_names)
     if data is not None:
@@ -533,12 +594,14 @@ def evaluate(
     with _warnings_as_lines(console):
         metrics = score(emulator, dataset)
     _print_metrics(console, metrics, f"{which} split ({dataset.n} rows)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
     path = write_metrics(metrics, out or folder.path / f"evaluation_{which}.json")
     console.print(f"metrics written to {path}", markup=False)
 
 
-def _print_cross_validation(console: Console, cv: Mapping[str, Any]) -> None:
-    """The CV estimates of a run without a test split, with their spread over the folds."""
+def _print_cross_validation(console: Console, cv: Mapping[str, Any], *, test_split: bool = False) -> None:
+    """The CV estimates of a run, with their spread over the folds (``test_split``: its test metrics follow)."""
     _print_metrics(console, cv["metrics"], f"cross-validation estimate ({cv['folds']} folds by simulation, "
                    f"{cv['n_rows']} rows; out-of-fold predictions)")
     spread = cv.get("spread_over_folds", {})
@@ -546,9 +609,10 @@ def _print_cross_validation(console: Console, cv: Mapping[str, Any]) -> None:
              if k.startswith("frac_err") and v.get("mean") is not None]
     if parts:
         console.print("spread over folds (mean ± std): " + ", ".join(parts), markup=False)
-    console.print(f"the Emulator was refitted on all {cv['n_rows']} rows for {cv['refit_epochs']} epochs; "
-                  "these numbers are cross-validation estimates of its error (no test split was held out).",
-                  markup=False)
+    held = ("; the held-out test split's metrics follow" if test_split else
+            " (no test split was held out)")
+    console.print(f"the Emulator was refitted on all {cv['n_rows']} training rows for {cv['refit_epochs']} epochs; "
+                  f"these numbers are cross-validation estimates of its error{held}.", markup=False)
 
 
 class PredictLayout(StrEnum):
@@ -558,126 +622,109 @@ class PredictLayout(StrEnum):
     long = "long"
 
 
-#: Rows predicted at once by ``profemu predict`` (bounds its memory, whatever the input's size).
+#: Rows read and predicted at once by ``profemu predict`` (bounds its memory, whatever the input's size).
 PREDICT_CHUNK_ROWS = 8192
 
 
-def _read_table(path: Path) -> dict[str, np.ndarray]:
-    """Columns of a CSV with a header (in header order), or the arrays of an npz (no pickle)."""
+class _Extremes:
+    """Per-column minimum and maximum of the checked inputs of every chunk.
+
+    The training-box check only depends on them, so one check of the two rows they
+    make gives the same one warning line as a check of every row at once.
+    """
+
+    def __init__(self) -> None:
+        self.low: dict[str, np.ndarray] = {}
+        self.high: dict[str, np.ndarray] = {}
+        self.n = 0
+
+    def add(self, inputs: Any) -> None:
+        """Count the rows of a chunk and widen the extremes by its values."""
+        self.n += inputs.n
+        for key in ("params", "log10_mass", "pk_ratio", "redshift"):
+            value = getattr(inputs, key)
+            if value is None:
+                continue
+            lo, hi = np.min(value, axis=0), np.max(value, axis=0)
+            self.low[key] = lo if key not in self.low else np.minimum(self.low[key], lo)
+            self.high[key] = hi if key not in self.high else np.maximum(self.high[key], hi)
+
+    def inputs(self) -> Any:
+        """Two rows: the minima and the maxima (an :class:`~profemu.emulator.inputs.Inputs`)."""
+        from profemu.emulator.inputs import Inputs
+
+        two = {k: np.stack([self.low[k], self.high[k]]) for k in self.low}
+        return Inputs(two["params"], two["log10_mass"], two.get("pk_ratio"), two.get("redshift"), False)
+
+
+def _shift_rows(exc: DataError, offset: int) -> DataError:
+    """The same error with ``row i`` counted from the first data row of the file, not of its chunk."""
+    import re
+
+    if not offset:
+        return exc
+    text = re.sub(r"\brow (\d+)", lambda m: f"row {int(m.group(1)) + offset}", str(exc))
+    return type(exc)(text)
+
+
+def _input_chunks(emulator: Any, path: Path, chunk_rows: int, pk_default: np.ndarray | None,
+                  ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+    """Checked inputs and their echoed columns, ``chunk_rows`` rows at a time (a CSV is never read whole)."""
+    from profemu.emulator import tables
+    from profemu.emulator.tables import describe_values, prediction_arguments, read_table
+
     if not path.is_file():
         raise DataError(f"--input {str(path)!r}: file does not exist.")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        from profemu._files import read_npz
-
-        return read_npz(path, what="--input archive")
-    if suffix != ".csv":
+    if suffix not in (".csv", ".npz"):
         raise DataError(f"--input {str(path)!r}: expected a .csv (with a header) or a .npz file.")
-    from array import array
-
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
+    parts = [read_table(path)] if suffix == ".npz" else tables.csv_chunks(path, chunk_rows)
+    offset = 0
+    for number, table in enumerate(parts):
+        args = prediction_arguments(emulator, table, path, pk_default)
+        if number == 0 and pk_default is not None and args["pk_ratio"] is not None and \
+                np.shape(args["pk_ratio"])[-1:] == pk_default.shape and \
+                not any(k.startswith("pk_ratio") for k in table):
+            logger.info("predict: %s gives no P(k) suppression (pk_ratio_<j> columns); assuming P_hydro/P_dmo = "
+                        "%s on the k bins for every row (--pk-ratio FILE sets another)", path.name,
+                        describe_values(pk_default))
         try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"--input {str(path)!r}: empty file; the first line must name the columns.") from None
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise DataError(f"--input {str(path)!r}: column(s) {dupes} appear more than once in the header.")
-        columns: dict[str, array[float]] = {h: array("d") for h in header}
-        for i, row in enumerate(reader, start=2):
-            if not row or not any(c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"--input {str(path)!r}: line {i} has {len(row)} values for {len(header)} columns.")
-            for h, cell in zip(header, row, strict=True):
-                try:
-                    columns[h].append(float(cell))
-                except ValueError:
-                    raise DataError(f"--input {str(path)!r}: line {i}, column {h!r}: {cell!r} is not a number.") from None
-    if not header or not len(columns[header[0]]):
-        raise DataError(f"--input {str(path)!r}: no data rows after the header.")
-    return {h: np.frombuffer(v, dtype=np.float64) for h, v in columns.items()}
+            inputs = emulator.check_inputs(args["params"], args["log10_mass"], args["pk_ratio"], args["redshift"])
+        except DataError as exc:
+            raise _shift_rows(exc, offset) from None
+        echo = {k: v for k, v in args["echo"].items() if np.ndim(v) == 1 and len(v) == inputs.n}
+        for start in range(0, inputs.n, chunk_rows):  # an npz arrives whole: predict it in chunks too
+            sl = slice(start, min(inputs.n, start + chunk_rows))
+            part = type(inputs)(inputs.params[sl], inputs.log10_mass[sl],
+                                None if inputs.pk_ratio is None else inputs.pk_ratio[sl],
+                                None if inputs.redshift is None else inputs.redshift[sl], False)
+            yield part, {k: v[sl] for k, v in echo.items()}
+        offset += inputs.n
 
 
-def _required_columns(emulator: Any) -> list[str]:
-    """The CSV columns ``profemu predict`` needs for ``emulator``, in order."""
-    t = emulator.transforms
-    n_k = 0 if getattr(t, "k", None) is None else len(t.k)
-    needs_z = "redshift" in getattr(t, "input_stats", {})
-    return [*emulator.param_names, "log10_mass", *(f"pk_ratio_{j}" for j in range(n_k)),
-            *(["redshift"] if needs_z else [])]
+def _pk_default(emulator: Any, pk_file: Path | None) -> np.ndarray | None:
+    """The P(k) assumed for inputs without it: ``--pk-ratio FILE``, else the training set's centre."""
+    from profemu.emulator.tables import fiducial_pk_ratio, read_pk_ratio
+
+    n_k = 0 if getattr(emulator.transforms, "k", None) is None else len(emulator.transforms.k)
+    if pk_file is not None:
+        if not n_k:
+            raise ConfigError("--pk-ratio: this emulator was trained without P(k); drop --pk-ratio.")
+        return read_pk_ratio(pk_file, n_k)
+    return fiducial_pk_ratio(emulator)
 
 
-def _prediction_inputs(emulator: Any, table: Mapping[str, np.ndarray], path: Path) -> dict[str, Any]:
-    """Build predict() arguments from named columns (CSV) or arrays (npz).
+def _check_predict_output(out: Path, input: Path, layout: PredictLayout, force: bool, folder: Any) -> None:
+    """Refuse an --out of another type, one that is an input (the --input file, the run's files) or exists."""
+    from profemu._files import check_output
 
-    Returns:
-        ``params``, ``log10_mass``, ``pk_ratio``, ``redshift`` (the predict() arguments) and
-        ``echo``: ``{column name: [n] values}`` of the input, echoed in the output.
-    """
-    t = emulator.transforms
-    n_k = 0 if getattr(t, "k", None) is None else len(t.k)
-    needs_z = "redshift" in getattr(t, "input_stats", {})
-    names = list(emulator.param_names)
-    if "params" in table:  # npz layout
-        required = ["params", "log10_mass"] + (["pk_ratio"] if n_k else []) + (["redshift"] if needs_z else [])
-        missing = [k for k in required if k not in table]
-        if missing:
-            raise DataError(f"--input {str(path)!r}: missing array(s) {missing}; the npz needs {required} "
-                            f"(params columns in the order {names}).")
-        args = {"params": table["params"], "log10_mass": table["log10_mass"],
-                "pk_ratio": table.get("pk_ratio") if n_k else None,
-                "redshift": table.get("redshift") if needs_z else None}
-        echo: dict[str, np.ndarray] = {}
-        params = np.asarray(args["params"], dtype=np.float64)
-        if params.ndim == 2 and params.shape[1] == len(names):
-            echo.update({n: params[:, j] for j, n in enumerate(names)})
-        for key in ("log10_mass", "redshift"):
-            value = args[key]
-            if value is not None and np.ndim(value) == 1 and len(value) == params.shape[0]:
-                echo[key] = np.asarray(value, dtype=np.float64)
-        pk = args["pk_ratio"]
-        if pk is not None and np.ndim(pk) == 2 and pk.shape == (params.shape[0], n_k):
-            echo.update({f"pk_ratio_{j}": np.asarray(pk[:, j], dtype=np.float64) for j in range(n_k)})
-        return {**args, "echo": echo}
-    required = _required_columns(emulator)
-    missing = [c for c in required if c not in table]
-    if missing:
-        unknown = [c for c in table if c not in required]
-        hint = f"; unrecognised column(s) {unknown}" if unknown else ""
-        raise DataError(f"--input {str(path)!r}: missing column(s) {missing}{hint}. The header must name every "
-                        f"one of: {', '.join(required)} (profemu predict RUN --list-inputs lists them).")
-    return {
-        "params": np.column_stack([table[c] for c in names]),
-        "log10_mass": table["log10_mass"],
-        "pk_ratio": np.column_stack([table[f"pk_ratio_{j}"] for j in range(n_k)]) if n_k else None,
-        "redshift": table["redshift"] if needs_z else None,
-        "echo": dict(table),
-    }
-
-
-def _check_predict_output(out: Path, input: Path, layout: PredictLayout, force: bool) -> None:
-    """Refuse an --out that is the input, has another type, or exists (without --force)."""
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".npz"):
         raise DataError(f"--out {str(out)!r}: expected a .csv or .npz file name.")
     if layout is PredictLayout.long and suffix != ".csv":
         raise ConfigError(f"--format long: writes a CSV table, but --out {str(out)!r} is an npz; "
                           "pass an --out ending in .csv or drop --format long.")
-    same = out.resolve() == input.resolve()
-    if not same and out.exists() and input.exists():
-        try:
-            same = os.path.samefile(out, input)
-        except OSError:
-            same = False
-    if same:
-        raise DataError(f"--out {str(out)!r} is the --input file; writing it would destroy the inputs. "
-                        "Pass another --out.")
-    if out.is_dir():
-        raise DataError(f"--out {str(out)!r} is a folder; pass a file name ending in .csv or .npz.")
-    if out.exists() and not force:
-        raise DataError(f"--out {str(out)!r} already exists; pass --force to overwrite it or choose another --out.")
+    check_output(out, force=force, inputs={"--input file": input, **folder.inputs()})
 
 
 def predict_chunks(emulator: Any, inputs: Any, chunk_rows: int = PREDICT_CHUNK_ROWS,
@@ -714,8 +761,8 @@ def _radius_column(emulator: Any) -> str:
     return f"radius_{unit}"
 
 
-def _write_predictions_csv(out: Path, emulator: Any, inputs: Any, echo: Mapping[str, np.ndarray],
-                           layout: PredictLayout, chunk_rows: int) -> None:
+def _write_predictions_csv(out: Path, emulator: Any, chunks: Iterator[tuple[Any, dict[str, np.ndarray]]],
+                           layout: PredictLayout, extremes: _Extremes) -> None:
     """Stream the predictions into ``out`` (one atomic write: the old file or the whole new one)."""
     import io
 
@@ -724,24 +771,30 @@ def _write_predictions_csv(out: Path, emulator: Any, inputs: Any, echo: Mapping[
     fields = list(emulator.field_names)
     radius = [f"{r:.8g}" for r in np.asarray(emulator.radius, dtype=float)]
     n_r = len(radius)
-    names = list(echo)
-    echo_cols = [np.asarray(echo[c], dtype=np.float64) for c in names]
 
     def write(fh: Any) -> None:
+        """The header (from the first chunk's columns), then each chunk's rows as it is predicted."""
         text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
         writer = csv.writer(text)
-        if layout is PredictLayout.long:
-            writer.writerow(["row", *names, "field", _radius_column(emulator), "mean", "std"])
-        else:
-            header = list(names)
-            for f in fields:
-                header += [f"{f}_mean_r{j}" for j in range(n_r)] + [f"{f}_std_r{j}" for j in range(n_r)]
-            writer.writerow(header)
-        for start, stop, pred in predict_chunks(emulator, inputs, chunk_rows):
-            given = [[repr(float(col[i])) for col in echo_cols] for i in range(start, stop)]
+        names: list[str] | None = None
+        for inputs, echo in chunks:
+            if names is None:
+                names = list(echo)
+                if layout is PredictLayout.long:
+                    writer.writerow(["row", *names, "field", _radius_column(emulator), "mean", "std"])
+                else:
+                    header = list(names)
+                    for f in fields:
+                        header += [f"{f}_mean_r{j}" for j in range(n_r)] + [f"{f}_std_r{j}" for j in range(n_r)]
+                    writer.writerow(header)
+            first = extremes.n
+            extremes.add(inputs)
+            echo_cols = [np.asarray(echo[c], dtype=np.float64) for c in names]
+            (_, _, pred), = predict_chunks(emulator, inputs, max(1, inputs.n))
+            given = [[repr(float(col[i])) for col in echo_cols] for i in range(inputs.n)]
             if layout is PredictLayout.long:
-                for i in range(stop - start):
-                    lead = [str(start + i), *given[i]]
+                for i in range(inputs.n):
+                    lead = [str(first + i), *given[i]]
                     for f in fields:
                         mean, std = pred[f]
                         writer.writerows([*lead, f, radius[j], f"{mean[i, j]:.8g}", f"{std[i, j]:.8g}"]
@@ -755,36 +808,50 @@ def _write_predictions_csv(out: Path, emulator: Any, inputs: Any, echo: Mapping[
     atomic_write(out, write)
 
 
-def _write_predictions_npz(out: Path, emulator: Any, inputs: Any, echo: Mapping[str, np.ndarray],
-                           chunk_rows: int) -> None:
-    """``radius``, ``<field>_mean`` / ``<field>_std`` [n, n_r] and the inputs, atomically."""
-    from profemu._files import atomic_write
+def _write_predictions_npz(out: Path, emulator: Any, chunks: Iterator[tuple[Any, dict[str, np.ndarray]]],
+                           extremes: _Extremes) -> None:
+    """``radius``, ``<field>_mean`` / ``<field>_std`` [n, n_r] and the inputs, atomically.
 
-    n, n_r = inputs.n, len(emulator.radius)
+    An npz is written whole, so its arrays are collected in memory, refused (with the
+    estimate and the limit) once they would exceed it; a CSV --out streams instead.
+    """
+    from profemu._files import atomic_write, check_memory
+
+    n_r = len(emulator.radius)
+    parts: dict[str, list[np.ndarray]] = {f"{f}_{k}": [] for f in emulator.field_names for k in ("mean", "std")}
+    echo_parts: dict[str, list[np.ndarray]] = {}
+    for inputs, echo in chunks:
+        extremes.add(inputs)
+        check_memory(f"--out {str(out)!r} ({extremes.n} rows so far, an npz written whole)",
+                     extremes.n * (2 * len(emulator.field_names) * n_r + len(echo)) * 8.0,
+                     fix="write a .csv --out, which is streamed, or split the input")
+        (_, _, pred), = predict_chunks(emulator, inputs, max(1, inputs.n))
+        for f, (mean, std) in pred.items():
+            parts[f"{f}_mean"].append(mean)
+            parts[f"{f}_std"].append(std)
+        for k, v in echo.items():
+            echo_parts.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
     arrays: dict[str, np.ndarray] = {"radius": np.asarray(emulator.radius),
                                      "radius_unit": np.asarray(str(emulator.radius_unit)),
                                      "fields": np.asarray(list(emulator.field_names))}
-    for f in emulator.field_names:
-        arrays[f"{f}_mean"] = np.empty((n, n_r))
-        arrays[f"{f}_std"] = np.empty((n, n_r))
-    for start, stop, pred in predict_chunks(emulator, inputs, chunk_rows):
-        for f, (mean, std) in pred.items():
-            arrays[f"{f}_mean"][start:stop] = mean
-            arrays[f"{f}_std"][start:stop] = std
-    if echo:
-        arrays["input_columns"] = np.asarray(list(echo))
-        arrays["inputs"] = np.column_stack([np.asarray(v, dtype=np.float64) for v in echo.values()])
+    arrays.update({k: np.concatenate(v) if v else np.empty((0, n_r)) for k, v in parts.items()})
+    if echo_parts:
+        arrays["input_columns"] = np.asarray(list(echo_parts))
+        arrays["inputs"] = np.column_stack([np.concatenate(v) for v in echo_parts.values()])
     atomic_write(out, lambda fh: np.savez(fh, **arrays))
 
 
 def _print_inputs(console: Console, run: Path, emulator: Any) -> None:
     """The input columns a run's emulator needs, as a CSV header and with their training ranges."""
-    required = _required_columns(emulator)
+    from profemu.emulator.tables import required_columns
+
+    required = required_columns(emulator)
     box = emulator.training_box
     console.print(f"input columns of {run} (a CSV header; an npz takes params [n, {len(emulator.param_names)}] "
                   "in this order, log10_mass [n], and pk_ratio / redshift where listed):", markup=False)
     console.print(",".join(required), markup=False)
     log = set(emulator.log_params)
+    width = max(len(name) for name in required) + 2
     for name in required:
         lo, hi = None, None
         if name in box:
@@ -793,7 +860,7 @@ def _print_inputs(console: Console, run: Path, emulator: Any) -> None:
             j = int(name.rsplit("_", 1)[1])
             lo, hi = (float(np.asarray(a)[j]) for a in box["pk_ratio"])
         rng = "" if lo is None else f"training range {float(lo):.4g} .. {float(hi):.4g}"
-        console.print(f"  {name:<14} {rng}{' (log-sampled: linear value > 0)' if name in log else ''}",
+        console.print(f"  {name:<{width}}{rng}{' (log-sampled: linear value > 0)' if name in log else ''}",
                       markup=False)
 
 
@@ -813,16 +880,23 @@ def predict(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
     list_inputs: Annotated[bool, typer.Option("--list-inputs", help="Print the input columns the run's "
                                               "emulator needs (with their training ranges) and exit.")] = False,
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", hidden=True, help="Rows predicted at once.")]
+    pk_ratio: Annotated[Path | None, typer.Option(
+        "--pk-ratio", help="Emulators with P(k): a text file of the P_hydro/P_dmo to assume for rows without "
+        "pk_ratio_<j> columns (one value per k bin, in one row or one column; default: the centre of the "
+        "training set's P(k)).")] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", hidden=True, help="Rows read and predicted at once.")]
     = PREDICT_CHUNK_ROWS,
 ) -> None:
-    """Predict log10 profiles (mean and std [dex] per field and radius) for a table of inputs.
+    """Predict log10 profiles (mean and std \\[dex] per field and radius) for a table of inputs.
 
-    The output echoes the input columns; radii are in the npz (``radius``) and, with
-    ``--format long``, in the ``radius_<unit>`` column (wide column ``_r<j>`` is radius j
-    of ``--format long`` / the npz). The file is written atomically: the old one or the
-    whole new one, never a part.
+    The output echoes the input columns; radii are in the npz (array 'radius') and, with
+    --format long, in the radius_<unit> column (wide column _r<j> is radius j of
+    --format long / the npz). Inputs are read and predicted in chunks, and the file is
+    written atomically: the old one or the whole new one, never a part.
     """
+    import glob
+
+    from profemu._files import remove_stale_temporaries
     from profemu.runs.folder import RunFolder
 
     console = _console()
@@ -834,21 +908,51 @@ def predict(
     if input is None:
         raise ConfigError("--input: missing; pass a CSV or npz of inputs (profemu predict RUN --list-inputs "
                           "names the columns).")
+    folder = RunFolder.open(run)  # a missing run folder is the first thing to say
     out = out or input.with_name(f"{input.stem}_pred.csv")
-    _check_predict_output(out, input, layout, force)
-    emulator = RunFolder.open(run).emulator()
-    args = _prediction_inputs(emulator, _read_table(input), input)
-    with _warnings_as_lines(console):
-        inputs = emulator.check_inputs(args["params"], args["log10_mass"], args["pk_ratio"], args["redshift"])
-        emulator.check_extrapolation(inputs, policy="warn")  # once for all rows, not per chunk
-    echo = {k: v for k, v in args["echo"].items() if np.ndim(v) == 1 and len(v) == inputs.n}
+    _check_predict_output(out, input, layout, force, folder)
+    emulator = folder.emulator()
+    chunks = _input_chunks(emulator, input, chunk_rows, _pk_default(emulator, pk_ratio))
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".npz":
-        _write_predictions_npz(out, emulator, inputs, echo, chunk_rows)
-    else:
-        _write_predictions_csv(out, emulator, inputs, echo, layout, chunk_rows)
-    console.print(f"predicted {inputs.n} row(s) of {list(emulator.field_names)} (log10 units, std in dex, "
+    remove_stale_temporaries(out.parent, glob.escape(out.name))  # what a killed predict left
+    extremes = _Extremes()
+    with _warnings_as_lines(console):
+        if out.suffix.lower() == ".npz":
+            _write_predictions_npz(out, emulator, chunks, extremes)
+        else:
+            _write_predictions_csv(out, emulator, chunks, layout, extremes)
+        emulator.check_extrapolation(extremes.inputs(), policy="warn")  # once for all rows, not per chunk
+    console.print(f"predicted {extremes.n} row(s) of {list(emulator.field_names)} (log10 units, std in dex, "
                   f"{len(emulator.radius)} radii in {emulator.radius_unit}) -> {out}", markup=False)
+
+
+#: Seconds between the "still fitting" lines of a long baseline fit.
+HEARTBEAT_SECONDS = 15.0
+
+
+@contextmanager
+def _heartbeat(what: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Log ``what: still running (N s)`` every ``every`` seconds while the block runs.
+
+    The lines go through the command line's log handler, so ``--quiet`` hides them; a
+    long fit (the exact GP takes minutes on thousands of rows) is never minutes of silence.
+    """
+    import threading
+
+    done = threading.Event()
+    t0 = time.perf_counter()
+
+    def beat() -> None:
+        while not done.wait(every):
+            logger.info("%s: still running (%.0f s)", what, time.perf_counter() - t0)
+
+    thread = threading.Thread(target=beat, name="profemu-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: int, use_gp: bool,
@@ -864,7 +968,7 @@ def _compare_run(console: Console, folder: Any, emulator: Any, *, gp_max_train: 
                   "the run was judged on: its test split, or its own cross-validation folds", markup=False)
     # the GP's progress (one line per start, one summary of optimiser trouble) reaches the
     # terminal through the command line's log handler
-    with _warnings_as_lines(console):
+    with _warnings_as_lines(console), _heartbeat(f"fitting {', '.join(b.name for b in baselines)}"):
         return compare_run(folder, emulator, baselines, dataset=dataset, folds=folds)
 
 
@@ -887,9 +991,12 @@ def compare_cmd(
     gp_max_train: Annotated[int, typer.Option("--gp-max-train", help="Largest training set given to the GP "
                                               "(a seeded random subset beyond it; exact GPs cost O(N^3)).")] = 3000,
     no_gp: Annotated[bool, typer.Option("--no-gp", help="Skip the ARD GP baseline.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Markdown table (default RUN/compare.md).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Markdown table (default RUN/compare.md, replaced "
+                                             "on every comparison); never an input, and an existing file "
+                                             "only with --force.")] = None,
     folds: Annotated[str | None, typer.Option(
         "--folds", help="Cross-validated runs: the folds to score, e.g. 0 (default: every fold).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
 ) -> None:
     """Compare the emulator with the ARD GP and PCA+RBF baselines on the run's test split or its own CV folds."""
     from profemu.runs.compare import format_table
@@ -897,10 +1004,19 @@ def compare_cmd(
 
     if gp_max_train < 5:
         raise ConfigError(f"--gp-max-train: {gp_max_train} < 5; the GP needs a few training rows.")
+    from profemu._files import check_output
+    from profemu._lock import folder_lock
+
     console = _console()
     folder = RunFolder.open(run)
-    record = _compare_run(console, folder, folder.emulator(), gp_max_train=gp_max_train, use_gp=not no_gp,
-                          folds=_parse_folds(folds))
+    chosen = _parse_folds(folds)
+    if out is not None:
+        source = folder.source()
+        check_output(out, force=force, inputs={"run's data file": None if source is None else Path(source.path),
+                                               **folder.inputs()})
+    with folder_lock(folder.path, what="RUN"):
+        record = _compare_run(console, folder, folder.emulator(), gp_max_train=gp_max_train, use_gp=not no_gp,
+                              folds=chosen)
     rows = record["rows"]
     where = record["estimate"] + (f", folds {record['folds']}" if "folds" in record else "")
     _print_comparison(console, rows, f"comparison on {where}")
@@ -913,30 +1029,54 @@ def compare_cmd(
 @app.command()
 @_user_errors
 def report(run: RunArg) -> None:
-    """Write RUN/report.html: curves, profiles, errors, calibration, comparison, metrics."""
+    """Write RUN/report.html: metrics, residuals, profiles, errors, calibration, comparison, physics, sensitivity, suggestions, training curves."""
+    from profemu._files import remove_stale_temporaries
+    from profemu._lock import folder_lock
     from profemu.runs.folder import RunFolder
     from profemu.runs.report import write_report
 
     folder = RunFolder.open(run, require_emulator=False)
-    with _warnings_as_lines(_console()):
+    with folder_lock(folder.path, what="RUN"), _warnings_as_lines(_console()):
+        remove_stale_temporaries(folder.path, "*")  # what a killed report or compare left
+        folder.check_provenance()
         path = write_report(folder.path)
     _console().print(f"report: {path}", markup=False)
+
+
+#: Bytes the mock universe holds per row (35 parameters, 24 radii, its fields with truth, noise and
+#: mask, 10 P(k) bins, plus the working copies made while it is built), an upper estimate.
+MOCK_BYTES_PER_ROW = 16_000
+
+
+def _check_mock_size(text: str) -> int:
+    """``--n`` of ``profemu mock`` as a number of rows, refused before allocating when too large."""
+    from profemu._files import check_memory
+
+    rows = _parse_count("--n", text)
+    check_memory(f"--n {rows} (the mock dataset)", rows * MOCK_BYTES_PER_ROW, fix="pass a smaller --n")
+    return rows
 
 
 @app.command()
 @_user_errors
 def mock(
     out: Annotated[Path, typer.Option("--out", help="Output dataset file (.npz or .h5).")],
-    n: Annotated[int, typer.Option("--n", help="Number of rows (halo-mass bins).")] = 4000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    noise_dex: Annotated[float, typer.Option("--noise-dex", help="Log-normal noise per element [dex].")] = 0.02,
+    n: Annotated[str, typer.Option("--n", help="Number of rows (halo-mass bins), e.g. 4000 or 1e4.")] = "4000",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (>= 0).")] = 0,
+    noise_dex: Annotated[float, typer.Option("--noise-dex", help="Log-normal noise per element \\[dex].")] = 0.02,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
 ) -> None:
     """Write a mock CAMELS-like dataset with a known noiseless truth."""
+    from profemu._files import check_output
     from profemu.data.mock import write_mock
 
+    rows = _check_mock_size(n)
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: seeds are whole numbers >= 0; pass e.g. --seed 0.")
+    check_output(out, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = write_mock(out, n, seed=seed, noise_dex=noise_dex)
-    _console().print(f"mock dataset ({n} rows, seed {seed}, noise {noise_dex} dex) -> {path}", markup=False)
+    path = write_mock(out, rows, seed=seed, noise_dex=noise_dex)
+    _console().print(f"mock dataset ({rows} rows, seed {seed}, noise {noise_dex} dex) -> {path}", markup=False)
 
 
 @app.command()
@@ -973,8 +1113,8 @@ def diagnose(
     for col in ("check", "result", "value", "advice"):
         table.add_column(col)
     for c in checks:
-        table.add_row(str(c.name), "[green]pass[/green]" if c.passed else "[red]FAIL[/red]",
-                      str(c.value), "" if c.passed else str(c.advice))
+        table.add_row(escape(str(c.name)), "[green]pass[/green]" if c.passed else "[red]FAIL[/red]",
+                      escape(str(c.value)), "" if c.passed else escape(str(c.advice)))
     console.print(table)
     failed = [c.name for c in checks if not c.passed]
     if failed:
@@ -1026,6 +1166,8 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the data, the run and the report.")] = Path(
         "profemu_demo"),
     quick: Annotated[bool, typer.Option("--quick", help="A much smaller, faster version (for tests).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the data.npz and run/ of an earlier demo in "
+                                        "--out.")] = False,
 ) -> None:
     """The whole workflow on the mock universe: data, training, evaluation, baselines, report."""
     from profemu._lock import folder_lock
@@ -1033,12 +1175,53 @@ def demo(
     console = _console()
     t0 = time.perf_counter()
     n_rows = 240 if quick else 3000
-    out.mkdir(parents=True, exist_ok=True)
     run = out / "run"
+    _check_demo_out(out, force)
+    out.mkdir(parents=True, exist_ok=True)
+    if force:
+        _remove_earlier_demo_run(console, run)
     _check_new_run(run, resume=False)
     with folder_lock(run, what="--out"):
         _check_new_run(run, resume=False, console=console)
         _demo_steps(console, out, run, n_rows, quick, t0)
+
+
+def _check_demo_out(out: Path, force: bool) -> None:
+    """Refuse a demo --out whose data.npz or run/ would be replaced (without --force: always)."""
+    from profemu._files import check_output
+    from profemu.runs.folder import RunFolder
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {str(out)!r} is a file; pass a folder for the demo's data, run and report.")
+    check_output(out / "data.npz", force=force, option="--out (its data.npz)")
+    run = out / "run"
+    if run.exists() and not force:
+        raise DataError(f"--out {str(out)!r} already holds a run/ folder; pass --force to replace the earlier "
+                        "demo or choose another --out.")
+    if run.exists() and not (run.is_dir() and RunFolder(run).is_run_folder()):
+        raise DataError(f"--out {str(out)!r}: its run/ is not a profemu run folder, so the demo will not replace "
+                        "it (--force does not change that); choose another --out.")
+
+
+def _remove_earlier_demo_run(console: Console, run: Path) -> None:
+    """With ``demo --force``: delete the earlier demo's run folder (checked by :func:`_check_demo_out`)."""
+    import shutil
+
+    from profemu._lock import folder_lock
+
+    if not run.is_dir():
+        return
+    from profemu._lock import LOCK_NAME
+
+    with folder_lock(run, what="--out"):  # no other process is writing it
+        for child in run.iterdir():
+            if child.name == LOCK_NAME:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    console.print(f"--force: removed the earlier demo run {run}", markup=False)
 
 
 def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool, t0: float) -> None:
@@ -1073,6 +1256,7 @@ def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool
 
 register_cluster_commands(app)
 register_inference_commands(app)
+register_observe_commands(app)
 register_design_commands(app)
 
 

@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 import typer
 
-from profemu.errors import ProfemuError
+from profemu.errors import ConfigError, ProfemuError
 
-__all__ = ["fail", "user_errors"]
+__all__ = ["fail", "parse_count", "user_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,3 +37,21 @@ def user_errors(fn: F) -> F:
             fail("interrupted", code=130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_count(option: str, text: str | int, *, minimum: int = 1) -> int:
+    """A whole number given as ``4000``, ``100_000`` or ``1e5`` (the forms users type).
+
+    Raises:
+        ConfigError: not a whole number, or below ``minimum`` (the message names the option).
+    """
+    raw = str(text).strip().replace("_", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{option} {str(text)!r}: not a number; pass a whole number >= {minimum}.") from None
+    if not value.is_integer():  # also NaN and infinities
+        raise ConfigError(f"{option} {str(text)!r}: not a whole number; pass a whole number >= {minimum}.")
+    if value < minimum:
+        raise ConfigError(f"{option} {str(text)!r}: below {minimum}; pass a whole number >= {minimum}.")
+    return int(value)

@@ -9,15 +9,14 @@
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from profemu.cli.common import parse_count
 from profemu.cli.common import user_errors as _user_errors
 from profemu.errors import ConfigError, FormatError
 
@@ -85,22 +84,17 @@ def _read_pk(path: Path | None) -> object:
         raise FormatError(f"--pk-ratio {str(path)!r}: expected a text file of numbers (one value per k bin).") from None
 
 
-@contextmanager
-def _progress_lines() -> Iterator[None]:
-    """Show the INFO progress lines of :mod:`profemu.design` on stderr while the command runs."""
-    log = logging.getLogger("profemu.design")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    old_level, old_propagate = log.level, log.propagate
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old_level)
-        log.propagate = old_propagate
+def _inputs(run: Path, like: Path | None, pk_ratio: Path | None) -> dict[str, Path | None]:
+    """What ``suggest`` reads: its --out may be none of these (nor inside the emulator)."""
+    from profemu.runs.folder import RunFolder
+
+    folder = RunFolder(run)
+    read: dict[str, Path | None] = {"--like table": like, "--pk-ratio file": pk_ratio}
+    if (run / "manifest.json").is_file():  # an emulator folder
+        read["emulator folder"] = run
+    elif run.is_dir() and folder.is_run_folder():
+        read.update(folder.inputs())
+    return read
 
 
 def register(app: typer.Typer) -> None:
@@ -119,14 +113,16 @@ def register(app: typer.Typer) -> None:
         fix: Annotated[list[str] | None, typer.Option(
             "--fix", help="Pin a parameter: NAME=VALUE (repeatable; user units). With --like also gives "
                           "table columns the emulator does not have.")] = None,
-        candidates: Annotated[int, typer.Option("--candidates", help="Sobol candidates in the box.")] = 100_000,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the candidate design.")] = 0,
-        mass_points: Annotated[int, typer.Option(
-            "--mass-points", help="Halo masses the score averages over (spread over the training range).")] = 3,
+        candidates: Annotated[str, typer.Option("--candidates", help="Sobol candidates in the box, e.g. 100000 "
+                                                "or 1e5.")] = "100000",
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the candidate design (>= 0).")] = 0,
+        mass_points: Annotated[str, typer.Option(
+            "--mass-points", help="Halo masses the score averages over (spread over the training range).")] = "3",
         like: Annotated[Path | None, typer.Option(
             "--like", help="A CAMELS CosmoAstroSeed_*.txt table: write its layout (name, parameters, seed).")] = None,
         pk_ratio: Annotated[Path | None, typer.Option(
-            "--pk-ratio", help="Text file of the P(k) suppression to assume (emulators with P(k) only).")] = None,
+            "--pk-ratio", help="Text file of the P(k) suppression to assume, one value per k bin (emulators "
+                               "with P(k) only; default: the centre of the training set's P(k)).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
     ) -> None:
         """Suggest where to run the next simulations: the points of largest epistemic variance, as a diverse batch."""
@@ -140,7 +136,11 @@ def register(app: typer.Typer) -> None:
         )
         from profemu.emulator.locate import load_emulator
 
-        check_new_file(out, force)
+        check_new_file(out, force, _inputs(run, like, pk_ratio))
+        n_candidates = parse_count("--candidates", candidates)
+        n_masses = parse_count("--mass-points", mass_points)
+        if seed < 0:
+            raise ConfigError(f"--seed {seed}: seeds are whole numbers >= 0; pass e.g. --seed 0.")
         fixed = parse_fix(fix)
         table = read_design_table(like) if like is not None else None
         emulator = load_emulator(run)
@@ -153,11 +153,10 @@ def register(app: typer.Typer) -> None:
                 f"--fix: {sorted(extra)} are not parameters of the emulator; its parameters are "
                 f"{list(emulator.param_names)}."
             )
-        with _progress_lines():
-            result = suggest(
-                emulator, n, fields=_fields(fields), radii=parse_radii(radii), fix=emu_fix,
-                candidates=candidates, seed=seed, mass_points=mass_points, pk_ratio=_read_pk(pk_ratio),
-            )
+        result = suggest(  # its progress lines reach stderr through the command line's log handler (--quiet)
+            emulator, n, fields=_fields(fields), radii=parse_radii(radii), fix=emu_fix,
+            candidates=n_candidates, seed=seed, mass_points=n_masses, pk_ratio=_read_pk(pk_ratio),
+        )
         if table is not None:
             path = write_like_table(result, table, out, values=extra, force=force)
         else:

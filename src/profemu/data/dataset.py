@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,7 @@ class ProfileDataset:
         redshift = _validated_redshift(self.redshift, n)
         groups = None if self.groups is None else _integer_ids(self.groups, "groups", n)
         noise = _validated_noise(self.noise, profiles, mask)
+        _check_name_collisions(names, tuple(profiles))
 
         put(self, "params", params)
         put(self, "param_names", names)
@@ -428,6 +430,10 @@ def _validated_pk_ratio(pk_value: Any, k_value: Any, n: int) -> tuple[np.ndarray
     if pk_ratio.shape[0] != n:
         raise DataError(f"pk_ratio: {pk_ratio.shape[0]} rows but params has {n}; shapes must match.")
     _check_finite(pk_ratio, "pk_ratio")
+    if (pk_ratio <= 0).any():
+        i, j = (int(v) for v in np.argwhere(pk_ratio <= 0)[0])
+        raise DataError(f"pk_ratio: value {pk_ratio[i, j]} at row {i}, column {j} is <= 0; P_hydro/P_dmo is a "
+                        "ratio of powers and must be > 0: fix or remove these rows.")
     if k_value is None:
         raise DataError("k: pk_ratio was given without its wavenumber grid k; pass k [h/Mpc].")
     k = _as_float_array(k_value, "k", 1)
@@ -454,10 +460,46 @@ def _validated_redshift(value: Any, n: int) -> np.ndarray | None:
     if redshift.shape[0] != n:
         raise DataError(f"redshift: {redshift.shape[0]} rows but params has {n}; shapes must match.")
     _check_finite(redshift, "redshift")
-    if (redshift < 0).any():
-        i = int(np.argmax(redshift < 0))
-        raise DataError(f"redshift: value {redshift[i]} at row {i} is < 0; redshift must be >= 0.")
+    bad = (redshift < 0) | (redshift > REDSHIFT_MAX)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"redshift: value {redshift[i]} at row {i} is outside [0, {REDSHIFT_MAX:g}]; redshifts of "
+                        "halo profiles are >= 0 and at most 20: fix or remove these rows.")
     return redshift
+
+
+#: Largest redshift a dataset may hold.
+REDSHIFT_MAX = 20.0
+#: Names the inputs and outputs of an emulator use; no parameter or field may take them.
+_INPUT_NAMES = ("log10_mass", "redshift", "pk_ratio", "k", "groups")
+_FIELD_RESERVED = ("radius", "params", "log10_mass", "redshift", "pk_ratio", "k", "groups", "mask", "noise",
+                   "fields", "inputs", "input_columns", "radius_unit", "row", "field", "mean", "std")
+_PK_COLUMN = re.compile(r"pk_ratio_\d+$")
+_FIELD_SUFFIXES = ("_err", "_mean", "_std", "_mask", "_noise")
+
+
+def _check_name_collisions(names: tuple[str, ...], fields: tuple[str, ...]) -> None:
+    """Refuse parameter and field names that collide with input or output names (or with each other).
+
+    A parameter may not be called like an input column (``log10_mass``, ``redshift``,
+    ``pk_ratio_<i>``, ...); a field may not be called like an array or column of the files
+    profemu writes (``radius``, ``<field>_err``, ``<field>_mean``, ...) or like a parameter.
+    """
+    for nm in names:
+        if nm in _INPUT_NAMES or _PK_COLUMN.match(nm):
+            raise DataError(f"param_names: {nm!r} is the name of an emulator input (log10_mass, redshift, "
+                            "pk_ratio_<i>); rename the parameter (e.g. to 'param_" + nm + "').")
+    for f in fields:
+        if f in _FIELD_RESERVED or _PK_COLUMN.match(f):
+            raise DataError(f"profiles: field name {f!r} is reserved for the inputs or outputs of profemu files "
+                            f"({', '.join(_FIELD_RESERVED[:4])}, ...); rename the field.")
+        if f in names:
+            raise DataError(f"profiles: field name {f!r} is also a parameter name; rename one of them.")
+        for suffix in _FIELD_SUFFIXES:
+            base = f[: -len(suffix)]
+            if f.endswith(suffix) and base in fields:
+                raise DataError(f"profiles: field name {f!r} collides with the {suffix!r} column of field "
+                                f"{base!r}; rename the field.")
 
 
 def _validated_noise(

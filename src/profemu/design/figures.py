@@ -130,6 +130,6 @@ def sensitivity_figure(sens: Sensitivity, *, top: int = 4, scaled: bool = False)
         ax.set_title(sens.field_names[f])
         if f == 0:
             ax.set_ylabel("Δ log10 y across the prior [dex]" if scaled else "d log10 y / d θ")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
     fig.suptitle(f"Sensitivity at the {where}", fontsize=10)
     return fig

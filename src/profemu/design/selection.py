@@ -161,6 +161,65 @@ class Suggestion:
         }
 
 
+def _check_settings(emulator: Any, noise: Any, rank_tol: Any, seed: Any) -> None:
+    """Refuse an emulator without an ensemble, a bad noise fraction, rank tolerance or seed."""
+    if int(getattr(emulator, "members", 0)) < 2:
+        raise ConfigError(
+            f"emulator: suggest needs an ensemble (epistemic variance = disagreement of members); "
+            f"this emulator has {getattr(emulator, 'members', 0)} member(s). Train with train.members >= 2."
+        )
+    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise > 0):
+        raise ConfigError(f"noise: expected a positive fraction of the mean score, got {noise!r}.")
+    if not 0.0 <= float(rank_tol) < 1.0:
+        raise ConfigError(f"rank_tol: expected a value in [0, 1), got {rank_tol!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or int(seed) < 0:
+        raise ConfigError(f"seed: {seed!r}; seeds are whole numbers >= 0, e.g. seed=0.")
+
+
+def _candidate_rows(emulator: Any, space: Any, pool: Any, fix: Any, candidates: Any, seed: int,
+                    sizes: tuple[int, int, int]) -> tuple[np.ndarray, dict[str, float]]:
+    """The candidate parameters [N, p] (the pool, or a Sobol design) and the pinned values.
+
+    ``sizes`` is (masses, outputs per mass, chunk size): the request is refused before the
+    candidates are drawn when its arrays would not fit (:func:`_check_size`).
+    """
+    masses, outputs, chunk_size = sizes
+    if pool is not None:
+        if fix:
+            raise ConfigError("fix: cannot pin parameters of a given pool; filter the pool rows instead.")
+        params = _pool_array(emulator, pool)
+        _check_size(emulator, params.shape[0], masses, outputs, chunk_size)
+        outside = int(np.sum(np.any((params < space.lo) | (params > space.hi), axis=1)))
+        if outside:
+            logger.info("%d of %d pool points lie outside the training box", outside, params.shape[0])
+        return params, {}
+    candidates = _positive_int("candidates", candidates)
+    _check_size(emulator, candidates, masses, outputs, chunk_size)
+    fixed = _check_fix(space, fix)
+    return candidate_points(space, candidates, fix=fixed, seed=seed), fixed
+
+
+def _check_size(emulator: Any, candidates: int, masses: int, outputs_per_mass: int, chunk_size: int) -> None:
+    """Refuse, before allocating, a request whose arrays would not fit (the estimate and the limit).
+
+    The estimate adds the candidates [N, p], their scores and compressed features
+    [N, members x rank], the pilot's member predictions and its Gram matrix [D, D]
+    (D = masses x fields x radii scored), and one chunk of member predictions.
+    """
+    from profemu._files import check_memory
+
+    members = int(getattr(emulator, "members", 1))
+    n_out = len(emulator.field_names) * len(emulator.radius)
+    d = masses * outputs_per_mass
+    pilot = min(candidates, 2048)
+    rank = min(d, pilot * members)
+    chunk_rows = max(1, chunk_size // max(masses, 1)) * masses
+    total = (candidates * (len(emulator.param_names) + 2) * 8.0 + candidates * members * rank * 4.0
+             + pilot * masses * members * (n_out * 16.0 + d * 8.0) + d * d * 8.0 + chunk_rows * members * n_out * 16.0)
+    check_memory(f"suggest with candidates={candidates} and mass_points={masses} ({d} scored outputs per "
+                 "candidate)", total, fix="lower candidates (--candidates) or mass_points (--mass-points)")
+
+
 class _Features:
     """Chunked member deviations of candidates: exact scores and compressed kernel features."""
 
@@ -221,7 +280,7 @@ class _Features:
         scale = math.sqrt(self.weight)
         step = self.rows_per_chunk
         n_chunks = -(-n // step)
-        report_every = max(1, n_chunks // 10)
+        report_every = max(1, -(-n_chunks // 3))  # at most three progress lines
         t0 = time.perf_counter()
         for i, start in enumerate(range(0, n, step)):
             stop = min(n, start + step)
@@ -374,34 +433,15 @@ def suggest(
     """
     t0 = time.perf_counter()
     n = _positive_int("n", n)
-    if int(getattr(emulator, "members", 0)) < 2:
-        raise ConfigError(
-            f"emulator: suggest needs an ensemble (epistemic variance = disagreement of members); "
-            f"this emulator has {getattr(emulator, 'members', 0)} member(s). Train with train.members >= 2."
-        )
-    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise > 0):
-        raise ConfigError(f"noise: expected a positive fraction of the mean score, got {noise!r}.")
-    if not 0.0 <= float(rank_tol) < 1.0:
-        raise ConfigError(f"rank_tol: expected a value in [0, 1), got {rank_tol!r}.")
+    _check_settings(emulator, noise, rank_tol, seed)
     space = design_space(emulator)
     f_idx, r_idx = _select_outputs(emulator, fields, radii)
     masses = _mass_grid(emulator, log10_mass, mass_points)
-    if pool is not None:
-        if fix:
-            raise ConfigError("fix: cannot pin parameters of a given pool; filter the pool rows instead.")
-        params = _pool_array(emulator, pool)
-        fixed: dict[str, float] = {}
-    else:
-        candidates = _positive_int("candidates", candidates)
-        fixed = _check_fix(space, fix)
-        params = candidate_points(space, candidates, fix=fixed, seed=seed)
+    params, fixed = _candidate_rows(emulator, space, pool, fix, candidates, seed,
+                                    (masses.size, f_idx.size * r_idx.size, chunk_size))
     if n > params.shape[0]:
         raise ConfigError(f"n: {n} points requested from only {params.shape[0]} candidates; lower n or add candidates.")
     pk, z = _extra_inputs(emulator, params.shape[0] if pool is not None else None, pk_ratio, redshift)
-    if pool is not None:
-        outside = int(np.sum(np.any((params < space.lo) | (params > space.hi), axis=1)))
-        if outside:
-            logger.info("%d of %d pool points lie outside the training box", outside, params.shape[0])
     logger.info(
         "scoring %d candidates on %d masses x %d fields x %d radii (%d members)",
         params.shape[0], masses.size, f_idx.size, r_idx.size, emulator.members,

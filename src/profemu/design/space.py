@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from profemu.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_LENGTH_SCALE", "DEFAULT_NOISE", "DesignSpace", "candidate_points", "design_space"]
 
@@ -217,11 +220,18 @@ def _extra_inputs(emulator: Any, n_points: int | None, pk_ratio: Any, redshift: 
     pk = None
     if k is not None:
         if pk_ratio is None:
-            raise ConfigError(
-                f"pk_ratio: this emulator takes P(k) suppression on {len(k)} k bins, which a new "
-                "simulation only yields once it has run; pass the pk_ratio [n_k] to assume for "
-                "every candidate (e.g. the suite's fiducial suppression)."
-            )
+            from profemu.emulator.tables import describe_values, fiducial_pk_ratio
+
+            pk_ratio = fiducial_pk_ratio(emulator)
+            if pk_ratio is None:
+                raise ConfigError(
+                    f"pk_ratio: this emulator takes P(k) suppression on {len(k)} k bins, which a new "
+                    "simulation only yields once it has run; pass the pk_ratio [n_k] to assume for "
+                    "every candidate (e.g. the suite's fiducial suppression)."
+                )
+            logger.info("suggest: assuming the centre of the training set's P(k) suppression, P_hydro/P_dmo = %s "
+                        "on the k bins, for every candidate (pass pk_ratio, on the command line --pk-ratio "
+                        "FILE, to choose another)", describe_values(pk_ratio))
         pk = np.asarray(pk_ratio, dtype=np.float64)
         if pk.ndim == 1:
             pk = pk[None, :]

@@ -20,17 +20,22 @@ from profemu.errors import DataError, FormatError
 __all__ = ["DesignTable", "check_new_file", "like_columns", "read_design_table", "write_like_table", "write_suggestion_csv"]
 
 
-def check_new_file(path: str | Path, force: bool) -> Path:
+def check_new_file(path: str | Path, force: bool, inputs: Mapping[str, Path | str | None] | None = None) -> Path:
     """``path`` as a Path, if a new file may be written there.
 
+    Args:
+        path: The output file.
+        force: Whether an existing file may be replaced.
+        inputs: ``{what: path}`` of the files and folders the command reads; the output may
+            be none of them (nor inside one), even with ``force``.
+
     Raises:
-        DataError: it exists (and ``force`` is False), is a folder, or its folder is missing.
+        DataError: it is an input, exists (and ``force`` is False), is a folder, or its
+            folder is missing.
     """
-    path = Path(path)
-    if path.exists() and not force:
-        raise DataError(f"--out {str(path)!r} already exists; pass --force to replace it or choose another name.")
-    if path.is_dir():
-        raise DataError(f"--out {str(path)!r} is a folder; pass a file name.")
+    from profemu._files import check_output
+
+    path = check_output(path, force=force, inputs=inputs)
     if not path.parent.is_dir():
         raise DataError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first.")
     return path
@@ -173,12 +178,13 @@ def write_like_table(
         force: Replace an existing ``path``.
 
     Raises:
-        DataError: unmatched names, or ``path`` exists without ``force``.
+        DataError: unmatched names, ``path`` is the table itself (even with ``force``), or
+            ``path`` exists without ``force``.
         FormatError: an unreadable table.
     """
     table = like if isinstance(like, DesignTable) else read_design_table(like)
     extra = like_columns(table, suggestion.param_names, values)
-    path = check_new_file(Path(path), force)
+    path = check_new_file(Path(path), force, {"--like table": table.path})
     n = len(suggestion)
     new_names = _new_names(table.names, n)
     first_seed = int(table.seeds.max()) + 1

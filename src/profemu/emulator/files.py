@@ -148,7 +148,12 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
             raise FormatError(f"{path}: required key {key!r} is missing.")
         if not isinstance(manifest[key], tp) or isinstance(manifest[key], bool):
             raise FormatError(f"{path}: key {key!r} has the wrong type ({type(manifest[key]).__name__}).")
-    if manifest["content_sha256"] != _content_digest(manifest):
+    try:
+        digest = _content_digest(manifest)
+    except ValueError:
+        raise FormatError(f"{path}: the manifest holds a non-finite number (Infinity/NaN); it is damaged: "
+                          "re-save or retrain the emulator.") from None
+    if manifest["content_sha256"] != digest:
         raise FormatError(
             f"{path}: the manifest's content does not match its checksum (edited or damaged); "
             "re-save the emulator from Python or retrain it."

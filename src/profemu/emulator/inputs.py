@@ -11,6 +11,10 @@ input, the offending value and the fix:
 * numbers only: complex values, strings, ragged lists are refused;
 * log-sampled parameters > 0; ``log10_mass`` in a physical range, with a hint when it
   looks like a linear mass;
+* physically possible cosmologies, parameters found by role (the aliases of
+  :data:`profemu.data.selfsimilar.ALIASES`, plus ``sigma_8``): Ω_m > 0, Ω_b > 0, h > 0,
+  σ_8 >= 0, Ω_b <= Ω_m; P(k) ratios in (0, :data:`PK_RATIO_MAX`]; redshift in
+  [0, :data:`REDSHIFT_MAX`]; each message names the column and the row;
 * ``pk_ratio`` iff the emulator uses P(k); ``redshift`` must be the training redshift
   when the emulator was trained at one redshift, or absent when it has none.
 """
@@ -24,13 +28,24 @@ from typing import Any
 
 import numpy as np
 
+from profemu.data.selfsimilar import ALIASES
 from profemu.errors import DataError
 
-__all__ = ["LOG10_MASS_RANGE", "InputSpec", "Inputs", "check_inputs"]
+__all__ = ["LOG10_MASS_RANGE", "PK_RATIO_MAX", "REDSHIFT_MAX", "InputSpec", "Inputs", "check_inputs",
+           "parameter_roles"]
 
 #: Physically possible log10(M / Msun) of a halo; outside it the input is a mistake.
 LOG10_MASS_RANGE = (6.0, 17.0)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Largest P_hydro/P_dmo a P(k) suppression input may take (baryons suppress P(k) by tens of per cent).
+PK_RATIO_MAX = 10.0
+#: Largest redshift an input may take.
+REDSHIFT_MAX = 20.0
+#: Parameter roles checked for physical values: the aliases of the self-similar scales, and sigma_8.
+_ROLES: dict[str, tuple[str, ...]] = {**ALIASES, "sigma_8": ("sigma_8", "sigma8", "s8", "sigma_8_0")}
+#: Role -> (symbol, whether zero is allowed).
+_ROLE_RULES = {"omega_m": ("Omega_m", False), "omega_b": ("Omega_b", False), "h": ("h", False),
+               "sigma_8": ("sigma_8", True)}
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,91 @@ def _mass_check(m: np.ndarray, spec: InputSpec) -> None:
     )
 
 
+def parameter_roles(names: Sequence[str]) -> dict[str, int]:
+    """``{role: column}`` of the parameters found among ``names`` (case-insensitive aliases).
+
+    Roles are ``omega_m``, ``omega_b``, ``h`` (:data:`profemu.data.selfsimilar.ALIASES`) and
+    ``sigma_8``; a role whose parameter is absent is left out.
+    """
+    lower = [n.lower() for n in names]
+    out: dict[str, int] = {}
+    for role, aliases in _ROLES.items():
+        for alias in aliases:
+            if alias in lower:
+                out[role] = lower.index(alias)
+                break
+    return out
+
+
+def _first_bad(bad: np.ndarray) -> int:
+    return int(np.flatnonzero(bad)[0])
+
+
+def _physical_check(p: np.ndarray, names: Sequence[str]) -> None:
+    """Refuse impossible cosmologies (Ω_m, Ω_b, h <= 0, σ_8 < 0, Ω_b > Ω_m), naming the column and row."""
+    roles = parameter_roles(names)
+    for role, j in roles.items():
+        symbol, zero_ok = _ROLE_RULES[role]
+        col = p[:, j]
+        bad = col < 0 if zero_ok else col <= 0
+        if bad.any():
+            i = _first_bad(bad)
+            need = ">= 0" if zero_ok else "> 0"
+            raise DataError(f"params[{names[j]!r}]: {col[i]:.6g} at row {i} is impossible ({symbol} must be {need}); "
+                            "fix the input.")
+    if "omega_m" in roles and "omega_b" in roles:
+        om, ob = p[:, roles["omega_m"]], p[:, roles["omega_b"]]
+        bad = ob > om
+        if bad.any():
+            i = _first_bad(bad)
+            raise DataError(
+                f"params[{names[roles['omega_b']]!r}]: {ob[i]:.6g} at row {i} exceeds "
+                f"{names[roles['omega_m']]} = {om[i]:.6g} (baryons are part of the matter, Omega_b <= Omega_m); "
+                "fix the input."
+            )
+
+
+def _pk_check(pk: np.ndarray) -> None:
+    bad = (pk <= 0) | (pk > PK_RATIO_MAX)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(f"pk_ratio: {pk[i, j]:.6g} at row {i}, k bin {j} (column pk_ratio_{j}) is impossible; "
+                        f"P_hydro/P_dmo must lie in (0, {PK_RATIO_MAX:g}]. Fix the input.")
+
+
+def _redshift_check(z: np.ndarray) -> None:
+    bad = (z < 0) | (z > REDSHIFT_MAX)
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(f"redshift: {z[i]:.6g} at row {i} is outside [0, {REDSHIFT_MAX:g}]; redshifts of halo "
+                        "profiles are >= 0 and at most 20. Fix the input.")
+
+
+def _redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
+    """``redshift`` [n] checked against ``spec`` (None when the model does not take it)."""
+    z = None
+    if redshift is not None:
+        z = np.atleast_1d(_numbers(redshift, "redshift"))
+        if z.ndim != 1:
+            raise DataError(f"redshift: expected a scalar or a 1-D array, got shape {z.shape}.")
+        z = _rows(z[:, None], n, "redshift")[:, 0]
+        _finite(z, "redshift")
+        _redshift_check(z)
+        if not spec.uses_redshift:
+            if spec.training_redshift is None:
+                raise DataError("redshift: this emulator was trained without a redshift; drop the argument.")
+            off = np.abs(z - spec.training_redshift) > 1e-6 * (1.0 + spec.training_redshift)
+            if off.any():
+                raise DataError(
+                    f"redshift: {float(z[off][0]):.6g}, but this emulator was trained at the single redshift "
+                    f"{spec.training_redshift:.6g} and cannot predict at another one; drop the argument."
+                )
+            z = None
+    elif spec.uses_redshift:
+        raise DataError("redshift: this emulator takes the redshift as an input; pass redshift [n].")
+    return z
+
+
 def check_inputs(
     spec: InputSpec,
     params: Any,
@@ -205,9 +305,10 @@ def check_inputs(
         single = False
     p = _rows(p, n, "params")
     m = _rows(m[:, None], n, "log10_mass")[:, 0]
+    _finite(m, "log10_mass")  # the mass first: a NaN mass is a mass error, whatever follows
     _finite(p, "params", names)
-    _finite(m, "log10_mass")
     _mass_check(m, spec)
+    _physical_check(p, names)
     log_cols = [j for j, nm in enumerate(names) if nm in spec.log_params]
     if log_cols:
         sub = p[:, log_cols]
@@ -226,27 +327,8 @@ def check_inputs(
             raise DataError(f"pk_ratio: expected shape [n, {spec.n_k}], got {np.shape(pk_ratio)}.")
         pk = _rows(pk, n, "pk_ratio")
         _finite(pk, "pk_ratio")
+        _pk_check(pk)
     elif pk_ratio is not None:
         raise DataError("pk_ratio: this emulator was trained without P(k); do not pass pk_ratio.")
-    z = None
-    if redshift is not None:
-        z = np.atleast_1d(_numbers(redshift, "redshift"))
-        if z.ndim != 1:
-            raise DataError(f"redshift: expected a scalar or a 1-D array, got shape {z.shape}.")
-        z = _rows(z[:, None], n, "redshift")[:, 0]
-        _finite(z, "redshift")
-        if (z < 0).any():
-            raise DataError(f"redshift: {z.min():.6g} < 0; redshifts are >= 0.")
-        if not spec.uses_redshift:
-            if spec.training_redshift is None:
-                raise DataError("redshift: this emulator was trained without a redshift; drop the argument.")
-            off = np.abs(z - spec.training_redshift) > 1e-6 * (1.0 + spec.training_redshift)
-            if off.any():
-                raise DataError(
-                    f"redshift: {float(z[off][0]):.6g}, but this emulator was trained at the single redshift "
-                    f"{spec.training_redshift:.6g} and cannot predict at another one; drop the argument."
-                )
-            z = None
-    elif spec.uses_redshift:
-        raise DataError("redshift: this emulator takes the redshift as an input; pass redshift [n].")
+    z = _redshift_input(spec, redshift, n)
     return Inputs(p, m, pk, z, single)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from profemu._files import read_npy
 from profemu.errors import DataError, FormatError
 
 __all__ = ["Observation", "load_covariance", "read_observation"]
@@ -294,10 +295,7 @@ def load_covariance(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: covariance file not found; pass a .npy file of the log10 covariance.")
-    try:
-        cov = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise FormatError(f"{path}: not a readable .npy array ({type(exc).__name__}); save it with np.save.") from None
+    cov = read_npy(path, what="covariance")
     if not isinstance(cov, np.ndarray) or cov.dtype.kind not in "iuf" or cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise FormatError(
             f"{path}: expected a square numeric matrix, got {getattr(cov, 'dtype', '?')} "

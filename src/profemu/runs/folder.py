@@ -5,7 +5,8 @@ Layout::
     RUN/
       config.yaml       resolved configuration
       data.json         where the data came from (path, format, loader options)
-      split.json        row indices (and group ids) of train / val / test, data fingerprint
+      split.json        row indices (and group ids) of train / val / test, the run id, the data
+                        fingerprint, the training rows' fingerprint and the data file's SHA-256
       transforms.json   the fitted transforms (cluster runs: every member job reuses them)
       run.json          cluster runs: members, fingerprint of the training rows
       emulator/         the saved Emulator (manifest.json + weights-<sha>.npz)
@@ -26,6 +27,11 @@ command line all go through :class:`RunFolder`; every file is written with
 Safety: a command that writes a run folder holds its lock (:mod:`profemu._lock`), and
 a resume first checks, with :meth:`RunFolder.check_resume`, that the data, the split,
 the configuration and the checkpoints are those of the run, before any file changes.
+Provenance: ``split.json`` binds the run: its id (``run_id``, kept by a resume), the
+fingerprint of the training rows (which the saved Emulator records as
+``training_data_fingerprint``) and the SHA-256 of the data file. :meth:`RunFolder.emulator`
+refuses an Emulator of another run and :meth:`RunFolder.dataset` a data file replaced in
+place, each with one line.
 A plain rerun into a folder whose training stopped before its first checkpoint (nothing
 there could be resumed) starts it over (:meth:`RunFolder.reclaim`).
 """
@@ -35,6 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from profemu._files import atomic_write_text, json_safe, read_json_file, read_npz
+from profemu._files import atomic_write_text, json_safe, read_json_file, read_npz, sha256_file
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import ConfigError, DataError, FormatError
@@ -57,6 +64,8 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 _MARKERS = ("config.yaml", "split.json", "emulator", "metrics.jsonl")
+#: The run id of the run that owns ``checkpoints/`` (written at setup, checked on resume).
+RUN_ID_FILE = ".run_id"
 #: Configuration keys a resume may change (they affect neither the model nor its training).
 RESUME_MAY_CHANGE = ("train.log_every", "train.checkpoint_every", "train.max_seconds")
 #: What a training run that stopped before its first checkpoint leaves, removed by :meth:`RunFolder.reclaim`.
@@ -155,6 +164,23 @@ class RunFolder:
     @property
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
+
+    def inputs(self) -> dict[str, Path]:
+        """``{what: path}`` of the files and folders that make up the run (what commands read).
+
+        Passed to :func:`profemu._files.check_output`, so no command writes its output over
+        the run's emulator, checkpoints, configuration, data record or split.
+        """
+        names = {"run's emulator folder": "emulator", "run's checkpoints folder": "checkpoints",
+                 "run's members folder": "members", "run's configuration": "config.yaml",
+                 "run's data record": "data.json", "run's split record": "split.json",
+                 "run's record": "run.json", "run's fitted transforms": "transforms.json",
+                 "run's training history": "metrics.jsonl"}
+        return {what: self.path / name for what, name in names.items()}
+
+    def is_run_folder(self) -> bool:
+        """Whether the folder holds what profemu writes into a run folder (config, split, emulator, history)."""
+        return any((self.path / m).exists() for m in _MARKERS)
 
     def is_training_run(self) -> bool:
         """Whether the folder already holds (part of) a training run."""
@@ -270,6 +296,7 @@ class RunFolder:
                     f"resume: the {'/'.join(changed)} rows differ from those {str(self.path / 'split.json')!r} "
                     "records (the data file changed?); resume with the run's data, or train into another --out."
                 )
+        self._check_checkpoints_belong(record)
         if not self.checkpoint_files():
             raise DataError(
                 f"resume: {where!r} has no checkpoints to resume from (the run stopped before its first "
@@ -277,6 +304,20 @@ class RunFolder:
             )
         if load_latest(self.checkpoints_dir, strict=True) is None:  # pragma: no cover - strict raises
             raise DataError(f"resume: {where!r} has no usable checkpoint; train again without --resume.")
+
+    def _check_checkpoints_belong(self, record: Any) -> None:
+        """Refuse checkpoints whose run-id marker names another run (copied in from elsewhere)."""
+        marker = self.checkpoints_dir / RUN_ID_FILE
+        mine = record.get("run_id") if isinstance(record, dict) else None
+        if not mine or not marker.is_file():
+            return
+        theirs = marker.read_text().strip()
+        if theirs and theirs != mine:
+            raise DataError(
+                f"resume: the checkpoints in {str(self.checkpoints_dir)!r} belong to another run (run id "
+                f"{theirs[:12]}, this run's split.json records {str(mine)[:12]}); resuming would mix runs. "
+                "Restore the run's own checkpoints/, or train without --resume into another --out."
+            )
 
     # ------------------------------------------------------------------ write
     def write_json(self, name: str, obj: Any) -> Path:
@@ -300,11 +341,29 @@ class RunFolder:
         return path
 
     def write_setup(self, config: Config, prepared: Prepared, source: DataSource | None) -> None:
-        """``config.yaml``, ``data.json`` (when the data came from a file) and ``split.json``."""
+        """``config.yaml``, ``data.json`` (when the data came from a file) and ``split.json``.
+
+        ``split.json`` gets a new run id, or keeps the one it has when it records the same
+        training rows (a resume); with a data file, also that file's SHA-256.
+        """
         config.to_yaml(self.path / "config.yaml")
         if source is not None:
             self.write_json("data.json", source.to_dict())
-        self.write_json("split.json", split_record(prepared))
+        record = split_record(prepared)
+        old = self.json("split.json") if (self.path / "split.json").is_file() else None
+        if isinstance(old, dict) and old.get("run_id") and old.get("train_fingerprint") == record["train_fingerprint"]:
+            record["run_id"] = old["run_id"]
+        if source is not None and Path(source.path).is_file():
+            record["data_sha256"] = sha256_file(Path(source.path))
+        self.write_json("split.json", record)
+        self.checkpoints_dir.mkdir(exist_ok=True)
+        atomic_write_text(self.checkpoints_dir / RUN_ID_FILE, record["run_id"] + "\n")
+
+    def run_id(self) -> str | None:
+        """The run id ``split.json`` records (None for runs written before run ids)."""
+        record = self.json("split.json")
+        value = record.get("run_id") if isinstance(record, dict) else None
+        return str(value) if value else None
 
     # ------------------------------------------------------------------ read
     def config(self) -> Config:
@@ -316,7 +375,21 @@ class RunFolder:
         """The saved :class:`~profemu.emulator.Emulator` (``emulator/``)."""
         from profemu.emulator import Emulator
 
-        return Emulator.load(self.emulator_dir)
+        emulator = Emulator.load(self.emulator_dir)
+        record = self.json("split.json")
+        if not isinstance(record, dict):
+            return emulator
+        meta = emulator.metadata or {}
+        mine, its = record.get("run_id"), meta.get("run_id")
+        ours_fp, its_fp = record.get("train_fingerprint"), meta.get("training_data_fingerprint")
+        if (mine and its and mine != its) or (ours_fp and its_fp and ours_fp != its_fp):
+            what = (f"run id {str(its)[:12]}, this run's is {str(mine)[:12]}" if mine and its and mine != its else
+                    f"training rows {str(its_fp)[:12]}, this run's split.json records {str(ours_fp)[:12]}")
+            raise DataError(
+                f"{str(self.emulator_dir)!r} is the Emulator of another run ({what}); the run folder mixes "
+                "runs. Copy back the run's own emulator/ or train the run again."
+            )
+        return emulator
 
     def json(self, name: str, *, required: bool = False, what: str = "") -> Any | None:
         """``RUN/<name>`` parsed, or None when absent (FormatError when ``required``)."""
@@ -352,8 +425,40 @@ class RunFolder:
             raise DataError(
                 f"the run's data file {source.path!r} (from data.json) does not exist any more; pass --data FILE."
             )
+        self.check_data_file()
         ds = load_data(source)
         return ds.select_fields(list(fields)) if fields else ds
+
+    def check_data_file(self) -> None:
+        """Refuse a data file replaced in place since training (its SHA-256 differs from ``split.json``'s).
+
+        Runs written before the SHA-256 was recorded, and data that are not one file, pass.
+
+        Raises:
+            DataError: the file ``data.json`` names has other content now.
+        """
+        source = self.source()
+        record = self.json("split.json")
+        stored = record.get("data_sha256") if isinstance(record, dict) else None
+        if source is None or not stored or not Path(source.path).is_file():
+            return
+        now = sha256_file(Path(source.path))
+        if now != stored:
+            raise DataError(
+                f"the run's data file {source.path!r} changed since the run was trained (SHA-256 {now[:12]}, "
+                f"split.json records {str(stored)[:12]}); its split and scores would mix data. Restore "
+                "the file or pass the data with --data FILE."
+            )
+
+    def check_provenance(self) -> None:
+        """Refuse a run folder that mixes runs: an Emulator of another run or a replaced data file.
+
+        Raises:
+            DataError: see :meth:`emulator` and :meth:`check_data_file` (one line each).
+        """
+        if (self.emulator_dir / "manifest.json").is_file():
+            self.emulator()
+        self.check_data_file()
 
     def out_of_fold(self, n_rows: int, fields: Sequence[str]) -> OutOfFold | None:
         """The cross-validation's out-of-fold predictions (``cv_predictions.npz``), or None.
@@ -492,7 +597,8 @@ def _short(value: Any) -> str:
 def split_record(prep: Prepared) -> dict[str, Any]:
     """Row indices (and group ids) of each split, as written to ``split.json``, and the data fingerprint."""
     ds = prep.dataset
-    rec: dict[str, Any] = {"data_fingerprint": ds.fingerprint()}
+    rec: dict[str, Any] = {"run_id": uuid.uuid4().hex, "data_fingerprint": ds.fingerprint(),
+                           "train_fingerprint": prep.train.fingerprint()}
     for name in SPLITS:
         idx = np.asarray(getattr(prep.split, name))
         rec[f"{name}_rows"] = idx.tolist()

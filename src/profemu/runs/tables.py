@@ -47,7 +47,7 @@ COMPARISON_COLUMNS: tuple[Column, ...] = (
     ("coverage_68", "cov 68", "{:.3f}"),
     ("coverage_95", "cov 95", "{:.3f}"),
     ("fit_seconds", "fit [s]", "{:.3g}"),
-    ("predict_seconds_per_1000", "predict [s/1000]", "{:.3g}"),
+    ("predict_seconds_per_1000", "predict [s/1000 rows]", "{:.3g}"),
     ("frac_err_ratio", "err / first", "{:.2f}"),
     ("predict_time_ratio", "time / first", "{:.3g}"),
 )

@@ -293,7 +293,7 @@ def test_demo_quick(tmp_path: Path) -> None:
     methods = [r["method"] for r in json.loads((out / "run" / "compare.json").read_text())["rows"]]
     assert methods == ["profemu", "gp", "pca_rbf"]
     assert str(out / "run" / "report.html") in result.stdout
-    assert_user_error(invoke("demo", "--out", out, "--quick"), "already holds a training run")
+    assert_user_error(invoke("demo", "--out", out, "--quick"), "data.npz", "already exists; pass --force")
 
 
 @pytest.mark.camels

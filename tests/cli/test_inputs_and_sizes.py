@@ -1,0 +1,233 @@
+"""A newcomer's first hour: P(k) defaults, short messages, bounded sizes, readable CSV errors."""
+
+from __future__ import annotations
+
+import csv
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from profemu._files import read_npy
+from profemu.emulator.tables import csv_chunks, fiducial_pk_ratio, name_list
+from profemu.errors import ConfigError, DataError, FormatError
+from tests.reliability.catalogue import error_line, invoke
+
+
+@pytest.fixture(scope="module")
+def pk_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A tiny run on the sb35 mock universe, whose emulator takes P(k) on its k bins."""
+    from profemu.config import Config
+    from profemu.data.mock import make_mock_universe
+    from profemu.runs.folder import DataSource
+    from profemu.runs.training import train_emulator
+
+    root = tmp_path_factory.mktemp("pk_run")
+    dataset = make_mock_universe(n=96, seed=2, n_r=6).dataset.select_fields(["rho"])
+    assert dataset.pk_ratio is not None
+    path = dataset.save(root / "pk.npz")
+    cfg = Config().updated({"model.hidden": [16], "train.members": 2, "train.epochs": 2, "train.batch_size": 32,
+                            "train.patience": 0, "optim.warmup_epochs": 1, "data.test_fraction": 0.0,
+                            "train.cv_folds": 0, "train.log_every": 100})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = train_emulator(dataset, cfg, run_dir=root / "run", source=DataSource(str(path)))
+    return root / "run", out.emulator
+
+
+def _csv(path: Path, header: list[str], rows: np.ndarray) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows.tolist())
+    return path
+
+
+def _inputs(emu: Any, n: int = 3) -> tuple[list[str], np.ndarray]:
+    lo = np.array([emu.training_box[nm][0] for nm in emu.param_names], dtype=float)
+    hi = np.array([emu.training_box[nm][1] for nm in emu.param_names], dtype=float)
+    params = lo + (hi - lo) * np.linspace(0.3, 0.7, n)[:, None]
+    mass = np.full((n, 1), float(np.mean(emu.training_box["log10_mass"])))
+    return [*emu.param_names, "log10_mass"], np.hstack([params, mass])
+
+
+# ---------------------------------------------------------------- 4. P(k) defaults
+def test_predict_without_pk_columns_assumes_the_training_centre(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
+    run, emu = pk_run
+    header, values = _inputs(emu)
+    inp = _csv(tmp_path / "pts.csv", header, values)
+    out = tmp_path / "pred.npz"
+    result = invoke(["predict", str(run), "--input", str(inp), "--out", str(out)])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert result.stderr.count("gives no P(k) suppression (pk_ratio_<j> columns); assuming") == 1, result.stderr
+    centre = fiducial_pk_ratio(emu)
+    assert centre is not None and centre.shape == (len(emu.transforms.k),)
+    np.testing.assert_allclose(centre, emu.transforms.input_stats["pk"][0])
+    expected = emu.predict(values[:, :-1], values[:, -1], np.tile(centre, (len(values), 1)), on_extrapolation="ignore")
+    with np.load(out) as z:
+        np.testing.assert_allclose(z["rho_mean"], expected["rho"].mean, rtol=1e-6)
+    # --pk-ratio FILE: one value per k bin, in one row
+    pk_file = tmp_path / "pk.txt"
+    pk = np.linspace(0.8, 0.95, centre.size)
+    pk_file.write_text(" ".join(repr(float(v)) for v in pk) + "\n")
+    out2 = tmp_path / "pred2.npz"
+    result = invoke(["predict", str(run), "--input", str(inp), "--out", str(out2), "--pk-ratio", str(pk_file)])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    expected = emu.predict(values[:, :-1], values[:, -1], pk, on_extrapolation="ignore")
+    with np.load(out2) as z:
+        np.testing.assert_allclose(z["rho_mean"], expected["rho"].mean, rtol=1e-6)
+    pk_file.write_text("0.9 0.9\n")
+    assert "give " in error_line(invoke(["predict", str(run), "--input", str(inp), "--out",
+                                         str(tmp_path / "p3.csv"), "--pk-ratio", str(pk_file)]))
+
+
+def test_missing_columns_message_stays_short(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
+    run, emu = pk_run
+    inp = _csv(tmp_path / "mass.csv", ["log10_mass"], np.array([[13.0]]))
+    line = error_line(invoke(["predict", str(run), "--input", str(inp), "--out", str(tmp_path / "o.csv")]))
+    assert len(line) < 700, len(line)
+    assert f"{len(emu.param_names)} missing column(s)" in line and f"and {len(emu.param_names) - 10} more" in line
+    assert name_list(list("abcdefghijkl")) == "a, b, c, d, e, f, g, h, i, j and 2 more"
+
+
+def test_suggest_assumes_the_training_centre_of_pk(pk_run: tuple[Path, Any], tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from profemu.design import suggest
+
+    run, emu = pk_run
+    with caplog.at_level("INFO", logger="profemu.design"):
+        result = suggest(emu, 2, candidates=32, mass_points=1)
+    assert len(result) == 2 and "assuming the centre of the training set's P(k)" in caplog.text
+    cli = invoke(["suggest", str(run), "--n", "2", "--candidates", "32", "--mass-points", "1",
+                  "--out", str(tmp_path / "next.csv")])
+    assert cli.exit_code == 0, (cli.stdout, cli.stderr, cli.exception)
+    assert cli.stderr.count("assuming the centre of the training set's P(k)") == 1, cli.stderr
+    assert cli.stderr.count("scored ") <= 3, cli.stderr
+    quiet = invoke(["--quiet", "suggest", str(run), "--n", "2", "--candidates", "32", "--mass-points", "1",
+                    "--out", str(tmp_path / "next2.csv")])
+    assert quiet.exit_code == 0 and "scored" not in quiet.stderr, quiet.stderr
+
+
+def test_list_inputs_columns_are_aligned(pk_run: tuple[Path, Any]) -> None:
+    run, emu = pk_run
+    result = invoke(["predict", str(run), "--list-inputs"])
+    assert result.exit_code == 0, result.stdout
+    rows = [ln for ln in result.stdout.splitlines() if ln.startswith("  ")]
+    starts = {ln.index("training range") for ln in rows if "training range" in ln}
+    assert max(len(nm) for nm in emu.param_names) > 14
+    assert len(rows) == len(emu.param_names) + 1 + len(emu.transforms.k) and len(starts) == 1, result.stdout
+
+
+# ---------------------------------------------------------------- 5. sizes, seeds, encodings
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--candidates", "1e9"], "suggest with candidates=1000000000"),
+    (["--mass-points", "1e6"], "mass_points=1000000"),
+    (["--seed", "-1"], "--seed -1: seeds are whole numbers >= 0"),
+    (["--candidates", "abc"], "--candidates 'abc': not a number"),
+])
+def test_suggest_refuses_huge_or_invalid_requests_in_one_line(pk_run: tuple[Path, Any], tmp_path: Path,
+                                                             args: list[str], needle: str) -> None:
+    run, _ = pk_run
+    line = error_line(invoke(["suggest", str(run), "--n", "2", "--out", str(tmp_path / "x.csv"), *args]))
+    assert needle in line, line
+    if needle.startswith(("suggest", "mass_points")):
+        assert "of memory, above the limit of" in line, line
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_suggest_api_refuses_a_negative_seed(pk_run: tuple[Path, Any]) -> None:
+    from profemu.design import suggest
+
+    with pytest.raises(ConfigError, match="seed: -1; seeds are whole numbers >= 0"):
+        suggest(pk_run[1], 2, candidates=16, seed=-1)
+
+
+def test_csv_in_another_encoding_or_with_a_huge_field_is_one_line(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
+    run, emu = pk_run
+    header, values = _inputs(emu, 2)
+    text = ",".join(header) + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in values) + "\n"
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes(text.encode("utf-16"))
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(("# caf\u00e9\n" + text).encode("latin-1"))
+    huge = tmp_path / "huge.csv"
+    huge.write_text(text + '"' + "9" * (200 * 1024) + '"' + ",1" * (len(header) - 1) + "\n")
+    for path, needle in ((utf16, "UTF-16"), (latin, "not UTF-8 text"), (huge, "holds a field over 128 KB")):
+        line = error_line(invoke(["predict", str(run), "--input", str(path), "--out", str(tmp_path / "o.csv")]))
+        assert needle in line, line
+        if path is not huge:
+            assert "save it as UTF-8" in line, line
+    with pytest.raises(FormatError, match="UTF-16"):
+        next(csv_chunks(utf16, 10))
+
+
+def test_predict_reads_a_large_csv_in_chunks(pk_run: tuple[Path, Any], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from profemu.emulator import tables
+
+    run, emu = pk_run
+    header, values = _inputs(emu, 7)
+    inp = _csv(tmp_path / "many.csv", header, values)
+    seen: list[int] = []
+    original = tables.csv_chunks
+
+    def spy(path: Path, rows: int, **kwargs: Any) -> Any:
+        for chunk in original(path, rows, **kwargs):
+            seen.append(len(chunk["log10_mass"]))
+            yield chunk
+
+    monkeypatch.setattr(tables, "csv_chunks", spy)
+    out = tmp_path / "many_pred.csv"
+    result = invoke(["predict", str(run), "--input", str(inp), "--out", str(out), "--chunk-rows", "3"])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert seen == [3, 3, 1]
+    assert len(out.read_text().splitlines()) == 8
+
+
+def test_row_numbers_of_later_chunks_count_from_the_file(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
+    run, emu = pk_run
+    header, values = _inputs(emu, 7)
+    values[5, header.index("log10_mass")] = np.nan
+    inp = _csv(tmp_path / "nan.csv", header, values)
+    line = error_line(invoke(["predict", str(run), "--input", str(inp), "--out", str(tmp_path / "o.csv"),
+                              "--chunk-rows", "2"]))
+    assert "log10_mass: nan at row 5" in line, line
+
+
+def test_a_npy_header_claiming_a_huge_array_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "cov.npy"
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 1000000), }"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\0" * 64)
+    with pytest.raises(FormatError, match=r"declares shape \(1000000, 1000000\) of float64, 8 TB, above the limit"):
+        read_npy(path, what="--covariance")
+    np.save(tmp_path / "ok.npy", np.eye(2))
+    np.testing.assert_array_equal(read_npy(tmp_path / "ok.npy"), np.eye(2))
+    (tmp_path / "short.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:-8])
+    with pytest.raises(FormatError, match="truncated or corrupt"):
+        read_npy(tmp_path / "short.npy")
+
+
+def test_stale_temporaries_of_a_killed_predict_are_removed(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
+    import os
+
+    run, emu = pk_run
+    header, values = _inputs(emu, 2)
+    inp = _csv(tmp_path / "pts.csv", header, values)
+    stale = tmp_path / ".pts_pred.csv.abc123.tmp"
+    stale.write_text("half")
+    os.utime(stale, (1, 1))  # older than this process: a killed writer's
+    result = invoke(["predict", str(run), "--input", str(inp)])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert not stale.exists() and (tmp_path / "pts_pred.csv").exists()
+
+
+def test_dataset_errors_name_the_problem() -> None:
+    with pytest.raises(DataError, match="empty"):
+        from profemu.data.dataset import ProfileDataset
+
+        ProfileDataset(params=np.zeros((0, 2)), param_names=("a", "b"), log10_mass=np.zeros(0),
+                       radius=np.array([0.1, 1.0]), profiles={"rho": np.zeros((0, 2))})
