@@ -106,7 +106,7 @@ def _cov(tmp: Path, kind: str, n: int) -> Path:
     ("bad_fix", ["--fix 'Omega_m'", "NAME=VALUE"]),
     ("cov_shape", ["covariance: shape (17, 17)", "(16, 16)"]),
     ("cov_not_psd", ["covariance: not positive definite"]),
-    ("cov_pickle", ["not a readable .npy array"]),
+    ("cov_pickle", ["not a plain numeric array", "pickled objects are never loaded"]),
     ("no_mass", ["log10_mass: missing"]),
 ])
 def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, case: str, needles: list[str]) -> None:
@@ -174,7 +174,13 @@ def test_fisher_writes_matrix_and_errors(run: TinyRun, tmp_path: Path) -> None:
     bad = tmp_path / "bad_point.csv"
     bad.write_text("Omega_m,foo\n0.3,1\n")
     error_line(invoke("fisher", run.run_dir, "--at", bad, "--observed", obs_path, "--log10-mass", mass,
-                      "--out", out), "unknown parameter name(s) ['foo']")
+                      "--out", tmp_path / "bad_out"), "unknown parameter name(s) ['foo']")
+    before = (out / "fisher.json").read_text()
+    error_line(invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
+                      "--out", out), "folder exists and is not empty; pass --force")
+    error_line(invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
+                      "--out", run.run_dir, "--force"), "holds or is inside the run folder")
+    assert (out / "fisher.json").read_text() == before and (run.run_dir / "emulator").is_dir()
 
 
 @pytest.mark.parametrize(("command", "options"), [

@@ -7,7 +7,12 @@
 NUTS and writes ``DIR/samples.csv`` (one column per free parameter, physical values,
 one row per draw), ``DIR/summary.json`` (per parameter: mean, std, 2.5/16/50/84/97.5%
 quantiles, r_hat, ess; plus the MAP point, the options and the diagnostics) and
-``DIR/corner.png``. ``profemu fisher RUN --at point.csv --observed obs.csv ... --out DIR``
+``DIR/corner.png``. ``profemu infer RUN --observation SPEC.yaml --out DIR [--force]`` fits stacked CAP kSZ/tSZ
+measurements (the YAML keys are in :func:`profemu.inference.observables.read_observation_spec`
+and ``docs/observables.md``) and writes ``samples.csv``, ``summary.json`` (per parameter r_hat,
+the MAP χ² and p-value, the assumptions and the mass extrapolation) and ``cap_fit.png`` (data
+against the posterior predictive band) into DIR as one unit.
+``profemu fisher RUN --at point.csv --observed obs.csv ... --out DIR``
 writes ``DIR/fisher.json`` and ``DIR/fisher_matrix.csv``.
 """
 
@@ -31,7 +36,7 @@ from profemu.cli.common import user_errors
 from profemu.emulator.locate import load_emulator
 from profemu.errors import DataError, FormatError
 
-__all__ = ["ModelCovarianceName", "register"]
+__all__ = ["ModelCovarianceName", "infer_observation", "register"]
 
 _PANEL = "Inference"
 
@@ -95,7 +100,11 @@ def _observation(emulator: Any, observed: Path, log10_mass: float | None, covari
 
 @contextlib.contextmanager
 def _progress_lines() -> Iterator[None]:
-    """Show profemu.inference INFO/WARNING lines on stderr while a command runs."""
+    """Show profemu.inference INFO/WARNING lines on stderr while a command runs (unless the
+    command line's own handler on the ``profemu`` logger already shows them)."""
+    if logging.getLogger("profemu").handlers:
+        yield
+        return
     logger = logging.getLogger("profemu.inference")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -109,12 +118,6 @@ def _progress_lines() -> Iterator[None]:
         logger.setLevel(old_level)
 
 
-def _check_out(out: Path, names: Sequence[str]) -> None:
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {str(out)!r}: exists and is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def register(app: typer.Typer) -> None:
     """Add ``infer`` and ``fisher`` to ``app``."""
 
@@ -122,9 +125,13 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def infer_cmd(
         run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
-        observed: Annotated[Path, typer.Option(
-            "--observed", help="CSV: radius, <field>, <field>_err (linear, 1 sigma) [, log10_mass].")],
-        out: Annotated[Path, typer.Option("--out", help="Output folder (samples.csv, summary.json, corner.png).")],
+        out: Annotated[Path, typer.Option("--out", help="Output folder (samples.csv, summary.json, corner.png "
+                                          "or cap_fit.png).")],
+        observed: Annotated[Path | None, typer.Option(
+            "--observed", help="CSV: radius, <field>, <field>_err (linear, 1 sigma) [, log10_mass].")] = None,
+        observation: Annotated[Path | None, typer.Option(
+            "--observation", help="YAML spec of stacked CAP kSZ/tSZ measurements (see docs/observables.md); "
+            "instead of --observed.")] = None,
         log10_mass: Annotated[float | None, typer.Option(
             "--log10-mass", help="log10(M/Msun) of the observed bin (unless the CSV has a log10_mass column).")] = None,
         fix: Annotated[list[str] | None, typer.Option(
@@ -139,60 +146,63 @@ def register(app: typer.Typer) -> None:
         amplitude: Annotated[bool, typer.Option(
             "--amplitude/--no-amplitude", help="Marginalise over an overall amplitude of the observation.")] = False,
         amplitude_prior_dex: Annotated[float | None, typer.Option(
-            "--amplitude-prior-dex", help="Gaussian prior width of that amplitude [dex] (default flat).")] = None,
+            "--amplitude-prior-dex", help="Gaussian prior width of that amplitude \\[dex] (default flat).")] = None,
         redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if the emulator takes one.")] = None,
-        chains: Annotated[int, typer.Option("--chains", help="NUTS chains.")] = 4,
-        warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps per chain.")] = 1000,
-        draws: Annotated[int, typer.Option("--draws", help="Draws kept per chain.")] = 1000,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler.")] = 0,
+        chains: Annotated[int | None, typer.Option("--chains", help="NUTS chains (default 4, or the spec's).")] = None,
+        warmup: Annotated[int | None, typer.Option(
+            "--warmup", help="Warm-up steps per chain (default 1000, or the spec's).")] = None,
+        draws: Annotated[int | None, typer.Option(
+            "--draws", help="Draws kept per chain (default 1000, or the spec's).")] = None,
+        seed: Annotated[int | None, typer.Option("--seed", help="Seed of the sampler (default 0).")] = None,
         allow_unconverged: Annotated[bool, typer.Option(
-            "--allow-unconverged", help="Exit 0 even if R-hat > 1.05 or ESS < 100 (files are written anyway).")] = False,
+            "--allow-unconverged", help="Exit 0 even if R-hat > R_HAT_MAX (1.05) or ESS < ESS_MIN (100); the files are written anyway.")] = False,
+        force: Annotated[bool, typer.Option(
+            "--force", help="Replace a non-empty --out folder (never one holding an input).")] = False,
     ) -> None:
-        """Sample the posterior of the parameters given observed profiles (NUTS)."""
-        from profemu._files import atomic_write_text
+        """Sample the posterior of the parameters given observed profiles or CAP measurements (NUTS)."""
+        from profemu._files import atomic_write_text, check_result_folder, write_result_folder
         from profemu.inference import find_map, make_log_posterior, sample_posterior
         from profemu.inference.plots import corner_plot
+        from profemu.inference.records import posterior_record
         from profemu.inference.sampling import ConvergenceError
 
+        if (observed is None) == (observation is None):
+            raise DataError("--observed, --observation: give exactly one (a CSV of 3D profiles, or a YAML spec "
+                            "of CAP measurements).")
         emulator = load_emulator(run)
         fixed = _parse_fix(fix or [])
-        obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)
+        if observation is not None:
+            infer_observation(emulator, run, observation, out, fixed, {"chains": chains, "warmup": warmup,
+                              "draws": draws, "seed": seed}, force=force, allow_unconverged=allow_unconverged)
+            return
+        chains, warmup, draws, seed = (d if v is None else v for v, d in ((chains, 4), (warmup, 1000), (draws, 1000),
+                                                                          (seed, 0)))
+        inputs = {"run folder": run, "--observed": observed, "--covariance": covariance}
+        check_result_folder(out, force=force, inputs=inputs)
+        obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)  # type: ignore[arg-type]
         with _progress_lines():
             post = make_log_posterior(
                 emulator, obs, fix=fixed, amplitude_nuisance=amplitude, amplitude_prior_dex=amplitude_prior_dex,
                 model_covariance=model_covariance.value,
             )
-            _check_out(out, post.names)
             start = find_map(post, starts=4, seed=seed)
             samples = sample_posterior(post, chains=chains, warmup=warmup, draws=draws, seed=seed, check=False)
         converged = samples.converged()
-        summary = {
-            "parameters": samples.summary(),
-            "converged": converged,
-            "criteria": {"r_hat_max": 1.05, "ess_min": 100},
-            "map": start.values,
-            "fixed": dict(post.space.fixed),
-            "prior": {n: [float(lo), float(hi)] for n, lo, hi in
-                      zip(post.names, post.space.to_physical(post.space.lower),
-                          post.space.to_physical(post.space.upper), strict=True)},
-            "log_sampled": [n for n, lg in zip(post.names, post.space.is_log, strict=True) if lg],
-            "model_covariance": post.model_covariance,
-            "amplitude_nuisance": post.amplitude_nuisance,
-            "observation": {
-                "file": str(observed), "fields": list(post.observation.fields),
-                "log10_mass": post.observation.log10_mass.tolist(),
-                "radius_used": post.observation.radius.tolist(), "radius_unit": emulator.radius_unit,
-                "n_data": int(post.data["n_used"]),
-                "covariance_file": None if covariance is None else str(covariance),
-            },
-            "sampler": {**samples.info, "divergences": samples.divergences},
-            "emulator": str(run),
-        }
-        samples.to_csv(out / "samples.csv")
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        summary = posterior_record(post, samples, start, model_covariance=post.model_covariance,
+                                   amplitude_nuisance=post.amplitude_nuisance, observation={
+                                       "file": str(observed), "fields": list(post.observation.fields),
+                                       "log10_mass": post.observation.log10_mass.tolist(),
+                                       "radius_used": post.observation.radius.tolist(),
+                                       "radius_unit": emulator.radius_unit, "n_data": int(post.data["n_used"]),
+                                       "covariance_file": None if covariance is None else str(covariance)},
+                                   emulator=str(run))
         labels = [f"log10 {n}" if lg else n for n, lg in zip(post.names, post.space.is_log, strict=True)]
-        corner_plot(samples.flat, labels, out / "corner.png",
-                    title=f"{post.data['n_used']:.0f} data points, {post.model_covariance} model error")
+        title = f"{post.data['n_used']:.0f} data points, {post.model_covariance} model error"
+        write_result_folder(out, {
+            "samples.csv": samples.to_csv,
+            "summary.json": lambda p: atomic_write_text(p, json.dumps(summary, indent=1, allow_nan=False) + "\n"),
+            "corner.png": lambda p: corner_plot(samples.flat, labels, p, title=title),
+        }, force=force, inputs=inputs)
         for name, s in summary["parameters"].items():
             typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
                        f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")
@@ -225,11 +235,16 @@ def register(app: typer.Typer) -> None:
             "--box-prior/--no-box-prior",
             help="Add the training box as a Gaussian prior of equal variance (width/sqrt(12)); without it the "
                  "errors are the likelihood's alone.")] = False,
+        force: Annotated[bool, typer.Option(
+            "--force", help="Replace a non-empty --out folder (never one holding an input).")] = False,
     ) -> None:
         """Fisher matrix and marginal errors of the free parameters at a point."""
-        from profemu._files import atomic_write_text
+        from profemu._files import atomic_write_text, check_result_folder, write_result_folder
         from profemu.inference import fisher_matrix, make_log_posterior
+        from profemu.inference.records import fisher_record
 
+        inputs = {"run folder": run, "--at": at, "--observed": observed, "--covariance": covariance}
+        check_result_folder(out, force=force, inputs=inputs)
         emulator = load_emulator(run)
         fixed = _parse_fix(fix or [])
         point = _read_point(at, emulator.param_names)
@@ -244,18 +259,16 @@ def register(app: typer.Typer) -> None:
         if missing:
             raise DataError(f"--at {at}: no value for the free parameter(s) {missing}; add the columns or --fix them.")
         result = fisher_matrix(post, {n: point[n] for n in post.names}, include_box_prior=box_prior)
-        _check_out(out, post.names)
-        record = {**result.to_dict(), "fixed": dict(post.space.fixed),
-                  "log_sampled": [n for n, lg in zip(post.names, post.space.is_log, strict=True) if lg],
-                  "sampling_space": "log10 of the value for log-sampled parameters, the value otherwise",
-                  "model_covariance": post.model_covariance, "box_prior": bool(box_prior)}
-        atomic_write_text(out / "fisher.json", json.dumps(record, indent=1, allow_nan=False) + "\n")
+        record = fisher_record(post, result, model_covariance=post.model_covariance, box_prior=bool(box_prior))
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["parameter", *post.names])
         for name, row in zip(post.names, result.matrix, strict=True):
             writer.writerow([name, *(repr(float(v)) for v in row)])
-        atomic_write_text(out / "fisher_matrix.csv", buf.getvalue())
+        write_result_folder(out, {
+            "fisher.json": lambda p: atomic_write_text(p, json.dumps(record, indent=1, allow_nan=False) + "\n"),
+            "fisher_matrix.csv": lambda p: atomic_write_text(p, buf.getvalue()),
+        }, force=force, inputs=inputs)
         for name, err, err_s, lg in zip(post.names, result.errors_physical, result.errors, post.space.is_log, strict=True):
             extra = f"  ({err_s:.3g} dex)" if lg else ""
             typer.echo(f"{name:>24} = {result.values[name]:.4g} +- {err:.3g}{extra}")
@@ -285,3 +298,63 @@ def _read_point(path: Path, names: Sequence[str]) -> dict[str, float]:
         except ValueError:
             raise DataError(f"{path}: column {h!r}: {v!r} is not a number.") from None
     return out
+
+
+def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixed: dict[str, float],
+                      sampler: dict[str, int | None], *, force: bool, allow_unconverged: bool) -> None:
+    """``profemu infer RUN --observation SPEC.yaml --out DIR``: MAP and NUTS on CAP measurements;
+    writes samples.csv, summary.json and cap_fit.png into DIR as one unit."""
+    import dataclasses
+
+    from profemu._files import atomic_write_text, check_result_folder, write_result_folder
+    from profemu.inference import find_map, sample_posterior
+    from profemu.inference.observables import (
+        build_terms,
+        cap_chi2,
+        describe_terms,
+        make_cap_posterior,
+        plot_cap_fit,
+        posterior_predictive,
+        read_observation_spec,
+    )
+    from profemu.inference.records import posterior_record
+    from profemu.inference.sampling import ConvergenceError
+
+    spec = read_observation_spec(spec_path)
+    spec = dataclasses.replace(spec, fix={**spec.fix, **fixed})
+    inputs = {"run folder": run, "--observation": spec_path, **spec.input_files()}
+    check_result_folder(out, force=force, inputs=inputs)
+    settings = {k: (v if v is not None else spec.sampler[k]) for k, v in sampler.items()}
+    with _progress_lines():
+        post = make_cap_posterior(build_terms(emulator, spec), fix=spec.fix, bounds=spec.bounds,
+                                  amplitude_bounds=spec.amplitude_bounds, geometry=spec.geometry)
+        start = find_map(post, starts=4, seed=int(settings["seed"]))
+        samples = sample_posterior(post, chains=int(settings["chains"]), warmup=int(settings["warmup"]),
+                                   draws=int(settings["draws"]), seed=int(settings["seed"]), check=False,
+                                   max_tree_depth=spec.sampler["max_tree_depth"])
+        fit = cap_chi2(post, start.theta)
+        predictive = posterior_predictive(post, samples.flat, seed=int(settings["seed"]))
+    summary = posterior_record(
+        post, samples, start, map_fit=fit,
+        geometry="D_A follows " + post.omega_m_param if post.omega_m_param else "fixed",
+        observations=describe_terms(post),
+        covariance="data covariance + emulator covariance (linearised predictive variance), "
+                   "measurements independent of each other",
+        emulator=str(run), observation_spec=str(spec_path))
+    title = f"MAP chi2 = {fit['chi2']:.2f} for {fit['n_data']} points, {fit['n_free']} free parameters"
+    write_result_folder(out, {
+        "samples.csv": samples.to_csv,
+        "summary.json": lambda p: atomic_write_text(p, json.dumps(summary, indent=1, allow_nan=False) + "\n"),
+        "cap_fit.png": lambda p: plot_cap_fit(post, predictive, start.theta, p, title=title),
+    }, force=force, inputs=inputs)
+    for name, s in summary["parameters"].items():
+        typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
+                   f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")
+    p_value = "n/a" if fit["dof"] <= 0 else f"{fit['p_value']:.3g}"
+    typer.echo(f"MAP chi2 = {fit['chi2']:.2f} ({fit['n_data']} points, {fit['dof']} dof, p = {p_value})")
+    typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'cap_fit.png'}")
+    if not samples.converged() and not allow_unconverged:
+        try:
+            samples.check()
+        except ConvergenceError as exc:
+            raise ConvergenceError(f"{exc} (the files were written for inspection)") from None

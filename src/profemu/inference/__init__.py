@@ -36,6 +36,17 @@ from profemu.inference.likelihood import (
     make_log_posterior,
     parameter_space,
 )
+from profemu.inference.observables import (
+    CAPLogPosterior,
+    CAPTerm,
+    ObservationSpec,
+    build_terms,
+    cap_chi2,
+    make_cap_posterior,
+    plot_cap_fit,
+    posterior_predictive,
+    read_observation_spec,
+)
 from profemu.inference.observations import Observation, load_covariance, read_observation
 from profemu.inference.sampling import (
     ConvergenceError,
@@ -47,24 +58,33 @@ from profemu.inference.sampling import (
 )
 
 __all__ = [
+    "CAPLogPosterior",
+    "CAPTerm",
     "ConvergenceError",
     "FisherResult",
     "LogPosterior",
     "MapResult",
     "Observation",
+    "ObservationSpec",
     "ParameterSpace",
     "Posterior",
     "ResidualCovariance",
     "attach_residual_covariance",
+    "build_terms",
+    "cap_chi2",
     "ess_bulk",
     "ess_tail",
     "estimate_residual_covariance",
     "find_map",
     "fisher_matrix",
     "load_covariance",
+    "make_cap_posterior",
     "make_log_posterior",
     "parameter_space",
+    "plot_cap_fit",
+    "posterior_predictive",
     "read_observation",
+    "read_observation_spec",
     "residual_covariance",
     "sample_posterior",
     "sample_posterior_batch",

@@ -37,7 +37,9 @@ from profemu.inference.diagnostics import ess_bulk, split_rhat
 from profemu.inference.likelihood import LogPosterior, ParameterSpace
 
 __all__ = [
+    "ESS_MIN",
     "QUANTILES",
+    "R_HAT_MAX",
     "ConvergenceError",
     "MapResult",
     "Posterior",
@@ -45,6 +47,11 @@ __all__ = [
     "sample_posterior",
     "sample_posterior_batch",
 ]
+
+R_HAT_MAX = 1.05
+"""Largest split R-hat of a converged posterior (every parameter)."""
+ESS_MIN = 100.0
+"""Smallest bulk effective sample size of a converged posterior (every parameter)."""
 
 logger = logging.getLogger("profemu.inference")
 
@@ -104,11 +111,11 @@ class Posterior:
         """[chains * draws, k] draws as physical values (linear, as in the training data)."""
         return np.asarray(self.space.to_physical(self.flat))
 
-    def converged(self, *, rhat_max: float = 1.05, ess_min: float = 100.0) -> bool:
+    def converged(self, *, rhat_max: float = R_HAT_MAX, ess_min: float = ESS_MIN) -> bool:
         """Whether every parameter has R-hat <= ``rhat_max`` and ESS >= ``ess_min``."""
         return bool(np.all(self.r_hat <= rhat_max) and np.all(self.ess >= ess_min))
 
-    def check(self, *, rhat_max: float = 1.05, ess_min: float = 100.0) -> Posterior:
+    def check(self, *, rhat_max: float = R_HAT_MAX, ess_min: float = ESS_MIN) -> Posterior:
         """Raise :class:`ConvergenceError` (numbers and fix in the message) unless converged."""
         if self.converged(rhat_max=rhat_max, ess_min=ess_min):
             return self
@@ -241,8 +248,8 @@ def sample_posterior_batch(
     seed: int = 0,
     init: np.ndarray | None = None,
     check: bool = False,
-    rhat_max: float = 1.05,
-    ess_min: float = 100.0,
+    rhat_max: float = R_HAT_MAX,
+    ess_min: float = ESS_MIN,
     max_tree_depth: int = 10,
 ) -> list[Posterior]:
     """NUTS for a batch of log posteriors of one structure, in one program vectorised across them.
@@ -408,8 +415,8 @@ def sample_posterior(
     seed: int = 0,
     init: np.ndarray | None = None,
     check: bool = True,
-    rhat_max: float = 1.05,
-    ess_min: float = 100.0,
+    rhat_max: float = R_HAT_MAX,
+    ess_min: float = ESS_MIN,
     max_tree_depth: int = 10,
 ) -> Posterior:
     """Sample one log posterior with NUTS (see :func:`sample_posterior_batch` for the arguments).

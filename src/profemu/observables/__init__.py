@@ -7,7 +7,9 @@ inputs; JAX inputs give JAX outputs (jit, grad, vmap). See ``docs/observables.md
 
 Modules: :mod:`~profemu.observables.projection`, :mod:`~profemu.observables.beam`,
 :mod:`~profemu.observables.cap`, :mod:`~profemu.observables.units`,
-:mod:`~profemu.observables.forward`, :mod:`~profemu.observables.act`.
+:mod:`~profemu.observables.forward`, :mod:`~profemu.observables.act`,
+:mod:`~profemu.observables.population` (an Emulator's profiles averaged over a halo mass
+distribution, with the emulator's uncertainty, to CAP values).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ from profemu.observables.forward import (
     cap_from_profile,
     cap_matrix,
 )
+from profemu.observables.population import (
+    ObservablePrediction,
+    PopulationModel,
+    field_to_cgs,
+    mass_report,
+    radius_to_mpc,
+)
 from profemu.observables.projection import (
     extend_profile,
     log_radial_grid,
@@ -61,17 +70,22 @@ __all__ = [
     "ForwardModel",
     "HaloMassDistribution",
     "HarmonicTable",
+    "ObservablePrediction",
+    "PopulationModel",
     "TwoHaloTable",
     "arcmin2_to_sr",
     "build_angular_filter",
     "cap_from_profile",
     "cap_matrix",
     "extend_profile",
+    "field_to_cgs",
     "ksz_muk_per_g_cm2",
     "load_act_cmass",
     "log_radial_grid",
+    "mass_report",
     "project",
     "projection_matrix",
+    "radius_to_mpc",
     "read_beam",
     "read_cap_file",
     "read_cap_measurement",

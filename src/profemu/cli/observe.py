@@ -1,0 +1,165 @@
+"""Command line: ``profemu observe`` — predicted CAP kSZ/tSZ profiles of an emulator.
+
+``profemu observe RUN --observable ksz|tsz --redshift Z --beam FILE [--response FILE]
+--apertures 1,1.625,...,6 [--mass-distribution FILE | --log10-mass M] --at points.csv
+--out cap.csv [--force]`` writes one row per (point, aperture): the point's parameters, the
+aperture θ_d [arcmin], the mean CAP and its emulator standard deviation [μK arcmin²] (the
+ensemble members' spread plus their own variance, propagated through the forward model), and
+how far the mass bins lie outside the emulator's training range.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from profemu.cli.common import user_errors
+from profemu.data.selfsimilar import ALIASES
+from profemu.errors import DataError, FormatError
+
+__all__ = ["ObservableName", "parse_apertures", "read_points", "register"]
+
+_PANEL = "Inference"
+
+
+class ObservableName(StrEnum):
+    """Valid ``--observable`` values: kSZ (gas density) or tSZ (thermal pressure)."""
+
+    ksz = "ksz"
+    tsz = "tsz"
+
+
+def parse_apertures(text: str) -> np.ndarray:
+    """``"1,1.625,2"`` → array [arcmin], > 0 and strictly increasing."""
+    try:
+        values = np.array([float(x) for x in text.split(",") if x.strip()])
+    except ValueError:
+        raise DataError(f"--apertures {text!r}: expected comma-separated numbers in arcmin, e.g. "
+                        "1,1.625,2.25,2.875,3.5,4.125,4.75,5.375,6.") from None
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(np.diff(values) <= 0):
+        raise DataError(f"--apertures {text!r}: need positive, strictly increasing disk radii in arcmin.")
+    return values
+
+
+def read_points(path: Path, names: tuple[str, ...]) -> np.ndarray:
+    """CSV with a header of every emulator parameter name and one row per point → [n, p]."""
+    if not path.is_file():
+        raise FormatError(f"--at {str(path)!r}: file not found.")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise FormatError(f"--at {str(path)!r}: not a text CSV file.") from None
+    rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].lstrip().startswith("#")]
+    if len(rows) < 2:
+        raise DataError(f"--at {str(path)!r}: expected a header of parameter names and at least one row.")
+    header = [h.strip() for h in rows[0]]
+    missing = [n for n in names if n not in header]
+    unknown = [h for h in header if h not in names]
+    if missing or unknown:
+        raise DataError(f"--at {str(path)!r}: columns must be the emulator's parameters {list(names)} "
+                        f"(missing {missing}, unknown {unknown}).")
+    out = np.empty((len(rows) - 1, len(names)))
+    for i, row in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise DataError(f"--at {str(path)!r}: row {i + 1} has {len(row)} values for {len(header)} columns.")
+        for h, v in zip(header, row, strict=True):
+            try:
+                out[i, names.index(h)] = float(v)
+            except ValueError:
+                raise DataError(f"--at {str(path)!r}: row {i + 1}, column {h!r}: {v!r} is not a number.") from None
+    if not np.all(np.isfinite(out)):
+        raise DataError(f"--at {str(path)!r}: every value must be finite.")
+    return out
+
+
+def _mass_distribution(path: Path | None, log10_mass: float | None) -> Any:
+    from profemu.observables import HaloMassDistribution, read_halo_mass_distribution
+
+    if (path is None) == (log10_mass is None):
+        raise DataError("--mass-distribution, --log10-mass: give exactly one (a CSV of mass bins, e.g. "
+                        "act_cmass/cmass_halo_mass_distribution.csv, or one log10(M/Msun)).")
+    if path is not None:
+        return read_halo_mass_distribution(path)
+    m = float(log10_mass)  # type: ignore[arg-type]
+    if not (8.0 < m < 16.0):
+        raise DataError(f"--log10-mass {m:g}: must be log10(M/Msun), between 8 and 16.")
+    one = np.array([m])
+    return HaloMassDistribution(log10_mass_lo=one - 1e-6, log10_mass_hi=one + 1e-6, log10_mass_center=one,
+                                weights=np.ones(1))
+
+
+def _table(names: tuple[str, ...], points: np.ndarray, preds: list[Any], notes: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    for line in notes:
+        buf.write(f"# {line}\n")
+    outside = preds[0].mass_outside_dex
+    buf.write("# mass bins outside the training range [dex]: " + ", ".join(f"{d:.3f}" for d in outside) + "\n")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["point", *names, "theta_arcmin", "mean_muK_arcmin2", "std_muK_arcmin2"])
+    for i, (p, pred) in enumerate(zip(points, preds, strict=True)):
+        for th, m, s in zip(pred.apertures_arcmin, pred.mean[0], pred.std[0], strict=True):
+            writer.writerow([i, *(repr(float(v)) for v in p), repr(float(th)), repr(float(m)), repr(float(s))])
+    return buf.getvalue()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``observe`` to ``app``."""
+
+    @app.command("observe", rich_help_panel=_PANEL)
+    @user_errors
+    def observe_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
+        observable: Annotated[ObservableName, typer.Option("--observable", help="ksz (gas density) or tsz (thermal pressure).")],
+        redshift: Annotated[float, typer.Option("--redshift", help="Redshift of the haloes, e.g. 0.55 for CMASS.")],
+        beam: Annotated[Path, typer.Option("--beam", help="Beam file: ell (from 0), B_ell (B_0 = 1).")],
+        apertures: Annotated[str, typer.Option("--apertures", help="CAP disk radii (arcmin), comma-separated.")],
+        at: Annotated[Path, typer.Option("--at", help="CSV: header of every parameter name, one row per point.")],
+        out: Annotated[Path, typer.Option("--out", help="Output CSV (mean and std in muK arcmin^2).")],
+        response: Annotated[Path | None, typer.Option(
+            "--response", help="tSZ band response file (ell, R in K_CMB per y, ...); default f(nu) T_CMB at 150 GHz.")] = None,
+        mass_distribution: Annotated[Path | None, typer.Option(
+            "--mass-distribution", help="CSV log10_mass_lo,log10_mass_hi,log10_mass_center,weight.")] = None,
+        log10_mass: Annotated[float | None, typer.Option("--log10-mass", help="One halo mass instead.")] = None,
+        h: Annotated[float, typer.Option("--h", help="h of the distance D_A (CAMELS: 0.6711).")] = 0.6711,
+        omega_m: Annotated[float, typer.Option(
+            "--omega-m", help="Omega_m of D_A when it is not an emulator parameter (else each point's).")] = 0.3,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    ) -> None:
+        """Predict stacked CAP kSZ/tSZ profiles (muK arcmin^2) at parameter points."""
+        from profemu._files import atomic_write_text, check_output
+        from profemu.emulator.locate import load_emulator
+        from profemu.observables import ForwardModel, read_beam, read_response
+        from profemu.observables.population import PopulationModel
+
+        if response is not None and observable != "tsz":
+            raise DataError("--response: a band response applies to --observable tsz only; drop it.")
+        check_output(out, force=force, inputs={"run folder": run, "beam file": beam, "response file": response,
+                                               "mass distribution": mass_distribution, "points file": at})
+        ap = parse_apertures(apertures)
+        emulator = load_emulator(run)
+        points = read_points(at, tuple(emulator.param_names))
+        masses = _mass_distribution(mass_distribution, log10_mass)
+        b = read_beam(beam)
+        r = read_response(response) if response is not None else None
+        om_name = next((n for n in emulator.param_names if n.lower() in ALIASES["omega_m"]), None)
+        forward = ForwardModel.build(kind=observable.value, redshift=redshift, apertures_arcmin=ap, beam_ell=b.ell,
+                                     beam_bl=b.values, response_ell=None if r is None else r.ell,
+                                     response=None if r is None else r.values, omega_m=omega_m, h=h)
+        model = PopulationModel.build(emulator, forward, masses)
+        preds = []
+        for p in points:
+            here = model if om_name is None else model.at_cosmology(float(p[emulator.param_names.index(om_name)]))
+            preds.append(here.predict(p, on_extrapolation="warn"))
+        for m, d in zip(model.log10_mass, model.mass_outside_dex, strict=True):
+            if d > 0:
+                typer.echo(f"warning: log10 M = {m:.3f} is {d:.2f} dex outside the emulator's training range; "
+                           "its profile is an extrapolation.", err=True)
+        atomic_write_text(out, _table(tuple(emulator.param_names), points, preds, model.notes))
+        typer.echo(f"wrote {out} ({len(points)} point(s) x {ap.size} aperture(s), muK arcmin^2)")
+
