@@ -502,6 +502,10 @@ class TrainConfig:
             rows, ``"on"``, or ``"off"`` (default: on the hard mock universe at 600 rows
             it did not beat the default network with input relevance weighting, at 4x
             the training time; see BENCHMARKS.md).
+        extrapolation_variance: Fit the variance that grows outside the training box
+            (:mod:`profemu.emulator.extrapolation`) by one extra training on the lower half
+            of the rows in halo mass, scored on the upper half; it roughly doubles the
+            training time (off by default).
     """
 
     members: int = field(default=5, metadata=_meta(1, MAX_MEMBERS, rule=_WEIGHTS))
@@ -518,6 +522,7 @@ class TrainConfig:
     calibrate: bool = True
     cv_folds: int | None = field(default=None, metadata=_meta(2, 100, also=(0,)))
     auto_capacity: Literal["auto", "on", "off"] = "off"
+    extrapolation_variance: bool = False
 
     def validate(self) -> None:
         _check_declared(self, "train")

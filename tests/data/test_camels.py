@@ -202,3 +202,16 @@ def test_single_string_field_and_unreadable_file(camels_path: Path, tmp_path: Pa
     np.savez(bad, sim_id=np.arange(3))
     with pytest.raises(FormatError, match=r"required array 'params' is missing"):
         load_camels_lh(bad)
+
+
+def test_the_adapter_declares_mass_definition_redshift_and_kinds(camels_path: Path,
+                                                                  raw: dict[str, np.ndarray]) -> None:
+    from profemu.data.selfsimilar import resolve
+
+    ds = load_camels_lh(camels_path, fields=("rho", "pth", "metal"), verbose=False)
+    assert ds.meta["mass_definition"] == "M200c [Msun]"
+    assert ds.meta["redshift"] == float(raw["redshift"][0])
+    assert ds.meta["field_kinds"] == {"rho": "gas_density", "pth": "pressure", "metal": "other"}
+    spec, msg = resolve(ds.param_names, ds.fields, None, ds.units, ds.meta, None, ds.radius_unit, ds.params)
+    assert spec is not None and spec.kinds == ("density", "pressure", "")  # redshift from meta
+    assert spec.redshift_value == pytest.approx(0.53726) and "rho: declared gas_density" in msg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -144,3 +145,60 @@ def test_transforms_learn_normalised_profiles_and_invert_them_in_numpy_and_jax()
     assert float(grad[0]) == pytest.approx(2 / 3, rel=1e-4)  # P_Delta ∝ M^(2/3) at fixed x
     again = Transforms.from_dict(on.to_dict())
     assert again.self_similar == on.self_similar and again == on
+
+
+def test_the_kind_comes_from_the_declared_kind_and_the_unit_not_the_name() -> None:
+    # a mass-density unit makes a density, whatever the name
+    assert ss.physical_kind("n_gas", "Msun kpc^-3")[:2] == ("density", pytest.approx(1e-9))
+    # a known name with an unknown unit is not normalised (no silent guess)
+    kind, factor, how = ss.physical_kind("rho", "")
+    assert kind == "" and factor is None and "field_kinds" in how
+    # a declaration wins over the unit's guess and over the name
+    assert ss.physical_kind("q", "cm^-3", {"q": "electron_number_density"})[0] == "density"
+    assert ss.physical_kind("rho", "Msun kpc^-3", {"rho": "other"})[0] == ""
+    with pytest.raises(Exception, match=r"meta\.field_kinds\.q"):
+        ss.physical_kind("q", "cm^-3", {"q": "electron density"})
+
+
+def test_number_densities_against_astropy() -> None:
+    import astropy.constants as const
+    import astropy.units as u
+
+    rho = 1.0 * u.Msun / u.Mpc**3
+    for name, mu in (("ne", 2.0 / 1.76), ("n_gas", 0.59)):
+        for unit, au in (("cm^-3", u.cm**-3), ("m^-3", u.m**-3), ("kpc^-3", u.kpc**-3)):
+            expected = (rho / (mu * const.m_p)).to(au).value
+            kind, factor, _ = ss.physical_kind(name, unit)
+            assert kind == "density"
+            assert factor == pytest.approx(expected, rel=1e-6)  # CODATA 2018 m_p, IAU Msun
+
+
+def test_a_redshift_parameter_column_is_the_redshift(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(0)
+    params = np.column_stack([rng.uniform(0.2, 0.4, 6), rng.uniform(0.0, 2.0, 6)])
+    spec, msg = ss.resolve(("Omega_m", "z"), ("rho", "pth"), None, {"rho": "Msun kpc^-3", "pth": "keV cm^-3"},
+                           {"mass_definition": "M200c"}, np.zeros(6), "kpc", params)
+    assert spec is not None and spec.redshift_param == 1 and "parameter 'z'" in msg
+    log_m = np.linspace(12.0, 14.0, 6)
+    got = spec.log10_scale(params, log_m)
+    for i in range(6):  # row i is scaled as a dataset at the single redshift z_i would be
+        fixed = dataclasses.replace(spec, redshift_param=-1, redshift_value=float(params[i, 1]))
+        np.testing.assert_allclose(got[i], fixed.log10_scale(params[i:i + 1], log_m[i:i + 1])[0], rtol=1e-12)
+    assert ss.SelfSimilar.from_dict(spec.to_dict()) == spec
+    # P_Delta ∝ E(z)^(8/3): the pressure scale moves with the column, at fixed mass
+    one = spec.log10_scale(np.array([[0.3, 0.0], [0.3, 1.0]]), np.array([13.0, 13.0]))[:, 1]
+    e2 = 0.3 * 2.0**3 + 0.7
+    assert one[1] - one[0] == pytest.approx(8 / 3 * 0.5 * math.log10(e2), rel=1e-9)
+
+
+def test_every_fit_logs_what_was_applied_or_why_not(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    ds = make_mock_universe(40, seed=0, param_set="lh6", n_r=6).dataset
+    with caplog.at_level(logging.INFO, logger="profemu.data.transforms"):
+        Transforms.fit(ds, DataConfig(self_similar="off"))
+        Transforms.fit(ds, DataConfig())
+    lines = [r.getMessage() for r in caplog.records if "self-similar" in r.getMessage()]
+    assert len(lines) == 2
+    assert "off: data.self_similar = 'off'" in lines[0]
+    assert "rho: density by its unit" in lines[1] and "pth: pressure by its unit" in lines[1]

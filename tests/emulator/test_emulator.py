@@ -67,7 +67,8 @@ def test_prediction_keeps_every_part_and_weights_are_not_called_params(run: Tiny
         _mean, _var = p
     parts = p.as_dict()
     np.testing.assert_allclose(parts["var"], parts["aleatoric"] + parts["epistemic"], rtol=1e-6)
-    assert set(parts) == {"mean", "var", "std", "aleatoric", "epistemic"}
+    assert set(parts) == {"mean", "var", "std", "aleatoric", "epistemic", "extrapolation"}
+    np.testing.assert_array_equal(parts["extrapolation"], 0.0)  # no calibrated term in the tiny run
     with pytest.warns(DeprecationWarning, match="renamed Emulator.weights"):
         old = emu.params
     assert old is emu.weights

@@ -251,6 +251,10 @@ def load_camels_lh(
 
     snapshot = _strings(d["snapshot"], "snapshot", path)[0] if "snapshot" in d else src["snapshot"]
     meta = _dataset_meta(path, src, snapshot, statistic, mass_column, bins, selection, include_noise)
+    redshift = np.asarray(d["redshift"][rows], dtype=np.float64)
+    if redshift.size and np.ptp(redshift) == 0:
+        meta["redshift"] = float(redshift[0])
+    meta["field_kinds"] = {f: _FIELD_KINDS[f] for f in fields}
     return ProfileDataset(
         params=d["params"][rows],
         param_names=tuple(_strings(d["param_names"], "param_names", path)),
@@ -318,6 +322,10 @@ def _noise(
     return {f: factor * d[c][rows].astype(np.float64) / sqrt_n for f, c in noise_columns.items()}
 
 
+#: Physical kind of each CAMELS quantity (``meta["field_kinds"]``, see docs/data_schema.md).
+_FIELD_KINDS = {"rho": "gas_density", "pth": "pressure", "temp": "temperature", "metal": "other"}
+
+
 def _dataset_meta(
     path: Path, src: Mapping[str, Any], snapshot: str, statistic: str, mass_column: str, bins: tuple[str, ...],
     selection: Mapping[str, Any], include_noise: bool,
@@ -333,7 +341,7 @@ def _dataset_meta(
         "snapshot": snapshot,
         "statistic": statistic,
         "mass": mass_column,
-        "mass_definition": "M200c [Msun]",
+        "mass_definition": "M200c [Msun]",  # physical Msun (the source divides by h = 0.6711)
         "mass_bins": list(bins),
         "rows_per_bin": selection["rows_per_bin"],
         "n_dropped_header_bin_mismatch": selection["dropped_header_bin_mismatch"],

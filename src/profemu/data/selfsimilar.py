@@ -43,8 +43,10 @@ from profemu.physics.constants import (
     K_B_ERG,
     KEV_ERG,
     KPC_CM,
+    M_P_G,
     MPC_CM,
     MSUN_G,
+    MU,
     RHO_CRIT0_H2,
 )
 from profemu.physics.cosmology import e2, rho_crit
@@ -60,6 +62,7 @@ __all__ = [
     "e2",
     "log10_scales",
     "parse_mass_definition",
+    "physical_kind",
     "r_delta",
     "resolve",
     "rho_crit",
@@ -73,6 +76,18 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "h": ("h", "hubbleparam", "hubble", "h0_100", "little_h"),
 }
 _KINDS = ("density", "pressure", "temperature")
+#: Mean mass per electron in units of m_p for a fully ionised gas of hydrogen mass fraction
+#: X = 0.76: μ_e = 2 / (1 + X).
+MU_E = 2.0 / (1.0 + 0.76)
+#: Declared kinds (``meta["field_kinds"]``) -> (scale kind, mean particle mass [m_p] or 0 for a mass density).
+DECLARED_KINDS: dict[str, tuple[str, float]] = {
+    "density": ("density", 0.0), "gas_density": ("density", 0.0),
+    "electron_number_density": ("density", MU_E), "gas_number_density": ("density", MU),
+    "pressure": ("pressure", 0.0), "temperature": ("temperature", 0.0), "other": ("", 0.0),
+}
+# Field names hinting an electron / all-particle number density when the unit is a bare volume^-1.
+_ELECTRON_NAMES = ("ne", "n_e", "nelec", "n_elec", "electron_density")
+_GAS_NUMBER_NAMES = ("n", "n_gas", "ngas", "n_h", "nh", "number_density")
 
 # (unit tokens as {name: power}) -> factor from the base unit; tokens are lower case
 _BASE_UNITS: dict[str, list[tuple[dict[str, int], float]]] = {
@@ -136,6 +151,57 @@ def unit_factor(kind: str, unit: str) -> float | None:
     return None
 
 
+def _number_density_factor(unit: str, mu: float) -> float | None:
+    """Factor from a mass density in Msun Mpc^-3 to a number density in ``unit`` (cm^-3, m^-3, Mpc^-3)."""
+    per_cm3 = {"cm": 1.0, "m": 1e6, "kpc": KPC_CM**3, "mpc": MPC_CM**3}  # unit^-3 per cm^-3
+    tokens = _unit_tokens(unit)
+    if tokens is None or len(tokens) != 1:
+        return None
+    (name, power), = tokens.items()
+    if power != -3 or name not in per_cm3:
+        return None
+    return MSUN_G / MPC_CM**3 / (mu * M_P_G) * per_cm3[name]
+
+
+def physical_kind(name: str, unit: str, declared: Mapping[str, Any] | None = None) -> tuple[str, float | None, str]:
+    """The self-similar kind of one field, decided by its declared kind and its unit, not its name.
+
+    Order: ``declared[name]`` (``meta["field_kinds"]``: one of :data:`DECLARED_KINDS`),
+    else the unit (a mass density, pressure or temperature unit known to
+    :func:`unit_factor`; a bare volume^-1 unit is a number density, electron or gas by
+    the field name, else not normalised).
+
+    Args:
+        name: Field name.
+        unit: The field's unit string.
+        declared: ``meta["field_kinds"]`` or None.
+
+    Returns:
+        ``(kind, factor, how)``: ``kind`` in ``"density"``, ``"pressure"``,
+        ``"temperature"`` or ``""`` (not normalised); ``factor`` from the base unit to
+        ``unit`` (None when the unit is not recognised); ``how`` a few words for the log.
+    """
+    text = (declared or {}).get(name)
+    if text is not None:
+        if text not in DECLARED_KINDS:
+            from profemu.errors import DataError
+
+            raise DataError(f"meta.field_kinds.{name}: {text!r} is not a kind; use one of {sorted(DECLARED_KINDS)}.")
+        kind, mu = DECLARED_KINDS[text]
+        factor = _number_density_factor(unit, mu) if mu else (unit_factor(kind, unit) if kind else None)
+        return kind, factor, f"declared {text}"
+    for kind in _KINDS:
+        factor = unit_factor(kind, unit)
+        if factor is not None:
+            return kind, factor, f"{kind} by its unit"
+    key = name.strip().lower()
+    for names, mu, what in ((_ELECTRON_NAMES, MU_E, "electron"), (_GAS_NUMBER_NAMES, MU, "gas")):
+        factor = _number_density_factor(unit, mu)
+        if factor is not None and key in names:
+            return "density", factor, f"{what} number density by its unit and name"
+    return "", None, f"unit {unit!r} is not a density, pressure or temperature unit (declare meta.field_kinds)"
+
+
 def _lookup(names: Sequence[str], quantity: str) -> int | None:
     lower = [n.lower() for n in names]
     for alias in ALIASES[quantity]:
@@ -163,6 +229,8 @@ class SelfSimilar:
             None = the per-row redshift input.
         radius_scaled: The radii are in units of R_Δ (e.g. ``"R200c"``), so the
             self-similar profile shape is mass-independent at fixed radius.
+        redshift_param: Parameter column holding the redshift (``z`` or ``redshift``),
+            or -1 (the dataset's redshift, ``redshift_value`` or the redshift input).
     """
 
     delta: float
@@ -178,6 +246,7 @@ class SelfSimilar:
     h_value: float
     redshift_value: float | None
     radius_scaled: bool
+    redshift_param: int = -1
 
     def log10_scale(self, params: Any, log10_mass: Any, redshift: Any = None, xp: Any = np) -> Any:
         """log10 of each field's scale in the dataset's unit, [n, F] (0 for fields not normalised).
@@ -194,7 +263,8 @@ class SelfSimilar:
 
         om, ob, h = column(self.omega_m, self.omega_m_value), column(self.omega_b, self.omega_b_value), column(
             self.h, self.h_value)
-        z = self.redshift_value if self.redshift_value is not None else redshift
+        z = (params[:, self.redshift_param] if self.redshift_param >= 0
+             else self.redshift_value if self.redshift_value is not None else redshift)
         log_m = log10_mass - (xp.log10(h) if self.mass_per_h else 0.0)
         scales = log10_scales(log_m, z, om, ob, h, delta=self.delta, reference=self.reference, xp=xp)
         zero = 0.0 * log10_mass
@@ -208,7 +278,8 @@ class SelfSimilar:
             return f"{name} = parameter {param_names[index]!r}" if index >= 0 else f"{name} = {value:g} (default)"
 
         ref = "c" if self.reference == "critical" else "m"
-        z = f"z = {self.redshift_value:g}" if self.redshift_value is not None else "z = the redshift input"
+        z = (f"z = parameter {param_names[self.redshift_param]!r}" if self.redshift_param >= 0
+             else f"z = {self.redshift_value:g}" if self.redshift_value is not None else "z = the redshift input")
         parts = [f"M{self.delta:g}{ref}" + (" [Msun/h]" if self.mass_per_h else " [Msun]"), z,
                  src(self.omega_m, self.omega_m_value, "Omega_m"), src(self.omega_b, self.omega_b_value, "Omega_b"),
                  src(self.h, self.h_value, "h")]
@@ -218,7 +289,8 @@ class SelfSimilar:
                 fields.append(f"{f}: plain log10 (no self-similar scale for this field)")
             else:
                 unit = units.get(f, "")
-                known = " (unit not recognised: a constant factor remains)" if u == 0.0 else ""
+                recognised = u != 0.0 or unit_factor(kind, unit) is not None
+                known = "" if recognised else " (unit not recognised: a constant factor remains)"
                 fields.append(f"{f}: / {kind[0].upper()}_Delta [{unit or 'no unit'}]{known}")
         radii = "radii in units of R_Delta" if self.radius_scaled else "radii physical (fixed r, not r/R_Delta)"
         return "self-similar normalisation: " + ", ".join(parts) + "; " + "; ".join(fields) + "; " + radii
@@ -234,7 +306,8 @@ class SelfSimilar:
             s = cls(float(d["delta"]), str(d["reference"]), bool(d["mass_per_h"]), tuple(str(k) for k in d["kinds"]),
                     tuple(float(u) for u in d["log10_unit"]), int(d["omega_m"]), int(d["omega_b"]), int(d["h"]),
                     float(d["omega_m_value"]), float(d["omega_b_value"]), float(d["h_value"]),
-                    None if d["redshift_value"] is None else float(d["redshift_value"]), bool(d["radius_scaled"]))
+                    None if d["redshift_value"] is None else float(d["redshift_value"]), bool(d["radius_scaled"]),
+                    int(d.get("redshift_param", -1)))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"transforms.self_similar: malformed ({type(exc).__name__}: {exc}).") from None
         numbers = [s.delta, *s.log10_unit, s.omega_m_value, s.omega_b_value, s.h_value]
@@ -244,10 +317,47 @@ class SelfSimilar:
         return s
 
 
+def _redshift(param_names: Sequence[str], meta: Mapping[str, Any],
+              redshift: np.ndarray | None) -> tuple[float | None, int, str] | None:
+    """``(z_value, redshift_param, note)``: a parameter column named ``z``/``redshift`` first, then
+    the dataset's redshift, then ``meta["redshift"]``; None when there is none."""
+    lower = [n.strip().lower() for n in param_names]
+    for name in ("z", "redshift"):
+        if name in lower:
+            j = lower.index(name)
+            note = f"the redshift is the parameter column {param_names[j]!r}"
+            if redshift is not None and redshift.size:
+                note += " (the dataset's redshift array is not used)"
+            return None, j, note
+    if redshift is not None and redshift.size:
+        return (float(redshift[0]) if np.ptp(redshift) == 0 else None), -1, ""
+    if isinstance(meta.get("redshift"), int | float):
+        return float(meta["redshift"]), -1, ""
+    return None
+
+
+def _kinds(field_names: Sequence[str], field_kinds: Sequence[str] | None, units: Mapping[str, str],
+           meta: Mapping[str, Any]) -> tuple[tuple[str, ...], list[float], list[str]]:
+    """Per field: the kind, log10 of its unit factor (0 unknown) and how the kind was decided."""
+    declared = meta.get("field_kinds") if isinstance(meta.get("field_kinds"), Mapping) else None
+    kinds, log_unit, how = [], [], []
+    for i, f in enumerate(field_names):
+        unit = units.get(f, "")
+        if field_kinds is not None:
+            kind = field_kinds[i] if field_kinds[i] in _KINDS else ""
+            factor, note = (unit_factor(kind, unit) if kind else None), "given"
+        else:
+            kind, factor, note = physical_kind(f, unit, declared)
+        kinds.append(kind)
+        log_unit.append(0.0 if factor is None else math.log10(factor))
+        how.append(f"{f}: {note}")
+    return tuple(kinds), log_unit, how
+
+
 def resolve(
     param_names: Sequence[str],
     field_names: Sequence[str],
-    field_kinds: Sequence[str],
+    field_kinds: Sequence[str] | None,
     units: Mapping[str, str],
     meta: Mapping[str, Any],
     redshift: np.ndarray | None,
@@ -255,6 +365,11 @@ def resolve(
     params: np.ndarray,
 ) -> tuple[SelfSimilar | None, str]:
     """The self-similar normalisation a dataset allows, and the log line that says so.
+
+    Args:
+        param_names, field_names, units, meta, redshift, radius_unit, params: of the dataset.
+        field_kinds: Kind per field, or None (the default of :class:`~profemu.data.transforms.Transforms`)
+            to decide it from ``meta["field_kinds"]`` and the unit (:func:`physical_kind`).
 
     Returns:
         ``(spec, message)``; ``spec`` is None (with the reason in ``message``) when the
@@ -267,35 +382,33 @@ def resolve(
         definition = parse_mass_definition(radius_unit)
     if definition is None:
         return None, ("self-similar normalisation off: the dataset's meta has no mass_definition such as "
-                      "'M200c [Msun]'; plain log10 profiles are learnt")
+                      "'M200c [Msun]' (see docs/data_schema.md); plain log10 profiles are learnt")
     delta, reference, per_h = definition
-    z_value: float | None
-    if redshift is not None and redshift.size:
-        z_value = float(redshift[0]) if np.ptp(redshift) == 0 else None
-    elif isinstance(meta.get("redshift"), int | float):
-        z_value = float(meta["redshift"])
-    else:
-        return None, "self-similar normalisation off: the dataset has no redshift; plain log10 profiles are learnt"
+    z = _redshift(param_names, meta, redshift)
+    if z is None:
+        return None, ("self-similar normalisation off: the dataset has no redshift (array, meta.redshift or a "
+                      "parameter 'z'); plain log10 profiles are learnt")
+    z_value, z_param, z_note = z
     om = _lookup(param_names, "omega_m")
     if om is None:
         return None, ("self-similar normalisation off: no Omega_m parameter (names tried: "
                       f"{list(ALIASES['omega_m'])}); plain log10 profiles are learnt")
     ob, h = _lookup(param_names, "omega_b"), _lookup(param_names, "h")
-    kinds = tuple(k if k in _KINDS else "" for k in field_kinds)
+    kinds, log_unit, how = _kinds(field_names, field_kinds, units, meta)
     if not any(kinds):
-        return None, ("self-similar normalisation off: no density, pressure or temperature field among "
-                      f"{list(field_names)}; plain log10 profiles are learnt")
-    log_unit = []
-    for f, kind in zip(field_names, kinds, strict=True):
-        factor = unit_factor(kind, units.get(f, "")) if kind else None
-        log_unit.append(0.0 if factor is None else math.log10(factor))
+        return None, ("self-similar normalisation off: no density, pressure or temperature field ("
+                      + "; ".join(how) + "); plain log10 profiles are learnt")
     scaled = bool(re.fullmatch(r"\s*r\s*\d+(\.\d+)?\s*[cm]\s*", radius_unit.lower()))
     spec = SelfSimilar(
         delta=delta, reference=reference, mass_per_h=per_h, kinds=kinds, log10_unit=tuple(log_unit),
         omega_m=om, omega_b=-1 if ob is None else ob, h=-1 if h is None else h,
         omega_m_value=0.3, omega_b_value=DEFAULT_OMEGA_B, h_value=DEFAULT_H,  # used only when not parameters
-        redshift_value=z_value, radius_scaled=scaled,
+        redshift_value=z_value, radius_scaled=scaled, redshift_param=z_param,
     )
     if ((params[:, om] <= 0) | (params[:, om] > 1)).any():
         return None, "self-similar normalisation off: Omega_m values outside (0, 1]; plain log10 profiles are learnt"
-    return spec, spec.describe(param_names, field_names, units)
+    if z_param >= 0 and ((params[:, z_param] < 0) | (params[:, z_param] > 20)).any():
+        return None, (f"self-similar normalisation off: redshift parameter {param_names[z_param]!r} outside "
+                      "[0, 20]; plain log10 profiles are learnt")
+    notes = "; ".join(n for n in (z_note, "kinds: " + ", ".join(how)) if n)
+    return spec, spec.describe(param_names, field_names, units) + "; " + notes

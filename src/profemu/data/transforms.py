@@ -240,11 +240,14 @@ class Transforms:
     @functools.cached_property
     def layout(self) -> OutputLayout:
         """The static :class:`~profemu.data.layout.OutputLayout` of models on these transforms."""
-        fields = tuple(
-            FieldSpec(f, self.units.get(f, ""), field_kind(f), f in self.monotone_fields)
-            for f in self.field_names
-        )
         ss = self.self_similar
+        # the kind the self-similar normalisation decided from the declared kind and unit; else by name
+        kinds = [ss.kinds[i] if ss is not None and ss.kinds[i] else field_kind(f)
+                 for i, f in enumerate(self.field_names)]
+        fields = tuple(
+            FieldSpec(f, self.units.get(f, ""), kind, f in self.monotone_fields)  # type: ignore[arg-type]
+            for f, kind in zip(self.field_names, kinds, strict=True)
+        )
         return OutputLayout(fields, self.n_r, tuple(self.input_blocks.items()), self.out_dim,
                             pca=self.pca_components is not None,
                             self_similar="" if ss is None else ("scaled" if ss.radius_scaled else "physical"))
@@ -321,9 +324,12 @@ class Transforms:
 
         self_similar = None
         if cfg.self_similar == "auto":
-            self_similar, message = resolve(ds.param_names, fields, [field_kind(f) for f in fields], ds.units,
+            self_similar, message = resolve(ds.param_names, fields, None, ds.units,
                                             ds.meta, ds.redshift, ds.radius_unit, ds.params)
             logger.info("%s", message)
+        else:
+            logger.info("self-similar normalisation off: data.self_similar = %r; plain log10 profiles are learnt",
+                        cfg.self_similar)
         log_target = _log10_targets(ds, fields, self_similar)
         valid = np.concatenate([ds.mask[f] for f in fields], axis=1)
         center, scale = _fit_scaler(log_target, cfg.target_scaler, floor, valid)

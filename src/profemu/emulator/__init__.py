@@ -5,10 +5,13 @@
 * :mod:`profemu.emulator.files` — the folder format (JSON manifest + npz weights);
 * :mod:`profemu.emulator.covariance` — the emulator-error covariance between fields,
   radii and mass bins of one simulation (:attr:`Emulator.residual_covariance`);
+* :mod:`profemu.emulator.extrapolation` — the variance that grows with the distance
+  outside the training box, fitted on held-out extrapolation;
 * :mod:`profemu.emulator.locate` — an Emulator from a run folder or an emulator folder;
 * :mod:`profemu.emulator.tables` — prediction input and output tables (CSV).
 """
 
 from profemu.emulator.core import Emulator, Prediction, member_log10
+from profemu.emulator.extrapolation import fit_extrapolation_variance
 
-__all__ = ["Emulator", "Prediction", "member_log10"]
+__all__ = ["Emulator", "Prediction", "fit_extrapolation_variance", "member_log10"]

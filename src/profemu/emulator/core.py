@@ -13,13 +13,16 @@ stacked weights of its ``M`` members, the calibrated variance scale and metadata
 Both prediction paths run one function, :func:`member_log10` (inputs -> network ->
 log10 profiles of every member), and combine the members with
 :func:`profemu.models.ensemble.combine`. Predictions are of log10 of each profile
-field: ``{field: Prediction(mean, var, aleatoric, epistemic)}`` each [n, n_r], ``var``
-the total predictive variance in dex² (member variances + member spread, times the
-calibrated ``variance_scale``).
+field: ``{field: Prediction(mean, var, aleatoric, epistemic, extrapolation, ...)}`` each
+[n, n_r], ``var`` the total predictive variance in dex² (member variances + member spread,
+times the calibrated ``variance_scale``, + the extrapolation variance that grows outside
+the training box when ``metadata["extrapolation"]`` holds one; see
+:mod:`profemu.emulator.extrapolation`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +37,7 @@ from profemu.config import ModelConfig
 from profemu.data.transforms import Transforms, decode_mean, decode_var
 from profemu.emulator.covariance import ResidualCovariance
 from profemu.emulator.covariance import residual_covariance as stored_residual_covariance
+from profemu.emulator.extrapolation import distance_outside, extrapolation_variance, read_record
 from profemu.emulator.files import read_emulator, save_emulator, weights_file
 from profemu.emulator.inputs import Inputs, InputSpec, check_inputs
 from profemu.errors import DataError, ExtrapolationError
@@ -55,24 +59,35 @@ class Prediction:
 
     Attributes:
         mean: [n, n_r] predicted log10 profile.
-        var: [n, n_r] total predictive variance [dex²] (= aleatoric + epistemic, scaled).
-        aleatoric: [n, n_r] mean of member variances [dex²].
-        epistemic: [n, n_r] variance of member means [dex²].
+        var: [n, n_r] total predictive variance [dex²] (= aleatoric + epistemic, scaled,
+            + extrapolation).
+        aleatoric: [n, n_r] mean of member variances [dex²] (scaled).
+        epistemic: [n, n_r] variance of member means [dex²] (scaled).
+        extrapolation: [n, n_r] variance added outside the training box [dex²] (zero
+            inside it, or when the Emulator has no calibrated extrapolation term).
+        distance_outside: [n] distance outside the training box in standardised units
+            (log10 mass in dex, parameters in training spreads; 0 inside).
+        outside: Input name -> [n] its own distance outside the box, for the inputs
+            outside it in at least one row (empty inside the box).
     """
 
     mean: np.ndarray
     var: np.ndarray
     aleatoric: np.ndarray
     epistemic: np.ndarray
+    extrapolation: np.ndarray | None = None
+    distance_outside: np.ndarray | None = None
+    outside: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise TypeError("a Prediction does not unpack (that would drop its aleatoric and epistemic parts); "
                         "read p.mean, p.var, p.aleatoric, p.epistemic or p.as_dict().")
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        """``{"mean", "var", "std", "aleatoric", "epistemic"}``, each [n, n_r] (or [n_r])."""
+        """``{"mean", "var", "std", "aleatoric", "epistemic", "extrapolation"}``, each [n, n_r] (or [n_r])."""
+        extra = np.zeros_like(self.var) if self.extrapolation is None else self.extrapolation
         return {"mean": self.mean, "var": self.var, "std": self.std, "aleatoric": self.aleatoric,
-                "epistemic": self.epistemic}
+                "epistemic": self.epistemic, "extrapolation": extra}
 
     @property
     def std(self) -> np.ndarray:
@@ -311,13 +326,39 @@ class Emulator:
 
     # ------------------------------------------------------------- prediction
     def _members(self, params: Any, log10_mass: Any, pk_ratio: Any, redshift: Any,
-                 on_extrapolation: ExtrapolationPolicy | None) -> tuple[np.ndarray, np.ndarray, bool]:
+                 on_extrapolation: ExtrapolationPolicy | None) -> tuple[np.ndarray, np.ndarray, Inputs]:
         inputs = self.check_inputs(params, log10_mass, pk_ratio, redshift)
         self.check_extrapolation(inputs, policy=on_extrapolation)
-        raw = {"params": inputs.params, "log10_mass": inputs.log10_mass, "pk_ratio": inputs.pk_ratio,
-               "redshift": inputs.redshift}
-        means, variances = member_log10(self.network, self.weights, self.arrays, self.transforms, raw)
-        return np.asarray(means, np.float64), np.asarray(variances, np.float64), inputs.single
+        means, variances = member_log10(self.network, self.weights, self.arrays, self.transforms,
+                                        _raw(inputs))
+        return np.asarray(means, np.float64), np.asarray(variances, np.float64), inputs
+
+    @property
+    def extrapolation(self) -> tuple[np.ndarray, float] | None:
+        """``(a [D], p)`` of the extrapolation variance σ² = (a·d)^p [dex²], or None.
+
+        Read from ``metadata["extrapolation"]`` (see
+        :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`); ``D`` outputs
+        in :attr:`field_names` order, ``n_r`` radii each.
+        """
+        return read_record(self.metadata, self.transforms.target_dim)
+
+    def distance_outside(
+        self, params: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """How far inputs lie outside the training box (0 inside), numpy only.
+
+        Args: as :meth:`predict`.
+
+        Returns:
+            ``(d, per_input)``: ``d`` [n] the distance in standardised units (log10 mass
+            in dex, each parameter in units of its training spread, in log10 for the
+            log-sampled ones; redshift in Δz), and per input name its own distance [n].
+            A single example gives [1] arrays.
+        """
+        inputs = params if isinstance(params, Inputs) else self.check_inputs(params, log10_mass, pk_ratio, redshift)
+        d2, per_input = distance_outside(self.transforms, _raw(inputs))
+        return np.sqrt(d2), per_input
 
     def predict(
         self,
@@ -343,15 +384,23 @@ class Emulator:
             ``.epistemic`` [dex²] and ``.std`` [dex], each [n, n_r] (or [n_r] for a single
             example), radii as :attr:`radius`.
         """
-        means, variances, single = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
+        means, variances, inputs = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
         ens = combine(means, variances)
         s = self.variance_scale
         n_r = self.transforms.n_r
+        d2, per_input = distance_outside(self.transforms, _raw(inputs))
+        ext = self.extrapolation
+        extra = np.zeros_like(ens.var) if ext is None else extrapolation_variance(d2, *ext)
+        single = inputs.single
+        dist = np.sqrt(d2)
+        outside = {k: (v[0:1] if single else v) for k, v in per_input.items() if np.any(v > 0)}
         out: dict[str, Prediction] = {}
         for f, name in enumerate(self.field_names):
             sl = slice(f * n_r, (f + 1) * n_r)
-            parts = [ens.mean[:, sl], s * ens.var[:, sl], s * ens.aleatoric[:, sl], s * ens.epistemic[:, sl]]
-            out[name] = Prediction(*(a[0] if single else a for a in parts))
+            parts = [ens.mean[:, sl], s * ens.var[:, sl] + extra[:, sl], s * ens.aleatoric[:, sl],
+                     s * ens.epistemic[:, sl], extra[:, sl]]
+            out[name] = Prediction(*(a[0] if single else a for a in parts),
+                                   distance_outside=dist[0:1] if single else dist, outside=outside)
         return out
 
     def predict_members(
@@ -374,7 +423,7 @@ class Emulator:
             variance of the member means, times ``variance_scale``, is the epistemic
             part of :meth:`predict`'s variance.
         """
-        means, variances, _ = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
+        means, variances, _inputs = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
         shape = (*means.shape[:2], len(self.field_names), self.transforms.n_r)
         return means.reshape(shape), (variances * self.variance_scale).reshape(shape)
 
@@ -400,6 +449,7 @@ class Emulator:
         network, t, spec = self.network, self.transforms, self.input_spec
         shape = (len(self.field_names), t.n_r)
         vscale = self.variance_scale
+        ext = self.extrapolation
 
         def predict_fn(params_in: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None) -> Any:
             p = jnp.asarray(params_in, dtype=jnp.float32)
@@ -421,7 +471,11 @@ class Emulator:
                 raise DataError("redshift: this emulator takes the redshift as an input; pass it.")
             means, variances = member_log10(network, weights, arrays, t, raw, jnp)
             ens = combine(means, variances)
-            mean, var = ens.mean.reshape(n, *shape), (vscale * ens.var).reshape(n, *shape)
+            total = vscale * ens.var
+            if ext is not None:
+                d2, _ = distance_outside(t, raw, jnp)
+                total = total + extrapolation_variance(d2, ext[0], ext[1], jnp)
+            mean, var = ens.mean.reshape(n, *shape), total.reshape(n, *shape)
             return (mean[0], var[0]) if single else (mean, var)
 
         return predict_fn
@@ -458,6 +512,12 @@ class Emulator:
         parts = read_emulator(folder, on_extrapolation=on_extrapolation)
         return cls(parts.transforms, parts.model_config, parts.weights, metadata=parts.metadata,
                    variance_scale=parts.variance_scale, on_extrapolation=parts.on_extrapolation)  # type: ignore[arg-type]
+
+
+def _raw(inputs: Inputs) -> dict[str, Any]:
+    """The checked inputs as the mapping :func:`member_log10` takes."""
+    return {"params": inputs.params, "log10_mass": inputs.log10_mass, "pk_ratio": inputs.pk_ratio,
+            "redshift": inputs.redshift}
 
 
 def _check_policy(policy: str) -> ExtrapolationPolicy:

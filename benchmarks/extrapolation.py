@@ -1,0 +1,215 @@
+"""Extrapolation in halo mass: every emulator trained below a mass and scored above it.
+
+Data and splits (the same rows for every method; the split is by halo mass, and every
+test simulation also has training rows at lower mass, as when an emulator is asked
+about heavier halos of a known cosmology):
+
+* **CAMELS LH IllustrisTNG** (``../shared/data/camels_lh_tng.npz``, z = 0.537), fields
+  ``rho`` and ``pth`` learnt together (mean statistic, inputs: 6 parameters +
+  ``log10_mass_mean``): trained on the mass bins ``11-11.5`` and ``11.5-12`` (2,000
+  rows, 1,000 simulations), tested on ``12-12.3`` (the mislabelled duplicate rows
+  dropped by :func:`profemu.data.camels.load_camels_lh`) and on ``12.3-13.1`` (14 rows).
+* **Mock universe** (:func:`profemu.data.mock.make_mock_universe`, ``lh6`` parameters,
+  no P(k), seed 0, 0.02 dex noise, radii in units of R200c). Its profile family is a
+  Battaglia-type generalised NFW pressure and baryon-correction-model (BCM) gas
+  density, so it is the case where the physics is known: trained on
+  log10 M <= 13, tested on 13 < log10 M <= 15.
+
+Methods: ``profemu`` (the shipped ``Config()`` with one validation split, the
+extrapolation variance calibrated by :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`
+on the training rows' highest-mass half), ``plain MLP`` (``model.kind: mlp``,
+``data.self_similar: off``, no extrapolation variance), ``physics core``
+(``model.kind: physics``, shipped ``model.mass_order: 2``), ``physics core, mass_order 1``
+(its power-law mass head without the curvature term), ``GP`` (:class:`profemu.baselines.GPBaseline`, ARD, all
+training rows, two starts) and ``PCA+RBF`` (:class:`profemu.baselines.PCARBFBaseline`,
+thin-plate spline, variance by 5-fold CV). Seeds: training seed 0 (members ``0..M-1``),
+split seed 0. Metrics (:func:`profemu.metrics.evaluate_predictions`): median and 95th
+percentile of the fractional error of the mean profile, and the 68% coverage with the
+target noise added to the predictive variance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from profemu.config import Config
+from profemu.data.camels import load_camels_lh
+from profemu.data.dataset import ProfileDataset
+from profemu.metrics import evaluate_predictions, predict_dataset
+
+__all__ = ["markdown", "run"]
+
+log = logging.getLogger(__name__)
+
+CAMELS = Path(os.environ.get("PROFEMU_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "camels_lh_tng.npz"
+FIELDS = ("rho", "pth")
+TRAIN_BINS = ("11-11.5", "11.5-12")
+TEST_BINS = ("12-12.3", "12.3-13.1")
+MOCK_SPLIT = 13.0
+#: Targets on CAMELS TNG, trained on 11-12, tested on 12-12.3.
+TARGETS = {"rho": {"frac_err_median": 0.11, "frac_err_p95": 0.52},
+           "pth": {"frac_err_median": 0.18, "frac_err_p95": 1.05}}
+COVERAGE_68 = (0.55, 0.80)
+MOCK_RATIO = 0.7
+METHODS = ("profemu", "plain MLP", "physics core", "physics core, mass_order 1", "GP", "PCA+RBF")
+
+
+def _config(quick: bool, **changes: Any) -> Config:
+    """The shipped configuration with one validation split (quick: 3 members, 150 epochs)."""
+    base: dict[str, Any] = {"data.test_fraction": 0.0, "data.val_fraction": 0.1, "train.cv_folds": 0}
+    if quick:
+        base.update({"train.members": 3, "train.epochs": 150, "train.patience": 30})
+    base.update(changes)
+    return Config().updated(base)
+
+
+def _train(ds: ProfileDataset, cfg: Config) -> Any:
+    from profemu.runs.training import train_emulator
+
+    return train_emulator(ds, cfg, evaluate_test=False).emulator
+
+
+def _profemu(train: ProfileDataset, cfg: Config, calibrate: bool) -> Any:
+    emulator = _train(train, cfg)
+    if calibrate:
+        from profemu.emulator.extrapolation import fit_extrapolation_variance
+
+        record = fit_extrapolation_variance(lambda rows: _train(rows, cfg), train, emulator=emulator)
+        emulator.metadata["extrapolation"] = record
+    return emulator
+
+
+def _fitters(quick: bool) -> dict[str, Callable[[ProfileDataset], Any]]:
+    from profemu.baselines import GPBaseline, PCARBFBaseline
+
+    def baseline(make: Callable[[], Any]) -> Callable[[ProfileDataset], Any]:
+        def fit(train: ProfileDataset) -> Any:
+            b = make()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                b.fit(train)
+            return b
+        return fit
+
+    return {
+        "profemu": lambda d: _profemu(d, _config(quick), True),
+        "plain MLP": lambda d: _profemu(d, _config(quick, **{"model.kind": "mlp", "data.self_similar": "off"}),
+                                        False),
+        "physics core": lambda d: _profemu(d, _config(quick, **{"model.kind": "physics"}), True),
+        "physics core, mass_order 1": lambda d: _profemu(
+            d, _config(quick, **{"model.kind": "physics", "model.mass_order": 1}), True),
+        "GP": baseline(lambda: GPBaseline(n_restarts=1, seed=0)),
+        "PCA+RBF": baseline(lambda: PCARBFBaseline(seed=0)),
+    }
+
+
+def _score(predictor: Any, test: ProfileDataset) -> dict[str, Any]:
+    m = evaluate_predictions(predict_dataset(predictor, test), test)
+    out: dict[str, Any] = {}
+    for f, fm in m["fields"].items():
+        out[f] = {k: fm.get(k) for k in ("frac_err_median", "frac_err_p95", "coverage_68", "coverage_95")}
+    return out
+
+
+def _compare(train: ProfileDataset, tests: dict[str, ProfileDataset], quick: bool,
+             methods: tuple[str, ...]) -> dict[str, Any]:
+    fitters = _fitters(quick)
+    out: dict[str, Any] = {name: {"n_test": t.n} for name, t in tests.items()}
+    out["n_train"] = train.n
+    for method in methods:
+        t0 = time.perf_counter()
+        predictor = fitters[method](train)
+        seconds = time.perf_counter() - t0
+        log.info("extrapolation: %s fitted in %.0f s", method, seconds)
+        record = getattr(predictor, "metadata", {}).get("extrapolation")
+        for name, test in tests.items():
+            out[name][method] = {**_score(predictor, test), "fit_seconds": seconds}
+            if record is not None:
+                out[name][method]["extrapolation_p"] = record["p"]
+                out[name][method]["extrapolation_a_median"] = float(np.median(record["a"]))
+    return out
+
+
+def camels(quick: bool, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+    """CAMELS TNG rho + pth: train on 11-12, test on 12-12.3 and 12.3-13.1."""
+    train = load_camels_lh(CAMELS, fields=FIELDS, mass_bins=TRAIN_BINS, verbose=False)
+    tests = {b: load_camels_lh(CAMELS, fields=FIELDS, mass_bins=(b,), verbose=False) for b in TEST_BINS}
+    return _compare(train, tests, quick, methods)
+
+
+def mock(quick: bool, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+    """Mock universe (lh6, no P(k)): train on log10 M <= 13, test on 13-15."""
+    from profemu.data.mock import make_mock_universe
+
+    ds = make_mock_universe(1200 if quick else 4000, seed=0, param_set="lh6", with_pk=False, n_r=16).dataset
+    low = np.asarray(ds.log10_mass) <= MOCK_SPLIT
+    return _compare(ds.subset(np.flatnonzero(low)), {"13-15": ds.subset(np.flatnonzero(~low))}, quick, methods)
+
+
+def run(quick: bool, out_dir: Path | None = None, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+    """Both suites; ``quick``: 3 members, 150 epochs, 1,200 mock rows."""
+    del out_dir
+    return {"quick": quick, "camels_tng": camels(quick, methods), "mock": mock(quick, methods),
+            "targets": TARGETS, "coverage_68": COVERAGE_68}
+
+
+def _fmt(x: Any) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
+def _table(block: dict[str, Any], test: str, fields: tuple[str, ...]) -> list[str]:
+    rows = ["| method | field | median frac. err | 95th pct | 68% cov. | 95% cov. | fit [s] |",
+            "|---|---|---|---|---|---|---|"]
+    for method in METHODS:
+        res = block[test].get(method)
+        if res is None:
+            continue
+        for f in fields:
+            r = res[f]
+            if not isinstance(r, dict):
+                continue
+            rows.append(f"| {method} | {f} | {_fmt(r['frac_err_median'])} | {_fmt(r['frac_err_p95'])} | "
+                        f"{_fmt(r['coverage_68'])} | {_fmt(r['coverage_95'])} | {res['fit_seconds']:.0f} |")
+    return rows
+
+
+def _calibration(block: dict[str, Any], test: str) -> list[str]:
+    """One line per method with a calibrated extrapolation variance: its exponent and median amplitude."""
+    parts = [f"{m}: p = {r['extrapolation_p']:g}, median a = {r['extrapolation_a_median']:.3g}"
+             for m, r in block[test].items() if isinstance(r, dict) and "extrapolation_p" in r]
+    if not parts:
+        return []
+    return ["", "Extrapolation variance σ² = (a·d)^p fitted on the training rows' upper half in mass "
+            "(a in dex per unit distance, d in dex of mass): " + "; ".join(parts) + "."]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The section of BENCHMARKS.md."""
+    mode = "quick (3 members, 150 epochs, 1,200 mock rows)" if results.get("quick") else "full"
+    tng, mk = results["camels_tng"], results["mock"]
+    lines = ["## Extrapolation in halo mass", "",
+             f"Mode: {mode}. Training seed 0, split seed 0. See `benchmarks/extrapolation.py` for the "
+             "data, the splits and the methods.", "",
+             f"### CAMELS LH TNG: trained on 11-12 ({tng['n_train']} rows), tested on 12-12.3 "
+             f"({tng['12-12.3']['n_test']} rows)", ""]
+    lines += _table(tng, "12-12.3", FIELDS) + _calibration(tng, "12-12.3")
+    lines += ["", f"Targets: rho median <= {TARGETS['rho']['frac_err_median']}, 95th <= "
+              f"{TARGETS['rho']['frac_err_p95']}; pth median <= {TARGETS['pth']['frac_err_median']}, 95th <= "
+              f"{TARGETS['pth']['frac_err_p95']}; 68% coverage in {list(COVERAGE_68)}.", "",
+              f"### CAMELS LH TNG: tested on 12.3-13.1 ({tng['12.3-13.1']['n_test']} rows)", ""]
+    lines += _table(tng, "12.3-13.1", FIELDS)
+    fields = tuple(k for k, v in next(v for k, v in mk["13-15"].items() if k in METHODS).items()
+                   if isinstance(v, dict))
+    lines += ["", "### Mock universe (Battaglia gNFW pressure + BCM gas): trained on log10 M <= 13 "
+              f"({mk['n_train']} rows), tested on 13-15 ({mk['13-15']['n_test']} rows)", ""]
+    lines += _table(mk, "13-15", fields) + _calibration(mk, "13-15")
+    lines += ["", f"Target: profemu median <= {MOCK_RATIO} x the better of GP and PCA+RBF.", ""]
+    return "\n".join(lines)

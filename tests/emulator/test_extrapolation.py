@@ -1,0 +1,133 @@
+"""The variance that grows outside the training box: distance, formula, fit and both prediction paths."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+
+from profemu.emulator.extrapolation import _fit_grid, extrapolation_variance, read_record
+from profemu.errors import FormatError
+from tests.reliability import TinyRun, tiny_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    return tiny_run(tmp_path_factory.mktemp("tiny"))
+
+
+def _with_record(run: TinyRun, a: float, p: float) -> Any:
+    from profemu.emulator import Emulator
+
+    emu = run.emulator
+    meta = copy.deepcopy(emu.metadata)
+    meta["extrapolation"] = {"a": [a] * emu.transforms.target_dim, "p": p}
+    return Emulator(emu.transforms, emu.model_config, emu.weights, metadata=meta,
+                    variance_scale=emu.variance_scale, on_extrapolation="ignore")
+
+
+def test_distance_is_zero_inside_and_in_training_units_outside(run: TinyRun) -> None:
+    emu, ds = run.emulator, run.dataset
+    d, per = emu.distance_outside(ds.params[:5], ds.log10_mass[:5])
+    np.testing.assert_array_equal(d, 0.0)
+    hi_mass = emu.training_box["log10_mass"][1]
+    x = np.median(ds.params, axis=0)
+    d, per = emu.distance_outside(x, hi_mass + 0.7)
+    np.testing.assert_allclose(d, [0.7], rtol=1e-6)  # mass in dex
+    assert set(per) >= {"log10_mass"} and per["log10_mass"][0] == pytest.approx(0.7, rel=1e-6)
+    # a linear parameter 2 training spreads above its maximum, with the mass 0.3 dex below the box
+    j = next(i for i, nm in enumerate(emu.param_names) if nm not in emu.log_params)
+    spread = emu.transforms.input_stats["params"][1][j]
+    y = x.copy()
+    y[j] = emu.training_box[emu.param_names[j]][1] + 2.0 * spread
+    lo_mass = emu.training_box["log10_mass"][0]
+    d, per = emu.distance_outside(y, lo_mass - 0.3)
+    np.testing.assert_allclose(d, [np.hypot(2.0, 0.3)], rtol=1e-6)
+    np.testing.assert_allclose(per[emu.param_names[j]], [2.0], rtol=1e-6)
+
+
+def test_variance_formula_and_its_gradient_at_the_box_edge() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    d2 = np.array([0.0, 0.25, 4.0])
+    a = np.array([0.1, 0.3])
+    v = extrapolation_variance(d2, a, 1.5)
+    expected = (a[None, :] * np.sqrt(d2)[:, None]) ** 1.5
+    np.testing.assert_allclose(v, expected, rtol=1e-12)
+    grad = jax.grad(lambda z: extrapolation_variance(z, jnp.asarray(a), 1.5, jnp).sum())(jnp.asarray(d2))
+    assert np.all(np.isfinite(np.asarray(grad))) and float(grad[0]) == 0.0
+
+
+def test_both_prediction_paths_add_the_same_extrapolation_variance(run: TinyRun) -> None:
+    ds = run.dataset
+    emu = _with_record(run, 0.4, 2.0)
+    hi_mass = emu.training_box["log10_mass"][1]
+    x = ds.params[:3]
+    m = np.array([ds.log10_mass[0], hi_mass + 0.5, hi_mass + 1.0])
+    pred = emu.predict(x, m)
+    name = emu.field_names[0]
+    np.testing.assert_allclose(pred[name].distance_outside, [0.0, 0.5, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(pred[name].extrapolation[:, 0], [0.0, 0.04, 0.16], rtol=1e-6)
+    assert "log10_mass" in pred[name].outside
+    plain = run.emulator.predict(x, m, on_extrapolation="ignore")[name]
+    np.testing.assert_allclose(pred[name].var, plain.var + pred[name].extrapolation, rtol=1e-6)
+    _mean, var = emu.predict_fn(x, m)
+    np.testing.assert_allclose(np.asarray(var)[:, 0], pred[name].var, rtol=2e-4)
+
+
+def test_the_fit_recovers_a_known_amplitude_and_exponent() -> None:
+    rng = np.random.default_rng(0)
+    n, width = 4000, 3
+    d = rng.uniform(0.0, 2.0, n)
+    a_true, p_true = np.array([0.05, 0.2, 0.5]), 1.5
+    v0 = np.full((n, width), 0.01)
+    var = v0 + (a_true[None, :] * d[:, None]) ** p_true
+    res = rng.normal(size=(n, width)) * np.sqrt(var)
+    a, p, _ = _fit_grid(res, v0, d)
+    assert p == pytest.approx(p_true, abs=0.25)
+    np.testing.assert_allclose(a, a_true, rtol=0.2)
+    # no excess scatter: the term switches off
+    a0, _, _ = _fit_grid(rng.normal(size=(n, width)) * 0.1, v0, d)
+    assert np.all(a0 < 0.03)
+
+
+def test_malformed_records_are_refused() -> None:
+    assert read_record({}, 4) is None
+    with pytest.raises(FormatError, match=r"metadata\.extrapolation\.a"):
+        read_record({"extrapolation": {"a": [0.1, -1.0, 0.1, 0.1], "p": 1.0}}, 4)
+    with pytest.raises(FormatError, match=r"metadata\.extrapolation\.p"):
+        read_record({"extrapolation": {"a": [0.1] * 4, "p": 0.0}}, 4)
+    with pytest.raises(FormatError, match="needs 'a'"):
+        read_record({"extrapolation": {"p": 1.0}}, 4)
+
+
+def test_fit_holds_out_the_upper_masses_and_writes_a_loadable_record(run: TinyRun, tmp_path: Any) -> None:
+    import json
+
+    from profemu.emulator import Emulator
+    from profemu.emulator.extrapolation import fit_extrapolation_variance
+    from profemu.errors import DataError
+
+    ds = run.dataset
+    seen: list[Any] = []
+
+    def fit(rows: Any) -> Any:  # stands in for a training run: the tiny run's emulator
+        seen.append(rows)
+        return run.emulator
+
+    record = fit_extrapolation_variance(fit, ds, emulator=run.emulator, fraction=0.25)
+    inner = seen[0]
+    assert inner.n == ds.n - record["held_out_rows"] and record["held_out_rows"] == pytest.approx(ds.n / 4, abs=2)
+    assert inner.log10_mass.max() == record["mass_cut"] < np.quantile(ds.log10_mass, 0.76)
+    assert len(record["a"]) == run.emulator.transforms.target_dim and record["p"] > 0
+    meta = {**run.emulator.metadata, "extrapolation": json.loads(json.dumps(record))}
+    emu = Emulator(run.emulator.transforms, run.emulator.model_config, run.emulator.weights, metadata=meta,
+                   variance_scale=run.emulator.variance_scale)
+    emu.save(tmp_path / "emu")
+    back = Emulator.load(tmp_path / "emu")
+    assert back.extrapolation is not None and back.extrapolation[1] == record["p"]
+    with pytest.raises(DataError, match="fraction"):
+        fit_extrapolation_variance(fit, ds, fraction=1.5)
