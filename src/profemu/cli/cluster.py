@@ -130,113 +130,115 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+
+@_user_errors
+def merge_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder of an ensemble trained as a job array.")],
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Merge the finished members even if others failed.")] = False,
+) -> None:
+    """Stack finished ensemble members into RUN/emulator (calibrated, evaluated)."""
+    from profemu.runs.cluster import merge
+
+    emulator = merge(run, allow_partial=allow_partial)
+    missing = emulator.metadata.get("members_missing") or []
+    typer.echo(f"merged {emulator.members} member(s) into {Path(run) / 'emulator'}"
+               + (f"; left out: {missing}" if missing else ""))
+    evaluation = Path(run) / "evaluation.json"
+    if evaluation.is_file():
+        overall = json.loads(evaluation.read_text()).get("overall", {})
+        shown = (("rmse_dex", "RMSE [dex]", 1.0), ("frac_err_median", "frac err median [%]", 100.0),
+                 ("coverage_68", "cov 68", 1.0))
+        parts = [f"{title} {_fmt(None if overall[k] is None else scale * overall[k])}"
+                 for k, title, scale in shown if k in overall]
+        if parts:
+            typer.echo("test split: " + ", ".join(parts))
+
+@_user_errors
+def status_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder of an ensemble trained as a job array.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """State, progress, validation loss and log of every ensemble member."""
+    from profemu.runs.cluster import run_status
+
+    statuses = run_status(run)
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in statuses], indent=1))
+        return
+    typer.echo(f"{'member':>6}  {'state':<9}  {'epoch':>11}  {'val loss':>9}  {'job':<12}  log")
+    for s in statuses:
+        progress = f"{s.epoch}/{s.epochs}" if s.epochs else str(s.epoch)
+        typer.echo(f"{s.member:>6}  {s.state:<9}  {progress:>11}  {_fmt(s.val_loss):>9}  "
+                   f"{(s.job_id or '-'):<12}  {s.log or '-'}")
+        if s.error and s.state in ("failed", "timeout"):
+            typer.echo(f"{'':>6}  error: {s.error}")
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    typer.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+
+@_user_errors
+def train_member_cmd(
+    run: Annotated[Path, typer.Argument(help="Prepared run folder.")],
+    member: Annotated[list[int], typer.Option("--member", help="Member index (repeatable).")],
+) -> None:
+    """Train ensemble member(s) of a prepared run (what the sbatch template runs)."""
+    from profemu.runs.cluster import run_member_job
+
+    code = run_member_job(run, member)
+    if code:
+        raise typer.Exit(code)
+
+@_user_errors
+def sweep_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Dataset file (.npz/.h5 or the CAMELS LH table).")],
+    space: Annotated[Path, typer.Option("--space", help="Search-space YAML (see docs/cluster.md).")],
+    trials: Annotated[int, typer.Option("--trials", help="Number of trials.")] = 20,
+    executor: ExecutorKindOpt = ExecutorName.slurm,
+    storage: Annotated[str | None, typer.Option(
+        "--storage", help="Optuna journal file (default OUT/optuna.journal) or an RDB URL.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sweep"),
+    config: Annotated[Path | None, typer.Option("--config", help="Base configuration YAML.")] = None,
+    study_name: Annotated[str, typer.Option("--study-name", help="Optuna study name.")] = "profemu-sweep",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the TPE sampler.")] = 0,
+    pruner: Annotated[str, typer.Option("--pruner", help="median, halving or none.")] = "median",
+    trials_per_job: Annotated[int, typer.Option("--trials-per-job", help="Trials per array job.")] = 1,
+    array_parallelism: ArrayParallelismOpt = 32,
+    partition: PartitionOpt = None,
+    time: TimeOpt = 60,
+    cpus: CpusOpt = 1,
+    gpus: GpusOpt = 0,
+    mem: MemOpt = None,
+) -> None:
+    """Search hyper-parameters (Optuna TPE + pruning); writes OUT/best_config.yaml."""
+    from profemu.config import Config
+    from profemu.runs.folder import DataSource
+    from profemu.runs.sweep import run_sweep
+
+    if not data.exists():
+        raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")
+    base = Config.from_yaml(config) if config is not None else Config()
+    options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
+                               time=time, cpus=cpus, gpus=gpus, mem=mem)
+    best = run_sweep(DataSource(str(data.resolve())), base, space, trials, options, out_dir=out,
+                     storage=storage, study_name=study_name, seed=seed, pruner=pruner,
+                     trials_per_job=trials_per_job)
+    record = json.loads((out / "trials.json").read_text())
+    states: dict[str, int] = {}
+    for t in record["trials"]:
+        states[t["state"]] = states.get(t["state"], 0) + 1
+    typer.echo("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+    for err in record.get("job_errors", []):
+        typer.echo(f"warning: {err}", err=True)
+    typer.echo(f"best config: {out / 'best_config.yaml'} (model.kind={best.model.kind}, "
+               f"optim.learning_rate={best.optim.learning_rate:.3g})")
+    typer.echo(f"train it: profemu train --data {data} --config {out / 'best_config.yaml'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``merge``, ``status``, ``sweep`` and the hidden ``train-member`` to ``app``."""
-
-    @app.command("merge")
-    @_user_errors
-    def merge_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder of an ensemble trained as a job array.")],
-        allow_partial: Annotated[bool, typer.Option(
-            "--allow-partial", help="Merge the finished members even if others failed.")] = False,
-    ) -> None:
-        """Stack finished ensemble members into RUN/emulator (calibrated, evaluated)."""
-        from profemu.runs.cluster import merge
-
-        emulator = merge(run, allow_partial=allow_partial)
-        missing = emulator.metadata.get("members_missing") or []
-        typer.echo(f"merged {emulator.members} member(s) into {Path(run) / 'emulator'}"
-                   + (f"; left out: {missing}" if missing else ""))
-        evaluation = Path(run) / "evaluation.json"
-        if evaluation.is_file():
-            overall = json.loads(evaluation.read_text()).get("overall", {})
-            shown = (("rmse_dex", "RMSE [dex]", 1.0), ("frac_err_median", "frac err median [%]", 100.0),
-                     ("coverage_68", "cov 68", 1.0))
-            parts = [f"{title} {_fmt(None if overall[k] is None else scale * overall[k])}"
-                     for k, title, scale in shown if k in overall]
-            if parts:
-                typer.echo("test split: " + ", ".join(parts))
-
-    @app.command("status")
-    @_user_errors
-    def status_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder of an ensemble trained as a job array.")],
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    ) -> None:
-        """State, progress, validation loss and log of every ensemble member."""
-        from profemu.runs.cluster import run_status
-
-        statuses = run_status(run)
-        if as_json:
-            typer.echo(json.dumps([s.to_dict() for s in statuses], indent=1))
-            return
-        typer.echo(f"{'member':>6}  {'state':<9}  {'epoch':>11}  {'val loss':>9}  {'job':<12}  log")
-        for s in statuses:
-            progress = f"{s.epoch}/{s.epochs}" if s.epochs else str(s.epoch)
-            typer.echo(f"{s.member:>6}  {s.state:<9}  {progress:>11}  {_fmt(s.val_loss):>9}  "
-                       f"{(s.job_id or '-'):<12}  {s.log or '-'}")
-            if s.error and s.state in ("failed", "timeout"):
-                typer.echo(f"{'':>6}  error: {s.error}")
-        counts: dict[str, int] = {}
-        for s in statuses:
-            counts[s.state] = counts.get(s.state, 0) + 1
-        typer.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-
-    @app.command("train-member", hidden=True)
-    @_user_errors
-    def train_member_cmd(
-        run: Annotated[Path, typer.Argument(help="Prepared run folder.")],
-        member: Annotated[list[int], typer.Option("--member", help="Member index (repeatable).")],
-    ) -> None:
-        """Train ensemble member(s) of a prepared run (what the sbatch template runs)."""
-        from profemu.runs.cluster import run_member_job
-
-        code = run_member_job(run, member)
-        if code:
-            raise typer.Exit(code)
-
-    @app.command("sweep")
-    @_user_errors
-    def sweep_cmd(
-        data: Annotated[Path, typer.Option("--data", help="Dataset file (.npz/.h5 or the CAMELS LH table).")],
-        space: Annotated[Path, typer.Option("--space", help="Search-space YAML (see docs/cluster.md).")],
-        trials: Annotated[int, typer.Option("--trials", help="Number of trials.")] = 20,
-        executor: ExecutorKindOpt = ExecutorName.slurm,
-        storage: Annotated[str | None, typer.Option(
-            "--storage", help="Optuna journal file (default OUT/optuna.journal) or an RDB URL.")] = None,
-        out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sweep"),
-        config: Annotated[Path | None, typer.Option("--config", help="Base configuration YAML.")] = None,
-        study_name: Annotated[str, typer.Option("--study-name", help="Optuna study name.")] = "profemu-sweep",
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the TPE sampler.")] = 0,
-        pruner: Annotated[str, typer.Option("--pruner", help="median, halving or none.")] = "median",
-        trials_per_job: Annotated[int, typer.Option("--trials-per-job", help="Trials per array job.")] = 1,
-        array_parallelism: ArrayParallelismOpt = 32,
-        partition: PartitionOpt = None,
-        time: TimeOpt = 60,
-        cpus: CpusOpt = 1,
-        gpus: GpusOpt = 0,
-        mem: MemOpt = None,
-    ) -> None:
-        """Search hyper-parameters (Optuna TPE + pruning); writes OUT/best_config.yaml."""
-        from profemu.config import Config
-        from profemu.runs.folder import DataSource
-        from profemu.runs.sweep import run_sweep
-
-        if not data.exists():
-            raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")
-        base = Config.from_yaml(config) if config is not None else Config()
-        options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
-                                   time=time, cpus=cpus, gpus=gpus, mem=mem)
-        best = run_sweep(DataSource(str(data.resolve())), base, space, trials, options, out_dir=out,
-                         storage=storage, study_name=study_name, seed=seed, pruner=pruner,
-                         trials_per_job=trials_per_job)
-        record = json.loads((out / "trials.json").read_text())
-        states: dict[str, int] = {}
-        for t in record["trials"]:
-            states[t["state"]] = states.get(t["state"], 0) + 1
-        typer.echo("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
-        for err in record.get("job_errors", []):
-            typer.echo(f"warning: {err}", err=True)
-        typer.echo(f"best config: {out / 'best_config.yaml'} (model.kind={best.model.kind}, "
-                   f"optim.learning_rate={best.optim.learning_rate:.3g})")
-        typer.echo(f"train it: profemu train --data {data} --config {out / 'best_config.yaml'}")
+    app.command("merge")(merge_cmd)
+    app.command("status")(status_cmd)
+    app.command("train-member", hidden=True)(train_member_cmd)
+    app.command("sweep")(sweep_cmd)

@@ -118,164 +118,166 @@ def _progress_lines() -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+
+@user_errors
+def infer_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (samples.csv, summary.json, corner.png "
+                                      "or cap_fit.png).")],
+    observed: Annotated[Path | None, typer.Option(
+        "--observed", help="CSV: radius, <field>, <field>_err (linear, 1 sigma) [, log10_mass].")] = None,
+    observation: Annotated[Path | None, typer.Option(
+        "--observation", help="YAML spec of stacked CAP kSZ/tSZ measurements (see docs/observables.md); "
+        "instead of --observed.")] = None,
+    log10_mass: Annotated[float | None, typer.Option(
+        "--log10-mass", help="log10(M/Msun) of the observed bin (unless the CSV has a log10_mass column).")] = None,
+    fix: Annotated[list[str] | None, typer.Option(
+        "--fix", help="Hold a parameter fixed: NAME=VALUE (repeatable).")] = None,
+    covariance: Annotated[Path | None, typer.Option(
+        "--covariance", help="Full covariance of the log10 values (.npy), replacing the _err columns.")] = None,
+    fields: Annotated[str | None, typer.Option(
+        "--fields", help="Comma-separated fields to fit (default: every emulator field in the CSV).")] = None,
+    model_covariance: Annotated[ModelCovarianceName, typer.Option(
+        "--model-covariance", help="Emulator error in the likelihood: auto (the stored cross-validated "
+        "covariance if any, else predictive), predictive, residual or none.")] = ModelCovarianceName.auto,
+    amplitude: Annotated[bool, typer.Option(
+        "--amplitude/--no-amplitude", help="Marginalise over an overall amplitude of the observation.")] = False,
+    amplitude_prior_dex: Annotated[float | None, typer.Option(
+        "--amplitude-prior-dex", help="Gaussian prior width of that amplitude \\[dex] (default flat).")] = None,
+    redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if the emulator takes one.")] = None,
+    chains: Annotated[int | None, typer.Option("--chains", help="NUTS chains (default 4, or the spec's).")] = None,
+    warmup: Annotated[int | None, typer.Option(
+        "--warmup", help="Warm-up steps per chain (default 1000, or the spec's).")] = None,
+    draws: Annotated[int | None, typer.Option(
+        "--draws", help="Draws kept per chain (default 1000, or the spec's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the sampler (default 0).")] = None,
+    allow_unconverged: Annotated[bool, typer.Option(
+        "--allow-unconverged", help="Exit 0 even if R-hat > R_HAT_MAX (1.05) or ESS < ESS_MIN (100); the files are written anyway.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace a non-empty --out folder (never one holding an input).")] = False,
+) -> None:
+    """Sample the posterior of the parameters given observed profiles or CAP measurements (NUTS)."""
+    from profemu._files import atomic_write_text, check_result_folder, write_result_folder
+    from profemu.inference import find_map, make_log_posterior, sample_posterior
+    from profemu.inference.plots import corner_plot
+    from profemu.inference.records import posterior_record
+    from profemu.inference.sampling import ConvergenceError
+
+    if (observed is None) == (observation is None):
+        raise DataError("--observed, --observation: give exactly one (a CSV of 3D profiles, or a YAML spec "
+                        "of CAP measurements).")
+    emulator = load_emulator(run)
+    fixed = _parse_fix(fix or [])
+    if observation is not None:
+        infer_observation(emulator, run, observation, out, fixed, {"chains": chains, "warmup": warmup,
+                          "draws": draws, "seed": seed}, force=force, allow_unconverged=allow_unconverged)
+        return
+    chains, warmup, draws, seed = (d if v is None else v for v, d in ((chains, 4), (warmup, 1000), (draws, 1000),
+                                                                      (seed, 0)))
+    inputs = {"run folder": run, "--observed": observed, "--covariance": covariance}
+    check_result_folder(out, force=force, inputs=inputs)
+    obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)  # type: ignore[arg-type]
+    with _progress_lines():
+        post = make_log_posterior(
+            emulator, obs, fix=fixed, amplitude_nuisance=amplitude, amplitude_prior_dex=amplitude_prior_dex,
+            model_covariance=model_covariance.value,
+        )
+        start = find_map(post, starts=4, seed=seed)
+        samples = sample_posterior(post, chains=chains, warmup=warmup, draws=draws, seed=seed, check=False)
+    converged = samples.converged()
+    summary = posterior_record(post, samples, start, model_covariance=post.model_covariance,
+                               amplitude_nuisance=post.amplitude_nuisance, observation={
+                                   "file": str(observed), "fields": list(post.observation.fields),
+                                   "log10_mass": post.observation.log10_mass.tolist(),
+                                   "radius_used": post.observation.radius.tolist(),
+                                   "radius_unit": emulator.radius_unit, "n_data": int(post.data["n_used"]),
+                                   "covariance_file": None if covariance is None else str(covariance)},
+                               emulator=str(run))
+    labels = [f"log10 {n}" if lg else n for n, lg in zip(post.names, post.space.is_log, strict=True)]
+    title = f"{post.data['n_used']:.0f} data points, {post.model_covariance} model error"
+    write_result_folder(out, {
+        "samples.csv": samples.to_csv,
+        "summary.json": lambda p: atomic_write_text(p, json.dumps(summary, indent=1, allow_nan=False) + "\n"),
+        "corner.png": lambda p: corner_plot(samples.flat, labels, p, title=title),
+    }, force=force, inputs=inputs)
+    for name, s in summary["parameters"].items():
+        typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
+                   f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")
+    typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'corner.png'}")
+    if not converged and not allow_unconverged:
+        try:
+            samples.check()
+        except ConvergenceError as exc:
+            raise ConvergenceError(f"{exc} (the files were written for inspection)") from None
+
+@user_errors
+def fisher_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
+    at: Annotated[Path, typer.Option(
+        "--at", help="CSV with a header of parameter names and one row of (physical) values.")],
+    observed: Annotated[Path, typer.Option(
+        "--observed", help="CSV of the observation whose errors define the covariance.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (fisher.json, fisher_matrix.csv).")],
+    log10_mass: Annotated[float | None, typer.Option("--log10-mass", help="log10(M/Msun) of the bin.")] = None,
+    fix: Annotated[list[str] | None, typer.Option("--fix", help="NAME=VALUE held fixed (repeatable).")] = None,
+    covariance: Annotated[Path | None, typer.Option("--covariance", help="Covariance of log10 values (.npy).")] = None,
+    fields: Annotated[str | None, typer.Option("--fields", help="Comma-separated fields.")] = None,
+    model_covariance: Annotated[ModelCovarianceName, typer.Option(
+        "--model-covariance", help="auto, predictive, residual or none.")] = ModelCovarianceName.auto,
+    amplitude: Annotated[bool, typer.Option("--amplitude/--no-amplitude",
+                                            help="Marginalise an overall amplitude.")] = False,
+    redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if needed.")] = None,
+    box_prior: Annotated[bool, typer.Option(
+        "--box-prior/--no-box-prior",
+        help="Add the training box as a Gaussian prior of equal variance (width/sqrt(12)); without it the "
+             "errors are the likelihood's alone.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace a non-empty --out folder (never one holding an input).")] = False,
+) -> None:
+    """Fisher matrix and marginal errors of the free parameters at a point."""
+    from profemu._files import atomic_write_text, check_result_folder, write_result_folder
+    from profemu.inference import fisher_matrix, make_log_posterior
+    from profemu.inference.records import fisher_record
+
+    inputs = {"run folder": run, "--at": at, "--observed": observed, "--covariance": covariance}
+    check_result_folder(out, force=force, inputs=inputs)
+    emulator = load_emulator(run)
+    fixed = _parse_fix(fix or [])
+    point = _read_point(at, emulator.param_names)
+    conflict = [n for n in point if n in fixed and not np.isclose(point[n], fixed[n])]
+    if conflict:
+        raise DataError(f"--at {at}: {conflict} are also given by --fix with another value; give each once.")
+    obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)
+    with _progress_lines():
+        post = make_log_posterior(emulator, obs, fix=fixed, amplitude_nuisance=amplitude,
+                                  model_covariance=model_covariance.value)
+    missing = [n for n in post.names if n not in point]
+    if missing:
+        raise DataError(f"--at {at}: no value for the free parameter(s) {missing}; add the columns or --fix them.")
+    result = fisher_matrix(post, {n: point[n] for n in post.names}, include_box_prior=box_prior)
+    record = fisher_record(post, result, model_covariance=post.model_covariance, box_prior=bool(box_prior))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["parameter", *post.names])
+    for name, row in zip(post.names, result.matrix, strict=True):
+        writer.writerow([name, *(repr(float(v)) for v in row)])
+    write_result_folder(out, {
+        "fisher.json": lambda p: atomic_write_text(p, json.dumps(record, indent=1, allow_nan=False) + "\n"),
+        "fisher_matrix.csv": lambda p: atomic_write_text(p, buf.getvalue()),
+    }, force=force, inputs=inputs)
+    for name, err, err_s, lg in zip(post.names, result.errors_physical, result.errors, post.space.is_log, strict=True):
+        extra = f"  ({err_s:.3g} dex)" if lg else ""
+        typer.echo(f"{name:>24} = {result.values[name]:.4g} +- {err:.3g}{extra}")
+    if not np.isfinite(result.condition) or result.condition > 1e10:
+        typer.echo(f"warning: the Fisher matrix is nearly singular (condition number {result.condition:.3g}); "
+                   "some parameter combinations are not constrained.", err=True)
+    typer.echo(f"wrote {out / 'fisher.json'}, {out / 'fisher_matrix.csv'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``infer`` and ``fisher`` to ``app``."""
-
-    @app.command("infer", rich_help_panel=_PANEL)
-    @user_errors
-    def infer_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
-        out: Annotated[Path, typer.Option("--out", help="Output folder (samples.csv, summary.json, corner.png "
-                                          "or cap_fit.png).")],
-        observed: Annotated[Path | None, typer.Option(
-            "--observed", help="CSV: radius, <field>, <field>_err (linear, 1 sigma) [, log10_mass].")] = None,
-        observation: Annotated[Path | None, typer.Option(
-            "--observation", help="YAML spec of stacked CAP kSZ/tSZ measurements (see docs/observables.md); "
-            "instead of --observed.")] = None,
-        log10_mass: Annotated[float | None, typer.Option(
-            "--log10-mass", help="log10(M/Msun) of the observed bin (unless the CSV has a log10_mass column).")] = None,
-        fix: Annotated[list[str] | None, typer.Option(
-            "--fix", help="Hold a parameter fixed: NAME=VALUE (repeatable).")] = None,
-        covariance: Annotated[Path | None, typer.Option(
-            "--covariance", help="Full covariance of the log10 values (.npy), replacing the _err columns.")] = None,
-        fields: Annotated[str | None, typer.Option(
-            "--fields", help="Comma-separated fields to fit (default: every emulator field in the CSV).")] = None,
-        model_covariance: Annotated[ModelCovarianceName, typer.Option(
-            "--model-covariance", help="Emulator error in the likelihood: auto (the stored cross-validated "
-            "covariance if any, else predictive), predictive, residual or none.")] = ModelCovarianceName.auto,
-        amplitude: Annotated[bool, typer.Option(
-            "--amplitude/--no-amplitude", help="Marginalise over an overall amplitude of the observation.")] = False,
-        amplitude_prior_dex: Annotated[float | None, typer.Option(
-            "--amplitude-prior-dex", help="Gaussian prior width of that amplitude \\[dex] (default flat).")] = None,
-        redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if the emulator takes one.")] = None,
-        chains: Annotated[int | None, typer.Option("--chains", help="NUTS chains (default 4, or the spec's).")] = None,
-        warmup: Annotated[int | None, typer.Option(
-            "--warmup", help="Warm-up steps per chain (default 1000, or the spec's).")] = None,
-        draws: Annotated[int | None, typer.Option(
-            "--draws", help="Draws kept per chain (default 1000, or the spec's).")] = None,
-        seed: Annotated[int | None, typer.Option("--seed", help="Seed of the sampler (default 0).")] = None,
-        allow_unconverged: Annotated[bool, typer.Option(
-            "--allow-unconverged", help="Exit 0 even if R-hat > R_HAT_MAX (1.05) or ESS < ESS_MIN (100); the files are written anyway.")] = False,
-        force: Annotated[bool, typer.Option(
-            "--force", help="Replace a non-empty --out folder (never one holding an input).")] = False,
-    ) -> None:
-        """Sample the posterior of the parameters given observed profiles or CAP measurements (NUTS)."""
-        from profemu._files import atomic_write_text, check_result_folder, write_result_folder
-        from profemu.inference import find_map, make_log_posterior, sample_posterior
-        from profemu.inference.plots import corner_plot
-        from profemu.inference.records import posterior_record
-        from profemu.inference.sampling import ConvergenceError
-
-        if (observed is None) == (observation is None):
-            raise DataError("--observed, --observation: give exactly one (a CSV of 3D profiles, or a YAML spec "
-                            "of CAP measurements).")
-        emulator = load_emulator(run)
-        fixed = _parse_fix(fix or [])
-        if observation is not None:
-            infer_observation(emulator, run, observation, out, fixed, {"chains": chains, "warmup": warmup,
-                              "draws": draws, "seed": seed}, force=force, allow_unconverged=allow_unconverged)
-            return
-        chains, warmup, draws, seed = (d if v is None else v for v, d in ((chains, 4), (warmup, 1000), (draws, 1000),
-                                                                          (seed, 0)))
-        inputs = {"run folder": run, "--observed": observed, "--covariance": covariance}
-        check_result_folder(out, force=force, inputs=inputs)
-        obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)  # type: ignore[arg-type]
-        with _progress_lines():
-            post = make_log_posterior(
-                emulator, obs, fix=fixed, amplitude_nuisance=amplitude, amplitude_prior_dex=amplitude_prior_dex,
-                model_covariance=model_covariance.value,
-            )
-            start = find_map(post, starts=4, seed=seed)
-            samples = sample_posterior(post, chains=chains, warmup=warmup, draws=draws, seed=seed, check=False)
-        converged = samples.converged()
-        summary = posterior_record(post, samples, start, model_covariance=post.model_covariance,
-                                   amplitude_nuisance=post.amplitude_nuisance, observation={
-                                       "file": str(observed), "fields": list(post.observation.fields),
-                                       "log10_mass": post.observation.log10_mass.tolist(),
-                                       "radius_used": post.observation.radius.tolist(),
-                                       "radius_unit": emulator.radius_unit, "n_data": int(post.data["n_used"]),
-                                       "covariance_file": None if covariance is None else str(covariance)},
-                                   emulator=str(run))
-        labels = [f"log10 {n}" if lg else n for n, lg in zip(post.names, post.space.is_log, strict=True)]
-        title = f"{post.data['n_used']:.0f} data points, {post.model_covariance} model error"
-        write_result_folder(out, {
-            "samples.csv": samples.to_csv,
-            "summary.json": lambda p: atomic_write_text(p, json.dumps(summary, indent=1, allow_nan=False) + "\n"),
-            "corner.png": lambda p: corner_plot(samples.flat, labels, p, title=title),
-        }, force=force, inputs=inputs)
-        for name, s in summary["parameters"].items():
-            typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
-                       f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")
-        typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'corner.png'}")
-        if not converged and not allow_unconverged:
-            try:
-                samples.check()
-            except ConvergenceError as exc:
-                raise ConvergenceError(f"{exc} (the files were written for inspection)") from None
-
-    @app.command("fisher", rich_help_panel=_PANEL)
-    @user_errors
-    def fisher_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder written by `profemu train` (or an emulator folder).")],
-        at: Annotated[Path, typer.Option(
-            "--at", help="CSV with a header of parameter names and one row of (physical) values.")],
-        observed: Annotated[Path, typer.Option(
-            "--observed", help="CSV of the observation whose errors define the covariance.")],
-        out: Annotated[Path, typer.Option("--out", help="Output folder (fisher.json, fisher_matrix.csv).")],
-        log10_mass: Annotated[float | None, typer.Option("--log10-mass", help="log10(M/Msun) of the bin.")] = None,
-        fix: Annotated[list[str] | None, typer.Option("--fix", help="NAME=VALUE held fixed (repeatable).")] = None,
-        covariance: Annotated[Path | None, typer.Option("--covariance", help="Covariance of log10 values (.npy).")] = None,
-        fields: Annotated[str | None, typer.Option("--fields", help="Comma-separated fields.")] = None,
-        model_covariance: Annotated[ModelCovarianceName, typer.Option(
-            "--model-covariance", help="auto, predictive, residual or none.")] = ModelCovarianceName.auto,
-        amplitude: Annotated[bool, typer.Option("--amplitude/--no-amplitude",
-                                                help="Marginalise an overall amplitude.")] = False,
-        redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if needed.")] = None,
-        box_prior: Annotated[bool, typer.Option(
-            "--box-prior/--no-box-prior",
-            help="Add the training box as a Gaussian prior of equal variance (width/sqrt(12)); without it the "
-                 "errors are the likelihood's alone.")] = False,
-        force: Annotated[bool, typer.Option(
-            "--force", help="Replace a non-empty --out folder (never one holding an input).")] = False,
-    ) -> None:
-        """Fisher matrix and marginal errors of the free parameters at a point."""
-        from profemu._files import atomic_write_text, check_result_folder, write_result_folder
-        from profemu.inference import fisher_matrix, make_log_posterior
-        from profemu.inference.records import fisher_record
-
-        inputs = {"run folder": run, "--at": at, "--observed": observed, "--covariance": covariance}
-        check_result_folder(out, force=force, inputs=inputs)
-        emulator = load_emulator(run)
-        fixed = _parse_fix(fix or [])
-        point = _read_point(at, emulator.param_names)
-        conflict = [n for n in point if n in fixed and not np.isclose(point[n], fixed[n])]
-        if conflict:
-            raise DataError(f"--at {at}: {conflict} are also given by --fix with another value; give each once.")
-        obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)
-        with _progress_lines():
-            post = make_log_posterior(emulator, obs, fix=fixed, amplitude_nuisance=amplitude,
-                                      model_covariance=model_covariance.value)
-        missing = [n for n in post.names if n not in point]
-        if missing:
-            raise DataError(f"--at {at}: no value for the free parameter(s) {missing}; add the columns or --fix them.")
-        result = fisher_matrix(post, {n: point[n] for n in post.names}, include_box_prior=box_prior)
-        record = fisher_record(post, result, model_covariance=post.model_covariance, box_prior=bool(box_prior))
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["parameter", *post.names])
-        for name, row in zip(post.names, result.matrix, strict=True):
-            writer.writerow([name, *(repr(float(v)) for v in row)])
-        write_result_folder(out, {
-            "fisher.json": lambda p: atomic_write_text(p, json.dumps(record, indent=1, allow_nan=False) + "\n"),
-            "fisher_matrix.csv": lambda p: atomic_write_text(p, buf.getvalue()),
-        }, force=force, inputs=inputs)
-        for name, err, err_s, lg in zip(post.names, result.errors_physical, result.errors, post.space.is_log, strict=True):
-            extra = f"  ({err_s:.3g} dex)" if lg else ""
-            typer.echo(f"{name:>24} = {result.values[name]:.4g} +- {err:.3g}{extra}")
-        if not np.isfinite(result.condition) or result.condition > 1e10:
-            typer.echo(f"warning: the Fisher matrix is nearly singular (condition number {result.condition:.3g}); "
-                       "some parameter combinations are not constrained.", err=True)
-        typer.echo(f"wrote {out / 'fisher.json'}, {out / 'fisher_matrix.csv'}")
+    app.command("infer", rich_help_panel=_PANEL)(infer_cmd)
+    app.command("fisher", rich_help_panel=_PANEL)(fisher_cmd)
 
 
 def _read_point(path: Path, names: Sequence[str]) -> dict[str, float]:

@@ -371,6 +371,42 @@ def greedy_batch(
 
 
 # ---------------------------------------------------------------------- suggest
+def _scores(feats: _Features, params: np.ndarray, pk: np.ndarray | None, seed: int, rank_tol: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate's score [N] and compressed member-deviation features [N, r].
+
+    The basis of the features comes from a pilot sample of up to 2,048 candidates.
+
+    Raises:
+        DataError: the members agree exactly everywhere (nothing to rank).
+    """
+    pilot_rows = np.random.default_rng(seed).permutation(params.shape[0])[: min(params.shape[0], 2048)]
+    pilot_pk = None if pk is None else (pk if pk.shape[0] == 1 else pk[pilot_rows])
+    score, features = feats.compute(params, feats.basis(params[pilot_rows], pilot_pk, rank_tol))
+    if not float(score.mean()) > 0:
+        raise DataError(
+            "emulator: the ensemble members agree exactly at every candidate (epistemic variance 0); "
+            "there is nothing to rank. Check that the members were trained from different seeds."
+        )
+    return score, features
+
+
+def _local_kernel(space: Any, params: np.ndarray, fixed: Mapping[str, float], length_scale: float | None
+                  ) -> tuple[np.ndarray | None, float | None]:
+    """Unit-box coordinates of the free parameters [N, d] and the kernel length ``l`` (None: no local kernel).
+
+    ``length_scale`` is a fraction of the RMS distance between two random points of the unit
+    box, ``sqrt(d / 6)``.
+    """
+    if length_scale is None:
+        return None, None
+    if not (isinstance(length_scale, int | float) and math.isfinite(length_scale) and length_scale > 0):
+        raise ConfigError(f"length_scale: expected a positive fraction, got {length_scale!r}.")
+    free = np.array([nm not in fixed for nm in space.names]) & (space.width > 0)
+    coords = ((space.to_theta(params) - space.theta_lo) / space.width)[:, free]
+    return coords, float(length_scale) * math.sqrt(max(coords.shape[1], 1) / 6.0)
+
+
 def suggest(
     emulator: Any,
     n: int,
@@ -442,38 +478,19 @@ def suggest(
     if n > params.shape[0]:
         raise ConfigError(f"n: {n} points requested from only {params.shape[0]} candidates; lower n or add candidates.")
     pk, z = _extra_inputs(emulator, params.shape[0] if pool is not None else None, pk_ratio, redshift)
-    logger.info(
-        "scoring %d candidates on %d masses x %d fields x %d radii (%d members)",
-        params.shape[0], masses.size, f_idx.size, r_idx.size, emulator.members,
-    )
+    logger.info("scoring %d candidates on %d masses x %d fields x %d radii (%d members)",
+                params.shape[0], masses.size, f_idx.size, r_idx.size, emulator.members)
     feats = _Features(emulator, f_idx, r_idx, masses, pk, z, chunk_size)
-    pilot_rows = np.random.default_rng(seed).permutation(params.shape[0])[: min(params.shape[0], 2048)]
-    pilot_pk = None if pk is None else (pk if pk.shape[0] == 1 else pk[pilot_rows])
-    basis = feats.basis(params[pilot_rows], pilot_pk, float(rank_tol))
-    score, features = feats.compute(params, basis)
+    score, features = _scores(feats, params, pk, seed, float(rank_tol))
     mean_score = float(score.mean())
-    if not mean_score > 0:
-        raise DataError(
-            "emulator: the ensemble members agree exactly at every candidate (epistemic variance 0); "
-            "there is nothing to rank. Check that the members were trained from different seeds."
-        )
     noise_abs = float(noise) * mean_score
-    coords, ell = None, None
-    if length_scale is not None:
-        if not (isinstance(length_scale, int | float) and math.isfinite(length_scale) and length_scale > 0):
-            raise ConfigError(f"length_scale: expected a positive fraction, got {length_scale!r}.")
-        free = np.array([nm not in fixed for nm in space.names]) & (space.width > 0)
-        coords = ((space.to_theta(params) - space.theta_lo) / space.width)[:, free]
-        ell = float(length_scale) * math.sqrt(max(coords.shape[1], 1) / 6.0)
+    coords, ell = _local_kernel(space, params, fixed, length_scale)
     chosen, gain = greedy_batch(features, score, n, noise=noise_abs, coords=coords, length_scale=ell)
     points = {nm: params[chosen, j].copy() for j, nm in enumerate(space.names)}
     seconds = time.perf_counter() - t0
     logger.info("suggested %d points from %d candidates in %.1f s", n, params.shape[0], seconds)
     return Suggestion(
-        points=points,
-        score=score[chosen],
-        gain=gain,
-        index=chosen if pool is not None else None,
+        points=points, score=score[chosen], gain=gain, index=chosen if pool is not None else None,
         param_names=space.names,
         log_params=tuple(nm for nm, lg in zip(space.names, space.is_log, strict=True) if lg),
         fixed=fixed,
@@ -482,14 +499,7 @@ def suggest(
         radius_unit=str(emulator.radius_unit),
         log10_mass=masses,
         n_candidates=int(params.shape[0]),
-        candidate_score={
-            "mean": mean_score,
-            "median": float(np.median(score)),
-            "p95": float(np.quantile(score, 0.95)),
-            "max": float(score.max()),
-        },
-        noise=noise_abs,
-        length_scale=ell,
-        rank=int(features.shape[1]),
-        seconds=seconds,
+        candidate_score={"mean": mean_score, "median": float(np.median(score)),
+                         "p95": float(np.quantile(score, 0.95)), "max": float(score.max())},
+        noise=noise_abs, length_scale=ell, rank=int(features.shape[1]), seconds=seconds,
     )

@@ -293,6 +293,41 @@ class TrialJob:
         return run_trial(out_dir, worker, n_trials)
 
 
+def _check_sweep_arguments(data_source: DataSource, trials: Any, trials_per_job: Any, pruner: str,
+                           trial_members: Any) -> None:
+    """One-line errors for the arguments of :func:`run_sweep` that the executor options do not cover."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"trials: expected an integer >= 1, got {trials!r}.")
+    if isinstance(trials_per_job, bool) or not isinstance(trials_per_job, int) or trials_per_job < 1:
+        raise ConfigError(f"trials_per_job: expected an integer >= 1, got {trials_per_job!r}.")
+    if pruner not in PRUNERS:
+        raise ConfigError(f"pruner: {pruner!r} is unknown; choose one of {list(PRUNERS)}.")
+    if trial_members is not None and (not isinstance(trial_members, int) or trial_members < 1):
+        raise ConfigError(f"trial_members: expected an integer >= 1 or None, got {trial_members!r}.")
+    if not Path(data_source.path).exists():
+        raise DataError(f"data: {data_source.path!r} does not exist; pass the data file to sweep over.")
+
+
+def _run_trial_jobs(out: Path, options: ExecutorOptions, study_name: str, counts: list[int]) -> list[str]:
+    """Run the trial jobs (``counts[w]`` trials each) inline or as one array; returns the failed jobs' lines."""
+    errors: list[str] = []
+    if options.executor == "inline":
+        for worker, count in enumerate(counts):
+            run_trial(out, worker, count)
+        return errors
+    executor = make_executor(options, out / "submitit")
+    executor.update_parameters(name=f"profemu-sweep-{study_name}")
+    jobs = executor.map_array(TrialJob(), [str(out)] * len(counts), list(range(len(counts))), counts)
+    for worker, job in enumerate(jobs):
+        try:
+            job.result()
+        except Exception as exc:
+            errors.append(f"trial job {worker} ({job.job_id}): {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
+                          f"(log: {job.paths.stderr})")
+    return errors
+
+
 def run_sweep(
     data_source: DataSource,
     base_config: Config,
@@ -343,16 +378,7 @@ def run_sweep(
 
     options.validate()
     base_config = base_config.validate()
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ConfigError(f"trials: expected an integer >= 1, got {trials!r}.")
-    if isinstance(trials_per_job, bool) or not isinstance(trials_per_job, int) or trials_per_job < 1:
-        raise ConfigError(f"trials_per_job: expected an integer >= 1, got {trials_per_job!r}.")
-    if pruner not in PRUNERS:
-        raise ConfigError(f"pruner: {pruner!r} is unknown; choose one of {list(PRUNERS)}.")
-    if trial_members is not None and (not isinstance(trial_members, int) or trial_members < 1):
-        raise ConfigError(f"trial_members: expected an integer >= 1 or None, got {trial_members!r}.")
-    if not Path(data_source.path).exists():
-        raise DataError(f"data: {data_source.path!r} does not exist; pass the data file to sweep over.")
+    _check_sweep_arguments(data_source, trials, trials_per_job, pruner, trial_members)
     raw_space = space if isinstance(space, Mapping) else load_yaml(Path(space), what="space file")
     parsed = load_space(space)
     from profemu._lock import folder_lock
@@ -381,22 +407,8 @@ def run_sweep(
         optuna.create_study(study_name=study_name, storage=_storage(storage_spec), direction="minimize",
                             load_if_exists=True)
 
-        errors: list[str] = []
         counts = [min(trials_per_job, trials - s) for s in range(0, trials, trials_per_job)]
-        if options.executor == "inline":
-            for worker, count in enumerate(counts):
-                run_trial(out, worker, count)
-        else:
-            executor = make_executor(options, out / "submitit")
-            executor.update_parameters(name=f"profemu-sweep-{study_name}")
-            jobs = executor.map_array(TrialJob(), [str(out)] * len(counts), list(range(len(counts))), counts)
-            for worker, job in enumerate(jobs):
-                try:
-                    job.result()
-                except Exception as exc:
-                    errors.append(f"trial job {worker} ({job.job_id}): {type(exc).__name__}: "
-                                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
-                                  f"(log: {job.paths.stderr})")
+        errors = _run_trial_jobs(out, options, study_name, counts)
 
         study = _load_study(setup, 0)
         records = []
