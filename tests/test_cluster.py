@@ -251,3 +251,24 @@ def test_slurm_time_limit_checkpoints_requeues_and_finishes(slurm, data_file, tm
           np.load(cluster.member_dir(reference, 0) / "variables.npz") as b):
         for k in a.files:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_command_line_executor_defaults_are_the_libraries() -> None:
+    """One set of executor defaults: every command's options default to ExecutorOptions'."""
+    import dataclasses
+    import inspect
+
+    from profemu.cli.cluster import sweep_cmd
+    from profemu.cli.commands import train
+
+    lib = {f.name: f.default for f in dataclasses.fields(ExecutorOptions)}
+    names = {"array_parallelism": "array_parallelism", "partition": "partition", "time_min": "time_min",
+             "time": "time_min", "cpus": "cpus", "gpus": "gpus", "mem": "mem_gb"}
+    for command in (train, sweep_cmd):
+        params = inspect.signature(command).parameters
+        checked = [p for p in params if p in names]
+        assert len(checked) == 6, (command.__name__, checked)
+        for p in checked:
+            assert params[p].default == lib[names[p]], (command.__name__, p)
+    with_limits = ExecutorOptions.with_limits("local", time_min=2)
+    assert with_limits.slurm_signal_delay_s == 30 and ExecutorOptions.with_limits("local").slurm_signal_delay_s == 90

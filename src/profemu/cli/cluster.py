@@ -1,8 +1,9 @@
 """Command-line commands for clusters: ``merge``, ``status``, ``sweep`` and ``train-member``.
 
 :func:`register` adds them to the main Typer app. ``profemu train --executor
-slurm|local`` calls :func:`train_on_cluster` with the options built by
-:func:`executor_options` (the ``Executor*Opt`` annotations below declare them).
+slurm|local`` calls :func:`profemu.runs.cluster.train_on_cluster` with the options of
+:meth:`profemu.runs.cluster.ExecutorOptions.with_limits` (the ``Executor*Opt`` annotations
+below declare them; their defaults are those of ``ExecutorOptions``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ __all__ = [
     "PartitionOpt",
     "TimeOpt",
     "WaitOpt",
-    "executor_options",
     "register",
-    "train_on_cluster",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,74 +55,12 @@ TimeOpt = Annotated[int, typer.Option(
     "--time", help="Time limit per job \\[minutes]; jobs checkpoint and requeue before it.", rich_help_panel=_PANEL)]
 CpusOpt = Annotated[int, typer.Option("--cpus", help="CPUs per job.", rich_help_panel=_PANEL)]
 GpusOpt = Annotated[int, typer.Option("--gpus", help="GPUs per job.", rich_help_panel=_PANEL)]
-MemOpt = Annotated[float | None, typer.Option("--mem", help="Memory per job [GB].", rich_help_panel=_PANEL)]
+MemOpt = Annotated[float | None, typer.Option(
+    "--mem", help="Memory per job \\[GB] (default: the partition's).", rich_help_panel=_PANEL)]
 GroupSizeOpt = Annotated[int, typer.Option(
     "--group-size", help="Ensemble members trained together in one job.", rich_help_panel=_PANEL)]
 WaitOpt = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="Wait for the jobs and merge the members.", rich_help_panel=_PANEL)]
-
-
-def executor_options(
-    executor: str = "slurm",
-    *,
-    array_parallelism: int = 32,
-    partition: str | None = None,
-    time: int = 60,
-    cpus: int = 1,
-    gpus: int = 0,
-    mem: float | None = None,
-    signal_delay_s: int | None = None,
-) -> Any:
-    """Validated :class:`~profemu.runs.cluster.ExecutorOptions` from command-line values.
-
-    The pre-emption warning comes ``signal_delay_s`` before the time limit (default:
-    90 s, or a quarter of the limit for short jobs).
-    """
-    from profemu.runs.cluster import ExecutorOptions
-
-    if signal_delay_s is None:
-        signal_delay_s = int(min(90, max(10, 60 * time // 4)))
-    return ExecutorOptions(
-        executor=str(executor), array_parallelism=array_parallelism, partition=partition, time_min=time,
-        cpus=cpus, gpus=gpus, mem_gb=mem, slurm_signal_delay_s=signal_delay_s,
-    ).validate()
-
-
-def train_on_cluster(
-    dataset: Any,
-    config: Any,
-    run: Path,
-    source: Any,
-    options: Any,
-    *,
-    members: int | None = None,
-    group_size: int = 1,
-    wait: bool = True,
-    echo: Callable[[str], Any] = typer.echo,
-) -> Any:
-    """Train an ensemble as a job array; with ``wait`` also wait, merge and evaluate.
-
-    Returns:
-        The merged Emulator, or ``None`` with ``wait=False`` (merge later with
-        ``profemu merge RUN``).
-    """
-    from profemu.runs.cluster import merge, submit_members, wait_for_jobs
-
-    m = int(members or config.train.members)
-    ids = submit_members(run, m, options, group_size=group_size, dataset=dataset, config=config, source=source)
-    if options.executor != "inline":
-        echo(f"submitted {m} member(s) as {len(ids)} {options.executor} job(s): {', '.join(ids)}")
-        echo(f"follow with: profemu status {run}")
-    if not wait:
-        echo(f"when they finish: profemu merge {run}")
-        return None
-    statuses = wait_for_jobs(run)
-    bad = [s for s in statuses if s.state != "completed"]
-    for s in bad:
-        echo(f"member {s.member}: {s.state} ({s.error or 'no error recorded'}); log: {s.log or 'none'}")
-    emulator = merge(run)
-    echo(f"merged {emulator.members} member(s) into {run / 'emulator'}")
-    return emulator
 
 
 def _fmt(value: Any) -> str:
@@ -219,8 +156,10 @@ def sweep_cmd(
     if not data.exists():
         raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")
     base = Config.from_yaml(config) if config is not None else Config()
-    options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
-                               time=time, cpus=cpus, gpus=gpus, mem=mem)
+    from profemu.runs.cluster import ExecutorOptions
+
+    options = ExecutorOptions.with_limits(executor.value, array_parallelism=array_parallelism,
+                                          partition=partition, time_min=time, cpus=cpus, gpus=gpus, mem_gb=mem)
     best = run_sweep(DataSource(str(data.resolve())), base, space, trials, options, out_dir=out,
                      storage=storage, study_name=study_name, seed=seed, pruner=pruner,
                      trials_per_job=trials_per_job)

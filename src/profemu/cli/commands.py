@@ -50,8 +50,6 @@ from profemu.cli.cluster import (
     PartitionOpt,
     TimeOpt,
     WaitOpt,
-    executor_options,
-    train_on_cluster,
 )
 from profemu.cli.cluster import register as register_cluster_commands
 from profemu.cli.common import fail as _fail
@@ -513,10 +511,13 @@ def train(
     with folder_lock(run, what="--out"):
         _check_new_run(run, resume, console=console)  # again, now that no other process can write it
         if executor is not ExecutorName.inline or group_size > 1:
-            options = executor_options(executor.value, array_parallelism=array_parallelism, partition=partition,
-                                       time=time_min, cpus=cpus, gpus=gpus, mem=mem)
+            from profemu.runs.cluster import ExecutorOptions, train_on_cluster
+
+            options = ExecutorOptions.with_limits(executor.value, array_parallelism=array_parallelism,
+                                                  partition=partition, time_min=time_min, cpus=cpus, gpus=gpus,
+                                                  mem_gb=mem)
             emulator = train_on_cluster(dataset, cfg, run, source, options, group_size=group_size, wait=wait,
-                                        echo=lambda line: console.print(line, markup=False))
+                                        report=lambda line: console.print(line, markup=False))
             evaluation = run / "evaluation.json"
             if emulator is not None and evaluation.is_file():
                 _print_metrics(console, json.loads(evaluation.read_text()), "held-out (test split) metrics")

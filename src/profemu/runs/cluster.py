@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +77,7 @@ __all__ = [
     "run_status",
     "submit_members",
     "train_members",
+    "train_on_cluster",
     "wait_for_jobs",
     "write_sbatch_template",
 ]
@@ -119,6 +120,18 @@ class ExecutorOptions:
     mem_gb: float | None = None
     slurm_signal_delay_s: int = 90
     max_requeues: int = 3
+
+    @classmethod
+    def with_limits(cls, executor: ExecutorKind = "slurm", *, array_parallelism: int = 32,
+                    partition: str | None = None, time_min: int = 60, cpus: int = 1, gpus: int = 0,
+                    mem_gb: float | None = None, slurm_signal_delay_s: int | None = None) -> ExecutorOptions:
+        """Validated options; the pre-emption warning comes ``slurm_signal_delay_s`` before the
+        time limit (default: 90 s, or a quarter of the limit for jobs shorter than 6 minutes)."""
+        if slurm_signal_delay_s is None:
+            slurm_signal_delay_s = int(min(90, max(10, 60 * time_min // 4)))
+        return cls(executor=executor, array_parallelism=array_parallelism, partition=partition,
+                   time_min=time_min, cpus=cpus, gpus=gpus, mem_gb=mem_gb,
+                   slurm_signal_delay_s=slurm_signal_delay_s).validate()
 
     def validate(self) -> ExecutorOptions:
         """Check every value; returns self. Raises ConfigError naming the bad option."""
@@ -861,4 +874,47 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
     emulator.save(run / "emulator")
     if len(prep.split.test):
         RunFolder(run).write_json("evaluation.json", evaluate(emulator, prep.test))
+    return emulator
+
+
+def train_on_cluster(
+    dataset: ProfileDataset,
+    config: Config,
+    run: Path,
+    source: DataSource | None,
+    options: ExecutorOptions,
+    *,
+    members: int | None = None,
+    group_size: int = 1,
+    wait: bool = True,
+    report: Callable[[str], Any] = logger.info,
+) -> Any:
+    """Train an ensemble as a job array; with ``wait`` also wait for it, merge and evaluate.
+
+    Args:
+        dataset, config, run, source: The data, configuration, run folder and data provenance.
+        options: Where and how the jobs run (:class:`ExecutorOptions`).
+        members: Ensemble size (default ``config.train.members``).
+        group_size: Members trained together in one job.
+        wait: Wait for the jobs and merge the members.
+        report: Called with each line of progress (job ids, failures, the merge).
+
+    Returns:
+        The merged Emulator, or ``None`` with ``wait=False`` (merge later with
+        ``profemu merge RUN``).
+    """
+    m = int(members or config.train.members)
+    ids = submit_members(run, m, options, group_size=group_size, dataset=dataset, config=config, source=source)
+    if options.executor != "inline":
+        report(f"submitted {m} member(s) as {len(ids)} {options.executor} job(s): {', '.join(ids)}")
+        report(f"follow with: profemu status {run}")
+    if not wait:
+        report(f"when they finish: profemu merge {run}")
+        return None
+    statuses = wait_for_jobs(run)
+    for s in statuses:
+        if s.state != "completed":
+            report(f"member {s.member}: {s.state} ({s.error or 'no error recorded'}); log: {s.log or 'none'}")
+    emulator = merge(run)
+    report(f"merged {emulator.members} member(s) into {run / 'emulator'}")
     return emulator
