@@ -355,46 +355,13 @@ def _num(value: Any, fmt: str = "{:.4f}") -> str:
 
 
 def _check_new_run(run: Path, resume: bool, *, console: Console | None = None) -> None:
-    """Refuse an --out that cannot take this training run (the lock is checked separately).
-
-    With ``console`` (the caller holds the folder's lock), a folder whose earlier run
-    stopped before its first checkpoint is reclaimed: its training outputs are removed
-    and the run starts over, with a line saying so.
-    """
+    """Refuse an --out that cannot take this training run (:meth:`RunFolder.check_new_run`); with
+    ``console`` (the caller holds the folder's lock) reclaim a run stopped before its first checkpoint."""
     from profemu.runs.folder import RunFolder
 
-    folder = RunFolder(run)
-    if run.exists() and not run.is_dir():
-        raise DataError(f"--out {str(run)!r} is a file; pass a folder for the run (new, empty or a run folder).")
-    user_files = sorted(p.name for p in run.iterdir() if not p.name.startswith(".profemu.lock")) \
-        if run.is_dir() else []
-    if user_files and not folder.is_run_folder():
-        shown = ", ".join(user_files[:5]) + (f" and {len(user_files) - 5} more" if len(user_files) > 5 else "")
-        raise DataError(f"--out {str(run)!r} is a folder that is not a profemu run folder and is not empty ({shown}); "
-                        "training would write config.yaml, data.json and split.json among them. Pass a new or "
-                        "empty folder.")
-    if resume:
-        if not run.is_dir():
-            raise DataError(f"--resume: {str(run)!r} does not exist; drop --resume to start a new run there.")
-        if not folder.checkpoint_files():
-            why = (" (its training stopped before the first checkpoint; train.checkpoint_every sets how often "
-                   "they are written)") if folder.is_training_run() else ""
-            raise DataError(f"--resume: {str(run)!r} has no checkpoints to resume from{why}; drop --resume "
-                            "to start the run over.")
-        return
-    if folder.stopped_before_first_checkpoint():
-        if console is not None:
-            epochs = len(folder.history())
-            removed = folder.reclaim()
-            console.print(f"--out {run}: the earlier training run there stopped after {epochs} epoch(s), before "
-                          f"its first checkpoint, so nothing could be resumed; starting over (removed "
-                          f"{', '.join(removed)}).", markup=False)
-        return
-    if folder.is_training_run():
-        raise DataError(
-            f"--out {str(run)!r} already holds a training run; choose another --out or pass --resume "
-            "to continue it."
-        )
+    note = RunFolder(run).check_new_run(resume=resume, reclaim=console is not None, option="--out")
+    if note and console is not None:
+        console.print(note, markup=False)
 
 
 def _train(

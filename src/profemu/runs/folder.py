@@ -460,6 +460,56 @@ class RunFolder:
             self.emulator()
         self.check_data_file()
 
+    def check_new_run(self, *, resume: bool, reclaim: bool = False, option: str = "run_dir") -> str:
+        """Refuse a folder that cannot take a new training run (or, with ``resume``, continue one).
+
+        A folder whose earlier training stopped before its first checkpoint holds nothing to
+        resume: with ``reclaim`` (the caller holds the folder's lock) its training outputs are
+        removed so that the run starts over.
+
+        Args:
+            resume: The run continues from the folder's checkpoints.
+            reclaim: Remove the outputs of a run stopped before its first checkpoint.
+            option: How the folder is named in messages (e.g. ``"--out"``).
+
+        Returns:
+            A line saying what was reclaimed, or ``""``.
+
+        Raises:
+            DataError: a file, a non-empty folder that is not a run folder, ``resume`` without
+                checkpoints, or a folder that already holds a training run (without ``resume``).
+        """
+        run = self.path
+        if run.exists() and not run.is_dir():
+            raise DataError(f"{option} {str(run)!r} is a file; pass a folder for the run (new, empty or a run folder).")
+        user_files = sorted(p.name for p in run.iterdir() if not p.name.startswith(".profemu.lock")) \
+            if run.is_dir() else []
+        if user_files and not self.is_run_folder():
+            shown = ", ".join(user_files[:5]) + (f" and {len(user_files) - 5} more" if len(user_files) > 5 else "")
+            raise DataError(f"{option} {str(run)!r} is a folder that is not a profemu run folder and is not empty "
+                            f"({shown}); training would write config.yaml, data.json and split.json among them. "
+                            "Pass a new or empty folder.")
+        if resume:
+            if not run.is_dir():
+                raise DataError(f"--resume: {str(run)!r} does not exist; drop --resume to start a new run there.")
+            if not self.checkpoint_files():
+                why = (" (its training stopped before the first checkpoint; train.checkpoint_every sets how "
+                       "often they are written)") if self.is_training_run() else ""
+                raise DataError(f"--resume: {str(run)!r} has no checkpoints to resume from{why}; drop --resume "
+                                "to start the run over.")
+            return ""
+        if self.stopped_before_first_checkpoint():
+            if not reclaim:
+                return ""
+            epochs = len(self.history())
+            removed = self.reclaim()
+            return (f"{option} {run}: the earlier training run there stopped after {epochs} epoch(s), before its "
+                    f"first checkpoint, so nothing could be resumed; starting over (removed {', '.join(removed)}).")
+        if self.is_training_run():
+            raise DataError(f"{option} {str(run)!r} already holds a training run; choose another {option} or pass "
+                            "--resume to continue it.")
+        return ""
+
     def out_of_fold(self, n_rows: int, fields: Sequence[str]) -> OutOfFold | None:
         """The cross-validation's out-of-fold predictions (``cv_predictions.npz``), or None.
 
