@@ -197,7 +197,10 @@ def markdown(results: dict[str, Any]) -> str:
     tng, mk = results["camels_tng"], results["mock"]
     lines = ["## Extrapolation in halo mass", "",
              f"Mode: {mode}. Training seed 0, split seed 0. See `benchmarks/extrapolation.py` for the "
-             "data, the splits and the methods.", "",
+             "data, the splits and the methods. The `profemu` rows are the default network with the "
+             "extrapolation variance fitted (`train.extrapolation_variance: on`, off by default because it "
+             "doubles the training time); `plain MLP` is the same network kind without self-similar scaling and "
+             "without that variance.", "",
              f"### CAMELS LH TNG: trained on 11-12 ({tng['n_train']} rows), tested on 12-12.3 "
              f"({tng['12-12.3']['n_test']} rows)", ""]
     lines += _table(tng, "12-12.3", FIELDS) + _calibration(tng, "12-12.3")

@@ -108,6 +108,11 @@ def _cov(tmp: Path, kind: str, n: int) -> Path:
     ("cov_not_psd", ["covariance: not positive definite"]),
     ("cov_pickle", ["not a plain numeric array", "pickled objects are never loaded"]),
     ("no_mass", ["log10_mass: missing"]),
+    ("empty_fields", ["--fields ','", "no field named"]),
+    ("redshift_unused", ["--redshift 2", "is not a redshift input of it"]),
+    ("pk_unused", ["--pk-ratio", "trained without P(k)"]),
+    ("huge_draws", ["--draws 1000000000", "allowed 1 to 1,000,000"]),
+    ("huge_chains", ["--chains 1000000", "allowed 1 to 1,024"]),
 ])
 def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, case: str, needles: list[str]) -> None:
     mass: list[Any] = ["--log10-mass", 12.0]
@@ -129,6 +134,17 @@ def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, cas
         extra = ["--covariance", _cov(tmp_path, case[4:], 16)]
     elif case == "no_mass":
         mass = []
+    elif case == "empty_fields":
+        extra = ["--fields", ","]
+    elif case == "redshift_unused":
+        extra = ["--redshift", "2"]
+    elif case == "pk_unused":
+        (tmp_path / "pk.txt").write_text("1.0\n")
+        extra = ["--pk-ratio", tmp_path / "pk.txt"]
+    elif case == "huge_draws":
+        extra = ["--draws", "1000000000"]
+    elif case == "huge_chains":
+        extra = ["--chains", "1000000"]
     obs = write_obs(tmp_path / "obs.csv", run, **kwargs)
     out = tmp_path / "out"
     result = invoke("infer", run.run_dir, "--observed", obs, *mass, *extra, "--out", out)

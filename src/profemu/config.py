@@ -248,7 +248,7 @@ class DataConfig:
             the redshift and Omega_m (else, with one log line, plain log10);
             ``"off"``: plain log10 profiles.
         input_relevance: ``"ard"``: multiply each standardised parameter by its relevance
-            from an ARD Gaussian process fitted on the training rows (min(l)/l_j; an
+            from an ARD Gaussian process fitted once per run on the training rows (reused by every fold and the refit) (min(l)/l_j; an
             irrelevant parameter gets ~0; see :mod:`profemu.train.relevance`); ``"auto"``:
             ARD for suites with at least 10 parameters and at most 5,000 training rows;
             ``"off"``: every parameter weighs 1.

@@ -93,7 +93,7 @@ def test_evaluate_shows_the_cross_validation_estimate(cv_run) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(run.path)])
     assert result.exit_code == 0, result.stderr
     assert "cross-validation estimate (3 folds by simulation" in result.stdout
-    assert "spread over folds" in result.stdout and "refitted on all 160 rows" in result.stdout
+    assert "spread over folds" in result.stdout and "refitted on all 160 training rows" in result.stdout
 
 
 def test_resume_reuses_the_finished_cross_validation(cv_run, caplog: pytest.LogCaptureFixture,

@@ -77,13 +77,25 @@ def _csv_header(path: Path) -> list[str]:
     raise DataError(f"{path}: empty file; expected a header 'radius,<field>,<field>_err,...'.")
 
 
+MAX_CHAINS = 1024
+"""Most NUTS chains of one ``infer``."""
+MAX_STEPS = 1_000_000
+"""Most warm-up steps or draws per chain."""
+MAX_SAMPLES = 50_000_000
+"""Most samples kept (chains x draws): 400 MB per parameter in float64."""
+
+
 def _observation(emulator: Any, observed: Path, log10_mass: float | None, covariance: Path | None,
-                 fields: str | None, redshift: float | None) -> Any:
+                 fields: str | None, redshift: float | None, pk_ratio: Path | None = None) -> Any:
     from profemu.inference import read_observation
 
+    _check_redshift(emulator, redshift)
     header = _csv_header(observed)
-    if fields:
+    if fields is not None:
         chosen = [f.strip() for f in fields.split(",") if f.strip()]
+        if not chosen:
+            raise DataError(f"--fields {fields!r}: no field named; give e.g. --fields "
+                            f"{','.join(emulator.field_names)}.")
         unknown = [f for f in chosen if f not in emulator.field_names]
         if unknown:
             raise DataError(f"--fields: {unknown} are not fields of the emulator {list(emulator.field_names)}.")
@@ -95,7 +107,48 @@ def _observation(emulator: Any, observed: Path, log10_mass: float | None, covari
                 "add columns '<field>' and '<field>_err' (columns found: " + ", ".join(header) + ")."
             )
     return read_observation(observed, fields=chosen, log10_mass=log10_mass, covariance=covariance,
-                            radius_unit=emulator.radius_unit, redshift=redshift)
+                            radius_unit=emulator.radius_unit, redshift=redshift,
+                            pk_ratio=_pk_ratio(emulator, pk_ratio))
+
+
+def _pk_ratio(emulator: Any, path: Path | None) -> np.ndarray | None:
+    """The P(k) suppression the observation assumes: ``--pk-ratio FILE``, else the training centre (logged)."""
+    from profemu.emulator.tables import describe_values, fiducial_pk_ratio, read_pk_ratio
+
+    n_k = int(getattr(emulator.input_spec, "n_k", 0) or 0)
+    if not n_k:
+        if path is not None:
+            raise DataError(f"--pk-ratio {str(path)!r}: this emulator was trained without P(k); drop the option.")
+        return None
+    if path is not None:
+        return read_pk_ratio(path, n_k)
+    pk = fiducial_pk_ratio(emulator)
+    logging.getLogger("profemu.inference").info(
+        "P(k) suppression not given (--pk-ratio FILE): assuming the training set's centre, %s", describe_values(pk))
+    return pk
+
+
+def _check_redshift(emulator: Any, redshift: float | None) -> None:
+    """Refuse a --redshift the emulator cannot use (trained without one, or at one other redshift)."""
+    spec = emulator.input_spec
+    if redshift is None or spec.uses_redshift:
+        return
+    z0 = spec.training_redshift
+    if z0 is None or abs(redshift - z0) > 1e-6 * (1.0 + abs(z0)):
+        where = "without a redshift" if z0 is None else f"at the single redshift {z0:g}"
+        raise DataError(f"--redshift {redshift:g}: this emulator was trained {where} and is not a redshift "
+                        "input of it; drop the option.")
+
+
+def _check_sampler(chains: int, warmup: int, draws: int) -> None:
+    """Refuse sampler sizes that would exhaust memory before anything is compiled."""
+    for name, value, most in (("--chains", chains, MAX_CHAINS), ("--warmup", warmup, MAX_STEPS),
+                              ("--draws", draws, MAX_STEPS)):
+        if not 1 <= value <= most:
+            raise DataError(f"{name} {value}: allowed 1 to {most:,}; lower it.")
+    if chains * draws > MAX_SAMPLES:
+        raise DataError(f"--chains {chains} x --draws {draws} = {chains * draws:,} samples kept, above the limit "
+                        f"of {MAX_SAMPLES:,}; lower one of them.")
 
 
 @contextlib.contextmanager
@@ -145,6 +198,9 @@ def infer_cmd(
     amplitude_prior_dex: Annotated[float | None, typer.Option(
         "--amplitude-prior-dex", help="Gaussian prior width of that amplitude \\[dex] (default flat).")] = None,
     redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if the emulator takes one.")] = None,
+    pk_ratio: Annotated[Path | None, typer.Option(
+        "--pk-ratio", help="P(k) suppression assumed (one value per k bin, a column or a row); default: "
+        "the training set's centre.")] = None,
     chains: Annotated[int | None, typer.Option("--chains", help="NUTS chains (default 4, or the spec's).")] = None,
     warmup: Annotated[int | None, typer.Option(
         "--warmup", help="Warm-up steps per chain (default 1000, or the spec's).")] = None,
@@ -174,9 +230,11 @@ def infer_cmd(
         return
     chains, warmup, draws, seed = (d if v is None else v for v, d in ((chains, 4), (warmup, 1000), (draws, 1000),
                                                                       (seed, 0)))
-    inputs = {"run folder": run, "--observed": observed, "--covariance": covariance}
+    _check_sampler(chains, warmup, draws)
+    inputs = {"run folder": run, "--observed": observed, "--covariance": covariance, "--pk-ratio": pk_ratio}
     check_result_folder(out, force=force, inputs=inputs)
-    obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)  # type: ignore[arg-type]
+    obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift,  # type: ignore[arg-type]
+                       pk_ratio)
     with _progress_lines():
         post = make_log_posterior(
             emulator, obs, fix=fixed, amplitude_nuisance=amplitude, amplitude_prior_dex=amplitude_prior_dex,
@@ -227,6 +285,9 @@ def fisher_cmd(
     amplitude: Annotated[bool, typer.Option("--amplitude/--no-amplitude",
                                             help="Marginalise an overall amplitude.")] = False,
     redshift: Annotated[float | None, typer.Option("--redshift", help="Redshift, if needed.")] = None,
+    pk_ratio: Annotated[Path | None, typer.Option(
+        "--pk-ratio", help="P(k) suppression assumed (one value per k bin, a column or a row); default: "
+        "the training set's centre.")] = None,
     box_prior: Annotated[bool, typer.Option(
         "--box-prior/--no-box-prior",
         help="Add the training box as a Gaussian prior of equal variance (width/sqrt(12)); without it the "
@@ -239,7 +300,8 @@ def fisher_cmd(
     from profemu.inference import fisher_matrix, make_log_posterior
     from profemu.inference.records import fisher_record
 
-    inputs = {"run folder": run, "--at": at, "--observed": observed, "--covariance": covariance}
+    inputs = {"run folder": run, "--at": at, "--observed": observed, "--covariance": covariance,
+              "--pk-ratio": pk_ratio}
     check_result_folder(out, force=force, inputs=inputs)
     emulator = load_emulator(run)
     fixed = _parse_fix(fix or [])
@@ -247,7 +309,7 @@ def fisher_cmd(
     conflict = [n for n in point if n in fixed and not np.isclose(point[n], fixed[n])]
     if conflict:
         raise DataError(f"--at {at}: {conflict} are also given by --fix with another value; give each once.")
-    obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift)
+    obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift, pk_ratio)
     with _progress_lines():
         post = make_log_posterior(emulator, obs, fix=fixed, amplitude_nuisance=amplitude,
                                   model_covariance=model_covariance.value)
@@ -327,6 +389,7 @@ def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixe
     inputs = {"run folder": run, "--observation": spec_path, **spec.input_files()}
     check_result_folder(out, force=force, inputs=inputs)
     settings = {k: (v if v is not None else spec.sampler[k]) for k, v in sampler.items()}
+    _check_sampler(int(settings["chains"]), int(settings["warmup"]), int(settings["draws"]))
     with _progress_lines():
         post = make_cap_posterior(build_terms(emulator, spec), fix=spec.fix, bounds=spec.bounds,
                                   amplitude_bounds=spec.amplitude_bounds, geometry=spec.geometry)

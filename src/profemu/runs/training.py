@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from profemu._files import json_safe
 from profemu._lock import locked
 from profemu.config import Config
@@ -173,37 +175,9 @@ def train_emulator(
     run = RunFolder.create(run_dir) if run_dir is not None else None
     if run is not None and resume:
         run.check_resume(config, prep, source)
-    # epoch lines go to the log unless the caller shows its own progress (the command line)
-    callbacks: list[Callable[[dict[str, Any]], Any]] = (
-        [] if progress is not None else [_epoch_logger(max(1, config.train.log_every))])
-    metrics = None
-    if run is not None:
-        run.write_setup(config, prep, source)
-        if selection is not None:
-            run.write_json("selection.json", selection.to_dict())
-        metrics = MetricsLogger(run.path)
-        every = max(1, config.train.log_every)
-        callbacks.append(metrics.log)
-
-        def curves(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
-            if entry.get("epoch", 0) % every == 0:
-                plot_curves(metrics.history, run.path / "curves.png")
-
-        callbacks.append(curves)
-    if progress is not None:
-        callbacks.append(progress)
-
+    callbacks, metrics = _callbacks(run, config, prep, source, selection, progress)
     t0 = time.perf_counter()
-    cv = None
-    if folds:
-        cv = _cross_validation(run, prep, config, folds, callbacks, resume)
-        problem = training_problem(prep, config.updated({"train.patience": 0}), validate_on_train=False)
-        final_callbacks = [lambda e, c=c: c({**e, "stage": "refit"}) for c in callbacks]
-        result = fit(problem, checkpoint_dir=None if run is None else run.checkpoints_dir, resume=resume,
-                     callbacks=final_callbacks, epochs=cv["refit_epochs"], keep="last")
-    else:
-        result = fit(training_problem(prep, config), checkpoint_dir=None if run is None else run.checkpoints_dir,
-                     resume=resume, callbacks=callbacks)
+    result, cv = _fit_run(run, prep, config, folds, callbacks, resume)
     fit_seconds = time.perf_counter() - t0
     emulator = build_emulator(
         prep, config, result.params, fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
@@ -211,9 +185,12 @@ def train_emulator(
         **({} if cv is None else {"cv": {k: cv[k] for k in ("folds", "metrics", "spread_over_folds",
                                                               "refit_epochs", "variance_scale")}}),
         **({} if selection is None else {"capacity": selection.to_dict()}),
+        **({} if run is None or run.run_id() is None else {"run_id": run.run_id()}),
     )
     if cv is not None and cv.get("residual_covariance") is not None:
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
+    if config.train.extrapolation_variance:
+        _attach_extrapolation_variance(emulator, prep, config)
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
         emulator.save(run.emulator_dir)
@@ -233,6 +210,68 @@ def train_emulator(
         stopped_reason=result.stopped_reason,
         cross_validation=cv,
     )
+
+
+def _callbacks(run: RunFolder | None, config: Config, prep: Prepared, source: DataSource | None, selection: Any,
+               progress: Callable[[dict[str, Any]], None] | None,
+               ) -> tuple[list[Callable[[dict[str, Any]], Any]], MetricsLogger | None]:
+    """The epoch callbacks of a run (log lines, metrics file, curves, the caller's progress); writes the setup."""
+    # epoch lines go to the log unless the caller shows its own progress (the command line)
+    callbacks: list[Callable[[dict[str, Any]], Any]] = (
+        [] if progress is not None else [_epoch_logger(max(1, config.train.log_every))])
+    metrics = None
+    if run is not None:
+        run.write_setup(config, prep, source)
+        if selection is not None:
+            run.write_json("selection.json", selection.to_dict())
+        metrics = MetricsLogger(run.path)
+        every = max(1, config.train.log_every)
+        callbacks.append(metrics.log)
+
+        def curves(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
+            if entry.get("epoch", 0) % every == 0:
+                plot_curves(metrics.history, run.path / "curves.png")
+
+        callbacks.append(curves)
+    if progress is not None:
+        callbacks.append(progress)
+    return callbacks, metrics
+
+
+def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
+             callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> tuple[Any, dict[str, Any] | None]:
+    """The final fit: cross-validation then a refit on every row (``folds`` > 0), or one fit with early stopping."""
+    checkpoints = None if run is None else run.checkpoints_dir
+    if not folds:
+        return fit(training_problem(prep, config), checkpoint_dir=checkpoints, resume=resume, callbacks=callbacks), None
+    cv = _cross_validation(run, prep, config, folds, callbacks, resume)
+    problem = training_problem(prep, config.updated({"train.patience": 0}), validate_on_train=False)
+    epochs = cv["refit_epochs"]
+    final_callbacks = [lambda e, c=c: c({**e, "stage": "refit", "epochs": epochs}) for c in callbacks]
+    result = fit(problem, checkpoint_dir=checkpoints, resume=resume, callbacks=final_callbacks, epochs=epochs,
+                 keep="last", pad_to=_refit_rows(prep, cv))
+    return result, cv
+
+
+def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: Config) -> None:
+    """Fit the variance beyond the training box by one training on the lower half of the masses
+    (``train.extrapolation_variance``) and store it with ``emulator``."""
+    from profemu.emulator.extrapolation import fit_extrapolation_variance
+
+    inner = config.updated({"train.extrapolation_variance": False})
+    rows = np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
+    logger.info("extrapolation variance: one more training on the lower half of the %d training rows in mass",
+                rows.size)
+    emulator.metadata["extrapolation"] = fit_extrapolation_variance(
+        lambda data: train_emulator(data, inner, evaluate_test=False).emulator, prep.dataset.subset(rows),
+        emulator=emulator)
+
+
+def _refit_rows(prep: Prepared, cv: Mapping[str, Any]) -> tuple[int, int]:
+    """The ``pad_to`` of the refit: the row counts of the cross-validation folds, so that the
+    refit runs the folds' compiled epoch (every training row; the largest held-out fold)."""
+    held_out = np.bincount(np.asarray(cv.get("fold_of_row", []), dtype=int))
+    return len(prep.split.train), int(held_out.max()) if held_out.size else 0
 
 
 def _residual_covariance(prep: Prepared, result: CrossValidation) -> dict[str, Any] | None:

@@ -23,10 +23,10 @@ from profemu.config import Config
 from profemu.data.split import Split, group_kfold
 from profemu.emulator import Emulator
 from profemu.metrics import fit_variance_scale, predict_dataset
-from profemu.train.loop import FitResult, fit
+from profemu.train.loop import FitResult, fit, shared_rows
 from profemu.train.setup import Prepared, fit_transforms, training_problem
 
-__all__ = ["FoldFit", "build_emulator", "fit_and_predict", "fold_problems"]
+__all__ = ["FoldFit", "build_emulator", "fit_and_predict", "fold_problems", "fold_rows"]
 
 
 def build_emulator(prep: Prepared, config: Config, weights: Mapping[str, Any], *,
@@ -63,15 +63,27 @@ def fold_problems(prepared: Prepared, config: Config, folds: int) -> list[Prepar
     Fold ``k`` trains on the other folds (its ``split.train``, transforms fitted on those
     rows only) and holds out fold ``k`` (its ``split.val``); the test rows are kept as they
     are and never touched. Folds are stratified in mass (:func:`~profemu.data.split.group_kfold`,
-    seeded by ``data.split_seed``).
+    seeded by ``data.split_seed``). The input relevance weights are not refitted per fold:
+    every fold reuses ``prepared.transforms.param_weights``, fitted once on the run's
+    training rows by :func:`~profemu.train.setup.prepare` (an ARD GP costs seconds to
+    minutes). Those weights have seen the held-out fold's rows (a few numbers, one per
+    parameter, that only shape the input metric; the network never fits held-out targets).
     """
     ds = prepared.dataset
     pool = np.asarray(prepared.split.train)
+    weights = prepared.transforms.param_weights
     out = []
     for tr, te in group_kfold(ds.subset(pool), folds, seed=config.data.split_seed):
         split = Split(pool[tr], pool[te], np.asarray(prepared.split.test))
-        out.append(Prepared(ds, split, fit_transforms(ds.subset(pool[tr]), config.data)))
+        out.append(Prepared(ds, split, fit_transforms(ds.subset(pool[tr]), config.data, input_weights=weights)))
     return out
+
+
+def fold_rows(prepared: Prepared, folds: Sequence[Prepared]) -> tuple[int, int]:
+    """The ``pad_to`` of :func:`~profemu.train.loop.fit` shared by ``folds`` and the refit on
+    every row of ``prepared.split.train``: (most training rows, most held-out rows)."""
+    return shared_rows([len(prepared.split.train), *(len(f.split.train) for f in folds)],
+                       [len(f.split.val) for f in folds])
 
 
 @dataclass
@@ -93,10 +105,15 @@ class FoldFit:
 
 
 def fit_and_predict(fold: Prepared, config: Config, *,
-                    callbacks: Sequence[Callable[[dict[str, Any]], Any]] = ()) -> FoldFit:
-    """Train on ``fold.split.train`` (early stopping on ``fold.split.val``) and predict ``fold.split.val``."""
+                    callbacks: Sequence[Callable[[dict[str, Any]], Any]] = (),
+                    pad_to: tuple[int, int] | None = None) -> FoldFit:
+    """Train on ``fold.split.train`` (early stopping on ``fold.split.val``) and predict ``fold.split.val``.
+
+    ``pad_to`` (:func:`fold_rows`): the row counts every fold (and the refit) is padded to,
+    so that they all run one compiled epoch.
+    """
     t0 = time.perf_counter()
-    result = fit(training_problem(fold, config), callbacks=list(callbacks))
+    result = fit(training_problem(fold, config), callbacks=list(callbacks), pad_to=pad_to)
     seconds = time.perf_counter() - t0
     emulator = build_emulator(fold, config.updated({"train.calibrate": False}), result.params)
     rows = np.asarray(fold.split.val)

@@ -38,7 +38,7 @@ from profemu.emulator.covariance import (
 )
 from profemu.errors import DataError
 from profemu.metrics import evaluate_predictions, fit_variance_scale
-from profemu.train.builder import fit_and_predict, fold_problems
+from profemu.train.builder import fit_and_predict, fold_problems, fold_rows
 from profemu.train.setup import Prepared, prepare
 
 __all__ = ["CV_AUTO_MAX_GROUPS", "CrossValidation", "cross_validate", "fit_residual_covariance", "folds_for"]
@@ -163,12 +163,14 @@ def cross_validate(
     best_epochs: list[list[int]] = []
     fold_metrics: list[dict[str, Any]] = []
     seconds: list[float] = []
-    for k, fold in enumerate(fold_problems(prepared, config, folds)):
+    problems = fold_problems(prepared, config, folds)
+    pad_to = fold_rows(prepared, problems)  # every fold and the refit: one compiled epoch
+    for k, fold in enumerate(problems):
         stage = f"cv {k + 1}/{folds}"
         logger.info("cross-validation fold %d/%d: training on %d rows, early stopping on %d", k + 1, folds,
                     len(fold.split.train), len(fold.split.val))
         done = fit_and_predict(fold, config, callbacks=[lambda e, s=stage, c=c: c({**e, "stage": s})
-                                                         for c in callbacks])
+                                                         for c in callbacks], pad_to=pad_to)
         seconds.append(done.seconds)
         parts.append(done.predictions)
         rows.append(done.rows)

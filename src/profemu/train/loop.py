@@ -6,8 +6,9 @@
 ``vmap``-ed over stacked parameters, optimiser states and PRNG keys, so each has its
 own initialisation *and* data order), the validation, and the bookkeeping of
 :func:`profemu.train.state.end_of_epoch`; the host reads the epoch's metrics once.
-The last partial batch is padded with zero-weight samples, so every sample counts
-exactly once per epoch.
+The real rows come first in each epoch's random order and the last partial batch is
+filled with zero-weight samples, so every sample counts exactly once per epoch;
+minibatch slots that hold padding only are skipped (``lax.cond``).
 
 Robustness:
 
@@ -25,9 +26,12 @@ Robustness:
 
 The compiled functions take the network and the configuration as static (hashable)
 arguments, so JAX's own cache reuses them across fits of the same set-up (another
-seed, a resumed run, a cross-validation fold of the same size). Curriculum values
-(physics multiplier, dropout on/off) are traced, so phases never recompile;
-``FitResult.counters["compilations"]`` reports how many epoch programs were traced.
+seed, a resumed run). Curriculum values (physics multiplier, dropout on/off), the
+patience, whether there are validation rows and the number of minibatches with real
+rows are traced, and ``fit(pad_to=...)`` pads the arrays of fits with different row
+counts to one shape: the K cross-validation folds and their refit run one compiled
+epoch (:func:`profemu.train.builder.fold_rows`). ``FitResult.counters["compilations"]``
+reports how many epoch programs were traced.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -65,7 +70,7 @@ from profemu.train.optim import current_learning_rate, make_optimizer
 from profemu.train.setup import TrainingProblem, as_pytree
 from profemu.train.state import STOP_REASONS, TrainState, end_of_epoch, rollback
 
-__all__ = ["EpochProgram", "FitResult", "fit", "objective_gradient"]
+__all__ = ["EpochProgram", "FitResult", "fit", "objective_gradient", "shared_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +123,14 @@ class EpochProgram:
 
     @classmethod
     def for_rows(cls, network: Network, config: Config, n_train: int) -> EpochProgram:
-        """The program for ``n_train`` real training rows."""
+        """The program for (up to) ``n_train`` real training rows.
+
+        ``train.patience`` is a traced argument of the compiled epoch, not part of the
+        program: the cross-validation folds (early stopping) and their refit (none) share it.
+        """
         batch = min(config.train.batch_size, n_train)
+        if config.train.patience:
+            config = config.updated({"train.patience": 0})
         return cls(network, config, batch, padded_rows(n_train, batch) // batch)
 
     @property
@@ -127,8 +138,10 @@ class EpochProgram:
         """Rows of the (padded) training arrays."""
         return self.batch * self.steps
 
-    def optimizer(self) -> optax.GradientTransformation:
-        return make_optimizer(self.config.optim, self.steps, self.config.train.epochs)
+    def optimizer(self, real_steps: Any = None) -> optax.GradientTransformation:
+        """The optimiser; its schedule follows ``real_steps`` stepping minibatches per epoch
+        (a traced scalar; None = :attr:`steps`)."""
+        return make_optimizer(self.config.optim, self.steps, self.config.train.epochs, real_steps=real_steps)
 
 
 # ------------------------------------------------------------------ compiled pieces
@@ -176,16 +189,28 @@ def _terms(program: EpochProgram, mean: Any, var: Any, slope: Any, data: Any, we
     return terms
 
 
+def _shuffled(perm_key: Any, weight: Any) -> Any:
+    """A random order of the rows with the real ones (weight > 0) first [n].
+
+    Each row draws its own uniform number from ``fold_in(perm_key, row)``, so the order of
+    the real rows does not depend on how much padding follows them: a fit padded to a
+    larger shape (to share a compiled epoch) sees exactly the batches of the unpadded fit.
+    """
+    u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(perm_key, i)))(jnp.arange(weight.shape[0]))
+    return jnp.argsort(jnp.where(weight > 0, u, 2.0))
+
+
 def _member_epoch(program: EpochProgram, st: TrainState, member: Any, arrays: Any, train_data: Any,
-                  scale: Any, dropout_on: Any, epoch: Any) -> tuple[TrainState, dict[str, Any]]:
-    """One member's minibatch steps of one epoch (a ``lax.scan``)."""
+                  scale: Any, dropout_on: Any, epoch: Any, real_steps: Any) -> tuple[TrainState, dict[str, Any]]:
+    """One member's minibatch steps of one epoch (a ``lax.scan``); the slots after the
+    first ``real_steps`` minibatches hold padding only and are skipped (``lax.cond``)."""
     cfg = program.config
     batch, steps = program.batch, program.steps
-    optimizer = program.optimizer()
+    optimizer = program.optimizer(real_steps)
     augment = float(cfg.data.augment_noise)
     key, perm_key, drop_key = jax.random.split(st.key, 3)
-    # real rows and zero-weight padding, shuffled together: each real row once per epoch
-    order = jax.random.permutation(perm_key, program.n_train).reshape(steps, batch)
+    # real rows first in a random order, then the zero-weight padding: each real row once per epoch
+    order = _shuffled(perm_key, train_data["weight"]).reshape(steps, batch)
     weights = train_data["weight"][order]
     aug_base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.data.augment_seed), member), epoch)
     active = ~st.stopped
@@ -206,6 +231,9 @@ def _member_epoch(program: EpochProgram, st: TrainState, member: Any, arrays: An
     carry0 = (st.params, st.opt_state, st.failures, jnp.zeros((), bool), acc0, none, none)
 
     def step(carry: Any, xs: Any) -> Any:
+        return jax.lax.cond(xs[0] < real_steps, real_step, lambda c, _: c, carry, xs), None
+
+    def real_step(carry: Any, xs: Any) -> Any:
         params, opt_state, failures, tripped, acc, n_ok, n_failed = carry
         i, idx, weight = xs
         data = jax.tree.map(lambda a: a[idx], train_data)
@@ -224,7 +252,7 @@ def _member_epoch(program: EpochProgram, st: TrainState, member: Any, arrays: An
         tripped = tripped | (failures >= cfg.train.max_consecutive_failures)
         values = {"loss": loss, **terms, "grad_norm": grad_norm, "update_norm": update_norm}
         acc = {k: acc[k] + jnp.where(ok, values[k].astype(jnp.float32), 0.0) for k in acc}
-        return (params, opt_state, failures, tripped, acc, n_ok + ok, n_failed + failed), None
+        return params, opt_state, failures, tripped, acc, n_ok + ok, n_failed + failed
 
     xs = (jnp.arange(steps), order, weights)
     params, opt_state, failures, tripped, acc, n_ok, n_failed = jax.lax.scan(step, carry0, xs)[0]
@@ -250,9 +278,11 @@ def _member_validate(program: EpochProgram, params: Any, arrays: Any, val_data: 
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _start(program: EpochProgram, seed: Any, member_ids: Any, arrays: Any, val_data: Any, scale: Any) -> Any:
-    """Initial state of the members (and the validation loss of the initial parameters)."""
-    optimizer = program.optimizer()
+def _start(program: EpochProgram, seed: Any, member_ids: Any, arrays: Any, val_data: Any, scale: Any,
+           real_steps: Any, has_val: Any) -> Any:
+    """Initial state of the members (and the validation loss of the initial parameters;
+    ``inf`` without validation rows, ``has_val`` False)."""
+    optimizer = program.optimizer(real_steps)
 
     def init(member: Any) -> Any:
         key = jax.random.fold_in(jax.random.PRNGKey(seed), member)
@@ -261,32 +291,32 @@ def _start(program: EpochProgram, seed: Any, member_ids: Any, arrays: Any, val_d
         return params, optimizer.init(params), k_data
 
     params, opt_state, keys = jax.vmap(init)(member_ids)
-    if val_data is None:
-        best = jnp.full(member_ids.shape, jnp.inf)
-    else:
-        terms, bad = jax.vmap(lambda p: _member_validate(program, p, arrays, val_data, scale))(params)
-        best = jnp.where(bad.any(axis=1), jnp.inf, terms["data"])
+    terms, bad = jax.vmap(lambda p: _member_validate(program, p, arrays, val_data, scale))(params)
+    best = jnp.where(bad.any(axis=1) | ~has_val, jnp.inf, terms["data"])
     return TrainState.start(params, opt_state, keys, best)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _epoch(program: EpochProgram, state: TrainState, member_ids: Any, arrays: Any, train_data: Any,
-           val_data: Any, scale: Any, dropout_on: Any, epoch: Any) -> tuple[TrainState, dict[str, Any]]:
-    """One epoch of every member: steps, rollback, validation, bookkeeping."""
+           val_data: Any, scale: Any, dropout_on: Any, epoch: Any, run: Any) -> tuple[TrainState, dict[str, Any]]:
+    """One epoch of every member: steps, rollback, validation, bookkeeping.
+
+    ``run`` holds the traced settings that differ between fits sharing the program:
+    ``real_steps`` (minibatches with real rows), ``has_val`` (False: ``val_data`` is zero
+    padding and the training data loss is monitored) and ``patience``.
+    """
     _TRACES[program] += 1  # runs at trace time only: counts compilations
-    state, stats = jax.vmap(functools.partial(_member_epoch, program), in_axes=(0, 0, None, None, None, None, None))(
-        state, member_ids, arrays, train_data, scale, dropout_on, epoch)
+    state, stats = jax.vmap(functools.partial(_member_epoch, program),
+                            in_axes=(0, 0, None, None, None, None, None, None))(
+        state, member_ids, arrays, train_data, scale, dropout_on, epoch, run["real_steps"])
     state = rollback(state, stats)
-    if val_data is None:
-        val_terms = {k: stats[k] for k in _COMPONENTS}
-        val_bad = jnp.zeros((member_ids.shape[0], 1), bool)
-    else:
-        val_terms, val_bad = jax.vmap(lambda p: _member_validate(program, p, arrays, val_data, scale))(
-            state.params)
+    val_terms, val_bad = jax.vmap(lambda p: _member_validate(program, p, arrays, val_data, scale))(state.params)
+    val_terms = {k: jnp.where(run["has_val"], val_terms[k], stats[k]) for k in _COMPONENTS}
+    val_bad = val_bad & run["has_val"]
     val_ok = ~val_bad.any(axis=1)
     active = ~state.stopped
     state = end_of_epoch(state, stats, val_terms["data"], val_ok, epoch, program.config.train,
-                         program.config.optim)
+                         program.config.optim, patience=run["patience"])
     return state, {**stats, "val": val_terms, "val_bad_rows": val_bad, "active": active}
 
 
@@ -370,6 +400,16 @@ def padded_rows(n: int, batch: int) -> int:
     return steps * batch
 
 
+def shared_rows(n_train: Sequence[int], n_val: Sequence[int]) -> tuple[int, int]:
+    """The ``pad_to`` of :func:`fit` for fits of these real row counts (e.g. every fold and the refit)."""
+    return max(n_train, default=0), max(n_val, default=0)
+
+
+def _zero_rows(tree: dict[str, Any], rows: int) -> dict[str, Any]:
+    """``rows`` zero rows (zero weight, masked) shaped like ``tree``'s."""
+    return _pad(jax.tree.map(lambda a: a[:0], tree), rows)
+
+
 def _pad(tree: dict[str, Any], rows: int) -> dict[str, Any]:
     """Append zero rows (zero weight, masked) up to ``rows``."""
     extra = rows - tree["target"].shape[0]
@@ -427,6 +467,7 @@ def fit(
     request_checkpoint: threading.Event | None = None,
     epochs: int | None = None,
     keep: str = "best",
+    pad_to: tuple[int, int] | None = None,
 ) -> FitResult:
     """Train ``M`` ensemble members of ``problem.network`` together.
 
@@ -451,6 +492,11 @@ def fit(
             cross-validation found the best epoch follows the same schedule).
         keep: ``"best"`` (each member's parameters of its best validation loss) or
             ``"last"`` (the parameters after the last epoch).
+        pad_to: ``(n_train, n_val)``: the largest numbers of real training and validation
+            rows among fits that should share one compiled epoch (the cross-validation
+            folds and their refit, see :func:`shared_rows`); the arrays are padded with
+            zero-weight rows as for a fit of that many rows. The result equals the
+            unpadded fit's within float rounding. None: this fit's own row counts.
 
     Returns:
         A :class:`FitResult`. History entries hold ``epoch``, ``train_loss`` and
@@ -463,9 +509,10 @@ def fit(
     """
     cfg = problem.config.validate()
     tcfg = cfg.train
-    setup = _fit_setup(problem, cfg, members, seed)
+    setup = _fit_setup(problem, cfg, members, seed, pad_to)
     run = _FitRun(state=_start(setup.program, jnp.int32(setup.seed), setup.members_dev, setup.arrays, setup.val_dev,
-                               jnp.float32(curriculum_at(tcfg.curriculum, 0)[0])))
+                               jnp.float32(curriculum_at(tcfg.curriculum, 0)[0]), setup.run["real_steps"],
+                               setup.run["has_val"]))
     start_epoch = 0
     if resume:
         run.state, run.history, start_epoch, run.total_steps = _resume(checkpoint_dir, run.state, setup.seed,
@@ -493,9 +540,10 @@ class _FitSetup:
         seed: The training seed.
         arrays: The network's constant arrays (device).
         train_dev: Padded training data (device).
-        val_dev: Padded validation data (device), or None.
+        val_dev: Padded validation data (device); zero padding without validation rows.
         members_dev: ``member_ids`` on the device.
         traces_before: Epoch programs traced for ``program`` before this fit.
+        run: Traced settings of the compiled epoch (``real_steps``, ``has_val``, ``patience``).
     """
 
     program: EpochProgram
@@ -506,6 +554,7 @@ class _FitSetup:
     val_dev: Any
     members_dev: Any
     traces_before: int
+    run: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -517,9 +566,33 @@ class _FitRun:
     total_steps: int = 0
 
 
+#: Environment variable naming a folder for JAX's persistent compilation cache (opt-in).
+CACHE_ENV = "PROFEMU_COMPILATION_CACHE"
+
+
+def _use_compilation_cache() -> None:
+    """Point JAX's persistent compilation cache at ``$PROFEMU_COMPILATION_CACHE`` when the user set it.
+
+    JAX's cache folder is global configuration: it is set only on this explicit request,
+    at the first fit (never at import), and never over a folder the process chose itself.
+    A later run of the same set-up then loads its compiled epoch instead of compiling it.
+    """
+    folder = os.environ.get(CACHE_ENV, "").strip()
+    if not folder or jax.config.jax_compilation_cache_dir:
+        return
+    try:
+        Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{CACHE_ENV}={folder!r}: cannot create the folder ({exc}); "
+                          "point it at a writable folder or unset it.") from exc
+    jax.config.update("jax_compilation_cache_dir", str(Path(folder).expanduser()))
+    logger.info("JAX compilation cache: %s (from $%s)", folder, CACHE_ENV)
+
+
 def _fit_setup(problem: TrainingProblem, cfg: Config, members: int | Sequence[int] | None,
-               seed: int | None) -> _FitSetup:
+               seed: int | None, pad_to: tuple[int, int] | None = None) -> _FitSetup:
     """Validate and pad the data, resolve members and seed, and put everything on the device."""
+    _use_compilation_cache()
     tcfg = cfg.train
     train_data = _checked(problem.train, "train")
     val_data = None if problem.val is None else _checked(problem.val, "val", like=train_data)
@@ -528,18 +601,26 @@ def _fit_setup(problem: TrainingProblem, cfg: Config, members: int | Sequence[in
     if not 0 <= seed < 2**31:
         raise ConfigError(f"train.seed: must be in [0, 2**31), got {seed}.")
     n_real = int(train_data["target"].shape[0])
-    program = EpochProgram.for_rows(problem.network, cfg, n_real)
+    n_val = 0 if val_data is None else int(val_data["target"].shape[0])
+    if pad_to is not None and (len(pad_to) != 2 or min(pad_to) < 0):
+        raise ConfigError(f"fit: pad_to={pad_to!r}; pass (training rows, validation rows), both >= 0.")
+    budget_train, budget_val = (n_real, n_val) if pad_to is None else (max(n_real, int(pad_to[0])),
+                                                                       max(n_val, int(pad_to[1])))
+    program = EpochProgram.for_rows(problem.network, cfg, budget_train)
     train_data = _pad(train_data, program.n_train)
-    if val_data is not None:
-        val_data = _pad(val_data, padded_rows(val_data["target"].shape[0], _VAL_BUCKET))
+    val_rows = padded_rows(max(budget_val, 1), _VAL_BUCKET)
+    val_data = _pad(_zero_rows(train_data, 0) if val_data is None else val_data, val_rows)
+    run = {"real_steps": jnp.int32(math.ceil(n_real / program.batch)), "has_val": jnp.asarray(n_val > 0),
+           "patience": jnp.int32(tcfg.patience)}
     traces_before = _TRACES[program]
     arrays = jax.device_put(problem.arrays)
     train_dev, val_dev = jax.device_put(train_data), jax.device_put(val_data)
     members_dev = jnp.asarray(member_ids)
     if not _TRACES[program]:
-        logger.info("compiling the training step (%s, %d members) ...", cfg.model.kind, member_ids.size)
+        logger.info("compiling the training step (%s, %d members, %d x %d rows) ...", cfg.model.kind,
+                    member_ids.size, program.steps, program.batch)
     return _FitSetup(program=program, member_ids=member_ids, seed=seed, arrays=arrays, train_dev=train_dev,
-                     val_dev=val_dev, members_dev=members_dev, traces_before=traces_before)
+                     val_dev=val_dev, members_dev=members_dev, traces_before=traces_before, run=run)
 
 
 def _write_checkpoint(checkpoint_dir: str | Path | None, setup: _FitSetup, run: _FitRun, next_epoch: int) -> None:
@@ -589,7 +670,7 @@ def _run_epoch(setup: _FitSetup, run: _FitRun, epoch: int) -> tuple[dict[str, An
     t_epoch = time.perf_counter()
     scale, dropout_on = curriculum_at(program.config.train.curriculum, epoch)
     run.state, m = _epoch(program, run.state, setup.members_dev, setup.arrays, setup.train_dev, setup.val_dev,
-                          jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch))
+                          jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch), setup.run)
     m, host = jax.device_get((m, {k: getattr(run.state, k) for k in ("skipped", "rollbacks", "best_val",
                                                                       "stopped", "stop_code")}))
     run.total_steps += program.steps

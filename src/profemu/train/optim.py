@@ -11,6 +11,8 @@ rate, so this is exactly a scaled learning rate), which keeps everything
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -69,7 +71,7 @@ def make_schedule(cfg: OptimConfig, steps_per_epoch: int, total_epochs: int) -> 
 
 
 def make_optimizer(
-    cfg: OptimConfig, steps_per_epoch: int, total_epochs: int
+    cfg: OptimConfig, steps_per_epoch: int, total_epochs: int, *, real_steps: Any = None
 ) -> optax.GradientTransformation:
     """``optax.chain(clip_by_global_norm(clip_norm), inject_hyperparams(adamw)(schedule, wd))``.
 
@@ -77,8 +79,18 @@ def make_optimizer(
         cfg: Optimiser configuration.
         steps_per_epoch: Minibatches per epoch.
         total_epochs: Planned number of epochs (sets the length of the cosine decay).
+        real_steps: Minibatches per epoch that really step (may be a traced scalar), when
+            the epoch runs ``steps_per_epoch`` slots of which the last ones hold padding
+            only (fits of one run sharing one compiled epoch): the schedule then follows
+            ``real_steps`` steps per epoch (the step count is rescaled by
+            ``steps_per_epoch / real_steps``; exact when they are equal). None: equal.
     """
-    schedule = make_schedule(cfg, steps_per_epoch, total_epochs)
+    base = make_schedule(cfg, steps_per_epoch, total_epochs)
+    schedule = base
+    if real_steps is not None:
+        def schedule(count: Any) -> Any:
+            return base(count * steps_per_epoch / real_steps)
+
     return optax.chain(
         optax.clip_by_global_norm(cfg.clip_norm),
         optax.inject_hyperparams(optax.adamw)(learning_rate=schedule, weight_decay=cfg.weight_decay),

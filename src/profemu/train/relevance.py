@@ -12,7 +12,8 @@ length scale at the upper bound (MacKay 1992; Neal 1996).
 ``w_j = min(l) / l_j`` (the most relevant parameter has weight 1, an irrelevant one
 ~1e-3): the Transforms multiply each standardised parameter by its weight, so the
 network starts from the GP's metric of the parameter space and weight decay keeps it
-near it. The weights are fitted on the training rows only (per cross-validation fold).
+near it. The weights are fitted once per run, on the run's training rows, and reused by
+every cross-validation fold and the refit (:func:`profemu.train.builder.fold_problems`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def ard_weights(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
         logger.info("input relevance: the weights already fitted on these %d rows", ds.n)
         return weights.copy(), dict(scales)
     t0 = time.perf_counter()
+    logger.info("input relevance: fitting an ARD GP on up to %d of %d training rows, %d parameters "
+                "(data.input_relevance: off skips it) ...", max_rows, ds.n, len(ds.param_names))
     rows = np.arange(ds.n)
     if ds.n > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(ds.n, max_rows, replace=False))
@@ -99,7 +102,8 @@ def ard_weights(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
     weights = np.clip(ell.min() / ell, 1e-6, 1.0)
     kept = [f"{n} {w:.2g}" for n, w in sorted(zip(ds.param_names, weights, strict=True), key=lambda x: -x[1])
             if w >= 0.05]
-    logger.info("input relevance (ARD GP on %d rows, %.0f s): %d of %d parameters with weight >= 0.05: %s",
+    logger.info("input relevance (ARD GP on %d rows, %.1f s, once per run; data.input_relevance: off skips it): "
+                "%d of %d parameters with weight >= 0.05: %s",
                 rows.size, time.perf_counter() - t0, len(kept), len(ell), ", ".join(kept))
     _CACHE[key] = (weights.copy(), dict(scales))
     while len(_CACHE) > _CACHE_SIZE:

@@ -58,15 +58,21 @@ class Prepared:
         return self.dataset.subset(self.split.test)
 
 
-def fit_transforms(train: ProfileDataset, data_config: DataConfig) -> Transforms:
+def fit_transforms(train: ProfileDataset, data_config: DataConfig, *,
+                   input_weights: np.ndarray | None = None) -> Transforms:
     """:meth:`Transforms.fit` on the training rows, with the input relevance ``data.input_relevance`` asks for.
 
-    The relevance weights come from an ARD GP fitted on (up to ``data.relevance_rows`` of)
-    the training rows (:func:`profemu.train.relevance.ard_weights`), cached per distinct
-    set of rows.
+    Args:
+        train: The training rows.
+        data_config: ``data.*`` (fields, normalisation, ``input_relevance``, ``relevance_rows``).
+        input_weights: Relevance weights [p] already fitted for this run (e.g. by
+            :func:`prepare` on the run's training rows, reused by every cross-validation
+            fold and the refit); None fits them here when ``data.input_relevance`` asks for
+            them: an ARD GP on (up to ``data.relevance_rows`` of) ``train``
+            (:func:`profemu.train.relevance.ard_weights`, cached per distinct set of rows).
     """
-    weights = None
-    if uses_relevance(data_config.input_relevance, train):
+    weights = None if input_weights is None else np.asarray(input_weights, dtype=float)
+    if weights is None and uses_relevance(data_config.input_relevance, train):
         fields = tuple(data_config.fields) if data_config.fields else train.fields
         weights, _ = ard_weights(train, fields, seed=data_config.split_seed, max_rows=data_config.relevance_rows)
     return Transforms.fit(train, data_config, input_weights=weights)

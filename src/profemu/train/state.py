@@ -97,6 +97,7 @@ def end_of_epoch(
     epoch: jax.Array,
     train_cfg: TrainConfig,
     optim_cfg: OptimConfig,
+    patience: jax.Array | None = None,
 ) -> TrainState:
     """The bookkeeping after one epoch (pure; ``jit``-able).
 
@@ -110,6 +111,9 @@ def end_of_epoch(
         epoch: The epoch index (0-based).
         train_cfg: ``max_rollbacks``, ``patience``.
         optim_cfg: ``plateau_patience``, ``plateau_factor``.
+        patience: Early-stopping patience [epochs] as a traced scalar (0 = off), used
+            instead of ``train_cfg.patience`` (so fits that differ only in it, e.g. the
+            cross-validation folds and their refit, share one compiled epoch).
 
     Returns:
         The state for the next epoch.
@@ -139,7 +143,11 @@ def end_of_epoch(
         hit = plateau_wait >= optim_cfg.plateau_patience
         lr_mult = jnp.where(hit, lr_mult * optim_cfg.plateau_factor, lr_mult)
         plateau_wait = jnp.where(hit, 0, plateau_wait)
-    if train_cfg.patience > 0:
+    if patience is not None:
+        patience_out = active & ~stopped & (patience > 0) & (wait >= patience)
+        stop_code = jnp.where(patience_out, STOP_REASONS.index("early_stopping"), stop_code)
+        stopped = stopped | patience_out
+    elif train_cfg.patience > 0:
         patience_out = active & ~stopped & (wait >= train_cfg.patience)
         stop_code = jnp.where(patience_out, STOP_REASONS.index("early_stopping"), stop_code)
         stopped = stopped | patience_out

@@ -1,0 +1,157 @@
+"""Training time: the whole ``train_emulator`` with defaults against an ARD GP fit on the same rows.
+
+What is timed
+    * ``profemu``: :func:`profemu.runs.training.train_emulator` with the default
+      :class:`~profemu.config.Config` (5-fold cross-validation by simulation, then the refit
+      on every row, 5 members, input relevance ``auto``), in memory (no run folder), wall
+      time of the whole call [s]; its cross-validated median fractional error is reported
+      so a faster run cannot hide a worse emulator.
+    * ``GP``: :class:`profemu.baselines.GPBaseline` (defaults) fitted on the same rows,
+      wall time of ``fit`` [s].
+
+    The two are run one after the other for each size (interleaved: profemu, GP, next
+    size), so a load change of the shared machine hits both; the ratio profemu / GP of
+    the same size is the number to read, not the absolute seconds.
+
+Sets
+    * CAMELS LH IllustrisTNG ``rho_mean`` (``camels_lh_tng.npz``, mass bins 11-11.5 and
+      11.5-12, 6 parameters): 300, 600 and 1,600 rows (whole simulations, seeded choice);
+    * ``mock 10,000`` (full mode only): :func:`profemu.data.mock.make_mock_universe`
+      ``lh6``, rho; the GP is fitted only where ``GPBaseline`` keeps at most 3,000 rows;
+    * ``smoke``: 300 TNG rows with ``train.epochs: 2`` (target <= 10 s);
+    * ``mock 600``: the 35-parameter hard mock (:func:`profemu.data.mock.make_hard_mock`,
+      seed 0) with ``train.epochs: 2`` (target <= 20 s; it fits the input-relevance GP once).
+
+Targets: 1,600 TNG rows <= 0.3 x the GP's fit time; mock 600 <= 20 s; smoke <= 10 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import REPO_ROOT, status
+
+__all__ = ["TARGETS", "markdown", "run"]
+
+TARGETS: dict[str, float] = {"tng1600_ratio": 0.3, "mock600_seconds": 20.0, "smoke_seconds": 10.0}
+SHARED = Path(os.environ.get("PROFEMU_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+CAMELS = SHARED / "camels_lh_tng.npz"
+SB35 = SHARED / "camels_sb35" / "Info_IllustrisTNG_L50n512_35params.csv"
+logger = logging.getLogger("profemu.benchmarks.train_speed")
+
+
+def _note(message: str) -> None:
+    print(f"[train_speed] {message}", flush=True)
+
+
+def _tng(n: int) -> Any:
+    """``n`` rows of whole TNG simulations (seeded choice), rho only."""
+    from profemu.data.camels import load_camels_lh
+
+    ds = load_camels_lh(CAMELS, fields=("rho",), statistic="mean", mass_bins=("11-11.5", "11.5-12"), verbose=False)
+    sims = np.unique(ds.groups)
+    np.random.default_rng(0).shuffle(sims)
+    rows: list[int] = []
+    for sim in sims:
+        rows.extend(np.flatnonzero(ds.groups == sim).tolist())
+        if len(rows) >= n:
+            break
+    return ds.subset(np.sort(np.asarray(rows[:n])))
+
+
+def _hard(n: int) -> Any:
+    from profemu.data.mock import make_hard_mock
+
+    return make_hard_mock(n, seed=0, parameter_table=SB35 if SB35.is_file() else None).dataset.select_fields(["rho"])
+
+
+def _lh6(n: int) -> Any:
+    from profemu.data.mock import make_mock_universe
+
+    return make_mock_universe(n=n, seed=0, param_set="lh6", with_pk=False).dataset.select_fields(["rho"])
+
+
+def _profemu(ds: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    """Seconds of the whole ``train_emulator`` and its cross-validated median error."""
+    from profemu.config import Config
+    from profemu.runs.training import train_emulator
+
+    t0 = time.perf_counter()
+    result = train_emulator(ds, Config().updated(changes))
+    seconds = time.perf_counter() - t0
+    cv = result.cross_validation
+    median = None if cv is None else float(cv["metrics"]["overall"]["frac_err_median"])
+    return {"seconds": seconds, "cv_frac_err_median": median, "fit_seconds": float(result.fit_seconds)}
+
+
+def _gp(ds: Any) -> dict[str, Any]:
+    """Seconds of ``GPBaseline().fit`` on ``ds``."""
+    from profemu.baselines import GPBaseline
+
+    t0 = time.perf_counter()
+    GPBaseline().fit(ds)
+    return {"seconds": time.perf_counter() - t0}
+
+
+def run(*, quick: bool, out_dir: Path, smoke: bool = False) -> dict[str, Any]:
+    """Interleaved profemu / GP timings at each size, the smoke run and the 600-row mock.
+
+    Quick and smoke skip the 10,000-row mock; smoke also stops after 300 TNG rows.
+    """
+    del out_dir
+    tng = (300,) if smoke else (1600, 300, 600)  # the size of the target first
+    sizes: list[tuple[str, Any, bool]] = [(f"TNG rho {n}", lambda n=n: _tng(n), True) for n in tng]
+    if not quick and not smoke:
+        sizes.append(("mock lh6 10000", lambda: _lh6(10_000), False))  # GPBaseline keeps <= 3,000 rows
+    results: dict[str, Any] = {"quick": quick, "smoke": smoke, "sizes": {}}
+    _note("smoke (300 TNG rows, 2 epochs) ...")
+    results["smoke_run"] = {"rows": 300, **_profemu(_tng(300), {"train.epochs": 2})}
+    _note(f"smoke: {results['smoke_run']}")
+    for label, load, with_gp in sizes:
+        ds = load()
+        _note(f"{label}: profemu train_emulator (defaults) ...")
+        entry = {"rows": int(ds.n), "profemu": _profemu(ds, {})}
+        if with_gp:
+            _note(f"{label}: GP fit ...")
+            entry["gp"] = _gp(ds)
+            entry["ratio"] = entry["profemu"]["seconds"] / entry["gp"]["seconds"]
+        results["sizes"][label] = entry
+        _note(f"{label}: {entry}")
+        if label == "TNG rho 1600" or smoke:
+            _note("600-row hard mock (2 epochs) ...")
+            results["mock600"] = {"rows": 600, **_profemu(_hard(600), {"train.epochs": 2})}
+            _note(f"mock600: {results['mock600']}")
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The training-time section of BENCHMARKS.md."""
+    lines = ["## Training time: `train_emulator` (defaults) against the ARD GP fit on the same rows", "",
+             "Interleaved in one run on a shared machine: compare the ratios, not the seconds. "
+             "profemu: 5-fold CV by simulation + refit, 5 members.", "",
+             "| set | rows | profemu [s] | GP [s] | profemu / GP | CV median error |", "|---|---|---|---|---|---|"]
+    for label, e in results.get("sizes", {}).items():
+        gp = e.get("gp", {}).get("seconds")
+        ratio = e.get("ratio")
+        med = e["profemu"].get("cv_frac_err_median")
+        lines.append(f"| {label} | {e['rows']} | {e['profemu']['seconds']:.1f} | "
+                     f"{'—' if gp is None else f'{gp:.1f}'} | {'—' if ratio is None else f'{ratio:.2f}'} | "
+                     f"{'—' if med is None else f'{100 * med:.2f}%'} |")
+    for key, name, target in (("smoke_run", "smoke: 300 TNG rows, 2 epochs", TARGETS["smoke_seconds"]),
+                              ("mock600", "hard mock 600 rows, 2 epochs", TARGETS["mock600_seconds"])):
+        if key in results:
+            lines.append(f"| {name} | {results[key]['rows']} | {results[key]['seconds']:.1f} | — | "
+                         f"target <= {target:.0f} s | — |")
+    lines.append("")
+    tng = results.get("sizes", {}).get("TNG rho 1600", {})
+    lines.append(f"Target: 1,600 TNG rows <= {TARGETS['tng1600_ratio']} x the GP's fit time: "
+                 f"{status(tng.get('ratio'), TARGETS['tng1600_ratio'], higher_is_better=False)}; "
+                 f"smoke {status(results.get('smoke_run', {}).get('seconds'), TARGETS['smoke_seconds'], higher_is_better=False)}; "
+                 f"mock 600 {status(results.get('mock600', {}).get('seconds'), TARGETS['mock600_seconds'], higher_is_better=False)}.")
+    return "\n".join(lines) + "\n"

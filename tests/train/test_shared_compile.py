@@ -1,0 +1,105 @@
+"""One run, one relevance fit and one compiled epoch: the folds and the refit share both."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import profemu.train.setup as train_setup
+from profemu.config import Config
+from profemu.data.mock import make_mock_universe
+from profemu.train import loop
+from profemu.train.builder import fit_and_predict, fold_problems, fold_rows
+from profemu.train.cv import cross_validate
+from profemu.train.loop import fit
+from profemu.train.setup import prepare, training_problem
+
+CFG = {"model.hidden": [12], "train.members": 2, "train.epochs": 6, "train.batch_size": 16, "train.patience": 0,
+       "optim.warmup_epochs": 1, "data.fields": ["rho"], "train.cv_folds": 3, "data.val_fraction": 0.0,
+       "data.test_fraction": 0.0, "data.input_relevance": "off"}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return make_mock_universe(n=90, seed=3, param_set="lh6", n_r=5, with_pk=False).dataset
+
+
+def _traces() -> int:
+    return sum(loop._TRACES.values())
+
+
+def test_relevance_is_fitted_once_per_run(dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = train_setup.ard_weights
+
+    def spy(ds, fields, **kwargs):
+        calls.append(ds.n)
+        return real(ds, fields, **kwargs)
+
+    monkeypatch.setattr(train_setup, "ard_weights", spy)
+    cfg = Config().updated({**CFG, "data.input_relevance": "ard", "data.relevance_rows": 40, "train.epochs": 1})
+    prep = prepare(dataset, cfg)
+    folds = fold_problems(prep, cfg, 3)
+    assert calls == [dataset.n]  # once, on the run's training rows, before the folds
+    for fold in folds:  # every fold uses the run's weights
+        np.testing.assert_array_equal(fold.transforms.param_weights, prep.transforms.param_weights)
+    assert not np.allclose(prep.transforms.param_weights, 1.0)
+
+
+def test_folds_and_refit_share_one_compiled_epoch(dataset) -> None:
+    cfg = Config().updated({**CFG, "optim.weight_decay": 3.25e-4, "train.patience": 2})  # a set-up of its own
+    prep = prepare(dataset, cfg)
+    before = _traces()
+    cv = cross_validate(prep, cfg, 3)
+    refit_cfg = cfg.updated({"train.patience": 0})
+    held_out = int(np.bincount(cv.fold_of_row).max())
+    result = fit(training_problem(prep, refit_cfg, validate_on_train=False), epochs=cv.refit_epochs, keep="last",
+                 pad_to=(len(prep.split.train), held_out))
+    assert _traces() - before == 1  # three folds (unequal sizes) and the refit: one trace
+    assert result.counters["compilations"] == 0
+    assert len(result.history) == cv.refit_epochs  # patience 0 in the refit: no early stop
+
+
+def test_padded_fit_equals_the_unpadded_one(dataset) -> None:
+    cfg = Config().updated({**CFG, "train.cv_folds": 0, "data.val_fraction": 0.25, "train.epochs": 4,
+                            "model.dropout": 0.1})
+    problem = training_problem(prepare(dataset, cfg), cfg)
+    plain = fit(problem)
+    padded = fit(problem, pad_to=(problem.train.n + 45, problem.val.n + 70))
+    assert len(plain.history) == len(padded.history) == 4
+    for a, b in zip(plain.history, padded.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+        assert a["learning_rate"] == pytest.approx(b["learning_rate"], rel=1e-5)
+    for leaf_a, leaf_b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(padded.params), strict=True):
+        np.testing.assert_allclose(np.asarray(leaf_a), np.asarray(leaf_b), rtol=1e-3, atol=1e-5)
+    assert plain.best_epoch == padded.best_epoch
+
+
+def test_early_stopping_per_fold_under_the_shared_program(dataset) -> None:
+    cfg = Config().updated({**CFG, "train.epochs": 40, "train.patience": 2, "optim.learning_rate": 0.05,
+                            "optim.warmup_epochs": 0})
+    prep = prepare(dataset, cfg)
+    folds = fold_problems(prep, cfg, 3)
+    pad_to = fold_rows(prep, folds)
+    fits = [fit_and_predict(fold, cfg, pad_to=pad_to).result for fold in folds]
+    for result in fits:
+        assert result.stopped_reason == "early_stopping" and len(result.history) < 40
+        stopped_at = [e + 3 for e in result.best_epoch]  # stops 2 epochs after its best (0-based)
+        assert len(result.history) == max(stopped_at)
+        assert set(result.counters["stop_reason_members"]) == {"early_stopping"}
+
+
+def test_compilation_cache_only_when_asked(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert jax.config.jax_compilation_cache_dir is None  # importing profemu set nothing
+    monkeypatch.delenv(loop.CACHE_ENV, raising=False)
+    loop._use_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir is None
+    folder = tmp_path / "jax-cache"
+    monkeypatch.setenv(loop.CACHE_ENV, str(folder))
+    try:
+        loop._use_compilation_cache()
+        assert jax.config.jax_compilation_cache_dir == str(folder) and folder.is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
