@@ -19,12 +19,17 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(scope="session")
-def camels_path() -> Path:
-    """Path to the real CAMELS table; skips with a reason outside CI when absent, fails in CI."""
-    if not CAMELS_FILE.is_file():
-        msg = f"real CAMELS data not found at {CAMELS_FILE} (../shared/data is absent on this machine)"
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` under ../shared/data; skips with a reason outside CI when absent, fails in CI."""
+    if not path.exists():
+        msg = f"{what} not found at {path} (../shared/data is absent on this machine)"
         if IN_CI:
             pytest.fail(msg + "; CI must have ../shared beside the checkout")
         pytest.skip(msg)
-    return CAMELS_FILE
+    return path
+
+
+@pytest.fixture(scope="session")
+def camels_path() -> Path:
+    """Path to the real CAMELS table; skips with a reason outside CI when absent, fails in CI."""
+    return require_shared(CAMELS_FILE, "real CAMELS data")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from profemu.cli import app
 from profemu.observables import ForwardModel, PopulationModel
-from tests.conftest import IN_CI, SHARED_DATA
+from tests.conftest import SHARED_DATA, require_shared
 from tests.helpers import stderr_error_lines
 from tests.observables.synthetic import (
     APERTURES,
@@ -59,13 +59,7 @@ def spec(run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def act_dir() -> Path:
     """The ACT DR5 x CMASS directory; skips with a reason outside CI when absent, fails in CI."""
-    path = SHARED_DATA / "act_cmass"
-    if not path.is_dir():
-        msg = f"ACT x CMASS data not found at {path} (../shared/data is absent on this machine)"
-        if IN_CI:
-            pytest.fail(msg + "; CI must have ../shared beside the checkout")
-        pytest.skip(msg)
-    return path
+    return require_shared(SHARED_DATA / "act_cmass", "ACT x CMASS data")
 
 
 def invoke(*args: Any) -> Any:

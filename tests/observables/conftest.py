@@ -10,18 +10,13 @@ import numpy as np
 import pytest
 
 from profemu.observables import ACTCMASSData, load_act_cmass
-from tests.conftest import IN_CI, SHARED_DATA
+from tests.conftest import SHARED_DATA, require_shared
 
 ACT_DIR = SHARED_DATA / "act_cmass"
 
 
 def _require(path: Path, what: str) -> Path:
-    if not path.exists():
-        msg = f"{what} not found at {path} (../shared/data is absent on this machine)"
-        if IN_CI:
-            pytest.fail(msg + "; CI must have ../shared beside the checkout")
-        pytest.skip(msg)
-    return path
+    return require_shared(path, what)
 
 
 @pytest.fixture(scope="session")
