@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,13 @@ _FORMAT = "profemu.Transforms"
 _VERSION = 2
 _PK_EXPLAINED = 0.999  # variance fraction that sets the automatic number of P(k) components
 _PK_MIN_COMPONENTS, _PK_MAX_COMPONENTS = 4, 8
+_MAX_LOG10 = 1e4
+"""Largest |log10| target centre and target scale a saved emulator may hold [dex]."""
+_MIN_LOG10_SCALE = 1e-12
+"""Smallest target scale [dex]."""
+_MAX_NUMBER = 1e30
+"""Largest magnitude of any other fitted number (float32 arithmetic stays finite)."""
+
 _SCALERS = ("standard", "robust")
 _MAD_TO_SIGMA = 1.4826
 
@@ -695,6 +702,31 @@ class Transforms:
                 bad("pk_pca has the wrong shape")
             if not all(np.all(np.isfinite(v)) for v in self.pk_pca.values()) or (self.pk_pca["scale"] <= 0).any():
                 bad("pk_pca must be finite with scales > 0")
+        self._check_ranges(bad)
+
+    def _check_ranges(self, bad: Callable[[str], None]) -> None:
+        """Numbers that are finite but far outside what a fit produces (a hand-edited file).
+
+        log10 targets: |centre| <= 1e4 dex and scales in [1e-12, 1e4]; every other fitted
+        number within 1e30 in magnitude and every scale above 1e-30, so the model's float32
+        arithmetic cannot overflow.
+        """
+        if np.abs(self.target_center).max() > _MAX_LOG10 or self.target_scale.max() > _MAX_LOG10 or \
+                self.target_scale.min() < _MIN_LOG10_SCALE:
+            bad(f"target_center/target_scale are outside what log10 profiles allow (|centre| <= {_MAX_LOG10:g} dex, "
+                f"scales in [{_MIN_LOG10_SCALE:g}, {_MAX_LOG10:g}])")
+        arrays: dict[str, Any] = {f"input_stats[{b!r}]": np.concatenate([c, s_])
+                                  for b, (c, s_) in self.input_stats.items()}
+        arrays.update({"pca_components/pca_mean": [] if self.pca_components is None else
+                       np.concatenate([self.pca_components.ravel(), self.pca_mean.ravel()])})
+        arrays.update({f"pk_pca[{k!r}]": v for k, v in (self.pk_pca or {}).items()})
+        for name, values in arrays.items():
+            values = np.asarray(values, dtype=float)
+            if values.size and np.abs(values).max() > _MAX_NUMBER:
+                bad(f"{name} holds {np.abs(values).max():.3g}, above {_MAX_NUMBER:g} in magnitude")
+        for block, (_, scale) in self.input_stats.items():
+            if scale.size and scale.min() < 1.0 / _MAX_NUMBER:
+                bad(f"input_stats[{block!r}] has a scale of {scale.min():.3g}, below {1.0 / _MAX_NUMBER:g}")
 
 
 def decode_mean(out: Any, arrays: Mapping[str, Any], xp: Any = np) -> Any:

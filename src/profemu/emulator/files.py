@@ -48,6 +48,8 @@ FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 _KNOWN_VERSIONS = (2,)
 _MAX_WEIGHT_ELEMENTS = 2_000_000_000  # refuse absurd shapes before allocating
+_MAX_WEIGHT = 1e6  # |weight|: trained networks stay many orders of magnitude below; float32 stays finite
+_MIN_VARIANCE_SCALE, _MAX_VARIANCE_SCALE = 1e-6, 1e6
 _MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "format": str,
@@ -228,8 +230,9 @@ def read_emulator(folder: str | Path, *, on_extrapolation: str | None = None) ->
         raise FormatError(f"{where}: weight shapes do not match the model and transforms of the manifest "
                           f"(first differences: {wrong[:3]}).")
     scale = float(manifest["variance_scale"])
-    if not (np.isfinite(scale) and scale > 0):
-        raise FormatError(f"{where}: variance_scale = {scale!r}; it must be a finite number > 0.")
+    if not (np.isfinite(scale) and _MIN_VARIANCE_SCALE <= scale <= _MAX_VARIANCE_SCALE):
+        raise FormatError(f"{where}: variance_scale = {scale!r}; a calibrated emulator has a finite scale in "
+                          f"[{_MIN_VARIANCE_SCALE:g}, {_MAX_VARIANCE_SCALE:g}]: re-save or retrain it.")
     if sha256_file(wfile) != manifest["weights"]["sha256"]:
         raise FormatError(
             f"{wfile}: checksum does not match the manifest (corrupt or replaced file); "
@@ -259,4 +262,7 @@ def _read_weights(path: Path, shapes: dict[str, list[int]]) -> dict[str, np.ndar
             raise FormatError(f"{path}: weight {name!r} has shape {arr.shape} {arr.dtype}, manifest says {shapes[name]}.")
         if not np.all(np.isfinite(arr)):
             raise FormatError(f"{path}: weight {name!r} holds non-finite values; retrain the emulator.")
+        if arr.size and np.abs(arr).max() > _MAX_WEIGHT:
+            raise FormatError(f"{path}: weight {name!r} holds {np.abs(arr).max():.3g}, above {_MAX_WEIGHT:g} in "
+                              "magnitude (no trained network has such weights; the file was edited); retrain it.")
     return flat
