@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from profemu._files import write_result_folder
 from profemu.errors import ConfigError, DataError
 from profemu.inference.observables import (
     CAPTerm,
     cap_chi2,
     make_cap_posterior,
     read_observation_spec,
-    write_fit_folder,
 )
 from profemu.observables import ForwardModel, PopulationModel
 from tests.observables.synthetic import APERTURES, gaussian_beam, mass_distribution, measurement
@@ -172,19 +172,19 @@ def test_fit_folder_is_written_as_one_unit(tmp_path: Path) -> None:
     def text(s: str) -> Any:
         return lambda p: p.write_text(s)
 
-    write_fit_folder(out, {"a.txt": text("1"), "b.txt": text("2")})
+    write_result_folder(out, {"a.txt": text("1"), "b.txt": text("2")})
     assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]
     with pytest.raises(DataError, match="not empty; pass --force"):
-        write_fit_folder(out, {"a.txt": text("3")})
+        write_result_folder(out, {"a.txt": text("3")})
 
     def broken(p: Path) -> None:
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        write_fit_folder(out, {"a.txt": text("3"), "b.txt": broken}, force=True)
+        write_result_folder(out, {"a.txt": text("3"), "b.txt": broken}, force=True)
     assert (out / "a.txt").read_text() == "1"  # the earlier results are untouched
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]  # no temporary folder left
-    write_fit_folder(out, {"c.txt": text("4")}, force=True)
+    write_result_folder(out, {"c.txt": text("4")}, force=True)
     assert [p.name for p in out.iterdir()] == ["c.txt"]
 
 

@@ -91,15 +91,12 @@ def test_early_stopping_per_fold_under_the_shared_program(dataset) -> None:
         assert set(result.counters["stop_reason_members"]) == {"early_stopping"}
 
 
-def test_compilation_cache_only_when_asked(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert jax.config.jax_compilation_cache_dir is None  # importing profemu set nothing
-    monkeypatch.delenv(loop.CACHE_ENV, raising=False)
-    loop._use_compilation_cache()
-    assert jax.config.jax_compilation_cache_dir is None
-    folder = tmp_path / "jax-cache"
-    monkeypatch.setenv(loop.CACHE_ENV, str(folder))
-    try:
-        loop._use_compilation_cache()
-        assert jax.config.jax_compilation_cache_dir == str(folder) and folder.is_dir()
-    finally:
-        jax.config.update("jax_compilation_cache_dir", None)
+def test_training_leaves_jax_configuration_alone(dataset) -> None:
+    """No global JAX setting is changed by importing profemu or by a fit (JAX's own
+    ``JAX_COMPILATION_CACHE_DIR`` is how a user asks for a persistent compilation cache)."""
+    before = jax.config.jax_compilation_cache_dir
+    assert before is None
+    cfg = Config().updated({**CFG, "train.epochs": 1, "train.cv_folds": 0, "data.val_fraction": 0.2})
+    fit(training_problem(prep := prepare(dataset, cfg), cfg))
+    assert prep.split.val.size
+    assert jax.config.jax_compilation_cache_dir == before

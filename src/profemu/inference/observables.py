@@ -33,8 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from profemu._files import check_result_folder as check_fit_folder
-from profemu._files import write_result_folder as write_fit_folder
 from profemu.config import load_yaml
 from profemu.data.selfsimilar import ALIASES
 from profemu.errors import ConfigError, DataError
@@ -51,6 +49,7 @@ from profemu.observables.act import (
 )
 from profemu.observables.forward import ForwardModel
 from profemu.observables.population import PopulationModel, mass_report
+from profemu.physics.constants import DEFAULT_H
 
 __all__ = [
     "CAPLogPosterior",
@@ -58,13 +57,11 @@ __all__ = [
     "ObservationSpec",
     "build_terms",
     "cap_chi2",
-    "check_fit_folder",
     "describe_terms",
     "make_cap_posterior",
     "plot_cap_fit",
     "posterior_predictive",
     "read_observation_spec",
-    "write_fit_folder",
 ]
 
 logger = logging.getLogger("profemu.inference")
@@ -548,7 +545,7 @@ def read_observation_spec(path: str | Path) -> ObservationSpec:
     if not isinstance(fix_raw, Mapping):
         raise ConfigError(f"fix: expected a mapping NAME: value, got {fix_raw!r:.60}.")
     fix = {str(k): _number(v, f"fix.{k}") for k, v in fix_raw.items()}
-    cosmology = {"h": _number(raw.get("h", 0.6711), "h", positive=True),
+    cosmology = {"h": _number(raw.get("h", DEFAULT_H), "h", positive=True),
                  "omega_m": _number(raw.get("omega_m", 0.3), "omega_m", positive=True),
                  "v_rms_kms": _number(raw.get("v_rms_kms", 313.0), "v_rms_kms", positive=True),
                  "l_max_mpc": _number(raw.get("l_max_mpc", 10.0), "l_max_mpc", positive=True)}

@@ -50,6 +50,7 @@ from profemu.errors import ConfigError, DataError
 from profemu.observables.act import HaloMassDistribution, TwoHaloTable
 from profemu.observables.forward import ForwardModel
 from profemu.observables.projection import _loglog, two_halo_on_grid
+from profemu.physics.constants import DEFAULT_H
 from profemu.physics.halo import r_delta
 
 __all__ = [
@@ -88,7 +89,7 @@ def field_to_cgs(emulator: Any, field: str) -> tuple[str, float]:
                     "erg/cm^3); retrain from a dataset that states the unit.")
 
 
-def radius_to_mpc(radius_unit: str, *, h: float = 0.6711) -> float:
+def radius_to_mpc(radius_unit: str, *, h: float = DEFAULT_H) -> float:
     """Factor from the emulator's ``radius_unit`` (pc, kpc, Mpc, optionally ``/h``) to Mpc.
 
     Raises:

@@ -870,7 +870,7 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
         members_merged=good,
         members_missing=[s.member for s in statuses if s.member not in good],
         best_epoch=[_read_status(run, i).get("best_epoch") for i in good],
-        **({} if RunFolder(run).run_id() is None else {"run_id": RunFolder(run).run_id()}),
+        **({} if (run_id := RunFolder(run).run_id()) is None else {"run_id": run_id}),
     )
     emulator.save(run / "emulator")
     if len(prep.split.test):

@@ -185,7 +185,7 @@ def train_emulator(
         **({} if cv is None else {"cv": {k: cv[k] for k in ("folds", "metrics", "spread_over_folds",
                                                               "refit_epochs", "variance_scale")}}),
         **({} if selection is None else {"capacity": selection.to_dict()}),
-        **({} if run is None or run.run_id() is None else {"run_id": run.run_id()}),
+        **({} if run is None or (run_id := run.run_id()) is None else {"run_id": run_id}),
     )
     if cv is not None and cv.get("residual_covariance") is not None:
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))

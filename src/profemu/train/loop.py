@@ -39,7 +39,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -567,32 +566,9 @@ class _FitRun:
 
 
 #: Environment variable naming a folder for JAX's persistent compilation cache (opt-in).
-CACHE_ENV = "PROFEMU_COMPILATION_CACHE"
-
-
-def _use_compilation_cache() -> None:
-    """Point JAX's persistent compilation cache at ``$PROFEMU_COMPILATION_CACHE`` when the user set it.
-
-    JAX's cache folder is global configuration: it is set only on this explicit request,
-    at the first fit (never at import), and never over a folder the process chose itself.
-    A later run of the same set-up then loads its compiled epoch instead of compiling it.
-    """
-    folder = os.environ.get(CACHE_ENV, "").strip()
-    if not folder or jax.config.jax_compilation_cache_dir:
-        return
-    try:
-        Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{CACHE_ENV}={folder!r}: cannot create the folder ({exc}); "
-                          "point it at a writable folder or unset it.") from exc
-    jax.config.update("jax_compilation_cache_dir", str(Path(folder).expanduser()))
-    logger.info("JAX compilation cache: %s (from $%s)", folder, CACHE_ENV)
-
-
 def _fit_setup(problem: TrainingProblem, cfg: Config, members: int | Sequence[int] | None,
                seed: int | None, pad_to: tuple[int, int] | None = None) -> _FitSetup:
     """Validate and pad the data, resolve members and seed, and put everything on the device."""
-    _use_compilation_cache()
     tcfg = cfg.train
     train_data = _checked(problem.train, "train")
     val_data = None if problem.val is None else _checked(problem.val, "val", like=train_data)
