@@ -59,7 +59,11 @@ TARGETS = {"rho": {"frac_err_median": 0.11, "frac_err_p95": 0.52},
            "pth": {"frac_err_median": 0.18, "frac_err_p95": 1.05}}
 COVERAGE_68 = (0.55, 0.80)
 MOCK_RATIO = 0.7
-METHODS = ("profemu", "plain MLP", "physics core", "physics core, mass_order 1", "GP", "PCA+RBF")
+SCALED = "profemu, r/R_Delta"
+METHODS = ("profemu", SCALED, "plain MLP", "physics core", "physics core, mass_order 1", "GP", "PCA+RBF")
+#: Methods of the mock suite (its radii are already in units of R200c, so the r/R_Delta
+#: coordinate is the profemu row).
+MOCK_METHODS = tuple(m for m in METHODS if m != SCALED)
 
 
 def _config(quick: bool, **changes: Any) -> Config:
@@ -101,6 +105,7 @@ def _fitters(quick: bool) -> dict[str, Callable[[ProfileDataset], Any]]:
 
     return {
         "profemu": lambda d: _profemu(d, _config(quick), True),
+        SCALED: lambda d: _profemu(d, _config(quick, **{"data.radial_coordinate": "scaled"}), True),
         "plain MLP": lambda d: _profemu(d, _config(quick, **{"model.kind": "mlp", "data.self_similar": "off"}),
                                         False),
         "physics core": lambda d: _profemu(d, _config(quick, **{"model.kind": "physics"}), True),
@@ -154,11 +159,72 @@ def mock(quick: bool, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     return _compare(ds.subset(np.flatnonzero(low)), {"13-15": ds.subset(np.flatnonzero(~low))}, quick, methods)
 
 
+def in_box(quick: bool, folds: int = 5) -> dict[str, Any]:
+    """The same test rows when their mass bin is *inside* the training data: the ceiling.
+
+    CAMELS TNG bins 11-12.3 (rho + pth), ``folds``-fold cross-validation by simulation
+    (simulations shuffled with seed 0) with the shipped configuration (no extrapolation
+    variance); every 12-12.3 row is predicted by the fold that did not train on its
+    simulation. What an emulator reaches with data at that mass bounds what extrapolation
+    to it can reach.
+    """
+    ds = load_camels_lh(CAMELS, fields=FIELDS, mass_bins=(*TRAIN_BINS, TEST_BINS[0]), verbose=False)
+    sims = np.unique(ds.groups)
+    np.random.default_rng(0).shuffle(sims)
+    errs: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
+    inside: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
+    test_bin = np.asarray(ds.log10_mass) > 12.0
+    for k in range(folds):
+        held = np.isin(ds.groups, sims[k::folds])
+        emulator = _train(ds.subset(np.flatnonzero(~held)), _config(quick))
+        test = ds.subset(np.flatnonzero(held & test_bin))
+        pred = predict_dataset(emulator, test)
+        for f in FIELDS:
+            mean, var = pred[f]
+            ok = test.mask[f]
+            truth = np.log10(np.where(ok, test.profiles[f], 1.0))
+            noise = test.noise[f] ** 2 if test.noise is not None and f in test.noise else 0.0
+            errs[f].append(np.abs(10.0 ** (mean - truth) - 1.0)[ok])
+            inside[f].append((np.abs(mean - truth) < np.sqrt(var + noise))[ok])
+        log.info("extrapolation: in-box reference fold %d/%d done", k + 1, folds)
+    out: dict[str, Any] = {"n_test": int(test_bin.sum()), "folds": folds}
+    for f in FIELDS:
+        e = np.concatenate(errs[f])
+        out[f] = {"frac_err_median": float(np.median(e)), "frac_err_p95": float(np.percentile(e, 95)),
+                  "coverage_68": float(np.concatenate(inside[f]).mean())}
+    return out
+
+
 def run(quick: bool, out_dir: Path | None = None, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
-    """Both suites; ``quick``: 3 members, 150 epochs, 1,200 mock rows."""
+    """Both suites and the in-box reference; ``quick``: 3 members, 150 epochs, 1,200 mock rows."""
     del out_dir
-    return {"quick": quick, "camels_tng": camels(quick, methods), "mock": mock(quick, methods),
+    return {"quick": quick, "camels_tng": camels(quick, methods), "in_box": in_box(quick),
+            "mock": mock(quick, tuple(m for m in methods if m in MOCK_METHODS)),
             "targets": TARGETS, "coverage_68": COVERAGE_68}
+
+
+def update(methods: tuple[str, ...], with_in_box: bool, quick: bool = True) -> dict[str, Any]:
+    """Run only ``methods`` on CAMELS TNG (and the in-box reference) and merge them into the
+    saved results, keeping every other number and noting the commit of the added rows."""
+    import json
+
+    from benchmarks.common import BENCHMARKS_DIR, git_commit
+
+    path = BENCHMARKS_DIR / "results" / "extrapolation.json"
+    record = json.loads(path.read_text())
+    results = record["results"]
+    if methods:
+        new = camels(quick, methods)
+        for test in TEST_BINS:
+            results["camels_tng"][test].update({m: new[test][m] for m in methods})
+    if with_in_box:
+        results["in_box"] = in_box(quick)
+    results.setdefault("added", []).append({"methods": list(methods), "in_box": with_in_box,
+                                            "commit": git_commit()})
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return record
 
 
 def _fmt(x: Any) -> str:
@@ -206,8 +272,20 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _table(tng, "12-12.3", FIELDS) + _calibration(tng, "12-12.3")
     lines += ["", f"Targets: rho median <= {TARGETS['rho']['frac_err_median']}, 95th <= "
               f"{TARGETS['rho']['frac_err_p95']}; pth median <= {TARGETS['pth']['frac_err_median']}, 95th <= "
-              f"{TARGETS['pth']['frac_err_p95']}; 68% coverage in {list(COVERAGE_68)}.", "",
-              f"### CAMELS LH TNG: tested on 12.3-13.1 ({tng['12.3-13.1']['n_test']} rows)", ""]
+              f"{TARGETS['pth']['frac_err_p95']}; 68% coverage in {list(COVERAGE_68)}."]
+    box = results.get("in_box")
+    if box:
+        lines += ["", f"In-box reference: the same {box['n_test']} rows of 12-12.3 predicted with that mass bin "
+                  f"*in* the training data ({box['folds']}-fold cross-validation by simulation, bins 11-12.3, the "
+                  "shipped configuration): " + "; ".join(
+                      f"{f} median {_fmt(box[f]['frac_err_median'])}, 95th {_fmt(box[f]['frac_err_p95'])}, 68% cov. "
+                      f"{_fmt(box[f]['coverage_68'])}" for f in FIELDS)
+                  + ". An emulator extrapolating to 12-12.3 cannot be expected to beat one trained there."]
+    for extra in results.get("added", []):
+        lines += ["", f"Rows {', '.join(extra['methods']) or '(none)'}"
+                  + (" and the in-box reference" if extra.get("in_box") else "")
+                  + f" added at commit `{extra['commit']}` (same data, splits and seeds)."]
+    lines += ["", f"### CAMELS LH TNG: tested on 12.3-13.1 ({tng['12.3-13.1']['n_test']} rows)", ""]
     lines += _table(tng, "12.3-13.1", FIELDS)
     fields = tuple(k for k, v in next(v for k, v in mk["13-15"].items() if k in METHODS).items()
                    if isinstance(v, dict))
@@ -216,3 +294,18 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _table(mk, "13-15", fields) + _calibration(mk, "13-15")
     lines += ["", f"Target: profemu median <= {MOCK_RATIO} x the better of GP and PCA+RBF.", ""]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m benchmarks.extrapolation [method ...] [--in-box]
+    import sys
+
+    from benchmarks.common import BENCHMARKS_DIR, REPO_ROOT
+    from benchmarks.markdown import write_document
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    wanted = tuple(a for a in sys.argv[1:] if a != "--in-box")
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown:
+        sys.exit(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    update(wanted, "--in-box" in sys.argv[1:])
+    write_document(BENCHMARKS_DIR / "results", REPO_ROOT / "BENCHMARKS.md")

@@ -247,6 +247,14 @@ class DataConfig:
             :mod:`profemu.data.selfsimilar`) when the data give the mass definition,
             the redshift and Omega_m (else, with one log line, plain log10);
             ``"off"``: plain log10 profiles.
+        radial_coordinate: Where the network draws the profile: ``"physical"``: on the
+            dataset's radii; ``"scaled"``: on a grid in x = r / R_Δ (the halo's own radius,
+            from the mass definition, redshift and cosmology of the self-similar
+            normalisation), interpolated back to the dataset's radii, so a heavier halo's
+            profile is the same shape moved outwards and extrapolation in mass and redshift
+            starts from that shape; ``"auto"``: ``"scaled"`` when the self-similar
+            normalisation applies and the radii are physical lengths, else ``"physical"``
+            (one log line says which). The user always sees their own radii.
         input_relevance: ``"ard"``: multiply each standardised parameter by its relevance
             from an ARD Gaussian process fitted once per run on the training rows (reused by every fold and the refit) (min(l)/l_j; an
             irrelevant parameter gets ~0; see :mod:`profemu.train.relevance`); ``"auto"``:
@@ -276,6 +284,7 @@ class DataConfig:
     scale_floor: float = field(default=1e-6, metadata=_meta(0.0, 1.0, low_open=True))
     pca_components: int = field(default=0, metadata=_meta(0, 10_000))
     self_similar: Literal["auto", "off"] = "auto"
+    radial_coordinate: Literal["auto", "physical", "scaled"] = "physical"
     input_relevance: Literal["auto", "ard", "off"] = "auto"
     relevance_rows: int = field(default=500, metadata=_meta(20, 20_000))
     pk_components: int | None = field(default=None, metadata=_meta(0, 10_000))

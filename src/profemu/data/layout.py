@@ -86,6 +86,8 @@ class OutputLayout:
         self_similar: ``""`` (plain log10 profiles), ``"physical"`` (profiles divided by
             their self-similar scale, on physical radii) or ``"scaled"`` (the same, on
             radii in units of R_Δ).
+        n_x: Points of the grid in r / R_Δ on which the network draws each field's mean
+            profile before interpolating it to the ``n_r`` radii (0: drawn on the radii).
     """
 
     fields: tuple[FieldSpec, ...]
@@ -94,6 +96,7 @@ class OutputLayout:
     out_dim: int
     pca: bool = False
     self_similar: str = ""
+    n_x: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -105,6 +108,8 @@ class OutputLayout:
             raise DataError(f"layout fields: need at least one field, each named once; got {list(names)}.")
         if self.n_r < 1:
             raise DataError(f"layout n_r: must be >= 1, got {self.n_r}.")
+        if self.n_x < 0 or self.n_x == 1 or (self.n_x and self.pca):
+            raise DataError(f"layout n_x: must be 0 or >= 2 without PCA outputs, got {self.n_x}.")
         if not self.pca and self.out_dim != len(names) * self.n_r:
             raise DataError(
                 f"layout out_dim: {self.out_dim} != fields x radii = {len(names) * self.n_r}; "
@@ -166,6 +171,7 @@ class OutputLayout:
             "out_dim": self.out_dim,
             "pca": self.pca,
             "self_similar": self.self_similar,
+            "n_x": self.n_x,
         }
 
     @classmethod
@@ -177,6 +183,6 @@ class OutputLayout:
                 for f in d["fields"]
             )
             return cls(fields, int(d["n_r"]), tuple((str(b), int(w)) for b, w in d["input_blocks"]),
-                       int(d["out_dim"]), bool(d["pca"]), str(d.get("self_similar", "")))
+                       int(d["out_dim"]), bool(d["pca"]), str(d.get("self_similar", "")), int(d.get("n_x", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"layout: malformed description ({type(exc).__name__}: {exc}).") from None

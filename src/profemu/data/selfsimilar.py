@@ -202,6 +202,14 @@ def physical_kind(name: str, unit: str, declared: Mapping[str, Any] | None = Non
     return "", None, f"unit {unit!r} is not a density, pressure or temperature unit (declare meta.field_kinds)"
 
 
+def _radius_unit_flags(unit: str) -> tuple[bool, bool]:
+    """``(per_h, comoving)`` of a radius unit such as ``"kpc/h"``, ``"cMpc h^-1"`` or ``"Mpc (physical)"``."""
+    u = unit.strip().lower()
+    per_h = bool(re.search(r"/\s*h\b|h\s*\^?\s*-\s*1|h\*\*-1", u))
+    comoving = "comoving" in u or bool(re.match(r"c(kpc|mpc)\b", u))
+    return per_h, comoving
+
+
 def _lookup(names: Sequence[str], quantity: str) -> int | None:
     lower = [n.lower() for n in names]
     for alias in ALIASES[quantity]:
@@ -231,6 +239,8 @@ class SelfSimilar:
             self-similar profile shape is mass-independent at fixed radius.
         redshift_param: Parameter column holding the redshift (``z`` or ``redshift``),
             or -1 (the dataset's redshift, ``redshift_value`` or the redshift input).
+        radius_per_h: The radii are in h^-1 length units (``"kpc/h"``, ``"Mpc h^-1"``).
+        radius_comoving: The radii are comoving (``"ckpc"``, ``"cMpc"``, ``"comoving"``).
     """
 
     delta: float
@@ -247,6 +257,37 @@ class SelfSimilar:
     redshift_value: float | None
     radius_scaled: bool
     redshift_param: int = -1
+    radius_per_h: bool = False
+    radius_comoving: bool = False
+
+    def _cosmology(self, params: Any, redshift: Any) -> tuple[Any, Any, Any, Any]:
+        """``(Omega_m, Omega_b, h, z)`` per row (columns of ``params`` or constants)."""
+
+        def column(index: int, value: float) -> Any:
+            return params[:, index] if index >= 0 else value
+
+        om, ob, h = column(self.omega_m, self.omega_m_value), column(self.omega_b, self.omega_b_value), column(
+            self.h, self.h_value)
+        z = (params[:, self.redshift_param] if self.redshift_param >= 0
+             else self.redshift_value if self.redshift_value is not None else redshift)
+        return om, ob, h, z
+
+    def log10_halo_radius(self, params: Any, log10_mass: Any, redshift: Any = None, xp: Any = np) -> Any:
+        """log10 R_Δ [n] in the length unit of the dataset's radii, up to a constant.
+
+        R_Δ in physical Mpc from :func:`~profemu.physics.halo.r_delta`, times h for radii in
+        h^-1 units and times (1 + z) for comoving radii; a constant unit factor (kpc vs Mpc)
+        is left out, since only differences between haloes are used (the radial coordinate
+        r / R_Δ of :class:`~profemu.data.transforms.Transforms` is centred on the training mean).
+        """
+        om, _, h, z = self._cosmology(params, redshift)
+        log_m = log10_mass - (xp.log10(h) if self.mass_per_h else 0.0)
+        log_r = xp.log10(r_delta(10.0 ** log_m, z, h, om, self.delta, self.reference, xp))
+        if self.radius_per_h:
+            log_r = log_r + xp.log10(h)
+        if self.radius_comoving:
+            log_r = log_r + xp.log10(1.0 + z)
+        return log_r + 0.0 * log10_mass
 
     def log10_scale(self, params: Any, log10_mass: Any, redshift: Any = None, xp: Any = np) -> Any:
         """log10 of each field's scale in the dataset's unit, [n, F] (0 for fields not normalised).
@@ -257,14 +298,7 @@ class SelfSimilar:
             redshift: [n] (used when ``redshift_value`` is None).
             xp: numpy or jax.numpy.
         """
-
-        def column(index: int, value: float) -> Any:
-            return params[:, index] if index >= 0 else value
-
-        om, ob, h = column(self.omega_m, self.omega_m_value), column(self.omega_b, self.omega_b_value), column(
-            self.h, self.h_value)
-        z = (params[:, self.redshift_param] if self.redshift_param >= 0
-             else self.redshift_value if self.redshift_value is not None else redshift)
+        om, ob, h, z = self._cosmology(params, redshift)
         log_m = log10_mass - (xp.log10(h) if self.mass_per_h else 0.0)
         scales = log10_scales(log_m, z, om, ob, h, delta=self.delta, reference=self.reference, xp=xp)
         zero = 0.0 * log10_mass
@@ -307,7 +341,8 @@ class SelfSimilar:
                     tuple(float(u) for u in d["log10_unit"]), int(d["omega_m"]), int(d["omega_b"]), int(d["h"]),
                     float(d["omega_m_value"]), float(d["omega_b_value"]), float(d["h_value"]),
                     None if d["redshift_value"] is None else float(d["redshift_value"]), bool(d["radius_scaled"]),
-                    int(d.get("redshift_param", -1)))
+                    int(d.get("redshift_param", -1)), bool(d.get("radius_per_h", False)),
+                    bool(d.get("radius_comoving", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"transforms.self_similar: malformed ({type(exc).__name__}: {exc}).") from None
         numbers = [s.delta, *s.log10_unit, s.omega_m_value, s.omega_b_value, s.h_value]
@@ -399,11 +434,13 @@ def resolve(
         return None, ("self-similar normalisation off: no density, pressure or temperature field ("
                       + "; ".join(how) + "); plain log10 profiles are learnt")
     scaled = bool(re.fullmatch(r"\s*r\s*\d+(\.\d+)?\s*[cm]\s*", radius_unit.lower()))
+    radius_per_h, comoving = _radius_unit_flags(radius_unit)
     spec = SelfSimilar(
         delta=delta, reference=reference, mass_per_h=per_h, kinds=kinds, log10_unit=tuple(log_unit),
         omega_m=om, omega_b=-1 if ob is None else ob, h=-1 if h is None else h,
         omega_m_value=0.3, omega_b_value=DEFAULT_OMEGA_B, h_value=DEFAULT_H,  # used only when not parameters
         redshift_value=z_value, radius_scaled=scaled, redshift_param=z_param,
+        radius_per_h=radius_per_h, radius_comoving=comoving,
     )
     if ((params[:, om] <= 0) | (params[:, om] > 1)).any():
         return None, "self-similar normalisation off: Omega_m values outside (0, 1]; plain log10 profiles are learnt"

@@ -57,6 +57,8 @@ _MAX_LOG10 = 1e4
 _MIN_LOG10_SCALE = 1e-12
 """Smallest target scale [dex]."""
 _MAX_NUMBER = 1e30
+#: Most points of the grid in r / R_Δ (``data.radial_coordinate``).
+_MAX_SCALED_POINTS = 512
 """Largest magnitude of any other fitted number (float32 arithmetic stays finite)."""
 
 _SCALERS = ("standard", "robust")
@@ -182,6 +184,7 @@ class Transforms:
         pk_pca: Mapping[str, Any] | None = None,
         self_similar: SelfSimilar | None = None,
         param_weights: Any = None,
+        scaled_radius: Any = None,
     ) -> None:
         self.param_names = tuple(param_names)
         self.log_params = tuple(log_params)
@@ -211,6 +214,7 @@ class Transforms:
         self.self_similar = self_similar
         self.param_weights = (np.ones(len(self.param_names)) if param_weights is None
                               else np.asarray(param_weights, dtype=np.float64))
+        self.scaled_radius = None if scaled_radius is None else np.asarray(scaled_radius, dtype=np.float64)
         self.pk_pca = None if pk_pca is None else {
             key: np.asarray(pk_pca[key], dtype=np.float64) for key in ("mean", "components", "scale")
         }
@@ -257,7 +261,8 @@ class Transforms:
         )
         return OutputLayout(fields, self.n_r, tuple(self.input_blocks.items()), self.out_dim,
                             pca=self.pca_components is not None,
-                            self_similar="" if ss is None else ("scaled" if ss.radius_scaled else "physical"))
+                            self_similar="" if ss is None else ("scaled" if ss.radius_scaled else "physical"),
+                            n_x=0 if self.scaled_radius is None else int(self.scaled_radius.size))
 
     def model_arrays(self) -> dict[str, np.ndarray]:
         """The fitted numbers a network and its losses read (float64; JAX casts them to its float).
@@ -277,7 +282,28 @@ class Transforms:
         if self.pca_components is not None:
             arrays["pca_components"] = self.pca_components
             arrays["pca_mean"] = self.pca_mean
+        if self.scaled_radius is not None:
+            arrays.update(self._scaled_arrays())
         return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+
+    def _scaled_arrays(self) -> dict[str, np.ndarray]:
+        """The grid in r / R_Δ and each field's target centre and scale on it.
+
+        ``log10_scaled_radius`` [K]: log10 of the radius (in the dataset's unit) at which a
+        halo of the training-mean R_Δ has the grid's r / R_Δ; ``scaled_center`` /
+        ``scaled_scale`` [F * K]: the standardisation centre of each field interpolated onto
+        that grid (linearly in log10 r, extended linearly beyond the data's radii) and the
+        field's mean scale.
+        """
+        grid = np.asarray(self.scaled_radius, dtype=np.float64)
+        log_r = self.log10_radius
+        centers, scales = [], []
+        for i in range(len(self.field_names)):
+            sl = slice(i * self.n_r, (i + 1) * self.n_r)
+            centers.append(linear_extrapolating_interp(grid, log_r, self.target_center[sl]))
+            scales.append(np.full(grid.size, float(np.mean(self.target_scale[sl]))))
+        return {"log10_scaled_radius": grid, "scaled_center": np.concatenate(centers),
+                "scaled_scale": np.concatenate(scales)}
 
     @property
     def mass_scale(self) -> float:
@@ -340,6 +366,7 @@ class Transforms:
         log_target = _log10_targets(ds, fields, self_similar)
         valid = np.concatenate([ds.mask[f] for f in fields], axis=1)
         center, scale = _fit_scaler(log_target, cfg.target_scaler, floor, valid)
+        scaled_radius = _fit_radial_coordinate(ds, cfg, self_similar, stats)
         components = pca_mean = None
         if cfg.pca_components > 0:
             components, pca_mean = _fit_target_pca(log_target, valid, center, scale, cfg.pca_components, ds.n)
@@ -367,6 +394,7 @@ class Transforms:
             pca_components=components,
             pca_mean=pca_mean,
             box=box,
+            scaled_radius=scaled_radius,
         )
 
     # ------------------------------------------------------------------ forward
@@ -451,6 +479,10 @@ class Transforms:
                 out["pk"] = ((out["pk"] - basis["mean"]) @ basis["components"].T) / basis["scale"]
         if "redshift" in self.input_stats:
             out["redshift"] = scaled("redshift", _as_float(xp, redshift)[:, None])
+        if "r_delta" in self.input_stats and self.self_similar is not None:
+            z = None if redshift is None else _as_float(xp, redshift)
+            log_r_delta = self.self_similar.log10_halo_radius(params, mass, z, xp)
+            out["r_delta"] = scaled("r_delta", log_r_delta[:, None])
         if self.feature_names:
             raw = compute_features(
                 self.feature_names,
@@ -591,6 +623,7 @@ class Transforms:
             "pk_pca": None if self.pk_pca is None else {k: lst(v) for k, v in self.pk_pca.items()},
             "self_similar": None if self.self_similar is None else self.self_similar.to_dict(),
             "param_weights": lst(self.param_weights),
+            "scaled_radius": lst(self.scaled_radius),
         }
 
     @classmethod
@@ -633,6 +666,7 @@ class Transforms:
                 pk_pca=d.get("pk_pca"),
                 self_similar=None if d.get("self_similar") is None else SelfSimilar.from_dict(d["self_similar"]),
                 param_weights=d.get("param_weights"),
+                scaled_radius=d.get("scaled_radius"),
             )
         except KeyError as exc:
             raise FormatError(
@@ -666,7 +700,7 @@ class Transforms:
                 bad(f"{name} must hold {d} finite numbers (fields x radii)")
         if (self.target_scale <= 0).any():
             bad("target_scale must be > 0")
-        widths = {"params": len(self.param_names), "log10_mass": 1, "redshift": 1,
+        widths = {"params": len(self.param_names), "log10_mass": 1, "redshift": 1, "r_delta": 1,
                   "pk": None if self.k is None else self.k.size}
         for block, (center, scale) in self.input_stats.items():
             want = widths.get(block, center.shape[0])
@@ -676,6 +710,15 @@ class Transforms:
                 bad(f"input_stats[{block!r}] must be finite with scales > 0")
         if "params" not in self.input_stats or "log10_mass" not in self.input_stats:
             bad("input_stats must hold 'params' and 'log10_mass'")
+        if (self.scaled_radius is None) != ("r_delta" not in self.input_stats):
+            bad("scaled_radius and input_stats['r_delta'] must be given together")
+        if self.scaled_radius is not None:
+            g = self.scaled_radius
+            if self.self_similar is None or self.pca_components is not None:
+                bad("scaled_radius needs the self-similar normalisation and outputs on the radial grid")
+            if g.ndim != 1 or not 2 <= g.size <= _MAX_SCALED_POINTS or not np.all(np.isfinite(g)) or \
+                    (np.diff(g) <= 0).any() or np.abs(g).max() > _MAX_LOG10:
+                bad(f"scaled_radius must be 2 to {_MAX_SCALED_POINTS} increasing finite log10 radii")
         w = self.param_weights
         if w.shape != (len(self.param_names),) or not np.all(np.isfinite(w)) or (w <= 0).any() or (w > 1).any():
             bad("param_weights must hold one weight in (0, 1] per parameter")
@@ -880,6 +923,71 @@ def _log10_targets(ds: ProfileDataset, fields: Sequence[str], self_similar: Self
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = self_similar.log10_scale(ds.params, ds.log10_mass, ds.redshift)
         return log_target - np.repeat(scale, ds.n_r, axis=1)
+
+
+def linear_extrapolating_interp(x: np.ndarray, xp_: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp`` that continues the first and last segments as straight lines beyond ``xp_``."""
+    x, xp_, fp = (np.asarray(a, dtype=np.float64) for a in (x, xp_, fp))
+    if xp_.size == 1:
+        return np.full(x.shape, fp[0])
+    y = np.interp(x, xp_, fp)
+    lo, hi = x < xp_[0], x > xp_[-1]
+    y[lo] = fp[0] + (x[lo] - xp_[0]) * (fp[1] - fp[0]) / (xp_[1] - xp_[0])
+    y[hi] = fp[-1] + (x[hi] - xp_[-1]) * (fp[-1] - fp[-2]) / (xp_[-1] - xp_[-2])
+    return y
+
+
+def _fit_radial_coordinate(ds: ProfileDataset, cfg: DataConfig, self_similar: SelfSimilar | None,
+                           stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """The log10 grid of the network's radial coordinate r / R_Δ, or None for physical radii.
+
+    Adds ``stats["r_delta"]`` (centre: the training mean of log10 R_Δ, scale 1) when the
+    coordinate is scaled. The grid spans every training row's radii once shifted to the mean
+    R_Δ, with the data's mean spacing in log10 r (at most :data:`_MAX_SCALED_POINTS` points).
+
+    Raises:
+        ConfigError: ``data.radial_coordinate = "scaled"`` where it cannot apply.
+    """
+    mode = cfg.radial_coordinate
+    if mode == "physical":
+        return None
+    reason = ""
+    if self_similar is None:
+        reason = "it needs the self-similar normalisation (mass definition, redshift, Omega_m; see the line above)"
+    elif self_similar.radius_scaled:
+        logger.info("radial coordinate: the radii are already in units of R_Delta (%s)", ds.radius_unit)
+        return None
+    elif cfg.pca_components > 0:
+        reason = "it needs outputs on the radial grid (data.pca_components > 0)"
+    elif ds.n_r < 2:
+        reason = "it needs at least 2 radii"
+    log_r_delta = None
+    if not reason:
+        assert self_similar is not None
+        with np.errstate(all="ignore"):
+            log_r_delta = np.asarray(self_similar.log10_halo_radius(ds.params, ds.log10_mass, ds.redshift),
+                                     dtype=np.float64)
+        if not np.all(np.isfinite(log_r_delta)):
+            reason = "R_Delta is not finite for some training rows (check Omega_m, h and the redshift)"
+    if reason:
+        if mode == "scaled":
+            raise ConfigError(f"data.radial_coordinate = 'scaled': {reason}; set data.radial_coordinate to 'auto' "
+                              "or 'physical'.")
+        logger.info("radial coordinate: physical radii, not r/R_Delta (%s)", reason)
+        return None
+    assert log_r_delta is not None
+    center = float(np.mean(log_r_delta))
+    shift = log_r_delta - center
+    log_r = np.log10(ds.radius)
+    spacing = float(np.median(np.diff(log_r)))
+    span = float(shift.max() - shift.min())
+    points = min(ds.n_r + int(np.ceil(span / spacing - 1e-9)), _MAX_SCALED_POINTS)
+    grid = np.linspace(log_r[0] - shift.max(), log_r[-1] - shift.min(), max(points, 2))
+    stats["r_delta"] = (np.array([center]), np.array([1.0]))
+    logger.info("radial coordinate: r/R_Delta; the training haloes' R_Delta span %.2f dex, so the network draws "
+                "each profile on %d points of r/R_Delta and interpolates it to the dataset's %d radii "
+                "(data.radial_coordinate: physical turns this off)", span, grid.size, ds.n_r)
+    return grid
 
 
 def _resolve_monotone(requested: Sequence[str] | None, fields: Sequence[str]) -> tuple[str, ...]:

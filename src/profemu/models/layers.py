@@ -158,3 +158,27 @@ def monotone_profiles(raw: Array, center: Array, scale: Array, log10_radius: Arr
     drops = xp.cumsum(softplus(raw[..., 1:], xp) * dlog_r, axis=-1)
     log_profile = xp.concatenate([log_inner, log_inner - drops], axis=-1)
     return (log_profile - center) / scale
+
+
+def interpolate_rows(values: Array, grid: Array, queries: Array, xp: Any = np) -> Array:
+    """Each row's curve on a uniform grid, read at that row's own positions.
+
+    Linear interpolation, continued as a straight line beyond either end of the grid
+    (a power law when both axes are logarithmic). Differentiable in ``values`` and in
+    ``queries`` (piecewise linearly).
+
+    Args:
+        values: ``[..., n, K]`` curve values on ``grid`` (a leading member axis broadcasts).
+        grid: ``[K]`` uniformly spaced, increasing positions (K >= 2).
+        queries: ``[n, J]`` positions to read for each of the ``n`` rows.
+
+    Returns:
+        ``[..., n, J]``.
+    """
+    k = grid.shape[0]
+    t = (queries - grid[0]) / (grid[1] - grid[0])
+    idx = xp.clip(xp.floor(t), 0, k - 2)
+    frac = t - idx
+    slots = xp.arange(k, dtype=t.dtype)[None, :, None]  # [1, K, 1]
+    weights = (slots == idx[:, None, :]) * (1.0 - frac)[:, None, :] + (slots == idx[:, None, :] + 1) * frac[:, None, :]
+    return xp.einsum("...nk,nkj->...nj", values, weights.astype(values.dtype))

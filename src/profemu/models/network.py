@@ -131,7 +131,8 @@ class Network:
     @property
     def trunk_blocks(self) -> tuple[str, ...]:
         """Input blocks concatenated into the trunk (all but the mass for the power-law head)."""
-        return tuple(b for b, _ in self.layout.input_blocks if not (self.power_law and b == "log10_mass"))
+        return tuple(b for b, _ in self.layout.input_blocks
+                     if not (self.power_law and b == "log10_mass") and b != "r_delta")
 
     @property
     def interaction(self) -> str:
@@ -166,13 +167,14 @@ class Network:
                 dense(("trunk", f"film_{i}"), width, 2 * w, init="zeros")
             n_in = w
         out = layout.out_dim
+        drawn = layout.n_x or layout.n_r  # points each field's mean is drawn on
         if cfg.monotone_head:
             for i, f in enumerate(layout.fields):
                 mono = f.monotone
-                dense(("head", "mean", f"field_{i}"), n_in, layout.n_r,
+                dense(("head", "mean", f"field_{i}"), n_in, drawn,
                       bias="monotone_bias" if mono else "zeros", field=i)
         else:
-            dense(("head", "mean"), n_in, out)
+            dense(("head", "mean"), n_in, len(layout.fields) * drawn if layout.n_x else out)
         if self.power_law:
             dense(("head", "slope"), n_in, out, init="small")
             if cfg.mass_order == 2:
@@ -229,9 +231,11 @@ class Network:
         if spec.init == "constant":
             return jnp.full(shape, spec.value, jnp.float32)
         if spec.init == "monotone_bias":
-            sl = slice(spec.field * self.layout.n_r, (spec.field + 1) * self.layout.n_r)
-            center = jnp.asarray(arrays["target_center"], jnp.float32)[sl]
-            dlog_r = jnp.diff(jnp.asarray(arrays["log10_radius"], jnp.float32))
+            n, prefix = (self.layout.n_x, "scaled_") if self.layout.n_x else (self.layout.n_r, "target_")
+            sl = slice(spec.field * n, (spec.field + 1) * n)
+            center = jnp.asarray(arrays[prefix + "center"], jnp.float32)[sl]
+            radius = arrays["log10_scaled_radius" if self.layout.n_x else "log10_radius"]
+            dlog_r = jnp.diff(jnp.asarray(radius, jnp.float32))
             slopes = jnp.maximum(-jnp.diff(center) / dlog_r, _MIN_INITIAL_SLOPE)
             return jnp.concatenate([jnp.zeros(1, jnp.float32), slopes + jnp.log(-jnp.expm1(-slopes))])
         raise ConfigError(f"unknown initialiser {spec.init!r}")  # pragma: no cover - internal
@@ -320,18 +324,8 @@ class Network:
     def _head(self, p: Mapping[str, Any], arrays: Mapping[str, Any], h: Any, inputs: Mapping[str, Any],
               xp: Any, record: dict[str, Any] | None) -> NetworkOutput:
         cfg, layout = self.cfg, self.layout
-        center = xp.asarray(arrays["target_center"], h.dtype)
         scale = xp.asarray(arrays["target_scale"], h.dtype)
-        if cfg.monotone_head:
-            log_r = xp.asarray(arrays["log10_radius"], h.dtype)
-            parts = []
-            for i, f in enumerate(layout.fields):
-                raw = layers.dense(p["mean"][f"field_{i}"], h, xp)
-                sl = layout.field_slice(f.name)
-                parts.append(layers.monotone_profiles(raw, center[sl], scale[sl], log_r, xp) if f.monotone else raw)
-            mean = xp.concatenate(parts, axis=-1)
-        else:
-            mean = layers.dense(p["mean"], h, xp)
+        mean = self._scaled_mean(p, arrays, h, inputs, xp) if layout.n_x else self._grid_mean(p, arrays, h, xp)
         slope = None
         dm = None
         if self.power_law:
@@ -355,3 +349,49 @@ class Network:
             record["head/mean"] = mean
             record["head/var"] = var
         return NetworkOutput(mean, var, slope)
+
+    def _grid_mean(self, p: Mapping[str, Any], arrays: Mapping[str, Any], h: Any, xp: Any) -> Any:
+        """Standardised mean drawn directly on the dataset's radii, [..., n, out_dim]."""
+        if not self.cfg.monotone_head:
+            return layers.dense(p["mean"], h, xp)
+        center = xp.asarray(arrays["target_center"], h.dtype)
+        scale = xp.asarray(arrays["target_scale"], h.dtype)
+        log_r = xp.asarray(arrays["log10_radius"], h.dtype)
+        parts = []
+        for i, f in enumerate(self.layout.fields):
+            raw = layers.dense(p["mean"][f"field_{i}"], h, xp)
+            sl = self.layout.field_slice(f.name)
+            parts.append(layers.monotone_profiles(raw, center[sl], scale[sl], log_r, xp) if f.monotone else raw)
+        return xp.concatenate(parts, axis=-1)
+
+    def _scaled_mean(self, p: Mapping[str, Any], arrays: Mapping[str, Any], h: Any, inputs: Mapping[str, Any],
+                     xp: Any) -> Any:
+        """Standardised mean drawn on the grid in r / R_Δ and read at each row's radii, [..., n, F * n_r].
+
+        Row ``i``'s radius ``r_j`` sits at ``log10 r_j - (log10 R_Δ,i - <log10 R_Δ>)`` on the grid
+        (the ``r_delta`` input is that shift in dex), so a heavier halo reads the same curve
+        further in: its profile is the same shape in r / R_Δ unless the network says otherwise.
+        """
+        layout, n_x = self.layout, self.layout.n_x
+        grid = xp.asarray(arrays["log10_scaled_radius"], h.dtype)
+        center_x = xp.asarray(arrays["scaled_center"], h.dtype)
+        scale_x = xp.asarray(arrays["scaled_scale"], h.dtype)
+        center = xp.asarray(arrays["target_center"], h.dtype)
+        scale = xp.asarray(arrays["target_scale"], h.dtype)
+        log_r = xp.asarray(arrays["log10_radius"], h.dtype)
+        shift = xp.asarray(inputs["r_delta"], h.dtype)[:, 0]
+        queries = log_r[None, :] - shift[:, None]  # [n, n_r]
+        whole = None if self.cfg.monotone_head else layers.dense(p["mean"], h, xp)
+        parts = []
+        for i, f in enumerate(layout.fields):
+            sx = slice(i * n_x, (i + 1) * n_x)
+            if whole is None:
+                raw = layers.dense(p["mean"][f"field_{i}"], h, xp)
+                std = (layers.monotone_profiles(raw, center_x[sx], scale_x[sx], grid, xp) if f.monotone else raw)
+            else:
+                std = whole[..., sx]
+            log_x = center_x[sx] + scale_x[sx] * std  # log10 profile on the grid
+            log_y = layers.interpolate_rows(log_x, grid, queries, xp)
+            sl = layout.field_slice(f.name)
+            parts.append((log_y - center[sl]) / scale[sl])
+        return xp.concatenate(parts, axis=-1)

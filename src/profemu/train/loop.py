@@ -217,7 +217,9 @@ def _member_epoch(program: EpochProgram, st: TrainState, member: Any, arrays: An
     def loss_fn(params: Any, data: Any, weight: Any, dkey: Any, akey: Any) -> Any:
         inputs = data["inputs"]
         if augment > 0:
-            inputs = {name: value + augment * jax.random.normal(jax.random.fold_in(akey, i), value.shape, value.dtype)
+            # the halo radius r_delta is a function of the other inputs, not a separate one to blur
+            inputs = {name: value if name == "r_delta" else
+                      value + augment * jax.random.normal(jax.random.fold_in(akey, i), value.shape, value.dtype)
                       for i, (name, value) in enumerate(sorted(inputs.items()))}
         mean, var, slope = _forward(program, params, arrays, inputs, dkey, dropout_on, True)
         terms = _terms(program, mean, var, slope, data, weight, arrays, scale)
