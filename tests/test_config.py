@@ -33,10 +33,10 @@ def test_configs_are_frozen_hashable_and_equal_by_value() -> None:
     assert a == b and hash(a) == hash(b)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.train.members = 3  # type: ignore[misc]
-    c = a.updated({"model.hidden": [64, 64], "loss.physics.mass_scaling_slopes": {"pth": 0.66}})
-    assert c.model.hidden == (64, 64) and isinstance(c.loss.physics.mass_scaling_slopes, FrozenMap)
+    c = a.updated({"model.hidden": [128, 128], "loss.physics.mass_scaling_slopes": {"pth": 0.66}})
+    assert c.model.hidden == (128, 128) and isinstance(c.loss.physics.mass_scaling_slopes, FrozenMap)
     assert c != a and hash(c) != hash(a)
-    assert a.model.hidden == (128, 128)  # the original is unchanged
+    assert a.model.hidden == (64, 64)  # the original is unchanged
     assert hash(ModelConfig(hidden=(8,))) == hash(ModelConfig(hidden=(8,)))
 
 
@@ -148,7 +148,7 @@ def test_rule_text_and_defaults_unchanged() -> None:
     cfg = Config()
     assert cfg.validate() is cfg
     assert (cfg.model.hidden, cfg.train.members, cfg.train.auto_capacity, cfg.data.input_relevance) == (
-        (128, 128), 5, "off", "auto")
+        (64, 64), 5, "off", "auto")
     field = {f.name: f for f in dataclasses.fields(TrainConfig)}["cv_folds"]
     assert str(field.metadata["range"]) == "0 or [2, 100]"
     assert Config().updated({"train.cv_folds": 0}).train.cv_folds == 0

@@ -310,6 +310,11 @@ class ModelConfig:
     Attributes:
         kind: ``"mlp"`` (SimpleMLP) or ``"physics"`` (PhysicsInformedCore).
         hidden: Widths of the hidden layers of the MLP / of the physics core's head.
+            ``[64, 64]`` by default: against ``[128, 128]`` (with ``train.patience`` 30
+            against 60) it trained 1.5-2.3x faster for the same 5-fold CV error on 1,600
+            CAMELS TNG rows (rho 3.71% vs 3.68%, pth 9.49% vs 9.52%) and a lower error
+            against the truth on the hard mock (10.7% vs 11.0% at 600 rows, 6.8% vs 6.9%
+            at 2,000).
         activation: ``"gelu"``, ``"silu"``, ``"tanh"``, ``"relu"`` or ``"softplus"``.
         dropout: Dropout rate in the hidden layers (0 = off).
         var_floor: Floor of the predicted variance in normalised target units.
@@ -333,7 +338,7 @@ class ModelConfig:
     """
 
     kind: Literal["mlp", "physics"] = "mlp"
-    hidden: tuple[int, ...] = field(default=(128, 128), metadata=_meta(1, MAX_HIDDEN_WIDTH, rule=_HIDDEN))
+    hidden: tuple[int, ...] = field(default=(64, 64), metadata=_meta(1, MAX_HIDDEN_WIDTH, rule=_HIDDEN))
     activation: Literal["gelu", "silu", "tanh", "relu", "softplus"] = "gelu"
     dropout: float = field(default=0.0, metadata=_meta(0.0, 0.95))
     var_floor: float = field(default=1e-4, metadata=_meta(0.0, 1.0, low_open=True))
@@ -521,7 +526,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = field(default=300, metadata=_meta(1, 10_000_000))
     batch_size: int = field(default=64, metadata=_meta(1, 10_000_000))
-    patience: int = field(default=60, metadata=_meta(0, 10_000_000))
+    patience: int = field(default=30, metadata=_meta(0, 10_000_000))
     max_seconds: float = field(default=0.0, metadata=_meta(0.0, 1e9))
     max_consecutive_failures: int = field(default=5, metadata=_meta(1, 10_000))
     max_rollbacks: int = field(default=8, metadata=_meta(0, 10_000))
