@@ -460,6 +460,7 @@ def read_npz(
     max_bytes: int = DEFAULT_MAX_READ_BYTES,
     check: Callable[[Mapping[str, ArrayHeader]], object] | None = None,
     what: str = "npz archive",
+    as_float64: Iterable[str] = (),
 ) -> dict[str, np.ndarray]:
     """Read arrays of an ``.npz`` archive with bounded memory, never unpickling.
 
@@ -481,6 +482,10 @@ def read_npz(
         max_bytes: Byte budget for all arrays together.
         check: Called with ``{key: ArrayHeader}`` before any data is read.
         what: Name of the file type in messages (e.g. ``"npz archive"``).
+        as_float64: Keys of real numbers (integer or float dtypes) to return as native
+            float64: they are converted while they are decompressed, 8 MiB at a time, so
+            the file's form and the float64 form of an array are never both in memory.
+            ``max_bytes`` still applies to the sizes the file declares.
 
     Returns:
         ``{key: array}`` (fresh, writable arrays) for the keys present.
@@ -512,7 +517,9 @@ def read_npz(
             if check is not None:
                 check(headers)
             check_budget(headers, max_bytes=max_bytes, where=str(path))
-            return {key: _npz_data(zf, members[key], headers[key], key, path, what) for key in members}
+            convert = set(as_float64)
+            return {key: _npz_data(zf, members[key], headers[key], key, path, what, key in convert)
+                    for key in members}
     except (FormatError, DataError):
         raise
     except OSError as exc:
@@ -609,27 +616,46 @@ def _npz_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, path: Path
     return header
 
 
+def _fill(stream: Any, view: memoryview, key: str, path: Path, what: str) -> None:
+    """Read exactly ``len(view)`` bytes of the member ``stream`` into ``view`` (FormatError when it ends early)."""
+    done, size = 0, len(view)
+    while done < size:
+        got = stream.readinto(view[done : min(size, done + _CHUNK)])
+        if not got:
+            raise FormatError(f"{path}: key {key!r} ends early; the {what} is truncated.")
+        done += got
+
+
 def _npz_data(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: ArrayHeader, key: str, path: Path, what: str
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: ArrayHeader, key: str, path: Path, what: str,
+    as_float64: bool = False,
 ) -> np.ndarray:
+    """The data of one member whose header was checked; real numbers converted to float64
+    chunk by chunk with ``as_float64`` (the member's own dtype never held whole)."""
     shape, dtype = header.shape, header.dtype
     order = "F" if header.fortran_order else "C"
     nbytes = header.nbytes
+    convert = as_float64 and dtype.kind in "iuf" and dtype != np.dtype(np.float64)
     with zf.open(info) as stream:
         stream.read(info.file_size - nbytes)  # the npy header, read and checked before
-        buffer = bytearray(nbytes)
-        view = memoryview(buffer)
-        done = 0
-        while done < nbytes:
-            got = stream.readinto(view[done : done + _CHUNK])
-            if not got:
-                raise FormatError(f"{path}: key {key!r} ends early; the {what} is truncated.")
-            done += got
+        if convert:
+            out = np.empty(math.prod(shape), dtype=np.float64)
+            step = max(1, _CHUNK // dtype.itemsize)  # elements per chunk
+            buffer = bytearray(min(step, out.size) * dtype.itemsize)
+            for start in range(0, out.size, step):
+                count = min(step, out.size - start)
+                _fill(stream, memoryview(buffer)[: count * dtype.itemsize], key, path, what)
+                out[start : start + count] = np.frombuffer(buffer, dtype=dtype, count=count)
+        else:
+            raw = bytearray(nbytes)
+            _fill(stream, memoryview(raw), key, path, what)
         if stream.read(1):  # also runs the CRC check at the end of the member
             raise FormatError(f"{path}: key {key!r} is longer than declared; the {what} is corrupt.")
+    if convert:
+        return out.reshape(shape, order=order)
     if nbytes == 0:
         return np.empty(shape, dtype=dtype, order=order)
-    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
 
 
 # ---------------------------------------------------------------------------- JSON

@@ -236,5 +236,8 @@ def test_demo_force_replaces_only_an_earlier_demo(ctx: Ctx, tmp_path: Path) -> N
     line = error_line(invoke(["demo", "--out", str(out), "--quick"]))
     assert "already holds a run/ folder; pass --force" in line, line
     commands._check_demo_out(out, True)
-    commands._remove_earlier_demo_run(Console(file=None, quiet=True), out / "run")
+    stage = commands._demo_stage(out)  # a finished new demo (an empty run/ here), moved in
+    (stage / "data.npz").write_bytes(b"new")
+    (stage / "run").mkdir()
+    commands._publish_demo(Console(file=None, quiet=True), stage, out, True)
     assert list((out / "run").iterdir()) == [] and (out / "notes.txt").read_text() == "mine"

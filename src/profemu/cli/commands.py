@@ -959,9 +959,9 @@ def compare_cmd(
     gp_max_train: Annotated[int, typer.Option("--gp-max-train", help="Largest training set given to the GP "
                                               "(a seeded random subset beyond it; exact GPs cost O(N^3)).")] = 3000,
     no_gp: Annotated[bool, typer.Option("--no-gp", help="Skip the ARD GP baseline.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Markdown table (default RUN/compare.md, replaced "
-                                             "on every comparison); never an input, and an existing file "
-                                             "only with --force.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the markdown table here (RUN/compare.md "
+                                             "is always written, beside RUN/compare.json); never an input, "
+                                             "and an existing file only with --force.")] = None,
     folds: Annotated[str | None, typer.Option(
         "--folds", help="Cross-validated runs: the folds to score, e.g. 0 (default: every fold).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
@@ -983,15 +983,18 @@ def compare_cmd(
         check_output(out, force=force, inputs={"run's data file": None if source is None else Path(source.path),
                                                **folder.inputs()})
     with folder_lock(folder.path, what="RUN"):
+        # writes RUN/compare.json and RUN/compare.md as a pair (profemu.runs.compare.write_comparison)
         record = _compare_run(console, folder, folder.emulator(), gp_max_train=gp_max_train, use_gp=not no_gp,
                               folds=chosen)
     rows = record["rows"]
     where = record["estimate"] + (f", folds {record['folds']}" if "folds" in record else "")
     _print_comparison(console, rows, f"comparison on {where}")
-    md = out or folder.path / "compare.md"
-    md.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(md, format_table(rows) + "\n")
-    console.print(f"written {folder.path / 'compare.json'} and {md}", markup=False)
+    written = [folder.path / "compare.json", folder.path / "compare.md"]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, format_table(rows) + "\n")
+        written.append(out)
+    console.print(f"written {', '.join(map(str, written))}", markup=False)
 
 
 @app.command()
@@ -1137,21 +1140,30 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Replace the data.npz and run/ of an earlier demo in "
                                         "--out.")] = False,
 ) -> None:
-    """The whole workflow on the mock universe: data, training, evaluation, baselines, report."""
+    """The whole workflow on the mock universe: data, training, evaluation, baselines, report.
+
+    Everything is written into a hidden folder beside --out first and moved into place at
+    the end, so an interrupted demo never leaves a half-written demo in --out, nor new files
+    beside an earlier demo's.
+    """
+    import shutil
+
     from profemu._lock import folder_lock
 
     console = _console()
     t0 = time.perf_counter()
-    n_rows = 240 if quick else 3000
-    run = out / "run"
     _check_demo_out(out, force)
-    out.mkdir(parents=True, exist_ok=True)
-    if force:
-        _remove_earlier_demo_run(console, run)
-    _check_new_run(run, resume=False)
-    with folder_lock(run, what="--out"):
-        _check_new_run(run, resume=False, console=console)
-        _demo_steps(console, out, run, n_rows, quick, t0)
+    _remove_stale_demo_folders(out)
+    stage = _demo_stage(out)
+    try:
+        with folder_lock(stage / "run", what="--out"):
+            _demo_steps(console, stage, out, 240 if quick else 3000, quick)
+        _publish_demo(console, stage, out, force)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    report_path = out / "run" / "report.html"
+    console.print(f"[4/4] report: {report_path}", markup=False)
+    console.print(f"done in {time.perf_counter() - t0:.0f} s; open {report_path} in a browser.", markup=False)
 
 
 def _check_demo_out(out: Path, force: bool) -> None:
@@ -1171,55 +1183,160 @@ def _check_demo_out(out: Path, force: bool) -> None:
                         "it (--force does not change that); choose another --out.")
 
 
-def _remove_earlier_demo_run(console: Console, run: Path) -> None:
-    """With ``demo --force``: delete the earlier demo's run folder (checked by :func:`_check_demo_out`)."""
+#: Hidden folders of a demo in progress: ``.<out>.demo-<host>-<pid>-<ns>`` beside --out (the new
+#: demo) and ``<out>/.demo.old-<host>-<pid>-<ns>`` (an earlier demo's files while they are replaced).
+_DEMO_STAGE = "{name}.demo"
+_DEMO_OLD = ".demo.old"
+_DEMO_FILES = ("run", "data.npz")  # moved in this order: run/ leaves first and comes back last
+
+
+def _demo_tag() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+
+
+def _beside(out: Path) -> tuple[Path, str]:
+    """The folder that holds ``out`` and ``out``'s name (``out`` made absolute, ``..`` resolved)."""
+    import os
+
+    full = Path(os.path.normpath(out.absolute()))
+    return full.parent, full.name
+
+
+def _demo_stage(out: Path) -> Path:
+    """A new, empty hidden folder beside ``out`` (same file system, so it can be renamed into place)."""
+    from profemu._files import file_error
+
+    parent, name = _beside(out)
+    stage = parent / f".{_DEMO_STAGE.format(name=name)}-{_demo_tag()}"
+    try:
+        stage.mkdir(parents=True)
+    except OSError as exc:
+        raise file_error(out, exc, "create the folder beside") from None
+    return stage
+
+
+def _remove_stale_demo_folders(out: Path) -> None:
+    """Delete the hidden folders that killed demos of ``out`` left: those of processes of this host
+    that no longer run (a live process's are never touched)."""
+    import os
+    import re
     import shutil
+    import socket
 
-    from profemu._lock import folder_lock
-
-    if not run.is_dir():
-        return
-    from profemu._lock import LOCK_NAME
-
-    with folder_lock(run, what="--out"):  # no other process is writing it
-        for child in run.iterdir():
-            if child.name == LOCK_NAME:
+    host = socket.gethostname()
+    parent, name = _beside(out)
+    places = ((parent, rf"\.{re.escape(_DEMO_STAGE.format(name=name))}-(.+)-(\d+)-\d+"),
+              (out, rf"{re.escape(_DEMO_OLD)}-(.+)-(\d+)-\d+"))
+    for folder, pattern in places:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = re.fullmatch(pattern, entry.name)
+            if not match or match[1] != host or not entry.is_dir(follow_symlinks=False):
                 continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-    console.print(f"--force: removed the earlier demo run {run}", markup=False)
+            try:
+                os.kill(int(match[2]), 0)
+            except ProcessLookupError:  # gone: what it left is stale
+                shutil.rmtree(entry.path, ignore_errors=True)
+            except (PermissionError, OverflowError, ValueError):  # alive (another user's) or not a pid
+                continue
 
 
-def _demo_steps(console: Console, out: Path, run: Path, n_rows: int, quick: bool, t0: float) -> None:
-    """The four steps of ``profemu demo`` (the caller holds the run folder's lock)."""
+def _demo_steps(console: Console, stage: Path, out: Path, n_rows: int, quick: bool) -> None:
+    """The steps of ``profemu demo``, written into ``stage`` (the caller holds its run folder's lock);
+    ``data.json``, the report and the messages name the places the files take once moved into ``out``."""
     from profemu.data.mock import write_mock
-    from profemu.runs.compare import format_table
     from profemu.runs.folder import DataSource, RunFolder, load_data
     from profemu.runs.report import write_report
 
-    data_path = write_mock(out / "data.npz", n_rows, seed=0)
-    console.print(f"[1/4] mock universe: {n_rows} rows -> {data_path}", markup=False)
+    run = stage / "run"
+    data_path = write_mock(stage / "data.npz", n_rows, seed=0)
+    console.print(f"[1/4] mock universe: {n_rows} rows -> {out / 'data.npz'}", markup=False)
     source = DataSource(str(Path(data_path).resolve()), "profemu", {})
     dataset = load_data(source)
     cfg = demo_config(quick=quick)
     console.print(f"[2/4] training a {cfg.train.members}-member {cfg.model.kind} ensemble "
                   f"(up to {cfg.train.epochs} epochs)", markup=False)
     outcome = _train(console, dataset, cfg, run, source)
+    # the run's data file is the one that will be moved into --out (same bytes: split.json's checksum holds)
+    folder = RunFolder.open(run)
+    folder.write_json("data.json", DataSource(str((out / "data.npz").resolve()), "profemu", {}).to_dict())
     _training_summary(console, outcome)
     if outcome.evaluation:
         _print_metrics(console, outcome.evaluation, "held-out (test split) metrics")
     console.print("[3/4] comparing with the ARD GP and PCA+RBF baselines", markup=False)
-    folder = RunFolder.open(run)
     rows = _compare_run(console, folder, outcome.emulator, gp_max_train=40 if quick else 3000,
-                        use_gp=True, dataset=dataset)["rows"]
-    folder.write_text("compare.md", format_table(rows) + "\n")
+                        use_gp=True, dataset=dataset)["rows"]  # writes compare.json and compare.md
     _print_comparison(console, rows)
     with _warnings_as_lines(console):
-        path = write_report(run, dataset=dataset)
-    console.print(f"[4/4] report: {path}", markup=False)
-    console.print(f"done in {time.perf_counter() - t0:.0f} s; open {path} in a browser.", markup=False)
+        report = write_report(run, dataset=dataset)
+    _name_final_run_folder(report, run, out / "run")
+
+
+def _name_final_run_folder(report: Path, staged: Path, final: Path) -> None:
+    """Make the report written in the staging folder name the run folder it is moved to."""
+    import html
+
+    text = report.read_text(encoding="utf-8")
+    atomic_write_text(report, text.replace(html.escape(str(staged.resolve()), quote=True),
+                                           html.escape(str(final.resolve()), quote=True)))
+
+
+def _publish_demo(console: Console, stage: Path, out: Path, force: bool) -> None:
+    """Move the finished demo in ``stage`` into ``out``.
+
+    A new ``out`` is ``stage`` renamed (one step). Into an existing ``out`` (its other files
+    are kept), under the lock of its run/: the earlier run/ and data.npz are moved aside into
+    a hidden folder, the new data.npz and run/ are moved in (run/ last), then the earlier
+    files are deleted. A kill between the steps leaves no run/ in ``out`` (nothing that looks
+    like a finished demo), never a run beside the data of another demo; an error puts the
+    earlier files back.
+    """
+    import contextlib
+    import os
+    import shutil
+
+    from profemu._files import file_error
+    from profemu._lock import folder_lock
+
+    if not out.exists() and not out.is_symlink():
+        try:
+            os.rename(stage, out)
+            return
+        except OSError:  # --out appeared meanwhile: moved in piece by piece, after the checks below
+            pass
+    earlier = out / f"{_DEMO_OLD}-{_demo_tag()}"
+    with folder_lock(out / "run", what="--out", create=False):  # no other process writes the earlier run
+        _check_demo_out(out, force)  # again: --out may have changed while the demo ran
+        moved: list[str] = []
+        placed: list[str] = []
+        try:
+            earlier.mkdir()
+            for name in _DEMO_FILES:
+                if (out / name).exists() or (out / name).is_symlink():
+                    (out / name).rename(earlier / name)
+                    moved.append(name)
+            for name in reversed(_DEMO_FILES):
+                (stage / name).rename(out / name)
+                placed.append(name)
+        except OSError as exc:
+            for src, dst, names in ((out, stage, placed), (earlier, out, moved)):  # take back, put back
+                for name in names:
+                    with contextlib.suppress(OSError):
+                        (src / name).rename(dst / name)
+            shutil.rmtree(earlier, ignore_errors=True)
+            raise file_error(out, exc, "move the demo into") from None
+    shutil.rmtree(earlier, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        stage.rmdir()  # empty now
+    if moved:
+        names = " and ".join("run/" if name == "run" else name for name in moved)
+        console.print(f"--force: replaced the earlier demo's {names} in {out}", markup=False)
 
 
 register_cluster_commands(app)

@@ -106,8 +106,13 @@ def _choice(name: str, value: Any, valid: Sequence[str]) -> str:
     return value
 
 
+#: Real-valued arrays read straight into float64 (besides the profile and noise columns).
+_FLOAT_KEYS = ("params", "log10_mass_mean", "log10_mass_median", "redshift", "radius_mpc")
+
+
 def _read(path: Path, columns: Sequence[str], max_bytes: int) -> dict[str, np.ndarray]:
-    """The arrays the loader needs (and no other), after checking their declared layout."""
+    """The arrays the loader needs (and no other), after checking their declared layout; real
+    numbers converted to float64 while they are read."""
     if not path.is_file():
         raise FormatError(f"{path}: CAMELS table not found; pass the path to camels_lh_tng.npz.")
     layout: dict[str, Any] = dict(_LAYOUT)
@@ -119,7 +124,8 @@ def _read(path: Path, columns: Sequence[str], max_bytes: int) -> dict[str, np.nd
                 raise FormatError(f"{path}: required array {key!r} is missing; is this camels_lh_tng.npz?")
         check_layout(headers, layout, where=str(path))
 
-    return read_npz(path, keys=layout, max_bytes=max_bytes, check=check, what="CAMELS table (npz archive)")
+    return read_npz(path, keys=layout, max_bytes=max_bytes, check=check, what="CAMELS table (npz archive)",
+                    as_float64=(*_FLOAT_KEYS, *columns))
 
 
 def _source_meta(d: Mapping[str, np.ndarray], path: Path, fields: Sequence[str]) -> dict[str, Any]:
@@ -239,7 +245,8 @@ def load_camels_lh(
     logger.log(logging.INFO if verbose else logging.DEBUG, selection["summary"])
 
     src = _source_meta(d, path, fields)
-    profiles = {f: d[c][rows].astype(np.float64) for f, c in zip(fields, profile_columns, strict=True)}
+    # the kept rows of each column (float64 since reading); the whole column is dropped at once
+    profiles = {f: d.pop(c)[rows] for f, c in zip(fields, profile_columns, strict=True)}
     n_r = d["radius_mpc"].shape[0]
     present = np.ones((rows.size, n_r), dtype=bool)
     if "n_radii" in d:  # columns >= n_radii are padding, whatever they hold
@@ -251,11 +258,12 @@ def load_camels_lh(
 
     snapshot = _strings(d["snapshot"], "snapshot", path)[0] if "snapshot" in d else src["snapshot"]
     meta = _dataset_meta(path, src, snapshot, statistic, mass_column, bins, selection, include_noise)
-    redshift = np.asarray(d["redshift"][rows], dtype=np.float64)
+    redshift = d["redshift"][rows]
     if redshift.size and np.ptp(redshift) == 0:
         meta["redshift"] = float(redshift[0])
     meta["field_kinds"] = {f: _FIELD_KINDS[f] for f in fields}
-    return ProfileDataset(
+    # every array below is fresh (rows taken from the reader's arrays): the dataset takes them over
+    return ProfileDataset._from_owned(
         params=d["params"][rows],
         param_names=tuple(_strings(d["param_names"], "param_names", path)),
         log10_mass=d[mass_column][rows],
@@ -266,7 +274,7 @@ def load_camels_lh(
         log_params=CAMELS_LOG_PARAMS,
         mask=mask,
         pk_ratio=None,
-        redshift=d["redshift"][rows],
+        redshift=redshift,
         groups=sim_id[rows],
         noise=noise,
         meta=meta,
@@ -305,11 +313,12 @@ def _requested_bins(mass_bins: Sequence[str] | str, valid_bins: list[str]) -> tu
 
 
 def _noise(
-    path: Path, d: Mapping[str, np.ndarray], rows: np.ndarray, labels: np.ndarray, sim_id: np.ndarray,
+    path: Path, d: dict[str, np.ndarray], rows: np.ndarray, labels: np.ndarray, sim_id: np.ndarray,
     noise_columns: Mapping[str, str], statistic: str,
 ) -> dict[str, np.ndarray]:
     """Per field the standard error of log10 of the stacked profile of the kept ``rows``:
-    ``std / sqrt(nprofs)`` [dex], times sqrt(pi/2) for the median (see the module docstring)."""
+    ``std / sqrt(nprofs)`` [dex], times sqrt(pi/2) for the median (see the module docstring);
+    computed in place on the kept rows, each ``<q>_std`` column dropped from ``d`` once used."""
     nprofs = _integer_ids(d["nprofs"], f"{path}: nprofs", labels.size)[rows]
     if (nprofs < 1).any():
         i = int(rows[np.argmax(nprofs < 1)])
@@ -319,7 +328,13 @@ def _noise(
         )
     factor = _MEDIAN_EFFICIENCY if statistic == "median" else 1.0
     sqrt_n = np.sqrt(nprofs.astype(np.float64))[:, None]
-    return {f: factor * d[c][rows].astype(np.float64) / sqrt_n for f, c in noise_columns.items()}
+    noise = {}
+    for f, c in noise_columns.items():
+        std = d.pop(c)[rows]  # float64 since reading
+        std *= factor  # the same operations, in the same order, as factor * std / sqrt_n
+        std /= sqrt_n
+        noise[f] = std
+    return noise
 
 
 #: Physical kind of each CAMELS quantity (``meta["field_kinds"]``, see docs/data_schema.md).

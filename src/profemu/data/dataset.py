@@ -33,6 +33,7 @@ import copy
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,10 @@ from profemu.data.validation import (
 from profemu.errors import DataError
 
 __all__ = ["ProfileDataset"]
+
+
+#: True while :meth:`ProfileDataset._from_owned` builds a dataset from arrays nobody else holds.
+_OWNED: ContextVar[bool] = ContextVar("profemu_dataset_owned", default=False)
 
 
 def _copied(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,19 +112,20 @@ class ProfileDataset:
 
     def __post_init__(self) -> None:
         put = object.__setattr__
+        copy = not _OWNED.get()  # the caller's arrays are copied, a reader's are taken over
         _check_mapping_arguments(self)
-        params, names, log_params = _validated_params(self.params, self.param_names, self.log_params)
+        params, names, log_params = _validated_params(self.params, self.param_names, self.log_params, copy)
         n = params.shape[0]
-        log10_mass = _validated_log10_mass(self.log10_mass, n)
-        radius = _validated_radius(self.radius)
+        log10_mass = _validated_log10_mass(self.log10_mass, n, copy)
+        radius = _validated_radius(self.radius, copy)
         n_r = radius.shape[0]
-        profiles = _validated_profiles(self.profiles, n, n_r)
+        profiles = _validated_profiles(self.profiles, n, n_r, copy)
         units = _validated_units(self.units, self.radius_unit, profiles)
-        mask = _validated_mask(self.mask, profiles)
-        pk_ratio, k = _validated_pk_ratio(self.pk_ratio, self.k, n)
-        redshift = _validated_redshift(self.redshift, n)
+        mask = _validated_mask(self.mask, profiles, copy)
+        pk_ratio, k = _validated_pk_ratio(self.pk_ratio, self.k, n, copy)
+        redshift = _validated_redshift(self.redshift, n, copy)
         groups = None if self.groups is None else _integer_ids(self.groups, "groups", n)
-        noise = _validated_noise(self.noise, profiles, mask)
+        noise = _validated_noise(self.noise, profiles, mask, copy)
         _check_name_collisions(names, tuple(profiles))
 
         put(self, "params", params)
@@ -251,8 +257,24 @@ class ProfileDataset:
 
         For every format (the CAMELS table too) use :func:`profemu.data.io.load_dataset`.
         ``max_bytes`` bounds the total size of the arrays read (checked before reading).
+        The arrays read become the dataset's without copies (peak memory near the float64
+        size of the data).
         """
-        return cls(**dataset_arguments(path, max_bytes=max_bytes))
+        return cls._from_owned(**dataset_arguments(path, max_bytes=max_bytes))
+
+    @classmethod
+    def _from_owned(cls, **kwargs: Any) -> ProfileDataset:
+        """A dataset that takes over the arrays of ``kwargs`` instead of copying them.
+
+        For file readers only: the arrays must be fresh and held by nobody else (they are
+        made read-only and become the dataset's); float64 arrays are kept as they are,
+        other real-valued arrays converted once. Validation is the same as the constructor's.
+        """
+        token = _OWNED.set(True)
+        try:
+            return cls(**kwargs)
+        finally:
+            _OWNED.reset(token)
 
 
 # ------------------------------------------------------------------ validation of each input block
@@ -268,10 +290,10 @@ def _check_mapping_arguments(ds: ProfileDataset) -> None:
 
 
 def _validated_params(
-    params_in: Any, param_names: Any, log_params_in: Any
+    params_in: Any, param_names: Any, log_params_in: Any, copy: bool = True
 ) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """``params`` [n, p] (finite, n > 0), one name per column, and the log-distributed names (values > 0)."""
-    params = _as_float_array(params_in, "params", 2)
+    params = _as_float_array(params_in, "params", 2, copy=copy)
     n, p = params.shape
     if n == 0:
         raise DataError("dataset: empty (0 rows); pass at least one example.")
@@ -302,9 +324,9 @@ def _validated_params(
     return params, names, log_params
 
 
-def _validated_log10_mass(value: Any, n: int) -> np.ndarray:
+def _validated_log10_mass(value: Any, n: int, copy: bool = True) -> np.ndarray:
     """``log10_mass`` [n], finite and in [0, 20] (a log10 mass in Msun)."""
-    log10_mass = _as_float_array(value, "log10_mass", 1)
+    log10_mass = _as_float_array(value, "log10_mass", 1, copy=copy)
     if log10_mass.shape[0] != n:
         raise DataError(f"log10_mass: {log10_mass.shape[0]} rows but params has {n}; shapes must match.")
     _check_finite(log10_mass, "log10_mass")
@@ -317,9 +339,9 @@ def _validated_log10_mass(value: Any, n: int) -> np.ndarray:
     return log10_mass
 
 
-def _validated_radius(value: Any) -> np.ndarray:
+def _validated_radius(value: Any, copy: bool = True) -> np.ndarray:
     """``radius`` [n_r], at least 2 finite, positive, strictly increasing radii."""
-    radius = _as_float_array(value, "radius", 1)
+    radius = _as_float_array(value, "radius", 1, copy=copy)
     n_r = radius.shape[0]
     if n_r < 2:
         raise DataError(f"radius: {n_r} radial bin(s) ({radius.tolist()}); profiles need at least 2 radii.")
@@ -337,14 +359,14 @@ def _validated_radius(value: Any) -> np.ndarray:
     return radius
 
 
-def _validated_profiles(value: Any, n: int, n_r: int) -> dict[str, np.ndarray]:
+def _validated_profiles(value: Any, n: int, n_r: int, copy: bool = True) -> dict[str, np.ndarray]:
     """``profiles``: at least one uniquely named field, each a float array [n, n_r]."""
     if not isinstance(value, Mapping) or len(value) == 0:
         raise DataError("profiles: need a mapping of at least one field name -> [n, n_r] array.")
     _names(list(value), "profiles")
     profiles: dict[str, np.ndarray] = {}
     for name, values in value.items():
-        arr = _as_float_array(values, f"profiles[{name!r}]", 2)
+        arr = _as_float_array(values, f"profiles[{name!r}]", 2, copy=copy)
         if arr.shape != (n, n_r):
             raise DataError(
                 f"profiles[{name!r}]: shape {arr.shape} but expected ({n}, {n_r}) "
@@ -370,7 +392,8 @@ def _validated_units(value: Mapping[str, Any], radius_unit: Any, profiles: Mappi
     return units
 
 
-def _validated_mask(value: Mapping[str, Any] | None, profiles: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _validated_mask(value: Mapping[str, Any] | None, profiles: Mapping[str, np.ndarray],
+                    copy: bool = True) -> dict[str, np.ndarray]:
     """Per field the usable entries: finite and > 0, narrowed by a user mask; every row keeps one."""
     fields = tuple(profiles)
     mask: dict[str, np.ndarray] = {}
@@ -383,7 +406,7 @@ def _validated_mask(value: Mapping[str, Any] | None, profiles: Mapping[str, np.n
     for name, arr in profiles.items():
         valid = np.isfinite(arr) & (arr > 0)
         if name in user_mask:
-            valid = _checked_user_mask(name, user_mask[name], arr, valid)
+            valid = _checked_user_mask(name, user_mask[name], arr, valid, copy)
         _check_log10_representable(
             arr, valid, f"profiles[{name!r}]",
             fix="profiles are learnt in log10: change the unit of the field or mask the entry (mask False)",
@@ -400,10 +423,11 @@ def _validated_mask(value: Mapping[str, Any] | None, profiles: Mapping[str, np.n
     return mask
 
 
-def _checked_user_mask(name: str, value: Any, arr: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """A copy of the user's bool mask of field ``name``, which may only remove entries from ``valid``."""
+def _checked_user_mask(name: str, value: Any, arr: np.ndarray, valid: np.ndarray, copy: bool = True) -> np.ndarray:
+    """The user's bool mask of field ``name`` (a copy unless ``copy`` is False), which may only remove
+    entries from ``valid``."""
     n, n_r = arr.shape
-    m = np.array(value)
+    m = np.asarray(value)
     if m.dtype != bool or m.shape != (n, n_r):
         raise DataError(
             f"mask[{name!r}]: expected a bool array of shape ({n}, {n_r}), "
@@ -417,16 +441,17 @@ def _checked_user_mask(name: str, value: Any, arr: np.ndarray, valid: np.ndarray
             f"{arr[i, j]} is not finite and > 0; it cannot be learnt in log10. "
             "Mark it False."
         )
-    return m.copy()
+    return m.copy() if copy else m
 
 
-def _validated_pk_ratio(pk_value: Any, k_value: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _validated_pk_ratio(pk_value: Any, k_value: Any, n: int,
+                        copy: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``pk_ratio`` [n, n_k] (finite) and its grid ``k`` [n_k] (positive, increasing): both or neither."""
     if pk_value is None:
         if k_value is not None:
             raise DataError("k: given without pk_ratio; pass both or neither.")
         return None, None
-    pk_ratio = _as_float_array(pk_value, "pk_ratio", 2)
+    pk_ratio = _as_float_array(pk_value, "pk_ratio", 2, copy=copy)
     if pk_ratio.shape[0] != n:
         raise DataError(f"pk_ratio: {pk_ratio.shape[0]} rows but params has {n}; shapes must match.")
     _check_finite(pk_ratio, "pk_ratio")
@@ -436,7 +461,7 @@ def _validated_pk_ratio(pk_value: Any, k_value: Any, n: int) -> tuple[np.ndarray
                         "ratio of powers and must be > 0: fix or remove these rows.")
     if k_value is None:
         raise DataError("k: pk_ratio was given without its wavenumber grid k; pass k [h/Mpc].")
-    k = _as_float_array(k_value, "k", 1)
+    k = _as_float_array(k_value, "k", 1, copy=copy)
     if k.shape[0] != pk_ratio.shape[1]:
         raise DataError(
             f"k: {k.shape[0]} wavenumbers but pk_ratio has {pk_ratio.shape[1]} columns; they must match."
@@ -452,11 +477,11 @@ def _validated_pk_ratio(pk_value: Any, k_value: Any, n: int) -> tuple[np.ndarray
     return pk_ratio, k
 
 
-def _validated_redshift(value: Any, n: int) -> np.ndarray | None:
+def _validated_redshift(value: Any, n: int, copy: bool = True) -> np.ndarray | None:
     """``redshift`` [n], finite and >= 0 (or None)."""
     if value is None:
         return None
-    redshift = _as_float_array(value, "redshift", 1)
+    redshift = _as_float_array(value, "redshift", 1, copy=copy)
     if redshift.shape[0] != n:
         raise DataError(f"redshift: {redshift.shape[0]} rows but params has {n}; shapes must match.")
     _check_finite(redshift, "redshift")
@@ -503,7 +528,8 @@ def _check_name_collisions(names: tuple[str, ...], fields: tuple[str, ...]) -> N
 
 
 def _validated_noise(
-    value: Mapping[str, Any] | None, profiles: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray]
+    value: Mapping[str, Any] | None, profiles: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray],
+    copy: bool = True,
 ) -> dict[str, np.ndarray] | None:
     """Per field (a subset of the profile fields) the standard error [dex] [n, n_r]: finite
     (also in float32) and >= 0 at valid entries (or None)."""
@@ -517,7 +543,7 @@ def _validated_noise(
                 f"noise: {name!r} is not a profile field; fields are {list(fields)}: drop or rename "
                 "the entry."
             )
-        arr = _as_float_array(values, f"noise[{name!r}]", 2)
+        arr = _as_float_array(values, f"noise[{name!r}]", 2, copy=copy)
         n, n_r = profiles[name].shape
         if arr.shape != (n, n_r):
             raise DataError(

@@ -11,7 +11,10 @@ Loading never executes code and has bounded memory: npz archives are read with
 and HDF5 files as plain numeric and byte-string datasets at the root of the file. Before
 any data is read, the shapes and dtypes each array declares are checked against each
 other (``profiles`` must be [F, n, n_r] for the ``n`` rows of ``params``, ...) and their
-total against ``max_bytes``. Writing goes through :func:`profemu._files.atomic_write`.
+total against ``max_bytes``. Real-valued arrays are converted to float64 while they are
+read (a float32 file is never held in both forms) and handed to the dataset without
+copies, so loading peaks near the float64 size of the data. Writing goes through
+:func:`profemu._files.atomic_write`.
 Operating-system failures (full disk, permissions) raise
 :class:`~profemu.errors.DataError` naming the path and the reason.
 """
@@ -102,6 +105,10 @@ _LAYOUT: Layout = {
     "groups": (("n",), "iuf"),
     "meta": (None, "US"),
 }
+
+
+#: Keys the dataset holds as float64: read straight into float64 (never twice in memory).
+_FLOAT_KEYS = ("params", "log10_mass", "radius", "profiles", "noise", "pk_ratio", "k", "redshift")
 
 
 def _h5py() -> Any:
@@ -263,9 +270,10 @@ def _sniff(path: Path) -> Literal["npz", "h5"]:
 
 def _read_h5(
     path: Path, keys: Iterable[str], max_bytes: int,
-    check: Callable[[Mapping[str, ArrayHeader]], object] | None,
+    check: Callable[[Mapping[str, ArrayHeader]], object] | None, as_float64: Iterable[str] = (),
 ) -> dict[str, np.ndarray]:
-    """HDF5 counterpart of :func:`profemu._files.read_npz`: headers first, then the data."""
+    """HDF5 counterpart of :func:`profemu._files.read_npz`: headers first, then the data; the keys
+    ``as_float64`` (real numbers) are converted to float64 by HDF5 while they are read."""
     h5py = _h5py()
     try:
         with h5py.File(path, "r") as h5:
@@ -306,7 +314,8 @@ def _read_h5(
             if check is not None:
                 check(headers)
             check_budget(headers, max_bytes=max_bytes, where=str(path))
-            return {key: np.asarray(h5[key][()]) for key in headers}
+            convert = set(as_float64)
+            return {key: _h5_data(h5[key], key in convert) for key in headers}
     except FormatError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -315,13 +324,24 @@ def _read_h5(
         ) from None
 
 
+def _h5_data(node: Any, as_float64: bool) -> np.ndarray:
+    """A dataset's data; real numbers straight into a float64 array with ``as_float64`` (HDF5
+    converts them while reading, so the file's form is never held whole)."""
+    if not as_float64 or node.dtype.kind not in "iuf" or node.dtype == np.dtype(np.float64):
+        return np.asarray(node[()])
+    out = np.empty(node.shape, dtype=np.float64)
+    if out.size:
+        node.read_direct(out)
+    return out
+
+
 def _read(
     path: Path, kind: Literal["npz", "h5"], keys: Iterable[str], max_bytes: int,
-    check: Callable[[Mapping[str, ArrayHeader]], object] | None = None,
+    check: Callable[[Mapping[str, ArrayHeader]], object] | None = None, as_float64: Iterable[str] = (),
 ) -> dict[str, np.ndarray]:
     if kind == "npz":
-        return read_npz(path, keys=keys, max_bytes=max_bytes, check=check)
-    return _read_h5(path, keys, max_bytes, check)
+        return read_npz(path, keys=keys, max_bytes=max_bytes, check=check, as_float64=as_float64)
+    return _read_h5(path, keys, max_bytes, check, as_float64)
 
 
 def _array_names(path: Path, kind: Literal["npz", "h5"]) -> set[str]:
@@ -368,7 +388,8 @@ def _check_headers(headers: Mapping[str, ArrayHeader], path: Path) -> None:
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, Any]:
-    """The dataset's constructor arguments from arrays whose presence, shapes and dtypes were checked by the reader."""
+    """The dataset's constructor arguments from arrays whose presence, shapes and dtypes were checked by the
+    reader; the per-field profiles, masks and noise are views of the file's [F, n, n_r] arrays (no copies)."""
     text = {k: _strings(arrays[k], k, path) for k in _STRING_KEYS if k in arrays}
     if text["format"] != [_FORMAT]:
         raise FormatError(f"{path}: 'format' is {text['format']}, expected {_FORMAT!r}.")
@@ -410,7 +431,9 @@ def dataset_arguments(path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYT
 
     Returns:
         The keyword arguments of ``ProfileDataset(...)``, checked against the schema; arrays
-        are bit-identical to those saved.
+        are bit-identical to those saved. Real-valued arrays come as float64 (converted while
+        they are read when the file stores another dtype), the per-field arrays as views of
+        the file's arrays: nothing is held twice.
 
     Raises:
         FormatError: missing, empty, truncated or foreign file, missing key, newer schema,
@@ -420,7 +443,8 @@ def dataset_arguments(path: str | Path, *, max_bytes: int = DEFAULT_MAX_READ_BYT
     path = Path(path)
     kind = _sniff(path)
     _check_head(_read(path, kind, _HEAD_KEYS, _MAX_HEAD_BYTES), path, kind)
-    arrays = _read(path, kind, _LAYOUT, max_bytes, lambda headers: _check_headers(headers, path))
+    arrays = _read(path, kind, _LAYOUT, max_bytes, lambda headers: _check_headers(headers, path),
+                   as_float64=_FLOAT_KEYS)
     return _from_arrays(arrays, path)
 
 

@@ -6,6 +6,7 @@ the array, the first offending entry and the fix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,16 +15,25 @@ import numpy as np
 from profemu.errors import DataError
 
 _F32_MAX = float(np.finfo(np.float32).max)
+_BLOCK = 1 << 20  # elements per block of the float32 check
 
 
-def _as_float_array(value: Any, name: str, ndim: int) -> np.ndarray:
-    """Copy ``value`` to a float64 array of ``ndim`` dimensions or raise DataError.
+def _as_float_array(value: Any, name: str, ndim: int, *, copy: bool = True) -> np.ndarray:
+    """``value`` as a float64 array of ``ndim`` dimensions, or DataError.
 
     Integers and floats are accepted; booleans, complex numbers, text and objects are
     refused (converting them would silently change what the user meant).
+
+    Args:
+        value: The user's value.
+        name: Its name, for the messages.
+        ndim: The number of dimensions it must have.
+        copy: Return a copy (the caller's array is never shared). False only for arrays
+            nobody else holds (a file reader's): a float64 array is then returned as is,
+            anything else converted once.
     """
     try:
-        arr = np.array(value, copy=True)
+        arr = np.asarray(value)
     except Exception as exc:  # ragged nested lists, unconvertible objects, overflowing ints
         raise DataError(
             f"{name}: could not be converted to an array ({type(exc).__name__}: {exc}); pass a "
@@ -47,7 +57,7 @@ def _as_float_array(value: Any, name: str, ndim: int) -> np.ndarray:
         )
     if arr.ndim != ndim:
         raise DataError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}; reshape it.")
-    return arr.astype(np.float64)
+    return arr.astype(np.float64, copy=copy)
 
 
 def _first(arr: np.ndarray) -> str:
@@ -87,7 +97,8 @@ def _check_finite(arr: np.ndarray, name: str, columns: Sequence[str] | None = No
     """Every value finite in float64 and in float32 (the precision the models compute in)."""
     _refuse(~np.isfinite(arr), arr, name, columns, what="non-finite value", problem="",
             fix="inputs must be finite: fix or remove these rows before building the dataset")
-    _refuse(np.abs(arr) > _F32_MAX, arr, name, columns, what="value",
+    # two comparisons rather than np.abs: no float64 temporary the size of the array
+    _refuse((arr > _F32_MAX) | (arr < -_F32_MAX), arr, name, columns, what="value",
             problem=f"overflows float32 (|x| > {_F32_MAX:.8g})",
             fix="float32 is the precision the emulator computes in: fix the value or change the unit "
                 "of this input")
@@ -97,11 +108,19 @@ def _check_log10_representable(
     arr: np.ndarray, used: np.ndarray, name: str, columns: Sequence[str] | None = None, *,
     fix: str,
 ) -> None:
-    """Values that will be learnt in log10: finite and > 0 in float32 where ``used``."""
-    with np.errstate(over="ignore", under="ignore"):
-        as32 = arr.astype(np.float32)
+    """Values that will be learnt in log10: finite and > 0 in float32 where ``used``.
+
+    The float32 copy is made a block of rows at a time (no copy of the whole array).
+    """
+    bad = np.zeros(arr.shape, dtype=bool)
+    rows = max(1, _BLOCK // max(1, math.prod(arr.shape[1:])))
+    for start in range(0, arr.shape[0] if arr.ndim else 1, rows):
+        block = slice(start, start + rows) if arr.ndim else ...
+        with np.errstate(over="ignore", under="ignore"):
+            as32 = arr[block].astype(np.float32)
+        bad[block] = used[block] & ~(np.isfinite(as32) & (as32 > 0))
     _refuse(
-        used & ~(np.isfinite(as32) & (as32 > 0)), arr, name, columns, what="value",
+        bad, arr, name, columns, what="value",
         problem=lambda v: ("overflows float32 to inf" if abs(v) > 1 else "underflows float32 to 0")
         + ", so its log10 is not finite in the precision the emulator computes in",
         fix=fix,

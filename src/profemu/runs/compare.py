@@ -12,15 +12,17 @@ itself was judged on:
   emulator's own out-of-fold predictions (``cv_predictions.npz``, with the run's variance
   scale).
 
-Every record is written to ``RUN/compare.json``; the fractional error per radius of each
-method is added for the report.
+Every record is written to ``RUN/compare.json`` with its table beside it in
+``RUN/compare.md`` (:func:`write_comparison`: never the table of one comparison beside the
+record of another); the fractional error per radius of each method is added for the report.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from profemu.metrics import evaluate_predictions, frac_error_by_radius, predict_
 from profemu.runs.folder import RunFolder
 from profemu.runs.tables import comparison_table, markdown_table
 
-__all__ = ["METRIC_KEYS", "compare", "compare_run", "format_table"]
+__all__ = ["METRIC_KEYS", "compare", "compare_run", "format_table", "write_comparison"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +217,8 @@ def compare_run(
             ``[0]`` fits each baseline once.
 
     Returns:
-        The record written to ``compare.json``: ``rows`` (one per method, see :func:`compare`),
+        The record written to ``compare.json`` (with its table in ``compare.md``, see
+        :func:`write_comparison`): ``rows`` (one per method, see :func:`compare`),
         ``estimate`` (test split or cross-validation, with the folds), ``per_radius`` (method ->
         field -> ``frac_err_median`` / ``frac_err_p68`` per radius, fractions), ``radius``,
         ``radius_unit`` and ``baseline_settings``.
@@ -253,5 +256,27 @@ def compare_run(
                               "gp_max_train": next((getattr(b, "max_train", None) for b in baselines
                                                     if hasattr(b, "max_train")), None)},
     }
-    run.write_json("compare.json", record)
+    write_comparison(run, record)
     return record
+
+
+def write_comparison(run: RunFolder, record: Mapping[str, Any]) -> Path:
+    """Write ``RUN/compare.json`` and its table ``RUN/compare.md`` as a pair.
+
+    The two files of a run folder cannot be renamed into place at once, so the old table
+    goes first, then the record is written, then the new table (each atomically): a kill at
+    any moment leaves the old pair, the old or the new record alone, or the new pair, never
+    the table of one comparison beside the record of another.
+
+    Args:
+        run: The run folder.
+        record: What :func:`compare_run` returns (its ``rows`` make the table).
+
+    Returns:
+        The path of ``compare.json``.
+    """
+    text = format_table(record["rows"]) + "\n"
+    (run.path / "compare.md").unlink(missing_ok=True)
+    path = run.write_json("compare.json", record)
+    run.write_text("compare.md", text)
+    return path

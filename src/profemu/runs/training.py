@@ -176,6 +176,8 @@ def train_emulator(
     if run is not None and resume:
         run.check_resume(config, prep, source)
     callbacks, metrics = _callbacks(run, config, prep, source, selection, progress)
+    if metrics is not None and run is not None and resume:
+        _continue_metrics(metrics, run, prep, folds)
     t0 = time.perf_counter()
     result, cv = _fit_run(run, prep, config, folds, callbacks, resume)
     fit_seconds = time.perf_counter() - t0
@@ -238,6 +240,36 @@ def _callbacks(run: RunFolder | None, config: Config, prep: Prepared, source: Da
     return callbacks, metrics
 
 
+def _continue_metrics(metrics: MetricsLogger, run: RunFolder, prep: Prepared, folds: int) -> None:
+    """On resume, drop the lines of ``metrics.jsonl`` that the resumed run writes again.
+
+    The resumed fit (the only fit, or the refit after cross-validation) restarts at the epoch
+    of its newest checkpoint: its lines from that epoch on were written by the killed run
+    after that checkpoint and go. The cross-validation's lines stay when its finished record
+    (``cv.json``) is reused, and go when it runs again.
+    """
+    import warnings
+
+    from profemu.train.checkpoint import load_latest
+
+    with warnings.catch_warnings():  # an unusable newest checkpoint is reported once, by the resume itself
+        warnings.simplefilter("ignore")
+        checkpoint = load_latest(run.checkpoints_dir, strict=True)
+    next_epoch = 0 if checkpoint is None else checkpoint.epoch
+    cv_reused = bool(folds) and _finished_cross_validation(run, prep, folds) is not None
+
+    def keep(entry: Mapping[str, Any]) -> bool:
+        if str(entry.get("stage", "")).startswith("cv "):
+            return cv_reused
+        epoch = entry.get("epoch")
+        return isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch < next_epoch
+
+    dropped = metrics.resume(keep)
+    if dropped:
+        logger.info("resume: dropped %d line(s) of %s written after the checkpoint of epoch %d (they are "
+                    "trained again)", dropped, metrics.path, next_epoch)
+
+
 def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
              callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> tuple[Any, dict[str, Any] | None]:
     """The final fit: cross-validation then a refit on every row (``folds`` > 0), or one fit with early stopping."""
@@ -288,12 +320,20 @@ def _residual_covariance(prep: Prepared, result: CrossValidation) -> dict[str, A
     return estimate.to_dict()
 
 
+def _finished_cross_validation(run: RunFolder, prep: Prepared, folds: int) -> dict[str, Any] | None:
+    """The run's ``cv.json`` when it records a finished cross-validation of these folds and rows."""
+    previous = run.json("cv.json")
+    if isinstance(previous, dict) and previous.get("folds") == folds and previous.get("n_rows") == len(prep.split.train):
+        return previous
+    return None
+
+
 def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
                       callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> dict[str, Any]:
     """The run's cross-validation record: reused from ``cv.json`` on resume, else computed and written."""
     if resume and run is not None:
-        previous = run.json("cv.json")
-        if previous is not None and previous.get("folds") == folds and previous.get("n_rows") == len(prep.split.train):
+        previous = _finished_cross_validation(run, prep, folds)
+        if previous is not None:
             logger.info("resume: reusing the finished cross-validation in %s", run.path / "cv.json")
             return previous
     result = cross_validate(prep, config, folds, callbacks=callbacks)

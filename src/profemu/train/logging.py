@@ -1,15 +1,19 @@
 """Metrics on disk: ``metrics.jsonl``, optional TensorBoard scalars and ``curves.png``.
 
 :class:`MetricsLogger` is a ``fit`` callback: ``fit(..., callbacks=[MetricsLogger(run_dir)])``.
+A resumed run first calls :meth:`MetricsLogger.resume`, which keeps only the lines of the
+epochs its checkpoint holds, so every (stage, epoch) appears once in the file.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from profemu._files import atomic_write_text
 
 __all__ = ["MetricsLogger", "plot_curves"]
 
@@ -58,6 +62,45 @@ class MetricsLogger:
                 self.note = "tensorboardX is not installed: TensorBoard scalars are skipped."
             else:
                 self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def resume(self, keep: Callable[[Mapping[str, Any]], bool]) -> int:
+        """Continue the file of an interrupted run: keep only the lines that ``keep`` accepts.
+
+        A run killed after an epoch's line was written but before that epoch's checkpoint
+        trains the epoch again when resumed; without this its line would appear twice. The
+        kept lines (unchanged) are written to a temporary file that replaces
+        ``metrics.jsonl`` atomically (a kill meanwhile leaves the old file), lines that are
+        not JSON objects (cut short by the kill) are dropped, and :attr:`history` starts
+        with the kept entries (so ``curves.png`` shows the whole run).
+
+        Args:
+            keep: Whether an entry (one parsed line) belongs to what the resumed run keeps.
+
+        Returns:
+            The number of lines dropped.
+        """
+        if not self.path.is_file():
+            return 0
+        text = self.path.read_text(errors="replace")
+        kept: list[str] = []
+        history: list[dict[str, Any]] = []
+        dropped = 0
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                entry = None
+            if isinstance(entry, dict) and keep(entry):
+                kept.append(line)
+                history.append(entry)
+            else:
+                dropped += 1
+        if dropped or not text.endswith("\n"):  # also ends a last line cut before its newline
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        self.history = history
+        return dropped
 
     def log(self, entry: Mapping[str, Any]) -> None:
         """Append one epoch's dict (one JSON line) and its scalars to TensorBoard."""
