@@ -53,7 +53,9 @@ def test_run_child_reports_result_memory_and_timeout() -> None:
 
     # a small child of a large parent: only the child's own memory is counted
     ballast = np.ones(300_000_000 // 8)
-    small = common.run_child(["-c", "import sys"], timeout_s=60)
+    # (the child reports its own VmHWM: a child that exits within the first poll is a zombie
+    # whose /proc status has no memory lines)
+    small = common.run_child(["-c", "from benchmarks.common import emit_result; emit_result({})"], timeout_s=60)
     assert small.returncode == 0 and 0 < small.peak_rss_bytes < 150_000_000
     del ballast
 
