@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from profemu.config import DataConfig
+from profemu.data.dataset import ProfileDataset
 from profemu.data.mock import make_hard_mock, make_mock_universe
 from profemu.data.transforms import Transforms
 from profemu.errors import FormatError
-from profemu.train.relevance import AUTO_MAX_ROWS, AUTO_MIN_PARAMS, ard_weights, uses_relevance
+from profemu.train import relevance
+from profemu.train.relevance import (
+    ARD_COMPONENTS,
+    AUTO_MAX_ROWS,
+    AUTO_MIN_PARAMS,
+    ard_weights,
+    fit_relevance,
+    uses_relevance,
+)
 from profemu.train.setup import fit_transforms
 
 
@@ -71,3 +81,85 @@ def test_relevance_rows_sets_the_rows_the_gp_sees(hard, caplog: pytest.LogCaptur
     assert not np.array_equal(few.param_weights, ard_weights(hard, ("rho",), seed=0)[0])  # 250 rows: other fit
     with pytest.raises(ConfigError, match=r"data.relevance_rows: value 5 is out of range"):
         Config().updated({"data.relevance_rows": 5})
+
+
+# ---------------------------------------------------------------------- the cheap fit
+def _synthetic(n: int = 160, seed: int = 0) -> ProfileDataset:
+    """12 parameters of which only ``p0`` (strongly) and ``p1`` (weakly) shape the profiles,
+    plus mass; 20 radii, 0.02 dex of noise."""
+    rng = np.random.default_rng(seed)
+    params = rng.uniform(0.0, 1.0, (n, 12))
+    log10_mass = rng.uniform(12.0, 14.0, n)
+    x = np.geomspace(0.05, 2.0, 20)[None, :]
+    slope = 1.0 + 1.5 * params[:, :1] + 0.2 * params[:, 1:2] + 0.2 * (log10_mass[:, None] - 13.0)
+    log_rho = 5.0 - slope * np.log10(x) - 1.2 * np.log10(1.0 + x / 0.3) + 0.02 * rng.standard_normal((n, 20))
+    return ProfileDataset(params=params, param_names=tuple(f"p{j}" for j in range(12)),
+                          log10_mass=log10_mass, radius=np.geomspace(0.05, 2.0, 20),
+                          profiles={"rho": 10.0**log_rho}, groups=np.arange(n))
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> ProfileDataset:
+    return _synthetic()
+
+
+def test_cheap_fit_ranks_the_acting_parameter_first(synthetic) -> None:
+    fit = fit_relevance(synthetic, ("rho",), seed=0)
+    w = dict(zip(synthetic.param_names, fit.weights, strict=True))
+    assert w["p0"] == 1.0, w  # the strong driver is the most relevant parameter
+    inert = [w[f"p{j}"] for j in range(2, 12)]
+    assert w["p1"] > max(inert), w  # the weak driver still outranks every inert parameter
+    assert max(inert) < 0.05 and w["p1"] > 0.05, w
+    assert fit.length_scales["log10_mass"] < 1e2  # mass acts too
+    # what was fitted: the leading components of the 20 columns, on every row, all 13 inputs
+    assert (fit.rows, fit.columns, fit.components, fit.inputs) == (160, 20, ARD_COMPONENTS, 13)
+    assert 0.9 < fit.explained <= 1.0 and fit.starts == 1 and fit.evaluations >= 5
+
+
+def test_cheap_fit_is_deterministic_for_a_seed(synthetic) -> None:
+    a = fit_relevance(synthetic, ("rho",), seed=3, max_rows=100)
+    b = fit_relevance(synthetic, ("rho",), seed=3, max_rows=100)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert a.length_scales == b.length_scales and a.log_ml == b.log_ml and a.evaluations == b.evaluations
+    other = fit_relevance(synthetic, ("rho",), seed=4, max_rows=100)  # another choice of 100 rows
+    assert not np.array_equal(a.weights, other.weights)
+    assert other.weights.argmax() == 0
+
+
+def test_fit_stops_at_the_iteration_cap_and_uses_one_blas_thread(synthetic, monkeypatch) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import profemu.baselines.gp as gp
+
+    real, threads = gp.gp_neg_log_marginal_likelihood, []
+
+    def spy(theta, x, y):
+        threads.append(max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"),
+                           default=1))
+        assert y.shape[1] == ARD_COMPONENTS  # the GP sees the components, not the 20 columns
+        return real(theta, x, y)
+
+    monkeypatch.setattr(gp, "gp_neg_log_marginal_likelihood", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        fit = fit_relevance(synthetic, ("rho",), seed=0, maxiter=4)
+    assert fit.status == "iteration limit" and fit.iterations <= 4 * fit.starts
+    assert len(threads) == fit.evaluations and set(threads) == {1}
+
+
+def test_log_line_says_what_was_fitted_and_how_long_it_took(synthetic, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(relevance, "_CACHE", type(relevance._CACHE)())
+    with caplog.at_level("INFO", logger="profemu.train.relevance"):
+        weights, _ = ard_weights(synthetic, ("rho",), seed=0, max_rows=120)
+    line = [r.getMessage() for r in caplog.records if "weight >= 0.05" in r.getMessage()]
+    assert len(line) == 1, caplog.text
+    m = re.search(r"ARD GP on 120 rows: 5 leading PCA components \((\d+\.\d)% of the variance\) of 20 "
+                  r"standardised log10 profile columns, 13 inputs; (\d+) evaluations, 1 start \((converged|"
+                  r"iteration limit|stopped early)\), (\d+\.\d) s", line[0])
+    assert m, line[0]
+    assert 90.0 < float(m.group(1)) <= 100.0 and int(m.group(2)) >= 5 and float(m.group(4)) < 60.0
+    assert re.search(r"(\d+) of 12 parameters with weight >= 0.05: p0 1, p1 ", line[0]), line[0]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="profemu.train.relevance"):
+        again, _ = ard_weights(synthetic, ("rho",), seed=0, max_rows=120)  # cached: no refit
+    assert "already fitted" in caplog.text and "evaluations" not in caplog.text
+    np.testing.assert_array_equal(again, weights)
