@@ -35,6 +35,7 @@ import numpy as np
 from profemu._files import flatten_tree, unflatten_tree
 from profemu.config import ModelConfig
 from profemu.data.transforms import Transforms, decode_mean, decode_var
+from profemu.emulator.blend import GPBlend
 from profemu.emulator.covariance import ResidualCovariance
 from profemu.emulator.covariance import residual_covariance as stored_residual_covariance
 from profemu.emulator.extrapolation import distance_outside, extrapolation_variance, read_record
@@ -185,6 +186,9 @@ class Emulator:
         self.members = int(next(iter(flat.values())).shape[0]) if flat else 0
         self.arrays = transforms.model_arrays()
         self.input_spec = InputSpec.from_transforms(transforms)
+        record = self.metadata.get("gp_blend")
+        self.blend: GPBlend | None = None if record is None else GPBlend.from_dict(
+            record, block_widths=transforms.input_blocks, out_dim=transforms.target_dim)
 
     # ------------------------------------------------------------------ info
     @property
@@ -386,7 +390,11 @@ class Emulator:
         """
         means, variances, inputs = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
         ens = combine(means, variances)
-        s = self.variance_scale
+        s = np.broadcast_to(self.variance_scale if self.blend is None else self.blend.variance_factor,
+                            ens.mean.shape[-1:])
+        if self.blend is not None:
+            ens = ens._replace(mean=self.blend.mix(ens.mean, blended_gp_log10(
+                self.blend, self.transforms, _raw(inputs))))
         n_r = self.transforms.n_r
         d2, per_input = distance_outside(self.transforms, _raw(inputs))
         ext = self.extrapolation
@@ -397,8 +405,8 @@ class Emulator:
         out: dict[str, Prediction] = {}
         for f, name in enumerate(self.field_names):
             sl = slice(f * n_r, (f + 1) * n_r)
-            parts = [ens.mean[:, sl], s * ens.var[:, sl] + extra[:, sl], s * ens.aleatoric[:, sl],
-                     s * ens.epistemic[:, sl], extra[:, sl]]
+            parts = [ens.mean[:, sl], s[sl] * ens.var[:, sl] + extra[:, sl], s[sl] * ens.aleatoric[:, sl],
+                     s[sl] * ens.epistemic[:, sl], extra[:, sl]]
             out[name] = Prediction(*(a[0] if single else a for a in parts),
                                    distance_outside=dist[0:1] if single else dist, outside=outside)
         return out
@@ -448,7 +456,8 @@ class Emulator:
         arrays = {k: jnp.asarray(v) for k, v in self.arrays.items()}
         network, t, spec = self.network, self.transforms, self.input_spec
         shape = (len(self.field_names), t.n_r)
-        vscale = self.variance_scale
+        blend = self.blend
+        vscale = self.variance_scale if blend is None else jnp.asarray(blend.variance_factor, jnp.float32)
         ext = self.extrapolation
 
         def predict_fn(params_in: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None) -> Any:
@@ -471,11 +480,12 @@ class Emulator:
                 raise DataError("redshift: this emulator takes the redshift as an input; pass it.")
             means, variances = member_log10(network, weights, arrays, t, raw, jnp)
             ens = combine(means, variances)
+            mean = ens.mean if blend is None else blend.mix(ens.mean, blended_gp_log10(blend, t, raw, jnp))
             total = vscale * ens.var
             if ext is not None:
                 d2, _ = distance_outside(t, raw, jnp)
                 total = total + extrapolation_variance(d2, ext[0], ext[1], jnp)
-            mean, var = ens.mean.reshape(n, *shape), total.reshape(n, *shape)
+            mean, var = mean.reshape(n, *shape), total.reshape(n, *shape)
             return (mean[0], var[0]) if single else (mean, var)
 
         return predict_fn
@@ -512,6 +522,16 @@ class Emulator:
         parts = read_emulator(folder, on_extrapolation=on_extrapolation)
         return cls(parts.transforms, parts.model_config, parts.weights, metadata=parts.metadata,
                    variance_scale=parts.variance_scale, on_extrapolation=parts.on_extrapolation)  # type: ignore[arg-type]
+
+
+def blended_gp_log10(blend: GPBlend, transforms: Transforms, raw: Mapping[str, Any], xp: Any = np) -> Any:
+    """The blend's GP mean of log10 profiles [n, D] (dex) from raw inputs (numpy or JAX)."""
+    blocks = transforms.transform_inputs(raw["params"], raw["log10_mass"], raw.get("pk_ratio"), raw.get("redshift"),
+                                         xp=xp)
+    std = blend.standardised_mean(blocks, xp)
+    mean, _ = transforms.to_log10(std, None, xp, params=raw["params"], log10_mass=raw["log10_mass"],
+                                  redshift=raw.get("redshift"))
+    return mean
 
 
 def _raw(inputs: Inputs) -> dict[str, Any]:

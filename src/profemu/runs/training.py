@@ -22,10 +22,12 @@ from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
+from profemu.emulator.blend import attach_blend
 from profemu.emulator.covariance import ResidualCovariance, attach_residual_covariance
 from profemu.errors import DataError
 from profemu.metrics import evaluate
 from profemu.runs.folder import DataSource, RunFolder
+from profemu.train.blend import fit_blend, uses_blend
 from profemu.train.builder import build_emulator
 from profemu.train.cv import CrossValidation, cross_validate, folds_for
 from profemu.train.logging import MetricsLogger, plot_curves
@@ -191,6 +193,7 @@ def train_emulator(
     )
     if cv is not None and cv.get("residual_covariance") is not None:
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
+    _attach_blend(emulator, prep, config, cv)
     if config.train.extrapolation_variance:
         _attach_extrapolation_variance(emulator, prep, config)
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
@@ -328,6 +331,21 @@ def _finished_cross_validation(run: RunFolder, prep: Prepared, folds: int) -> di
     return None
 
 
+def _attach_blend(emulator: Emulator, prep: Prepared, config: Config, cv: dict[str, Any] | None) -> None:
+    """Fit and attach the GP blend where ``train.gp_blend`` asks for it (pops the in-memory
+    out-of-fold predictions from ``cv`` either way)."""
+    oof = None if cv is None else cv.pop("oof", None)
+    if not uses_blend(config, prep.dataset, len(prep.split.train)):
+        return
+    if oof is None:
+        logger.info("GP blend skipped: it is weighted on cross-validation predictions, and this run has %s",
+                    "none (train.cv_folds: 0)" if cv is None else "only the saved cross-validation (resumed)")
+        return
+    blend = fit_blend(prep, oof, seed=config.train.seed)
+    if blend is not None:
+        attach_blend(emulator, blend)
+
+
 def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
                       callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> dict[str, Any]:
     """The run's cross-validation record: reused from ``cv.json`` on resume, else computed and written."""
@@ -344,4 +362,6 @@ def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, fol
         run.write_npz("cv_predictions.npz", {"rows": result.rows, "fold": result.fold_of_row,
                                              **{f"{f}_mean": m for f, (m, _) in result.predictions.items()},
                                              **{f"{f}_var": v for f, (_, v) in result.predictions.items()}})
+    # in memory only (not in cv.json): the out-of-fold predictions the GP blend is weighted on
+    record["oof"] = {"rows": result.rows, "predictions": result.predictions}
     return record

@@ -1,0 +1,125 @@
+"""Never worse than the GP on small suites: the network, the ARD GP and their blend against the truth.
+
+Data: the 35-parameter hard mock (:func:`profemu.data.mock.make_hard_mock`, seed 0, the CAMELS
+SB35 parameter table when ``../shared/data/camels_sb35`` has it), ``rho`` on 30 physical radii
+with 0.2-0.35 dex single-halo scatter; N = 300, 600 and 2,000 haloes (one per simulation).
+Split: 5-fold cross-validation by simulation (:func:`profemu.data.split.group_kfold`, seed 0,
+stratified in mass); quick mode scores folds 0-2, full mode all five. Each fold's test haloes
+are scored against their noiseless truth (median and 95th percentile of the fractional error
+of the mean profile, pooled over the scored folds).
+
+Methods (same training rows): ``profemu`` — the shipped ``Config()`` (on this suite
+``train.gp_blend: auto`` blends the GP); ``network alone`` — the same with ``train.gp_blend:
+off``; ``GP`` — :class:`profemu.baselines.GPBaseline` with its defaults (ARD RBF + white noise
+shared by every radius, two starts). Wall times are one fit on this machine.
+
+Targets: profemu <= GP at every N (median and 95th), <= 0.9 x GP at 2,000 (median).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import REPO_ROOT
+
+__all__ = ["markdown", "run"]
+
+SHARED = Path(os.environ.get("PROFEMU_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SB35 = SHARED / "camels_sb35" / "Info_IllustrisTNG_L50n512_35params.csv"
+SIZES = (300, 600, 2000)
+METHODS = ("profemu", "network alone", "GP")
+log = logging.getLogger(__name__)
+
+
+def _note(message: str) -> None:
+    print(f"[blend] {message}", flush=True)
+
+
+def _errors(mean: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.abs(10.0 ** (mean - truth) - 1.0).ravel()
+
+
+def _fold(ds: Any, truth: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray) -> dict[str, Any]:
+    from profemu.baselines import GPBaseline
+    from profemu.config import Config
+    from profemu.runs.training import train_emulator
+
+    train, test = ds.subset(train_rows), ds.subset(test_rows)
+    out: dict[str, Any] = {}
+    for method, changes in (("profemu", {}), ("network alone", {"train.gp_blend": "off"})):
+        t0 = time.perf_counter()
+        emulator = train_emulator(train, Config().updated(changes)).emulator
+        seconds = time.perf_counter() - t0
+        mean = emulator.predict(test.params, test.log10_mass, on_extrapolation="ignore")["rho"].mean
+        out[method] = {"errors": _errors(mean, truth[test_rows]), "seconds": seconds}
+        if emulator.blend is not None:
+            out[method]["weight"] = emulator.blend.report["fields"]["rho"]["weight"]
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gp = GPBaseline(seed=0).fit(train)
+    seconds = time.perf_counter() - t0
+    mean = gp.predict(test.params, test.log10_mass)["rho"][0]
+    out["GP"] = {"errors": _errors(mean, truth[test_rows]), "seconds": seconds}
+    return out
+
+
+def run(*, quick: bool, out_dir: Path | None = None, smoke: bool = False) -> dict[str, Any]:
+    """Every size and scored fold; ``smoke``: one fold of 300 haloes."""
+    from profemu.data.mock import make_hard_mock
+    from profemu.data.split import group_kfold
+
+    del out_dir
+    sizes = (300,) if smoke else SIZES
+    folds = (0,) if smoke else (0, 1, 2) if quick else (0, 1, 2, 3, 4)
+    results: dict[str, Any] = {"folds": list(folds), "sizes": {}}
+    for n in sizes:
+        universe = make_hard_mock(n, seed=0, parameter_table=SB35 if SB35.is_file() else None)
+        ds, truth = universe.dataset.select_fields(["rho"]), np.log10(universe.truth["rho"])
+        splits = group_kfold(ds, 5, seed=0)
+        pooled: dict[str, dict[str, Any]] = {m: {"errors": [], "seconds": [], "weights": []} for m in METHODS}
+        for k in folds:
+            _note(f"{n} haloes, fold {k} ...")
+            res = _fold(ds, truth, *splits[k])
+            for m in METHODS:
+                pooled[m]["errors"].append(res[m]["errors"])
+                pooled[m]["seconds"].append(res[m]["seconds"])
+                if "weight" in res[m]:
+                    pooled[m]["weights"].append(res[m]["weight"])
+        block = {}
+        for m in METHODS:
+            e = np.concatenate(pooled[m]["errors"])
+            block[m] = {"frac_err_median": float(np.median(e)), "frac_err_p95": float(np.percentile(e, 95)),
+                        "fit_seconds": float(np.mean(pooled[m]["seconds"])),
+                        "network_weights": pooled[m]["weights"]}
+        results["sizes"][str(n)] = block
+        _note(f"{n}: " + ", ".join(f"{m} {100 * block[m]['frac_err_median']:.2f}%" for m in METHODS))
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The section of BENCHMARKS.md."""
+    folds = results["folds"]
+    lines = ["## Small suites: the network, the GP and their blend against the truth (hard mock)", "",
+             f"35-parameter hard mock, rho, 5-fold cross-validation by simulation (seed 0), folds {folds} scored "
+             "against the noiseless truth and pooled. `profemu` is the shipped default (`train.gp_blend: auto` "
+             "blends an exact ARD GP on the network's inputs, weighted out of sample); `network alone` turns the "
+             "blend off; `GP` is `GPBaseline` with its defaults. See `benchmarks/blend.py`.", "",
+             "| haloes | method | median frac. err | 95th pct | / GP (median) | fit [s] | network weight |",
+             "|---|---|---|---|---|---|---|"]
+    for n, block in results["sizes"].items():
+        gp = block["GP"]["frac_err_median"]
+        for m in METHODS:
+            r = block[m]
+            weights = ", ".join(f"{w:.2f}" for w in r["network_weights"]) or "–"
+            lines.append(f"| {n} | {m} | {100 * r['frac_err_median']:.2f}% | {100 * r['frac_err_p95']:.1f}% | "
+                         f"{r['frac_err_median'] / gp:.2f} | {r['fit_seconds']:.1f} | {weights} |")
+    lines += ["", "Targets: profemu <= GP at every size (median and 95th), <= 0.9 x GP at 2,000 haloes (median).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""Fit the GP beside the network (:class:`profemu.emulator.blend.GPBlend`) on a run's training rows.
+
+Steps, all on the training rows and out of sample:
+
+1. Inputs: the emulator's normalised input blocks (the network's own view: relevance-weighted
+   parameters, log10 mass, P(k) components, redshift, features), concatenated; outputs: the
+   standardised log10 profiles (0 where masked).
+2. Kernel ``s RBF(l_1..l_d) + n``: maximum marginal likelihood (L-BFGS-B, analytic gradient,
+   :func:`profemu.baselines.gp.gp_neg_log_marginal_likelihood`) on at most
+   :data:`HYPER_ROWS` seeded rows and the leading :data:`HYPER_COMPONENTS` principal
+   components of the outputs (one kernel is shared by every column), one BLAS thread.
+3. Condition on every training row (at most :data:`~profemu.emulator.blend.MAX_ROWS`) and
+   every column; the closed-form leave-one-simulation-out means (the block form of
+   Rasmussen & Williams 2006, eq. 5.12) are the GP's out-of-sample predictions, as the
+   network's are out of fold by simulation.
+4. Per field, the network's weight ``w`` in [0, 1] (steps of 0.05) minimises the squared
+   error of ``w * network + (1 - w) * GP`` against the targets, with the network's
+   out-of-fold predictions from the run's cross-validation; the variance factor is the
+   maximum-likelihood scale of the network's variance for those blended residuals (the
+   declared noise kept unscaled).
+
+Holding out whole simulations matters where a simulation has several rows (mass bins): the
+GP would otherwise read a row's own simulation at the next mass, and its error would look
+smaller than it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from profemu.config import Config
+from profemu.data.dataset import ProfileDataset
+from profemu.emulator.blend import MAX_ROWS, GPBlend
+from profemu.train.setup import Prepared
+
+__all__ = ["HYPER_COMPONENTS", "HYPER_ROWS", "fit_blend", "uses_blend"]
+
+logger = logging.getLogger(__name__)
+
+HYPER_ROWS = 600
+HYPER_COMPONENTS = 5
+#: ``train.gp_blend = "auto"`` blends on suites with at least this many parameters ...
+AUTO_MIN_PARAMS = 10
+#: ... and at most this many training rows.
+AUTO_MAX_ROWS = 2500
+_WEIGHTS = np.linspace(0.0, 1.0, 21)
+_JITTER = 1e-10
+
+
+def uses_blend(config: Config, ds: ProfileDataset, n_train: int) -> bool:
+    """Whether ``train.gp_blend`` blends a GP into this run."""
+    mode = config.train.gp_blend
+    if mode == "off":
+        return False
+    if mode == "on":
+        return True
+    return len(ds.param_names) >= AUTO_MIN_PARAMS and n_train <= AUTO_MAX_ROWS
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _hyperparameters(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """log [s, l_1..l_d, n] maximising the marginal likelihood of the outputs' leading components."""
+    from scipy import optimize
+
+    from profemu.baselines.gp import gp_neg_log_marginal_likelihood
+
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(x.shape[0], HYPER_ROWS, replace=False)) if x.shape[0] > HYPER_ROWS \
+        else np.arange(x.shape[0])
+    yc = y[rows] - y[rows].mean(axis=0)
+    u, s, _ = np.linalg.svd(yc, full_matrices=False)
+    k = min(HYPER_COMPONENTS, s.size)
+    comps = u[:, :k] * s[:k]
+    comps = comps / math.sqrt(max(float(np.mean(comps**2)) * k, 1e-300) / k)
+    d = x.shape[1]
+    theta0 = np.concatenate([[0.0], np.full(d, math.log(max(1.0, math.sqrt(d) / 2))), [math.log(1e-2)]])
+    bounds = [(math.log(1e-3), math.log(1e3))] + [(math.log(1e-2), math.log(1e3))] * d + \
+        [(math.log(1e-8), 0.0)]
+    res = optimize.minimize(gp_neg_log_marginal_likelihood, theta0, args=(x[rows], comps), jac=True,
+                            method="L-BFGS-B", bounds=bounds, options={"maxiter": 80, "ftol": 1e-5})
+    return np.asarray(res.x, dtype=np.float64)
+
+
+def _condition(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+               groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(alpha [n, D], leave-one-group-out means [n, D])`` of the GP on every row and column.
+
+    Holding out the rows ``G`` of one simulation: ``mean_G = y_G - ([K^-1]_GG)^-1 alpha_G``
+    (the block form of Rasmussen & Williams 2006, eq. 5.12); one row per group is the
+    usual leave-one-out.
+    """
+    from scipy.linalg import cho_solve, cholesky
+    from scipy.linalg.lapack import dpotri
+
+    xs = x / np.exp(theta[1:-1])
+    sq = (xs**2).sum(axis=1)
+    k = math.exp(theta[0]) * np.exp(-0.5 * np.maximum(sq[:, None] + sq[None, :] - 2.0 * xs @ xs.T, 0.0))
+    k[np.diag_indices_from(k)] += math.exp(theta[-1]) + _JITTER
+    chol = cholesky(k, lower=True, check_finite=False)
+    alpha = cho_solve((chol, True), y, check_finite=False)
+    k_inv = dpotri(chol, lower=1)[0]
+    k_inv = np.tril(k_inv) + np.tril(k_inv, -1).T
+    loo = y - alpha / np.diag(k_inv)[:, None]
+    if groups is not None:
+        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        for g in np.flatnonzero(counts > 1):
+            rows = np.flatnonzero(inverse == g)
+            loo[rows] = y[rows] - np.linalg.solve(k_inv[np.ix_(rows, rows)], alpha[rows])
+    return alpha, loo
+
+
+def _ml_scale(err: np.ndarray, var: np.ndarray, noise: np.ndarray) -> float:
+    """Maximum-likelihood factor of ``var`` for residuals ``err`` with fixed ``noise`` variance."""
+    from scipy import optimize
+
+    def nll(log_s: float) -> float:
+        total = math.exp(log_s) * var + noise
+        return float(0.5 * np.sum(np.log(total) + err**2 / total))
+
+    res = optimize.minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e3)), method="bounded")
+    return float(np.clip(math.exp(float(res.x)), 1e-3, 1e3))
+
+
+def fit_blend(prep: Prepared, oof: Mapping[str, Any], *, seed: int = 0) -> GPBlend | None:
+    """The GP blend of a run, or None (with a log line) when it cannot be fitted.
+
+    Args:
+        prep: The run's data, split and transforms (the GP uses the same inputs as the network).
+        oof: The cross-validation's out-of-fold predictions: ``{"rows": [n], "predictions":
+            {field: (mean, var)}}`` (log10 [dex] and uncalibrated variance [dex²], [n, n_r]).
+        seed: Seed of the rows the kernel's hyper-parameters are fitted on.
+    """
+    t0 = time.perf_counter()
+    t = prep.transforms
+    rows = np.asarray(oof["rows"], dtype=int)
+    if rows.size > MAX_ROWS:
+        logger.info("GP blend skipped: %d training rows, above the %d an exact GP keeps", rows.size, MAX_ROWS)
+        return None
+    ds = prep.dataset.subset(rows)
+    arrays = t.transform(ds)
+    blocks = tuple(b for b in t.input_blocks if b != "r_delta")
+    x = np.concatenate([np.asarray(arrays.inputs[b], np.float64) for b in blocks], axis=1)
+    y = np.asarray(arrays.target, np.float64)
+    with _one_blas_thread():
+        theta = _hyperparameters(x, y, seed)
+        alpha, loo = _condition(theta, x, y, ds.groups)
+    gp_log10, _ = t.to_log10(loo, None, params=ds.params, log10_mass=ds.log10_mass, redshift=ds.redshift)
+    n_r = t.n_r
+    weight = np.ones(t.target_dim)
+    factor = np.ones(t.target_dim)
+    fields: dict[str, Any] = {}
+    for i, f in enumerate(t.field_names):
+        sl = slice(i * n_r, (i + 1) * n_r)
+        nn_mean, nn_var = (np.asarray(a, np.float64) for a in oof["predictions"][f])
+        ok = ds.mask[f]
+        truth = np.log10(np.where(ok, ds.profiles[f], 1.0))
+        gp = gp_log10[:, sl]
+        sse = [float(np.sum(((w * nn_mean + (1 - w) * gp - truth)[ok]) ** 2)) for w in _WEIGHTS]
+        w = float(_WEIGHTS[int(np.argmin(sse))])
+        blended = w * nn_mean + (1 - w) * gp
+        noise = (ds.noise[f] ** 2 if ds.noise is not None and f in ds.noise else np.zeros_like(truth))[ok]
+        weight[sl] = w
+        factor[sl] = _ml_scale((blended - truth)[ok], nn_var[ok], noise)
+
+        def median_error(pred: np.ndarray, truth: np.ndarray = truth, ok: np.ndarray = ok) -> float:
+            return float(np.median(np.abs(10.0 ** (pred - truth)[ok] - 1.0)))
+
+        fields[f] = {"weight": w, "variance_factor": float(factor[sl][0]), "network_error": median_error(nn_mean),
+                     "gp_error": median_error(gp), "blend_error": median_error(blended)}
+    report = {"rows": int(rows.size), "inputs": int(x.shape[1]), "noise": float(math.exp(theta[-1])),
+              "amplitude": float(math.exp(theta[0])), "seconds": round(time.perf_counter() - t0, 2),
+              "fields": fields}
+    blend = GPBlend(blocks, x, alpha, float(math.exp(theta[0])), np.exp(theta[1:-1]), weight, factor, report)
+    logger.info("GP blend (exact ARD GP on the network's %d inputs, %d rows, %.1f s; train.gp_blend: off skips "
+                "it): %s", x.shape[1], rows.size, report["seconds"], GPBlend.describe(report, t.field_names))
+    return blend

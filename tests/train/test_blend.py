@@ -1,0 +1,126 @@
+"""The Gaussian process blended into the network's prediction (``train.gp_blend``)."""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+from profemu.config import Config
+from profemu.data.mock import make_hard_mock, make_mock_universe
+from profemu.emulator import Emulator
+from profemu.emulator.blend import GPBlend
+from profemu.errors import FormatError
+from profemu.runs.training import train_emulator
+from profemu.train.blend import uses_blend
+
+QUICK = {"train.epochs": 30, "train.members": 2, "train.patience": 10, "train.cv_folds": 3}
+
+
+@pytest.fixture(scope="module")
+def hard() -> tuple:
+    universe = make_hard_mock(160, seed=3)
+    return universe.dataset.select_fields(["rho"]), np.log10(universe.truth["rho"])
+
+
+@pytest.fixture(scope="module")
+def blended(hard: tuple) -> Emulator:
+    ds, _ = hard
+    return train_emulator(ds.subset(np.arange(120)), Config().updated({**QUICK, "train.gp_blend": "on"})).emulator
+
+
+def test_the_blend_is_chosen_out_of_sample_and_never_worse_than_either(blended: Emulator) -> None:
+    report = blended.blend.report
+    r = report["fields"]["rho"]
+    assert 0.0 <= r["weight"] <= 1.0
+    # the weight is the best of a grid that holds 0 (the GP) and 1 (the network): on the squared
+    # error it cannot lose to either; on the median error it is at most a little off
+    assert r["blend_error"] <= 1.02 * min(r["network_error"], r["gp_error"])
+    assert report["rows"] == 120 and report["inputs"] == blended.transforms.layout.input_dim
+
+
+def test_the_blend_predicts_on_held_out_rows_and_beats_the_network_alone(hard: tuple, blended: Emulator) -> None:
+    ds, truth = hard
+    test = ds.subset(np.arange(120, 160))
+    alone = train_emulator(ds.subset(np.arange(120)), Config().updated({**QUICK, "train.gp_blend": "off"})).emulator
+    assert alone.blend is None
+
+    def error(emu: Emulator) -> float:
+        pred = emu.predict(test.params, test.log10_mass, on_extrapolation="ignore")["rho"].mean
+        return float(np.median(np.abs(10 ** (pred - truth[120:]) - 1)))
+
+    w = blended.blend.report["fields"]["rho"]["weight"]
+    assert w < 1.0  # the GP takes part on this small 35-parameter suite
+    assert error(blended) < error(alone)
+
+
+def test_numpy_jax_and_a_saved_copy_agree(blended: Emulator, hard: tuple, tmp_path) -> None:
+    ds, _ = hard
+    p, m = ds.params[120:130], ds.log10_mass[120:130]
+    pred = blended.predict(p, m, on_extrapolation="ignore")["rho"]
+    mean, var = jax.jit(blended.predict_fn)(p, m)
+    np.testing.assert_allclose(np.asarray(mean)[:, 0], pred.mean, atol=2e-3)
+    np.testing.assert_allclose(np.asarray(var)[:, 0], pred.var, rtol=2e-3, atol=1e-6)
+    grad = jax.grad(lambda mass: blended.predict_fn(p[0], mass)[0].sum())(float(m[0]))
+    assert np.isfinite(float(grad))
+    blended.save(tmp_path / "emu")
+    again = Emulator.load(tmp_path / "emu")
+    assert again.blend is not None
+    np.testing.assert_allclose(again.predict(p, m, on_extrapolation="ignore")["rho"].mean, pred.mean, rtol=1e-12)
+    # the variance is the network's, recalibrated for the blended residuals
+    factor = blended.blend.variance_factor[: blended.transforms.n_r]
+    means, variances = blended.predict_members(p, m, on_extrapolation="ignore")
+    network_var = (variances / blended.variance_scale).mean(axis=0) + means.var(axis=0)
+    np.testing.assert_allclose(pred.var, factor * network_var[:, 0], rtol=1e-9)
+
+
+def test_a_tampered_blend_is_refused(blended: Emulator) -> None:
+    record = blended.blend.to_dict()
+    t = blended.transforms
+    GPBlend.from_dict(record, block_widths=t.input_blocks, out_dim=t.target_dim)
+    for key, value in (("weight", [1.5] * t.target_dim), ("amplitude", -1.0), ("alpha", [[1e300]])):
+        with pytest.raises(FormatError, match="gp_blend"):
+            GPBlend.from_dict({**record, key: value}, block_widths=t.input_blocks, out_dim=t.target_dim)
+    with pytest.raises(FormatError, match="gp_blend"):
+        GPBlend.from_dict({**record, "blocks": ["nothere"]}, block_widths=t.input_blocks, out_dim=t.target_dim)
+
+
+def test_auto_blends_small_many_parameter_suites_only(caplog: pytest.LogCaptureFixture) -> None:
+    many = make_hard_mock(40, seed=0).dataset
+    few = make_mock_universe(40, seed=0, param_set="lh6", n_r=6).dataset
+    cfg = Config()
+    assert uses_blend(cfg, many, 40) and not uses_blend(cfg, many, 10_000) and not uses_blend(cfg, few, 40)
+    assert uses_blend(cfg.updated({"train.gp_blend": "on"}), few, 40)
+    assert not uses_blend(cfg.updated({"train.gp_blend": "off"}), many, 40)
+    # without cross-validation there is nothing to weigh the blend on: skipped, and said so
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        emu = train_emulator(many.select_fields(["rho"]), cfg.updated(
+            {"train.cv_folds": 0, "train.epochs": 2, "train.members": 1, "train.gp_blend": "on"})).emulator
+    assert emu.blend is None
+    assert any("GP blend skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_leave_one_simulation_out_means_match_refitting_without_it() -> None:
+    import math
+
+    from profemu.train.blend import _condition
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 2))
+    groups = np.repeat(np.arange(15), 2)  # two rows (mass bins) per simulation
+    theta = np.log([1.0, 1.0, 1.5, 0.8, 0.1])
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        d2 = (((a[:, None, :] - b[None, :, :]) / np.exp(theta[1:-1])) ** 2).sum(-1)
+        return math.exp(theta[0]) * np.exp(-0.5 * d2)
+
+    _, loo = _condition(theta, x, y, groups)
+    _, loo_rows = _condition(theta, x, y)
+    for g in range(15):
+        held, kept = groups == g, groups != g
+        k = kernel(x[kept], x[kept]) + (math.exp(theta[-1]) + 1e-10) * np.eye(kept.sum())
+        refit = kernel(x[held], x[kept]) @ np.linalg.solve(k, y[kept])
+        np.testing.assert_allclose(loo[held], refit, atol=1e-10)
+    assert np.abs(loo - loo_rows).max() > 1e-3  # holding out a row alone is not the same
