@@ -521,8 +521,11 @@ class TrainConfig:
             out-of-fold (network) and leave-one-out (GP) predictions, the variance
             recalibrated for the mix (:mod:`profemu.train.blend`; needs cross-validation):
             ``"auto"`` on suites with at least 10 parameters and at most 2,500 training
-            rows, ``"on"`` (at most 3,000 rows), ``"off"``. On the 35-parameter hard mock
-            it lowered the error against the truth below both the network's and the GP's.
+            rows and on every suite of at most 300 (not with ``model.monotone_head``: a GP's
+            mean is not monotone), ``"on"`` (at most 3,000 rows), ``"off"``. On the
+            35-parameter hard mock it lowered the error against the truth below both the
+            network's and the GP's; on CAMELS TNG rho it did so at 100-300 rows and lost
+            to the network alone at 400-1,600.
         extrapolation_variance: Fit the variance that grows outside the training box
             (:mod:`profemu.emulator.extrapolation`) by one extra training on the lower half
             of the rows in halo mass, scored on the upper half; it roughly doubles the

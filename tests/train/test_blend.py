@@ -91,8 +91,10 @@ def test_auto_blends_small_many_parameter_suites_only(caplog: pytest.LogCaptureF
     many = make_hard_mock(40, seed=0).dataset
     few = make_mock_universe(40, seed=0, param_set="lh6", n_r=6).dataset
     cfg = Config()
-    assert uses_blend(cfg, many, 40) and not uses_blend(cfg, many, 10_000) and not uses_blend(cfg, few, 40)
-    assert uses_blend(cfg.updated({"train.gp_blend": "on"}), few, 40)
+    assert uses_blend(cfg, many, 40) and uses_blend(cfg, many, 2000) and not uses_blend(cfg, many, 10_000)
+    assert uses_blend(cfg, few, 300) and not uses_blend(cfg, few, 400)  # few parameters: small suites only
+    assert not uses_blend(cfg.updated({"model.monotone_head": True}), many, 40)
+    assert uses_blend(cfg.updated({"train.gp_blend": "on"}), few, 4000)
     assert not uses_blend(cfg.updated({"train.gp_blend": "off"}), many, 40)
     # without cross-validation there is nothing to weigh the blend on: skipped, and said so
     with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
