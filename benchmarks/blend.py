@@ -174,6 +174,20 @@ def _figure(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
     return {"time_to_accuracy": save_figure(fig, out_dir, "blend_time_to_accuracy")}
 
 
+def _table(size_label: str, sizes: dict[str, Any]) -> list[str]:
+    """One row per (size, method): errors, the ratio to the GP, fit time and the blend's weights."""
+    lines = [f"| {size_label} | method | median frac. err | 95th pct | / GP (median) | fit [s] | network weight |",
+             "|---|---|---|---|---|---|---|"]
+    for n, block in sizes.items():
+        gp = block["GP"]["frac_err_median"]
+        for m in METHODS:
+            r = block[m]
+            weights = ", ".join(f"{w:.2f}" for w in r["network_weights"]) or "–"
+            lines.append(f"| {n} | {m} | {100 * r['frac_err_median']:.2f}% | {100 * r['frac_err_p95']:.1f}% | "
+                         f"{r['frac_err_median'] / gp:.2f} | {r['fit_seconds']:.1f} | {weights} |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The section of BENCHMARKS.md."""
     folds = results["folds"]
@@ -181,32 +195,14 @@ def markdown(results: dict[str, Any]) -> str:
              f"35-parameter hard mock, rho, 5-fold cross-validation by simulation (seed 0), folds {folds} scored "
              "against the noiseless truth and pooled. `profemu` is the shipped default (`train.gp_blend: auto` "
              "blends an exact ARD GP on the network's inputs, weighted out of sample); `network alone` turns the "
-             "blend off; `GP` is `GPBaseline` with its defaults. See `benchmarks/blend.py`.", "",
-             "| haloes | method | median frac. err | 95th pct | / GP (median) | fit [s] | network weight |",
-             "|---|---|---|---|---|---|---|"]
-    for n, block in results["sizes"].items():
-        gp = block["GP"]["frac_err_median"]
-        for m in METHODS:
-            r = block[m]
-            weights = ", ".join(f"{w:.2f}" for w in r["network_weights"]) or "–"
-            lines.append(f"| {n} | {m} | {100 * r['frac_err_median']:.2f}% | {100 * r['frac_err_p95']:.1f}% | "
-                         f"{r['frac_err_median'] / gp:.2f} | {r['fit_seconds']:.1f} | {weights} |")
+             "blend off; `GP` is `GPBaseline` with its defaults. See `benchmarks/blend.py`.", ""]
+    lines += _table("haloes", results["sizes"])
     lines += ["", "Targets: profemu <= GP at every size (median and 95th), <= 0.9 x GP at 2,000 haloes (median)."]
     tng = results.get("tng")
     if tng:
         lines += ["", f"CAMELS LH TNG rho (6 parameters; {tng['n_test']} rows of 300 held-out simulations, seed 0; "
-                  "scored against their stacked profiles): the blend is automatic up to 300 training rows.", "",
-                  "| rows | method | median frac. err | 95th pct | / GP (median) | fit [s] | network weight |",
-                  "|---|---|---|---|---|---|---|"]
-        for n, block in tng.items():
-            if n == "n_test":
-                continue
-            gp = block["GP"]["frac_err_median"]
-            for m in METHODS:
-                r = block[m]
-                weights = ", ".join(f"{w:.2f}" for w in r["network_weights"]) or "–"
-                lines.append(f"| {n} | {m} | {100 * r['frac_err_median']:.2f}% | {100 * r['frac_err_p95']:.1f}% | "
-                             f"{r['frac_err_median'] / gp:.2f} | {r['fit_seconds']:.1f} | {weights} |")
+                  "scored against their stacked profiles): the blend is automatic up to 300 training rows.", ""]
+        lines += _table("rows", {n: block for n, block in tng.items() if n != "n_test"})
     if results.get("figures", {}).get("time_to_accuracy"):
         lines += ["", figure_link(results, results["figures"]["time_to_accuracy"],
                                   "median error against the wall time of one fit, per training size")]

@@ -74,3 +74,13 @@ def stderr_error_lines(stderr: str) -> list[str]:
     """
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     return [ln for ln in lines if ln.startswith("error: ")] if lines and lines[-1].startswith("error: ") else lines
+
+
+def error_line(result: Any, *needles: str) -> str:
+    """A CLI result's one error line: exit code 2, no traceback, one line naming every ``needle``."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = stderr_error_lines(result.stderr)
+    assert len(lines) == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

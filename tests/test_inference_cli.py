@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from profemu.cli import app
-from tests.helpers import stderr_error_lines
+from tests.helpers import error_line as shared_error_line
 from tests.reliability import TinyRun, tiny_run
 
 FIXED = ["--fix", "Omega_m=0.3", "--fix", "sigma_8=0.8", "--fix", "A_SN2=1.0", "--fix", "A_AGN2=1.0"]
@@ -29,13 +29,9 @@ def invoke(*args: Any) -> Any:
 
 def error_line(result: Any, *needles: str) -> str:
     """Exit code 2, no traceback, exactly one ``error:`` line naming the problem."""
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
-    lines = stderr_error_lines(result.stderr)
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in result.stdout + result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+    line = shared_error_line(result, *needles)
+    assert line.startswith("error: ")
+    return line
 
 
 def write_obs(path: Path, run: TinyRun, *, row: int = 0, radius_scale: float = 1.0,

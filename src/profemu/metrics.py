@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_predictions",
     "fit_variance_scale",
     "frac_error_by_radius",
+    "ml_variance_scale",
     "noise_floor_quantile",
     "predict_dataset",
     "profile_metrics",
@@ -494,18 +495,27 @@ def fit_variance_scale(
     Raises:
         DataError: if there is no valid entry or shapes do not match.
     """
-    from scipy import optimize
-
     err, var, noise_var = _pooled_residuals(pred, truth_dataset, use_noise=use_noise)
     if err.size == 0:
         raise DataError("fit_variance_scale: no valid entry to fit on; pass validation data with targets.")
-    lo, hi = math.log(1e-3), math.log(1e3)
+    return ml_variance_scale(err, var, noise_var)
+
+
+def ml_variance_scale(err: np.ndarray, var: np.ndarray, noise_var: np.ndarray | float = 0.0) -> float:
+    """The ``s`` in [1e-3, 1e3] maximising ``sum_i log N(err_i; 0, s * var_i + noise_var_i)``.
+
+    Args:
+        err: Residuals [dex], any shape.
+        var: Model variances [dex²], same shape.
+        noise_var: Known noise variances [dex²], kept unscaled (broadcast).
+    """
+    from scipy import optimize
 
     def neg_log_lik(log_s: float) -> float:
         total = math.exp(log_s) * var + noise_var
         return float(0.5 * np.sum(np.log(total) + err**2 / total))
 
-    res = optimize.minimize_scalar(neg_log_lik, bounds=(lo, hi), method="bounded",
+    res = optimize.minimize_scalar(neg_log_lik, bounds=(math.log(1e-3), math.log(1e3)), method="bounded",
                                    options={"xatol": 1e-8})
     return float(np.clip(math.exp(float(res.x)), 1e-3, 1e3))
 

@@ -14,9 +14,11 @@ from typer.testing import CliRunner
 from profemu.cli import app
 from profemu.observables import ForwardModel, PopulationModel
 from tests.conftest import SHARED_DATA, require_shared
-from tests.helpers import stderr_error_lines
+from tests.helpers import error_line
 from tests.observables.synthetic import (
     APERTURES,
+    DUST,
+    TRUTH,
     gaussian_beam,
     mass_distribution,
     measurement,
@@ -26,8 +28,6 @@ from tests.observables.synthetic import (
 )
 from tests.reliability import TinyRun, tiny_run
 
-TRUTH = np.array([0.3, 0.8, 1.2, 0.9, 1.1, 1.0])
-DUST = np.linspace(0.05, 0.4, APERTURES.size)
 SAMPLER = "chains: 2\nwarmup: 30\ndraws: 30\nmax_tree_depth: 4\n"
 FIX = "fix: {Omega_m: 0.3, sigma_8: 0.8, A_SN2: 1.1, A_AGN2: 1.0}\n"
 
@@ -64,15 +64,6 @@ def act_dir() -> Path:
 
 def invoke(*args: Any) -> Any:
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def error_line(result: Any, *needles: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
-    lines = stderr_error_lines(result.stderr)
-    assert len(lines) == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def check_fit_folder(out: Path, names: tuple[str, ...]) -> dict[str, Any]:

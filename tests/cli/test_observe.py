@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from profemu.cli import app
 from profemu.observables import ForwardModel, PopulationModel
-from tests.helpers import stderr_error_lines
+from tests.helpers import error_line
 from tests.observables.synthetic import (
     APERTURES,
     gaussian_beam,
@@ -49,15 +49,6 @@ def observe(run: TinyRun, inputs: dict[str, Path], out: Path, *extra: Any) -> An
     return invoke("observe", run.run_dir, "--observable", "ksz", "--redshift", 0.55, "--beam", inputs["beam"],
                   "--apertures", APS, "--mass-distribution", inputs["masses"], "--at", inputs["points"],
                   "--out", out, *extra)
-
-
-def error_line(result: Any, *needles: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
-    lines = stderr_error_lines(result.stderr)
-    assert len(lines) == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def test_observe_writes_mean_and_std(run: TinyRun, inputs: dict[str, Path], tmp_path: Path) -> None:

@@ -19,11 +19,15 @@ from profemu.inference.observables import (
     read_observation_spec,
 )
 from profemu.observables import ForwardModel, PopulationModel
-from tests.observables.synthetic import APERTURES, gaussian_beam, mass_distribution, measurement
+from tests.observables.synthetic import (
+    APERTURES,
+    DUST,
+    TRUTH,
+    gaussian_beam,
+    mass_distribution,
+    measurement,
+)
 from tests.reliability import TinyRun, tiny_run
-
-TRUTH = np.array([0.3, 0.8, 1.2, 0.9, 1.1, 1.0])
-DUST = np.linspace(0.05, 0.4, APERTURES.size)
 
 
 @pytest.fixture(scope="module")

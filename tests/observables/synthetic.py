@@ -10,6 +10,10 @@ import numpy as np
 from profemu.observables import CAPMeasurement, HaloMassDistribution, write_cap_file
 
 APERTURES = np.array([1.0, 1.625, 2.25, 2.875, 3.5, 4.125, 4.75, 5.375, 6.0])
+#: The parameters the synthetic observations are made at (the tiny run's six inputs).
+TRUTH = np.array([0.3, 0.8, 1.2, 0.9, 1.1, 1.0])
+#: A smooth dust-like template on the apertures.
+DUST = np.linspace(0.05, 0.4, APERTURES.size)
 FWHM_ARCMIN = 1.4
 
 

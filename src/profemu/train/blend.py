@@ -26,11 +26,10 @@ smaller than it is.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,9 @@ import numpy as np
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.emulator.blend import MAX_ROWS, GPBlend
+from profemu.errors import DataError
+from profemu.metrics import ml_variance_scale
+from profemu.train.relevance import leading_components, one_blas_thread, optimise_kernel
 from profemu.train.setup import Prepared
 
 __all__ = ["HYPER_COMPONENTS", "HYPER_ROWS", "fit_blend", "uses_blend"]
@@ -69,38 +71,18 @@ def uses_blend(config: Config, ds: ProfileDataset, n_train: int) -> bool:
     return (len(ds.param_names) >= AUTO_MIN_PARAMS and n_train <= AUTO_MAX_ROWS) or n_train <= AUTO_SMALL_ROWS
 
 
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 def _hyperparameters(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    """log [s, l_1..l_d, n] maximising the marginal likelihood of the outputs' leading components."""
-    from scipy import optimize
-
-    from profemu.baselines.gp import gp_neg_log_marginal_likelihood
-
+    """log [s, l_1..l_d, n] maximising the marginal likelihood of the outputs' leading components
+    (:func:`profemu.train.relevance.optimise_kernel`, one start, on at most :data:`HYPER_ROWS` rows)."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(x.shape[0], HYPER_ROWS, replace=False)) if x.shape[0] > HYPER_ROWS \
         else np.arange(x.shape[0])
-    yc = y[rows] - y[rows].mean(axis=0)
-    u, s, _ = np.linalg.svd(yc, full_matrices=False)
-    k = min(HYPER_COMPONENTS, s.size)
-    comps = u[:, :k] * s[:k]
-    comps = comps / math.sqrt(max(float(np.mean(comps**2)) * k, 1e-300) / k)
-    d = x.shape[1]
-    theta0 = np.concatenate([[0.0], np.full(d, math.log(max(1.0, math.sqrt(d) / 2))), [math.log(1e-2)]])
-    bounds = [(math.log(1e-3), math.log(1e3))] + [(math.log(1e-2), math.log(1e3))] * d + \
-        [(math.log(1e-8), 0.0)]
-    res = optimize.minimize(gp_neg_log_marginal_likelihood, theta0, args=(x[rows], comps), jac=True,
-                            method="L-BFGS-B", bounds=bounds, options={"maxiter": 80, "ftol": 1e-5})
-    return np.asarray(res.x, dtype=np.float64)
+    components, _ = leading_components(y[rows], HYPER_COMPONENTS)
+    best, *_ = optimise_kernel(x[rows], components, maxiter=80, ftol=1e-5, fallback=False)
+    if best is None:
+        raise DataError("GP blend: the kernel matrix is singular; remove duplicate input rows or set "
+                        "train.gp_blend: off.")
+    return np.asarray(best.x, dtype=np.float64)
 
 
 def _condition(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -131,18 +113,6 @@ def _condition(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
     return alpha, loo
 
 
-def _ml_scale(err: np.ndarray, var: np.ndarray, noise: np.ndarray) -> float:
-    """Maximum-likelihood factor of ``var`` for residuals ``err`` with fixed ``noise`` variance."""
-    from scipy import optimize
-
-    def nll(log_s: float) -> float:
-        total = math.exp(log_s) * var + noise
-        return float(0.5 * np.sum(np.log(total) + err**2 / total))
-
-    res = optimize.minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e3)), method="bounded")
-    return float(np.clip(math.exp(float(res.x)), 1e-3, 1e3))
-
-
 def fit_blend(prep: Prepared, oof: Mapping[str, Any], *, seed: int = 0) -> GPBlend | None:
     """The GP blend of a run, or None (with a log line) when it cannot be fitted.
 
@@ -163,8 +133,8 @@ def fit_blend(prep: Prepared, oof: Mapping[str, Any], *, seed: int = 0) -> GPBle
     blocks = tuple(b for b in t.input_blocks if b != "r_delta")
     x = np.concatenate([np.asarray(arrays.inputs[b], np.float64) for b in blocks], axis=1)
     y = np.asarray(arrays.target, np.float64)
-    with _one_blas_thread():
-        theta = _hyperparameters(x, y, seed)
+    theta = _hyperparameters(x, y, seed)
+    with one_blas_thread():
         alpha, loo = _condition(theta, x, y, ds.groups)
     gp_log10, _ = t.to_log10(loo, None, params=ds.params, log10_mass=ds.log10_mass, redshift=ds.redshift)
     n_r = t.n_r
@@ -182,7 +152,7 @@ def fit_blend(prep: Prepared, oof: Mapping[str, Any], *, seed: int = 0) -> GPBle
         blended = w * nn_mean + (1 - w) * gp
         noise = (ds.noise[f] ** 2 if ds.noise is not None and f in ds.noise else np.zeros_like(truth))[ok]
         weight[sl] = w
-        factor[sl] = _ml_scale((blended - truth)[ok], nn_var[ok], noise)
+        factor[sl] = ml_variance_scale((blended - truth)[ok], nn_var[ok], noise)
 
         def median_error(pred: np.ndarray, truth: np.ndarray = truth, ok: np.ndarray = ok) -> float:
             return float(np.median(np.abs(10.0 ** (pred - truth)[ok] - 1.0)))

@@ -61,6 +61,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,9 @@ __all__ = [
     "RelevanceFit",
     "ard_weights",
     "fit_relevance",
+    "leading_components",
+    "one_blas_thread",
+    "optimise_kernel",
     "uses_relevance",
 ]
 
@@ -181,7 +185,7 @@ def uses_relevance(mode: str, ds: ProfileDataset) -> bool:
 
 
 @contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
+def one_blas_thread() -> Iterator[None]:
     """One BLAS thread inside the block (threadpoolctl, restored on exit); a no-op without it."""
     try:
         from threadpoolctl import threadpool_limits
@@ -192,7 +196,7 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _components(target: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+def leading_components(target: np.ndarray, k: int) -> tuple[np.ndarray, float]:
     """The ``k`` leading principal components [N, k] of ``target`` [N, D], scaled together to a
     mean variance of 1, and the fraction of the variance they hold."""
     centred = target - target.mean(axis=0)
@@ -204,6 +208,48 @@ def _components(target: np.ndarray, k: int) -> tuple[np.ndarray, float]:
     if not total > 0 or not power > 0:
         raise DataError("input relevance: the training profiles do not vary; nothing to fit the GP on.")
     return z / math.sqrt(power), float(np.sum(s[:k] ** 2)) / total
+
+
+def optimise_kernel(x: np.ndarray, y: np.ndarray, *, maxiter: int = ARD_MAXITER, ftol: float = ARD_FTOL,
+                    fallback: bool = True) -> tuple[Any, int, int, int]:
+    """Maximum marginal likelihood of the ARD kernel ``s RBF(l_1..l_d) + n`` on ``x`` [N, d], ``y`` [N, k].
+
+    L-BFGS-B in log space with the analytic gradient
+    (:func:`profemu.baselines.gp.gp_neg_log_marginal_likelihood`), GPBaseline's bounds, one
+    BLAS thread. The first start has length scales ``max(1, sqrt(d)/2)`` and noise 1e-2; with
+    ``fallback``, a second one (length scales ``2 sqrt(d)``, noise 0.2) runs only when the first
+    ends with everything explained as noise or fails.
+
+    Returns:
+        ``(result, evaluations, iterations, starts)``: the best scipy ``OptimizeResult`` (its ``x``
+        is ``log [s, l_1..l_d, n]``; None when every start failed) and the optimiser's counts.
+    """
+    from scipy.optimize import minimize
+
+    from profemu.baselines.gp import gp_neg_log_marginal_likelihood
+
+    d = x.shape[1]
+    bounds = np.log(np.array([_AMPLITUDE_BOUNDS, *[_LENGTH_SCALE_BOUNDS] * d, _NOISE_BOUNDS]))
+    root = math.sqrt(d)
+    starts = [np.log(np.r_[1.0, np.full(d, ls), noise]) for ls, noise in
+              ((max(1.0, 0.5 * root), 1e-2), (2.0 * root, 0.2))][: 2 if fallback else 1]
+    best = None
+    evaluations = iterations = tried = 0
+    with one_blas_thread(), np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for theta0 in starts:
+            res = minimize(gp_neg_log_marginal_likelihood, np.clip(theta0, *bounds.T), args=(x, y),
+                           jac=True, method="L-BFGS-B", bounds=bounds,
+                           options={"maxiter": maxiter, "ftol": ftol})
+            tried += 1
+            evaluations += int(res.nfev)
+            iterations += int(res.nit)
+            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+                best = res
+            # the second start only when the first explained everything as noise or failed
+            if best is not None and best.x[-1] < bounds[-1, 1] - 1e-3:
+                break
+    return best, evaluations, iterations, tried
 
 
 def fit_relevance(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
@@ -228,10 +274,7 @@ def fit_relevance(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
         DataError: unknown fields, fewer than 5 rows, constant profiles, or a kernel matrix
             singular from every start.
     """
-    from scipy.optimize import minimize
-
     from profemu.baselines.base import _check_fit_data, _Design
-    from profemu.baselines.gp import gp_neg_log_marginal_likelihood
 
     if max_rows < 5 or components < 1 or maxiter < 1 or not 0 < ftol < 1:
         raise ConfigError(f"input relevance: max_rows={max_rows} (>= 5), components={components} (>= 1), "
@@ -246,28 +289,9 @@ def fit_relevance(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
         warnings.simplefilter("ignore")
         design = _Design(sub, fields, pca=False)
     x = design.x
-    y, explained = _components(design.target, components)
+    y, explained = leading_components(design.target, components)
     d = x.shape[1]
-    bounds = np.log(np.array([_AMPLITUDE_BOUNDS, *[_LENGTH_SCALE_BOUNDS] * d, _NOISE_BOUNDS]))
-    root = math.sqrt(d)
-    starts = [np.log(np.r_[1.0, np.full(d, ls), noise]) for ls, noise in
-              ((max(1.0, 0.5 * root), 1e-2), (2.0 * root, 0.2))]
-    best = None
-    evaluations = iterations = tried = 0
-    with _one_blas_thread(), np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for theta0 in starts:
-            res = minimize(gp_neg_log_marginal_likelihood, np.clip(theta0, *bounds.T), args=(x, y),
-                           jac=True, method="L-BFGS-B", bounds=bounds,
-                           options={"maxiter": maxiter, "ftol": ftol})
-            tried += 1
-            evaluations += int(res.nfev)
-            iterations += int(res.nit)
-            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-                best = res
-            # the second start only when the first explained everything as noise or failed
-            if best is not None and best.x[-1] < bounds[-1, 1] - 1e-3:
-                break
+    best, evaluations, iterations, tried = optimise_kernel(x, y, maxiter=maxiter, ftol=ftol)
     if best is None:
         raise DataError("input relevance: the GP's kernel matrix was singular from every start; "
                         "remove duplicate input rows or set data.input_relevance: off.")
