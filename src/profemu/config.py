@@ -527,9 +527,12 @@ class TrainConfig:
             network's and the GP's; on CAMELS TNG rho it did so at 100-300 rows and lost
             to the network alone at 400-1,600.
         extrapolation_variance: Fit the variance that grows outside the training box
-            (:mod:`profemu.emulator.extrapolation`) by one extra training on the lower half
-            of the rows in halo mass, scored on the upper half; it roughly doubles the
-            training time (off by default).
+            (:mod:`profemu.emulator.extrapolation`) by one extra, lighter training (one
+            validation split, at most 3 members) on the lower half of the rows in halo
+            mass, scored on the upper half: ``"auto"`` on runs of at least 100 training
+            rows whose masses span at least 0.1 dex, ``"on"``, ``"off"``. Without it the
+            68% intervals held 44% of the truth 0-0.3 dex above CAMELS TNG's training
+            masses.
     """
 
     members: int = field(default=5, metadata=_meta(1, MAX_MEMBERS, rule=_WEIGHTS))
@@ -546,7 +549,7 @@ class TrainConfig:
     calibrate: bool = True
     cv_folds: int | None = field(default=None, metadata=_meta(2, 100, also=(0,)))
     auto_capacity: Literal["auto", "on", "off"] = "off"
-    extrapolation_variance: bool = False
+    extrapolation_variance: Literal["auto", "on", "off"] = "auto"
     gp_blend: Literal["auto", "on", "off"] = "auto"
 
     def validate(self) -> None:

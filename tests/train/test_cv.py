@@ -15,7 +15,8 @@ from profemu.runs.folder import DataSource, RunFolder
 from profemu.runs.training import train_emulator
 
 CFG = {"model.hidden": [16], "train.members": 2, "train.epochs": 8, "train.batch_size": 32, "train.patience": 3,
-       "optim.warmup_epochs": 1, "data.fields": ["rho", "pth"], "train.cv_folds": 3, "train.log_every": 1}
+       "optim.warmup_epochs": 1, "data.fields": ["rho", "pth"], "train.cv_folds": 3, "train.log_every": 1,
+       "train.extrapolation_variance": "off"}
 
 
 @pytest.fixture(scope="module")

@@ -194,7 +194,7 @@ def train_emulator(
     if cv is not None and cv.get("residual_covariance") is not None:
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
     _attach_blend(emulator, prep, config, cv)
-    if config.train.extrapolation_variance:
+    if uses_extrapolation_variance(config, prep):
         _attach_extrapolation_variance(emulator, prep, config)
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
@@ -288,18 +288,57 @@ def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
     return result, cv
 
 
+#: ``train.extrapolation_variance = "auto"`` fits the term on runs with at least this many
+#: training rows ...
+EXTRAPOLATION_MIN_ROWS = 100
+#: ... whose halo masses span at least this many dex.
+EXTRAPOLATION_MIN_SPAN = 0.1
+#: Members of the held-out fit (at most the run's).
+EXTRAPOLATION_MEMBERS = 3
+
+
+def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
+    """Whether ``train.extrapolation_variance`` fits the variance beyond the box in this run (logged)."""
+    mode = config.train.extrapolation_variance
+    if mode == "off":
+        return False
+    rows = np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
+    mass = np.asarray(prep.dataset.log10_mass, float)[rows]
+    span = float(mass.max() - mass.min()) if mass.size else 0.0
+    if mode == "auto" and (rows.size < EXTRAPOLATION_MIN_ROWS or span < EXTRAPOLATION_MIN_SPAN):
+        logger.info("extrapolation variance: not fitted (%d training rows spanning %.2f dex in mass; train."
+                    "extrapolation_variance: auto needs >= %d rows over >= %.1f dex, 'on' forces it)", rows.size,
+                    span, EXTRAPOLATION_MIN_ROWS, EXTRAPOLATION_MIN_SPAN)
+        return False
+    return True
+
+
 def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: Config) -> None:
-    """Fit the variance beyond the training box by one training on the lower half of the masses
-    (``train.extrapolation_variance``) and store it with ``emulator``."""
+    """Fit the variance beyond the training box and store it with ``emulator``.
+
+    One more, lighter training (one validation split instead of cross-validation, at most
+    :data:`EXTRAPOLATION_MEMBERS` members, no blend) on the lower half of the training rows
+    in mass, scored on the upper half (:func:`~profemu.emulator.extrapolation.fit_extrapolation_variance`).
+    """
     from profemu.emulator.extrapolation import fit_extrapolation_variance
 
-    inner = config.updated({"train.extrapolation_variance": False})
+    val_fraction = config.data.val_fraction if config.data.val_fraction > 0 else 0.15
+    inner = config.updated({"train.extrapolation_variance": "off", "train.cv_folds": 0, "train.gp_blend": "off",
+                            "train.auto_capacity": "off", "data.test_fraction": 0.0,
+                            "data.val_fraction": val_fraction,
+                            "train.members": min(config.train.members, EXTRAPOLATION_MEMBERS)})
     rows = np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
-    logger.info("extrapolation variance: one more training on the lower half of the %d training rows in mass",
-                rows.size)
+    logger.info("extrapolation variance: one lighter training (%d members, one validation split) on the lower half "
+                "of the %d training rows in mass (train.extrapolation_variance: off skips it)",
+                inner.train.members, rows.size)
     emulator.metadata["extrapolation"] = fit_extrapolation_variance(
-        lambda data: train_emulator(data, inner, evaluate_test=False).emulator, prep.dataset.subset(rows),
-        emulator=emulator)
+        lambda data: train_emulator(data, inner, evaluate_test=False, progress=_quiet).emulator,
+        prep.dataset.subset(rows), emulator=emulator)
+
+
+def _quiet(entry: dict[str, Any]) -> None:
+    """The epoch callback of the held-out fit: its epochs are not logged (one line says what it does)."""
+    del entry
 
 
 def _refit_rows(prep: Prepared, cv: Mapping[str, Any]) -> tuple[int, int]:
