@@ -15,9 +15,15 @@ about heavier halos of a known cosmology):
   density, so it is the case where the physics is known: trained on
   log10 M <= 13, tested on 13 < log10 M <= 15.
 
-Methods: ``profemu`` (the shipped ``Config()`` with one validation split, the
-extrapolation variance calibrated by :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`
-on the training rows' highest-mass half), ``plain MLP`` (``model.kind: mlp``,
+Methods: ``profemu`` (the shipped ``Config()`` as it is, in every mode: 5-fold
+cross-validation by simulation, the refit on every row, 5 members, and the automatic
+extrapolation variance, :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`
+on the training rows' highest-mass half with one lighter training), ``profemu, r/R_Delta``
+(``data.radial_coordinate: scaled``, one validation split, the variance fitted with the
+same configuration), ``profemu + monotonic loss`` and ``profemu + smoothness loss`` (the
+shipped defaults with ``loss.physics.monotonic_weight: 1`` on the fields declared
+monotone, or ``loss.physics.smoothness_weight: 0.1``: the soft physics losses, off by
+default), ``plain MLP`` (``model.kind: mlp``,
 ``data.self_similar: off``, no extrapolation variance), ``physics core``
 (``model.kind: physics``, shipped ``model.mass_order: 2``), ``physics core, mass_order 1``
 (its power-law mass head without the curvature term), ``GP`` (:class:`profemu.baselines.GPBaseline`, ARD, all
@@ -60,7 +66,10 @@ TARGETS = {"rho": {"frac_err_median": 0.11, "frac_err_p95": 0.52},
 COVERAGE_68 = (0.55, 0.80)
 MOCK_RATIO = 0.7
 SCALED = "profemu, r/R_Delta"
-METHODS = ("profemu", SCALED, "plain MLP", "physics core", "physics core, mass_order 1", "GP", "PCA+RBF")
+MONOTONIC = "profemu + monotonic loss"
+SMOOTH = "profemu + smoothness loss"
+METHODS = ("profemu", MONOTONIC, SMOOTH, SCALED, "plain MLP", "physics core", "physics core, mass_order 1", "GP",
+           "PCA+RBF")
 #: Methods of the mock suite (its radii are already in units of R200c, so the r/R_Delta
 #: coordinate is the profemu row).
 MOCK_METHODS = tuple(m for m in METHODS if m != SCALED)
@@ -68,7 +77,8 @@ MOCK_METHODS = tuple(m for m in METHODS if m != SCALED)
 
 def _config(quick: bool, **changes: Any) -> Config:
     """The shipped configuration with one validation split (quick: 3 members, 150 epochs)."""
-    base: dict[str, Any] = {"data.test_fraction": 0.0, "data.val_fraction": 0.1, "train.cv_folds": 0}
+    base: dict[str, Any] = {"data.test_fraction": 0.0, "data.val_fraction": 0.1, "train.cv_folds": 0,
+                            "train.extrapolation_variance": "off"}
     if quick:
         base.update({"train.members": 3, "train.epochs": 150, "train.patience": 30})
     base.update(changes)
@@ -104,7 +114,9 @@ def _fitters(quick: bool) -> dict[str, Callable[[ProfileDataset], Any]]:
         return fit
 
     return {
-        "profemu": lambda d: _profemu(d, _config(quick), True),
+        "profemu": lambda d: _train(d, Config()),
+        MONOTONIC: lambda d: _train(d, Config().updated({"loss.physics.monotonic_weight": 1.0})),
+        SMOOTH: lambda d: _train(d, Config().updated({"loss.physics.smoothness_weight": 0.1})),
         SCALED: lambda d: _profemu(d, _config(quick, **{"data.radial_coordinate": "scaled"}), True),
         "plain MLP": lambda d: _profemu(d, _config(quick, **{"model.kind": "mlp", "data.self_similar": "off"}),
                                         False),
@@ -159,6 +171,41 @@ def mock(quick: bool, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     return _compare(ds.subset(np.flatnonzero(low)), {"13-15": ds.subset(np.flatnonzero(~low))}, quick, methods)
 
 
+#: Redshifts of the training snapshots and of the test snapshot of the redshift step.
+TRAIN_REDSHIFTS = (0.0, 0.25, 0.5)
+TEST_REDSHIFT = 1.0
+#: Methods of the redshift step (the issue's four: the default, the plain MLP, the GP, PCA+RBF).
+REDSHIFT_METHODS = ("profemu", "plain MLP", "GP", "PCA+RBF")
+
+
+def _snapshots(redshifts: tuple[float, ...], n: int) -> ProfileDataset:
+    """The same ``n``-row mock suite (lh6, seed 0: the same simulations, masses and noise draws)
+    observed at each of ``redshifts``, stacked; groups are the simulations, shared across redshifts."""
+    from profemu.data.mock import make_mock_universe
+
+    parts = [make_mock_universe(n, seed=0, param_set="lh6", with_pk=False, n_r=16, redshift=z).dataset
+             for z in redshifts]
+    first = parts[0]
+    masks = None if first.mask is None else {f: np.concatenate([p.mask[f] for p in parts]) for f in first.mask}
+    noise = None if first.noise is None else {f: np.concatenate([p.noise[f] for p in parts]) for f in first.noise}
+    meta = {k: v for k, v in first.meta.items() if k != "redshift"}
+    return ProfileDataset(
+        params=np.concatenate([p.params for p in parts]), param_names=first.param_names,
+        log10_mass=np.concatenate([p.log10_mass for p in parts]), radius=first.radius,
+        profiles={f: np.concatenate([p.profiles[f] for p in parts]) for f in first.profiles},
+        units=first.units, radius_unit=first.radius_unit, log_params=first.log_params, mask=masks,
+        redshift=np.concatenate([np.full(p.n, z) for p, z in zip(parts, redshifts, strict=True)]),
+        groups=np.concatenate([p.groups for p in parts]), noise=noise, meta=meta)
+
+
+def redshift_step(quick: bool, methods: tuple[str, ...] = REDSHIFT_METHODS) -> dict[str, Any]:
+    """Mock universe observed at z = 0, 0.25, 0.5 (training) and at z = 1 (test): the same simulations."""
+    n = 400 if quick else 1200
+    train = _snapshots(TRAIN_REDSHIFTS, n)
+    test = _snapshots((TEST_REDSHIFT,), n)
+    return _compare(train, {f"z={TEST_REDSHIFT:g}": test}, quick, tuple(m for m in methods if m in REDSHIFT_METHODS))
+
+
 def in_box(quick: bool, folds: int = 5) -> dict[str, Any]:
     """The same test rows when their mass bin is *inside* the training data: the ceiling.
 
@@ -200,12 +247,17 @@ def run(quick: bool, out_dir: Path | None = None, methods: tuple[str, ...] = MET
     del out_dir
     return {"quick": quick, "camels_tng": camels(quick, methods), "in_box": in_box(quick),
             "mock": mock(quick, tuple(m for m in methods if m in MOCK_METHODS)),
+            "redshift_step": redshift_step(quick, methods),
             "targets": TARGETS, "coverage_68": COVERAGE_68}
 
 
-def update(methods: tuple[str, ...], with_in_box: bool, quick: bool = True) -> dict[str, Any]:
-    """Run only ``methods`` on CAMELS TNG (and the in-box reference) and merge them into the
-    saved results, keeping every other number and noting the commit of the added rows."""
+SUITES = ("camels", "mock", "redshift")
+
+
+def update(methods: tuple[str, ...], with_in_box: bool, quick: bool = True,
+           suites: tuple[str, ...] = SUITES) -> dict[str, Any]:
+    """Run only ``methods`` on CAMELS TNG and the mock (and the in-box reference) and merge them
+    into the saved results, keeping every other number and noting the commit of the added rows."""
     import json
 
     from benchmarks.common import BENCHMARKS_DIR, git_commit
@@ -213,14 +265,26 @@ def update(methods: tuple[str, ...], with_in_box: bool, quick: bool = True) -> d
     path = BENCHMARKS_DIR / "results" / "extrapolation.json"
     record = json.loads(path.read_text())
     results = record["results"]
-    if methods:
+    if methods and "camels" in suites:
         new = camels(quick, methods)
         for test in TEST_BINS:
             results["camels_tng"][test].update({m: new[test][m] for m in methods})
+    if methods:
+        on_mock = tuple(m for m in methods if m in MOCK_METHODS) if "mock" in suites else ()
+        if on_mock:
+            new = mock(quick, on_mock)
+            results["mock"]["13-15"].update({m: new["13-15"][m] for m in on_mock})
+        on_z = tuple(m for m in methods if m in REDSHIFT_METHODS) if "redshift" in suites else ()
+        if on_z:
+            new = redshift_step(quick, on_z)
+            old = results.setdefault("redshift_step", {k: v for k, v in new.items()})
+            for key, value in new.items():
+                if isinstance(value, dict):
+                    old.setdefault(key, {}).update({m: value[m] for m in on_z})
     if with_in_box:
         results["in_box"] = in_box(quick)
     results.setdefault("added", []).append({"methods": list(methods), "in_box": with_in_box,
-                                            "commit": git_commit()})
+                                            "suites": list(suites), "commit": git_commit()})
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     tmp.replace(path)
@@ -254,7 +318,7 @@ def _calibration(block: dict[str, Any], test: str) -> list[str]:
     if not parts:
         return []
     return ["", "Extrapolation variance σ² = (a·d)^p fitted on the training rows' upper half in mass "
-            "(a in dex per unit distance, d in dex of mass): " + "; ".join(parts) + "."]
+            "(a in dex per unit distance; d the distance outside the training box: mass in dex, parameters in training spreads, redshift in units of 1): " + "; ".join(parts) + "."]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -263,10 +327,11 @@ def markdown(results: dict[str, Any]) -> str:
     tng, mk = results["camels_tng"], results["mock"]
     lines = ["## Extrapolation in halo mass", "",
              f"Mode: {mode}. Training seed 0, split seed 0. See `benchmarks/extrapolation.py` for the "
-             "data, the splits and the methods. The `profemu` rows are the default network with the "
-             "extrapolation variance fitted (`train.extrapolation_variance: on`, off by default because it "
-             "doubles the training time); `plain MLP` is the same network kind without self-similar scaling and "
-             "without that variance.", "",
+             "data, the splits and the methods. The `profemu` rows are the shipped defaults as they are in every "
+             "mode (5-fold cross-validation, refit, 5 members, the extrapolation variance fitted automatically by "
+             "one lighter training on the lower half of the masses); the other network rows use the quick "
+             "settings with one validation split, and all but `plain MLP` fit the same variance; `plain MLP` is "
+             "the default network kind without self-similar scaling and without that variance.", "",
              f"### CAMELS LH TNG: trained on 11-12 ({tng['n_train']} rows), tested on 12-12.3 "
              f"({tng['12-12.3']['n_test']} rows)", ""]
     lines += _table(tng, "12-12.3", FIELDS) + _calibration(tng, "12-12.3")
@@ -282,9 +347,10 @@ def markdown(results: dict[str, Any]) -> str:
                       f"{_fmt(box[f]['coverage_68'])}" for f in FIELDS)
                   + ". An emulator extrapolating to 12-12.3 cannot be expected to beat one trained there."]
     for extra in results.get("added", []):
+        where = extra.get("suites", ["camels"])
         lines += ["", f"Rows {', '.join(extra['methods']) or '(none)'}"
                   + (" and the in-box reference" if extra.get("in_box") else "")
-                  + f" added at commit `{extra['commit']}` (same data, splits and seeds)."]
+                  + f" ({', '.join(where)}) measured at commit `{extra['commit']}` (same data, splits and seeds)."]
     lines += ["", f"### CAMELS LH TNG: tested on 12.3-13.1 ({tng['12.3-13.1']['n_test']} rows)", ""]
     lines += _table(tng, "12.3-13.1", FIELDS)
     fields = tuple(k for k, v in next(v for k, v in mk["13-15"].items() if k in METHODS).items()
@@ -292,20 +358,39 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "### Mock universe (Battaglia gNFW pressure + BCM gas): trained on log10 M <= 13 "
               f"({mk['n_train']} rows), tested on 13-15 ({mk['13-15']['n_test']} rows)", ""]
     lines += _table(mk, "13-15", fields) + _calibration(mk, "13-15")
-    lines += ["", f"Target: profemu median <= {MOCK_RATIO} x the better of GP and PCA+RBF.", ""]
+    lines += ["", f"Target: profemu median <= {MOCK_RATIO} x the better of GP and PCA+RBF."]
+    zs = results.get("redshift_step")
+    if zs:
+        test = next(k for k in zs if k.startswith("z="))
+        lines += ["", f"### Mock universe, a redshift step: trained on z = "
+                  f"{', '.join(f'{z:g}' for z in TRAIN_REDSHIFTS)} ({zs['n_train']} rows), tested on {test} "
+                  f"({zs[test]['n_test']} rows)", "",
+                  "The same simulations (lh6, seed 0) at every redshift; the redshift is an input of every method. "
+                  "The mock's redshift dependence is that of its profile family (self-similar scales with E(z) and "
+                  "R200c(z), Battaglia-type (1+z) factors in the pressure parameters).", ""]
+        lines += _table(zs, test, fields) + _calibration(zs, test)
+    lines.append("")
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m benchmarks.extrapolation [method ...] [--in-box]
+if __name__ == "__main__":  # python -m benchmarks.extrapolation [method ...] [--in-box] [--suites a,b]
     import sys
 
     from benchmarks.common import BENCHMARKS_DIR, REPO_ROOT
     from benchmarks.markdown import write_document
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    wanted = tuple(a for a in sys.argv[1:] if a != "--in-box")
+    args = sys.argv[1:]
+    suites = SUITES
+    if "--suites" in args:
+        i = args.index("--suites")
+        suites = tuple(args[i + 1].split(",")) if i + 1 < len(args) else ()
+        args = args[:i] + args[i + 2:]
+        if not suites or any(s not in SUITES for s in suites):
+            sys.exit(f"--suites: choose a comma-separated list of {list(SUITES)}")
+    wanted = tuple(a for a in args if a != "--in-box")
     unknown = [m for m in wanted if m not in METHODS]
     if unknown:
         sys.exit(f"unknown methods {unknown}; choose from {list(METHODS)}")
-    update(wanted, "--in-box" in sys.argv[1:])
+    update(wanted, "--in-box" in args, suites=suites)
     write_document(BENCHMARKS_DIR / "results", REPO_ROOT / "BENCHMARKS.md")
