@@ -152,6 +152,9 @@ def _compare(train: ProfileDataset, tests: dict[str, ProfileDataset], quick: boo
             if record is not None:
                 out[name][method]["extrapolation_p"] = record["p"]
                 out[name][method]["extrapolation_a_median"] = float(np.median(record["a"]))
+                if "redshift" in record:
+                    out[name][method]["extrapolation_z_p"] = record["redshift"]["p"]
+                    out[name][method]["extrapolation_z_a_median"] = float(np.median(record["redshift"]["a"]))
     return out
 
 
@@ -283,8 +286,10 @@ def update(methods: tuple[str, ...], with_in_box: bool, quick: bool = True,
                     old.setdefault(key, {}).update({m: value[m] for m in on_z})
     if with_in_box:
         results["in_box"] = in_box(quick)
-    results.setdefault("added", []).append({"methods": list(methods), "in_box": with_in_box,
-                                            "suites": list(suites), "commit": git_commit()})
+    entry = {"methods": list(methods), "in_box": with_in_box, "suites": list(suites), "commit": git_commit()}
+    added = results.setdefault("added", [])
+    if entry not in added:
+        added.append(entry)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     tmp.replace(path)
@@ -314,11 +319,15 @@ def _table(block: dict[str, Any], test: str, fields: tuple[str, ...]) -> list[st
 def _calibration(block: dict[str, Any], test: str) -> list[str]:
     """One line per method with a calibrated extrapolation variance: its exponent and median amplitude."""
     parts = [f"{m}: p = {r['extrapolation_p']:g}, median a = {r['extrapolation_a_median']:.3g}"
+             + (f" (redshift's own term: p = {r['extrapolation_z_p']:g}, median a = "
+                f"{r['extrapolation_z_a_median']:.3g} per unit z)" if "extrapolation_z_p" in r else "")
              for m, r in block[test].items() if isinstance(r, dict) and "extrapolation_p" in r]
     if not parts:
         return []
-    return ["", "Extrapolation variance σ² = (a·d)^p fitted on the training rows' upper half in mass "
-            "(a in dex per unit distance; d the distance outside the training box: mass in dex, parameters in training spreads, redshift in units of 1): " + "; ".join(parts) + "."]
+    return ["", "Extrapolation variance σ² = (a·d)^p fitted on the training rows' upper half in mass (a in dex "
+            "per unit distance; d the distance outside the training box: mass in dex, parameters in training "
+            "spreads, redshift in units of 1; with at least three training redshifts the redshift has its own "
+            "term, fitted on the rows above the redshift quantile 2/3): " + "; ".join(parts) + "."]
 
 
 def markdown(results: dict[str, Any]) -> str:

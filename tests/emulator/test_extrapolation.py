@@ -131,3 +131,59 @@ def test_fit_holds_out_the_upper_masses_and_writes_a_loadable_record(run: TinyRu
     assert back.extrapolation is not None and back.extrapolation[1] == record["p"]
     with pytest.raises(DataError, match="fraction"):
         fit_extrapolation_variance(fit, ds, fraction=1.5)
+
+
+def test_a_redshift_term_is_read_checked_and_added_to_its_own_distance() -> None:
+    from profemu.emulator.extrapolation import record_variance
+
+    rec = {"a": [0.2] * 4, "p": 2.0, "redshift": {"a": [0.05] * 4, "p": 1.0}}
+    terms = read_record({"extrapolation": rec}, 4)
+    assert terms is not None and terms.redshift is not None and terms.redshift[1] == 1.0
+    with pytest.raises(FormatError, match=r"metadata\.extrapolation\.redshift\.a"):
+        read_record({"extrapolation": {**rec, "redshift": {"a": [0.1], "p": 1.0}}}, 4)
+    with pytest.raises(FormatError, match=r"metadata\.extrapolation\.redshift"):
+        read_record({"extrapolation": {**rec, "redshift": [0.1, 1.0]}}, 4)
+    # 0.3 dex above the mass range and 0.5 above the redshifts: each term on its own distance
+    dz = np.array([0.0, 0.5, 0.5])
+    dm = np.array([0.3, 0.0, 0.3])
+    v = record_variance(terms, dm**2 + dz**2, {"redshift": dz, "log10_mass": dm})
+    np.testing.assert_allclose(v[:, 0], (0.2 * dm) ** 2 + 0.05 * dz, rtol=1e-12)
+    # without the redshift's own term the redshift counts in the mass-calibrated one
+    plain = record_variance(terms._replace(redshift=None), dm**2 + dz**2, {"redshift": dz})
+    np.testing.assert_allclose(plain[:, 0], 0.04 * (dm**2 + dz**2), rtol=1e-12)
+
+
+def test_three_redshifts_get_their_own_term_in_both_prediction_paths() -> None:
+    import jax
+
+    from profemu.config import Config
+    from profemu.data.dataset import ProfileDataset
+    from profemu.data.mock import make_mock_universe
+    from profemu.runs.training import train_emulator
+
+    zs = (0.0, 0.3, 0.6)
+    parts = [make_mock_universe(120, seed=4, param_set="lh6", with_pk=False, n_r=6, redshift=z).dataset for z in zs]
+    first = parts[0]
+    ds = ProfileDataset(
+        params=np.concatenate([p.params for p in parts]), param_names=first.param_names,
+        log10_mass=np.concatenate([p.log10_mass for p in parts]), radius=first.radius,
+        profiles={f: np.concatenate([p.profiles[f] for p in parts]) for f in first.profiles},
+        units=first.units, radius_unit=first.radius_unit, log_params=first.log_params,
+        redshift=np.concatenate([np.full(p.n, z) for p, z in zip(parts, zs, strict=True)]),
+        groups=np.concatenate([p.groups for p in parts]),
+        meta={k: v for k, v in first.meta.items() if k != "redshift"})
+    cfg = Config().updated({"train.epochs": 4, "train.members": 2, "model.hidden": [16], "train.cv_folds": 0,
+                            "data.input_relevance": "off", "data.fields": ["pth"]})
+    emu = train_emulator(ds, cfg, progress=lambda e: None).emulator
+    record = emu.metadata["extrapolation"]
+    assert record["redshift"]["redshift_cut"] == pytest.approx(0.3) and record["redshift"]["held_out_rows"] == 120
+    terms = emu.extrapolation
+    assert terms is not None and terms.redshift is not None
+    # a halo inside the mass range at z = 1.0: only the redshift term, 0.4 beyond the box
+    x, m = ds.params[:1], np.array([float(np.median(ds.log10_mass))])
+    pred = emu.predict(x, m, redshift=1.0, on_extrapolation="ignore")["pth"]
+    a_z, p_z = terms.redshift
+    assert np.any(a_z > 0)
+    np.testing.assert_allclose(pred.extrapolation[0], (a_z * 0.4) ** p_z, rtol=1e-6, atol=1e-12)
+    _mean, var = jax.jit(emu.predict_fn)(x, m, None, np.array([1.0]))
+    np.testing.assert_allclose(np.asarray(var).reshape(-1), pred.var[0], rtol=2e-4)

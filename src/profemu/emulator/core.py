@@ -38,7 +38,12 @@ from profemu.data.transforms import Transforms, decode_mean, decode_var
 from profemu.emulator.blend import GPBlend
 from profemu.emulator.covariance import ResidualCovariance
 from profemu.emulator.covariance import residual_covariance as stored_residual_covariance
-from profemu.emulator.extrapolation import distance_outside, extrapolation_variance, read_record
+from profemu.emulator.extrapolation import (
+    ExtrapolationTerms,
+    distance_outside,
+    read_record,
+    record_variance,
+)
 from profemu.emulator.files import read_emulator, save_emulator, weights_file
 from profemu.emulator.inputs import Inputs, InputSpec, check_inputs
 from profemu.errors import DataError, ExtrapolationError
@@ -338,8 +343,9 @@ class Emulator:
         return np.asarray(means, np.float64), np.asarray(variances, np.float64), inputs
 
     @property
-    def extrapolation(self) -> tuple[np.ndarray, float] | None:
-        """``(a [D], p)`` of the extrapolation variance σ² = (a·d)^p [dex²], or None.
+    def extrapolation(self) -> ExtrapolationTerms | None:
+        """The terms of the extrapolation variance σ² = (a·d)^p [dex²] (``a``, ``p`` and the
+        redshift's own ``(a_z, p_z)`` or None), or None without a record.
 
         Read from ``metadata["extrapolation"]`` (see
         :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`); ``D`` outputs
@@ -398,7 +404,7 @@ class Emulator:
         n_r = self.transforms.n_r
         d2, per_input = distance_outside(self.transforms, _raw(inputs))
         ext = self.extrapolation
-        extra = np.zeros_like(ens.var) if ext is None else extrapolation_variance(d2, *ext)
+        extra = np.zeros_like(ens.var) if ext is None else record_variance(ext, d2, per_input)
         single = inputs.single
         dist = np.sqrt(d2)
         outside = {k: (v[0:1] if single else v) for k, v in per_input.items() if np.any(v > 0)}
@@ -483,8 +489,8 @@ class Emulator:
             mean = ens.mean if blend is None else blend.mix(ens.mean, blended_gp_log10(blend, t, raw, jnp))
             total = vscale * ens.var
             if ext is not None:
-                d2, _ = distance_outside(t, raw, jnp)
-                total = total + extrapolation_variance(d2, ext[0], ext[1], jnp)
+                d2, per_input = distance_outside(t, raw, jnp)
+                total = total + record_variance(ext, d2, per_input, jnp)
             mean, var = mean.reshape(n, *shape), total.reshape(n, *shape)
             return (mean[0], var[0]) if single else (mean, var)
 

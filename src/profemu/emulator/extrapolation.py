@@ -18,22 +18,32 @@ truth). This module adds a variance term that grows with the distance from the b
   likelihood of the held-out residuals (variance = the emulator's calibrated variance +
   the target noise + σ_ext²).
 
+Where the training rows span at least three redshifts, the redshift gets its own term,
+calibrated by holding out the highest redshifts instead (the self-similar scaling in
+E(z) can make a step in redshift far safer than one in mass: on the mock universe the
+mass-calibrated term made 68% intervals at z = 1 hold 94% of the truth, from training at
+z <= 0.5)::
+
+    σ_ext² = (a_j · d_rest)^p + (a_z,j · d_z)^p_z      d_rest² = d² - d_z²
+
 The record lives in ``Emulator.metadata["extrapolation"]`` (JSON: ``a`` [D], ``p``,
-and how it was fitted) and both prediction paths add it.
+optional ``redshift``: {``a`` [D], ``p``}, and how they were fitted) and both prediction
+paths add it (:func:`record_variance`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError, FormatError
 
-__all__ = ["distance_outside", "extrapolation_variance", "fit_extrapolation_variance", "read_record"]
+__all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
+           "read_record", "record_variance"]
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +130,33 @@ def extrapolation_variance(d2: Any, a: Any, p: float, xp: Any = np) -> Any:
     return dp[:, None] * xp.asarray(a, dtype=dp.dtype)[None, :] ** p
 
 
-def read_record(metadata: Mapping[str, Any], width: int) -> tuple[np.ndarray, float] | None:
-    """``(a [D], p)`` from ``metadata["extrapolation"]``, or None when there is none.
+class ExtrapolationTerms(NamedTuple):
+    """The fitted terms of a record: ``a`` [D] and ``p`` for the distance outside the box, and
+    ``redshift`` = ``(a_z [D], p_z)`` for the redshift's own distance, or None (then the
+    redshift counts in the first term's distance)."""
+
+    a: np.ndarray
+    p: float
+    redshift: tuple[np.ndarray, float] | None = None
+
+
+def _read_term(rec: Mapping[str, Any], width: int, where: str) -> tuple[np.ndarray, float]:
+    try:
+        a = np.asarray(rec["a"], dtype=np.float64)
+        p = float(rec["p"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{where}: {exc!r}; it needs 'a' (a list of {width} numbers >= 0) "
+                          "and 'p' (a number in (0, 10]); refit with fit_extrapolation_variance.") from None
+    if a.shape != (width,) or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise FormatError(f"{where}.a: shape {a.shape}, needs {width} finite numbers >= 0; "
+                          "refit with fit_extrapolation_variance.")
+    if not (np.isfinite(p) and 0 < p <= 10):
+        raise FormatError(f"{where}.p: {p!r} must be in (0, 10]; refit with fit_extrapolation_variance.")
+    return a, p
+
+
+def read_record(metadata: Mapping[str, Any], width: int) -> ExtrapolationTerms | None:
+    """The :class:`ExtrapolationTerms` of ``metadata["extrapolation"]``, or None when there is none.
 
     Raises:
         FormatError: the record is malformed (names the field and the fix).
@@ -129,19 +164,27 @@ def read_record(metadata: Mapping[str, Any], width: int) -> tuple[np.ndarray, fl
     rec = metadata.get("extrapolation")
     if rec is None:
         return None
-    try:
-        a = np.asarray(rec["a"], dtype=np.float64)
-        p = float(rec["p"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"metadata.extrapolation: {exc!r}; it needs 'a' (a list of {width} numbers >= 0) "
-                          "and 'p' (a number in (0, 10]); refit with fit_extrapolation_variance.") from None
-    if a.shape != (width,) or not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise FormatError(f"metadata.extrapolation.a: shape {a.shape}, needs {width} finite numbers >= 0; "
-                          "refit with fit_extrapolation_variance.")
-    if not (np.isfinite(p) and 0 < p <= 10):
-        raise FormatError(f"metadata.extrapolation.p: {p!r} must be in (0, 10]; refit with "
+    if not isinstance(rec, Mapping):
+        raise FormatError("metadata.extrapolation: must be a mapping with 'a' and 'p'; refit with "
                           "fit_extrapolation_variance.")
-    return a, p
+    a, p = _read_term(rec, width, "metadata.extrapolation")
+    z = rec.get("redshift")
+    if z is None:
+        return ExtrapolationTerms(a, p)
+    if not isinstance(z, Mapping):
+        raise FormatError("metadata.extrapolation.redshift: must be a mapping with 'a' and 'p'; refit with "
+                          "fit_extrapolation_variance.")
+    return ExtrapolationTerms(a, p, _read_term(z, width, "metadata.extrapolation.redshift"))
+
+
+def record_variance(terms: ExtrapolationTerms, d2: Any, per_input: Mapping[str, Any], xp: Any = np) -> Any:
+    """σ_ext² [n, D] of ``terms`` from :func:`distance_outside`'s ``(d2, per_input)`` (numpy or JAX)."""
+    if terms.redshift is None or "redshift" not in per_input:
+        return extrapolation_variance(d2, terms.a, terms.p, xp)
+    dz = per_input["redshift"]
+    rest = xp.maximum(d2 - dz * dz, 0.0)
+    a_z, p_z = terms.redshift
+    return extrapolation_variance(rest, terms.a, terms.p, xp) + extrapolation_variance(dz * dz, a_z, p_z, xp)
 
 
 def _holdout(ds: ProfileDataset, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -178,38 +221,31 @@ def _fit_grid(res: np.ndarray, v0: np.ndarray, d: np.ndarray) -> tuple[np.ndarra
     return best
 
 
-def fit_extrapolation_variance(
-    fit: Callable[[ProfileDataset], Any],
-    dataset: ProfileDataset,
-    *,
-    emulator: Any = None,
-    fraction: float = 0.5,
-) -> dict[str, Any]:
-    """Calibrate σ_ext² = (a·d)^p by holding out the training rows' highest masses.
+#: Distinct training redshifts needed for the redshift's own term (two stay in the held-out fit).
+MIN_REDSHIFTS = 3
 
-    Args:
-        fit: Trains an Emulator on a dataset, the same way the final one was trained
-            (e.g. ``lambda rows: train_emulator(rows, cfg).emulator``).
-        dataset: The training rows of the final Emulator.
-        emulator: The final Emulator (optional): only checked to have the same outputs.
-        fraction: Fraction of rows (by mass, highest first) held out; 0.5 holds out the
-            upper of two equally filled mass bins.
 
-    Returns:
-        The JSON record for ``Emulator.metadata["extrapolation"]``: ``a`` [D] (list, dex
-        per unit distance; outputs in field-major order), ``p``, ``held_out_rows``,
-        ``mass_cut`` [log10 Msun], ``distance_range`` of the held-out rows, and the
-        held-out mean NLL with and without the term.
+def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows above the redshift quantile 2/3 (held out) and the rest, or None when the rows hold fewer
+    than :data:`MIN_REDSHIFTS` distinct redshifts (or the cut leaves fewer than 2 below it)."""
+    if ds.redshift is None:
+        return None
+    z = np.asarray(ds.redshift, float)
+    if np.unique(z).size < MIN_REDSHIFTS:
+        return None
+    cut = float(np.quantile(z, 2.0 / 3.0))
+    high = z > cut
+    if np.unique(z[~high]).size < 2 or high.sum() < 2:
+        return None
+    return np.flatnonzero(~high), np.flatnonzero(high)
 
-    Raises:
-        DataError: ``fraction`` outside (0, 1) or too few rows on one side.
-    """
+
+def _held_out_fit(fit: Callable[[ProfileDataset], Any], dataset: ProfileDataset, inner: np.ndarray,
+                  held: np.ndarray, emulator: Any, which: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train on ``inner``, predict ``held``: residuals and variances [n, D] and the distance [n]
+    outside the inner box (``which``: one input's own distance, None: the whole distance)."""
     from profemu.metrics import predict_dataset
 
-    inner, held = _holdout(dataset, fraction)
-    cut = float(np.max(np.asarray(dataset.log10_mass)[inner]))
-    log.info("extrapolation variance: training on %d rows with log10 M <= %.3f, holding out %d above",
-             inner.size, cut, held.size)
     inner_emulator = fit(dataset.subset(inner))
     test = dataset.subset(held)
     fields = tuple(inner_emulator.field_names)
@@ -221,12 +257,72 @@ def fit_extrapolation_variance(
     if test.noise is not None:
         var = var + np.concatenate([np.asarray(test.noise.get(f, np.zeros_like(pred[f][1]))) ** 2
                                     for f in fields], axis=1)
-    d2, _ = distance_outside(inner_emulator.transforms, {"params": test.params, "log10_mass": test.log10_mass,
-                                                         "redshift": test.redshift, "pk_ratio": test.pk_ratio})
-    d = np.sqrt(d2)
+    d2, per_input = distance_outside(inner_emulator.transforms, {
+        "params": test.params, "log10_mass": test.log10_mass, "redshift": test.redshift, "pk_ratio": test.pk_ratio})
+    d = np.sqrt(d2) if which is None else np.asarray(per_input.get(which, np.zeros_like(d2)))
+    return res, var, d
+
+
+def fit_extrapolation_variance(
+    fit: Callable[[ProfileDataset], Any],
+    dataset: ProfileDataset,
+    *,
+    emulator: Any = None,
+    fraction: float = 0.5,
+    redshift: bool = True,
+) -> dict[str, Any]:
+    """Calibrate σ_ext² = (a·d)^p by holding out the training rows' highest masses (and redshifts).
+
+    Args:
+        fit: Trains an Emulator on a dataset, the same way the final one was trained
+            (e.g. ``lambda rows: train_emulator(rows, cfg).emulator``).
+        dataset: The training rows of the final Emulator.
+        emulator: The final Emulator (optional): only checked to have the same outputs.
+        fraction: Fraction of rows (by mass, highest first) held out; 0.5 holds out the
+            upper of two equally filled mass bins.
+        redshift: Also fit the redshift's own term when the rows span at least
+            :data:`MIN_REDSHIFTS` redshifts (one more training, on the rows below the
+            redshift quantile 2/3, scored on those above it).
+
+    Returns:
+        The JSON record for ``Emulator.metadata["extrapolation"]``: ``a`` [D] (list, dex
+        per unit distance; outputs in field-major order), ``p``, ``held_out_rows``,
+        ``mass_cut`` [log10 Msun], ``distance_range`` of the held-out rows, and the
+        held-out mean NLL with and without the term; with the redshift term also
+        ``redshift``: {``a``, ``p``, ``held_out_rows``, ``redshift_cut``,
+        ``distance_range``, ``nll_without``, ``nll_with``}.
+
+    Raises:
+        DataError: ``fraction`` outside (0, 1) or too few rows on one side.
+    """
+    inner, held = _holdout(dataset, fraction)
+    cut = float(np.max(np.asarray(dataset.log10_mass)[inner]))
+    log.info("extrapolation variance: training on %d rows with log10 M <= %.3f, holding out %d above",
+             inner.size, cut, held.size)
+    res, var, d = _held_out_fit(fit, dataset, inner, held, emulator, None)
     a, p, nll = _fit_grid(res, var, d)
     _, _, nll0 = _fit_grid(res, var, np.zeros_like(d))
     log.info("extrapolation variance: p = %.2f, median a = %.3g dex per unit distance, held-out NLL %.3f -> %.3f "
              "(distances %.2f-%.2f)", p, float(np.median(a)), nll0, nll, float(d.min()), float(d.max()))
-    return {"a": [float(x) for x in a], "p": p, "held_out_rows": int(held.size), "mass_cut": cut,
-            "distance_range": [float(d.min()), float(d.max())], "nll_without": nll0, "nll_with": nll}
+    record: dict[str, Any] = {
+        "a": [float(x) for x in a], "p": p, "held_out_rows": int(held.size), "mass_cut": cut,
+        "distance_range": [float(d.min()), float(d.max())], "nll_without": nll0, "nll_with": nll}
+    split = _redshift_holdout(dataset) if redshift else None
+    if split is not None:
+        z_inner, z_held = split
+        z_cut = float(np.max(np.asarray(dataset.redshift)[z_inner]))
+        log.info("extrapolation variance in redshift: training on %d rows with z <= %.3g, holding out %d above",
+                 z_inner.size, z_cut, z_held.size)
+        res, var, dz = _held_out_fit(fit, dataset, z_inner, z_held, emulator, "redshift")
+        a_z, p_z, nll_z = _fit_grid(res, var, dz)
+        _, _, nll_z0 = _fit_grid(res, var, np.zeros_like(dz))
+        log.info("extrapolation variance in redshift: p = %.2f, median a = %.3g per unit z, held-out NLL %.3f -> "
+                 "%.3f (Δz %.2f-%.2f)", p_z, float(np.median(a_z)), nll_z0, nll_z, float(dz.min()), float(dz.max()))
+        record["redshift"] = {"a": [float(x) for x in a_z], "p": p_z, "held_out_rows": int(z_held.size),
+                              "redshift_cut": z_cut, "distance_range": [float(dz.min()), float(dz.max())],
+                              "nll_without": nll_z0, "nll_with": nll_z}
+    elif redshift and dataset.redshift is not None and np.ptp(np.asarray(dataset.redshift, float)) > 0:
+        log.info("extrapolation variance in redshift: not fitted on its own (the rows span %d redshifts, it needs "
+                 "%d); a redshift outside the box counts in the mass-calibrated term",
+                 np.unique(np.asarray(dataset.redshift)).size, MIN_REDSHIFTS)
+    return record
