@@ -529,7 +529,8 @@ class TrainConfig:
         extrapolation_variance: Fit the variance that grows outside the training box
             (:mod:`profemu.emulator.extrapolation`) by one extra, lighter training (one
             validation split, at most 3 members) on the lower half of the rows in halo
-            mass, scored on the upper half: ``"auto"`` on runs of at least 100 training
+            mass, scored on the upper half (and, with at least three training redshifts,
+            one more on the lower redshifts for the redshift's own term): ``"auto"`` on runs of at least 100 training
             rows whose masses span at least 0.1 dex, ``"on"``, ``"off"``. Without it the
             68% intervals held 44% of the truth 0-0.3 dex above CAMELS TNG's training
             masses.
