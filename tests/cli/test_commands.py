@@ -313,3 +313,32 @@ def test_camels_table_options_reach_the_loader(camels_path: Path, monkeypatch: p
     assert seen["fields"] == ("rho", "pth")
     assert 11.0 < seen["mass"][0] and seen["mass"][1] < 11.5  # one mass bin only
     assert_user_error(invoke("diagnose", "--data", camels_path, "--mass-bins", "9-10"), "9-10")
+
+
+@pytest.mark.parametrize("layout", ["wide", "long"])
+def test_predict_says_how_far_each_row_lies_outside_the_training_box(run_dir: Path, tmp_path: Path,
+                                                                     layout: str) -> None:
+    from profemu.emulator import Emulator
+
+    emu = Emulator.load(run_dir / "emulator")
+    box = emu.training_box
+    x = [float(np.mean(box[n])) for n in emu.param_names]
+    lo, hi = (float(v) for v in box["log10_mass"])
+    table = tmp_path / "in.csv"
+    with open(table, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*emu.param_names, "log10_mass"])
+        w.writerow([*x, 0.5 * (lo + hi)])
+        w.writerow([*x, hi + 0.5])
+    out = tmp_path / f"out_{layout}.csv"
+    result = invoke("predict", run_dir, "--input", table, "--out", out, "--format", layout)
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_row = {}
+    for i, r in enumerate(rows):
+        by_row.setdefault(r.get("row", str(i)), r)
+    inside, outside = by_row["0"], by_row["1"]
+    assert float(inside["distance_outside"]) == 0.0 and inside["outside_inputs"] == ""
+    assert float(outside["distance_outside"]) == pytest.approx(0.5, rel=1e-4)
+    assert outside["outside_inputs"] == "log10_mass"

@@ -724,6 +724,15 @@ def predict_chunks(emulator: Any, inputs: Any, chunk_rows: int = PREDICT_CHUNK_R
         yield start, stop, {f: (np.atleast_2d(p.mean), np.atleast_2d(np.sqrt(p.var))) for f, p in pred.items()}
 
 
+def _outside(emulator: Any, inputs: Any) -> tuple[np.ndarray, list[str]]:
+    """Per input row: the distance outside the training box and the names of the inputs outside it
+    (``;``-separated, empty inside)."""
+    d, per_input = emulator.distance_outside(inputs, None)
+    d = np.atleast_1d(np.asarray(d, dtype=np.float64))
+    names = [";".join(k for k, v in per_input.items() if np.atleast_1d(v)[i] > 0) for i in range(d.size)]
+    return d, names
+
+
 def _radius_column(emulator: Any) -> str:
     unit = "_".join(str(emulator.radius_unit).split()) or "unit"
     return f"radius_{unit}"
@@ -749,27 +758,31 @@ def _write_predictions_csv(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
             if names is None:
                 names = list(echo)
                 if layout is PredictLayout.long:
-                    writer.writerow(["row", *names, "field", _radius_column(emulator), "mean", "std"])
+                    writer.writerow(["row", *names, "field", _radius_column(emulator), "mean", "std",
+                                     "distance_outside", "outside_inputs"])
                 else:
                     header = list(names)
                     for f in fields:
                         header += [f"{f}_mean_r{j}" for j in range(n_r)] + [f"{f}_std_r{j}" for j in range(n_r)]
-                    writer.writerow(header)
+                    writer.writerow([*header, "distance_outside", "outside_inputs"])
             first = extremes.n
             extremes.add(inputs)
             echo_cols = [np.asarray(echo[c], dtype=np.float64) for c in names]
             (_, _, pred), = predict_chunks(emulator, inputs, max(1, inputs.n))
+            dist, outside = _outside(emulator, inputs)
             given = [[repr(float(col[i])) for col in echo_cols] for i in range(inputs.n)]
             if layout is PredictLayout.long:
                 for i in range(inputs.n):
                     lead = [str(first + i), *given[i]]
+                    tail = [f"{dist[i]:.6g}", outside[i]]
                     for f in fields:
                         mean, std = pred[f]
-                        writer.writerows([*lead, f, radius[j], f"{mean[i, j]:.8g}", f"{std[i, j]:.8g}"]
+                        writer.writerows([*lead, f, radius[j], f"{mean[i, j]:.8g}", f"{std[i, j]:.8g}", *tail]
                                          for j in range(n_r))
             else:
                 values = np.concatenate([b for f in fields for b in pred[f]], axis=1)
-                writer.writerows([*given[i], *(f"{v:.8g}" for v in row)] for i, row in enumerate(values))
+                writer.writerows([*given[i], *(f"{v:.8g}" for v in row), f"{dist[i]:.6g}", outside[i]]
+                                 for i, row in enumerate(values))
         text.flush()
         text.detach()
 
@@ -778,7 +791,8 @@ def _write_predictions_csv(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
 
 def _write_predictions_npz(out: Path, emulator: Any, chunks: Iterator[tuple[Any, dict[str, np.ndarray]]],
                            extremes: _Extremes) -> None:
-    """``radius``, ``<field>_mean`` / ``<field>_std`` [n, n_r] and the inputs, atomically.
+    """``radius``, ``<field>_mean`` / ``<field>_std`` [n, n_r], ``distance_outside`` [n],
+    ``outside_inputs`` [n] and the inputs, atomically.
 
     An npz is written whole, so its arrays are collected in memory, refused (with the
     estimate and the limit) once they would exceed it; a CSV --out streams instead.
@@ -788,6 +802,8 @@ def _write_predictions_npz(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
     n_r = len(emulator.radius)
     parts: dict[str, list[np.ndarray]] = {f"{f}_{k}": [] for f in emulator.field_names for k in ("mean", "std")}
     echo_parts: dict[str, list[np.ndarray]] = {}
+    distances: list[np.ndarray] = []
+    outside: list[str] = []
     for inputs, echo in chunks:
         extremes.add(inputs)
         check_memory(f"--out {str(out)!r} ({extremes.n} rows so far, an npz written whole)",
@@ -797,12 +813,17 @@ def _write_predictions_npz(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
         for f, (mean, std) in pred.items():
             parts[f"{f}_mean"].append(mean)
             parts[f"{f}_std"].append(std)
+        dist, names = _outside(emulator, inputs)
+        distances.append(dist)
+        outside += names
         for k, v in echo.items():
             echo_parts.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
     arrays: dict[str, np.ndarray] = {"radius": np.asarray(emulator.radius),
                                      "radius_unit": np.asarray(str(emulator.radius_unit)),
                                      "fields": np.asarray(list(emulator.field_names))}
     arrays.update({k: np.concatenate(v) if v else np.empty((0, n_r)) for k, v in parts.items()})
+    arrays["distance_outside"] = np.concatenate(distances) if distances else np.empty(0)
+    arrays["outside_inputs"] = np.asarray(outside, dtype=str)
     if echo_parts:
         arrays["input_columns"] = np.asarray(list(echo_parts))
         arrays["inputs"] = np.column_stack([np.concatenate(v) for v in echo_parts.values()])
@@ -844,7 +865,10 @@ def predict(
     layout: Annotated[PredictLayout, typer.Option(
         "--format", help="CSV layout: 'wide' (one line per input row: the input columns, then "
         "<field>_mean_r<j> and <field>_std_r<j>) or 'long' (one line per row, field and radius: "
-        "row, the input columns, field, radius_<unit>, mean, std).")] = PredictLayout.wide,
+        "row, the input columns, field, radius_<unit>, mean, std). Both end with distance_outside (how far "
+        "the row lies outside the training box: log10 mass in dex, parameters in training spreads, redshift "
+        "in units of 1; 0 inside) and outside_inputs (the inputs outside it, ';'-separated).")
+    ] = PredictLayout.wide,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
     list_inputs: Annotated[bool, typer.Option("--list-inputs", help="Print the input columns the run's "
                                               "emulator needs (with their training ranges) and exit.")] = False,
