@@ -126,3 +126,20 @@ def test_leave_one_simulation_out_means_match_refitting_without_it() -> None:
         refit = kernel(x[held], x[kept]) @ np.linalg.solve(k, y[kept])
         np.testing.assert_allclose(loo[held], refit, atol=1e-10)
     assert np.abs(loo - loo_rows).max() > 1e-3  # holding out a row alone is not the same
+
+
+def test_amplitude_and_noise_are_refitted_on_every_column() -> None:
+    from profemu.train.blend import _amplitude_and_noise
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2.0, 2.0, size=(300, 2))
+    sq = (x**2).sum(axis=1)
+    corr = np.exp(-0.5 * np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
+    s_true, n_true = 2.0, 0.1
+    chol = np.linalg.cholesky(s_true * corr + n_true * np.eye(300))
+    y = chol @ rng.normal(size=(300, 40))
+    start = np.log(np.array([1.0, 1.0, 1.0, 1e-3]))  # log [s, l1, l2, n]: amplitude and noise both wrong
+    out = _amplitude_and_noise(start, x, y)
+    np.testing.assert_array_equal(out[1:-1], start[1:-1])  # the length scales are kept
+    assert np.exp(out[0]) == pytest.approx(s_true, rel=0.25)
+    assert np.exp(out[-1]) == pytest.approx(n_true, rel=0.1)

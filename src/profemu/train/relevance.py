@@ -101,9 +101,9 @@ ARD_FTOL = 1e-5
 
 # Bounds of the kernel's hyper-parameters: those of GPBaseline (standardised inputs, outputs
 # of mean variance 1).
-_AMPLITUDE_BOUNDS = (1e-3, 1e3)
-_LENGTH_SCALE_BOUNDS = (1e-2, 1e3)
-_NOISE_BOUNDS = (1e-8, 1.0)
+AMPLITUDE_BOUNDS = (1e-3, 1e3)
+LENGTH_SCALE_BOUNDS = (1e-2, 1e3)
+NOISE_BOUNDS = (1e-8, 1.0)
 _STATUS = {0: "converged", 1: "iteration limit", 2: "stopped early"}
 
 #: Weights of the last few distinct fits, by a digest of everything they depend on: the
@@ -229,7 +229,7 @@ def optimise_kernel(x: np.ndarray, y: np.ndarray, *, maxiter: int = ARD_MAXITER,
     from profemu.baselines.gp import gp_neg_log_marginal_likelihood
 
     d = x.shape[1]
-    bounds = np.log(np.array([_AMPLITUDE_BOUNDS, *[_LENGTH_SCALE_BOUNDS] * d, _NOISE_BOUNDS]))
+    bounds = np.log(np.array([AMPLITUDE_BOUNDS, *[LENGTH_SCALE_BOUNDS] * d, NOISE_BOUNDS]))
     root = math.sqrt(d)
     starts = [np.log(np.r_[1.0, np.full(d, ls), noise]) for ls, noise in
               ((max(1.0, 0.5 * root), 1e-2), (2.0 * root, 0.2))][: 2 if fallback else 1]
