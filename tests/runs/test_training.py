@@ -47,3 +47,17 @@ def test_extrapolation_variance_is_automatic_above_100_rows_and_grows_outside_th
     outside = emu.predict(ds.params[:1], hi + 1.5, on_extrapolation="ignore")[emu.field_names[0]]
     assert np.all(outside.extrapolation >= inside.extrapolation) and np.any(outside.extrapolation > 0)
     assert float(np.max(outside.distance_outside)) == pytest.approx(1.5, abs=1e-5)  # mass, in dex
+
+
+def test_after_cross_validation_the_held_out_fit_reuses_the_compiled_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    ds = make_mock_universe(n=160, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
+    cfg = Config().updated({**_TINY, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
+    with caplog.at_level(logging.INFO, logger="profemu"):
+        out = train_emulator(ds, cfg)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("compiling the training step" in m for m in messages) == 1, messages
+    line = next(m for m in messages if "one more training like the refit" in m)
+    assert f"{out.cross_validation['refit_epochs']} epochs" in line
+    assert out.emulator.metadata["extrapolation"]["held_out_rows"] > 0

@@ -21,6 +21,7 @@ from profemu._files import json_safe
 from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
+from profemu.data.split import Split
 from profemu.emulator import Emulator
 from profemu.emulator.blend import attach_blend
 from profemu.emulator.covariance import ResidualCovariance, attach_residual_covariance
@@ -33,7 +34,7 @@ from profemu.train.cv import CrossValidation, cross_validate, folds_for
 from profemu.train.logging import MetricsLogger, plot_curves
 from profemu.train.loop import fit
 from profemu.train.select import choose_capacity, selects
-from profemu.train.setup import Prepared, prepare, training_problem
+from profemu.train.setup import Prepared, fit_transforms, prepare, training_problem
 
 __all__ = ["HeldOutMetrics", "TrainResult", "train_emulator"]
 
@@ -195,7 +196,7 @@ def train_emulator(
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
     _attach_blend(emulator, prep, config, cv)
     if uses_extrapolation_variance(config, prep):
-        _attach_extrapolation_variance(emulator, prep, config)
+        _attach_extrapolation_variance(emulator, prep, config, cv)
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
         emulator.save(run.emulator_dir)
@@ -313,27 +314,57 @@ def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
     return True
 
 
-def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: Config) -> None:
-    """Fit the variance beyond the training box and store it with ``emulator``.
+def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: Config,
+                                   cv: Mapping[str, Any] | None) -> None:
+    """Fit the variance beyond the training box and store it with ``emulator``
+    (:func:`~profemu.emulator.extrapolation.fit_extrapolation_variance`: one more training on the
+    lower half of the training rows in mass, scored on the upper half).
 
-    One more, lighter training (one validation split instead of cross-validation, at most
-    :data:`EXTRAPOLATION_MEMBERS` members, no blend) on the lower half of the training rows
-    in mass, scored on the upper half (:func:`~profemu.emulator.extrapolation.fit_extrapolation_variance`).
+    After a cross-validation the held-out fit is trained as the refit is (the same members, the
+    refit's epoch count, the cross-validation's variance scale, the input relevance of the run)
+    and runs the folds' compiled epoch: no compilation, about half a refit. Without one it is a
+    lighter training of its own (one validation split, at most :data:`EXTRAPOLATION_MEMBERS`
+    members, no blend).
     """
     from profemu.emulator.extrapolation import fit_extrapolation_variance
 
-    val_fraction = config.data.val_fraction if config.data.val_fraction > 0 else 0.15
-    inner = config.updated({"train.extrapolation_variance": "off", "train.cv_folds": 0, "train.gp_blend": "off",
-                            "train.auto_capacity": "off", "data.test_fraction": 0.0,
-                            "data.val_fraction": val_fraction,
-                            "train.members": min(config.train.members, EXTRAPOLATION_MEMBERS)})
     rows = np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
-    logger.info("extrapolation variance: one lighter training (%d members, one validation split) on the lower half "
-                "of the %d training rows in mass (train.extrapolation_variance: off skips it)",
-                inner.train.members, rows.size)
-    emulator.metadata["extrapolation"] = fit_extrapolation_variance(
-        lambda data: train_emulator(data, inner, evaluate_test=False, progress=_quiet).emulator,
-        prep.dataset.subset(rows), emulator=emulator)
+    if cv is not None:
+        fitter = _refit_like(prep, config, cv)
+        logger.info("extrapolation variance: one more training like the refit (%d members, %d epochs) on the lower "
+                    "half of the %d training rows in mass (train.extrapolation_variance: off skips it)",
+                    config.train.members, cv["refit_epochs"], rows.size)
+    else:
+        val_fraction = config.data.val_fraction if config.data.val_fraction > 0 else 0.15
+        inner = config.updated({"train.extrapolation_variance": "off", "train.cv_folds": 0, "train.gp_blend": "off",
+                                "train.auto_capacity": "off", "data.test_fraction": 0.0,
+                                "data.val_fraction": val_fraction,
+                                "train.members": min(config.train.members, EXTRAPOLATION_MEMBERS)})
+        logger.info("extrapolation variance: one lighter training (%d members, one validation split) on the lower "
+                    "half of the %d training rows in mass (train.extrapolation_variance: off skips it)",
+                    inner.train.members, rows.size)
+
+        def fitter(data: ProfileDataset) -> Emulator:
+            return train_emulator(data, inner, evaluate_test=False, progress=_quiet).emulator
+
+    emulator.metadata["extrapolation"] = fit_extrapolation_variance(fitter, prep.dataset.subset(rows),
+                                                                    emulator=emulator)
+
+
+def _refit_like(prep: Prepared, config: Config, cv: Mapping[str, Any]) -> Callable[[ProfileDataset], Emulator]:
+    """Trains an Emulator on some of the run's rows exactly as the refit trained the final one."""
+    refit_config = config.updated({"train.patience": 0})
+    pad = _refit_rows(prep, cv)
+    none = np.zeros(0, dtype=int)
+
+    def fit_rows(data: ProfileDataset) -> Emulator:
+        transforms = fit_transforms(data, config.data, input_weights=prep.transforms.param_weights)
+        part = Prepared(data, Split(np.arange(data.n), none, none), transforms)
+        result = fit(training_problem(part, refit_config, validate_on_train=False), epochs=int(cv["refit_epochs"]),
+                     keep="last", pad_to=pad)
+        return build_emulator(part, config, result.params, variance_scale=float(cv["variance_scale"]))
+
+    return fit_rows
 
 
 def _quiet(entry: dict[str, Any]) -> None:
