@@ -551,7 +551,10 @@ def test_predict_in_chunks_is_identical(ctx: Ctx, tmp_path: Path, monkeypatch: p
     for suffix in (".csv", "_long.csv"):
         a, b = (list(csv.reader(outs[c, suffix].open(newline=""))) for c in ("3", "8192"))
         assert a[0] == b[0] and len(a) == len(b)
+        assert a[0][-2:] == ["distance_outside", "outside_inputs"]
         for ra, rb in zip(a[1:], b[1:], strict=True):
+            assert ra[-1] == rb[-1]  # the names of the inputs outside the box
+            ra, rb = ra[:-1], rb[:-1]
             na = [c for c in ra if c not in ctx.emu.field_names]
             nb = [c for c in rb if c not in ctx.emu.field_names]
             assert [c for c in ra if c in ctx.emu.field_names] == [c for c in rb if c in ctx.emu.field_names]
@@ -587,7 +590,8 @@ def test_predict_echoes_the_inputs_and_writes_radii(ctx: Ctx, tmp_path: Path) ->
     n_r, fields = len(emu.radius), list(emu.field_names)
     with open(long, newline="") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == ["row", *header, "field", f"radius_{emu.radius_unit}", "mean", "std"]
+        assert reader.fieldnames == ["row", *header, "field", f"radius_{emu.radius_unit}", "mean", "std",
+                                     "distance_outside", "outside_inputs"]
         lines = list(reader)
     assert len(lines) == 4 * len(fields) * n_r
     wide_rows = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
