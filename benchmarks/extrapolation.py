@@ -18,7 +18,7 @@ about heavier halos of a known cosmology):
 Methods: ``profemu`` (the shipped ``Config()`` as it is, in every mode: 5-fold
 cross-validation by simulation, the refit on every row, 5 members, and the automatic
 extrapolation variance, :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`
-on the training rows' highest-mass half with one lighter training), ``profemu, r/R_Delta``
+on the training rows' highest-mass half with one more training like the refit), ``profemu, r/R_Delta``
 (``data.radial_coordinate: scaled``, one validation split, the variance fitted with the
 same configuration), ``profemu + monotonic loss`` and ``profemu + smoothness loss`` (the
 shipped defaults with ``loss.physics.monotonic_weight: 1`` on the fields declared
@@ -338,7 +338,7 @@ def markdown(results: dict[str, Any]) -> str:
              f"Mode: {mode}. Training seed 0, split seed 0. See `benchmarks/extrapolation.py` for the "
              "data, the splits and the methods. The `profemu` rows are the shipped defaults as they are in every "
              "mode (5-fold cross-validation, refit, 5 members, the extrapolation variance fitted automatically by "
-             "one lighter training on the lower half of the masses); the other network rows use the quick "
+             "one more training like the refit on the lower half of the masses); the other network rows use the quick "
              "settings with one validation split, and all but `plain MLP` fit the same variance; `plain MLP` is "
              "the default network kind without self-similar scaling and without that variance.", "",
              f"### CAMELS LH TNG: trained on 11-12 ({tng['n_train']} rows), tested on 12-12.3 "
