@@ -61,3 +61,21 @@ def test_after_cross_validation_the_held_out_fit_reuses_the_compiled_epoch(caplo
     line = next(m for m in messages if "one more training like the refit" in m)
     assert f"{out.cross_validation['refit_epochs']} epochs" in line
     assert out.emulator.metadata["extrapolation"]["held_out_rows"] > 0
+
+
+def test_a_mass_split_that_cannot_be_held_out_keeps_the_emulator(caplog: pytest.LogCaptureFixture) -> None:
+    import dataclasses
+    import logging
+
+    ds = make_mock_universe(n=120, seed=6, param_set="lh6", with_pk=False, n_r=6).dataset
+    one_heavy = dataclasses.replace(ds, log10_mass=np.where(np.arange(ds.n) < ds.n - 1, 11.0, 12.0))
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        auto = train_emulator(one_heavy, Config().updated(_TINY)).emulator
+    assert "extrapolation" not in auto.metadata
+    assert any("lie above their median mass" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        forced = train_emulator(one_heavy, Config().updated({**_TINY, "train.extrapolation_variance": "on"}))
+    assert "extrapolation" not in forced.emulator.metadata  # asked for, impossible: warned, emulator kept
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned and "held-out" in warned[0].getMessage() and "kept" in warned[0].getMessage()

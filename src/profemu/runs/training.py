@@ -196,7 +196,10 @@ def train_emulator(
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
     _attach_blend(emulator, prep, config, cv)
     if uses_extrapolation_variance(config, prep):
-        _attach_extrapolation_variance(emulator, prep, config, cv)
+        try:
+            _attach_extrapolation_variance(emulator, prep, config, cv)
+        except DataError as exc:  # the emulator is kept: only the term beyond the box is missing
+            logger.warning("extrapolation variance: not fitted (%s); the emulator is kept without it", exc)
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
         emulator.save(run.emulator_dir)
@@ -310,6 +313,12 @@ def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
         logger.info("extrapolation variance: not fitted (%d training rows spanning %.2f dex in mass; train."
                     "extrapolation_variance: auto needs >= %d rows over >= %.1f dex, 'on' forces it)", rows.size,
                     span, EXTRAPOLATION_MIN_ROWS, EXTRAPOLATION_MIN_SPAN)
+        return False
+    upper = int(np.sum(mass > np.quantile(mass, 0.5)))
+    if mode == "auto" and min(upper, rows.size - upper) < EXTRAPOLATION_MIN_ROWS // 4:
+        logger.info("extrapolation variance: not fitted (%d of the %d training rows lie above their median mass; "
+                    "auto needs >= %d on each side of it, 'on' forces it)", upper, rows.size,
+                    EXTRAPOLATION_MIN_ROWS // 4)
         return False
     return True
 
