@@ -184,21 +184,9 @@ REDSHIFT_METHODS = ("profemu", "plain MLP", "GP", "PCA+RBF")
 def _snapshots(redshifts: tuple[float, ...], n: int) -> ProfileDataset:
     """The same ``n``-row mock suite (lh6, seed 0: the same simulations, masses and noise draws)
     observed at each of ``redshifts``, stacked; groups are the simulations, shared across redshifts."""
-    from profemu.data.mock import make_mock_universe
+    from profemu.data.mock import make_mock_snapshots
 
-    parts = [make_mock_universe(n, seed=0, param_set="lh6", with_pk=False, n_r=16, redshift=z).dataset
-             for z in redshifts]
-    first = parts[0]
-    masks = None if first.mask is None else {f: np.concatenate([p.mask[f] for p in parts]) for f in first.mask}
-    noise = None if first.noise is None else {f: np.concatenate([p.noise[f] for p in parts]) for f in first.noise}
-    meta = {k: v for k, v in first.meta.items() if k != "redshift"}
-    return ProfileDataset(
-        params=np.concatenate([p.params for p in parts]), param_names=first.param_names,
-        log10_mass=np.concatenate([p.log10_mass for p in parts]), radius=first.radius,
-        profiles={f: np.concatenate([p.profiles[f] for p in parts]) for f in first.profiles},
-        units=first.units, radius_unit=first.radius_unit, log_params=first.log_params, mask=masks,
-        redshift=np.concatenate([np.full(p.n, z) for p, z in zip(parts, redshifts, strict=True)]),
-        groups=np.concatenate([p.groups for p in parts]), noise=noise, meta=meta)
+    return make_mock_snapshots(redshifts, n, seed=0, param_set="lh6", with_pk=False, n_r=16)
 
 
 def redshift_step(quick: bool, methods: tuple[str, ...] = REDSHIFT_METHODS) -> dict[str, Any]:

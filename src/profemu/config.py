@@ -527,13 +527,15 @@ class TrainConfig:
             network's and the GP's; on CAMELS TNG rho it did so at 100-300 rows and lost
             to the network alone at 400-1,600.
         extrapolation_variance: Fit the variance that grows outside the training box
-            (:mod:`profemu.emulator.extrapolation`) by one extra, lighter training (one
-            validation split, at most 3 members) on the lower half of the rows in halo
-            mass, scored on the upper half (and, with at least three training redshifts,
-            one more on the lower redshifts for the redshift's own term): ``"auto"`` on runs of at least 100 training
-            rows whose masses span at least 0.1 dex, ``"on"``, ``"off"``. Without it the
-            68% intervals held 44% of the truth 0-0.3 dex above CAMELS TNG's training
-            masses.
+            (:mod:`profemu.emulator.extrapolation`) by one more training on the lower half
+            of the rows in halo mass, scored on the upper half (and, with at least three
+            training redshifts, one more on the lower redshifts for the redshift's own
+            term); after a cross-validation it is trained as the refit is (about a tenth
+            of the run), without one it is a lighter training (one validation split, at
+            most 3 members). ``"auto"`` on runs of at least 100 training rows whose masses
+            span at least 0.1 dex with at least 25 on each side of their median, ``"on"``,
+            ``"off"``. On CAMELS TNG, 0-0.3 dex above the training masses, it brought the
+            68% coverage from 0.49 to 0.64 (rho) and from 0.44 to 0.65 (pth).
     """
 
     members: int = field(default=5, metadata=_meta(1, MAX_MEMBERS, rule=_WEIGHTS))

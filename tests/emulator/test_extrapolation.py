@@ -157,21 +157,10 @@ def test_three_redshifts_get_their_own_term_in_both_prediction_paths() -> None:
     import jax
 
     from profemu.config import Config
-    from profemu.data.dataset import ProfileDataset
-    from profemu.data.mock import make_mock_universe
+    from profemu.data.mock import make_mock_snapshots
     from profemu.runs.training import train_emulator
 
-    zs = (0.0, 0.3, 0.6)
-    parts = [make_mock_universe(120, seed=4, param_set="lh6", with_pk=False, n_r=6, redshift=z).dataset for z in zs]
-    first = parts[0]
-    ds = ProfileDataset(
-        params=np.concatenate([p.params for p in parts]), param_names=first.param_names,
-        log10_mass=np.concatenate([p.log10_mass for p in parts]), radius=first.radius,
-        profiles={f: np.concatenate([p.profiles[f] for p in parts]) for f in first.profiles},
-        units=first.units, radius_unit=first.radius_unit, log_params=first.log_params,
-        redshift=np.concatenate([np.full(p.n, z) for p, z in zip(parts, zs, strict=True)]),
-        groups=np.concatenate([p.groups for p in parts]),
-        meta={k: v for k, v in first.meta.items() if k != "redshift"})
+    ds = make_mock_snapshots((0.0, 0.3, 0.6), 120, seed=4, param_set="lh6", with_pk=False, n_r=6)
     cfg = Config().updated({"train.epochs": 4, "train.members": 2, "model.hidden": [16], "train.cv_folds": 0,
                             "data.input_relevance": "off", "data.fields": ["pth"]})
     emu = train_emulator(ds, cfg, progress=lambda e: None).emulator

@@ -696,7 +696,8 @@ def _check_predict_output(out: Path, input: Path, layout: PredictLayout, force: 
 
 
 def predict_chunks(emulator: Any, inputs: Any, chunk_rows: int = PREDICT_CHUNK_ROWS,
-                   ) -> Iterator[tuple[int, int, dict[str, tuple[np.ndarray, np.ndarray]]]]:
+                   ) -> Iterator[tuple[int, int, dict[str, tuple[np.ndarray, np.ndarray]],
+                                       tuple[np.ndarray, list[str]]]]:
     """Predict checked inputs ``chunk_rows`` rows at a time.
 
     Args:
@@ -706,8 +707,10 @@ def predict_chunks(emulator: Any, inputs: Any, chunk_rows: int = PREDICT_CHUNK_R
         chunk_rows: Rows per call of :meth:`~profemu.emulator.Emulator.predict`.
 
     Yields:
-        ``(start, stop, {field: (mean, std)})`` with ``mean`` and ``std`` [stop - start, n_r]
-        in log10 units and dex, fields in ``emulator.field_names`` order. The values do
+        ``(start, stop, {field: (mean, std)}, (distance, outside))`` with ``mean`` and ``std``
+        [stop - start, n_r] in log10 units and dex, fields in ``emulator.field_names`` order,
+        and per row its distance outside the training box [stop - start] and the names of the
+        inputs outside it (``;``-separated, empty inside). The values do
         not depend on ``chunk_rows`` beyond float32 rounding (a matrix product's rounding
         depends on how many rows it holds).
     """
@@ -721,15 +724,15 @@ def predict_chunks(emulator: Any, inputs: Any, chunk_rows: int = PREDICT_CHUNK_R
                                 None if inputs.pk_ratio is None else inputs.pk_ratio[sl],
                                 None if inputs.redshift is None else inputs.redshift[sl],
                                 on_extrapolation="ignore")
-        yield start, stop, {f: (np.atleast_2d(p.mean), np.atleast_2d(np.sqrt(p.var))) for f, p in pred.items()}
+        yield (start, stop, {f: (np.atleast_2d(p.mean), np.atleast_2d(np.sqrt(p.var))) for f, p in pred.items()},
+               _outside(next(iter(pred.values()))))
 
 
-def _outside(emulator: Any, inputs: Any) -> tuple[np.ndarray, list[str]]:
-    """Per input row: the distance outside the training box and the names of the inputs outside it
-    (``;``-separated, empty inside)."""
-    d, per_input = emulator.distance_outside(inputs, None)
-    d = np.atleast_1d(np.asarray(d, dtype=np.float64))
-    names = [";".join(k for k, v in per_input.items() if np.atleast_1d(v)[i] > 0) for i in range(d.size)]
+def _outside(pred: Any) -> tuple[np.ndarray, list[str]]:
+    """Per input row of a :class:`~profemu.emulator.Prediction`: its distance outside the training
+    box and the names of the inputs outside it (``;``-separated, empty inside)."""
+    d = np.atleast_1d(np.asarray(pred.distance_outside, dtype=np.float64))
+    names = [";".join(k for k, v in pred.outside.items() if np.atleast_1d(v)[i] > 0) for i in range(d.size)]
     return d, names
 
 
@@ -768,8 +771,7 @@ def _write_predictions_csv(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
             first = extremes.n
             extremes.add(inputs)
             echo_cols = [np.asarray(echo[c], dtype=np.float64) for c in names]
-            (_, _, pred), = predict_chunks(emulator, inputs, max(1, inputs.n))
-            dist, outside = _outside(emulator, inputs)
+            (_, _, pred, (dist, outside)), = predict_chunks(emulator, inputs, max(1, inputs.n))
             given = [[repr(float(col[i])) for col in echo_cols] for i in range(inputs.n)]
             if layout is PredictLayout.long:
                 for i in range(inputs.n):
@@ -809,11 +811,10 @@ def _write_predictions_npz(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
         check_memory(f"--out {str(out)!r} ({extremes.n} rows so far, an npz written whole)",
                      extremes.n * (2 * len(emulator.field_names) * n_r + len(echo)) * 8.0,
                      fix="write a .csv --out, which is streamed, or split the input")
-        (_, _, pred), = predict_chunks(emulator, inputs, max(1, inputs.n))
+        (_, _, pred, (dist, names)), = predict_chunks(emulator, inputs, max(1, inputs.n))
         for f, (mean, std) in pred.items():
             parts[f"{f}_mean"].append(mean)
             parts[f"{f}_std"].append(std)
-        dist, names = _outside(emulator, inputs)
         distances.append(dist)
         outside += names
         for k, v in echo.items():

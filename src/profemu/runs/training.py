@@ -25,6 +25,7 @@ from profemu.data.split import Split
 from profemu.emulator import Emulator
 from profemu.emulator.blend import attach_blend
 from profemu.emulator.covariance import ResidualCovariance, attach_residual_covariance
+from profemu.emulator.extrapolation import fit_extrapolation_variance
 from profemu.errors import DataError
 from profemu.metrics import evaluate
 from profemu.runs.folder import DataSource, RunFolder
@@ -306,7 +307,7 @@ def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
     mode = config.train.extrapolation_variance
     if mode == "off":
         return False
-    rows = np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
+    rows = _training_rows(prep)
     mass = np.asarray(prep.dataset.log10_mass, float)[rows]
     span = float(mass.max() - mass.min()) if mass.size else 0.0
     if mode == "auto" and (rows.size < EXTRAPOLATION_MIN_ROWS or span < EXTRAPOLATION_MIN_SPAN):
@@ -335,9 +336,7 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
     lighter training of its own (one validation split, at most :data:`EXTRAPOLATION_MEMBERS`
     members, no blend).
     """
-    from profemu.emulator.extrapolation import fit_extrapolation_variance
-
-    rows = np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
+    rows = _training_rows(prep)
     if cv is not None:
         fitter = _refit_like(prep, config, cv)
         logger.info("extrapolation variance: one more training like the refit (%d members, %d epochs) on the lower "
@@ -358,6 +357,11 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
 
     emulator.metadata["extrapolation"] = fit_extrapolation_variance(fitter, prep.dataset.subset(rows),
                                                                     emulator=emulator)
+
+
+def _training_rows(prep: Prepared) -> np.ndarray:
+    """The rows the final emulator learnt from (training and validation split)."""
+    return np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
 
 
 def _refit_like(prep: Prepared, config: Config, cv: Mapping[str, Any]) -> Callable[[ProfileDataset], Emulator]:

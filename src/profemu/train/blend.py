@@ -99,17 +99,22 @@ def _hyperparameters(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     return _amplitude_and_noise(np.asarray(best.x, dtype=np.float64), x[rows], y[rows])
 
 
+def _correlation(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The RBF correlation ``exp(-|(x_i - x_j) / l|² / 2)`` [n, n] of ``x`` [n, d] with the length
+    scales of ``theta`` (log [s, l_1..l_d, n])."""
+    xs = x / np.exp(theta[1:-1])
+    sq = (xs**2).sum(axis=1)
+    return np.exp(-0.5 * np.maximum(sq[:, None] + sq[None, :] - 2.0 * xs @ xs.T, 0.0))
+
+
 def _amplitude_and_noise(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``theta`` with log s and log n maximising the marginal likelihood of every column of ``y``
     [n, D] (zero-mean GP) at fixed length scales: ``K = s R + n I`` shares ``R``'s eigenvectors,
     so each evaluation is a sum over its eigenvalues."""
     from scipy.optimize import minimize
 
-    xs = x / np.exp(theta[1:-1])
-    sq = (xs**2).sum(axis=1)
-    corr = np.exp(-0.5 * np.maximum(sq[:, None] + sq[None, :] - 2.0 * xs @ xs.T, 0.0))
     with one_blas_thread():
-        lam, vecs = np.linalg.eigh(corr)
+        lam, vecs = np.linalg.eigh(_correlation(theta, x))
     lam = np.maximum(lam, 0.0)
     power = ((vecs.T @ y) ** 2).sum(axis=1)  # [n]: every column's energy along each eigenvector
     columns = y.shape[1]
@@ -140,9 +145,7 @@ def _condition(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
     from scipy.linalg import cho_solve, cholesky
     from scipy.linalg.lapack import dpotri
 
-    xs = x / np.exp(theta[1:-1])
-    sq = (xs**2).sum(axis=1)
-    k = math.exp(theta[0]) * np.exp(-0.5 * np.maximum(sq[:, None] + sq[None, :] - 2.0 * xs @ xs.T, 0.0))
+    k = math.exp(theta[0]) * _correlation(theta, x)
     k[np.diag_indices_from(k)] += math.exp(theta[-1]) + _JITTER
     chol = cholesky(k, lower=True, check_finite=False)
     alpha = cho_solve((chol, True), y, check_finite=False)

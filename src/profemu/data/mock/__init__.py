@@ -84,6 +84,7 @@ from profemu.data.mock.universe import DEFAULT_K as DEFAULT_K
 from profemu.data.mock.universe import FIELD_UNITS as FIELD_UNITS
 from profemu.data.mock.universe import (
     MockUniverse,
+    make_mock_snapshots,
     make_mock_universe,
     mock_pk_ratio,
     mock_truth,
@@ -113,6 +114,7 @@ __all__ = [
     "hard_mock_scatter",
     "hard_mock_truth",
     "make_hard_mock",
+    "make_mock_snapshots",
     "make_mock_universe",
     "mean_baryon_density",
     "mock_pk_ratio",

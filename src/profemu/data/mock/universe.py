@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_K",
     "FIELD_UNITS",
     "MockUniverse",
+    "make_mock_snapshots",
     "make_mock_universe",
     "mock_pk_ratio",
     "mock_truth",
@@ -374,6 +375,32 @@ def make_mock_universe(
         noise={f: np.full((n, n_r), float(noise_dex)) for f in truth},
         meta=meta,
     )
+
+
+def make_mock_snapshots(redshifts: tuple[float, ...], n: int = 4000, **kwargs: Any) -> ProfileDataset:
+    """The same mock suite observed at several redshifts, stacked into one dataset.
+
+    Each snapshot is :func:`make_mock_universe` with the same ``n`` and ``kwargs`` (so the same
+    seed: the same simulations, masses and noise draws) at one of ``redshifts``; ``redshift``
+    is a per-row input [n * len(redshifts)] and ``groups`` are the simulations, shared across
+    snapshots (a split by simulation holds out every snapshot of it). ``meta`` is the first
+    snapshot's without its single ``redshift``.
+    """
+    if not redshifts:
+        raise ConfigError("redshifts: pass at least one redshift, e.g. (0.0, 0.5).")
+    parts = [make_mock_universe(n, redshift=float(z), **kwargs).dataset for z in redshifts]
+    first = parts[0]
+    masks = None if first.mask is None else {f: np.concatenate([p.mask[f] for p in parts]) for f in first.mask}
+    noise = None if first.noise is None else {f: np.concatenate([p.noise[f] for p in parts]) for f in first.noise}
+    return ProfileDataset(
+        params=np.concatenate([p.params for p in parts]), param_names=first.param_names,
+        log10_mass=np.concatenate([p.log10_mass for p in parts]), radius=first.radius,
+        profiles={f: np.concatenate([p.profiles[f] for p in parts]) for f in first.profiles},
+        units=first.units, radius_unit=first.radius_unit, log_params=first.log_params, mask=masks,
+        pk_ratio=None if first.pk_ratio is None else np.concatenate([p.pk_ratio for p in parts]), k=first.k,
+        redshift=np.concatenate([np.full(p.n, float(z)) for p, z in zip(parts, redshifts, strict=True)]),
+        groups=np.concatenate([p.groups for p in parts]), noise=noise,
+        meta={k: v for k, v in first.meta.items() if k != "redshift"})
 
 
 def write_mock(path: str | Path, n: int = 4000, *, seed: int = 0, **kwargs: Any) -> Path:
