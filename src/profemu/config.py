@@ -449,7 +449,7 @@ class OptimConfig:
         plateau_factor: Factor applied on a plateau.
     """
 
-    learning_rate: float = field(default=2e-3, metadata=_meta(0.0, 100.0, low_open=True))
+    learning_rate: float = field(default=3e-3, metadata=_meta(0.0, 100.0, low_open=True))
     weight_decay: float = field(default=1e-4, metadata=_meta(0.0, 10.0))
     clip_norm: float = field(default=1.0, metadata=_meta(0.0, 1e6, low_open=True))
     warmup_epochs: int = field(default=10, metadata=_meta(0, 100_000))
@@ -510,6 +510,13 @@ class TrainConfig:
             ``data.test_fraction``) for that many epochs. ``0`` = one validation split
             (``data.val_fraction``) for early stopping and calibration, as for large
             suites. ``None`` (default) = 5 folds up to 3,000 simulations, else 0.
+        cv_members: Networks trained per cross-validation fold (default 1). The folds'
+            networks train together as one compiled program, each on its own rows (with 5
+            folds and 5 members, the refit's program). Their out-of-fold predictions are a
+            single network's, a slightly pessimistic estimate of the final ensemble's error;
+            the variance scale accounts for the difference (:mod:`profemu.train.cv`).
+            ``cv_members = train.members`` trains a whole ensemble per fold, at that many
+            times the cost.
         auto_capacity: Compare a few architectures (narrow, regularised, the other kind)
             by 3-fold group cross-validation before training and train the best
             (:mod:`profemu.train.select`): ``"auto"`` on training sets of at most 1,000
@@ -540,7 +547,7 @@ class TrainConfig:
 
     members: int = field(default=5, metadata=_meta(1, MAX_MEMBERS, rule=_WEIGHTS))
     seed: int = 0
-    epochs: int = field(default=300, metadata=_meta(1, 10_000_000))
+    epochs: int = field(default=150, metadata=_meta(1, 10_000_000))
     batch_size: int = field(default=64, metadata=_meta(1, 10_000_000))
     patience: int = field(default=30, metadata=_meta(0, 10_000_000))
     max_seconds: float = field(default=0.0, metadata=_meta(0.0, 1e9))
@@ -551,6 +558,7 @@ class TrainConfig:
     curriculum: tuple[Phase, ...] = ()
     calibrate: bool = True
     cv_folds: int | None = field(default=None, metadata=_meta(2, 100, also=(0,)))
+    cv_members: int = field(default=1, metadata=_meta(1, 64))
     auto_capacity: Literal["auto", "on", "off"] = "off"
     extrapolation_variance: Literal["auto", "on", "off"] = "auto"
     gp_blend: Literal["auto", "on", "off"] = "auto"

@@ -474,7 +474,8 @@ def _pooled_residuals(
 
 
 def fit_variance_scale(
-    pred: Prediction, truth_dataset: ProfileDataset, *, use_noise: bool = True
+    pred: Prediction, truth_dataset: ProfileDataset, *, use_noise: bool = True,
+    known_var: Mapping[str, np.ndarray] | None = None,
 ) -> float:
     """Maximum-likelihood multiplicative scale of the predicted variance, fitted on validation data.
 
@@ -488,6 +489,9 @@ def fit_variance_scale(
         pred: ``{field: (mean_log10, var_log10)}`` on the rows of ``truth_dataset``.
         truth_dataset: Validation data (never the test set).
         use_noise: Include ``truth_dataset.noise`` in the likelihood.
+        known_var: ``{field: [n, n_r]}`` more variance of the residuals [dex²] kept
+            unscaled, like the noise (e.g. what a single network's error adds to the
+            ensemble's, see :mod:`profemu.train.cv`).
 
     Returns:
         The scale ``s``, clipped to [1e-3, 1e3].
@@ -498,6 +502,9 @@ def fit_variance_scale(
     err, var, noise_var = _pooled_residuals(pred, truth_dataset, use_noise=use_noise)
     if err.size == 0:
         raise DataError("fit_variance_scale: no valid entry to fit on; pass validation data with targets.")
+    if known_var is not None:  # the same valid entries: the model variance is > 0 wherever it is
+        noise_var = noise_var + _pooled_residuals({f: (m, v + known_var[f]) for f, (m, v) in pred.items()},
+                                                  truth_dataset, use_noise=False)[1] - var
     return ml_variance_scale(err, var, noise_var)
 
 

@@ -68,11 +68,11 @@ def test_epoch_lines_count_each_stage_and_its_own_seconds(tmp_path: Path) -> Non
     progress = commands._TrainingProgress(console, epochs=20, log_every=1, run=tmp_path)
     time.sleep(0.6)  # data loading and compilation before the first epoch: not epoch time
     with progress:
-        progress({"epoch": 0, "train_loss": 1.0, "val_loss": 1.0, "seconds": 0.01, "stage": "cv 1/2"})
+        progress({"epoch": 0, "train_loss": 1.0, "val_loss": 1.0, "seconds": 0.01, "stage": "cv"})
         progress({"epoch": 0, "train_loss": 1.0, "val_loss": 1.0, "seconds": 0.01, "stage": "refit"})
         progress({"epoch": 3, "train_loss": 1.0, "val_loss": 1.0, "seconds": 0.01, "stage": "refit"})
     lines = buffer.getvalue().splitlines()
-    assert lines[0].startswith("[cv 1/2] epoch 1/20") and lines[1].startswith("[refit] epoch 1/4"), lines
+    assert lines[0].startswith("[cv] epoch 1/20") and lines[1].startswith("[refit] epoch 1/4"), lines
     assert lines[2].startswith("[refit] epoch 4/4"), lines
     seconds = [float(re.search(r"  (\d+\.\d) s", ln).group(1)) for ln in lines]  # type: ignore[union-attr]
     assert max(seconds) < 0.5, lines

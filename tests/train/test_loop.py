@@ -209,7 +209,7 @@ def test_non_finite_validation_rows_are_left_out_and_never_improve() -> None:
     params["trunk"]["hidden_0"]["kernel"][0, :] = 1e10  # rows 3 and 20 overflow float32: inf, then NaN
     program = EpochProgram.for_rows(net, cfg, train.n)
     vdata = _checked(val, "val", like=_checked(train, "train"))
-    terms, bad = _member_validate(program, params, ARRAYS, vdata, 1.0)
+    terms, bad = _member_validate(program, params, np.arange(val.n), np.ones(val.n, np.float32), ARRAYS, vdata, 1.0)
     assert np.flatnonzero(np.asarray(bad)).tolist() == [3, 20]
     assert np.isfinite(float(terms["data"]))  # the other rows still give a finite loss
     # an epoch whose validation failed never counts as an improvement, and is counted

@@ -15,7 +15,7 @@ from profemu.train.cv import cross_validate
 from profemu.train.loop import fit
 from profemu.train.setup import prepare, training_problem
 
-CFG = {"model.hidden": [12], "train.members": 2, "train.epochs": 6, "train.batch_size": 16, "train.patience": 0,
+CFG = {"model.hidden": [12], "train.members": 3, "train.epochs": 6, "train.batch_size": 16, "train.patience": 0,
        "optim.warmup_epochs": 1, "data.fields": ["rho"], "train.cv_folds": 3, "data.val_fraction": 0.0,
        "data.test_fraction": 0.0, "data.input_relevance": "off"}
 
@@ -56,7 +56,7 @@ def test_folds_and_refit_share_one_compiled_epoch(dataset) -> None:
     held_out = int(np.bincount(cv.fold_of_row).max())
     result = fit(training_problem(prep, refit_cfg, validate_on_train=False), epochs=cv.refit_epochs, keep="last",
                  pad_to=(len(prep.split.train), held_out))
-    assert _traces() - before == 1  # three folds (unequal sizes) and the refit: one trace
+    assert _traces() - before == 1  # three folds (one network each, unequal sizes) and the 3-member refit: one trace
     assert result.counters["compilations"] == 0
     assert len(result.history) == cv.refit_epochs  # patience 0 in the refit: no early stop
 
@@ -100,3 +100,37 @@ def test_training_leaves_jax_configuration_alone(dataset) -> None:
     fit(training_problem(prep := prepare(dataset, cfg), cfg))
     assert prep.split.val.size
     assert jax.config.jax_compilation_cache_dir == before
+
+
+def test_members_on_their_own_rows_equal_separate_fits(dataset) -> None:
+    """Two members on different rows in one program train exactly as each alone on its rows."""
+    from profemu.data.split import Split
+    from profemu.train.setup import Prepared
+
+    cfg = Config().updated({**CFG, "train.cv_folds": 0, "data.val_fraction": 0.3, "train.epochs": 5,
+                            "train.patience": 2})
+    prep = prepare(dataset, cfg)
+    train, val = np.asarray(prep.split.train), np.asarray(prep.split.val)
+    rows, val_rows = [np.arange(30), np.arange(45)], [np.arange(12), np.arange(20)]
+    joint = fit(training_problem(prep, cfg), members=[0, 1], member_rows=rows, member_val_rows=val_rows)
+    for m in (0, 1):
+        alone = Prepared(prep.dataset, Split(train[rows[m]], val[val_rows[m]], np.zeros(0, int)), prep.transforms)
+        single = fit(training_problem(alone, cfg), members=[m])
+        assert single.best_epoch == [joint.best_epoch[m]]
+        for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(joint.params), strict=True):
+            np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b)[m], rtol=1e-3, atol=1e-5)
+        assert [e["learning_rate_members"][0] for e in single.history] == pytest.approx(
+            [e["learning_rate_members"][m] for e in joint.history[:len(single.history)]], rel=1e-5)
+
+
+def test_member_rows_are_checked(dataset) -> None:
+    from profemu.errors import ConfigError
+
+    cfg = Config().updated({**CFG, "train.cv_folds": 0, "data.val_fraction": 0.3, "train.epochs": 1})
+    problem = training_problem(prepare(dataset, cfg), cfg)
+    with pytest.raises(ConfigError, match="member_rows gives rows for 1 members"):
+        fit(problem, members=2, member_rows=[np.arange(5)])
+    with pytest.raises(ConfigError, match=r"member_rows\[1\] must be a non-empty"):
+        fit(problem, members=2, member_rows=[np.arange(5), np.array([], int)])
+    with pytest.raises(ConfigError, match=r"member_val_rows\[0\] must be a non-empty 1-D array of row indices"):
+        fit(problem, members=2, member_val_rows=[np.array([10_000]), np.arange(3)])

@@ -267,7 +267,8 @@ def _continue_metrics(metrics: MetricsLogger, run: RunFolder, prep: Prepared, fo
     cv_reused = bool(folds) and _finished_cross_validation(run, prep, folds) is not None
 
     def keep(entry: Mapping[str, Any]) -> bool:
-        if str(entry.get("stage", "")).startswith("cv "):
+        stage = str(entry.get("stage", ""))
+        if stage == "cv" or stage.startswith("cv "):  # "cv k/K": written by older versions fold by fold
             return cv_reused
         epoch = entry.get("epoch")
         return isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch < next_epoch

@@ -4,9 +4,9 @@
 :class:`~profemu.emulator.Emulator` (training run, cluster merge, cross-validation and
 capacity choice all use it). :func:`fold_problems` deals the training rows of a prepared
 run into K folds by simulation, each with transforms fitted on its own training rows,
-and :func:`fit_and_predict` trains one fold and predicts its held-out rows: the
-cross-validation (:mod:`profemu.train.cv`) and the capacity choice
-(:mod:`profemu.train.select`) are both loops over these two functions.
+and :func:`fit_and_predict` trains one fold and predicts its held-out rows: the capacity
+choice (:mod:`profemu.train.select`) is a loop over these two functions. (The run's
+cross-validation, :mod:`profemu.train.cv`, trains its folds together as one fit instead.)
 """
 
 from __future__ import annotations

@@ -7,13 +7,18 @@ Emulator learns from every row:
 
 1. the training rows are dealt into ``K`` folds by simulation
    (:func:`profemu.data.split.group_kfold`, stratified in mass);
-2. for each fold an ensemble is trained on the other folds (transforms fitted on them
-   only) with early stopping on the fold, which it then predicts: the *out-of-fold*
-   predictions of every row;
+2. ``train.cv_members`` networks per fold (default one) train on the other folds with
+   early stopping on the fold, which they then predict: the *out-of-fold* predictions of
+   every row. Every fold's networks train together, as one compiled program on the run's
+   arrays with per-network row masks (:func:`profemu.train.loop.fit` ``member_rows``), the
+   very program the refit then runs; the folds share the run's transforms (input and
+   target scalings fitted on every training row, the held-out fold included: a few means
+   and spreads, never a target the network fits);
 3. the variance scale is fitted on the pooled out-of-fold predictions
    (:func:`profemu.metrics.fit_variance_scale`), and the cross-validated metrics are
-   scored on them with that scale (one number fitted on thousands of entries);
-4. the epoch count of the refit is the median over folds and members of the best epoch;
+   scored on them with that scale (one number fitted on thousands of entries); with one
+   network per fold they are a single network's, slightly pessimistic for the ensemble;
+4. the epoch count of the refit is the median over the folds' networks of the best epoch;
 5. the final ensemble is trained on all the rows for that many epochs.
 
 :class:`CrossValidation` keeps the estimates (pooled metrics, their spread over the
@@ -23,23 +28,27 @@ folds, the out-of-fold predictions) for ``cv.json``, the report and ``profemu co
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from profemu._files import flatten_tree, unflatten_tree
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
+from profemu.data.split import Split, group_kfold
+from profemu.emulator import Emulator
 from profemu.emulator.covariance import (
     ResidualCovariance,
     estimate_for_dataset,
     prediction_residuals,
 )
 from profemu.errors import DataError
-from profemu.metrics import evaluate_predictions, fit_variance_scale
-from profemu.train.builder import fit_and_predict, fold_problems, fold_rows
-from profemu.train.setup import Prepared, prepare
+from profemu.metrics import evaluate_predictions, fit_variance_scale, predict_dataset
+from profemu.train.loop import fit, shared_rows
+from profemu.train.setup import Prepared, prepare, training_problem
 
 __all__ = ["CV_AUTO_MAX_GROUPS", "CrossValidation", "cross_validate", "fit_residual_covariance", "folds_for"]
 
@@ -78,7 +87,7 @@ class CrossValidation:
         fold_metrics: The same per fold (``overall`` only).
         best_epochs: Per fold, each member's best epoch (0-based; -1 = never improved).
         refit_epochs: Epochs of the refit on every row.
-        fit_seconds: Per fold.
+        fit_seconds: Wall time of the folds' one program [s] (a one-element list).
     """
 
     folds: int
@@ -145,53 +154,93 @@ def cross_validate(
 ) -> CrossValidation:
     """K-fold cross-validation by simulation on the training rows of ``prepared``.
 
+    The ``K x p`` networks of all folds (``p = train.cv_members``) train as one compiled
+    program (the refit's when ``K x p = train.members``), each on its own rows with early
+    stopping on its held-out fold.
+
+    The out-of-fold prediction of a row is the mean of its fold's ``p`` networks, its
+    variance theirs plus the final ensemble's spread, ``(1 - 1/M) s²`` (``s²`` the variance
+    of all ``K x p`` networks' means at the row, ``M = train.members``). A mean of ``p``
+    networks errs by about ``s² (1/p - 1/M)`` more (in the mean square) than the final
+    ensemble of ``M``: that excess is kept out of the variance scale, as the target noise
+    is (:func:`~profemu.metrics.fit_variance_scale` ``known_var``), and added to the stored
+    variance, so the scale calibrates the final ensemble and the out-of-fold intervals are
+    calibrated for the rows they describe. ``s²`` at a row comes from networks most of
+    which trained on it: a lower bound of the spread at a new input.
+
     Args:
         prepared: The run's data: ``split.train`` are the rows to cross-validate (the
-            test rows, if any, are never touched).
+            test rows, if any, are never touched), with the run's transforms.
         config: The run configuration.
         folds: ``K >= 2``.
-        callbacks: Called with every epoch's history entry (with ``stage`` = ``"cv k/K"``).
+        callbacks: Called with every epoch's history entry (with ``stage`` = ``"cv"``).
 
     Returns:
         The :class:`CrossValidation`.
     """
     ds = prepared.dataset
     pool = np.asarray(prepared.split.train)
-    parts: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+    per_fold, members = int(config.train.cv_members), int(config.train.members)
+    parts = group_kfold(ds.subset(pool), folds, seed=config.data.split_seed)
+    none = np.zeros(0, dtype=int)
+    whole = Prepared(ds, Split(pool, none, np.asarray(prepared.split.test)), prepared.transforms)
+    problem = training_problem(whole, config)  # validates on its own training rows: each network on its fold
+    networks = [(k, tr, te) for k, (tr, te) in enumerate(parts) for _ in range(per_fold)]
+    logger.info("cross-validation: %d folds x %d network(s) trained together, each on %d-%d rows with early "
+                "stopping on its held-out fold", folds, per_fold, min(tr.size for _, tr, _ in networks),
+                max(tr.size for _, tr, _ in networks))
+    t0 = time.perf_counter()
+    result = fit(problem, members=len(networks), member_rows=[tr for _, tr, _ in networks],
+                 member_val_rows=[te for _, _, te in networks],
+                 pad_to=shared_rows([pool.size], [te.size for _, te in parts]),  # the refit's program
+                 callbacks=[lambda e, c=c: c({**e, "stage": "cv"}) for c in callbacks])
+    seconds = time.perf_counter() - t0
+    flat = flatten_tree(result.params)
+    network_predictions = [  # every network on every cross-validated row [networks][field] -> (mean, var)
+        predict_dataset(Emulator(prepared.transforms, config.model,
+                                 unflatten_tree({n: np.asarray(a)[[i]] for n, a in flat.items()})), ds.subset(pool))
+        for i in range(len(networks))]
+    excess = {}
+    predictions_of: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
     rows: list[np.ndarray] = []
-    fold_of_row: list[np.ndarray] = []
     best_epochs: list[list[int]] = []
-    fold_metrics: list[dict[str, Any]] = []
-    seconds: list[float] = []
-    problems = fold_problems(prepared, config, folds)
-    pad_to = fold_rows(prepared, problems)  # every fold and the refit: one compiled epoch
-    for k, fold in enumerate(problems):
-        stage = f"cv {k + 1}/{folds}"
-        logger.info("cross-validation fold %d/%d: training on %d rows, early stopping on %d", k + 1, folds,
-                    len(fold.split.train), len(fold.split.val))
-        done = fit_and_predict(fold, config, callbacks=[lambda e, s=stage, c=c: c({**e, "stage": s})
-                                                         for c in callbacks], pad_to=pad_to)
-        seconds.append(done.seconds)
-        parts.append(done.predictions)
-        rows.append(done.rows)
-        fold_of_row.append(np.full(done.rows.size, k))
-        best_epochs.append([int(e) for e in done.result.best_epoch])
-        fold_metrics.append(evaluate_predictions(done.predictions, ds.subset(done.rows))["overall"])
-        logger.info("cross-validation fold %d/%d: median fractional error %.2f%%, best epochs %s (%.0f s)",
-                    k + 1, folds, 100 * fold_metrics[-1]["frac_err_median"], best_epochs[-1], seconds[-1])
+    for k, (_, te) in enumerate(parts):
+        mine = range(k * per_fold, (k + 1) * per_fold)
+        best_epochs.append([int(result.best_epoch[i]) for i in mine])
+        rows.append(pool[te])
+        predictions_of.append({})
+        for f in network_predictions[0]:
+            means = np.stack([p[f][0][te] for p in network_predictions])  # [networks, rows, radii]
+            spread = means.var(axis=0, ddof=1) if len(networks) > 1 else np.zeros_like(means[0])
+            own = np.stack([network_predictions[i][f][0][te] for i in mine])
+            aleatoric = np.mean([network_predictions[i][f][1][te] for i in mine], axis=0)
+            model = aleatoric + spread * (1.0 - 1.0 / members)  # as the final ensemble's variance
+            predictions_of[-1][f] = (own.mean(axis=0), np.maximum(model, 1e-12))
+            excess.setdefault(f, []).append(np.maximum(spread * (1.0 / per_fold - 1.0 / members), 0.0))
     order = np.concatenate(rows)
-    predictions = {f: (np.concatenate([p[f][0] for p in parts]), np.concatenate([p[f][1] for p in parts]))
-                   for f in parts[0]}
+    fold_of_row = np.concatenate([np.full(r.size, k) for k, r in enumerate(rows)])
+    predictions = {f: (np.concatenate([p[f][0] for p in predictions_of]),
+                       np.concatenate([p[f][1] for p in predictions_of])) for f in predictions_of[0]}
+    known = {f: np.concatenate(v) for f, v in excess.items()}
     truth = ds.subset(order)
-    scale = fit_variance_scale(predictions, truth) if config.train.calibrate else 1.0
+    scale = fit_variance_scale(predictions, truth, known_var=known) if config.train.calibrate else 1.0
+    # stored without the scale, as before: scale * var is the calibrated variance of these single-network rows
+    predictions = {f: (m, v + known[f] / scale) for f, (m, v) in predictions.items()}
+    fold_metrics = [evaluate_predictions({f: (m[fold_of_row == k], scale * v[fold_of_row == k])
+                                          for f, (m, v) in predictions.items()}, ds.subset(r))["overall"]
+                    for k, r in enumerate(rows)]
+    for k, r in enumerate(rows):
+        logger.info("cross-validation fold %d/%d: %d held-out rows, median fractional error %.2f%%, best epoch(s) %s",
+                    k + 1, folds, r.size, 100 * fold_metrics[k]["frac_err_median"], best_epochs[k])
     metrics = evaluate_predictions({f: (m, scale * v) for f, (m, v) in predictions.items()}, truth)
     epochs = [e + 1 for member in best_epochs for e in member if e >= 0]
     refit = int(np.clip(np.median(epochs) if epochs else config.train.epochs, 1, config.train.epochs))
-    logger.info("cross-validation: median fractional error %.2f%% (folds %s), variance scale %.3g; refit on all "
-                "%d rows for %d epochs", 100 * metrics["overall"]["frac_err_median"],
-                ", ".join(f"{100 * m['frac_err_median']:.2f}%" for m in fold_metrics), scale, pool.size, refit)
-    return CrossValidation(folds, order, np.concatenate(fold_of_row), predictions, float(scale), metrics,
-                           fold_metrics, best_epochs, refit, seconds)
+    logger.info("cross-validation: median fractional error %.2f%% (folds %s), variance scale %.3g (%.0f s); refit "
+                "on all %d rows for %d epochs", 100 * metrics["overall"]["frac_err_median"],
+                ", ".join(f"{100 * m['frac_err_median']:.2f}%" for m in fold_metrics), scale, seconds, pool.size,
+                refit)
+    return CrossValidation(folds, order, fold_of_row, predictions, float(scale), metrics,
+                           fold_metrics, best_epochs, refit, [seconds])
 
 
 def fit_residual_covariance(dataset: ProfileDataset, config: Config | None = None, *, k: int = 5, seed: int = 0,

@@ -199,18 +199,25 @@ def _shuffled(perm_key: Any, weight: Any) -> Any:
     return jnp.argsort(jnp.where(weight > 0, u, 2.0))
 
 
-def _member_epoch(program: EpochProgram, st: TrainState, member: Any, arrays: Any, train_data: Any,
-                  scale: Any, dropout_on: Any, epoch: Any, real_steps: Any) -> tuple[TrainState, dict[str, Any]]:
-    """One member's minibatch steps of one epoch (a ``lax.scan``); the slots after the
-    first ``real_steps`` minibatches hold padding only and are skipped (``lax.cond``)."""
+def _member_epoch(program: EpochProgram, st: TrainState, member: Any, row_weight: Any, real_steps: Any,
+                  arrays: Any, train_data: Any, scale: Any, dropout_on: Any, epoch: Any,
+                  max_steps: Any) -> tuple[TrainState, dict[str, Any]]:
+    """One member's minibatch steps of one epoch (a ``lax.scan``).
+
+    ``row_weight`` [n] selects the member's own training rows (1) among the shared arrays
+    (0: another member's rows or padding); ``real_steps`` is its number of minibatches with
+    real rows (its learning-rate schedule follows it). The slots after the first
+    ``max_steps`` (the most over the members, a shared scalar) hold padding only and are
+    skipped (``lax.cond``); a member's own all-padding minibatches before that make no step.
+    """
     cfg = program.config
     batch, steps = program.batch, program.steps
     optimizer = program.optimizer(real_steps)
     augment = float(cfg.data.augment_noise)
     key, perm_key, drop_key = jax.random.split(st.key, 3)
     # real rows first in a random order, then the zero-weight padding: each real row once per epoch
-    order = _shuffled(perm_key, train_data["weight"]).reshape(steps, batch)
-    weights = train_data["weight"][order]
+    order = _shuffled(perm_key, row_weight).reshape(steps, batch)
+    weights = row_weight[order]
     aug_base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.data.augment_seed), member), epoch)
     active = ~st.stopped
 
@@ -232,7 +239,7 @@ def _member_epoch(program: EpochProgram, st: TrainState, member: Any, arrays: An
     carry0 = (st.params, st.opt_state, st.failures, jnp.zeros((), bool), acc0, none, none)
 
     def step(carry: Any, xs: Any) -> Any:
-        return jax.lax.cond(xs[0] < real_steps, real_step, lambda c, _: c, carry, xs), None
+        return jax.lax.cond(xs[0] < max_steps, real_step, lambda c, _: c, carry, xs), None
 
     def real_step(carry: Any, xs: Any) -> Any:
         params, opt_state, failures, tripped, acc, n_ok, n_failed = carry
@@ -265,8 +272,11 @@ def _member_epoch(program: EpochProgram, st: TrainState, member: Any, arrays: An
     return st._replace(params=params, opt_state=opt_state, key=key), stats
 
 
-def _member_validate(program: EpochProgram, params: Any, arrays: Any, val_data: Any, scale: Any) -> Any:
-    """Validation terms of one member and its rows with non-finite predictions."""
+def _member_validate(program: EpochProgram, params: Any, val_index: Any, val_weight: Any, arrays: Any,
+                     val_data: Any, scale: Any) -> Any:
+    """Validation terms of one member on its rows ``val_data[val_index]`` (weights ``val_weight``,
+    0 = padding) and its rows with non-finite predictions."""
+    val_data = {**jax.tree.map(lambda a: a[val_index], val_data), "weight": val_weight}
     mean, var, slope = _forward(program, params, arrays, val_data["inputs"], None, False, False)
     good = jnp.all(jnp.isfinite(mean), axis=1) & jnp.all(jnp.isfinite(var), axis=1)
     if slope is not None:
@@ -279,39 +289,44 @@ def _member_validate(program: EpochProgram, params: Any, arrays: Any, val_data: 
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _start(program: EpochProgram, seed: Any, member_ids: Any, arrays: Any, val_data: Any, scale: Any,
-           real_steps: Any, has_val: Any) -> Any:
+def _start(program: EpochProgram, seed: Any, member_ids: Any, arrays: Any, val_data: Any, members: Any,
+           scale: Any, has_val: Any) -> Any:
     """Initial state of the members (and the validation loss of the initial parameters;
     ``inf`` without validation rows, ``has_val`` False)."""
-    optimizer = program.optimizer(real_steps)
 
-    def init(member: Any) -> Any:
+    def init(member: Any, real_steps: Any) -> Any:
         key = jax.random.fold_in(jax.random.PRNGKey(seed), member)
         k_init, k_data = jax.random.split(key)
         params = program.network.init(k_init, arrays)
-        return params, optimizer.init(params), k_data
+        return params, program.optimizer(real_steps).init(params), k_data
 
-    params, opt_state, keys = jax.vmap(init)(member_ids)
-    terms, bad = jax.vmap(lambda p: _member_validate(program, p, arrays, val_data, scale))(params)
+    params, opt_state, keys = jax.vmap(init)(member_ids, members["real_steps"])
+    terms, bad = jax.vmap(lambda p, i, w: _member_validate(program, p, i, w, arrays, val_data, scale))(
+        params, members["val_index"], members["val_weight"])
     best = jnp.where(bad.any(axis=1) | ~has_val, jnp.inf, terms["data"])
     return TrainState.start(params, opt_state, keys, best)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _epoch(program: EpochProgram, state: TrainState, member_ids: Any, arrays: Any, train_data: Any,
-           val_data: Any, scale: Any, dropout_on: Any, epoch: Any, run: Any) -> tuple[TrainState, dict[str, Any]]:
+           val_data: Any, members: Any, scale: Any, dropout_on: Any, epoch: Any,
+           run: Any) -> tuple[TrainState, dict[str, Any]]:
     """One epoch of every member: steps, rollback, validation, bookkeeping.
 
-    ``run`` holds the traced settings that differ between fits sharing the program:
-    ``real_steps`` (minibatches with real rows), ``has_val`` (False: ``val_data`` is zero
-    padding and the training data loss is monitored) and ``patience``.
+    ``members`` holds each member's rows [M, ...]: ``row_weight`` (its training rows of
+    ``train_data``), ``real_steps``, ``val_index`` and ``val_weight`` (its validation rows of
+    ``val_data``). ``run`` holds the traced settings that differ between fits sharing the
+    program: ``max_steps`` (the most minibatches with real rows of any member), ``has_val``
+    (False: the training data loss is monitored) and ``patience``.
     """
     _TRACES[program] += 1  # runs at trace time only: counts compilations
     state, stats = jax.vmap(functools.partial(_member_epoch, program),
-                            in_axes=(0, 0, None, None, None, None, None, None))(
-        state, member_ids, arrays, train_data, scale, dropout_on, epoch, run["real_steps"])
+                            in_axes=(0, 0, 0, 0, None, None, None, None, None, None))(
+        state, member_ids, members["row_weight"], members["real_steps"], arrays, train_data, scale, dropout_on,
+        epoch, run["max_steps"])
     state = rollback(state, stats)
-    val_terms, val_bad = jax.vmap(lambda p: _member_validate(program, p, arrays, val_data, scale))(state.params)
+    val_terms, val_bad = jax.vmap(lambda p, i, w: _member_validate(program, p, i, w, arrays, val_data, scale))(
+        state.params, members["val_index"], members["val_weight"])
     val_terms = {k: jnp.where(run["has_val"], val_terms[k], stats[k]) for k in _COMPONENTS}
     val_bad = val_bad & run["has_val"]
     val_ok = ~val_bad.any(axis=1)
@@ -469,6 +484,8 @@ def fit(
     epochs: int | None = None,
     keep: str = "best",
     pad_to: tuple[int, int] | None = None,
+    member_rows: Sequence[np.ndarray] | None = None,
+    member_val_rows: Sequence[np.ndarray] | None = None,
 ) -> FitResult:
     """Train ``M`` ensemble members of ``problem.network`` together.
 
@@ -498,6 +515,12 @@ def fit(
             folds and their refit, see :func:`shared_rows`); the arrays are padded with
             zero-weight rows as for a fit of that many rows. The result equals the
             unpadded fit's within float rounding. None: this fit's own row counts.
+        member_rows: Per member, the rows of ``problem.train`` it trains on (default: all).
+            Members on different rows (e.g. the folds of a cross-validation, one network each)
+            then train as one compiled program; each member's learning-rate schedule follows
+            its own number of minibatches.
+        member_val_rows: Per member, the rows of ``problem.val`` it validates on (default:
+            all), e.g. its held-out fold when ``problem.val`` is ``problem.train``.
 
     Returns:
         A :class:`FitResult`. History entries hold ``epoch``, ``train_loss`` and
@@ -510,9 +533,9 @@ def fit(
     """
     cfg = problem.config.validate()
     tcfg = cfg.train
-    setup = _fit_setup(problem, cfg, members, seed, pad_to)
+    setup = _fit_setup(problem, cfg, members, seed, pad_to, member_rows, member_val_rows)
     run = _FitRun(state=_start(setup.program, jnp.int32(setup.seed), setup.members_dev, setup.arrays, setup.val_dev,
-                               jnp.float32(curriculum_at(tcfg.curriculum, 0)[0]), setup.run["real_steps"],
+                               setup.rows_dev, jnp.float32(curriculum_at(tcfg.curriculum, 0)[0]),
                                setup.run["has_val"]))
     start_epoch = 0
     if resume:
@@ -543,8 +566,10 @@ class _FitSetup:
         train_dev: Padded training data (device).
         val_dev: Padded validation data (device); zero padding without validation rows.
         members_dev: ``member_ids`` on the device.
+        rows_dev: Each member's rows (device): ``row_weight`` [M, n], ``real_steps`` [M],
+            ``val_index`` and ``val_weight`` [M, n_val].
         traces_before: Epoch programs traced for ``program`` before this fit.
-        run: Traced settings of the compiled epoch (``real_steps``, ``has_val``, ``patience``).
+        run: Traced settings of the compiled epoch (``max_steps``, ``has_val``, ``patience``).
     """
 
     program: EpochProgram
@@ -554,6 +579,7 @@ class _FitSetup:
     train_dev: Any
     val_dev: Any
     members_dev: Any
+    rows_dev: Any
     traces_before: int
     run: dict[str, Any] = field(default_factory=dict)
 
@@ -567,38 +593,83 @@ class _FitRun:
     total_steps: int = 0
 
 
-#: Environment variable naming a folder for JAX's persistent compilation cache (opt-in).
+def _member_row_sets(rows: Sequence[np.ndarray] | None, n: int, members: int, name: str) -> list[np.ndarray]:
+    """Each member's row indices into ``n`` rows (all of them by default), checked."""
+    if rows is None:
+        return [np.arange(n)] * members
+    if len(rows) != members:
+        raise ConfigError(f"fit: {name} gives rows for {len(rows)} members; pass one index array per member "
+                          f"({members}).")
+    out = []
+    for m, r in enumerate(rows):
+        idx = np.asarray(r)
+        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 \
+                or idx.max() >= n:
+            raise ConfigError(f"fit: {name}[{m}] must be a non-empty 1-D array of row indices in [0, {n}).")
+        out.append(idx)
+    return out
+
+
 def _fit_setup(problem: TrainingProblem, cfg: Config, members: int | Sequence[int] | None,
-               seed: int | None, pad_to: tuple[int, int] | None = None) -> _FitSetup:
-    """Validate and pad the data, resolve members and seed, and put everything on the device."""
+               seed: int | None, pad_to: tuple[int, int] | None = None,
+               member_rows: Sequence[np.ndarray] | None = None,
+               member_val_rows: Sequence[np.ndarray] | None = None) -> _FitSetup:
+    """Validate and pad the data, resolve members, their rows and the seed, and put everything on the device.
+
+    Validation on the training rows (``problem.val is problem.train``, e.g. each fold of a
+    cross-validation on its held-out rows) and no validation at all keep validation arrays
+    shaped like the training arrays, so a cross-validation and its refit share one program.
+    """
     tcfg = cfg.train
     train_data = _checked(problem.train, "train")
+    val_is_train = problem.val is problem.train
     val_data = None if problem.val is None else _checked(problem.val, "val", like=train_data)
     member_ids = _member_ids(members, cfg)
     seed = tcfg.seed if seed is None else int(seed)
     if not 0 <= seed < 2**31:
         raise ConfigError(f"train.seed: must be in [0, 2**31), got {seed}.")
-    n_real = int(train_data["target"].shape[0])
-    n_val = 0 if val_data is None else int(val_data["target"].shape[0])
+    n_train = int(train_data["target"].shape[0])
+    n_val_all = 0 if val_data is None else int(val_data["target"].shape[0])
+    rows = _member_row_sets(member_rows, n_train, member_ids.size, "member_rows")
+    if member_val_rows is not None and val_data is None:
+        raise ConfigError("fit: member_val_rows needs validation data (problem.val).")
+    val_rows_of = _member_row_sets(member_val_rows, max(n_val_all, 1), member_ids.size, "member_val_rows") \
+        if val_data is not None else [np.zeros(0, int)] * member_ids.size
+    n_val = max(r.size for r in val_rows_of)
     if pad_to is not None and (len(pad_to) != 2 or min(pad_to) < 0):
         raise ConfigError(f"fit: pad_to={pad_to!r}; pass (training rows, validation rows), both >= 0.")
-    budget_train, budget_val = (n_real, n_val) if pad_to is None else (max(n_real, int(pad_to[0])),
+    budget_train, budget_val = (n_train, n_val) if pad_to is None else (max(n_train, int(pad_to[0])),
                                                                        max(n_val, int(pad_to[1])))
     program = EpochProgram.for_rows(problem.network, cfg, budget_train)
     train_data = _pad(train_data, program.n_train)
-    val_rows = padded_rows(max(budget_val, 1), _VAL_BUCKET)
-    val_data = _pad(_zero_rows(train_data, 0) if val_data is None else val_data, val_rows)
-    run = {"real_steps": jnp.int32(math.ceil(n_real / program.batch)), "has_val": jnp.asarray(n_val > 0),
+    val_slots = padded_rows(max(budget_val, 1), _VAL_BUCKET)
+    if val_data is None or val_is_train:  # shaped like the training arrays (zero weight without validation)
+        val_data = _pad(_zero_rows(train_data, 0) if val_data is None else val_data, program.n_train)
+    else:
+        val_data = _pad(val_data, val_slots)
+    m = member_ids.size
+    row_weight = np.zeros((m, program.n_train), np.float32)
+    val_index = np.zeros((m, val_slots), np.int32)
+    val_weight = np.zeros((m, val_slots), np.float32)
+    for i, (r, v) in enumerate(zip(rows, val_rows_of, strict=True)):
+        row_weight[i, r] = 1.0
+        val_index[i, :v.size] = v
+        val_weight[i, :v.size] = 1.0
+    real_steps = np.array([math.ceil(r.size / program.batch) for r in rows], np.int32)
+    run = {"max_steps": jnp.int32(real_steps.max()), "has_val": jnp.asarray(n_val > 0),
            "patience": jnp.int32(tcfg.patience)}
     traces_before = _TRACES[program]
     arrays = jax.device_put(problem.arrays)
     train_dev, val_dev = jax.device_put(train_data), jax.device_put(val_data)
+    rows_dev = jax.device_put({"row_weight": row_weight, "real_steps": real_steps, "val_index": val_index,
+                               "val_weight": val_weight})
     members_dev = jnp.asarray(member_ids)
     if not _TRACES[program]:
         logger.info("compiling the training step (%s, %d members, %d x %d rows) ...", cfg.model.kind,
                     member_ids.size, program.steps, program.batch)
     return _FitSetup(program=program, member_ids=member_ids, seed=seed, arrays=arrays, train_dev=train_dev,
-                     val_dev=val_dev, members_dev=members_dev, traces_before=traces_before, run=run)
+                     val_dev=val_dev, members_dev=members_dev, rows_dev=rows_dev, traces_before=traces_before,
+                     run=run)
 
 
 def _write_checkpoint(checkpoint_dir: str | Path | None, setup: _FitSetup, run: _FitRun, next_epoch: int) -> None:
@@ -648,7 +719,7 @@ def _run_epoch(setup: _FitSetup, run: _FitRun, epoch: int) -> tuple[dict[str, An
     t_epoch = time.perf_counter()
     scale, dropout_on = curriculum_at(program.config.train.curriculum, epoch)
     run.state, m = _epoch(program, run.state, setup.members_dev, setup.arrays, setup.train_dev, setup.val_dev,
-                          jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch), setup.run)
+                          setup.rows_dev, jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch), setup.run)
     m, host = jax.device_get((m, {k: getattr(run.state, k) for k in ("skipped", "rollbacks", "best_val",
                                                                       "stopped", "stop_code")}))
     run.total_steps += program.steps
