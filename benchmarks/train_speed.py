@@ -200,7 +200,8 @@ def markdown(results: dict[str, Any]) -> str:
              "profemu: 5-fold CV by simulation (one network per fold, the five trained as one compiled "
              "program) + refit of 5 members in the same program + the extrapolation variance's held-out "
              "training (where `train.extrapolation_variance: auto` fits it).", "",
-             "| set | rows | profemu [s] | GP [s] | profemu / GP | CV median error |", "|---|---|---|---|---|---|"]
+             "| set | rows | profemu [s] | GP [s] | profemu / GP | CV median error (one network per fold) |",
+             "|---|---|---|---|---|---|"]
     for label, e in results.get("sizes", {}).items():
         gp = e.get("gp", {}).get("seconds")
         ratio = e.get("ratio")

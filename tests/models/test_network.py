@@ -70,6 +70,36 @@ def test_param_shapes_describe_init(cfg, lay):
     assert flat == net.param_shapes()
 
 
+@pytest.mark.parametrize(("cfg", "lay"), CASES)
+def test_host_initialisation_matches_the_jax_one(cfg, lay):
+    """init_host draws the same initialisers with numpy: same tree, shapes, constants and
+    ranges; seeded by (seed, member) alone."""
+    net, arrays, _ = _network(cfg, lay, members=1)
+    on_device = jax.device_get(net.init(jax.random.key(1), arrays))
+    on_host = net.init_host(1, 3, arrays)
+    flat = {"/".join(str(k.key) for k in path): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(on_host)[0]}
+    assert {n: a.shape for n, a in flat.items()} == net.param_shapes()
+    assert all(a.dtype == np.float32 and isinstance(a, np.ndarray) for a in flat.values())
+    for spec in net.param_specs():
+        host, device = on_host, on_device
+        for name in spec.path:
+            host, device = host[name], device[name]
+        if spec.init in ("zeros", "constant", "monotone_bias"):  # deterministic: equal
+            np.testing.assert_allclose(host, device, rtol=1e-6, atol=1e-7)
+        elif spec.init in ("glorot", "small"):
+            limit = np.abs(device).max() / 0.9 if device.size > 50 else np.inf
+            assert np.abs(host).max() <= limit and np.std(host) > 0
+    again, other = net.init_host(1, 3, arrays), net.init_host(1, 4, arrays)
+    for spec in net.param_specs():
+        a, b, c = on_host, again, other
+        for name in spec.path:
+            a, b, c = a[name], b[name], c[name]
+        np.testing.assert_array_equal(a, b)
+        if spec.init in ("glorot", "small", "normal"):
+            assert not np.array_equal(a, c)
+
+
 def test_initialisation_glorot_hidden_and_initial_variance():
     net, arrays, _ = _network({"kind": "mlp", "hidden": [64, 64]}, {}, members=1)
     params = net.init(jax.random.key(0), arrays)
@@ -77,6 +107,11 @@ def test_initialisation_glorot_hidden_and_initial_variance():
     limit = np.sqrt(6.0 / (64 + 64))
     assert np.abs(k).max() <= limit and np.abs(k).max() > 0.9 * limit
     out = net.apply(jax.device_get(params), arrays, make_inputs(net.layout))
+    np.testing.assert_allclose(out.var, INITIAL_VARIANCE + net.cfg.var_floor, rtol=0.05)
+    host = net.init_host(0, 0, arrays)  # the training loop's initialisation: the same bounds and variance
+    k = host["trunk"]["hidden_1"]["kernel"]
+    assert np.abs(k).max() <= limit and np.abs(k).max() > 0.9 * limit
+    out = net.apply(host, arrays, make_inputs(net.layout))
     np.testing.assert_allclose(out.var, INITIAL_VARIANCE + net.cfg.var_floor, rtol=0.05)
 
 

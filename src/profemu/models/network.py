@@ -210,34 +210,64 @@ class Network:
 
         specs = self.param_specs()
         keys = jax.random.split(key, len(specs))
+        draws = [(lambda shape, low, high, k=k: jax.random.uniform(k, shape, jnp.float32, low, high),
+                  lambda shape, k=k: jax.random.normal(k, shape, jnp.float32)) for k in keys]
+        return self._tree(specs, draws, arrays, jnp)
+
+    def init_host(self, seed: int, member: int, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Fresh parameters of member ``member`` drawn with numpy (``default_rng([seed, member])``).
+
+        The same initialisers as :meth:`init`, on the host: the training loop starts from these,
+        so its compiled programs hold no random-number generator for the initialisation (XLA
+        on CPU spends about a second compiling one), and member ``m`` of seed ``s`` is the same
+        whichever members train beside it.
+
+        Args:
+            seed: Training seed (>= 0).
+            member: Member index (>= 0).
+            arrays: :meth:`~profemu.data.transforms.Transforms.model_arrays`.
+
+        Returns:
+            Nested dict of float32 numpy arrays (see :meth:`param_specs`).
+        """
+        rng = np.random.default_rng([int(seed), int(member)])
+        specs = self.param_specs()
+        draws = [(lambda shape, low, high: rng.uniform(low, high, shape).astype(np.float32),
+                  lambda shape: rng.standard_normal(shape).astype(np.float32))] * len(specs)
+        return self._tree(specs, draws, arrays, np)
+
+    def _tree(self, specs: list[ParamSpec], draws: list[tuple[Any, Any]], arrays: Mapping[str, Any],
+              xp: Any) -> dict[str, Any]:
+        """The parameter tree of ``specs``; ``draws[i]`` = (uniform, normal) samplers of spec ``i``."""
         params: dict[str, Any] = {}
-        for spec, k in zip(specs, keys, strict=True):
+        for spec, (uniform, normal) in zip(specs, draws, strict=True):
             node = params
             for name in spec.path[:-1]:
                 node = node.setdefault(name, {})
-            node[spec.path[-1]] = self._initial(spec, k, arrays, jax, jnp)
+            node[spec.path[-1]] = self._initial(spec, uniform, normal, arrays, xp)
         return params
 
-    def _initial(self, spec: ParamSpec, key: Any, arrays: Mapping[str, Any], jax: Any, jnp: Any) -> Any:
-        shape = spec.shape
+    def _initial(self, spec: ParamSpec, uniform: Any, normal: Any, arrays: Mapping[str, Any], xp: Any) -> Any:
+        shape = tuple(spec.shape)
         if spec.init in ("glorot", "small"):
             fan_in, fan_out = shape
             limit = math.sqrt(6.0 / (fan_in + fan_out)) * (math.sqrt(0.01) if spec.init == "small" else 1.0)
-            return jax.random.uniform(key, shape, jnp.float32, -limit, limit)
+            return uniform(shape, -limit, limit)
         if spec.init == "normal":
-            return spec.value * jax.random.normal(key, shape, jnp.float32)
+            return xp.float32(spec.value) * normal(shape)
         if spec.init == "zeros":
-            return jnp.zeros(shape, jnp.float32)
+            return xp.zeros(shape, xp.float32)
         if spec.init == "constant":
-            return jnp.full(shape, spec.value, jnp.float32)
+            return xp.full(shape, spec.value, xp.float32)
         if spec.init == "monotone_bias":
             n, prefix = (self.layout.n_x, "scaled_") if self.layout.n_x else (self.layout.n_r, "target_")
             sl = slice(spec.field * n, (spec.field + 1) * n)
-            center = jnp.asarray(arrays[prefix + "center"], jnp.float32)[sl]
+            center = xp.asarray(arrays[prefix + "center"], xp.float32)[sl]
             radius = arrays["log10_scaled_radius" if self.layout.n_x else "log10_radius"]
-            dlog_r = jnp.diff(jnp.asarray(radius, jnp.float32))
-            slopes = jnp.maximum(-jnp.diff(center) / dlog_r, _MIN_INITIAL_SLOPE)
-            return jnp.concatenate([jnp.zeros(1, jnp.float32), slopes + jnp.log(-jnp.expm1(-slopes))])
+            dlog_r = xp.diff(xp.asarray(radius, xp.float32))
+            slopes = xp.maximum(-xp.diff(center) / dlog_r, xp.float32(_MIN_INITIAL_SLOPE))
+            return xp.concatenate([xp.zeros(1, xp.float32),
+                                   (slopes + xp.log(-xp.expm1(-slopes))).astype(xp.float32)])
         raise ConfigError(f"unknown initialiser {spec.init!r}")  # pragma: no cover - internal
 
     # ------------------------------------------------------------------ forward

@@ -289,22 +289,28 @@ def _member_validate(program: EpochProgram, params: Any, val_index: Any, val_wei
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _start(program: EpochProgram, seed: Any, member_ids: Any, arrays: Any, val_data: Any, members: Any,
+def _start(program: EpochProgram, params: Any, keys: Any, arrays: Any, val_data: Any, members: Any,
            scale: Any, has_val: Any) -> Any:
-    """Initial state of the members (and the validation loss of the initial parameters;
-    ``inf`` without validation rows, ``has_val`` False)."""
-
-    def init(member: Any, real_steps: Any) -> Any:
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), member)
-        k_init, k_data = jax.random.split(key)
-        params = program.network.init(k_init, arrays)
-        return params, program.optimizer(real_steps).init(params), k_data
-
-    params, opt_state, keys = jax.vmap(init)(member_ids, members["real_steps"])
+    """Initial state of the members from their initial parameters and data-order keys [M, ...]
+    (and the validation loss of the initial parameters; ``inf`` without validation rows,
+    ``has_val`` False)."""
+    opt_state = jax.vmap(lambda p, real_steps: program.optimizer(real_steps).init(p))(params, members["real_steps"])
     terms, bad = jax.vmap(lambda p, i, w: _member_validate(program, p, i, w, arrays, val_data, scale))(
         params, members["val_index"], members["val_weight"])
     best = jnp.where(bad.any(axis=1) | ~has_val, jnp.inf, terms["data"])
     return TrainState.start(params, opt_state, keys, best)
+
+
+def _initial_members(network: Network, seed: int, member_ids: np.ndarray, arrays: Any) -> tuple[Any, np.ndarray]:
+    """Each member's initial parameters (:meth:`~profemu.models.network.Network.init_host`,
+    stacked [M, ...]) and its data-order key (``PRNGKey`` of a number drawn from
+    ``default_rng([seed, member, 1])``, [M, 2]); both on the host, so the compiled
+    programs hold no initialisation."""
+    trees = [network.init_host(seed, int(m), arrays) for m in member_ids]
+    params = jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+    keys = np.stack([np.asarray(jax.random.PRNGKey(int(np.random.default_rng([seed, int(m), 1]).integers(2**31))))
+                     for m in member_ids])
+    return params, keys
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -493,8 +499,8 @@ def fit(
         problem: Network, configuration and arrays (see
             :func:`profemu.train.setup.training_problem`).
         members: Number of members, or explicit member indices (member ``m`` is initialised
-            from ``fold_in(PRNGKey(seed), m)``, so indices let array jobs train disjoint
-            members that equal members trained together).
+            from ``default_rng([seed, m])``, :meth:`~profemu.models.network.Network.init_host`,
+            so indices let array jobs train disjoint members that equal members trained together).
         seed: Overrides ``config.train.seed``.
         checkpoint_dir: Folder for checkpoints (every ``train.checkpoint_every`` epochs, on
             request and at the end).
@@ -534,9 +540,9 @@ def fit(
     cfg = problem.config.validate()
     tcfg = cfg.train
     setup = _fit_setup(problem, cfg, members, seed, pad_to, member_rows, member_val_rows)
-    run = _FitRun(state=_start(setup.program, jnp.int32(setup.seed), setup.members_dev, setup.arrays, setup.val_dev,
-                               setup.rows_dev, jnp.float32(curriculum_at(tcfg.curriculum, 0)[0]),
-                               setup.run["has_val"]))
+    params, keys = _initial_members(setup.program.network, setup.seed, setup.member_ids, problem.arrays)
+    run = _FitRun(state=_start(setup.program, params, keys, setup.arrays, setup.val_dev, setup.rows_dev,
+                               jnp.float32(curriculum_at(tcfg.curriculum, 0)[0]), setup.run["has_val"]))
     start_epoch = 0
     if resume:
         run.state, run.history, start_epoch, run.total_steps = _resume(checkpoint_dir, run.state, setup.seed,
