@@ -64,7 +64,7 @@ def test_fisher_equals_the_score_covariance_with_parameter_dependent_variance(ru
                       radius_unit=obs.radius_unit)
     post = make_log_posterior(run.emulator, obs, model_covariance="predictive", amplitude_nuisance=amplitude,
                               amplitude_prior_dex=0.05 if amplitude else None)
-    theta = post.space.center + 0.1 * (post.space.upper - post.space.lower)
+    theta = post.space.lower + 0.1 * (post.space.upper - post.space.lower)  # where the variance varies most
     mean, cov = (np.asarray(a, dtype=float) for a in post.model(jnp.asarray(theta, dtype=jnp.float32)))
     if amplitude:  # the marginal likelihood is that of N(m, C + sigma^2 w w^T)
         w = np.asarray(post.data["w"], dtype=float)
@@ -81,4 +81,5 @@ def test_fisher_equals_the_score_covariance_with_parameter_dependent_variance(ru
     scale = np.sqrt(np.outer(np.diag(reference), np.diag(reference)))
     # Monte Carlo error of each element ~ sqrt(2/n) of this scale (1.6%)
     np.testing.assert_allclose(full / scale, reference / scale, atol=0.07)
-    assert np.abs(mean_only / scale - reference / scale).max() > 0.2  # the variance term is not negligible here
+    # the variance term is not negligible here: over twice the tolerance, so dropping it fails the check above
+    assert np.abs(mean_only / scale - reference / scale).max() > 0.15
