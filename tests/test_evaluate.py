@@ -152,6 +152,20 @@ def test_fit_variance_scale_recovers_misscaled_variance(rng: np.random.Generator
     assert fit_variance_scale({"rho": (clean, var * 1e9)}, ds_clean) == pytest.approx(1e-3)
 
 
+def test_fit_variance_scale_keeps_known_variance_unscaled(rng: np.random.Generator) -> None:
+    """A known extra variance (a single network's excess over the ensemble) is not absorbed
+    into the scale: the scale of the model variance is recovered; ignoring it biases it."""
+    n, n_r = 3000, 8
+    clean = _truth(rng, n, n_r)
+    var = rng.uniform(0.001, 0.01, size=(n, n_r))
+    excess = rng.uniform(0.0, 0.02, size=(n, n_r))
+    noise = np.full((n, n_r), 0.02)
+    target = clean + np.sqrt(1.5 * var + excess + noise**2) * rng.standard_normal((n, n_r))
+    ds = _dataset(target, noise)
+    assert fit_variance_scale({"rho": (clean, var)}, ds, known_var={"rho": excess}) == pytest.approx(1.5, rel=0.1)
+    assert fit_variance_scale({"rho": (clean, var)}, ds) > 2.5
+
+
 def test_calibration_curve_is_diagonal_for_calibrated_errors(rng: np.random.Generator) -> None:
     n, n_r = 3000, 6
     true = _truth(rng, n, n_r)

@@ -134,3 +134,14 @@ def test_member_rows_are_checked(dataset) -> None:
         fit(problem, members=2, member_rows=[np.arange(5), np.array([], int)])
     with pytest.raises(ConfigError, match=r"member_val_rows\[0\] must be a non-empty 1-D array of row indices"):
         fit(problem, members=2, member_val_rows=[np.array([10_000]), np.arange(3)])
+
+
+def test_several_networks_per_fold(dataset) -> None:
+    """``train.cv_members: 2``: each fold's out-of-fold prediction is the mean of its two networks."""
+    cfg = Config().updated({**CFG, "train.cv_members": 2, "train.members": 2, "train.epochs": 3})
+    cv = cross_validate(prepare(dataset, cfg), cfg, 3)
+    assert cv.networks_per_fold == 2 and cv.summary()["networks_per_fold"] == 2
+    assert [len(b) for b in cv.best_epochs] == [2, 2, 2]
+    assert sorted(cv.rows.tolist()) == list(range(dataset.n))
+    mean, var = cv.predictions["rho"]
+    assert np.isfinite(mean).all() and (var > 0).all()

@@ -88,6 +88,8 @@ class CrossValidation:
         best_epochs: Per fold, each member's best epoch (0-based; -1 = never improved).
         refit_epochs: Epochs of the refit on every row.
         fit_seconds: Wall time of the folds' one program [s] (a one-element list).
+        networks_per_fold: ``train.cv_members``: the out-of-fold predictions are the mean of
+            this many networks.
     """
 
     folds: int
@@ -100,6 +102,7 @@ class CrossValidation:
     best_epochs: list[list[int]]
     refit_epochs: int
     fit_seconds: list[float] = field(default_factory=list)
+    networks_per_fold: int = 1
 
     def residual_covariance(self, dataset: ProfileDataset, *, subtract_noise: bool = True,
                             method: str | None = None) -> ResidualCovariance:
@@ -132,6 +135,7 @@ class CrossValidation:
         return {
             "estimate": "cross-validation by simulation: out-of-fold predictions of models trained on the other folds",
             "folds": self.folds,
+            "networks_per_fold": self.networks_per_fold,
             "n_rows": int(self.rows.size),
             "metrics": self.metrics,
             "fold_metrics": self.fold_metrics,
@@ -240,7 +244,7 @@ def cross_validate(
                 ", ".join(f"{100 * m['frac_err_median']:.2f}%" for m in fold_metrics), scale, seconds, pool.size,
                 refit)
     return CrossValidation(folds, order, fold_of_row, predictions, float(scale), metrics,
-                           fold_metrics, best_epochs, refit, [seconds])
+                           fold_metrics, best_epochs, refit, [seconds], per_fold)
 
 
 def fit_residual_covariance(dataset: ProfileDataset, config: Config | None = None, *, k: int = 5, seed: int = 0,
