@@ -60,6 +60,10 @@ def test_a_test_split_with_cross_validation_is_not_contradicted() -> None:
     console, buffer = _console()
     commands._print_cross_validation(console, cv)
     assert "no test split was held out" in buffer.getvalue()
+    assert "out-of-fold predictions of an ensemble per fold" in buffer.getvalue()  # a cv.json without the count
+    console, buffer = _console()
+    commands._print_cross_validation(console, {**cv, "networks_per_fold": 1})
+    assert "out-of-fold predictions of one network per fold" in " ".join(buffer.getvalue().split())
 
 
 def test_epoch_lines_count_each_stage_and_its_own_seconds(tmp_path: Path) -> None:

@@ -570,8 +570,10 @@ def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: 
 
 def _print_cross_validation(console: Console, cv: Mapping[str, Any], *, test_split: bool = False) -> None:
     """The CV estimates of a run, with their spread over the folds (``test_split``: its test metrics follow)."""
+    from profemu.runs.tables import fold_predictor
+
     _print_metrics(console, cv["metrics"], f"cross-validation estimate ({cv['folds']} folds by simulation, "
-                   f"{cv['n_rows']} rows; out-of-fold predictions)")
+                   f"{cv['n_rows']} rows; out-of-fold predictions of {fold_predictor(cv)} per fold)")
     spread = cv.get("spread_over_folds", {})
     parts = [f"{k} {100 * v['mean']:.2f} ± {100 * v['std']:.2f}%" for k, v in spread.items()
              if k.startswith("frac_err") and v.get("mean") is not None]

@@ -49,6 +49,7 @@ from profemu.runs.tables import (
     COMPARISON_COLUMNS,
     baseline_settings_table,
     comparison_table,
+    fold_predictor,
     method_label,
     metrics_table,
 )
@@ -508,8 +509,9 @@ def _metrics_part(run: RunFolder) -> str:
                                 if k.startswith("frac_err") and v.get("mean") is not None)
         out += (f"<h3>Cross-validation estimate ({cv['folds']} folds by simulation)</h3>"
                 + _table(header, rows)
-                + _note(f"These are cross-validation estimates: every row was predicted by an ensemble "
-                        f"trained on the other folds' simulations; the Emulator itself was then refitted "
+                + _note(f"These are cross-validation estimates: every row was predicted by "
+                        f"{fold_predictor(cv)} trained on the other folds' simulations; the Emulator itself was "
+                        f"then refitted "
                         f"on all {cv['n_rows']} rows for {cv['refit_epochs']} epochs. Spread over the "
                         f"folds (mean ± std): {spread_text}."))
     evaluation = run.evaluation()

@@ -17,6 +17,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "baseline_settings_table",
     "comparison_table",
+    "fold_predictor",
     "format_cell",
     "markdown_table",
     "method_label",
@@ -145,3 +146,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def fold_predictor(cv: Mapping[str, Any]) -> str:
+    """What predicted each out-of-fold row of a ``cv.json`` record, in words."""
+    n = cv.get("networks_per_fold")
+    if n == 1:
+        return "one network"
+    return f"an ensemble of {n} networks" if isinstance(n, int) else "an ensemble"
