@@ -241,7 +241,9 @@ def test_slurm_time_limit_checkpoints_requeues_and_finishes(slurm, data_file, tm
     submit_members(run, 1, options)
     monkeypatch.delenv("PROFEMU_EPOCH_DELAY_S")
     assert train_members(reference, [0])
-    statuses = cluster.wait_for_jobs(run, timeout_s=400)
+    # a requeued job that starts after its warning time can be signalled before Python handles
+    # the signal: SLURM then ends it as FAILED, and the member is submitted again from its checkpoint
+    statuses = cluster.wait_for_jobs(run, timeout_s=400, resubmit=options)
     assert statuses[0].state == "completed", statuses
     status = json.loads((cluster.member_dir(run, 0) / "status.json").read_text())
     starts = [a["start_epoch"] for a in status["attempts"]]
@@ -251,6 +253,51 @@ def test_slurm_time_limit_checkpoints_requeues_and_finishes(slurm, data_file, tm
           np.load(cluster.member_dir(reference, 0) / "variables.npz") as b):
         for k in a.files:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_member_killed_after_its_checkpoint_is_submitted_again(slurm, data_file, tmp_path, monkeypatch) -> None:
+    """A job that ends without the member's own error (here its process is killed: SLURM says
+    FAILED) is submitted again from the checkpoint and finishes as one uninterrupted training;
+    a job a user cancels is not."""
+    path, _ = data_file
+    epochs = 12
+    options = ExecutorOptions(executor="slurm", partition="debug", time_min=10, max_requeues=2)
+
+    def start(name: str) -> tuple[Path, str]:
+        run = _prepared(tmp_path, path, name, **{"train.epochs": epochs})
+        monkeypatch.setenv("PROFEMU_EPOCH_DELAY_S", "2")  # the first job takes its time ...
+        (job,) = submit_members(run, 1, options)
+        monkeypatch.delenv("PROFEMU_EPOCH_DELAY_S")  # ... a job submitted again does not
+        deadline = time.monotonic() + 240
+        while _latest_epoch(cluster.member_dir(run, 0) / "checkpoints") < 2:
+            assert time.monotonic() < deadline, "no checkpoint written in time"
+            time.sleep(0.2)
+        return run, job
+
+    run, job = start("killed")
+    os.kill(int(json.loads((cluster.member_dir(run, 0) / "status.json").read_text())["pid"]), signal.SIGKILL)
+    statuses = cluster.wait_for_jobs(run, timeout_s=400, resubmit=options)
+    assert statuses[0].state == "completed", statuses
+    status = json.loads((cluster.member_dir(run, 0) / "status.json").read_text())
+    assert status["resubmissions"] == 1 and status["job_id"] != job
+    starts = [a["start_epoch"] for a in status["attempts"]]
+    assert len(starts) == 2 and starts[0] == 0 and 2 <= starts[1] < epochs, starts
+    reference = _prepared(tmp_path, path, "reference", **{"train.epochs": epochs})
+    assert train_members(reference, [0])
+    with (np.load(cluster.member_dir(run, 0) / "variables.npz") as a,
+          np.load(cluster.member_dir(reference, 0) / "variables.npz") as b):
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    record = json.loads((run / "jobs.json").read_text())
+    assert [j["job_id"] for j in record["jobs"]] == [job, status["job_id"]]
+
+    cancelled, job = start("cancelled")
+    subprocess.run(["scancel", job], check=True)
+    statuses = cluster.wait_for_jobs(cancelled, timeout_s=120, resubmit=options)
+    assert statuses[0].state == "failed"  # a user's scancel is respected
+    assert "resubmissions" not in json.loads((cluster.member_dir(cancelled, 0) / "status.json").read_text())
 
 
 def test_command_line_executor_defaults_are_the_libraries() -> None:

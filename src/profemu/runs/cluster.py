@@ -73,6 +73,7 @@ __all__ = [
     "member_dir",
     "merge",
     "prepare_run",
+    "resubmit_killed",
     "run_member_job",
     "run_status",
     "submit_members",
@@ -624,44 +625,114 @@ def submit_members(
         atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
         return ["inline"] * len(groups)
 
-    folder = run / "submitit"
-    executor = make_executor(options, folder)
+    jobs = _submit_groups(run, groups, options)
+    record = {"executor": options.executor, "folder": str(run / "submitit"), "jobs": _job_records(jobs, groups)}
+    atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
+    _SUBMITTED[str(run)] = jobs
+    return [str(j.job_id) for j in jobs]
+
+
+def _submit_groups(run: Path, groups: Sequence[Sequence[int]], options: ExecutorOptions) -> list[Any]:
+    """One job array of :class:`MemberJob` over ``groups``; each member's status gets its job id and log."""
+    executor = make_executor(options, run / "submitit")
     grace = max(5.0, options.slurm_signal_delay_s - 10.0)
     executor.update_parameters(name=f"profemu-{run.name}")
-    jobs = executor.map_array(MemberJob(grace), [str(run)] * len(groups), groups)
-    record = {
-        "executor": options.executor,
-        "folder": str(folder),
-        "jobs": [
-            {"job_id": str(j.job_id), "members": g, "stdout": str(j.paths.stdout), "stderr": str(j.paths.stderr)}
-            for j, g in zip(jobs, groups, strict=True)
-        ],
-    }
-    atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
+    jobs = executor.map_array(MemberJob(grace), [str(run)] * len(groups), [list(g) for g in groups])
     for j, g in zip(jobs, groups, strict=True):
         for i in g:
             _update_status(run, i, job_id=str(j.job_id), log=str(j.paths.stdout))
-    _SUBMITTED[str(run)] = jobs
-    return [str(j.job_id) for j in jobs]
+    return list(jobs)
+
+
+def _job_records(jobs: Sequence[Any], groups: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    return [{"job_id": str(j.job_id), "members": list(g), "stdout": str(j.paths.stdout), "stderr": str(j.paths.stderr)}
+            for j, g in zip(jobs, groups, strict=True)]
+
+
+def resubmit_killed(run_dir: str | Path, options: ExecutorOptions,
+                    report: Callable[[str], Any] = logger.info) -> list[str]:
+    """Submit again the members whose job the scheduler ended after they wrote a checkpoint.
+
+    A job can die without running its own code to the end: a node failure, or a time-limit
+    signal that arrives while a requeued job is still starting (before any handler is
+    installed). Such a member (failed or timed out by the scheduler, its own status still
+    running, pending or requeued, a valid checkpoint on disk) resumes from that checkpoint in
+    a new job, at most ``options.max_requeues`` times. Members that failed with their own
+    error, whose job a user cancelled or that ran out of memory are not submitted again.
+
+    Returns:
+        The new job ids (empty when no member qualified).
+    """
+    from profemu.train.checkpoint import load_latest
+
+    run = Path(run_dir).resolve()
+    options.validate()
+    if options.executor == "inline":
+        return []
+    groups: list[list[int]] = []
+    scheduler = _scheduler_states(run)
+    for s in run_status(run):
+        own = _read_status(run, s.member)
+        if s.state not in ("failed", "timeout") or own.get("state") not in ("pending", "running", "requeued"):
+            continue
+        if scheduler.get(str(own.get("job_id")), "") not in _RESUBMITTED_STATES:  # never a user's scancel
+            continue
+        group = [int(i) for i in own.get("group") or [s.member]]
+        if group in groups or int(own.get("resubmissions", 0) or 0) >= options.max_requeues:
+            continue
+        try:
+            checkpoint = load_latest(_checkpoint_dir(run, group))
+        except FormatError:
+            checkpoint = None
+        if checkpoint is not None:
+            groups.append(group)
+    if not groups:
+        return []
+    for group in groups:
+        for i in group:
+            own = _read_status(run, i)
+            _update_status(run, i, state="pending", error=None,
+                           resubmissions=int(own.get("resubmissions", 0) or 0) + 1)
+    try:
+        jobs = _submit_groups(run, groups, options)
+    except Exception as exc:
+        for i in (i for g in groups for i in g):
+            _update_status(run, i, state="failed", error=f"submitting it again failed: {type(exc).__name__}: {exc}"[:500])
+        raise
+    try:
+        record = json.loads((run / "jobs.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        record = {"executor": options.executor, "folder": str(run / "submitit"), "jobs": []}
+    record["jobs"] = [*record.get("jobs", []), *_job_records(jobs, groups)]
+    atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
+    _SUBMITTED[str(run)] = [*_SUBMITTED.get(str(run), []), *jobs]
+    ids = [str(j.job_id) for j in jobs]
+    report(f"members {[i for g in groups for i in g]}: their job ended before they finished; submitted again "
+           f"from their checkpoints as {', '.join(ids)}")
+    return ids
 
 
 _SUBMITTED: dict[str, list[Any]] = {}
 
 
-def wait_for_jobs(run_dir: str | Path, *, poll_s: float = 2.0, timeout_s: float | None = None) -> list[MemberStatus]:
+def wait_for_jobs(run_dir: str | Path, *, poll_s: float = 2.0, timeout_s: float | None = None,
+                  resubmit: ExecutorOptions | None = None) -> list[MemberStatus]:
     """Block until no member of the run is pending, running or requeued; returns the statuses.
 
     Members whose job ended without finishing them (a crash before training, a
     kill) are marked failed with the job's error and log path; :func:`merge`
-    reports them by index.
+    reports them by index. With ``resubmit`` (the run's executor options), members the
+    scheduler ended after a checkpoint are first submitted again (:func:`resubmit_killed`).
     """
     run = Path(run_dir).resolve()
-    jobs = _SUBMITTED.get(str(run))
     t0 = time.monotonic()
     while True:
+        jobs = _SUBMITTED.get(str(run))
         statuses = run_status(run)
         active = [s for s in statuses if s.state in ("pending", "running", "requeued")]
         if not active:
+            if resubmit is not None and resubmit_killed(run, resubmit):
+                continue
             return statuses
         if jobs is not None and all(j.done() for j in jobs):
             by_member = {i: j for j in jobs for i in _job_members(run, str(j.job_id))}
@@ -715,6 +786,10 @@ class MemberStatus:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+#: Scheduler states of a job that ended without its own error, whose members :func:`resubmit_killed`
+#: submits again (not CANCELLED: a user's scancel; not OUT_OF_MEMORY: it would end the same way).
+_RESUBMITTED_STATES = frozenset({"FAILED", "NODE_FAIL", "BOOT_FAIL", "TIMEOUT", "DEADLINE"})
 
 _SCHEDULER_FAILED = {
     "FAILED": "failed", "CANCELLED": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
@@ -912,7 +987,7 @@ def train_on_cluster(
     if not wait:
         report(f"when they finish: profemu merge {run}")
         return None
-    statuses = wait_for_jobs(run)
+    statuses = wait_for_jobs(run, resubmit=options)
     for s in statuses:
         if s.state != "completed":
             report(f"member {s.member}: {s.state} ({s.error or 'no error recorded'}); log: {s.log or 'none'}")
