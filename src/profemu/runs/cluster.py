@@ -669,16 +669,15 @@ def resubmit_killed(run_dir: str | Path, options: ExecutorOptions,
     options.validate()
     if options.executor == "inline":
         return []
-    groups: list[list[int]] = []
     scheduler = _scheduler_states(run)
-    for s in run_status(run):
-        own = _read_status(run, s.member)
-        if s.state not in ("failed", "timeout") or own.get("state") not in ("pending", "running", "requeued"):
+    own = {i: _read_status(run, i) for i in range(_run_members(run))}
+    groups: list[list[int]] = []
+    for i, st in own.items():  # still pending/running/requeued by its own account, ended by the scheduler
+        if st.get("state") not in ("pending", "running", "requeued") \
+                or scheduler.get(str(st.get("job_id")), "") not in _RESUBMITTED_STATES:  # never a user's scancel
             continue
-        if scheduler.get(str(own.get("job_id")), "") not in _RESUBMITTED_STATES:  # never a user's scancel
-            continue
-        group = [int(i) for i in own.get("group") or [s.member]]
-        if group in groups or int(own.get("resubmissions", 0) or 0) >= options.max_requeues:
+        group = [int(m) for m in st.get("group") or [i]]
+        if group in groups or int(st.get("resubmissions", 0) or 0) >= options.max_requeues:
             continue
         try:
             checkpoint = load_latest(_checkpoint_dir(run, group))
@@ -690,9 +689,8 @@ def resubmit_killed(run_dir: str | Path, options: ExecutorOptions,
         return []
     for group in groups:
         for i in group:
-            own = _read_status(run, i)
             _update_status(run, i, state="pending", error=None,
-                           resubmissions=int(own.get("resubmissions", 0) or 0) + 1)
+                           resubmissions=int(own[i].get("resubmissions", 0) or 0) + 1)
     try:
         jobs = _submit_groups(run, groups, options)
     except Exception as exc:

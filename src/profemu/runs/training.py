@@ -333,7 +333,7 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
 
     After a cross-validation the held-out fit is trained as the refit is (the same members, the
     refit's epoch count, the cross-validation's variance scale, the input relevance of the run)
-    and runs the folds' compiled epoch: no compilation, about half a refit. Without one it is a
+    and runs the folds' compiled epoch: no compilation. Without one it is a
     lighter training of its own (one validation split, at most :data:`EXTRAPOLATION_MEMBERS`
     members, no blend).
     """
