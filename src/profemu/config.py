@@ -517,6 +517,15 @@ class TrainConfig:
             the variance scale accounts for the difference (:mod:`profemu.train.cv`).
             ``cv_members = train.members`` trains a whole ensemble per fold, at that many
             times the cost.
+        warm_refit_epochs: After a cross-validation, the refit's members continue the
+            folds' networks (member ``i`` fold network ``i``, each at its best epoch) on every
+            row for the last this-many epochs of the learning-rate schedule (fresh Adam
+            moments; at most ``train.epochs - 1``). ``0``, or more members than the folds'
+            networks, trains the refit from new initial parameters for the folds' median best
+            epoch instead. On CAMELS TNG (1,600 rows) 20 epochs matched that refit's error
+            (rho 3.62% vs 3.61%, pth 9.36% vs 9.27%, three outer folds) at half the training
+            time; on the 35-parameter hard mock they lowered the network's error against the
+            truth (10.16% vs 10.56% at 600 rows, 6.12% vs 6.60% at 2,000).
         auto_capacity: Compare a few architectures (narrow, regularised, the other kind)
             by 3-fold group cross-validation before training and train the best
             (:mod:`profemu.train.select`): ``"auto"`` on training sets of at most 1,000
@@ -537,7 +546,8 @@ class TrainConfig:
             (:mod:`profemu.emulator.extrapolation`) by one more training on the lower half
             of the rows in halo mass, scored on the upper half (and, with at least three
             training redshifts, one more on the lower redshifts for the redshift's own
-            term); after a cross-validation it is trained as the refit is (about a fifth
+            term); after a cross-validation it trains the refit's members from new initial
+            parameters for the folds' median best epoch (about a fifth
             of the run: 1.8 s of 9.8 s on 1,600 TNG rows), without one it is a lighter
             training (one validation split, at most 3 members). ``"auto"`` on runs of at
             least 100 training rows whose masses span at least 0.1 dex with at least 25 on
@@ -561,6 +571,7 @@ class TrainConfig:
     calibrate: bool = True
     cv_folds: int | None = field(default=None, metadata=_meta(2, 100, also=(0,)))
     cv_members: int = field(default=1, metadata=_meta(1, 64))
+    warm_refit_epochs: int = field(default=20, metadata=_meta(0, 10_000_000))
     auto_capacity: Literal["auto", "on", "off"] = "off"
     extrapolation_variance: Literal["auto", "on", "off"] = "auto"
     gp_blend: Literal["auto", "on", "off"] = "auto"

@@ -16,8 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from profemu._files import flatten_tree
 from profemu.data.io import load_dataset
 from profemu.runs.folder import DataSource
 from profemu.runs.training import train_emulator
@@ -79,14 +81,19 @@ def test_a_resumed_run_writes_each_epoch_once(data: Path, tmp_path: Path) -> Non
 def test_a_resumed_refit_keeps_the_cross_validation_lines_once(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "CV"
     settings = {"train.cv_folds": 2, "data.test_fraction": 0.0, "train.checkpoint_every": 1}
-    train(data, run, **settings)
+    whole = train(data, run, **settings)
     finished = lines(run)
     stages = Counter(e.get("stage") for e in finished)
     assert set(stages) == {"cv", "refit"}, stages
     kill_before_last_checkpoint(run)
 
-    train(data, run, resume=True, **settings)
+    resumed = train(data, run, resume=True, **settings)
     after = lines(run)
+    # the refit (continuing the folds' networks) goes on where it stopped, to the same members
+    assert resumed.cross_validation["refit"] == whole.cross_validation["refit"]
+    assert resumed.cross_validation["refit"]["continues_cv_networks"]
+    for name, value in flatten_tree(whole.emulator.params).items():
+        np.testing.assert_allclose(flatten_tree(resumed.emulator.params)[name], value, rtol=1e-5, atol=1e-6)
     keys = Counter((e.get("stage"), e["epoch"]) for e in after)
     assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
     assert set(keys) == {(e.get("stage"), e["epoch"]) for e in finished}

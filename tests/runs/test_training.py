@@ -58,7 +58,7 @@ def test_after_cross_validation_the_held_out_fit_reuses_the_compiled_epoch(caplo
         out = train_emulator(ds, cfg)
     messages = [r.getMessage() for r in caplog.records]
     assert sum("compiling the training step" in m for m in messages) == 1, messages
-    line = next(m for m in messages if "one more training like the refit" in m)
+    line = next(m for m in messages if "one more training of 2 members from new initial parameters" in m)
     assert f"{out.cross_validation['refit_epochs']} epochs" in line
     assert out.emulator.metadata["extrapolation"]["held_out_rows"] > 0
 

@@ -54,8 +54,10 @@ def test_refit_epochs_and_variance_scale_come_from_the_folds(cv_run) -> None:
     cv = run.cross_validation()
     best = [e + 1 for fold in cv["best_epochs"] for e in fold if e >= 0]
     assert cv["refit_epochs"] == int(np.clip(np.median(best), 1, CFG["train.epochs"]))
-    refit = [h for h in outcome.history]
-    assert len(refit) == cv["refit_epochs"]
+    # the 2 members continue 2 of the 3 folds' networks for the schedule's last epochs
+    warm = min(Config().train.warm_refit_epochs, CFG["train.epochs"] - 1)
+    assert cv["refit"] == {"continues_cv_networks": True, "first_epoch": CFG["train.epochs"] - warm, "epochs": warm}
+    assert [h["epoch"] for h in outcome.history] == list(range(CFG["train.epochs"] - warm, CFG["train.epochs"]))
     assert outcome.emulator.variance_scale == pytest.approx(cv["variance_scale"])
     assert outcome.emulator.metadata["variance_scale_fitted_on"].startswith("cross-validation")
     assert outcome.emulator.metadata["cv"]["metrics"]["overall"] == cv["metrics"]["overall"]
@@ -94,7 +96,8 @@ def test_evaluate_shows_the_cross_validation_estimate(cv_run) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(run.path)])
     assert result.exit_code == 0, result.stderr
     assert "cross-validation estimate (3 folds by simulation" in result.stdout
-    assert "spread over folds" in result.stdout and "refitted on all 160 training rows" in result.stdout
+    assert "spread over folds" in result.stdout
+    assert "continued the folds' networks on all 160 rows for the last 7 epochs of their 8" in result.stdout
 
 
 def test_resume_reuses_the_finished_cross_validation(cv_run, caplog: pytest.LogCaptureFixture,
@@ -109,3 +112,16 @@ def test_resume_reuses_the_finished_cross_validation(cv_run, caplog: pytest.LogC
         again = train_emulator(ds, Config().updated(CFG), run_dir=copy, resume=True)
     assert "reusing the finished cross-validation" in caplog.text
     assert again.cross_validation["refit_epochs"] == outcome.cross_validation["refit_epochs"]
+    assert again.cross_validation["refit"] == outcome.cross_validation["refit"]  # trained as cv.json says
+
+
+
+
+def test_without_warm_refit_epochs_the_refit_trains_anew_for_the_folds_best_epoch() -> None:
+    ds = make_mock_universe(n=120, seed=4, param_set="lh6", n_r=6).dataset
+    out = train_emulator(ds, Config().updated({**CFG, "train.warm_refit_epochs": 0}))
+    cv = out.cross_validation
+    assert cv["refit"] == {"continues_cv_networks": False, "first_epoch": 0, "epochs": cv["refit_epochs"]}
+    assert [h["epoch"] for h in out.history] == list(range(cv["refit_epochs"]))
+    more = train_emulator(ds, Config().updated({**CFG, "train.members": 4}))  # 4 members, 3 networks
+    assert more.cross_validation["refit"]["continues_cv_networks"] is False

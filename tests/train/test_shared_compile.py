@@ -145,3 +145,43 @@ def test_several_networks_per_fold(dataset) -> None:
     assert sorted(cv.rows.tolist()) == list(range(dataset.n))
     mean, var = cv.predictions["rho"]
     assert np.isfinite(mean).all() and (var > 0).all()
+
+
+def test_a_fit_continues_given_networks_at_a_point_of_their_schedule(dataset) -> None:
+    """``initial_params`` + ``first_epoch``: the members start from the given parameters, with
+    each one's learning-rate schedule where a full fit would be at that epoch, and with no
+    new compilation."""
+    cfg = Config().updated(CFG)
+    problem = training_problem(prepare(dataset, cfg), cfg, validate_on_train=False)
+    full = fit(problem, keep="last")
+    before = _traces()
+    tail = fit(problem, keep="last", initial_params=full.params, first_epoch=4, epochs=2)
+    assert _traces() == before
+    assert [h["epoch"] for h in tail.history] == [4, 5]
+    np.testing.assert_allclose([h["learning_rate"] for h in tail.history],
+                               [h["learning_rate"] for h in full.history[4:]], rtol=1e-6)
+    first_layer = next(k for k in loop.flatten_tree(full.params) if k.endswith("kernel"))
+    given = loop.unflatten_tree({k: v + 1.0 for k, v in loop.flatten_tree(full.params).items()})
+    shifted = fit(problem, keep="last", initial_params=given, first_epoch=4, epochs=2)
+    fresh = fit(problem, keep="last", first_epoch=4, epochs=2)  # drawn parameters, same point of the schedule
+    start = loop.flatten_tree(given)[first_layer]
+    assert np.abs(loop.flatten_tree(shifted.params)[first_layer] - start).max() < 0.2  # continued from ``given``
+    assert np.abs(loop.flatten_tree(fresh.params)[first_layer] - start).max() > 0.5
+
+
+def test_initial_parameters_that_do_not_fit_the_network_are_refused(dataset) -> None:
+    from profemu.errors import ConfigError
+
+    cfg = Config().updated(CFG)
+    problem = training_problem(prepare(dataset, cfg), cfg, validate_on_train=False)
+    good = loop.flatten_tree(fit(problem, epochs=1, keep="last").params)
+    name = next(iter(good))
+    with pytest.raises(ConfigError, match=r"initial_params\[.*\] has shape"):
+        fit(problem, initial_params=loop.unflatten_tree({**good, name: good[name][:1]}))
+    bad = {**good, name: np.full_like(good[name], np.nan)}
+    with pytest.raises(ConfigError, match="non-finite"):
+        fit(problem, initial_params=loop.unflatten_tree(bad))
+    with pytest.raises(ConfigError, match="first_epoch"):
+        fit(problem, first_epoch=CFG["train.epochs"])
+    with pytest.raises(ConfigError, match="epochs=3"):
+        fit(problem, first_epoch=4, epochs=3)

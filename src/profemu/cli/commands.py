@@ -570,7 +570,7 @@ def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: 
 
 def _print_cross_validation(console: Console, cv: Mapping[str, Any], *, test_split: bool = False) -> None:
     """The CV estimates of a run, with their spread over the folds (``test_split``: its test metrics follow)."""
-    from profemu.runs.tables import fold_predictor
+    from profemu.runs.tables import fold_predictor, refit_description
 
     _print_metrics(console, cv["metrics"], f"cross-validation estimate ({cv['folds']} folds by simulation, "
                    f"{cv['n_rows']} rows; out-of-fold predictions of {fold_predictor(cv)} per fold)")
@@ -581,7 +581,7 @@ def _print_cross_validation(console: Console, cv: Mapping[str, Any], *, test_spl
         console.print("spread over folds (mean ± std): " + ", ".join(parts), markup=False)
     held = ("; the held-out test split's metrics follow" if test_split else
             " (no test split was held out)")
-    console.print(f"the Emulator was refitted on all {cv['n_rows']} training rows for {cv['refit_epochs']} epochs; "
+    console.print(f"the Emulator: {refit_description(cv)}; "
                   f"these numbers are cross-validation estimates of its error{held}.", markup=False)
 
 

@@ -52,6 +52,7 @@ from profemu.runs.tables import (
     fold_predictor,
     method_label,
     metrics_table,
+    refit_description,
 )
 
 __all__ = ["write_report"]
@@ -510,9 +511,8 @@ def _metrics_part(run: RunFolder) -> str:
         out += (f"<h3>Cross-validation estimate ({cv['folds']} folds by simulation)</h3>"
                 + _table(header, rows)
                 + _note(f"These are cross-validation estimates: every row was predicted by "
-                        f"{fold_predictor(cv)} trained on the other folds' simulations; the Emulator itself was "
-                        f"then refitted "
-                        f"on all {cv['n_rows']} rows for {cv['refit_epochs']} epochs. Spread over the "
+                        f"{fold_predictor(cv)} trained on the other folds' simulations; then, for the Emulator "
+                        f"itself, {refit_description(cv)}. Spread over the "
                         f"folds (mean ± std): {spread_text}."))
     evaluation = run.evaluation()
     if evaluation:

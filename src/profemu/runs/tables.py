@@ -22,6 +22,7 @@ __all__ = [
     "markdown_table",
     "method_label",
     "metrics_table",
+    "refit_description",
 ]
 
 Column = tuple[str, str, str]
@@ -146,6 +147,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def refit_description(cv: Mapping[str, Any]) -> str:
+    """How the Emulator learnt from every row after a ``cv.json`` record's cross-validation, in words."""
+    refit = cv.get("refit")
+    if isinstance(refit, Mapping) and refit.get("continues_cv_networks"):
+        first, epochs = refit.get("first_epoch"), refit.get("epochs")
+        return (f"its members continued the folds' networks on all {cv['n_rows']} rows for the last {epochs} epochs "
+                f"of their {first + epochs} (learning-rate schedule's tail)" if isinstance(first, int)
+                and isinstance(epochs, int) else f"its members continued the folds' networks on all {cv['n_rows']} rows")
+    return f"it was refitted on all {cv['n_rows']} rows for {cv['refit_epochs']} epochs"
 
 
 def fold_predictor(cv: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu._files import json_safe
+from profemu._files import flatten_tree, json_safe, unflatten_tree
 from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
@@ -189,7 +189,7 @@ def train_emulator(
         prep, config, result.params, fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
         variance_scale=None if cv is None else cv["variance_scale"],
         **({} if cv is None else {"cv": {k: cv[k] for k in ("folds", "metrics", "spread_over_folds",
-                                                              "refit_epochs", "variance_scale")}}),
+                                                              "refit_epochs", "refit", "variance_scale")}}),
         **({} if selection is None else {"capacity": selection.to_dict()}),
         **({} if run is None or (run_id := run.run_id()) is None else {"run_id": run_id}),
     )
@@ -287,11 +287,45 @@ def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
         return fit(training_problem(prep, config), checkpoint_dir=checkpoints, resume=resume, callbacks=callbacks), None
     cv = _cross_validation(run, prep, config, folds, callbacks, resume)
     problem = training_problem(prep, config.updated({"train.patience": 0}), validate_on_train=False)
-    epochs = cv["refit_epochs"]
-    final_callbacks = [lambda e, c=c: c({**e, "stage": "refit", "epochs": epochs}) for c in callbacks]
+    first, epochs, start = _refit_plan(config, cv, cv.pop("networks", None), len(prep.split.train))
+    cv["refit"] = {"continues_cv_networks": bool(first), "first_epoch": first, "epochs": epochs}
+    if run is not None:  # cv.json says how the refit trains (a resumed refit trains the same way)
+        run.write_json("cv.json", {k: v for k, v in cv.items() if k != "oof"})
+    total = first + epochs  # a continued refit's bar counts the schedule's epochs: it starts at ``first``
+    final_callbacks = [lambda e, c=c: c({**e, "stage": "refit", "epochs": total}) for c in callbacks]
     result = fit(problem, checkpoint_dir=checkpoints, resume=resume, callbacks=final_callbacks, epochs=epochs,
-                 keep="last", pad_to=_refit_rows(prep, cv))
+                 keep="last", pad_to=_refit_rows(prep, cv), initial_params=start, first_epoch=first)
     return result, cv
+
+
+def _refit_plan(config: Config, cv: Mapping[str, Any], networks: Any, rows: int) -> tuple[int, int, Any]:
+    """``(first_epoch, epochs, initial_params)`` of the refit (logged).
+
+    The members continue the cross-validation's networks (member ``i`` network ``i``) for the
+    last ``train.warm_refit_epochs`` epochs of their schedule, or train from new initial
+    parameters for the folds' median best epoch (``first_epoch`` 0): with
+    ``train.warm_refit_epochs = 0`` or more members than networks. A resumed run (``networks``
+    None, the cross-validation reused) trains as its ``cv.json`` says; its checkpoint holds the
+    members' parameters.
+    """
+    warm = min(config.train.warm_refit_epochs, config.train.epochs - 1)
+    members = config.train.members
+    previous = cv.get("refit")
+    if networks is None and isinstance(previous, Mapping):
+        continues = bool(previous.get("continues_cv_networks"))
+    else:
+        available = 0 if networks is None else int(next(iter(flatten_tree(networks).values())).shape[0])
+        continues = warm > 0 and members <= available
+        if warm > 0 and not continues:
+            logger.info("refit: %d members from new initial parameters (%d cross-validation networks to continue; "
+                        "train.members <= train.cv_folds x train.cv_members continues them)", members, available)
+    if not continues:
+        return 0, int(cv["refit_epochs"]), None
+    logger.info("refit: the %d members continue the cross-validation's networks on all %d rows for the last %d "
+                "epochs of their schedule (train.warm_refit_epochs; 0 trains them anew)", members, rows, warm)
+    start = None if networks is None else unflatten_tree(
+        {k: np.asarray(v)[:members] for k, v in flatten_tree(networks).items()})
+    return config.train.epochs - warm, warm, start
 
 
 #: ``train.extrapolation_variance = "auto"`` fits the term on runs with at least this many
@@ -331,8 +365,9 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
     (:func:`~profemu.emulator.extrapolation.fit_extrapolation_variance`: one more training on the
     lower half of the training rows in mass, scored on the upper half).
 
-    After a cross-validation the held-out fit is trained as the refit is (the same members, the
-    refit's epoch count, the cross-validation's variance scale, the input relevance of the run)
+    After a cross-validation the held-out fit trains the refit's members from new initial
+    parameters (it cannot continue the folds' networks: they saw the upper half) for the folds'
+    median best epoch, with the cross-validation's variance scale and the run's input relevance,
     and runs the folds' compiled epoch: no compilation. Without one it is a
     lighter training of its own (one validation split, at most :data:`EXTRAPOLATION_MEMBERS`
     members, no blend).
@@ -340,9 +375,9 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
     rows = _training_rows(prep)
     if cv is not None:
         fitter = _refit_like(prep, config, cv)
-        logger.info("extrapolation variance: one more training like the refit (%d members, %d epochs) on the lower "
-                    "half of the %d training rows in mass (train.extrapolation_variance: off skips it)",
-                    config.train.members, cv["refit_epochs"], rows.size)
+        logger.info("extrapolation variance: one more training of %d members from new initial parameters (%d epochs, "
+                    "the folds' median best) on the lower half of the %d training rows in mass "
+                    "(train.extrapolation_variance: off skips it)", config.train.members, cv["refit_epochs"], rows.size)
     else:
         val_fraction = config.data.val_fraction if config.data.val_fraction > 0 else 0.15
         inner = config.updated({"train.extrapolation_variance": "off", "train.cv_folds": 0, "train.gp_blend": "off",
@@ -366,7 +401,8 @@ def _training_rows(prep: Prepared) -> np.ndarray:
 
 
 def _refit_like(prep: Prepared, config: Config, cv: Mapping[str, Any]) -> Callable[[ProfileDataset], Emulator]:
-    """Trains an Emulator on some of the run's rows exactly as the refit trained the final one."""
+    """Trains an Emulator on some of the run's rows as a refit from new initial parameters would
+    (the members of the run, the folds' median best epoch, the folds' compiled epoch)."""
     refit_config = config.updated({"train.patience": 0})
     pad = _refit_rows(prep, cv)
     none = np.zeros(0, dtype=int)
@@ -448,4 +484,5 @@ def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, fol
                                              **{f"{f}_var": v for f, (_, v) in result.predictions.items()}})
     # in memory only (not in cv.json): the out-of-fold predictions the GP blend is weighted on
     record["oof"] = {"rows": result.rows, "predictions": result.predictions}
+    record["networks"] = result.networks  # continued by the refit
     return record

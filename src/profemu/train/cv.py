@@ -18,8 +18,12 @@ Emulator learns from every row:
    (:func:`profemu.metrics.fit_variance_scale`), and the cross-validated metrics are
    scored on them with that scale (one number fitted on thousands of entries); with one
    network per fold they are a single network's, slightly pessimistic for the ensemble;
-4. the epoch count of the refit is the median over the folds' networks of the best epoch;
-5. the final ensemble is trained on all the rows for that many epochs.
+4. the folds' networks (each at its best epoch) are kept: the final ensemble's members
+   continue them on all the rows for the last ``train.warm_refit_epochs`` epochs of their
+   learning-rate schedule (:func:`profemu.runs.training.train_emulator`);
+5. the median over the folds' networks of the best epoch is the epoch count of a refit from
+   new initial parameters (``train.warm_refit_epochs = 0``, more members than networks, and
+   the held-out fit of the extrapolation variance).
 
 :class:`CrossValidation` keeps the estimates (pooled metrics, their spread over the
 folds, the out-of-fold predictions) for ``cv.json``, the report and ``profemu compare``.
@@ -90,6 +94,8 @@ class CrossValidation:
         fit_seconds: Wall time of the folds' one program [s] (a one-element list).
         networks_per_fold: ``train.cv_members``: the out-of-fold predictions are the mean of
             this many networks.
+        networks: The folds' networks, stacked [K x p, ...] fold by fold (each at its best
+            epoch); the refit continues them (in memory, not in :meth:`summary`).
     """
 
     folds: int
@@ -103,6 +109,7 @@ class CrossValidation:
     refit_epochs: int
     fit_seconds: list[float] = field(default_factory=list)
     networks_per_fold: int = 1
+    networks: Any = None
 
     def residual_covariance(self, dataset: ProfileDataset, *, subtract_noise: bool = True,
                             method: str | None = None) -> ResidualCovariance:
@@ -244,7 +251,7 @@ def cross_validate(
                 ", ".join(f"{100 * m['frac_err_median']:.2f}%" for m in fold_metrics), scale, seconds, pool.size,
                 refit)
     return CrossValidation(folds, order, fold_of_row, predictions, float(scale), metrics,
-                           fold_metrics, best_epochs, refit, [seconds], per_fold)
+                           fold_metrics, best_epochs, refit, [seconds], per_fold, result.params)
 
 
 def fit_residual_covariance(dataset: ProfileDataset, config: Config | None = None, *, k: int = 5, seed: int = 0,

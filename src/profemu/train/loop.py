@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from profemu._files import flatten_tree, unflatten_tree
 from profemu.config import Config
 from profemu.data.transforms import decode_mean, decode_var
 from profemu.errors import ConfigError, DataError
@@ -492,6 +493,8 @@ def fit(
     pad_to: tuple[int, int] | None = None,
     member_rows: Sequence[np.ndarray] | None = None,
     member_val_rows: Sequence[np.ndarray] | None = None,
+    initial_params: Any = None,
+    first_epoch: int = 0,
 ) -> FitResult:
     """Train ``M`` ensemble members of ``problem.network`` together.
 
@@ -511,9 +514,9 @@ def fit(
         request_checkpoint: An Event (e.g. set by a signal handler, see
             :func:`profemu.train.checkpoint.checkpoint_on_signals`); when set, a checkpoint
             is written at the end of the epoch and the event cleared.
-        epochs: Stop after this many epochs (default ``train.epochs``); the learning-rate
-            schedule still spans ``train.epochs`` (a refit that stops where
-            cross-validation found the best epoch follows the same schedule).
+        epochs: Train this many epochs from ``first_epoch`` (default: up to ``train.epochs``);
+            the learning-rate schedule still spans ``train.epochs`` (a refit that stops
+            where cross-validation found the best epoch follows the same schedule).
         keep: ``"best"`` (each member's parameters of its best validation loss) or
             ``"last"`` (the parameters after the last epoch).
         pad_to: ``(n_train, n_val)``: the largest numbers of real training and validation
@@ -527,6 +530,13 @@ def fit(
             its own number of minibatches.
         member_val_rows: Per member, the rows of ``problem.val`` it validates on (default:
             all), e.g. its held-out fold when ``problem.val`` is ``problem.train``.
+        initial_params: The members' starting parameters, stacked [M, ...] like
+            :attr:`FitResult.params` of a fit of the same network (default: drawn from
+            the seed). With ``first_epoch`` a fit continues trained networks, e.g. the
+            cross-validation's on every row.
+        first_epoch: The epoch of the learning-rate schedule (and of the curriculum) the fit
+            starts at; it then runs ``epochs`` epochs (default: up to ``train.epochs``).
+            Each member's optimiser starts with fresh moments at that point of its schedule.
 
     Returns:
         A :class:`FitResult`. History entries hold ``epoch``, ``train_loss`` and
@@ -541,23 +551,67 @@ def fit(
     tcfg = cfg.train
     setup = _fit_setup(problem, cfg, members, seed, pad_to, member_rows, member_val_rows)
     params, keys = _initial_members(setup.program.network, setup.seed, setup.member_ids, problem.arrays)
+    first = int(first_epoch)
+    if not 0 <= first < tcfg.epochs:
+        raise ConfigError(f"fit: first_epoch={first_epoch} must be in [0, train.epochs={tcfg.epochs}).")
+    if initial_params is not None:
+        params = _checked_initial(initial_params, params)
     run = _FitRun(state=_start(setup.program, params, keys, setup.arrays, setup.val_dev, setup.rows_dev,
-                               jnp.float32(curriculum_at(tcfg.curriculum, 0)[0]), setup.run["has_val"]))
-    start_epoch = 0
+                               jnp.float32(curriculum_at(tcfg.curriculum, first)[0]), setup.run["has_val"]))
+    if first:
+        run.state = _at_schedule_epoch(run.state, first, setup.rows_dev["real_steps"])
+    start_epoch = first
     if resume:
-        run.state, run.history, start_epoch, run.total_steps = _resume(checkpoint_dir, run.state, setup.seed,
-                                                                       setup.member_ids)
+        run.state, run.history, resumed_at, run.total_steps = _resume(checkpoint_dir, run.state, setup.seed,
+                                                                      setup.member_ids)
+        start_epoch = resumed_at if run.history or resumed_at else first  # no checkpoint yet: from the start
     write_checkpoint = functools.partial(_write_checkpoint, checkpoint_dir, setup, run)
     if keep not in ("best", "last"):
         raise ConfigError(f"fit: keep={keep!r}; choose 'best' or 'last'.")
-    stop_at = tcfg.epochs if epochs is None else int(epochs)
-    if not 1 <= stop_at <= tcfg.epochs:
-        raise ConfigError(f"fit: epochs={epochs} must be in [1, train.epochs={tcfg.epochs}].")
+    stop_at = tcfg.epochs if epochs is None else first + int(epochs)
+    if not first < stop_at <= tcfg.epochs:
+        raise ConfigError(f"fit: epochs={epochs} must be in [1, train.epochs - first_epoch = {tcfg.epochs - first}].")
     reason = _train_epochs(setup, run, range(start_epoch, stop_at), callbacks, request_checkpoint, write_checkpoint)
-    completed = len(run.history)
+    completed = int(run.history[-1]["epoch"]) + 1 if run.history else start_epoch  # the next epoch to train
     if checkpoint_dir is not None:
         write_checkpoint(completed)
     return _fit_result(setup, run, jax.device_get(run.state), keep, reason)
+
+
+def _checked_initial(given: Any, drawn: Any) -> Any:
+    """``given`` initial parameters as float32 host arrays, checked against the tree and shapes
+    of the ``drawn`` ones (the network's)."""
+    want = flatten_tree(drawn)
+    try:
+        have = flatten_tree(given)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"fit: initial_params is not a parameter tree of this network ({exc}).") from None
+    if set(have) != set(want):
+        raise ConfigError(f"fit: initial_params has the entries {sorted(have)}, the network {sorted(want)}; pass "
+                          "the parameters of a fit of the same network.")
+    out = {}
+    for name, ref in want.items():
+        a = np.asarray(have[name], dtype=np.float32)
+        if a.shape != np.shape(ref):
+            raise ConfigError(f"fit: initial_params[{name!r}] has shape {a.shape}, the network's members "
+                              f"{np.shape(ref)}; pass one set per member of a fit of the same network.")
+        if not np.all(np.isfinite(a)):
+            raise ConfigError(f"fit: initial_params[{name!r}] holds non-finite values; pass trained parameters.")
+        out[name] = a
+    return unflatten_tree(out)
+
+
+def _at_schedule_epoch(state: TrainState, epoch: int, real_steps: Any) -> TrainState:
+    """``state`` with each member's learning-rate schedule at the start of ``epoch``
+    (``epoch`` x its own minibatches per epoch)."""
+    def moved(opt_state: Any) -> Any:
+        clip, inject = opt_state  # optax.inject_hyperparams keeps the schedule's step count in two places
+        count = jnp.broadcast_to(jnp.int32(epoch) * jnp.asarray(real_steps, jnp.int32), inject.count.shape)
+        schedules = {k: v._replace(count=count.astype(v.count.dtype)) if hasattr(v, "count") else v
+                     for k, v in inject.hyperparams_states.items()}
+        return clip, inject._replace(count=count.astype(inject.count.dtype), hyperparams_states=schedules)
+
+    return state._replace(opt_state=moved(state.opt_state), good_opt_state=moved(state.good_opt_state))
 
 
 @dataclass(frozen=True)
