@@ -332,8 +332,16 @@ def _epoch(program: EpochProgram, state: TrainState, member_ids: Any, arrays: An
         state, member_ids, members["row_weight"], members["real_steps"], arrays, train_data, scale, dropout_on,
         epoch, run["max_steps"])
     state = rollback(state, stats)
-    val_terms, val_bad = jax.vmap(lambda p, i, w: _member_validate(program, p, i, w, arrays, val_data, scale))(
-        state.params, members["val_index"], members["val_weight"])
+
+    def validate(params: Any) -> Any:
+        return jax.vmap(lambda p, i, w: _member_validate(program, p, i, w, arrays, val_data, scale))(
+            params, members["val_index"], members["val_weight"])
+
+    # a fit without validation rows (a refit) skips the validation's forward pass
+    val_terms, val_bad = jax.lax.cond(
+        run["has_val"], validate,
+        lambda params: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(validate, params)),
+        state.params)
     val_terms = {k: jnp.where(run["has_val"], val_terms[k], stats[k]) for k in _COMPONENTS}
     val_bad = val_bad & run["has_val"]
     val_ok = ~val_bad.any(axis=1)
