@@ -255,6 +255,23 @@ class DataConfig:
             starts from that shape; ``"auto"``: ``"scaled"`` when the self-similar
             normalisation applies and the radii are physical lengths, else ``"physical"``
             (one log line says which). The user always sees their own radii.
+        gas_fraction_bound: ``"auto"``: a gas density field normalised by its
+            self-similar scale (Δ f_b ρ_ref) on radii in units of the mass definition's
+            R_Δ (e.g. ``"R200c"`` with ``M200c``), from at most 0.1 R_Δ to at least R_Δ,
+            is predicted as ``ρ = ρ_net / (1 + F_net)``, with ``F_net`` the gas mass
+            inside R_Δ of ``ρ_net`` over ``f_b M_Δ``: the halo's gas inside R_Δ then
+            never exceeds its share of the cosmic baryons, and where the network's gas
+            fraction grows as a power of mass (as it does inside the data) the prediction
+            levels off towards the cosmic fraction beyond them (the baryon-correction
+            model's ``1 / (1 + (M_c/M)^β)``). The log says which fields it bounds or why
+            none. ``"off"``: no bound.
+        ideal_gas_temperature: ``"auto"``: when a temperature, a pressure and a gas
+            density are learnt together, each over its self-similar scale (recognised
+            units), the temperature is predicted as the ideal gas's,
+            ``T/T_Δ = (P/P_Δ) / (ρ/ρ_Δ)``, times a learnt correction (``10^δ``; δ is the
+            network's temperature output, 0 at the training centre of ``T - P/ρ``), so
+            beyond the data it follows the pressure and the (bounded) density instead of
+            extrapolating on its own; ``"off"``: the temperature is a field of its own.
         input_relevance: ``"ard"``: multiply each standardised parameter by its relevance
             from an ARD Gaussian process fitted once per run on the training rows (reused by every fold and the refit) (min(l)/l_j; an
             irrelevant parameter gets ~0; see :mod:`profemu.train.relevance`); ``"auto"``:
@@ -285,6 +302,8 @@ class DataConfig:
     pca_components: int = field(default=0, metadata=_meta(0, 10_000))
     self_similar: Literal["auto", "off"] = "auto"
     radial_coordinate: Literal["auto", "physical", "scaled"] = "physical"
+    gas_fraction_bound: Literal["auto", "off"] = "auto"
+    ideal_gas_temperature: Literal["auto", "off"] = "auto"
     input_relevance: Literal["auto", "ard", "off"] = "auto"
     relevance_rows: int = field(default=500, metadata=_meta(20, 20_000))
     pk_components: int | None = field(default=None, metadata=_meta(0, 10_000))

@@ -65,12 +65,20 @@ class FieldSpec:
         unit: Unit of the (linear) profile values.
         kind: ``"density"``, ``"pressure"``, ``"temperature"`` or ``"other"``.
         monotone: Declared non-increasing in radius (monotone head and soft penalty).
+        gas_fraction_bound: Its gas inside R_Δ is kept below the cosmic baryon fraction
+            (``data.gas_fraction_bound``; the weights are ``gas_fraction_weights`` of
+            :meth:`~profemu.data.transforms.Transforms.model_arrays`).
+        ideal_gas: ``(pressure field, density field)`` whose ratio, the ideal gas's
+            temperature, this temperature field is predicted from (with a learnt
+            correction; ``data.ideal_gas_temperature``), or ``()``.
     """
 
     name: str
     unit: str = ""
     kind: FieldKind = "other"
     monotone: bool = False
+    gas_fraction_bound: bool = False
+    ideal_gas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,8 @@ class OutputLayout:
         """JSON-safe form."""
         return {
             "fields": [
-                {"name": f.name, "unit": f.unit, "kind": f.kind, "monotone": f.monotone} for f in self.fields
+                {"name": f.name, "unit": f.unit, "kind": f.kind, "monotone": f.monotone,
+                 "gas_fraction_bound": f.gas_fraction_bound, "ideal_gas": list(f.ideal_gas)} for f in self.fields
             ],
             "n_r": self.n_r,
             "input_blocks": [[b, w] for b, w in self.input_blocks],
@@ -179,7 +188,8 @@ class OutputLayout:
         """Inverse of :meth:`to_dict`; FormatError on a malformed description."""
         try:
             fields = tuple(
-                FieldSpec(str(f["name"]), str(f.get("unit", "")), f.get("kind", "other"), bool(f["monotone"]))
+                FieldSpec(str(f["name"]), str(f.get("unit", "")), f.get("kind", "other"), bool(f["monotone"]),
+                          bool(f.get("gas_fraction_bound", False)), tuple(str(g) for g in f.get("ideal_gas", ())))
                 for f in d["fields"]
             )
             return cls(fields, int(d["n_r"]), tuple((str(b), int(w)) for b, w in d["input_blocks"]),

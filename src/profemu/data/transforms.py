@@ -41,8 +41,9 @@ from profemu.config import DataConfig
 from profemu.data.dataset import ProfileDataset
 from profemu.data.features import compute_features, fit_feature_stats
 from profemu.data.layout import FieldSpec, OutputLayout, field_kind
-from profemu.data.selfsimilar import SelfSimilar, resolve
+from profemu.data.selfsimilar import SelfSimilar, parse_mass_definition, physical_kind, resolve
 from profemu.errors import ConfigError, DataError, FormatError
+from profemu.physics.halo import enclosed_fraction_weights
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,8 @@ class Transforms:
         self_similar: SelfSimilar | None = None,
         param_weights: Any = None,
         scaled_radius: Any = None,
+        gas_fraction_fields: Sequence[str] = (),
+        ideal_gas: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.param_names = tuple(param_names)
         self.log_params = tuple(log_params)
@@ -215,6 +218,9 @@ class Transforms:
         self.param_weights = (np.ones(len(self.param_names)) if param_weights is None
                               else np.asarray(param_weights, dtype=np.float64))
         self.scaled_radius = None if scaled_radius is None else np.asarray(scaled_radius, dtype=np.float64)
+        self.gas_fraction_fields = tuple(f for f in self.field_names if f in set(gas_fraction_fields))
+        #: temperature field -> (pressure field, density field) it is predicted from
+        self.ideal_gas = {str(t): (str(pd[0]), str(pd[1])) for t, pd in (ideal_gas or {}).items()}
         self.pk_pca = None if pk_pca is None else {
             key: np.asarray(pk_pca[key], dtype=np.float64) for key in ("mean", "components", "scale")
         }
@@ -256,7 +262,8 @@ class Transforms:
         kinds = [ss.kinds[i] if ss is not None and ss.kinds[i] else field_kind(f)
                  for i, f in enumerate(self.field_names)]
         fields = tuple(
-            FieldSpec(f, self.units.get(f, ""), kind, f in self.monotone_fields)  # type: ignore[arg-type]
+            FieldSpec(f, self.units.get(f, ""), kind, f in self.monotone_fields,  # type: ignore[arg-type]
+                      f in self.gas_fraction_fields, self.ideal_gas.get(f, ()))
             for f, kind in zip(self.field_names, kinds, strict=True)
         )
         return OutputLayout(fields, self.n_r, tuple(self.input_blocks.items()), self.out_dim,
@@ -284,7 +291,16 @@ class Transforms:
             arrays["pca_mean"] = self.pca_mean
         if self.scaled_radius is not None:
             arrays.update(self._scaled_arrays())
+        if self.gas_fraction_fields:
+            arrays["gas_fraction_weights"] = self._gas_fraction_weights()
         return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+
+    def _gas_fraction_weights(self) -> np.ndarray:
+        """``gas_fraction_weights`` [D]: per output, its weight in the gas inside R_Δ over
+        ``f_b M_Δ`` (:func:`~profemu.physics.halo.enclosed_fraction_weights` of the radii in
+        units of R_Δ) for the fields in :attr:`gas_fraction_fields`, 0 elsewhere."""
+        w = enclosed_fraction_weights(self.radius)
+        return np.concatenate([w if f in self.gas_fraction_fields else np.zeros(self.n_r) for f in self.field_names])
 
     def _scaled_arrays(self) -> dict[str, np.ndarray]:
         """The grid in r / R_Δ and each field's target centre and scale on it.
@@ -370,6 +386,8 @@ class Transforms:
         components = pca_mean = None
         if cfg.pca_components > 0:
             components, pca_mean = _fit_target_pca(log_target, valid, center, scale, cfg.pca_components, ds.n)
+        gas_fraction_fields = _gas_fraction_fields(ds, cfg, fields, self_similar, scaled_radius is not None)
+        ideal_gas = _ideal_gas(ds, cfg, fields, self_similar, components is not None)
 
         return cls(
             monotone_fields=_resolve_monotone(cfg.monotone_fields, fields),
@@ -395,6 +413,8 @@ class Transforms:
             pca_mean=pca_mean,
             box=box,
             scaled_radius=scaled_radius,
+            gas_fraction_fields=gas_fraction_fields,
+            ideal_gas=ideal_gas,
         )
 
     # ------------------------------------------------------------------ forward
@@ -624,6 +644,8 @@ class Transforms:
             "self_similar": None if self.self_similar is None else self.self_similar.to_dict(),
             "param_weights": lst(self.param_weights),
             "scaled_radius": lst(self.scaled_radius),
+            "gas_fraction_fields": list(self.gas_fraction_fields),
+            "ideal_gas": {t: list(pd) for t, pd in self.ideal_gas.items()},
         }
 
     @classmethod
@@ -667,6 +689,9 @@ class Transforms:
                 self_similar=None if d.get("self_similar") is None else SelfSimilar.from_dict(d["self_similar"]),
                 param_weights=d.get("param_weights"),
                 scaled_radius=d.get("scaled_radius"),
+                gas_fraction_fields=_known_fields(d.get("gas_fraction_fields", ()), d["field_names"],
+                                                  "gas_fraction_fields"),
+                ideal_gas=_known_ideal_gas(d.get("ideal_gas", {}), d["field_names"]),
             )
         except KeyError as exc:
             raise FormatError(
@@ -1000,3 +1025,80 @@ def _resolve_monotone(requested: Sequence[str] | None, fields: Sequence[str]) ->
             f"data.monotone_fields: {unknown} are not fitted fields; choose from {list(fields)} (or [] for none)."
         )
     return tuple(f for f in fields if f in requested)
+
+
+def _known_fields(names: Any, fields: Sequence[str], key: str) -> tuple[str, ...]:
+    """``names`` of a saved description, each one of ``fields`` (FormatError otherwise)."""
+    if not isinstance(names, list | tuple) or any(n not in fields for n in names):
+        raise FormatError(f"transforms: {key} {names!r} must list fields of {list(fields)}; the saved emulator is "
+                          "damaged or was edited.")
+    return tuple(str(n) for n in names)
+
+
+#: The radii must reach inside this fraction of R_Δ (and out to R_Δ) for the gas-fraction bound.
+GAS_FRACTION_INNERMOST = 0.1
+
+
+def _gas_fraction_fields(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[str], ss: SelfSimilar | None,
+                         scaled_coordinate: bool) -> tuple[str, ...]:
+    """The fields whose gas inside R_Δ ``data.gas_fraction_bound`` keeps below f_b M_Δ (one log line)."""
+    if cfg.gas_fraction_bound == "off" or ss is None:  # without the normalisation its own line says why
+        return ()
+    declared = ds.meta.get("field_kinds") if isinstance(ds.meta.get("field_kinds"), Mapping) else None
+    dens = [f for i, f in enumerate(fields) if ss is not None and ss.kinds[i] == "density"]
+    why = None
+    if not dens:
+        why = "no gas density field (divided by Δ f_b ρ_ref)"
+    elif not ss.radius_scaled or parse_mass_definition(ds.radius_unit) is None \
+            or parse_mass_definition(ds.radius_unit)[:2] != (ss.delta, ss.reference):
+        why = (f"the radii ({ds.radius_unit!r}) are not in units of the mass definition's R_Δ "
+               f"(R{ss.delta:g}{ss.reference[0]})")
+    elif scaled_coordinate or cfg.pca_components > 0:
+        why = "data.radial_coordinate 'scaled' or PCA outputs"
+    elif ds.radius[0] > GAS_FRACTION_INNERMOST or ds.radius[-1] < 1.0:
+        why = (f"the radii {ds.radius[0]:g}-{ds.radius[-1]:g} R_Δ do not reach from {GAS_FRACTION_INNERMOST:g} R_Δ "
+               "or less out to R_Δ")
+    if why is None:
+        unknown = [f for f in dens if physical_kind(f, ds.units.get(f, ""), declared)[1] is None]
+        dens = [f for f in dens if f not in unknown]
+        if not dens:
+            why = f"the density unit of {unknown} is not recognised"
+    if why is not None:
+        logger.info("gas-fraction bound: not applied (%s)", why)
+        return ()
+    logger.info("gas-fraction bound: %s predicted with their gas inside R_Δ below f_b M_Δ "
+                "(data.gas_fraction_bound: off removes it)", ", ".join(dens))
+    return tuple(dens)
+
+
+def _known_ideal_gas(links: Any, fields: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``ideal_gas`` of a saved description: temperature -> (pressure, density), all fields (FormatError otherwise)."""
+    if not isinstance(links, Mapping) or any(
+            t not in fields or not isinstance(pd, list | tuple) or len(pd) != 2 or any(g not in fields for g in pd)
+            for t, pd in links.items()):
+        raise FormatError(f"transforms: ideal_gas {links!r} must map a temperature field to [pressure, density] "
+                          f"fields of {list(fields)}; the saved emulator is damaged or was edited.")
+    return {str(t): (str(pd[0]), str(pd[1])) for t, pd in links.items()}
+
+
+def _ideal_gas(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[str], ss: SelfSimilar | None,
+               pca: bool) -> dict[str, tuple[str, str]]:
+    """Temperature field -> (pressure, density) it is predicted from (``data.ideal_gas_temperature``; logged)."""
+    if cfg.ideal_gas_temperature == "off" or ss is None:
+        return {}
+    declared = ds.meta.get("field_kinds") if isinstance(ds.meta.get("field_kinds"), Mapping) else None
+    known = {f: ss.kinds[i] for i, f in enumerate(fields)
+             if ss.kinds[i] and physical_kind(f, ds.units.get(f, ""), declared)[1] is not None}
+    by_kind = {k: [f for f, kind in known.items() if kind == k] for k in ("temperature", "pressure", "density")}
+    if not by_kind["temperature"]:
+        return {}
+    if pca or not by_kind["pressure"] or not by_kind["density"]:
+        logger.info("ideal-gas temperature: not applied (%s)", "PCA outputs" if pca else
+                    "it needs a pressure and a gas density field with recognised units beside the temperature")
+        return {}
+    pair = (by_kind["pressure"][0], by_kind["density"][0])
+    logger.info("ideal-gas temperature: %s predicted as %s / %s (each over its scale) times a learnt correction "
+                "(data.ideal_gas_temperature: off learns it on its own)",
+                ", ".join(by_kind["temperature"]), *pair)
+    return {t: pair for t in by_kind["temperature"]}
+

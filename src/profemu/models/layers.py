@@ -182,3 +182,43 @@ def interpolate_rows(values: Array, grid: Array, queries: Array, xp: Any = np) -
     slots = xp.arange(k, dtype=t.dtype)[None, :, None]  # [1, K, 1]
     weights = (slots == idx[:, None, :]) * (1.0 - frac)[:, None, :] + (slots == idx[:, None, :] + 1) * frac[:, None, :]
     return xp.einsum("...nk,nkj->...nj", values, weights.astype(values.dtype))
+
+
+_LN10 = 2.302585092994046
+
+
+def gas_fraction_bound(log10_profile: Array, weights: Array, xp: Any = np, slope: Array | None = None
+                       ) -> tuple[Array, Array | None]:
+    """``log10 (ρ / (1 + F))`` with ``F = Σ_k w_k ρ_k`` (one field, overflow-free).
+
+    With ``ρ`` a gas density over its self-similar scale on radii in units of R_Δ and ``w``
+    :func:`~profemu.physics.halo.enclosed_fraction_weights`, ``F`` is the gas inside R_Δ over
+    ``f_b M_Δ``; the bounded profile's is ``F / (1 + F) < 1``. A network whose ``log F``
+    grows linearly with log mass then predicts ``1 / (1 + (M_c / M)^β)``: a gas fraction
+    that levels off towards the cosmic one, the baryon-correction model's form.
+
+    Args:
+        log10_profile: log10 ρ [..., n_r].
+        weights: ``w`` [n_r] (>= 0; zeros beyond R_Δ).
+        xp: numpy or jax.numpy.
+        slope: Optional d log10 ρ / d log10 M [..., n_r], returned for the bounded profile.
+
+    Returns:
+        ``(bounded [..., n_r], its slope or None)``.
+    """
+    w = xp.asarray(weights, log10_profile.dtype)
+    used = w > 0
+    log_w = xp.log(xp.where(used, w, 1.0))
+    terms = xp.where(used, _LN10 * log10_profile + log_w, -xp.inf)  # ln(w_k ρ_k)
+    top = xp.max(terms, axis=-1, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, 0.0)
+    share = xp.where(used, xp.exp(terms - top), 0.0)
+    log_f = top + xp.log(xp.sum(share, axis=-1, keepdims=True))  # ln F
+    bounded = log10_profile - softplus(log_f, xp) / _LN10  # - log10(1 + F)
+    if slope is None:
+        return bounded, None
+    # d log10(1 + F)/d log10 M = F/(1 + F) * Σ_k (w_k ρ_k / F) d log10 ρ_k / d log10 M
+    weight = share / xp.sum(share, axis=-1, keepdims=True)
+    fraction = 1.0 / (1.0 + xp.exp(-log_f))
+    return bounded, slope - fraction * xp.sum(weight * slope, axis=-1, keepdims=True)
+

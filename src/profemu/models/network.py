@@ -368,6 +368,8 @@ class Network:
                 slope = slope + 2.0 * curvature * dm
             else:
                 mean = mean + slope * dm
+        if any(f.gas_fraction_bound or f.ideal_gas for f in layout.fields):
+            mean, slope = self._gas_physics(arrays, mean, slope, xp)
         if cfg.heteroscedastic:
             raw = layers.dense(p["var"], h, xp)
             if dm is not None:
@@ -379,6 +381,38 @@ class Network:
             record["head/mean"] = mean
             record["head/var"] = var
         return NetworkOutput(mean, var, slope)
+
+    def _gas_physics(self, arrays: Mapping[str, Any], mean: Any, slope: Any, xp: Any) -> tuple[Any, Any]:
+        """The standardised mean (and its mass slope) with the gas's physics in the structure:
+        each ``gas_fraction_bound`` density keeps its gas inside R_Δ below f_b M_Δ
+        (:func:`~profemu.models.layers.gas_fraction_bound`), then each ``ideal_gas``
+        temperature is its pressure over its density (over their self-similar scales)
+        times ``10^δ``, δ its own output in units of its scale (0 at the training centre
+        of ``T - P/ρ``)."""
+        layout = self.layout
+        center = xp.asarray(arrays["target_center"], mean.dtype)
+        scale = xp.asarray(arrays["target_scale"], mean.dtype)
+        logs, d_logs = {}, {}  # per field: log10 profile [..., n_r] and its mass slope
+        for f in layout.fields:
+            sl = layout.field_slice(f.name)
+            logs[f.name] = center[sl] + scale[sl] * mean[..., sl]
+            d_logs[f.name] = None if slope is None else scale[sl] * slope[..., sl]
+            if f.gas_fraction_bound:
+                weights = xp.asarray(arrays["gas_fraction_weights"], mean.dtype)[sl]
+                logs[f.name], d_logs[f.name] = layers.gas_fraction_bound(logs[f.name], weights, xp, d_logs[f.name])
+        for f in layout.fields:
+            if f.ideal_gas:
+                p, d = f.ideal_gas
+                sl, sp, sd = (layout.field_slice(n) for n in (f.name, p, d))
+                offset = center[sl] - center[sp] + center[sd]  # δ's centre: T - P/ρ at the training centres
+                logs[f.name] = logs[p] - logs[d] + (logs[f.name] - center[sl]) + offset
+                if slope is not None:
+                    d_logs[f.name] = d_logs[p] - d_logs[d] + d_logs[f.name]
+        parts = [(logs[f.name] - center[layout.field_slice(f.name)]) / scale[layout.field_slice(f.name)]
+                 for f in layout.fields]
+        slopes = None if slope is None else xp.concatenate(
+            [d_logs[f.name] / scale[layout.field_slice(f.name)] for f in layout.fields], axis=-1)
+        return xp.concatenate(parts, axis=-1), slopes
 
     def _grid_mean(self, p: Mapping[str, Any], arrays: Mapping[str, Any], h: Any, xp: Any) -> Any:
         """Standardised mean drawn directly on the dataset's radii, [..., n, out_dim]."""

@@ -29,6 +29,7 @@ from profemu.physics.cosmology import rho_crit, rho_reference
 
 __all__ = [
     "battaglia_parameters",
+    "enclosed_fraction_weights",
     "gas_fraction",
     "gnfw_mass_integral",
     "gnfw_pressure",
@@ -198,3 +199,43 @@ def gnfw_mass_integral(x: np.ndarray, x_s: np.ndarray, g: np.ndarray) -> np.ndar
     t = y / (1.0 + y)
     a = 3.0 - g
     return x_s**3 * t**a / a * hyp2f1(a, 1.0, a + 1.0, t)
+
+
+def enclosed_fraction_weights(x: ArrayLike, x_max: float = 1.0) -> np.ndarray:
+    """Quadrature weights ``w`` [n] with ``Σ_k w_k y(x_k) ≈ 3 ∫_0^x_max x² y(x) dx``.
+
+    For a gas density in units of its self-similar scale, ``y = ρ / (Δ f_b ρ_ref)`` on radii
+    ``x = r / R_Δ``, the sum is the gas mass inside ``x_max R_Δ`` over ``f_b M_Δ``: the
+    fraction of the halo's share of the cosmic baryons that is gas (1 at the cosmic baryon
+    fraction). The trapezoid rule in ln x on ``x³ y`` (which varies slowly for gas
+    profiles between ``x^-1`` and ``x^-3``), the interval that crosses ``x_max`` in part,
+    and ``y`` constant inside the innermost radius (a core: ``x_0³ y_0``).
+
+    Args:
+        x: Radii in units of R_Δ, strictly increasing and positive, [n].
+        x_max: Outer radius of the enclosed mass [R_Δ]; at least ``x[0]``.
+
+    Returns:
+        Weights [n] (zero beyond ``x_max``).
+
+    Raises:
+        ValueError: a grid that is not positive and increasing, or ``x_max < x[0]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or x.size < 1 or (x <= 0).any() or (np.diff(x) <= 0).any():
+        raise ValueError("enclosed_fraction_weights: x must be a positive, strictly increasing 1-D grid.")
+    if x_max < x[0]:
+        raise ValueError(f"enclosed_fraction_weights: x_max={x_max} lies inside the innermost radius {x[0]}.")
+    w = np.zeros_like(x)
+    w[0] = x[0] ** 3  # 3 ∫_0^x0 x² dx, a constant core
+    lx = np.log(x)
+    for k in range(x.size - 1):
+        if x[k] >= x_max:
+            break
+        step = lx[k + 1] - lx[k]
+        h = min(step, math.log(x_max) - lx[k])  # the part of the interval inside x_max
+        # g = 3 x³ y linear in ln x across the interval, integrated from ln x_k to ln x_k + h
+        w[k] += 3.0 * x[k] ** 3 * (h - h * h / (2.0 * step))
+        w[k + 1] += 3.0 * x[k + 1] ** 3 * h * h / (2.0 * step)
+    return w
+
