@@ -201,8 +201,8 @@ def in_box(quick: bool, folds: int = 5) -> dict[str, Any]:
     """The same test rows when their mass bin is *inside* the training data: the ceiling.
 
     CAMELS TNG bins 11-12.3 (rho + pth), ``folds``-fold cross-validation by simulation
-    (simulations shuffled with seed 0) with the shipped configuration (no extrapolation
-    variance); every 12-12.3 row is predicted by the fold that did not train on its
+    (simulations shuffled with seed 0) with the other network rows' settings (:func:`_config`:
+    one validation split, no extrapolation variance); every 12-12.3 row is predicted by the fold that did not train on its
     simulation. What an emulator reaches with data at that mass bounds what extrapolation
     to it can reach.
     """
@@ -325,8 +325,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = ["## Extrapolation in halo mass", "",
              f"Mode: {mode}. Training seed 0, split seed 0. See `benchmarks/extrapolation.py` for the "
              "data, the splits and the methods. The `profemu` rows are the shipped defaults as they are in every "
-             "mode (5-fold cross-validation, refit, 5 members, the extrapolation variance fitted automatically by "
-             "one more training like the refit on the lower half of the masses); the other network rows use the quick "
+             "mode (5-fold cross-validation, a refit continuing the folds' networks, 5 members, the extrapolation "
+             "variance fitted automatically by one more training of 5 members on the lower half of the masses); the "
+             "other network rows use the quick "
              "settings with one validation split, and all but `plain MLP` fit the same variance; `plain MLP` is "
              "the default network kind without self-similar scaling and without that variance.", "",
              f"### CAMELS LH TNG: trained on 11-12 ({tng['n_train']} rows), tested on 12-12.3 "
@@ -339,7 +340,7 @@ def markdown(results: dict[str, Any]) -> str:
     if box:
         lines += ["", f"In-box reference: the same {box['n_test']} rows of 12-12.3 predicted with that mass bin "
                   f"*in* the training data ({box['folds']}-fold cross-validation by simulation, bins 11-12.3, the "
-                  "shipped configuration): " + "; ".join(
+                  "network rows' settings: one validation split, no extrapolation variance): " + "; ".join(
                       f"{f} median {_fmt(box[f]['frac_err_median'])}, 95th {_fmt(box[f]['frac_err_p95'])}, 68% cov. "
                       f"{_fmt(box[f]['coverage_68'])}" for f in FIELDS)
                   + ". An emulator extrapolating to 12-12.3 cannot be expected to beat one trained there."]
@@ -354,6 +355,13 @@ def markdown(results: dict[str, Any]) -> str:
                    if isinstance(v, dict))
     lines += ["", "### Mock universe (Battaglia gNFW pressure + BCM gas): trained on log10 M <= 13 "
               f"({mk['n_train']} rows), tested on 13-15 ({mk['13-15']['n_test']} rows)", ""]
+    lines += ["The mock's own physics: the gas fraction of the baryon-correction model, f_gas = f_b / (1 + "
+              "(M_c/M)^β) (it levels off towards the cosmic fraction above M_c ~ 10^13-10^14 Msun), and T = P μ m_p / "
+              "(ρ k_B). The default network carries the same two pieces of physics in its structure (the gas inside "
+              "R200c kept below f_b M, which takes that form when the network's gas fraction grows as a power of "
+              "mass, and the ideal-gas temperature; `data.gas_fraction_bound`, `data.ideal_gas_temperature`): their "
+              "gain here is the gain of physics shared by model and mock, not evidence for another family. Both "
+              "apply only to radii in units of R_Δ, so none of the CAMELS rows above uses them.", ""]
     lines += _table(mk, "13-15", fields) + _calibration(mk, "13-15")
     lines += ["", f"Target: profemu median <= {MOCK_RATIO} x the better of GP and PCA+RBF."]
     zs = results.get("redshift_step")
