@@ -186,8 +186,9 @@ def test_bool_and_choice_words() -> None:
     on_off = [(p, f.name) for p, cls in _sections() for f in dataclasses.fields(cls)
               if typing.get_origin(typing.get_type_hints(cls)[f.name]) is Literal
               and {"on", "off"} & set(typing.get_args(typing.get_type_hints(cls)[f.name]))]
-    assert on_off == [("data", "self_similar"), ("data", "input_relevance"), ("train", "auto_capacity"),
-                      ("train", "extrapolation_variance"), ("train", "gp_blend")]
+    assert on_off == [("data", "self_similar"), ("data", "gas_fraction_bound"), ("data", "ideal_gas_temperature"),
+                      ("data", "input_relevance"), ("train", "auto_capacity"), ("train", "extrapolation_variance"),
+                      ("train", "gp_blend")]
     for prefix, name in on_off:
         assert load_yaml(f"{prefix}:\n  {name}: off\n", what="t") == {prefix: {name: "off"}}
         assert getattr(getattr(Config.from_dict({prefix: {name: "off"}}), prefix), name) == "off"
