@@ -181,6 +181,8 @@ def test_initial_parameters_that_do_not_fit_the_network_are_refused(dataset) -> 
     bad = {**good, name: np.full_like(good[name], np.nan)}
     with pytest.raises(ConfigError, match="non-finite"):
         fit(problem, initial_params=loop.unflatten_tree(bad))
+    with pytest.raises(ConfigError, match="not a parameter tree"):
+        fit(problem, initial_params=[1.0, 2.0])
     with pytest.raises(ConfigError, match="first_epoch"):
         fit(problem, first_epoch=CFG["train.epochs"])
     with pytest.raises(ConfigError, match="epochs=3"):

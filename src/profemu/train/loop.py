@@ -592,7 +592,7 @@ def _checked_initial(given: Any, drawn: Any) -> Any:
     want = flatten_tree(drawn)
     try:
         have = flatten_tree(given)
-    except (TypeError, ValueError) as exc:
+    except (AttributeError, TypeError, ValueError) as exc:
         raise ConfigError(f"fit: initial_params is not a parameter tree of this network ({exc}).") from None
     if set(have) != set(want):
         raise ConfigError(f"fit: initial_params has the entries {sorted(have)}, the network {sorted(want)}; pass "
