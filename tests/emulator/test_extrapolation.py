@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from profemu.emulator.extrapolation import _fit_grid, extrapolation_variance, read_record
+from profemu.emulator.extrapolation import (
+    _fit_grid,
+    _nll_without,
+    extrapolation_variance,
+    read_record,
+)
 from profemu.errors import FormatError
 from tests.reliability import TinyRun, tiny_run
 
@@ -176,3 +181,12 @@ def test_three_redshifts_get_their_own_term_in_both_prediction_paths() -> None:
     np.testing.assert_allclose(pred.extrapolation[0], (a_z * 0.4) ** p_z, rtol=1e-6, atol=1e-12)
     _mean, var = jax.jit(emu.predict_fn)(x, m, None, np.array([1.0]))
     np.testing.assert_allclose(np.asarray(var).reshape(-1), pred.var[0], rtol=2e-4)
+
+
+def test_the_score_without_the_term_is_the_grids_score_at_zero_distance() -> None:
+    rng = np.random.default_rng(3)
+    res = rng.normal(0.0, 0.2, (300, 7))
+    res[rng.random(res.shape) < 0.1] = np.nan
+    v0 = rng.uniform(0.001, 0.05, res.shape)
+    assert _nll_without(res, v0) == pytest.approx(_fit_grid(res, v0, np.zeros(300))[2], rel=1e-12)
+    assert _nll_without(res, v0) > _fit_grid(res, v0, rng.uniform(0.1, 1.0, 300))[2]  # the term can only help
