@@ -117,11 +117,20 @@ def test_resume_reuses_the_finished_cross_validation(cv_run, caplog: pytest.LogC
 
 
 
-def test_without_warm_refit_epochs_the_refit_trains_anew_for_the_folds_best_epoch() -> None:
+def test_without_warm_refit_epochs_the_refit_trains_anew_for_the_folds_best_epoch(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     ds = make_mock_universe(n=120, seed=4, param_set="lh6", n_r=6).dataset
-    out = train_emulator(ds, Config().updated({**CFG, "train.warm_refit_epochs": 0}))
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        out = train_emulator(ds, Config().updated({**CFG, "train.warm_refit_epochs": 0}))
     cv = out.cross_validation
     assert cv["refit"] == {"continues_cv_networks": False, "first_epoch": 0, "epochs": cv["refit_epochs"]}
     assert [h["epoch"] for h in out.history] == list(range(cv["refit_epochs"]))
-    more = train_emulator(ds, Config().updated({**CFG, "train.members": 4}))  # 4 members, 3 networks
+    assert (f"refit: 2 members from new initial parameters on all 120 rows for {cv['refit_epochs']} epochs"
+            in caplog.text and "(train.warm_refit_epochs: 0)" in caplog.text)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        more = train_emulator(ds, Config().updated({**CFG, "train.members": 4}))  # 4 members, 3 networks
     assert more.cross_validation["refit"]["continues_cv_networks"] is False
+    assert "more members than networks to continue" in caplog.text

@@ -316,10 +316,11 @@ def _refit_plan(config: Config, cv: Mapping[str, Any], networks: Any, rows: int)
     else:
         available = 0 if networks is None else int(next(iter(flatten_tree(networks).values())).shape[0])
         continues = warm > 0 and members <= available
-        if warm > 0 and not continues:
-            logger.info("refit: %d members from new initial parameters (%d cross-validation networks to continue; "
-                        "train.members <= train.cv_folds x train.cv_members continues them)", members, available)
     if not continues:
+        why = ("train.warm_refit_epochs: 0" if warm <= 0 else
+               "train.members > train.cv_folds x train.cv_members: more members than networks to continue")
+        logger.info("refit: %d members from new initial parameters on all %d rows for %d epochs, the folds' median "
+                    "best (%s)", members, rows, int(cv["refit_epochs"]), why)
         return 0, int(cv["refit_epochs"]), None
     logger.info("refit: the %d members continue the cross-validation's networks on all %d rows for the last %d "
                 "epochs of their schedule (train.warm_refit_epochs; 0 trains them anew)", members, rows, warm)

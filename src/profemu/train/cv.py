@@ -246,10 +246,9 @@ def cross_validate(
     metrics = evaluate_predictions({f: (m, scale * v) for f, (m, v) in predictions.items()}, truth)
     epochs = [e + 1 for member in best_epochs for e in member if e >= 0]
     refit = int(np.clip(np.median(epochs) if epochs else config.train.epochs, 1, config.train.epochs))
-    logger.info("cross-validation: median fractional error %.2f%% (folds %s), variance scale %.3g (%.0f s); refit "
-                "on all %d rows for %d epochs", 100 * metrics["overall"]["frac_err_median"],
-                ", ".join(f"{100 * m['frac_err_median']:.2f}%" for m in fold_metrics), scale, seconds, pool.size,
-                refit)
+    logger.info("cross-validation: median fractional error %.2f%% (folds %s), variance scale %.3g (%.0f s); the "
+                "folds' median best epoch %d", 100 * metrics["overall"]["frac_err_median"],
+                ", ".join(f"{100 * m['frac_err_median']:.2f}%" for m in fold_metrics), scale, seconds, refit)
     return CrossValidation(folds, order, fold_of_row, predictions, float(scale), metrics,
                            fold_metrics, best_epochs, refit, [seconds], per_fold, result.params)
 
