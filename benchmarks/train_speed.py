@@ -3,8 +3,9 @@
 What is timed
     * ``profemu``: :func:`profemu.runs.training.train_emulator` with the default
       :class:`~profemu.config.Config` (5-fold cross-validation by simulation, one network per
-      fold, the five trained as one compiled program; then the refit of 5 members on every
-      row in the same program; the extrapolation variance's held-out training; input
+      fold, the five trained as one compiled program; then the 5 members continue those
+      networks on every row for 20 epochs in the same program; the extrapolation variance's
+      held-out training; input
       relevance ``auto``), in memory (no run folder), wall
       time of the whole call [s]; its cross-validated median fractional error is reported
       so a faster run cannot hide a worse emulator.
@@ -198,7 +199,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = ["## Training time: `train_emulator` (defaults) against the ARD GP fit on the same rows", "",
              "Interleaved in one run on a shared machine: compare the ratios, not the seconds. "
              "profemu: 5-fold CV by simulation (one network per fold, the five trained as one compiled "
-             "program) + refit of 5 members in the same program + the extrapolation variance's held-out "
+             "program) + the refit, whose 5 members continue those networks on every row for 20 epochs "
+             "(`train.warm_refit_epochs`) in the same program + the extrapolation variance's held-out "
              "training (where `train.extrapolation_variance: auto` fits it).", "",
              "| set | rows | profemu [s] | GP [s] | profemu / GP | CV median error (one network per fold) |",
              "|---|---|---|---|---|---|"]
