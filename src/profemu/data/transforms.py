@@ -1039,18 +1039,25 @@ def _known_fields(names: Any, fields: Sequence[str], key: str) -> tuple[str, ...
 GAS_FRACTION_INNERMOST = 0.1
 
 
+def _recognised_kinds(ds: ProfileDataset, fields: Sequence[str], ss: SelfSimilar) -> dict[str, str]:
+    """Field -> its self-similar kind, for the normalised fields whose unit is recognised (the
+    normalised profile is then exactly the profile over its scale, with no unknown factor)."""
+    declared = ds.meta.get("field_kinds") if isinstance(ds.meta.get("field_kinds"), Mapping) else None
+    return {f: ss.kinds[i] for i, f in enumerate(fields)
+            if ss.kinds[i] and physical_kind(f, ds.units.get(f, ""), declared)[1] is not None}
+
+
 def _gas_fraction_fields(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[str], ss: SelfSimilar | None,
                          scaled_coordinate: bool) -> tuple[str, ...]:
     """The fields whose gas inside R_Δ ``data.gas_fraction_bound`` keeps below f_b M_Δ (one log line)."""
     if cfg.gas_fraction_bound == "off" or ss is None:  # without the normalisation its own line says why
         return ()
-    declared = ds.meta.get("field_kinds") if isinstance(ds.meta.get("field_kinds"), Mapping) else None
-    dens = [f for i, f in enumerate(fields) if ss is not None and ss.kinds[i] == "density"]
+    dens = [f for i, f in enumerate(fields) if ss.kinds[i] == "density"]
+    radius_definition = parse_mass_definition(ds.radius_unit)
     why = None
     if not dens:
         why = "no gas density field (divided by Δ f_b ρ_ref)"
-    elif not ss.radius_scaled or parse_mass_definition(ds.radius_unit) is None \
-            or parse_mass_definition(ds.radius_unit)[:2] != (ss.delta, ss.reference):
+    elif not ss.radius_scaled or radius_definition is None or radius_definition[:2] != (ss.delta, ss.reference):
         why = (f"the radii ({ds.radius_unit!r}) are not in units of the mass definition's R_Δ "
                f"(R{ss.delta:g}{ss.reference[0]})")
     elif scaled_coordinate or cfg.pca_components > 0:
@@ -1059,8 +1066,9 @@ def _gas_fraction_fields(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[s
         why = (f"the radii {ds.radius[0]:g}-{ds.radius[-1]:g} R_Δ do not reach from {GAS_FRACTION_INNERMOST:g} R_Δ "
                "or less out to R_Δ")
     if why is None:
-        unknown = [f for f in dens if physical_kind(f, ds.units.get(f, ""), declared)[1] is None]
-        dens = [f for f in dens if f not in unknown]
+        recognised = _recognised_kinds(ds, fields, ss)
+        unknown = [f for f in dens if f not in recognised]
+        dens = [f for f in dens if f in recognised]
         if not dens:
             why = f"the density unit of {unknown} is not recognised"
     if why is not None:
@@ -1086,9 +1094,7 @@ def _ideal_gas(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[str], ss: S
     """Temperature field -> (pressure, density) it is predicted from (``data.ideal_gas_temperature``; logged)."""
     if cfg.ideal_gas_temperature == "off" or ss is None:
         return {}
-    declared = ds.meta.get("field_kinds") if isinstance(ds.meta.get("field_kinds"), Mapping) else None
-    known = {f: ss.kinds[i] for i, f in enumerate(fields)
-             if ss.kinds[i] and physical_kind(f, ds.units.get(f, ""), declared)[1] is not None}
+    known = _recognised_kinds(ds, fields, ss)
     by_kind = {k: [f for f, kind in known.items() if kind == k] for k in ("temperature", "pressure", "density")}
     if not by_kind["temperature"]:
         return {}

@@ -152,12 +152,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def refit_description(cv: Mapping[str, Any]) -> str:
     """How the Emulator learnt from every row after a ``cv.json`` record's cross-validation, in words."""
     refit = cv.get("refit")
-    if isinstance(refit, Mapping) and refit.get("continues_cv_networks"):
-        first, epochs = refit.get("first_epoch"), refit.get("epochs")
-        return (f"its members continued the folds' networks on all {cv['n_rows']} rows for the last {epochs} epochs "
-                f"of their {first + epochs} (learning-rate schedule's tail)" if isinstance(first, int)
-                and isinstance(epochs, int) else f"its members continued the folds' networks on all {cv['n_rows']} rows")
-    return f"it was refitted on all {cv['n_rows']} rows for {cv['refit_epochs']} epochs"
+    if not (isinstance(refit, Mapping) and refit.get("continues_cv_networks")):
+        return f"it was refitted on all {cv['n_rows']} rows for {cv['refit_epochs']} epochs"
+    text = f"its members continued the folds' networks on all {cv['n_rows']} rows"
+    first, epochs = refit.get("first_epoch"), refit.get("epochs")
+    if isinstance(first, int) and isinstance(epochs, int):
+        text += f" for the last {epochs} epochs of their {first + epochs} (learning-rate schedule's tail)"
+    return text
 
 
 def fold_predictor(cv: Mapping[str, Any]) -> str:

@@ -287,10 +287,11 @@ def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
         return fit(training_problem(prep, config), checkpoint_dir=checkpoints, resume=resume, callbacks=callbacks), None
     cv = _cross_validation(run, prep, config, folds, callbacks, resume)
     problem = training_problem(prep, config.updated({"train.patience": 0}), validate_on_train=False)
-    first, epochs, start = _refit_plan(config, cv, cv.pop("networks", None), len(prep.split.train))
-    cv["refit"] = {"continues_cv_networks": bool(first), "first_epoch": first, "epochs": epochs}
-    if run is not None:  # cv.json says how the refit trains (a resumed refit trains the same way)
-        run.write_json("cv.json", {k: v for k, v in cv.items() if k != "oof"})
+    networks, refit = cv.pop("networks", None), cv["refit"]
+    first, epochs = int(refit["first_epoch"]), int(refit["epochs"])
+    start = None  # a resumed refit's checkpoint holds the members' parameters
+    if refit["continues_cv_networks"] and networks is not None:
+        start = unflatten_tree({k: np.asarray(v)[:config.train.members] for k, v in flatten_tree(networks).items()})
     total = first + epochs  # a continued refit's bar counts the schedule's epochs: it starts at ``first``
     final_callbacks = [lambda e, c=c: c({**e, "stage": "refit", "epochs": total}) for c in callbacks]
     result = fit(problem, checkpoint_dir=checkpoints, resume=resume, callbacks=final_callbacks, epochs=epochs,
@@ -298,15 +299,14 @@ def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
     return result, cv
 
 
-def _refit_plan(config: Config, cv: Mapping[str, Any], networks: Any, rows: int) -> tuple[int, int, Any]:
-    """``(first_epoch, epochs, initial_params)`` of the refit (logged).
+def _refit_record(config: Config, cv: Mapping[str, Any], networks: int | None, rows: int) -> dict[str, Any]:
+    """How the refit trains (``cv.json``'s ``refit``; logged).
 
-    The members continue the cross-validation's networks (member ``i`` network ``i``) for the
-    last ``train.warm_refit_epochs`` epochs of their schedule, or train from new initial
+    The members continue the cross-validation's ``networks`` (member ``i`` network ``i``) for
+    the last ``train.warm_refit_epochs`` epochs of their schedule, or train from new initial
     parameters for the folds' median best epoch (``first_epoch`` 0): with
-    ``train.warm_refit_epochs = 0`` or more members than networks. A resumed run (``networks``
-    None, the cross-validation reused) trains as its ``cv.json`` says; its checkpoint holds the
-    members' parameters.
+    ``train.warm_refit_epochs = 0`` or more members than networks. ``networks`` None (a reused
+    cross-validation): as its record says, or anew when it says nothing.
     """
     warm = min(config.train.warm_refit_epochs, config.train.epochs - 1)
     members = config.train.members
@@ -314,19 +314,16 @@ def _refit_plan(config: Config, cv: Mapping[str, Any], networks: Any, rows: int)
     if networks is None and isinstance(previous, Mapping):
         continues = bool(previous.get("continues_cv_networks"))
     else:
-        available = 0 if networks is None else int(next(iter(flatten_tree(networks).values())).shape[0])
-        continues = warm > 0 and members <= available
+        continues = warm > 0 and members <= (networks or 0)
     if not continues:
         why = ("train.warm_refit_epochs: 0" if warm <= 0 else
                "train.members > train.cv_folds x train.cv_members: more members than networks to continue")
         logger.info("refit: %d members from new initial parameters on all %d rows for %d epochs, the folds' median "
                     "best (%s)", members, rows, int(cv["refit_epochs"]), why)
-        return 0, int(cv["refit_epochs"]), None
+        return {"continues_cv_networks": False, "first_epoch": 0, "epochs": int(cv["refit_epochs"])}
     logger.info("refit: the %d members continue the cross-validation's networks on all %d rows for the last %d "
                 "epochs of their schedule (train.warm_refit_epochs; 0 trains them anew)", members, rows, warm)
-    start = None if networks is None else unflatten_tree(
-        {k: np.asarray(v)[:members] for k, v in flatten_tree(networks).items()})
-    return config.train.epochs - warm, warm, start
+    return {"continues_cv_networks": True, "first_epoch": config.train.epochs - warm, "epochs": warm}
 
 
 #: ``train.extrapolation_variance = "auto"`` fits the term on runs with at least this many
@@ -474,10 +471,13 @@ def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, fol
         previous = _finished_cross_validation(run, prep, folds)
         if previous is not None:
             logger.info("resume: reusing the finished cross-validation in %s", run.path / "cv.json")
+            previous["refit"] = _refit_record(config, previous, None, len(prep.split.train))
             return previous
     result = cross_validate(prep, config, folds, callbacks=callbacks)
     record = json_safe(result.summary())
     record["residual_covariance"] = _residual_covariance(prep, result)
+    networks = None if result.networks is None else int(next(iter(flatten_tree(result.networks).values())).shape[0])
+    record["refit"] = _refit_record(config, record, networks, len(prep.split.train))  # cv.json says how it trains
     if run is not None:
         run.write_json("cv.json", record)
         run.write_npz("cv_predictions.npz", {"rows": result.rows, "fold": result.fold_of_row,
