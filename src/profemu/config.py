@@ -566,8 +566,10 @@ class TrainConfig:
             of the rows in halo mass, scored on the upper half (and, with at least three
             training redshifts, one more on the lower redshifts for the redshift's own
             term); after a cross-validation it trains the refit's members from new initial
-            parameters for the folds' median best epoch (about a quarter
-            of the run: 1.7 s of 7.5 s on 1,600 TNG rows), without one it is a lighter
+            parameters, for the whole schedule where they continue the folds' networks (on a
+            second thread beside the cross-validation when two cores are free:
+            :mod:`profemu.runs.heldout`), else for the folds' median best epoch after the
+            refit; without one it is a lighter
             training (one validation split, at most 3 members). ``"auto"`` on runs of at
             least 100 training rows whose masses span at least 0.1 dex with at least 25 on
             each side of their median, ``"on"``, ``"off"``. On CAMELS TNG, 0-0.3 dex above

@@ -53,14 +53,48 @@ def test_after_cross_validation_the_held_out_fit_reuses_the_compiled_epoch(caplo
     import logging
 
     ds = make_mock_universe(n=160, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
-    cfg = Config().updated({**_TINY, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
+    cfg = Config().updated({**_TINY, "train.cv_folds": 3, "train.extrapolation_variance": "on",
+                            "train.warm_refit_epochs": 0})
     with caplog.at_level(logging.INFO, logger="profemu"):
         out = train_emulator(ds, cfg)
     messages = [r.getMessage() for r in caplog.records]
     assert sum("compiling the training step" in m for m in messages) == 1, messages
     line = next(m for m in messages if "one more training of 2 members from new initial parameters" in m)
-    assert f"{out.cross_validation['refit_epochs']} epochs" in line
+    assert f"{out.cross_validation['refit_epochs']} epochs, the folds' median best" in line
     assert out.emulator.metadata["extrapolation"]["held_out_rows"] > 0
+
+
+def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_with_the_same_result(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import profemu.runs.training as training
+
+    ds = make_mock_universe(n=160, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
+    cfg = Config().updated({**_TINY, "train.epochs": 4, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    with caplog.at_level(logging.INFO, logger="profemu"):
+        beside = train_emulator(ds, cfg)
+    records = caplog.records
+    assert beside.cross_validation["refit"]["continues_cv_networks"]
+    assert sum("compiling the training step" in r.getMessage() for r in records) == 1
+    started = next(r for r in records if "runs beside the cross-validation" in r.getMessage())
+    assert "whole schedule of 4 epochs" in started.getMessage()
+    assert any(r.threadName == "profemu-held-out-training" for r in records)  # its own log lines
+    assert not any("one more training of" in r.getMessage() for r in records)
+    monkeypatch.setattr(training, "usable_cores", lambda: 1)  # one core: the same training, after the refit
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="profemu"):
+        after = train_emulator(ds, cfg)
+    line = next(r.getMessage() for r in caplog.records if "one more training of 2 members" in r.getMessage())
+    assert "whole schedule of 4 epochs" in line
+    assert not any("runs beside" in r.getMessage() for r in caplog.records)
+    assert not any(r.threadName == "profemu-held-out-training" for r in caplog.records)
+    first, second = beside.emulator.metadata["extrapolation"], after.emulator.metadata["extrapolation"]
+    assert first["held_out_rows"] == second["held_out_rows"] > 0
+    np.testing.assert_allclose(first["a"], second["a"], rtol=1e-5)
+    assert first["p"] == second["p"]
+    assert first["nll_with"] == pytest.approx(second["nll_with"], rel=1e-5)
 
 
 def test_a_mass_split_that_cannot_be_held_out_keeps_the_emulator(caplog: pytest.LogCaptureFixture) -> None:

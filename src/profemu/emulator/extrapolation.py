@@ -43,7 +43,7 @@ from profemu.data.dataset import ProfileDataset
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
-           "read_record", "record_variance"]
+           "mass_holdout", "read_record", "record_variance"]
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,13 @@ def record_variance(terms: ExtrapolationTerms, d2: Any, per_input: Mapping[str, 
     return extrapolation_variance(rest, terms.a, terms.p, xp) + extrapolation_variance(dz * dz, a_z, p_z, xp)
 
 
-def _holdout(ds: ProfileDataset, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rows above the mass quantile ``1 - fraction`` (held out) and the rest."""
+def mass_holdout(ds: ProfileDataset, fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The rows :func:`fit_extrapolation_variance` trains on and those it holds out: ``(inner, held)``,
+    the rows above the mass quantile ``1 - fraction`` held out (indices into ``ds``).
+
+    Raises:
+        DataError: ``fraction`` outside (0, 1) or fewer than 2 rows on one side.
+    """
     if not 0 < fraction < 1:
         raise DataError(f"fraction: {fraction!r} must be in (0, 1), e.g. 0.5 (the upper half in mass).")
     mass = np.asarray(ds.log10_mass, float)
@@ -304,7 +309,7 @@ def fit_extrapolation_variance(
     Raises:
         DataError: ``fraction`` outside (0, 1) or too few rows on one side.
     """
-    inner, held = _holdout(dataset, fraction)
+    inner, held = mass_holdout(dataset, fraction)
     cut = float(np.max(np.asarray(dataset.log10_mass)[inner]))
     log.info("extrapolation variance: training on %d rows with log10 M <= %.3f, holding out %d above",
              inner.size, cut, held.size)

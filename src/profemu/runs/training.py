@@ -21,7 +21,6 @@ from profemu._files import flatten_tree, json_safe, unflatten_tree
 from profemu._lock import locked
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
-from profemu.data.split import Split
 from profemu.emulator import Emulator
 from profemu.emulator.blend import attach_blend
 from profemu.emulator.covariance import ResidualCovariance, attach_residual_covariance
@@ -29,13 +28,14 @@ from profemu.emulator.extrapolation import fit_extrapolation_variance
 from profemu.errors import DataError
 from profemu.metrics import evaluate
 from profemu.runs.folder import DataSource, RunFolder
+from profemu.runs.heldout import HeldOutTraining, train_held_out, training_rows, usable_cores
 from profemu.train.blend import fit_blend, uses_blend
 from profemu.train.builder import build_emulator
-from profemu.train.cv import CrossValidation, cross_validate, folds_for
+from profemu.train.cv import CrossValidation, cross_validate, folds_for, program_rows
 from profemu.train.logging import MetricsLogger, plot_curves
 from profemu.train.loop import fit
 from profemu.train.select import choose_capacity, selects
-from profemu.train.setup import Prepared, fit_transforms, prepare, training_problem
+from profemu.train.setup import Prepared, prepare, training_problem
 
 __all__ = ["HeldOutMetrics", "TrainResult", "train_emulator"]
 
@@ -182,8 +182,15 @@ def train_emulator(
     callbacks, metrics = _callbacks(run, config, prep, source, selection, progress)
     if metrics is not None and run is not None and resume:
         _continue_metrics(metrics, run, prep, folds)
+    extrapolate = uses_extrapolation_variance(config, prep)
+    held_out = _held_out_beside_folds(prep, config, folds) if extrapolate else None
     t0 = time.perf_counter()
-    result, cv = _fit_run(run, prep, config, folds, callbacks, resume)
+    try:
+        result, cv = _fit_run(run, prep, config, folds, callbacks, resume, held_out)
+    except BaseException:
+        if held_out is not None:
+            held_out.cancel()
+        raise
     fit_seconds = time.perf_counter() - t0
     emulator = build_emulator(
         prep, config, result.params, fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
@@ -196,9 +203,9 @@ def train_emulator(
     if cv is not None and cv.get("residual_covariance") is not None:
         attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
     _attach_blend(emulator, prep, config, cv)
-    if uses_extrapolation_variance(config, prep):
+    if extrapolate:
         try:
-            _attach_extrapolation_variance(emulator, prep, config, cv)
+            _attach_extrapolation_variance(emulator, prep, config, cv, held_out)
         except DataError as exc:  # the emulator is kept: only the term beyond the box is missing
             logger.warning("extrapolation variance: not fitted (%s); the emulator is kept without it", exc)
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
@@ -280,12 +287,17 @@ def _continue_metrics(metrics: MetricsLogger, run: RunFolder, prep: Prepared, fo
 
 
 def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
-             callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool) -> tuple[Any, dict[str, Any] | None]:
-    """The final fit: cross-validation then a refit on every row (``folds`` > 0), or one fit with early stopping."""
+             callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool,
+             held_out: HeldOutTraining | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """The final fit: cross-validation then a refit on every row (``folds`` > 0), or one fit with early stopping.
+    ``held_out`` starts after the folds' first epoch (or before the refit of a reused cross-validation)."""
     checkpoints = None if run is None else run.checkpoints_dir
     if not folds:
         return fit(training_problem(prep, config), checkpoint_dir=checkpoints, resume=resume, callbacks=callbacks), None
-    cv = _cross_validation(run, prep, config, folds, callbacks, resume)
+    cv_callbacks = callbacks if held_out is None else [*callbacks, held_out.start]
+    cv = _cross_validation(run, prep, config, folds, cv_callbacks, resume)
+    if held_out is not None and cv["refit"]["continues_cv_networks"]:
+        held_out.start()
     problem = training_problem(prep, config.updated({"train.patience": 0}), validate_on_train=False)
     networks, refit = cv.pop("networks", None), cv["refit"]
     first, epochs = int(refit["first_epoch"]), int(refit["epochs"])
@@ -308,7 +320,7 @@ def _refit_record(config: Config, cv: Mapping[str, Any], networks: int | None, r
     ``train.warm_refit_epochs = 0`` or more members than networks. ``networks`` None (a reused
     cross-validation): as its record says, or anew when it says nothing.
     """
-    warm = min(config.train.warm_refit_epochs, config.train.epochs - 1)
+    warm = _warm_refit_epochs(config)
     members = config.train.members
     previous = cv.get("refit")
     if networks is None and isinstance(previous, Mapping):
@@ -326,6 +338,11 @@ def _refit_record(config: Config, cv: Mapping[str, Any], networks: int | None, r
     return {"continues_cv_networks": True, "first_epoch": config.train.epochs - warm, "epochs": warm}
 
 
+def _warm_refit_epochs(config: Config) -> int:
+    """Epochs the refit continues the folds' networks for (0: it trains anew)."""
+    return min(config.train.warm_refit_epochs, config.train.epochs - 1)
+
+
 #: ``train.extrapolation_variance = "auto"`` fits the term on runs with at least this many
 #: training rows ...
 EXTRAPOLATION_MIN_ROWS = 100
@@ -340,7 +357,7 @@ def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
     mode = config.train.extrapolation_variance
     if mode == "off":
         return False
-    rows = _training_rows(prep)
+    rows = training_rows(prep)
     mass = np.asarray(prep.dataset.log10_mass, float)[rows]
     span = float(mass.max() - mass.min()) if mass.size else 0.0
     if mode == "auto" and (rows.size < EXTRAPOLATION_MIN_ROWS or span < EXTRAPOLATION_MIN_SPAN):
@@ -357,25 +374,56 @@ def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
     return True
 
 
+def _held_out_beside_folds(prep: Prepared, config: Config, folds: int) -> HeldOutTraining | None:
+    """The extrapolation variance's held-out training to run beside the cross-validation
+    (:mod:`profemu.runs.heldout`), or None where it trains after the refit: no cross-validation,
+    a refit from new initial parameters, a single usable core, or rows that cannot be split
+    at their median mass (the error is raised, and logged, where the term is fitted)."""
+    networks = folds * config.train.cv_members
+    if not folds or _warm_refit_epochs(config) <= 0 or config.train.members > networks or usable_cores() < 2:
+        return None
+    try:
+        return HeldOutTraining(prep, config, program_rows(prep, config, folds))
+    except DataError:
+        return None
+
+
 def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: Config,
-                                   cv: Mapping[str, Any] | None) -> None:
+                                   cv: Mapping[str, Any] | None, held_out: HeldOutTraining | None = None) -> None:
     """Fit the variance beyond the training box and store it with ``emulator``
     (:func:`~profemu.emulator.extrapolation.fit_extrapolation_variance`: one more training on the
     lower half of the training rows in mass, scored on the upper half).
 
-    After a cross-validation the held-out fit trains the refit's members from new initial
-    parameters (it cannot continue the folds' networks: they saw the upper half) for the folds'
-    median best epoch, with the cross-validation's variance scale and the run's input relevance,
-    and runs the folds' compiled epoch: no compilation. Without one it is a
+    After a cross-validation the held-out training trains the refit's members from new initial
+    parameters (it cannot continue the folds' networks: they saw the upper half) with the
+    cross-validation's variance scale and the run's input relevance, and runs the folds'
+    compiled epoch: no compilation. It trains the whole schedule where the refit's members
+    continue the folds' networks (and then ran beside the cross-validation, ``held_out``),
+    the folds' median best epoch where they train anew. Without a cross-validation it is a
     lighter training of its own (one validation split, at most :data:`EXTRAPOLATION_MEMBERS`
     members, no blend).
     """
-    rows = _training_rows(prep)
+    rows = training_rows(prep)
     if cv is not None:
-        fitter = _refit_like(prep, config, cv)
-        logger.info("extrapolation variance: one more training of %d members from new initial parameters (%d epochs, "
-                    "the folds' median best) on the lower half of the %d training rows in mass "
-                    "(train.extrapolation_variance: off skips it)", config.train.members, cv["refit_epochs"], rows.size)
+        continues = bool(cv["refit"]["continues_cv_networks"])
+        if held_out is not None and not continues:
+            held_out.cancel()
+            held_out = None
+        epochs = None if continues else int(cv["refit_epochs"])
+        if held_out is None:
+            logger.info("extrapolation variance: one more training of %d members from new initial parameters (%s) on "
+                        "the lower half of the %d training rows in mass (train.extrapolation_variance: off skips it)",
+                        config.train.members, f"the whole schedule of {config.train.epochs} epochs, as the members "
+                        "continuing the folds' networks" if continues else f"{epochs} epochs, the folds' median best",
+                        rows.size)
+        pad = _refit_rows(prep, cv)
+
+        def fitter(data: ProfileDataset) -> Emulator:
+            if held_out is not None and held_out.trained_on(data):
+                part, params = held_out.result()
+            else:
+                part, params = train_held_out(data, prep, config, pad, epochs)
+            return build_emulator(part, config, params, variance_scale=float(cv["variance_scale"]))
     else:
         val_fraction = config.data.val_fraction if config.data.val_fraction > 0 else 0.15
         inner = config.updated({"train.extrapolation_variance": "off", "train.cv_folds": 0, "train.gp_blend": "off",
@@ -391,28 +439,6 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
 
     emulator.metadata["extrapolation"] = fit_extrapolation_variance(fitter, prep.dataset.subset(rows),
                                                                     emulator=emulator)
-
-
-def _training_rows(prep: Prepared) -> np.ndarray:
-    """The rows the final emulator learnt from (training and validation split)."""
-    return np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
-
-
-def _refit_like(prep: Prepared, config: Config, cv: Mapping[str, Any]) -> Callable[[ProfileDataset], Emulator]:
-    """Trains an Emulator on some of the run's rows as a refit from new initial parameters would
-    (the members of the run, the folds' median best epoch, the folds' compiled epoch)."""
-    refit_config = config.updated({"train.patience": 0})
-    pad = _refit_rows(prep, cv)
-    none = np.zeros(0, dtype=int)
-
-    def fit_rows(data: ProfileDataset) -> Emulator:
-        transforms = fit_transforms(data, config.data, input_weights=prep.transforms.param_weights)
-        part = Prepared(data, Split(np.arange(data.n), none, none), transforms)
-        result = fit(training_problem(part, refit_config, validate_on_train=False), epochs=int(cv["refit_epochs"]),
-                     keep="last", pad_to=pad)
-        return build_emulator(part, config, result.params, variance_scale=float(cv["variance_scale"]))
-
-    return fit_rows
 
 
 def _quiet(entry: dict[str, Any]) -> None:

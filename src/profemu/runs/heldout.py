@@ -1,0 +1,146 @@
+"""The held-out training of a run's extrapolation variance, and where it runs.
+
+The extrapolation variance (:mod:`profemu.emulator.extrapolation`) is calibrated by one more
+training: the run's members, from new initial parameters, on the training rows below their
+median mass, scored on those above it. After a cross-validation it runs the folds' compiled
+epoch (no compilation of its own).
+
+When the refit continues the folds' networks (the default), the members it stands for
+complete their learning-rate schedule, so the held-out training trains the whole schedule
+(``train.epochs``) too and needs nothing from the cross-validation until it is scored. It then
+starts on a second thread as soon as the folds' first epoch has compiled the program, and
+trains beside them: one compiled network program keeps about one CPU core busy, so on a
+machine with two or more cores it costs no wall time. Its numbers are those of the same
+training after the cross-validation; only when it runs differs. Otherwise (a refit from new
+initial parameters, which trains the folds' median best epoch, or a single core) it trains
+after the refit, as :func:`train_held_out` says.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from profemu.config import Config
+from profemu.data.dataset import ProfileDataset
+from profemu.data.split import Split
+from profemu.emulator.extrapolation import mass_holdout
+from profemu.train.loop import fit
+from profemu.train.setup import Prepared, fit_transforms, training_problem
+
+__all__ = ["HeldOutTraining", "train_held_out", "training_rows", "usable_cores"]
+
+logger = logging.getLogger(__name__)
+
+
+def training_rows(prep: Prepared) -> np.ndarray:
+    """The rows the final emulator learns from (training and validation split)."""
+    return np.concatenate([np.asarray(prep.split.train), np.asarray(prep.split.val)])
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def train_held_out(data: ProfileDataset, prep: Prepared, config: Config, pad_to: tuple[int, int],
+                   epochs: int | None, stop: threading.Event | None = None) -> tuple[Prepared, Any]:
+    """Train the run's members from new initial parameters on ``data`` (rows of the run) as a
+    refit would: transforms of their own with the run's input relevance, no validation rows,
+    no early stopping, the parameters after the last epoch.
+
+    Args:
+        data: The rows to learn from.
+        prep: The run's prepared data (its input relevance is reused).
+        config: The run configuration.
+        pad_to: The compiled epoch's row counts (:func:`~profemu.train.cv.program_rows`).
+        epochs: Epochs to train (None: the whole schedule, ``train.epochs``).
+        stop: When set, the training stops after the current epoch.
+
+    Returns:
+        ``(prepared rows, member parameters)`` for :func:`~profemu.train.builder.build_emulator`.
+    """
+    transforms = fit_transforms(data, config.data, input_weights=prep.transforms.param_weights)
+    none = np.zeros(0, dtype=int)
+    part = Prepared(data, Split(np.arange(data.n), none, none), transforms)
+    callbacks = () if stop is None else (lambda entry: stop.is_set(),)
+    result = fit(training_problem(part, config.updated({"train.patience": 0}), validate_on_train=False),
+                 epochs=epochs, keep="last", pad_to=pad_to, callbacks=callbacks)
+    return part, result.params
+
+
+class HeldOutTraining:
+    """The held-out training of the extrapolation variance, on a thread of its own.
+
+    Built before the cross-validation; :meth:`start` (an epoch callback of the folds) starts
+    it once, :meth:`result` waits for it. It trains the whole schedule (``train.epochs``): use
+    it only where the refit continues the folds' networks.
+
+    Args:
+        prep: The run's prepared data.
+        config: The run configuration.
+        pad_to: The folds' compiled epoch's row counts (:func:`~profemu.train.cv.program_rows`).
+
+    Raises:
+        DataError: the training rows cannot be split at their median mass
+            (:func:`~profemu.emulator.extrapolation.mass_holdout`).
+    """
+
+    def __init__(self, prep: Prepared, config: Config, pad_to: tuple[int, int]) -> None:
+        data = prep.dataset.subset(training_rows(prep))
+        inner, _ = mass_holdout(data)
+        self.rows = data.subset(inner)
+        self._prep, self._config, self._pad_to = prep, config, pad_to
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._result: tuple[Prepared, Any] | None = None
+        self._error: BaseException | None = None
+
+    def start(self, entry: Any = None) -> None:
+        """Start the training (once; later calls do nothing). ``entry``: the epoch callback's
+        history entry, unused."""
+        del entry
+        if self._thread is not None:
+            return
+        logger.info("extrapolation variance: its held-out training (%d members from new initial parameters, the "
+                    "whole schedule of %d epochs, on the %d rows below the median mass) runs beside the "
+                    "cross-validation on a second thread", self._config.train.members, self._config.train.epochs,
+                    self.rows.n)
+        self._thread = threading.Thread(target=self._run, name="profemu-held-out-training", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = train_held_out(self.rows, self._prep, self._config, self._pad_to, None, self._stop)
+        except BaseException as exc:  # re-raised by result() in the run's thread
+            self._error = exc
+
+    def cancel(self) -> None:
+        """Stop the training after its current epoch (the run failed or was interrupted)."""
+        self._stop.set()
+
+    def trained_on(self, data: ProfileDataset) -> bool:
+        """Whether ``data`` are the rows this training learns from (the same masses and parameters)."""
+        return (data.n == self.rows.n and np.array_equal(data.log10_mass, self.rows.log10_mass)
+                and np.array_equal(data.params, self.rows.params))
+
+    def result(self) -> tuple[Prepared, Any]:
+        """``(prepared rows, member parameters)``, started here if it has not been; waits for the thread.
+
+        Raises:
+            Whatever the training raised.
+        """
+        self.start()
+        assert self._thread is not None
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result

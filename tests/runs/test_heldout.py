@@ -1,0 +1,96 @@
+"""The extrapolation variance's held-out training on its own thread: errors reach the run, a failed
+run stops it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+import profemu.runs.heldout as heldout
+import profemu.runs.training as training
+from profemu.config import Config
+from profemu.data.mock import make_mock_universe
+from profemu.errors import DataError
+from profemu.runs.training import train_emulator
+from profemu.train.setup import prepare
+
+_CFG = {"train.epochs": 4, "train.members": 2, "model.hidden": [16], "data.input_relevance": "off",
+        "train.cv_folds": 3, "train.extrapolation_variance": "on"}
+
+
+def _dataset(n: int = 160) -> Any:
+    return make_mock_universe(n=n, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
+
+
+def _threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "profemu-held-out-training"]
+
+
+def test_it_trains_the_rows_below_the_median_mass_and_its_error_reaches_the_caller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = _dataset()
+    cfg = Config().updated({**_CFG, "data.val_fraction": 0.0})
+    prep = prepare(ds, cfg)
+    job = heldout.HeldOutTraining(prep, cfg, (len(prep.split.train), 64))
+    rows = heldout.training_rows(prep)
+    mass = ds.log10_mass[rows]
+    assert job.rows.n == int(np.sum(mass <= np.quantile(mass, 0.5)))
+    assert float(job.rows.log10_mass.max()) <= float(np.quantile(mass, 0.5))
+    assert job.trained_on(job.rows) and not job.trained_on(ds.subset(rows))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("rows: broken on purpose.")
+
+    monkeypatch.setattr(heldout, "train_held_out", broken)
+    job.start()
+    job.start()  # once
+    with pytest.raises(DataError, match="broken on purpose"):
+        job.result()
+
+
+def test_a_failed_run_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    epochs: list[int] = []
+
+    def fail_in_the_folds(entry: dict[str, Any]) -> None:
+        epochs.append(int(entry["epoch"]))
+        if entry.get("stage") == "cv" and entry["epoch"] >= 1:
+            raise RuntimeError("interrupted on purpose")
+
+    held_out_epochs: list[int] = []
+    real_fit = heldout.fit
+
+    def counted(*args: Any, callbacks: Any = (), **kwargs: Any) -> Any:
+        def count(entry: dict[str, Any]) -> Any:
+            held_out_epochs.append(int(entry["epoch"]))
+            return any(c(entry) for c in callbacks)
+        return real_fit(*args, callbacks=[count], **kwargs)
+
+    monkeypatch.setattr(heldout, "fit", counted)
+    cfg = Config().updated({**_CFG, "train.epochs": 400})
+    with pytest.raises(RuntimeError, match="on purpose"):
+        train_emulator(_dataset(), cfg, progress=fail_in_the_folds)
+    for thread in _threads():
+        thread.join(timeout=120)
+    assert not [t for t in _threads() if t.is_alive()]
+    assert epochs == [0, 1]
+    assert held_out_epochs and len(held_out_epochs) < 100  # stopped after its current epoch, not after 400
+
+
+def test_a_training_error_in_the_thread_keeps_the_emulator_without_the_term(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("rows: broken on purpose.")
+
+    monkeypatch.setattr(heldout, "train_held_out", broken)
+    with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
+        out = train_emulator(_dataset(), Config().updated(_CFG))
+    assert "extrapolation" not in out.emulator.metadata
+    assert any("broken on purpose" in r.getMessage() and "kept" in r.getMessage() for r in caplog.records)
