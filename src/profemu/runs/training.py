@@ -242,17 +242,40 @@ def _callbacks(run: RunFolder | None, config: Config, prep: Prepared, source: Da
         if selection is not None:
             run.write_json("selection.json", selection.to_dict())
         metrics = MetricsLogger(run.path)
-        every = max(1, config.train.log_every)
         callbacks.append(metrics.log)
-
-        def curves(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
-            if entry.get("epoch", 0) % every == 0:
-                plot_curves(metrics.history, run.path / "curves.png")
-
-        callbacks.append(curves)
+        callbacks.append(_live_curves(metrics, run.path / "curves.png"))
     if progress is not None:
         callbacks.append(progress)
     return callbacks, metrics
+
+
+#: The live ``curves.png`` of a run is redrawn at most this often [s] (and at the end) ...
+CURVES_EVERY_SECONDS = 30.0
+#: ... and never more often than this many times its own drawing time.
+CURVES_MAX_SHARE = 10.0
+
+
+def _live_curves(metrics: MetricsLogger, path: Path,
+                 clock: Callable[[], float] = time.monotonic) -> Callable[[dict[str, Any]], None]:
+    """The epoch callback that keeps ``path`` (the run's learning curves) current during a long fit.
+
+    Drawing the figure takes about half a second, the time of tens of epochs of a small
+    suite, so it is redrawn on wall time, not on epochs: at most every
+    :data:`CURVES_EVERY_SECONDS` and at most one part in :data:`CURVES_MAX_SHARE` of the
+    time. A run of a few seconds draws it once, when it ends (:func:`train_emulator`).
+    """
+    last = {"at": clock(), "took": 0.0}
+
+    def curves(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
+        del entry
+        now = clock()
+        if now - last["at"] < max(CURVES_EVERY_SECONDS, CURVES_MAX_SHARE * last["took"]):
+            return
+        plot_curves(metrics.history, path)
+        last["took"] = clock() - now
+        last["at"] = clock()
+
+    return curves
 
 
 def _continue_metrics(metrics: MetricsLogger, run: RunFolder, prep: Prepared, folds: int) -> None:
