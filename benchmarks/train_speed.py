@@ -11,6 +11,10 @@ What is timed
       so a faster run cannot hide a worse emulator.
     * ``GP``: :class:`profemu.baselines.GPBaseline` (defaults) fitted on the same rows,
       wall time of ``fit`` [s].
+    * ``profemu train`` (1,600 TNG rows): the command with its defaults on those rows written
+      to a file, twice, each a fresh process timed from start to exit (the run folder with its
+      metrics, curves and emulator included); the second loads the compiled programs the first
+      kept (the command's compilation cache, :mod:`profemu.cli.cache`).
 
     The two are run one after the other for each size (interleaved: profemu, GP, next
     size), so a load change of the shared machine hits both; the ratio profemu / GP of
@@ -102,32 +106,30 @@ def _gp(ds: Any) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0}
 
 
-_RERUN = """
-import json, sys, time
-sys.path.insert(0, {root!r})
-from benchmarks.train_speed import _profemu, _tng
-ds = _tng({n})
-print(json.dumps(_profemu(ds, {{}})))
-"""
-
-
-def _cached_reruns(n: int, runs: int = 2) -> list[float]:
-    """Seconds of ``runs`` fresh processes training on ``n`` TNG rows with JAX's persistent
-    compilation cache (``JAX_COMPILATION_CACHE_DIR``, a new temporary folder): the first
-    compiles and fills it, the later ones load the compiled epoch from it."""
-    import json
+def _command_line_runs(ds: Any, runs: int = 2) -> list[float]:
+    """Wall seconds of ``runs`` runs of the ``profemu train`` command (defaults) on ``ds``, one after
+    the other, each a fresh process: start, imports, reading the file, the training, the run folder.
+    They share a new compilation-cache folder (``PROFEMU_COMPILATION_CACHE``): the first compiles
+    and fills it, the later ones load the compiled programs, as a repeated run does."""
+    import shutil
     import subprocess
-    import sys
     import tempfile
 
+    from profemu.data.io import save_dataset
+
+    command = shutil.which("profemu")
+    if command is None:
+        raise RuntimeError("the profemu command is not installed (pip install -e .)")
     seconds = []
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
-               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1"}
-        for _ in range(runs):
-            out = subprocess.run([sys.executable, "-c", _RERUN.format(root=str(REPO_ROOT), n=n)], env=env,
-                                 capture_output=True, text=True, check=True, cwd=REPO_ROOT)
-            seconds.append(float(json.loads(out.stdout.strip().splitlines()[-1])["seconds"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = save_dataset(ds, Path(tmp) / "rows.npz")
+        env = {**os.environ, "PROFEMU_COMPILATION_CACHE": str(Path(tmp) / "cache")}
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        for i in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([command, "--quiet", "train", "--data", str(data), "--out", str(Path(tmp) / f"run{i}")],
+                           env=env, capture_output=True, text=True, check=True, cwd=tmp)
+            seconds.append(time.perf_counter() - t0)
     return seconds
 
 
@@ -179,11 +181,11 @@ def run(*, quick: bool, out_dir: Path, smoke: bool = False) -> dict[str, Any]:
         results["sizes"][label] = entry
         _note(f"{label}: {entry}")
         if label == "TNG rho 1600":
-            _note("TNG rho 1600: two fresh processes with JAX's persistent compilation cache ...")
-            entry["cached_reruns"] = _cached_reruns(int(ds.n))
+            _note("TNG rho 1600: the profemu train command, twice (compiling, then from the cache) ...")
+            entry["command_line"] = _command_line_runs(ds)
             if "gp" in entry:
-                entry["cached_ratio"] = entry["cached_reruns"][-1] / entry["gp"]["seconds"]
-            _note(f"cached reruns: {entry['cached_reruns']}")
+                entry["command_line_ratios"] = [t / entry["gp"]["seconds"] for t in entry["command_line"]]
+            _note(f"command line: {entry['command_line']}")
             _note("ensemble width: one compiled epoch of 5 and of 25 networks ...")
             results["ensemble_width"] = _ensemble_width(ds)
             _note(f"ensemble width: {results['ensemble_width']}")
@@ -217,14 +219,16 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {results[key]['rows']} | {results[key]['seconds']:.1f} | — | "
                          f"target <= {target:.0f} s | — |")
     lines.append("")
-    reruns = results.get("sizes", {}).get("TNG rho 1600", {}).get("cached_reruns")
-    if reruns:
-        tng_entry = results["sizes"]["TNG rho 1600"]
-        lines += [f"Repeated runs (a sweep, a retraining) can keep the compiled programs in JAX's persistent "
-                  f"compilation cache (`JAX_COMPILATION_CACHE_DIR`; profemu never sets it): two fresh processes "
-                  f"training on the same 1,600 TNG rows with an empty cache took {reruns[0]:.1f} s (compiling) and "
-                  f"{reruns[-1]:.1f} s (loading), {tng_entry.get('cached_ratio', float('nan')):.2f} x the GP's fit "
-                  "above (process start and data loading not counted).", ""]
+    tng_entry = results.get("sizes", {}).get("TNG rho 1600", {})
+    runs, ratios = tng_entry.get("command_line"), tng_entry.get("command_line_ratios")
+    if runs and ratios:
+        lines += [f"The `profemu train` command on the same 1,600 rows (a fresh process each time, timed from start to "
+                  f"exit: imports, reading the file, the training, the run folder with its metrics, curves and "
+                  f"emulator): {runs[0]:.1f} s the first time, {ratios[0]:.2f} x the GP's fit above; "
+                  f"{runs[-1]:.1f} s when run again, {ratios[-1]:.2f} x, because the command keeps compiled "
+                  "programs between runs (JAX's persistent compilation cache in `~/.cache/profemu/jax`; "
+                  "`PROFEMU_COMPILATION_CACHE=off` turns it off, a folder path moves it). The GP's time excludes "
+                  "its process start and data loading.", ""]
     width = results.get("ensemble_width")
     if width:
         lines += [f"One compiled epoch of 25 networks (the 5 folds x 5 members that one vmapped cross-validation "
@@ -234,8 +238,11 @@ def markdown(results: dict[str, Any]) -> str:
                   "epochs, so the cross-validation trains one network per fold (`train.cv_members: 1`; the five "
                   "run in the refit's compiled program) instead of an ensemble per fold.", ""]
     tng = results.get("sizes", {}).get("TNG rho 1600", {})
+    again = (tng.get("command_line_ratios") or [None])[-1]
     lines.append(f"Target: 1,600 TNG rows <= {TARGETS['tng1600_ratio']} x the GP's fit time: "
-                 f"{status(tng.get('ratio'), TARGETS['tng1600_ratio'], higher_is_better=False)}; "
+                 f"{status(tng.get('ratio'), TARGETS['tng1600_ratio'], higher_is_better=False)} (train_emulator); "
+                 f"{status(again, TARGETS['tng1600_ratio'], higher_is_better=False)} (the command run again, "
+                 "from start to exit); "
                  f"smoke {status(results.get('smoke_run', {}).get('seconds'), TARGETS['smoke_seconds'], higher_is_better=False)}; "
                  f"mock 600 {status(results.get('mock600', {}).get('seconds'), TARGETS['mock600_seconds'], higher_is_better=False)}.")
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +34,17 @@ def require_shared(path: Path, what: str) -> Path:
 def camels_path() -> Path:
     """Path to the real CAMELS table; skips with a reason outside CI when absent, fails in CI."""
     return require_shared(CAMELS_FILE, "real CAMELS data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Commands the tests start keep their compiled programs in a folder of this test session
+    (shared by its commands, as a user's runs share ``~/.cache/profemu/jax``), never the user's."""
+    folder = tmp_path_factory.mktemp("compilation-cache")
+    before = os.environ.get("PROFEMU_COMPILATION_CACHE")
+    os.environ["PROFEMU_COMPILATION_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("PROFEMU_COMPILATION_CACHE", None)
+    else:
+        os.environ["PROFEMU_COMPILATION_CACHE"] = before

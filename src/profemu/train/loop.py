@@ -733,8 +733,10 @@ def _fit_setup(problem: TrainingProblem, cfg: Config, members: int | Sequence[in
                                "val_weight": val_weight})
     members_dev = jnp.asarray(member_ids)
     if not _TRACES[program]:
-        logger.info("compiling the training step (%s, %d members, %d x %d rows) ...", cfg.model.kind,
-                    member_ids.size, program.steps, program.batch)
+        kept = jax.config.jax_compilation_cache_dir
+        logger.info("compiling the training step (%s, %d members, %d x %d rows%s) ...", cfg.model.kind,
+                    member_ids.size, program.steps, program.batch,
+                    f"; loaded from or kept in the compilation cache {kept}" if kept else "")
     return _FitSetup(program=program, member_ids=member_ids, seed=seed, arrays=arrays, train_dev=train_dev,
                      val_dev=val_dev, members_dev=members_dev, rows_dev=rows_dev, traces_before=traces_before,
                      run=run)
