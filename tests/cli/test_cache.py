@@ -39,6 +39,12 @@ def test_a_named_folder_and_the_default_folder(tmp_path: Path) -> None:
     assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "set")
 
 
+def test_a_relative_folder_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    variables, _ = cache_environment({"PROFEMU_COMPILATION_CACHE": "rel/cache"})
+    assert variables["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "rel" / "cache")  # jobs start elsewhere
+
+
 def test_a_folder_that_cannot_be_made_leaves_the_cache_off(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -19,6 +19,7 @@ JAX is imported: the library never changes JAX's configuration.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -53,7 +54,8 @@ def cache_environment(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
         return {}, "compiled programs are not kept between runs (PROFEMU_COMPILATION_CACHE=off)"
     if environ.get("JAX_COMPILATION_CACHE_DIR", "").strip():
         return {}, f"compiled programs are kept in {environ['JAX_COMPILATION_CACHE_DIR']} (JAX_COMPILATION_CACHE_DIR)"
-    folder = Path(setting).expanduser() if setting else default_folder(environ)
+    # absolute: cluster jobs inherit the variable and start in other folders
+    folder = (Path(setting).expanduser() if setting else default_folder(environ)).absolute()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         writable = os.access(folder, os.W_OK)
@@ -61,10 +63,11 @@ def cache_environment(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
         return {}, f"compiled programs are not kept between runs ({folder}: {exc.strerror or exc})"
     if not writable:
         return {}, f"compiled programs are not kept between runs ({folder} is not writable)"
-    return ({"JAX_COMPILATION_CACHE_DIR": str(folder), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-             "JAX_COMPILATION_CACHE_MAX_SIZE": str(MAX_BYTES)},
-            f"compiled programs are kept in {folder} for the next run (PROFEMU_COMPILATION_CACHE=off turns "
-            "this off)")
+    variables = {"JAX_COMPILATION_CACHE_DIR": str(folder), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    if importlib.util.find_spec("filelock") is not None:  # JAX's size limit locks the folder with it
+        variables["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(MAX_BYTES)
+    return (variables, f"compiled programs are kept in {folder} for the next run (PROFEMU_COMPILATION_CACHE=off "
+                       "turns this off)")
 
 
 def use_compilation_cache(environ: MutableMapping[str, str] | None = None) -> str:
