@@ -3,8 +3,8 @@
 A training run spends a few seconds compiling its epoch, the same program for every run of
 the same set-up (configuration, network and row counts): a sweep, a retraining, the member
 jobs of a cluster run. The ``profemu`` console script keeps the compiled programs in a folder,
-so a later run loads them instead (on 1,600 CAMELS TNG rows 3.7 s of training instead of
-5.8 s; BENCHMARKS.md, "Training time").
+so a later run loads them instead (``profemu train`` on 1,600 CAMELS TNG rows, from process
+start to exit: 7.3 s instead of 9.9 s; BENCHMARKS.md, "Training time").
 
 * The folder: ``$PROFEMU_COMPILATION_CACHE`` if it names one, else
   ``$XDG_CACHE_HOME/profemu/jax`` (``~/.cache/profemu/jax``); at most

@@ -10,7 +10,8 @@ complete their learning-rate schedule, so the held-out training trains the whole
 (``train.epochs``) too and needs nothing from the cross-validation until it is scored. It then
 starts on a second thread as soon as the folds' first epoch has compiled the program, and
 trains beside them: one compiled network program keeps about one CPU core busy, so on a
-machine with two or more cores it costs no wall time. Its numbers are those of the same
+machine with two or more cores it costs little wall time (on 1,600 CAMELS TNG rows, with the
+program compiled, the run takes 3.0 s instead of 4.1 s). Its numbers are those of the same
 training after the cross-validation; only when it runs differs. Otherwise (a refit from new
 initial parameters, which trains the folds' median best epoch, or a single core) it trains
 after the refit, as :func:`train_held_out` says.
