@@ -67,12 +67,22 @@ def test_after_cross_validation_the_held_out_fit_reuses_the_compiled_epoch(caplo
 def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_with_the_same_result(
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
+    import threading
 
+    import profemu.runs.heldout as heldout
     import profemu.runs.training as training
 
     ds = make_mock_universe(n=160, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
     cfg = Config().updated({**_TINY, "train.epochs": 4, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
     monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    threads: list[str] = []
+    real_fit = heldout.fit
+
+    def fit_in(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(heldout, "fit", fit_in)
     with caplog.at_level(logging.INFO, logger="profemu"):
         beside = train_emulator(ds, cfg)
     records = caplog.records
@@ -81,7 +91,9 @@ def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_wi
     assert sum("compiling the training step" in r.getMessage() for r in records) <= 1
     started = next(r for r in records if "runs beside the cross-validation" in r.getMessage())
     assert "whole schedule of 4 epochs" in started.getMessage()
-    assert any(r.threadName == "profemu-held-out-training" for r in records)  # its own log lines
+    assert threads == [heldout.THREAD_NAME]
+    assert not any(r.threadName == heldout.THREAD_NAME for r in records)  # no repeat of the run's own notes
+    assert sum("self-similar normalisation" in r.getMessage() for r in records) == 1
     assert not any("one more training of" in r.getMessage() for r in records)
     monkeypatch.setattr(training, "usable_cores", lambda: 1)  # one core: the same training, after the refit
     caplog.clear()
@@ -90,7 +102,8 @@ def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_wi
     line = next(r.getMessage() for r in caplog.records if "one more training of 2 members" in r.getMessage())
     assert "whole schedule of 4 epochs" in line
     assert not any("runs beside" in r.getMessage() for r in caplog.records)
-    assert not any(r.threadName == "profemu-held-out-training" for r in caplog.records)
+    assert threads == [heldout.THREAD_NAME, "MainThread"]
+    assert sum("self-similar normalisation" in r.getMessage() for r in caplog.records) == 1
     first, second = beside.emulator.metadata["extrapolation"], after.emulator.metadata["extrapolation"]
     assert first["held_out_rows"] == second["held_out_rows"] > 0
     np.testing.assert_allclose(first["a"], second["a"], rtol=1e-5)

@@ -33,9 +33,23 @@ from profemu.emulator.extrapolation import mass_holdout
 from profemu.train.loop import fit
 from profemu.train.setup import Prepared, fit_transforms, training_problem
 
-__all__ = ["HeldOutTraining", "train_held_out", "training_rows", "usable_cores"]
+__all__ = ["THREAD_NAME", "HeldOutTraining", "train_held_out", "training_rows", "usable_cores"]
 
 logger = logging.getLogger(__name__)
+
+#: The name of the held-out training's thread (its log records carry it).
+THREAD_NAME = "profemu-held-out-training"
+
+
+class _NotesOfThread(logging.Filter):
+    """Drops the notes (below warnings) logged by one thread."""
+
+    def __init__(self, thread: int) -> None:
+        super().__init__()
+        self.thread = thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread or record.levelno >= logging.WARNING
 
 
 def training_rows(prep: Prepared) -> np.ndarray:
@@ -54,8 +68,9 @@ def usable_cores() -> int:
 def train_held_out(data: ProfileDataset, prep: Prepared, config: Config, pad_to: tuple[int, int],
                    epochs: int | None, stop: threading.Event | None = None) -> tuple[Prepared, Any]:
     """Train the run's members from new initial parameters on ``data`` (rows of the run) as a
-    refit would: transforms of their own with the run's input relevance, no validation rows,
-    no early stopping, the parameters after the last epoch.
+    refit would: transforms of their own with the run's input relevance (their notes, the
+    run's own again, are not logged), no validation rows, no early stopping, the parameters
+    after the last epoch.
 
     Args:
         data: The rows to learn from.
@@ -68,7 +83,13 @@ def train_held_out(data: ProfileDataset, prep: Prepared, config: Config, pad_to:
     Returns:
         ``(prepared rows, member parameters)`` for :func:`~profemu.train.builder.build_emulator`.
     """
-    transforms = fit_transforms(data, config.data, input_weights=prep.transforms.param_weights)
+    notes = logging.getLogger("profemu.data.transforms")  # the run's own notes said it once: not again
+    quiet = _NotesOfThread(threading.get_ident())
+    notes.addFilter(quiet)
+    try:
+        transforms = fit_transforms(data, config.data, input_weights=prep.transforms.param_weights)
+    finally:
+        notes.removeFilter(quiet)
     none = np.zeros(0, dtype=int)
     part = Prepared(data, Split(np.arange(data.n), none, none), transforms)
     callbacks = () if stop is None else (lambda entry: stop.is_set(),)
@@ -114,7 +135,7 @@ class HeldOutTraining:
                     "whole schedule of %d epochs, on the %d rows below the median mass) runs beside the "
                     "cross-validation on a second thread", self._config.train.members, self._config.train.epochs,
                     self.rows.n)
-        self._thread = threading.Thread(target=self._run, name="profemu-held-out-training", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
