@@ -87,8 +87,6 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 _CLI_HANDLER = _StderrHandler()
 _CLI_HANDLER.setFormatter(logging.Formatter("%(message)s"))
-#: What :func:`main` did with the compilation cache, logged (at debug level) by every command.
-_CACHE_NOTE: str | None = None
 
 
 @app.callback()
@@ -103,8 +101,6 @@ def _logging(ctx: typer.Context,
     log.addHandler(_CLI_HANDLER)
     _CLI_HANDLER.setLevel(logging.WARNING if quiet else logging.INFO)
     log.setLevel(logging.INFO)
-    if _CACHE_NOTE is not None:
-        logger.debug(_CACHE_NOTE)
 
     def restore() -> None:  # the command is over: leave the logger as it was (library use, tests)
         log.removeHandler(_CLI_HANDLER)
@@ -1380,9 +1376,8 @@ register_design_commands(app)
 def main() -> None:
     """Entry point of the ``profemu`` console script: keeps compiled programs between runs
     (:mod:`profemu.cli.cache`, before JAX is imported), then runs the command."""
-    global _CACHE_NOTE
     if "jax" not in sys.modules:
-        _CACHE_NOTE = use_compilation_cache()
+        use_compilation_cache()
     app()
 
 

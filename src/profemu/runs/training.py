@@ -330,7 +330,7 @@ def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
     total = first + epochs  # a continued refit's bar counts the schedule's epochs: it starts at ``first``
     final_callbacks = [lambda e, c=c: c({**e, "stage": "refit", "epochs": total}) for c in callbacks]
     result = fit(problem, checkpoint_dir=checkpoints, resume=resume, callbacks=final_callbacks, epochs=epochs,
-                 keep="last", pad_to=_refit_rows(prep, cv), initial_params=start, first_epoch=first)
+                 keep="last", pad_to=program_rows(prep, config, folds), initial_params=start, first_epoch=first)
     return result, cv
 
 
@@ -349,7 +349,7 @@ def _refit_record(config: Config, cv: Mapping[str, Any], networks: int | None, r
     if networks is None and isinstance(previous, Mapping):
         continues = bool(previous.get("continues_cv_networks"))
     else:
-        continues = warm > 0 and members <= (networks or 0)
+        continues = _continues_folds(config, networks or 0)
     if not continues:
         why = ("train.warm_refit_epochs: 0" if warm <= 0 else
                "train.members > train.cv_folds x train.cv_members: more members than networks to continue")
@@ -364,6 +364,11 @@ def _refit_record(config: Config, cv: Mapping[str, Any], networks: int | None, r
 def _warm_refit_epochs(config: Config) -> int:
     """Epochs the refit continues the folds' networks for (0: it trains anew)."""
     return min(config.train.warm_refit_epochs, config.train.epochs - 1)
+
+
+def _continues_folds(config: Config, networks: int) -> bool:
+    """Whether the refit's members continue the cross-validation's ``networks`` networks."""
+    return _warm_refit_epochs(config) > 0 and config.train.members <= networks
 
 
 #: ``train.extrapolation_variance = "auto"`` fits the term on runs with at least this many
@@ -402,8 +407,7 @@ def _held_out_beside_folds(prep: Prepared, config: Config, folds: int) -> HeldOu
     (:mod:`profemu.runs.heldout`), or None where it trains after the refit: no cross-validation,
     a refit from new initial parameters, a single usable core, or rows that cannot be split
     at their median mass (the error is raised, and logged, where the term is fitted)."""
-    networks = folds * config.train.cv_members
-    if not folds or _warm_refit_epochs(config) <= 0 or config.train.members > networks or usable_cores() < 2:
+    if not folds or not _continues_folds(config, folds * config.train.cv_members) or usable_cores() < 2:
         return None
     try:
         return HeldOutTraining(prep, config, program_rows(prep, config, folds))
@@ -439,7 +443,7 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
                         config.train.members, f"the whole schedule of {config.train.epochs} epochs, as the members "
                         "continuing the folds' networks" if continues else f"{epochs} epochs, the folds' median best",
                         rows.size)
-        pad = _refit_rows(prep, cv)
+        pad = program_rows(prep, config, int(cv["folds"]))
 
         def fitter(data: ProfileDataset) -> Emulator:
             if held_out is not None and held_out.trained_on(data):
@@ -467,13 +471,6 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
 def _quiet(entry: dict[str, Any]) -> None:
     """The epoch callback of the held-out fit: its epochs are not logged (one line says what it does)."""
     del entry
-
-
-def _refit_rows(prep: Prepared, cv: Mapping[str, Any]) -> tuple[int, int]:
-    """The ``pad_to`` of the refit: the row counts of the cross-validation folds, so that the
-    refit runs the folds' compiled epoch (every training row; the largest held-out fold)."""
-    held_out = np.bincount(np.asarray(cv.get("fold_of_row", []), dtype=int))
-    return len(prep.split.train), int(held_out.max()) if held_out.size else 0
 
 
 def _residual_covariance(prep: Prepared, result: CrossValidation) -> dict[str, Any] | None:

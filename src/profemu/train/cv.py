@@ -55,8 +55,8 @@ from profemu.metrics import evaluate_predictions, fit_variance_scale, predict_da
 from profemu.train.loop import fit, shared_rows
 from profemu.train.setup import Prepared, prepare, training_problem
 
-__all__ = ["CV_AUTO_MAX_GROUPS", "CrossValidation", "cross_validate", "fit_residual_covariance", "fold_rows",
-           "folds_for", "program_rows"]
+__all__ = ["CV_AUTO_MAX_GROUPS", "CrossValidation", "cross_validate", "fit_residual_covariance", "folds_for",
+           "program_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class CrossValidation:
         }
 
 
-def fold_rows(prepared: Prepared, config: Config, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _folds(prepared: Prepared, config: Config, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The folds of :func:`cross_validate`: ``folds`` pairs (training, held-out) of positions in
     ``prepared.split.train`` (:func:`~profemu.data.split.group_kfold` by simulation, seed
     ``data.split_seed``)."""
@@ -166,11 +166,16 @@ def fold_rows(prepared: Prepared, config: Config, folds: int) -> list[tuple[np.n
     return group_kfold(prepared.dataset.subset(pool), folds, seed=config.data.split_seed)
 
 
+def _padding(n_train: int, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int]:
+    """Every training row; the largest held-out fold."""
+    return shared_rows([n_train], [te.size for _, te in parts])
+
+
 def program_rows(prepared: Prepared, config: Config, folds: int) -> tuple[int, int]:
     """The ``pad_to`` of :func:`~profemu.train.loop.fit` for the compiled epoch that the folds of
     :func:`cross_validate` and their refit share (every training row; the largest held-out fold):
     a fit padded to it runs that program without compiling another."""
-    return shared_rows([len(prepared.split.train)], [te.size for _, te in fold_rows(prepared, config, folds)])
+    return _padding(len(prepared.split.train), _folds(prepared, config, folds))
 
 
 def cross_validate(
@@ -209,7 +214,7 @@ def cross_validate(
     ds = prepared.dataset
     pool = np.asarray(prepared.split.train)
     per_fold, members = int(config.train.cv_members), int(config.train.members)
-    parts = fold_rows(prepared, config, folds)
+    parts = _folds(prepared, config, folds)
     none = np.zeros(0, dtype=int)
     whole = Prepared(ds, Split(pool, none, np.asarray(prepared.split.test)), prepared.transforms)
     problem = training_problem(whole, config)  # validates on its own training rows: each network on its fold
@@ -220,7 +225,7 @@ def cross_validate(
     t0 = time.perf_counter()
     result = fit(problem, members=len(networks), member_rows=[tr for _, tr, _ in networks],
                  member_val_rows=[te for _, _, te in networks],
-                 pad_to=program_rows(prepared, config, folds),  # the refit's program
+                 pad_to=_padding(pool.size, parts),  # the refit's program (program_rows)
                  callbacks=[lambda e, c=c: c({**e, "stage": "cv"}) for c in callbacks])
     seconds = time.perf_counter() - t0
     flat = flatten_tree(result.params)
