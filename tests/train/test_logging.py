@@ -48,3 +48,25 @@ def test_plot_curves_writes_png(tmp_path: Path) -> None:
     out = plot_curves(fake_history(), tmp_path / "sub" / "curves.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_curves([], tmp_path / "empty.png").is_file()
+
+
+def test_plot_curves_replaces_the_figure_atomically(tmp_path: Path, monkeypatch) -> None:
+    """A drawing that fails half-way (full disk, interrupt) keeps the previous figure whole."""
+    from matplotlib.figure import Figure
+
+    path = plot_curves(fake_history(), tmp_path / "curves.png")
+    before = path.read_bytes()
+
+    def half_written(self, fh, **kwargs) -> None:
+        fh.write(b"\x89PNG partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    try:
+        plot_curves(fake_history(3), path)
+    except KeyboardInterrupt:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("the interrupt was swallowed")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from profemu._files import atomic_write_text
+from profemu._files import atomic_write, atomic_write_text
 
 __all__ = ["MetricsLogger", "plot_curves"]
 
@@ -145,7 +145,9 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Draw one panel per training loss component, validation loss, gradient norm and LR.
 
     Uses ``matplotlib.figure.Figure`` with the Agg canvas directly, so no global
-    backend is changed. Panels whose values are all zero or missing are skipped.
+    backend is changed (and it may run on a thread of its own). Panels whose values are
+    all zero or missing are skipped. The file is replaced atomically: a reader never sees
+    half an image.
 
     Args:
         history: ``FitResult.history`` (or the lines of ``metrics.jsonl``).
@@ -195,5 +197,4 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     if not series:
         fig.add_subplot(1, 1, 1).text(0.5, 0.5, "no finite metrics yet", ha="center", va="center")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    return path
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
