@@ -43,7 +43,7 @@ def spec(run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("spec")
     ell, bl = gaussian_beam()
     fm = ForwardModel.build(kind="tsz", redshift=0.55, apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl,
-                            omega_m=0.3, h=0.6711)
+                            omega_m=0.3, h=0.6711, frequency_ghz=150.0)
     values = PopulationModel.build(run.emulator, fm, mass_distribution()).predict(TRUTH).mean[0] + 0.8 * DUST
     write_measurement(d / "tsz.cap", measurement("tsz", values))
     write_beam(d / "beam.txt")
@@ -51,7 +51,7 @@ def spec(run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "dust.csv").write_text("theta_arcmin,dust_muK_arcmin2\n" + "".join(
         f"{a!r},{v!r}\n" for a, v in zip(APERTURES.tolist(), DUST.tolist(), strict=True)))
     path = d / "spec.yaml"
-    path.write_text("observable: tsz\nmeasured: tsz.cap\nbeam: beam.txt\nredshift: 0.55\n"
+    path.write_text("observable: tsz\nmeasured: tsz.cap\nbeam: beam.txt\nfrequency_ghz: 150\nredshift: 0.55\n"
                     "mass_distribution: masses.csv\ntemplate: dust.csv\n" + FIX + SAMPLER)
     return path
 

@@ -88,6 +88,9 @@ def test_observe_refuses_to_overwrite(run: TinyRun, inputs: dict[str, Path], tmp
     ({"--response": "beam"}, ("--response", "tsz only")),
     ({"--mass-distribution": None}, ("--mass-distribution, --log10-mass", "exactly one")),
     ({"--redshift": -1}, ("redshift",)),
+    ({"--observable": "tsz"}, ("--response, --frequency", "tsz needs its band")),
+    ({"--frequency": 150}, ("--response, --frequency", "tsz only")),
+    ({"--h": 67.11}, ("h: got 67.11", "pass h = 0.6711")),
 ])
 def test_observe_bad_input(run: TinyRun, inputs: dict[str, Path], tmp_path: Path, change: dict[str, Any],
                            needles: tuple[str, ...]) -> None:
@@ -107,3 +110,21 @@ def test_observe_points_must_name_every_parameter(run: TinyRun, inputs: dict[str
     args = ["observe", run.run_dir, "--observable", "ksz", "--redshift", 0.55, "--beam", inputs["beam"],
             "--apertures", APS, "--log10-mass", 13.0, "--at", bad, "--out", tmp_path / "cap.csv"]
     error_line(invoke(*args), "--at", "missing ['A_SN1'")
+
+
+def test_observe_tsz_at_a_band_centre(run: TinyRun, inputs: dict[str, Path], tmp_path: Path) -> None:
+    """--frequency sets the tSZ band: the CSV equals the forward model at that frequency and says so."""
+    out = tmp_path / "tsz.csv"
+    result = invoke("observe", run.run_dir, "--observable", "tsz", "--frequency", 90, "--redshift", 0.55,
+                    "--beam", inputs["beam"], "--apertures", APS, "--mass-distribution", inputs["masses"],
+                    "--at", inputs["points"], "--out", out)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    text = out.read_text()
+    assert "band: non-relativistic f(nu) T_CMB at 90 GHz" in text and "v_rms" not in text
+    ell, bl = gaussian_beam()
+    fm = ForwardModel.build(kind="tsz", redshift=0.55, apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl,
+                            omega_m=0.3, h=0.6711, frequency_ghz=90.0)
+    ref = PopulationModel.build(run.emulator, fm, mass_distribution()).at_cosmology(POINTS[0, 0]).predict(POINTS[0])
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    np.testing.assert_allclose([float(r["mean_muK_arcmin2"]) for r in rows if r["point"] == "0"], ref.mean[0],
+                               rtol=1e-12)

@@ -41,7 +41,7 @@ def terms(run: TinyRun) -> list[CAPTerm]:
     out = []
     for kind in ("ksz", "tsz"):
         fm = ForwardModel.build(kind=kind, redshift=0.55, apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl,
-                                omega_m=0.3, h=0.6711)
+                                omega_m=0.3, h=0.6711, frequency_ghz=150.0 if kind == "tsz" else None)
         model = PopulationModel.build(run.emulator, fm, mass_distribution())
         values = model.predict(TRUTH).mean[0] * 1.1 + (0.5 * DUST if kind == "tsz" else 0.0)
         out.append(CAPTerm(measurement(kind, values), model, template=DUST if kind == "tsz" else None,
@@ -127,6 +127,13 @@ def test_with_values_shares_the_compiled_function(terms: list[CAPTerm]) -> None:
 def test_term_checks(terms: list[CAPTerm]) -> None:
     with pytest.raises(DataError, match="kind"):
         CAPTerm(terms[1].measurement, terms[0].model)
+    tsz = terms[1]
+    with pytest.raises(DataError, match=r"would share the free amplitude\(s\) \['A_dust_tsz'\]; give each "
+                                        r"measurement a label"):
+        make_cap_posterior([tsz, tsz])
+    labelled = [CAPTerm(tsz.measurement, tsz.model, template=tsz.template, template_name="dust", label=lab)
+                for lab in ("f090", "f150")]
+    assert make_cap_posterior(labelled).names[-2:] == ("A_dust_tsz_f090", "A_dust_tsz_f150")
     with pytest.raises(DataError, match="two_halo_free"):
         CAPTerm(terms[0].measurement, terms[0].model, two_halo_free=True)
     with pytest.raises(DataError, match="amplitude bounds: unknown"):
@@ -149,6 +156,16 @@ def write_spec(path: Path, text: str) -> Path:
     ("observable: ksz\nmeasured: a.txt\nbeam: b.txt\nredshift: -1\nmass_distribution: m.csv\n",
      r"redshift: -1 must be a finite positive number"),
     ("observations: []\n", r"'observations' must be a non-empty list"),
+    ("observable: tsz\nmeasured: a.txt\nbeam: b.txt\nredshift: 0.5\nmass_distribution: m.csv\n",
+     r"observation: tsz needs its band: give exactly one of response .* and frequency_ghz"),
+    ("observable: tsz\nmeasured: a.txt\nbeam: b.txt\nresponse: r.txt\nfrequency_ghz: 90\nredshift: 0.5\n"
+     "mass_distribution: m.csv\n", r"observation: tsz needs its band: give exactly one of"),
+    ("observable: ksz\nmeasured: a.txt\nbeam: b.txt\nfrequency_ghz: 90\nredshift: 0.5\nmass_distribution: m.csv\n",
+     r"observation.frequency_ghz: the band applies to tsz only"),
+    ("observable: tsz\nmeasured: a.txt\nbeam: b.txt\nfrequency_ghz: 90\nv_rms_kms: 300\nredshift: 0.5\n"
+     "mass_distribution: m.csv\n", r"observation.v_rms_kms: the rms velocity applies to ksz only"),
+    ("observable: ksz\nmeasured: a.txt\nbeam: b.txt\nlabel: f 090\nredshift: 0.5\nmass_distribution: m.csv\n",
+     r"observation.label: 'f 090'; use letters, digits and '_'"),
 ])
 def test_spec_errors(tmp_path: Path, text: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
@@ -208,3 +225,36 @@ def test_with_values_moves_fixed_parameters_and_refuses_scaled_radii(terms: list
         post.with_values(post.data["d"], fixed={"A_SN1": 1.0})
     with pytest.raises(DataError, match="r/R_Delta"):
         post.with_values(post.data["d"], masses=[(np.array([12.6, 13.2, 13.7]), np.full(3, 1 / 3))])
+
+
+def test_spec_band_velocity_label_and_redshift(run: TinyRun, tmp_path: Path) -> None:
+    """Per-measurement frequency, v_rms and label reach the forward models and the amplitudes'
+    names; a measurement file's own redshift must agree with the spec's; a profemu-cap file
+    with a separate covariance is refused."""
+    from profemu.inference.observables import build_terms
+    from tests.observables.synthetic import write_beam, write_mass_distribution, write_measurement
+
+    write_beam(tmp_path / "beam.txt")
+    write_mass_distribution(tmp_path / "masses.csv")
+    zero = np.full(APERTURES.size, 1.0)
+    write_measurement(tmp_path / "k.cap", measurement("ksz", zero))
+    write_measurement(tmp_path / "t.cap", measurement("tsz", -zero))
+    common = "beam: beam.txt, redshift: 0.55, mass_distribution: masses.csv"
+    spec = read_observation_spec(write_spec(tmp_path / "spec.yaml", (
+        "observations:\n"
+        f"  - {{observable: ksz, measured: k.cap, v_rms_kms: 250, {common}}}\n"
+        f"  - {{observable: tsz, measured: t.cap, frequency_ghz: 90, label: f090, two_halo_free: false, {common}}}\n"
+        f"  - {{observable: tsz, measured: t.cap, frequency_ghz: 220, label: f220, {common}}}\n")))
+    ksz, t90, t220 = build_terms(run.emulator, spec)
+    assert ksz.model.forward.v_rms_kms == 250.0 and t90.label == "f090"
+    assert "90 GHz" in t90.model.forward.angular.response_note
+    assert any("band: non-relativistic f(nu) T_CMB at 220 GHz" in n for n in t220.model.notes)
+    cap90, cap220 = (t.model.predict(TRUTH).mean[0] for t in (t90, t220))
+    assert np.all(cap90 < 0) and np.all(cap220 > 0)  # the tSZ decrement becomes an increment above 217.6 GHz
+    (tmp_path / "t.cap").write_text((tmp_path / "t.cap").read_text().replace("# kind: tsz", "# kind: tsz\n# redshift: 0.7"))
+    with pytest.raises(DataError, match=r"redshift: the spec says 0.55 but .*t.cap' states '# redshift: 0.7'"):
+        build_terms(run.emulator, spec)
+    bad = read_observation_spec(write_spec(tmp_path / "bad.yaml", f"observable: ksz\nmeasured: k.cap\n"
+                                           f"covariance: k.cap\n{common.replace(', ', chr(10))}\n"))
+    with pytest.raises(ConfigError, match=r"covariance: .*k.cap' is a profemu-cap file, which carries its own"):
+        build_terms(run.emulator, bad)

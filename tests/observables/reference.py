@@ -63,7 +63,7 @@ def sigma_quad(fn: Callable[[float], float], big_r: float, l_max: float) -> floa
 def reference_cap(radius: np.ndarray, profile: np.ndarray, *, kind: str, redshift: float,
                   apertures_arcmin: np.ndarray, beam_ell: np.ndarray, beam_bl: np.ndarray,
                   response_ell: np.ndarray | None = None, response: np.ndarray | None = None,
-                  omega_m: float = 0.3, h: float = 0.7, v_rms_kms: float = 313.0,
+                  omega_m: float = 0.3, h: float = 0.6711, v_rms_kms: float = 313.0,
                   l_max_mpc: float = 10.0, pix_arcmin: float = 0.025,
                   half_arcmin: float = 20.0) -> np.ndarray:
     """CAP [μK arcmin²] at the apertures by the independent route."""

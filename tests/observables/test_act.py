@@ -54,7 +54,7 @@ def test_act_bad_files(act_dir: Path, tmp_path: Path) -> None:
         short = tmp_path / "short.txt"
         short.write_text("\n".join(values.read_text().splitlines()[:8]) + "\n")
         read_cap_measurement(short, cov, kind="ksz")
-    with pytest.raises(FormatError, match=r"too large for units='muK_sr'"):
+    with pytest.raises(FormatError, match=r"above any stacked CAP \(100000\); the numbers are likely in muK_arcmin2"):
         scaled = tmp_path / "arcmin.txt"
         np.savetxt(scaled, np.loadtxt(values) * [1.0, SR_TO_ARCMIN2, SR_TO_ARCMIN2])
         read_cap_measurement(scaled, cov, kind="ksz")
@@ -62,10 +62,20 @@ def test_act_bad_files(act_dir: Path, tmp_path: Path) -> None:
         bad = tmp_path / "cov.txt"
         np.savetxt(bad, -np.loadtxt(cov))
         read_cap_measurement(values, bad, kind="ksz")
-    with pytest.raises(FormatError, match=r"must start at ell = 0 with B_0 = 1"):
-        beam = tmp_path / "beam.txt"
-        np.savetxt(beam, np.loadtxt(act_dir / ACT_FILES["beam"])[1:])
+    table = np.loadtxt(act_dir / ACT_FILES["beam"])
+    beam = tmp_path / "beam.txt"
+    with pytest.raises(FormatError, match=r"starts at ell = 2; the table must start at ell = 0 \(or 1\)"):
+        np.savetxt(beam, table[2:])
         read_beam(beam)
+    with pytest.raises(FormatError, match=r"has B = 100 at ell = 0; the beam must be normalised to B_0 = 1"):
+        np.savetxt(beam, table * [1.0, 100.0])
+        read_beam(beam)
+    with pytest.raises(FormatError, match=r"ksz values: every \|T_CAP\| and error is below 0.0001 muK arcmin\^2 "
+                                          r"after reading it in units='muK_arcmin2'.*likely in muK_sr"):
+        read_cap_measurement(values, cov, kind="ksz", units="muK_arcmin2")
+    # a third column (the beam's error) is ignored; a table from ell = 1 is accepted
+    np.savetxt(beam, np.column_stack([table, 0.01 * table[:, 1]])[1:])
+    np.testing.assert_array_equal(read_beam(beam).values, table[1:, 1])
     with pytest.raises(FormatError, match=r"column 2 invalid"):
         read_response(act_dir / ACT_FILES["response"], column=2)
     with pytest.raises(FormatError, match=r"not found"):

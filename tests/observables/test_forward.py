@@ -25,7 +25,7 @@ from profemu.observables.units import (
     tsz_response_nonrelativistic,
     tsz_y_per_erg_cm2,
 )
-from profemu.physics.constants import MPC_CM
+from profemu.physics.constants import DEFAULT_H, MPC_CM
 from profemu.physics.cosmology import angular_diameter_distance
 from profemu.physics.halo import gnfw_pressure
 from tests.conftest import REPO
@@ -61,8 +61,9 @@ def test_gaussian_halo_closed_form(kind: str) -> None:
     s, amp = 0.2, 1e-25
     radius = np.geomspace(1e-3, 2.0, 400)
     profile = amp * np.exp(-(radius**2) / (2 * s**2))
-    got = cap_from_profile(radius, profile, kind=kind, **KW)
-    d_a = float(angular_diameter_distance(Z, 0.3, 0.7))
+    band = {"frequency_ghz": 150.0} if kind == "tsz" else {}
+    got = cap_from_profile(radius, profile, kind=kind, **KW, **band)
+    d_a = float(angular_diameter_distance(Z, 0.3, DEFAULT_H))
     s_map = s / d_a
     s_tot = np.hypot(s_map, FWHM * ARCMIN_RAD / np.sqrt(8 * np.log(2)))
     factor = ksz_muk_per_g_cm2(313.0) if kind == "ksz" else (
@@ -71,7 +72,7 @@ def test_gaussian_halo_closed_form(kind: str) -> None:
     exact = peak * cap_gaussian(APERTURES * ARCMIN_RAD, s_tot, s_map**2 / s_tot**2) * SR_TO_ARCMIN2
     np.testing.assert_allclose(got, exact, rtol=1e-3)
     # the matrix path on the grid gives the same
-    model = ForwardModel.build(kind=kind, **KW)
+    model = ForwardModel.build(kind=kind, **KW, **band)
     grid_profile = amp * np.exp(-(model.radius_grid_mpc**2) / (2 * s**2))
     np.testing.assert_allclose(model(grid_profile), exact, rtol=1e-3)
 
@@ -166,11 +167,21 @@ def test_float64_jax_checks_in_child_process() -> None:
         ({"beam_ell": BEAM_ELL[:5001], "beam_bl": BEAM_BL[:5001]}, ConfigError,
          r"^beam_ell: the beam table ends at ℓ = 5000 with B_ℓ / B_0 = 0.614 > 0.001; extend"),
         ({"response_ell": RESP_ELL, "response": RESP}, ConfigError,
-         r"^response: a band response applies to kind='tsz' only"),
+         r"^response, frequency_ghz: the band applies to kind='tsz' only"),
+        ({"frequency_ghz": 150.0}, ConfigError, r"^response, frequency_ghz: the band applies to kind='tsz' only"),
+        ({"kind": "tsz"}, ConfigError, r"^frequency_ghz: tSZ needs its band: give the band response table"),
+        ({"kind": "tsz", "frequency_ghz": 150.0, "response_ell": RESP_ELL, "response": RESP}, ConfigError,
+         r"^frequency_ghz, response: give one of them"),
+        ({"kind": "tsz", "frequency_ghz": -90.0}, ConfigError, r"^frequency_ghz: got -90.0, expected a number in"),
+        ({"h": 67.11}, ConfigError, r"^h: got 67.11, expected h = H0 / \(100 km/s/Mpc\) in \[0.2, 1.5\]; 67.11 looks "
+                                    r"like H0 itself: pass h = 0.6711"),
+        ({"v_rms_kms": 313000.0}, ConfigError, r"^v_rms_kms: got 313000.0, expected a number in \(0, 3000.0\]; "
+                                               r"the rms line-of-sight velocity of the sample in km/s \(not m/s\)"),
+        ({"redshift": 55.0}, ConfigError, r"^redshift: got 55.0, expected a number in \(0, 20.0\]"),
         ({"kind": "tsz", "response_ell": RESP_ELL[:20], "response": RESP[:20]}, ConfigError,
          r"^response_ell: the response table ends at ℓ = "),
         ({"omega_m": 1.5}, ConfigError, r"^omega_m: got 1.5, expected a number in \(0, 1.0\]"),
-        ({"redshift": 0.0}, ConfigError, r"^redshift: got 0.0, expected a number finite and > 0"),
+        ({"redshift": 0.0}, ConfigError, r"^redshift: got 0.0, expected a number in \(0, 20.0\]"),
         ({"l_max_mpc": -1.0}, ConfigError, r"^l_max_mpc: got -1.0"),
     ],
 )
@@ -186,3 +197,38 @@ def test_bad_inputs(change: dict[str, Any], exc: type[ProfemuError], pattern: st
 def test_grid_too_short() -> None:
     with pytest.raises(ConfigError, match=r"^radius_grid_mpc: ends at 5 Mpc but the longest line of sight"):
         ForwardModel.build(kind="ksz", radius_grid_mpc=np.geomspace(1e-4, 5.0, 100), **KW)
+
+
+@pytest.mark.parametrize("frequency", [90.0, 220.0])
+def test_tsz_band_centre_scales_the_signal_by_f_nu(frequency: float) -> None:
+    """Without a response table the tSZ CAP is f(x) T_CMB at the given band centre: the ratio of
+    two frequencies is the ratio of the textbook f(x) = x coth(x/2) - 4, x = h nu / (k_B T_CMB)
+    (CODATA constants, T_CMB = 2.7255 K; the sign flips above 217.6 GHz)."""
+    h_planck, k_b, t_cmb = 6.62607015e-34, 1.380649e-23, 2.7255
+
+    def f_nu(nu_ghz: float) -> float:
+        x = h_planck * nu_ghz * 1e9 / (k_b * t_cmb)
+        return x / np.tanh(x / 2) - 4.0
+
+    prof = synthetic_profiles()["tsz"]
+    at_150 = cap_from_profile(CAMELS_RADII, prof, kind="tsz", frequency_ghz=150.0, **KW)
+    at_nu = cap_from_profile(CAMELS_RADII, prof, kind="tsz", frequency_ghz=frequency, **KW)
+    np.testing.assert_allclose(at_nu / at_150, f_nu(frequency) / f_nu(150.0), rtol=1e-9)
+    assert np.all(at_150 < 0) and (np.all(at_nu > 0) if frequency > 217.6 else np.all(at_nu < 0))
+    model = ForwardModel.build(kind="tsz", frequency_ghz=frequency, **KW)
+    assert f"{frequency:g} GHz" in model.angular.response_note
+
+
+def test_angular_grid_margin_follows_a_wide_beam() -> None:
+    """A beam wider than the default 10' margin widens the θ grid (3 FWHM beyond the ring), so a
+    13.3' (Planck 70 GHz-like) beam loses nothing of an extended profile: the CAP is unchanged
+    when the grid is widened further (1e-4)."""
+    ell = np.arange(0.0, 4001.0)
+    wide = gaussian_beam(ell, 13.3)
+    kw = {**KW, "beam_ell": ell, "beam_bl": wide}
+    prof = 1e-27 * (CAMELS_RADII / 0.1) ** -2.0
+    model = ForwardModel.build(kind="ksz", **kw)
+    assert model.angular.theta_rad[-1] / ARCMIN_RAD == pytest.approx(np.sqrt(2) * 6.0 + 3 * 13.3, rel=1e-5)
+    wider = ForwardModel.build(kind="ksz", theta_max_arcmin=np.sqrt(2) * 6.0 + 80.0, **kw)
+    base = model.cap_from_table(CAMELS_RADII, prof)
+    np.testing.assert_allclose(base, wider.cap_from_table(CAMELS_RADII, prof), rtol=1e-4)

@@ -4,6 +4,7 @@ of the ensemble members; units and the mass-extrapolation report."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,7 +36,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 def forward(kind: str) -> ForwardModel:
     ell, bl = gaussian_beam()
     return ForwardModel.build(kind=kind, redshift=Z, apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl,
-                              omega_m=OMEGA_M, h=H)
+                              omega_m=OMEGA_M, h=H, frequency_ghz=150.0 if kind == "tsz" else None)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,8 @@ def direct_loop(emu: Any, kind: str) -> np.ndarray:
         pred = emu.predict(POINT, m, on_extrapolation="ignore")[field]
         radius = emu.radius * r200c_mpc(m)
         total += w * cap_from_profile(radius, 10.0**pred.mean * to_cgs, kind=kind, redshift=Z,
-                                      apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl, omega_m=OMEGA_M, h=H)
+                                      apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl, omega_m=OMEGA_M, h=H,
+                                      frequency_ghz=150.0 if kind == "tsz" else None)
     return total
 
 
@@ -153,3 +155,34 @@ def test_two_halo_term_is_added_linearly(run: TinyRun, models: dict[str, Populat
                               beam_ell=ell, beam_bl=bl, omega_m=OMEGA_M, h=H)
     diff = with_2h.predict(POINT).mean[0] - models["ksz"].predict(POINT).mean[0]
     np.testing.assert_allclose(diff, ref_2h, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ksz", "tsz"])
+def test_radii_in_r200c_follow_the_cosmology(kind: str, run: TinyRun) -> None:
+    """The tiny emulator's radii are r/R200c: at another Ω_m, R200c(M, z) changes, so the model moved
+    there (at_cosmology, numpy; jax_fn with Ω_m free) must equal one built there, and differ from the
+    model that kept the radii of Ω_m = 0.3 (a 5-15% change of the CAP at Ω_m = 0.45)."""
+    import jax.numpy as jnp
+
+    here, there = 0.3, 0.45
+    ell, bl = gaussian_beam()
+
+    def build(om: float) -> PopulationModel:
+        fm = ForwardModel.build(kind=kind, redshift=Z, apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl,
+                                omega_m=om, h=H, frequency_ghz=150.0 if kind == "tsz" else None)
+        return PopulationModel.build(run.emulator, fm, mass_distribution())
+
+    point = POINT.copy()
+    point[0] = there
+    direct = build(there).predict(point).mean[0]
+    moved = build(here).at_cosmology(there)
+    np.testing.assert_allclose(moved.predict(point).mean[0], direct, rtol=1e-10)
+    e2 = there * (1 + Z) ** 3 + 1 - there  # R200c by hand at Ω_m = 0.45
+    r200 = (3 * 10**moved.log10_mass / (4 * np.pi * 200 * RHO_CRIT0_H2 * H**2 * e2)) ** (1 / 3)
+    np.testing.assert_allclose(moved.radius_mpc[:, -1], r200 * run.emulator.radius[-1], rtol=1e-4)
+    name = run.emulator.param_names[0]
+    assert name == "Omega_m"
+    cap_fn = build(here).jax_fn(omega_m_param=name)
+    np.testing.assert_allclose(np.asarray(cap_fn(jnp.asarray(point, jnp.float32))[0]), direct, rtol=2e-3)
+    stale = replace(build(here), forward=moved.forward).predict(point).mean[0]  # D_A moved, radii not
+    assert np.min(np.abs(stale / direct - 1)) > 0.03

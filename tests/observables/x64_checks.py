@@ -86,7 +86,7 @@ def main() -> int:
         failures += check(f"{kind}: d CAP / d h", float(g_h),
                           (total_np(prof, h=0.7 + eps) - total_np(prof, h=0.7 - eps)) / (2 * eps), 1e-5)
         model = ForwardModel.build(kind=kind, **kw)
-        rebuilt = jax.jit(lambda om, h, model=model: model.matrix_for(om, h, xp=jnp))(0.3, 0.7)
+        rebuilt = jax.jit(lambda om, h, model=model: model.matrix_for(om, h, xp=jnp))(0.3, model.h)
         failures += check(f"{kind}: jitted matrix rebuild vs numpy (max rel)",
                           1.0 + float(np.max(np.abs(np.asarray(rebuilt) - model.matrix))
                                       / np.max(np.abs(model.matrix))), 1.0, 1e-10)

@@ -122,7 +122,12 @@ def register(app: typer.Typer) -> None:
         at: Annotated[Path, typer.Option("--at", help="CSV: header of every parameter name, one row per point.")],
         out: Annotated[Path, typer.Option("--out", help="Output CSV (mean and std in muK arcmin^2).")],
         response: Annotated[Path | None, typer.Option(
-            "--response", help="tSZ band response file (ell, R in K_CMB per y, ...); default f(nu) T_CMB at 150 GHz.")] = None,
+            "--response", help="tSZ band response file (ell, R in K_CMB per y, ...); or give --frequency.")] = None,
+        frequency: Annotated[float | None, typer.Option(
+            "--frequency", help="tSZ without a response file: the band centre in GHz (non-relativistic f(nu)); "
+                                "e.g. 150.")] = None,
+        v_rms_kms: Annotated[float, typer.Option(
+            "--v-rms-kms", help="kSZ: rms line-of-sight velocity of the sample [km/s] (313 for CMASS).")] = 313.0,
         mass_distribution: Annotated[Path | None, typer.Option(
             "--mass-distribution", help="CSV log10_mass_lo,log10_mass_hi,log10_mass_center,weight.")] = None,
         log10_mass: Annotated[float | None, typer.Option("--log10-mass", help="One halo mass instead.")] = None,
@@ -137,8 +142,12 @@ def register(app: typer.Typer) -> None:
         from profemu.observables import ForwardModel, read_beam, read_response
         from profemu.observables.population import PopulationModel
 
-        if response is not None and observable != "tsz":
-            raise DataError("--response: a band response applies to --observable tsz only; drop it.")
+        if (response is not None or frequency is not None) and observable != "tsz":
+            raise DataError("--response, --frequency: the band applies to --observable tsz only (kSZ in "
+                            "thermodynamic muK is the same at every frequency); drop them.")
+        if observable == "tsz" and (response is None) == (frequency is None):
+            raise DataError("--response, --frequency: tsz needs its band: give the band response file "
+                            "(--response FILE) or the band centre (--frequency GHZ, e.g. 150), not both.")
         check_output(out, force=force, inputs={"run folder": run, "beam file": beam, "response file": response,
                                                "mass distribution": mass_distribution, "points file": at})
         ap = parse_apertures(apertures)
@@ -150,16 +159,13 @@ def register(app: typer.Typer) -> None:
         om_name = next((n for n in emulator.param_names if n.lower() in ALIASES["omega_m"]), None)
         forward = ForwardModel.build(kind=observable.value, redshift=redshift, apertures_arcmin=ap, beam_ell=b.ell,
                                      beam_bl=b.values, response_ell=None if r is None else r.ell,
-                                     response=None if r is None else r.values, omega_m=omega_m, h=h)
+                                     response=None if r is None else r.values, omega_m=omega_m, h=h,
+                                     frequency_ghz=frequency, v_rms_kms=v_rms_kms)
         model = PopulationModel.build(emulator, forward, masses)
         preds = []
         for p in points:
             here = model if om_name is None else model.at_cosmology(float(p[emulator.param_names.index(om_name)]))
             preds.append(here.predict(p, on_extrapolation="warn"))
-        for m, d in zip(model.log10_mass, model.mass_outside_dex, strict=True):
-            if d > 0:
-                typer.echo(f"warning: log10 M = {m:.3f} is {d:.2f} dex outside the emulator's training range; "
-                           "its profile is an extrapolation.", err=True)
         atomic_write_text(out, _table(tuple(emulator.param_names), points, preds, model.notes))
         typer.echo(f"wrote {out} ({len(points)} point(s) x {ap.size} aperture(s), muK arcmin^2)")
 

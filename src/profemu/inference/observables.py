@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from profemu.errors import ConfigError, DataError
 from profemu.inference.likelihood import ParameterSpace, parameter_space
 from profemu.observables.act import (
     CAPMeasurement,
+    is_cap_file,
     read_beam,
     read_cap_file,
     read_cap_measurement,
@@ -81,6 +83,8 @@ class CAPTerm:
         template_name: Its name (the amplitude is ``A_<template_name>_<kind>``).
         two_halo_free: Fit the amplitude of the two-halo term (``A_2h_<kind>``); else it is 1.
         emulator_covariance: Add the emulator's linearised covariance to the data's.
+        label: Appended to the amplitudes' names (``A_2h_tsz_f090``), so that two measurements
+            of one kind (e.g. two frequencies) have amplitudes of their own; empty by default.
     """
 
     measurement: CAPMeasurement
@@ -89,6 +93,7 @@ class CAPTerm:
     template_name: str = "template"
     two_halo_free: bool = False
     emulator_covariance: bool = True
+    label: str = ""
 
     def __post_init__(self) -> None:
         ap_m, ap_d = self.model.apertures_arcmin, self.measurement.apertures_arcmin
@@ -103,6 +108,8 @@ class CAPTerm:
                             "one value per aperture.")
         if self.two_halo_free and self.model.two_halo_grid is None:
             raise DataError("two_halo_free: the model has no two-halo table; give one or fix the amplitude.")
+        if self.label and not re.fullmatch(r"[A-Za-z0-9_]+", self.label):
+            raise ConfigError(f"label: {self.label!r}; use letters, digits and '_' (e.g. f090).")
 
     @property
     def kind(self) -> str:
@@ -111,8 +118,9 @@ class CAPTerm:
 
     def nuisance_names(self) -> list[str]:
         """Names of this term's free amplitudes (template, then two-halo)."""
-        out = [f"A_{self.template_name}_{self.kind}"] if self.template is not None else []
-        return out + ([f"A_2h_{self.kind}"] if self.two_halo_free else [])
+        tail = f"_{self.label}" if self.label else ""
+        out = [f"A_{self.template_name}_{self.kind}{tail}"] if self.template is not None else []
+        return out + ([f"A_2h_{self.kind}{tail}"] if self.two_halo_free else [])
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,8 +233,9 @@ def _nuisance_space(base: ParameterSpace, terms: Sequence[CAPTerm],
                     amplitude_bounds: Mapping[str, tuple[float, float]]) -> ParameterSpace:
     names = [n for t in terms for n in t.nuisance_names()]
     if len(set(names)) != len(names):
-        raise DataError(f"terms: two measurements of the same kind with the same template {names}; "
-                        "name the templates differently.")
+        raise DataError(f"terms: two measurements of the same kind would share the free amplitude(s) "
+                        f"{sorted({n for n in names if names.count(n) > 1})}; give each measurement a label "
+                        "(e.g. label: f090 and label: f150).")
     unknown = [n for n in amplitude_bounds if n not in names]
     if unknown:
         raise DataError(f"amplitude bounds: unknown amplitude(s) {unknown}; the free amplitudes are {names}.")
@@ -459,7 +468,8 @@ class ObservationSpec:
 
 _PATH_KEYS = ("measured", "covariance", "beam", "response", "mass_distribution", "template", "two_halo")
 _TERM_KEYS = {"observable", "units", "redshift", "two_halo_free", "two_halo_h", "template_name",
-              "continuation", "truncation_radius_mpc", "emulator_covariance", "field", *_PATH_KEYS}
+              "continuation", "truncation_radius_mpc", "emulator_covariance", "field", "frequency_ghz",
+              "v_rms_kms", "label", *_PATH_KEYS}
 _TOP_KEYS = {"observations", "fix", "bounds", "amplitude_bounds", "h", "omega_m", "v_rms_kms", "l_max_mpc",
              "chains", "warmup", "draws", "seed", "max_tree_depth", "geometry"}
 
@@ -499,6 +509,18 @@ def _term(raw: Any, where: str, folder: Path) -> dict[str, Any]:
                               "and mass_distribution.")
     if raw.get("response") is not None and kind != "tsz":
         raise ConfigError(f"{where}.response: a band response applies to tsz only; remove it.")
+    if raw.get("frequency_ghz") is not None and kind != "tsz":
+        raise ConfigError(f"{where}.frequency_ghz: the band applies to tsz only (kSZ in thermodynamic muK is "
+                          "the same at every frequency); remove it.")
+    if kind == "tsz" and (raw.get("response") is None) == (raw.get("frequency_ghz") is None):
+        raise ConfigError(f"{where}: tsz needs its band: give exactly one of response (the band response "
+                          "file) and frequency_ghz (the band centre, e.g. 150; the tSZ signal changes with "
+                          "frequency and flips sign above 217.6 GHz).")
+    if raw.get("v_rms_kms") is not None and kind != "ksz":
+        raise ConfigError(f"{where}.v_rms_kms: the rms velocity applies to ksz only; remove it.")
+    if raw.get("label") is not None and not (isinstance(raw["label"], str)
+                                             and re.fullmatch(r"[A-Za-z0-9_]+", raw["label"])):
+        raise ConfigError(f"{where}.label: {raw['label']!r}; use letters, digits and '_' (e.g. f090).")
     term: dict[str, Any] = {k: v for k, v in raw.items() if k not in _PATH_KEYS}
     for key in _PATH_KEYS:
         if raw.get(key) is not None:
@@ -507,6 +529,9 @@ def _term(raw: Any, where: str, folder: Path) -> dict[str, Any]:
             p = Path(raw[key])
             term[key] = p if p.is_absolute() else folder / p
     term["redshift"] = _number(raw["redshift"], f"{where}.redshift", positive=True)
+    for key in ("frequency_ghz", "v_rms_kms"):
+        if raw.get(key) is not None:
+            term[key] = _number(raw[key], f"{where}.{key}", positive=True)
     return term
 
 
@@ -515,10 +540,12 @@ def read_observation_spec(path: str | Path) -> ObservationSpec:
 
     One measurement: top-level keys ``observable`` (ksz|tsz), ``measured`` (ACT 3-column file in
     ``units``, default muK_sr, or a ``profemu-cap`` file), ``covariance`` (with an ACT file),
-    ``beam``, ``response`` (tSZ, optional), ``redshift``, ``mass_distribution``, ``template``
+    ``beam``, for tSZ its band (``response``, a band response file, or ``frequency_ghz``, the
+    band centre), ``redshift``, ``mass_distribution``, ``template``
     (optional: CSV theta_arcmin,dust_muK_arcmin2, amplitude free), ``two_halo`` (optional
-    table), ``two_halo_free`` (default false), ``two_halo_h`` (default 1). Several: a list
-    under ``observations``. Shared keys: ``fix: {Omega_m: 0.3}``, ``bounds``,
+    table), ``two_halo_free`` (default false), ``two_halo_h`` (default 1), ``v_rms_kms`` (kSZ;
+    default the shared one), ``label`` (appended to the names of its free amplitudes). Several:
+    a list under ``observations``. Shared keys: ``fix: {Omega_m: 0.3}``, ``bounds``,
     ``amplitude_bounds`` (default [0, 5]), ``h`` (default 0.6711), ``omega_m`` (default 0.3, when
     Ω_m is not an emulator parameter), ``v_rms_kms`` (313), ``l_max_mpc`` (10), ``geometry``
     (follow|fixed), ``chains`` (4), ``warmup`` (500), ``draws`` (500), ``seed`` (0),
@@ -565,14 +592,33 @@ def read_observation_spec(path: str | Path) -> ObservationSpec:
 
 
 def _measurement(t: Mapping[str, Any]) -> CAPMeasurement:
+    if t.get("covariance") is not None and is_cap_file(t["measured"]):
+        raise ConfigError(f"covariance: {str(t['measured'])!r} is a profemu-cap file, which carries its own "
+                          "covariance (and units); drop covariance (and units) for it.")
     if t.get("covariance") is None:
         meas = read_cap_file(t["measured"])
         if meas.kind != t["observable"]:
             raise DataError(f"measured: {str(t['measured'])!r} is a {meas.kind} file but observable is "
                             f"{t['observable']!r}.")
+        _check_redshift(meas, t)
         return meas
     return read_cap_measurement(t["measured"], t["covariance"], kind=t["observable"],
                                 units=str(t.get("units", "muK_sr")))
+
+
+def _check_redshift(meas: CAPMeasurement, t: Mapping[str, Any]) -> None:
+    """A measurement file that states its redshift must agree with the spec's."""
+    stated = meas.metadata.get("redshift")
+    if stated is None:
+        return
+    try:
+        z = float(stated)
+    except (TypeError, ValueError):
+        raise DataError(f"measured: {str(t['measured'])!r} has '# redshift: {stated}', not a number.") from None
+    if abs(z - t["redshift"]) > 1e-3 * (1.0 + z):
+        raise DataError(f"redshift: the spec says {t['redshift']:g} but {str(t['measured'])!r} states "
+                        f"'# redshift: {z:g}'; make them agree (the forward model's D_A and the emulator's "
+                        "redshift follow the spec).")
 
 
 def build_terms(emulator: Any, spec: ObservationSpec) -> list[CAPTerm]:
@@ -589,7 +635,8 @@ def build_terms(emulator: Any, spec: ObservationSpec) -> list[CAPTerm]:
             kind=t["observable"], redshift=t["redshift"], apertures_arcmin=meas.apertures_arcmin,
             beam_ell=beam.ell, beam_bl=beam.values, response_ell=None if resp is None else resp.ell,
             response=None if resp is None else resp.values, omega_m=float(omega_m), h=spec.cosmology["h"],
-            v_rms_kms=spec.cosmology["v_rms_kms"], l_max_mpc=spec.cosmology["l_max_mpc"])
+            v_rms_kms=t.get("v_rms_kms", spec.cosmology["v_rms_kms"]), l_max_mpc=spec.cosmology["l_max_mpc"],
+            frequency_ghz=t.get("frequency_ghz"))
         two = read_two_halo(t["two_halo"]) if t.get("two_halo") is not None else None
         model = PopulationModel.build(
             emulator, forward, read_halo_mass_distribution(t["mass_distribution"]), field=t.get("field"),
@@ -606,7 +653,8 @@ def build_terms(emulator: Any, spec: ObservationSpec) -> list[CAPTerm]:
             template = dust.values
         out.append(CAPTerm(measurement=meas, model=model, template=template, template_name=name,
                            two_halo_free=bool(t.get("two_halo_free", False)),
-                           emulator_covariance=bool(t.get("emulator_covariance", True))))
+                           emulator_covariance=bool(t.get("emulator_covariance", True)),
+                           label=str(t.get("label", ""))))
     return out
 
 

@@ -34,12 +34,14 @@ from profemu.observables.units import SR_TO_ARCMIN2
 
 __all__ = [
     "ACT_FILES",
+    "CAP_RANGE_MUK_ARCMIN2",
     "ACTCMASSData",
     "CAPMeasurement",
     "DustTemplate",
     "HaloMassDistribution",
     "HarmonicTable",
     "TwoHaloTable",
+    "is_cap_file",
     "load_act_cmass",
     "read_beam",
     "read_cap_file",
@@ -74,8 +76,7 @@ def _load_table(path: str | Path, *, columns: int | None = None, delimiter: str 
     """A numeric text table [rows, cols] with '#' comments; FormatError when unreadable."""
     p = Path(path)
     if not p.is_file():
-        raise FormatError(f"{what}: file {str(p)!r} not found; check the path (ACT × CMASS files live "
-                          "in ../shared/data/act_cmass/).")
+        raise FormatError(f"{what}: file {str(p)!r} not found; check the path.")
     try:
         table = np.loadtxt(p, comments="#", delimiter=delimiter, skiprows=skiprows, ndmin=2)
     except ValueError as exc:
@@ -225,6 +226,25 @@ class ACTCMASSData:
     dust: DustTemplate
 
 
+CAP_RANGE_MUK_ARCMIN2 = (1e-4, 1e5)
+"""Plausible stacked CAP values [μK arcmin²]: the largest |value| or error must reach the lower
+end, no |value| may pass the upper (1 μK arcmin² = 8.46e-8 μK sr)."""
+
+
+def _check_magnitude(values: np.ndarray, errors: np.ndarray, units: str, what: str) -> None:
+    """Refuse CAP values [μK arcmin², converted from ``units``] whose size contradicts the units."""
+    lo, hi = CAP_RANGE_MUK_ARCMIN2
+    other = "muK_arcmin2" if units == "muK_sr" else "muK_sr"
+    big = float(np.max(np.abs(values)))
+    if big > hi:
+        raise FormatError(f"{what}: max |T_CAP| = {big:.3g} muK arcmin^2 after reading it in units={units!r}, "
+                          f"above any stacked CAP ({hi:g}); the numbers are likely in {other}: declare units {other!r}.")
+    if max(big, float(np.max(errors))) < lo:
+        raise FormatError(f"{what}: every |T_CAP| and error is below {lo:g} muK arcmin^2 after reading it in "
+                          f"units={units!r} (largest {max(big, float(np.max(errors))):.3g}); the numbers are likely "
+                          f"in {other}: declare units {other!r}.")
+
+
 def read_cap_measurement(values_path: str | Path, covariance_path: str | Path, *, kind: str,
                          units: str = "muK_sr") -> CAPMeasurement:
     """One ACT-style CAP measurement: a 3-column file (θ_d [arcmin], T_CAP, error) and an
@@ -232,7 +252,8 @@ def read_cap_measurement(values_path: str | Path, covariance_path: str | Path, *
 
     Raises FormatError for unreadable files, mismatched shapes, apertures not increasing, a
     covariance that is not symmetric positive definite, or values whose magnitude contradicts
-    ``units`` (|T_CAP| > 1e-2 μK sr, i.e. > 1e5 μK arcmin², means the file is not in μK sr).
+    ``units`` (:data:`CAP_RANGE_MUK_ARCMIN2`: values above 1e5 μK arcmin², or values and
+    errors all below 1e-4 μK arcmin², mean the file is in the other unit).
     """
     if kind not in ("ksz", "tsz"):
         raise FormatError(f"kind: unknown value {kind!r}; valid choices are ['ksz', 'tsz'].")
@@ -249,11 +270,7 @@ def read_cap_measurement(values_path: str | Path, covariance_path: str | Path, *
         raise FormatError(f"{kind} values: {str(values_path)!r} has apertures or errors <= 0; the file "
                           "is damaged.")
     scale = _UNITS[units]
-    limit = 1e-2 * SR_TO_ARCMIN2 / scale
-    if np.max(np.abs(table[:, 1])) > limit:
-        raise FormatError(f"{kind} values: max |T_CAP| = {np.max(np.abs(table[:, 1])):.3g} is too large "
-                          f"for units={units!r} (stacked CAP values are ~1e-7 muK sr ~ 1 muK arcmin^2); "
-                          "pass the right units.")
+    _check_magnitude(table[:, 1] * scale, np.sqrt(np.abs(np.diag(cov))) * scale, units, f"{kind} values")
     _check_covariance(cov, f"{kind} covariance")
     meta = {"values_file": Path(values_path).name, "covariance_file": Path(covariance_path).name,
             "source_units": units}
@@ -262,12 +279,20 @@ def read_cap_measurement(values_path: str | Path, covariance_path: str | Path, *
 
 
 def read_beam(path: str | Path) -> HarmonicTable:
-    """ACT beam file: ℓ (from 0, step 1), B_ℓ normalised to B_0 = 1 (checked to 1e-3)."""
-    table = _load_table(path, columns=2, what="beam")
+    """Beam file: ℓ (from 0 or 1) and B_ℓ normalised to B_0 = 1 (checked to 1e-3); further
+    columns (e.g. the beam's error) are ignored."""
+    table = _load_table(path, what="beam")
+    if table.shape[1] < 2:
+        raise FormatError(f"beam: {str(path)!r} has {table.shape[1]} column(s); expected ell and B_ell "
+                          "(further columns are ignored).")
+    table = table[:, :2]
     _check_increasing(table[:, 0], "beam", path)
-    if table[0, 0] != 0 or abs(table[0, 1] - 1.0) > 1e-3:
-        raise FormatError(f"beam: {str(path)!r} must start at ell = 0 with B_0 = 1, got ell = "
-                          f"{table[0, 0]:g}, B = {table[0, 1]:.6g}; normalise the beam (B_ell / B_0).")
+    if table[0, 0] > 1:
+        raise FormatError(f"beam: {str(path)!r} starts at ell = {table[0, 0]:g}; the table must start at "
+                          "ell = 0 (or 1), where B = 1: prepend a row 0 1.")
+    if abs(table[0, 1] - 1.0) > 1e-3:
+        raise FormatError(f"beam: {str(path)!r} has B = {table[0, 1]:.6g} at ell = {table[0, 0]:g}; the beam "
+                          "must be normalised to B_0 = 1: divide the column by its first value.")
     if np.any(np.abs(table[:, 1]) > 1.0 + 1e-3):
         raise FormatError(f"beam: {str(path)!r} has |B_ell| > 1; a beam transfer function is <= B_0 = 1.")
     return HarmonicTable(ell=table[:, 0].copy(), values=table[:, 1].copy())
@@ -378,6 +403,15 @@ def load_act_cmass(directory: str | Path) -> ACTCMASSData:
                         dust=dust)
 
 
+def is_cap_file(path: str | Path) -> bool:
+    """Whether ``path`` starts like a ``profemu-cap`` file (values with their own covariance)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline().strip() == f"# {_FORMAT_TAG} {_FORMAT_VERSION}"
+    except OSError:
+        return False
+
+
 def read_cap_file(path: str | Path) -> CAPMeasurement:
     """Read the generic ``profemu-cap 1`` format (module docstring); values in μK arcmin²."""
     p = Path(path)
@@ -407,6 +441,7 @@ def read_cap_file(path: str | Path) -> CAPMeasurement:
         raise FormatError(f"cap file: {str(p)!r} has apertures <= 0 arcmin.")
     scale = _UNITS[units]
     cov = table[:, 2:] * scale**2
+    _check_magnitude(table[:, 1] * scale, np.sqrt(np.abs(np.diag(cov))), units, f"cap file {str(p)!r}")
     _check_covariance(cov, "cap file")
     meta = {k: v for k, v in header.items() if k not in ("kind", "units", "columns")}
     meta["source_units"] = units

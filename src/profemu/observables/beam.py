@@ -37,6 +37,7 @@ __all__ = [
     "BEAM_TOLERANCE",
     "RESPONSE_BEAM_LEVEL",
     "beam_ell_max",
+    "beam_fwhm_arcmin",
     "ell_grid",
     "gaussian_beam",
     "hankel_forward_matrix",
@@ -50,6 +51,8 @@ BEAM_TOLERANCE = 1e-3
 """A beam table must fall below this fraction of B_0 before it ends (else ConfigError)."""
 BEAM_FLOOR = 1e-6
 """The ℓ grid stops where the beam has fallen below this fraction of B_0 (or at the table's end)."""
+BEAM_NORM_TOLERANCE = 1e-2
+"""|B_0 − 1| allowed for the first value of a beam table (it must be normalised)."""
 RESPONSE_BEAM_LEVEL = 1e-2
 """A response table must reach the ℓ where the beam has fallen to this fraction of B_0."""
 
@@ -137,6 +140,10 @@ def beam_ell_max(beam_ell: Any, beam_bl: Any, *, tolerance: float = BEAM_TOLERAN
     if not b0 > 0:
         raise ConfigError(f"beam_bl: B at ℓ = {ell[0]:.6g} is {b0:.6g}; a beam must be > 0 at ℓ = 0 "
                           "(usually normalised to B_0 = 1).")
+    if abs(b0 - 1.0) > BEAM_NORM_TOLERANCE:
+        raise ConfigError(f"beam_bl: B at ℓ = {ell[0]:.6g} is {b0:.6g}, but the beam must be normalised "
+                          "(B_0 = 1: it multiplies the map's harmonic transform); divide the table by its "
+                          "first value.")
     small = np.flatnonzero(np.abs(bl) < tolerance * b0)
     if small.size == 0:
         raise ConfigError(f"beam_ell: the beam table ends at ℓ = {ell[-1]:.6g} with B_ℓ / B_0 = "
@@ -144,6 +151,24 @@ def beam_ell_max(beam_ell: Any, beam_bl: Any, *, tolerance: float = BEAM_TOLERAN
                           f"where the beam has fallen below {tolerance:g} B_0.")
     below = np.flatnonzero(np.abs(bl) < floor * b0)
     return float(ell[below[0]]) if below.size else float(ell[-1])
+
+
+def beam_fwhm_arcmin(beam_ell: Any, beam_bl: Any) -> float:
+    """Full width at half maximum [arcmin] of the Gaussian beam with the table's half-power ℓ.
+
+    The table's ℓ_½ (where B_ℓ first falls to B_0 / 2, linear between rows) gives
+    FWHM = 4 ln 2 / ℓ_½ [rad] for B_ℓ = exp(−ℓ² σ² / 2) (:func:`gaussian_beam`); a measure
+    of the beam's size for any table (e.g. how far the beam spreads a filter's edge).
+    """
+    ell, bl = _check_table("beam_ell", beam_ell, "beam_bl", beam_bl)
+    half = np.flatnonzero(bl <= 0.5 * bl[0])
+    if half.size == 0 or half[0] == 0:
+        raise ConfigError(f"beam_bl: the beam table never falls to half of B_0 (ends at ℓ = {ell[-1]:.6g}); "
+                          "extend it to the multipoles where the beam falls off.")
+    i = half[0]
+    t = (bl[i - 1] - 0.5 * bl[0]) / (bl[i - 1] - bl[i])
+    ell_half = ell[i - 1] + t * (ell[i] - ell[i - 1])
+    return float(4.0 * np.log(2.0) / ell_half * 180.0 * 60.0 / np.pi)
 
 
 def harmonic_window(ell: np.ndarray, beam_ell: Any, beam_bl: Any, response_ell: Any = None,

@@ -31,7 +31,7 @@ import numpy as np
 
 from profemu.errors import ConfigError
 from profemu.observables._checks import as_1d, check_positive_scalar, concrete, is_jax
-from profemu.observables.beam import beam_ell_max, ell_grid, harmonic_window
+from profemu.observables.beam import beam_ell_max, beam_fwhm_arcmin, ell_grid, harmonic_window
 from profemu.observables.cap import cap_weights
 from profemu.observables.projection import (
     extend_profile,
@@ -47,11 +47,10 @@ from profemu.observables.units import (
     tsz_response_nonrelativistic,
     tsz_y_per_erg_cm2,
 )
-from profemu.physics.constants import MPC_CM
+from profemu.physics.constants import DEFAULT_H, MPC_CM
 from profemu.physics.cosmology import angular_diameter_distance
 
 __all__ = [
-    "DEFAULT_FREQUENCY_GHZ",
     "KINDS",
     "AngularFilter",
     "ForwardModel",
@@ -62,12 +61,11 @@ __all__ = [
 
 KINDS = ("ksz", "tsz")
 """``"ksz"``: gas density ρ [g cm⁻³]; ``"tsz"``: thermal pressure P [erg cm⁻³]."""
-DEFAULT_FREQUENCY_GHZ = 150.0
-"""tSZ without a response table: non-relativistic f(ν) T_CMB at this frequency."""
 THETA_MIN_ARCMIN = 1e-3
 """Innermost node of the θ grid [arcmin] (the map is taken constant inside it)."""
 THETA_MARGIN_ARCMIN = 10.0
-"""θ grid reaches √2 θ_d,max plus this margin [arcmin] (the filter's beam-smoothed edge)."""
+"""θ grid reaches √2 θ_d,max plus this margin [arcmin], or 3 beam FWHM when that is wider
+(the filter's beam-smoothed edge)."""
 N_THETA = 512
 N_RADIUS = 512
 R_MIN_MPC = 1e-4
@@ -108,7 +106,7 @@ class AngularFilter:
 
 def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_bl: Any,
                          response_ell: Any = None, response: Any = None, *,
-                         theta_min_arcmin: float = THETA_MIN_ARCMIN,
+                         frequency_ghz: float | None = None, theta_min_arcmin: float = THETA_MIN_ARCMIN,
                          theta_max_arcmin: float | None = None, n_theta: int = N_THETA,
                          d_ell: float = D_ELL) -> AngularFilter:
     """Precompute the CAP weights of the beam- (and response-) convolved filter.
@@ -118,9 +116,13 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
         apertures_arcmin: Disk radii θ_d > 0 [arcmin], shape [n_ap].
         beam_ell, beam_bl: Beam table, ℓ from 0 and B_ℓ (B_0 = 1), shape [n_b] each.
         response_ell, response: tSZ band response table [K_CMB per unit y], shape [n_resp];
-            None for tSZ: f(ν) T_CMB at 150 GHz (non-relativistic, -2.598 K); must be None for kSZ.
+            must be None for kSZ.
+        frequency_ghz: tSZ without a response table: the band's centre [GHz]; the response
+            is then the non-relativistic f(ν) T_CMB there (-2.598 K per y at 150 GHz, -4.355
+            at 90, +0.104 at 220: the sign flips at 217.6 GHz). tSZ needs exactly one of the
+            response and the frequency; kSZ (thermodynamic μK) takes neither.
         theta_min_arcmin, theta_max_arcmin, n_theta: Log θ grid (default 1e-3′ to
-            √2 θ_d,max + 10′, 512 nodes).
+            √2 θ_d,max plus 10′ or 3 beam FWHM, whichever is wider; 512 nodes).
         d_ell: Spacing of the uniform ℓ grid (from 0 to where the beam < 1e-6 B_0).
 
     Returns:
@@ -132,25 +134,36 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
     if ap is None:
         raise ConfigError("apertures_arcmin: must be concrete (not traced).")
     ring_max = np.sqrt(2.0) * ap.max()
-    theta_max = ring_max + THETA_MARGIN_ARCMIN if theta_max_arcmin is None else theta_max_arcmin
+    beam_ell_top = beam_ell_max(beam_ell, beam_bl)  # checks the beam table first
+    margin = max(THETA_MARGIN_ARCMIN, 3.0 * beam_fwhm_arcmin(beam_ell, beam_bl))
+    theta_max = ring_max + margin if theta_max_arcmin is None else theta_max_arcmin
     if not theta_min_arcmin < ap.min() or not theta_max >= ring_max:
         raise ConfigError(f"theta grid: need theta_min_arcmin ({theta_min_arcmin:g}) < smallest aperture "
                           f"({ap.min():g}) and theta_max_arcmin ({theta_max:g}) >= sqrt(2) x largest "
                           f"aperture ({ring_max:g}); widen the grid.")
     theta = np.geomspace(theta_min_arcmin, theta_max, int(n_theta)) * ARCMIN_RAD
     if kind == "ksz":
-        if response is not None or response_ell is not None:
-            raise ConfigError("response: a band response applies to kind='tsz' only (kSZ has the CMB "
-                              "spectrum); drop response/response_ell for kSZ.")
+        if response is not None or response_ell is not None or frequency_ghz is not None:
+            raise ConfigError("response, frequency_ghz: the band applies to kind='tsz' only (kSZ in "
+                              "thermodynamic muK has the CMB spectrum at every frequency); drop them for kSZ.")
         scale, note = 1.0, ""
+    elif (response is None) != (response_ell is None):
+        raise ConfigError("response_ell, response: pass both (the response table) or neither.")
     elif response is None:
-        if response_ell is not None:
-            raise ConfigError("response_ell, response: pass both (the response table) or neither.")
-        scale = tsz_response_nonrelativistic(DEFAULT_FREQUENCY_GHZ) * MUK_PER_K
-        note = f"non-relativistic f(nu) T_CMB at {DEFAULT_FREQUENCY_GHZ:g} GHz"
+        if frequency_ghz is None:
+            raise ConfigError("frequency_ghz: tSZ needs its band: give the band response table (response_ell, "
+                              "response) or the band centre frequency_ghz (e.g. 150 for ACT f150; the tSZ "
+                              "signal changes size and, above 217.6 GHz, sign with frequency).")
+        nu = check_positive_scalar("frequency_ghz", frequency_ghz, upper=1000.0,
+                                   fix="the band centre in GHz, e.g. 90, 150 or 220")
+        scale = tsz_response_nonrelativistic(nu) * MUK_PER_K
+        note = f"non-relativistic f(nu) T_CMB at {nu:g} GHz ({scale / MUK_PER_K:.4g} K per y; no band response table)"
+    elif frequency_ghz is not None:
+        raise ConfigError("frequency_ghz, response: give one of them (the response table already holds the band); "
+                          "drop frequency_ghz.")
     else:
         scale, note = MUK_PER_K, "band response table R(ell) applied in harmonic space"
-    ell = ell_grid(beam_ell_max(beam_ell, beam_bl), d_ell)
+    ell = ell_grid(beam_ell_top, d_ell)
     window = harmonic_window(ell, beam_ell, beam_bl, response_ell, response,
                              response_ell_min=1.0 / (ring_max * ARCMIN_RAD))
     weights = cap_weights(theta, ell, ap * ARCMIN_RAD, window) * (scale * SR_TO_ARCMIN2)
@@ -171,16 +184,17 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
 
 
 def _cached_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_bl: Any,
-                           response_ell: Any, response: Any) -> tuple[str, AngularFilter]:
+                           response_ell: Any, response: Any,
+                           frequency_ghz: float | None) -> tuple[str, AngularFilter]:
     """(content hash, filter): the angular part of :func:`cap_from_profile`, built once per input."""
-    digest = hashlib.sha1(repr(kind).encode())
+    digest = hashlib.sha1(repr((kind, frequency_ghz)).encode())
     for item in (apertures_arcmin, beam_ell, beam_bl, response_ell, response):
         arr = None if item is None else concrete(item)
         digest.update(b"none" if arr is None else arr.tobytes() + repr(arr.shape).encode())
     key = digest.hexdigest()
     if key not in _FILTER_CACHE:
         _remember(_FILTER_CACHE, key, build_angular_filter(kind, apertures_arcmin, beam_ell, beam_bl,
-                                                           response_ell, response))
+                                                           response_ell, response, frequency_ghz=frequency_ghz))
     return key, _FILTER_CACHE[key]
 
 
@@ -189,11 +203,23 @@ def _signal_factor(kind: str, v_rms_kms: Any) -> Any:
     return MPC_CM * (ksz_muk_per_g_cm2(v_rms_kms) if kind == "ksz" else tsz_y_per_erg_cm2())
 
 
+H_RANGE = (0.2, 1.5)
+"""Accepted h = H0 / (100 km/s/Mpc) (a value of H0 itself is refused)."""
+Z_MAX = 20.0
+"""Largest accepted redshift of the haloes."""
+V_RMS_MAX_KMS = 3000.0
+"""Largest accepted rms line-of-sight velocity [km/s] (a value in m/s is refused)."""
+
+
 def _check_cosmology(redshift: Any, omega_m: Any, h: Any, v_rms_kms: Any, l_max_mpc: Any) -> None:
-    check_positive_scalar("redshift", redshift, fix="CMASS is at z = 0.55")
+    check_positive_scalar("redshift", redshift, upper=Z_MAX, fix="the redshift of the stacked haloes, e.g. 0.55")
     check_positive_scalar("omega_m", omega_m, upper=1.0, fix="flat LCDM needs 0 < omega_m <= 1")
-    check_positive_scalar("h", h, fix="h = H0 / (100 km/s/Mpc), e.g. 0.7")
-    check_positive_scalar("v_rms_kms", v_rms_kms, fix="313 km/s for CMASS (Schaan+21)")
+    hh = check_positive_scalar("h", h, fix="h = H0 / (100 km/s/Mpc), e.g. 0.6711")
+    if hh is not None and not H_RANGE[0] <= hh <= H_RANGE[1]:
+        raise ConfigError(f"h: got {hh!r}, expected h = H0 / (100 km/s/Mpc) in [{H_RANGE[0]:g}, {H_RANGE[1]:g}]"
+                          + (f"; {hh!r} looks like H0 itself: pass h = {hh / 100:g}." if hh > 10 else "."))
+    check_positive_scalar("v_rms_kms", v_rms_kms, upper=V_RMS_MAX_KMS,
+                          fix="the rms line-of-sight velocity of the sample in km/s (not m/s), e.g. 313")
     check_positive_scalar("l_max_mpc", l_max_mpc, fix="the line-of-sight half-length, e.g. 10 Mpc")
 
 
@@ -258,17 +284,17 @@ class ForwardModel:
 
     @classmethod
     def build(cls, *, kind: str, redshift: float, apertures_arcmin: Any, beam_ell: Any, beam_bl: Any,
-              response_ell: Any = None, response: Any = None, omega_m: float = 0.3, h: float = 0.7,
+              response_ell: Any = None, response: Any = None, omega_m: float = 0.3, h: float = DEFAULT_H,
               v_rms_kms: float = 313.0, l_max_mpc: float = 10.0, radius_grid_mpc: Any = None,
               n_theta: int = N_THETA, theta_max_arcmin: float | None = None,
-              d_ell: float = D_ELL) -> ForwardModel:
+              d_ell: float = D_ELL, frequency_ghz: float | None = None) -> ForwardModel:
         """Precompute the matrix (numpy, float64). Arguments as in :func:`cap_from_profile`;
         ``radius_grid_mpc`` [n_r] defaults to :func:`default_radius_grid`."""
         kind = _check_kind(kind)
         _check_cosmology(redshift, omega_m, h, v_rms_kms, l_max_mpc)
         angular = build_angular_filter(kind, apertures_arcmin, beam_ell, beam_bl, response_ell,
-                                       response, n_theta=n_theta, theta_max_arcmin=theta_max_arcmin,
-                                       d_ell=d_ell)
+                                       response, frequency_ghz=frequency_ghz, n_theta=n_theta,
+                                       theta_max_arcmin=theta_max_arcmin, d_ell=d_ell)
         if radius_grid_mpc is None:
             d_a = float(angular_diameter_distance(redshift, omega_m, h))
             grid = default_radius_grid(angular, l_max_mpc, d_a)
@@ -332,9 +358,9 @@ def _xp(*values: Any) -> Any:
 
 
 def cap_matrix(*, kind: str, redshift: float, apertures_arcmin: Any, beam_ell: Any, beam_bl: Any,
-               response_ell: Any = None, response: Any = None, omega_m: float = 0.3, h: float = 0.7,
+               response_ell: Any = None, response: Any = None, omega_m: float = 0.3, h: float = DEFAULT_H,
                v_rms_kms: float = 313.0, l_max_mpc: float = 10.0,
-               radius_grid_mpc: Any = None) -> tuple[np.ndarray, np.ndarray]:
+               radius_grid_mpc: Any = None, frequency_ghz: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The CAP matrix and its radial grid: ``(A [n_ap, n_r], radius_grid_mpc [n_r])``.
 
     CAP [μK arcmin²] = A @ f(radius_grid_mpc), f the 3D profile on the grid (g cm⁻³ for kSZ,
@@ -343,14 +369,15 @@ def cap_matrix(*, kind: str, redshift: float, apertures_arcmin: Any, beam_ell: A
     model = ForwardModel.build(kind=kind, redshift=redshift, apertures_arcmin=apertures_arcmin,
                                beam_ell=beam_ell, beam_bl=beam_bl, response_ell=response_ell,
                                response=response, omega_m=omega_m, h=h, v_rms_kms=v_rms_kms,
-                               l_max_mpc=l_max_mpc, radius_grid_mpc=radius_grid_mpc)
+                               l_max_mpc=l_max_mpc, radius_grid_mpc=radius_grid_mpc,
+                               frequency_ghz=frequency_ghz)
     return model.matrix, model.radius_grid_mpc
 
 
 def cap_from_profile(radius_mpc: Any, profile: Any, *, kind: str, redshift: Any, apertures_arcmin: Any,
                      beam_ell: Any, beam_bl: Any, response_ell: Any = None, response: Any = None,
-                     omega_m: Any = 0.3, h: Any = 0.7, v_rms_kms: Any = 313.0,
-                     l_max_mpc: float = 10.0) -> Any:
+                     omega_m: Any = 0.3, h: Any = DEFAULT_H, v_rms_kms: Any = 313.0,
+                     l_max_mpc: float = 10.0, frequency_ghz: float | None = None) -> Any:
     """CAP profile [μK arcmin²] of one tabulated 3D gas profile.
 
     Projection Σ(R) = 2 ∫_0^{l_max} f(√(l² + R²)) dl at R = D_A(z) θ (flat ΛCDM, Ω_m, h);
@@ -373,8 +400,10 @@ def cap_from_profile(radius_mpc: Any, profile: Any, *, kind: str, redshift: Any,
         apertures_arcmin: CAP disk radii θ_d [arcmin], > 0, shape [n_ap].
         beam_ell, beam_bl: Beam table ℓ (from 0) and B_ℓ, shape [n_b]; must fall below 1e-3 B_0.
         response_ell, response: tSZ band response table ℓ, R(ℓ) [K_CMB per unit y] (tSZ only).
-            When None for tSZ, the non-relativistic f(ν) T_CMB at 150 GHz (-2.598 K per y) is used.
-        omega_m, h: Flat ΛCDM parameters for D_A.
+        frequency_ghz: tSZ without a response table: the band centre [GHz], for the
+            non-relativistic f(ν) T_CMB (-2.598 K per y at 150 GHz). tSZ needs exactly one of
+            the two.
+        omega_m, h: Flat ΛCDM parameters for D_A (h default 0.6711, CAMELS).
         v_rms_kms: rms line-of-sight velocity [km/s] (kSZ only; 313 for CMASS).
         l_max_mpc: Half-length of the line-of-sight integral [Mpc] (concrete).
 
@@ -386,7 +415,7 @@ def cap_from_profile(radius_mpc: Any, profile: Any, *, kind: str, redshift: Any,
     if concrete(l_max_mpc) is None:
         raise ConfigError("l_max_mpc: must be a concrete number (it sets the radial grid).")
     key, angular = _cached_angular_filter(kind, apertures_arcmin, beam_ell, beam_bl, response_ell,
-                                          response)
+                                          response, frequency_ghz)
     z0, om0, h0 = (concrete(x) for x in (redshift, omega_m, h))
     d_a = (float(angular_diameter_distance(float(z0), float(om0), float(h0)))
            if z0 is not None and om0 is not None and h0 is not None else None)

@@ -71,6 +71,11 @@ _RADIUS_UNITS = {"pc": 1e-6, "kpc": 1e-3, "mpc": 1.0}
 _LN10 = float(np.log(10.0))
 
 
+REDSHIFT_TOLERANCE = 0.05
+"""|z_sample − z_train| above which an emulator trained at one redshift (not an input) is
+used with a warning."""
+
+
 def field_to_cgs(emulator: Any, field: str) -> tuple[str, float]:
     """``(kind, factor)``: the field's kind (``"density"`` or ``"pressure"``) and the factor
     from its unit (emulator metadata ``units``) to g cm⁻³ or erg cm⁻³.
@@ -105,6 +110,34 @@ def radius_to_mpc(radius_unit: str, *, h: float = DEFAULT_H) -> float:
     return _RADIUS_UNITS[base] / (h if per_h else 1.0)
 
 
+def _scaled_radius(emulator: Any) -> tuple[float, str] | None:
+    """(Δ, reference) when the emulator's radii are r/R_Δ (``"R200c"``, ``"R500c"``, ``"R200m"``)."""
+    scaled = re.fullmatch(r"\s*r_?(\d+(?:\.\d+)?)([cm])\s*", str(emulator.radius_unit).lower())
+    if scaled is None:
+        return None
+    return float(scaled.group(1)), "critical" if scaled.group(2) == "c" else "mean"
+
+
+def _extension(radius: Any, grid: np.ndarray, continuation: str, truncation_radius_mpc: float | None,
+               xp: Any = np) -> tuple[Any, Any]:
+    """(E [B, n_grid, n_r], keep [B, n_grid]) for emulator radii ``radius`` [B, n_r] in Mpc:
+    log f on the grid = E_b @ log f at the radii; keep is 0 beyond a truncation radius. The
+    radii may be traced (``xp = jax.numpy``), the grid is fixed."""
+    log_grid = np.log(grid)
+    eye = np.eye(radius.shape[-1])
+    ext = xp.stack([_loglog(xp.log(r), eye, log_grid, xp, inner_powerlaw=True).T for r in radius])
+    if continuation == "truncate":
+        r_t = radius[:, -1] if truncation_radius_mpc is None else xp.full(radius.shape[0], float(truncation_radius_mpc))
+        keep = (grid[None, :] <= r_t[:, None]).astype(float) if xp is np else \
+            xp.where(grid[None, :] <= r_t[:, None], 1.0, 0.0)
+    elif continuation != "powerlaw" or truncation_radius_mpc is not None:
+        raise ConfigError(f"continuation: {continuation!r} (truncation {truncation_radius_mpc!r}); "
+                          "choose 'powerlaw' or 'truncate' (truncation radius with 'truncate' only).")
+    else:
+        keep = xp.ones((radius.shape[0], grid.size))
+    return ext, keep
+
+
 def _radii_mpc(emulator: Any, forward: ForwardModel, log10_mass: np.ndarray, frame: str) -> np.ndarray:
     """Emulator radii in physical Mpc per mass bin, [B, n_r]: a length unit (physical, or
     comoving / (1 + z)), or r/R_Δ (``"R200c"``, ``"R500c"``, ``"R200m"``) times R_Δ(M, z) at the
@@ -112,10 +145,9 @@ def _radii_mpc(emulator: Any, forward: ForwardModel, log10_mass: np.ndarray, fra
     if frame not in ("physical", "comoving"):
         raise ConfigError(f"radius_frame: {frame!r}; choose 'physical' or 'comoving'.")
     x = np.asarray(emulator.radius, float)
-    scaled = re.fullmatch(r"\s*r_?(\d+(?:\.\d+)?)([cm])\s*", str(emulator.radius_unit).lower())
+    scaled = _scaled_radius(emulator)
     if scaled is not None:
-        delta, ref = float(scaled.group(1)), "critical" if scaled.group(2) == "c" else "mean"
-        r_d = r_delta(10.0**log10_mass, forward.redshift, forward.h, forward.omega_m, delta, ref)
+        r_d = r_delta(10.0**log10_mass, forward.redshift, forward.h, forward.omega_m, *scaled)
         return x[None, :] * np.asarray(r_d)[:, None]
     factor = radius_to_mpc(emulator.radius_unit, h=forward.h)
     if frame == "comoving":
@@ -198,6 +230,10 @@ class PopulationModel:
         emulator_redshift: Redshift passed to the emulator (None: it takes none).
         mass_outside_dex: Per mass bin, dex of log10 M outside the training range (0 inside).
         notes: The assumptions made, as text lines (units, frames, redshift, extrapolation).
+        continuation, truncation_radius_mpc: The profile beyond the emulator's last radius.
+
+    Radii in units of R_Δ follow the cosmology: :meth:`at_cosmology` and :meth:`jax_fn` with a
+    free Ω_m recompute R_Δ(M, z; Ω_m, h) (a common factor on every mass bin's radii).
     """
 
     emulator: Any
@@ -214,6 +250,8 @@ class PopulationModel:
     emulator_redshift: float | None
     mass_outside_dex: np.ndarray
     notes: tuple[str, ...]
+    continuation: str = "powerlaw"
+    truncation_radius_mpc: float | None = None
 
     @classmethod
     def build(cls, emulator: Any, forward: ForwardModel, mass_distribution: HaloMassDistribution, *,
@@ -242,15 +280,7 @@ class PopulationModel:
         masses = np.asarray(mass_distribution.log10_mass_center, float)
         radius = _radii_mpc(emulator, forward, masses, radius_frame)  # [B, n_r]
         grid = forward.radius_grid_mpc
-        ext = np.stack([_loglog(np.log(r), np.eye(r.size), np.log(grid), np, inner_powerlaw=True).T
-                        for r in radius])  # [B, n_grid, n_r]
-        keep = np.ones((masses.size, grid.size))
-        if continuation == "truncate":
-            r_t = radius[:, -1] if truncation_radius_mpc is None else np.full(masses.size, float(truncation_radius_mpc))
-            keep = (grid[None, :] <= r_t[:, None]).astype(float)
-        elif continuation != "powerlaw" or truncation_radius_mpc is not None:
-            raise ConfigError(f"continuation: {continuation!r} (truncation {truncation_radius_mpc!r}); "
-                              "choose 'powerlaw' or 'truncate' (truncation radius with 'truncate' only).")
+        ext, keep = _extension(radius, grid, continuation, truncation_radius_mpc)  # [B, n_grid, n_r], [B, n_grid]
         log10_scale = -float(np.round(np.log10(np.max(np.abs(forward.matrix)))))
         two = None
         if two_halo is not None:
@@ -262,6 +292,10 @@ class PopulationModel:
         uses_z = z_box is not None and z_box[1] - z_box[0] > 1e-9 * (1.0 + abs(z_box[0]))
         z_emu = (float(forward.redshift if emulator_redshift is None else emulator_redshift)
                  if uses_z else None)
+        if z_emu is None and z_box is not None and abs(forward.redshift - z_box[0]) > REDSHIFT_TOLERANCE:
+            logger.warning("the emulator was trained at the single redshift z = %g (not an input) and is used for "
+                           "haloes at z = %g: their profiles are taken as at z = %g (train on the redshift of the "
+                           "sample, or with redshift as an input)", z_box[0], forward.redshift, z_box[0])
         lo, hi = emulator.training_box["log10_mass"]
         outside = np.maximum(lo - masses, 0.0) + np.maximum(masses - hi, 0.0)
         notes = _notes(emulator, name, to_cgs, forward, radius_frame, z_emu, continuation, two_halo_h,
@@ -273,14 +307,29 @@ class PopulationModel:
         return cls(emulator=emulator, forward=forward, field=name, to_cgs=to_cgs, radius_mpc=radius,
                    log10_mass=masses, weights=np.asarray(mass_distribution.weights, float), extension=ext,
                    keep=keep, log10_scale=log10_scale, two_halo_grid=two, emulator_redshift=z_emu,
-                   mass_outside_dex=outside, notes=notes)
+                   mass_outside_dex=outside, notes=notes, continuation=continuation,
+                   truncation_radius_mpc=truncation_radius_mpc)
 
     def at_cosmology(self, omega_m: float, h: float | None = None) -> PopulationModel:
-        """The same model with the forward matrix (D_A) of another Ω_m (and h); numpy."""
+        """The same model at another Ω_m (and h), numpy: the forward matrix (D_A) and, for radii
+        in units of R_Δ, the radii and their extension to the grid."""
         hh = self.forward.h if h is None else float(h)
         forward = replace(self.forward, omega_m=float(omega_m), h=hh,
                           matrix=self.forward.matrix_for(float(omega_m), hh))
-        return replace(self, forward=forward)
+        if _scaled_radius(self.emulator) is None:
+            return replace(self, forward=forward)
+        radius = self.radius_mpc * self.radius_scale(float(omega_m), hh)
+        ext, keep = _extension(radius, forward.radius_grid_mpc, self.continuation, self.truncation_radius_mpc)
+        return replace(self, forward=forward, radius_mpc=radius, extension=ext, keep=keep)
+
+    def radius_scale(self, omega_m: Any, h: Any, xp: Any = np) -> Any:
+        """R_Δ at (Ω_m, h) over R_Δ at the forward model's (the same for every mass); 1 for
+        physical radii. Traced arguments with ``xp = jax.numpy``."""
+        scaled = _scaled_radius(self.emulator)
+        if scaled is None:
+            return 1.0
+        f = self.forward
+        return r_delta(1.0, f.redshift, h, omega_m, *scaled, xp=xp) / r_delta(1.0, f.redshift, f.h, f.omega_m, *scaled)
 
     # ------------------------------------------------------------------ shared algebra
     @property
@@ -312,10 +361,12 @@ class PopulationModel:
         return float(np.log10(self.to_cgs)) - self.log10_scale
 
     def _cap_and_jacobian(self, log10_field: Any, var: Any, matrix: Any, xp: Any,
-                          weights: Any = None) -> tuple[Any, Any]:
+                          weights: Any = None, geometry: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
         """CAP [..., n_ap] of log10 fields [..., B, n_r] and the linearised covariance
-        [..., n_ap, n_ap] of the variances ``var`` [..., B, n_r] (dex²)."""
-        ext, keep = xp.asarray(self.extension), xp.asarray(self.keep)
+        [..., n_ap, n_ap] of the variances ``var`` [..., B, n_r] (dex²); ``geometry`` (E, keep)
+        replaces the model's extension (radii of another cosmology)."""
+        ext, keep = (self.extension, self.keep) if geometry is None else geometry
+        ext, keep = xp.asarray(ext), xp.asarray(keep)
         w = xp.asarray(self.weights if weights is None else weights)
         f_grid = 10.0 ** xp.einsum("...br,bgr->...bg", log10_field + self._shift(), ext) * keep  # [..., B, n_grid]
         cap = (w[:, None] * f_grid).sum(axis=-2) @ matrix.T
@@ -390,7 +441,7 @@ class PopulationModel:
     def masses_movable(self) -> bool:
         """Whether the mass bins may be changed at call time (:meth:`jax_fn`): the emulator's
         radii are the same physical radii for every mass (not r/R_Δ)."""
-        return bool(np.all(self.radius_mpc == self.radius_mpc[:1]))
+        return _scaled_radius(self.emulator) is None and bool(np.all(self.radius_mpc == self.radius_mpc[:1]))
 
     def jax_fn(self, *, omega_m_param: str | None = None, h: float | None = None,
                predict_fn: Callable[..., Any] | None = None) -> Callable[..., tuple[Any, Any, Any]]:
@@ -400,9 +451,9 @@ class PopulationModel:
         ``params`` are physical values in the emulator's column order; ``log10_mass`` [B] and
         ``weights`` [B] replace the mass bins (only when :attr:`masses_movable`); ``cap_2h``
         is the two-halo CAP at amplitude 1 (zeros without a table); ``cov`` the linearised
-        emulator covariance. With ``omega_m_param`` (a parameter name), D_A follows that
-        parameter (h fixed at ``h``, default the forward model's); else the forward matrix is
-        fixed. jit-, grad- and vmap-able.
+        emulator covariance. With ``omega_m_param`` (a parameter name), D_A (and radii in units
+        of R_Δ) follow that parameter (h fixed at ``h``, default the forward model's); else the
+        forward matrix is fixed. jit-, grad- and vmap-able.
         """
         import jax.numpy as jnp
 
@@ -415,13 +466,19 @@ class PopulationModel:
         two = None if self.two_halo_grid is None else jnp.asarray(self.two_halo_grid, jnp.float32)
         j_om = None if omega_m_param is None else self.emulator.param_names.index(omega_m_param)
         hh = self.forward.h if h is None else float(h)
+        scaled = _scaled_radius(self.emulator) is not None
 
         def cap_fn(params: Any, log10_mass: Any = None, weights: Any = None) -> tuple[Any, Any, Any]:
             m = masses if log10_mass is None else jnp.asarray(log10_mass, jnp.float32)
             rows = jnp.broadcast_to(jnp.asarray(params, jnp.float32), (m.shape[0], params.shape[-1]))
             mean, var = fn(rows, m, None, z)
             a = fixed_a if j_om is None else self.scaled_matrix_for(params[j_om], hh, jnp).astype(jnp.float32)
-            cap, cov = self._cap_and_jacobian(mean[:, fi, :], var[:, fi, :], a, jnp, weights)
+            geometry = None
+            if j_om is not None and scaled:  # R_Δ(M, z) follows Ω_m: the radii move on the grid
+                radius = jnp.asarray(self.radius_mpc) * self.radius_scale(params[j_om], hh, jnp)
+                geometry = _extension(radius, self.forward.radius_grid_mpc, self.continuation,
+                                      self.truncation_radius_mpc, jnp)
+            cap, cov = self._cap_and_jacobian(mean[:, fi, :], var[:, fi, :], a, jnp, weights, geometry)
             cap2 = jnp.zeros_like(cap) if two is None else a @ two
             return cap, cap2, cov
 
@@ -432,15 +489,16 @@ def _notes(emulator: Any, field: str, to_cgs: float, forward: ForwardModel, fram
            continuation: str, two_halo_h: float, has_two: bool) -> tuple[str, ...]:
     units = emulator.metadata.get("units", {}) if isinstance(emulator.metadata, Mapping) else {}
     what = "gas density [g/cm^3]" if forward.kind == "ksz" else "thermal gas pressure [erg/cm^3] (electron share applied by the forward model)"
+    signal = (f"v_rms = {forward.v_rms_kms:g} km/s" if forward.kind == "ksz"
+              else f"band: {forward.angular.response_note}")
     lines: list[str] = [
         f"{forward.kind}: emulator field {field!r} in {units.get(field, '?')} x {to_cgs:.6g} -> {what}",
-        (f"radii: emulator r/{emulator.radius_unit} times {emulator.radius_unit}(M) at z = {forward.redshift:g}, "
-         f"Omega_m = {forward.omega_m:g}, h = {forward.h:g}" if re.fullmatch(r"\s*r_?\d+(\.\d+)?[cm]\s*",
-                                                                           str(emulator.radius_unit).lower())
+        (f"radii: emulator r/{emulator.radius_unit} times {emulator.radius_unit}(M) at z = {forward.redshift:g} "
+         "and the cosmology of each prediction (Omega_m, h)" if _scaled_radius(emulator) is not None
          else f"radii: emulator {emulator.radius_unit} read as {frame}, converted to physical Mpc"),
         f"continuation beyond the emulator's last radius: {continuation}",
-        f"forward model: z = {forward.redshift:g}, Omega_m = {forward.omega_m:g}, h = {forward.h:g}, "
-        f"v_rms = {forward.v_rms_kms:g} km/s, l_max = {forward.l_max_mpc:g} Mpc",
+        f"forward model: z = {forward.redshift:g}, Omega_m = {forward.omega_m:g} (unless a parameter), "
+        f"h = {forward.h:g}, {signal}, l_max = {forward.l_max_mpc:g} Mpc",
     ]
     z_box = emulator.training_box.get("redshift")
     z_train = f" {z_box[0]:g}" if z_box is not None else ""

@@ -168,7 +168,11 @@ def _loglog(log_r: Any, log_f: Any, log_x: Any, xp: Any, *, inner_powerlaw: bool
     s_in = (log_f[..., 1] - log_f[..., 0]) / (log_r[1] - log_r[0])
     s_out = (log_f[..., -1] - log_f[..., -2]) / (log_r[-1] - log_r[-2])
     # piecewise-linear interpolation, vectorised over batch axes
-    idx = np.clip(np.searchsorted(np.asarray(log_r), np.asarray(log_x)) - 1, 0, log_r.shape[0] - 2)
+    if isinstance(log_r, np.ndarray) and isinstance(log_x, np.ndarray):
+        idx = np.clip(np.searchsorted(log_r, log_x) - 1, 0, log_r.shape[0] - 2)
+    else:  # traced radii (they follow the cosmology) or query points
+        log_r, log_x, log_f = xp.asarray(log_r), xp.asarray(log_x), xp.asarray(log_f)
+        idx = xp.clip(xp.searchsorted(log_r, log_x) - 1, 0, log_r.shape[0] - 2)
     x0, x1 = log_r[idx], log_r[idx + 1]
     t = xp.clip((log_x - x0) / (x1 - x0), 0.0, 1.0)
     mid = log_f[..., idx] * (1.0 - t) + log_f[..., idx + 1] * t
