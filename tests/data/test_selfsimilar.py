@@ -101,6 +101,14 @@ def test_mass_definitions_are_parsed() -> None:
     assert ss.parse_mass_definition("500c") == (500.0, "critical", False)
     assert ss.parse_mass_definition("M200m [Msun/h]") == (200.0, "mean", True)
     assert ss.parse_mass_definition("Mvir") is None and ss.parse_mass_definition(None) is None
+    # the 10 of "log10" is no overdensity; other spellings of the same definitions
+    for text, want in [("log10 M200c [Msun]", (200.0, "critical", False)),
+                       ("log10(M500c / (Msun/h))", (500.0, "critical", True)),
+                       ("M200crit", (200.0, "critical", False)), ("M200,c", (200.0, "critical", False)),
+                       ("Group_M_Crit200", (200.0, "critical", False)), ("Group_M_Mean200", (200.0, "mean", False)),
+                       ("M_2500c", (2500.0, "critical", False))]:
+        assert ss.parse_mass_definition(text) == want, text
+    assert ss.parse_mass_definition("log10 M [1e10 Msun]") is None
 
 
 def test_resolve_reads_the_dataset_and_says_why_not() -> None:

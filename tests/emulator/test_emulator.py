@@ -73,3 +73,20 @@ def test_prediction_keeps_every_part_and_weights_are_not_called_params(run: Tiny
         old = emu.params
     assert old is emu.weights
     assert callable(emu.predict_fields_fn) and emu.predict_fields_fn is emu.predict_fields_fn  # a property
+
+
+def test_predict_fn_checks_a_concrete_redshift_like_predict(run: TinyRun) -> None:
+    """The tiny emulator does not take a redshift: predict_fn called with its training redshift
+    gives the prediction without one, and with another (concrete) redshift the one-line error of
+    predict instead of a prediction that silently ignores it."""
+    from profemu.errors import DataError
+
+    emu, ds = run.emulator, run.dataset
+    spec_z = emu.training_box.get("redshift")
+    plain = np.asarray(emu.predict_fn(ds.params[:3], ds.log10_mass[:3])[0])
+    if spec_z is not None:
+        same = np.asarray(emu.predict_fn(ds.params[:3], ds.log10_mass[:3], None, spec_z[0])[0])
+        np.testing.assert_array_equal(same, plain)
+    with pytest.raises(DataError, match=r"^redshift: (1\.7, but this emulator was trained at the single redshift|"
+                                        r"this emulator was trained without a redshift)"):
+        emu.predict_fn(ds.params[:3], ds.log10_mass[:3], None, 1.7)

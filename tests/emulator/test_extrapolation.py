@@ -99,6 +99,20 @@ def test_the_fit_recovers_a_known_amplitude_and_exponent() -> None:
     assert np.all(a0 < 0.03)
 
 
+def test_one_held_out_distance_fixes_the_exponent_at_linear_growth() -> None:
+    """Rows held out at one distance (one redshift step) fit every exponent equally; the fit takes
+    p = 2 (the error grows linearly with the distance), not the grid's first (slowest) exponent, and
+    matches the observed excess variance at that distance."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    d = np.full(n, 0.5)
+    v0 = np.full((n, 1), 0.01)
+    res = rng.normal(size=(n, 1)) * np.sqrt(0.01 + 0.04)  # excess variance 0.04 at d = 0.5
+    a, p, _ = _fit_grid(res, v0, d)
+    assert p == 2.0
+    assert (a[0] * 0.5) ** 2 == pytest.approx(0.04, rel=0.15)
+
+
 def test_malformed_records_are_refused() -> None:
     assert read_record({}, 4) is None
     with pytest.raises(FormatError, match=r"metadata\.extrapolation\.a"):

@@ -55,3 +55,20 @@ def test_redshift_rules() -> None:
     assert check_inputs(uses, [1.0], [12.0, 12.5], redshift=0.3).redshift.tolist() == [0.3, 0.3]
     with pytest.raises(DataError, match=r"redshift: -1 at row 0 is outside \[0, 20\]"):
         check_inputs(uses, [1.0], 12.0, redshift=-1.0)
+
+
+def test_a_redshift_known_only_from_meta_is_the_training_redshift() -> None:
+    """Transforms whose single redshift came from meta["redshift"] (no redshift array, so no input box
+    entry) still give the emulator its training redshift: predict accepts it and refuses others."""
+    from types import SimpleNamespace
+
+    t = SimpleNamespace(input_box=lambda: {"log10_mass": (11.0, 12.0)}, input_stats={}, param_names=("Omega_m",),
+                        log_params=(), k=None, self_similar=SimpleNamespace(redshift_value=0.25))
+    spec = InputSpec.from_transforms(t)
+    assert spec.training_redshift == 0.25 and not spec.uses_redshift
+    assert check_inputs(spec, [0.3], 11.5, redshift=0.25).redshift is None
+    with pytest.raises(DataError, match=r"trained at the single redshift 0\.25"):
+        check_inputs(spec, [0.3], 11.5, redshift=1.0)
+    t.self_similar = None  # nothing known: no redshift may be given
+    with pytest.raises(DataError, match=r"trained without a redshift"):
+        check_inputs(InputSpec.from_transforms(t), [0.3], 11.5, redshift=0.25)

@@ -36,6 +36,18 @@ def test_extrapolation_variance_is_automatic_above_100_rows_and_grows_outside_th
     ds = make_mock_universe(n=120, seed=2, param_set="lh6", with_pk=False, n_r=6).dataset
     assert "extrapolation" not in train_emulator(
         ds, Config().updated({**_TINY, "train.extrapolation_variance": "off"})).emulator.metadata
+    # one mass bin (0.1 dex wide): the upper half lies a few hundredths of a dex above the lower one,
+    # too close to calibrate a variance that grows with the distance in mass: auto skips it and says so
+    from profemu.data.dataset import ProfileDataset
+
+    rng = np.random.default_rng(0)
+    one_bin = ProfileDataset(params=ds.params, param_names=ds.param_names, log10_mass=rng.uniform(13.0, 13.1, ds.n),
+                             radius=ds.radius, profiles=ds.profiles, units=ds.units, groups=ds.groups, meta=ds.meta)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        assert "extrapolation" not in train_emulator(one_bin, Config().updated(_TINY)).emulator.metadata
+    assert any("extrapolation variance: not fitted (120 training rows whose upper half in mass lies a median 0.0"
+               in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
         emu = train_emulator(ds, Config().updated({**_TINY, "train.members": 4})).emulator

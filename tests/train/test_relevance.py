@@ -116,6 +116,18 @@ def test_cheap_fit_ranks_the_acting_parameter_first(synthetic) -> None:
     assert 0.9 < fit.explained <= 1.0 and fit.starts == 1 and fit.evaluations >= 5
 
 
+def test_constant_parameters_get_the_floor_and_leave_the_others_alone(synthetic) -> None:
+    """Fixed columns of an SB-like suite (constant over the rows) carry no information: they get
+    the floor weight and do not set the scale of the others (the driver keeps weight 1)."""
+    params = np.column_stack([synthetic.params, np.full(synthetic.n, 0.049), np.full(synthetic.n, 0.6711)])
+    ds = ProfileDataset(params=params, param_names=(*synthetic.param_names, "OmegaBaryon", "HubbleParam"),
+                        log10_mass=synthetic.log10_mass, radius=synthetic.radius, profiles=synthetic.profiles,
+                        groups=synthetic.groups)
+    w = dict(zip(ds.param_names, fit_relevance(ds, ("rho",), seed=0).weights, strict=True))
+    assert w["OmegaBaryon"] == w["HubbleParam"] == relevance.WEIGHT_FLOOR, w
+    assert w["p0"] == 1.0 and w["p1"] > 0.05, w
+
+
 def test_cheap_fit_is_deterministic_for_a_seed(synthetic) -> None:
     a = fit_relevance(synthetic, ("rho",), seed=3, max_rows=100)
     b = fit_relevance(synthetic, ("rho",), seed=3, max_rows=100)

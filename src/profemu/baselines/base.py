@@ -134,7 +134,7 @@ class _Design:
         # the classic recipe: plain log10 profiles, every P(k) bin scaled (the baselines take
         # their own P(k) components below)
         cfg = DataConfig(fields=tuple(fields), self_similar="off", pk_components=0, input_relevance="off")
-        t = Transforms.fit(dataset, cfg)
+        t = Transforms.fit(dataset, cfg, quiet=True)  # the baselines' recipe, not the run's choice
         arrays = t.transform(dataset)
         target = arrays.target.astype(np.float64)
         self.valid = arrays.mask > 0

@@ -511,6 +511,10 @@ def _check_name_collisions(names: tuple[str, ...], fields: tuple[str, ...]) -> N
     profemu writes (``radius``, ``<field>_err``, ``<field>_mean``, ...) or like a parameter.
     """
     for nm in names:
+        if nm == "redshift":
+            raise DataError("param_names: 'redshift' is the name of the emulator's redshift input; pass the "
+                            "rows' redshifts as the dataset's redshift array (the redshift input), or name the "
+                            "column 'z' (a parameter that self-similar scaling reads as the redshift).")
         if nm in _INPUT_NAMES or _PK_COLUMN.match(nm):
             raise DataError(f"param_names: {nm!r} is the name of an emulator input (log10_mass, redshift, "
                             "pk_ratio_<i>); rename the parameter (e.g. to 'param_" + nm + "').")

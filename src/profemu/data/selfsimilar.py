@@ -109,16 +109,30 @@ _BASE_UNITS: dict[str, list[tuple[dict[str, int], float]]] = {
 
 
 # --------------------------------------------------------------------- parsing
+_SCALE_SYMBOL = {"density": "rho", "pressure": "P", "temperature": "T"}
+"""How the log line names each kind's self-similar scale (rho_Delta, P_Delta, T_Delta)."""
+
+
 def parse_mass_definition(text: Any) -> tuple[float, str, bool] | None:
-    """``"M200c [Msun]"`` -> (200.0, "critical", False); ``"500c"``, ``"M200m"``; ``Msun/h``
-    masses give True as the last element. None when the text names no Δ definition."""
+    """``"M200c [Msun]"`` -> (200.0, "critical", False); also ``"500c"``, ``"M200m"``,
+    ``"M200,c"``, ``"M200crit"``, ``"log10 M200c"``, ``"Group_M_Crit200"``; ``Msun/h`` masses give
+    True as the last element. None when the text names no Δ definition (Δ in [10, 1e5])."""
     if not isinstance(text, str):
         return None
-    m = re.search(r"(\d+(?:\.\d+)?)\s*([cm])(?![a-z])", text.lower())
-    if m is None:
+    low = text.lower()
+    bare = re.sub(r"log_?\s*(10)?", " ", low)  # "log10 M200c": the 10 of log10 is no Δ
+    m = re.search(r"(?<![\d.^e])(\d+(?:\.\d+)?)\s*,?\s*_?(critical|crit|c|mean|m)(?![a-z])", bare)
+    if m is not None:
+        delta, ref = m.group(1), m.group(2)
+    else:  # SUBFIND's names: Group_M_Crit200, Group_M_Mean200
+        m = re.search(r"(critical|crit|mean)_?(\d+(?:\.\d+)?)(?![\d.])", bare)
+        if m is None:
+            return None
+        ref, delta = m.group(1), m.group(2)
+    if not 10.0 <= float(delta) <= 1e5:
         return None
-    per_h = bool(re.search(r"msun\s*/\s*h|h\^?-1\s*msun|msun\s*h\^?-1", text.lower()))
-    return float(m.group(1)), "critical" if m.group(2) == "c" else "mean", per_h
+    per_h = bool(re.search(r"msun\s*/\s*h|h\^?-1\s*msun|msun\s*h\^?-1", low))
+    return float(delta), "critical" if ref.startswith("c") else "mean", per_h
 
 
 def _unit_tokens(unit: str) -> dict[str, int] | None:
@@ -325,7 +339,7 @@ class SelfSimilar:
                 unit = units.get(f, "")
                 recognised = u != 0.0 or unit_factor(kind, unit) is not None
                 known = "" if recognised else " (unit not recognised: a constant factor remains)"
-                fields.append(f"{f}: / {kind[0].upper()}_Delta [{unit or 'no unit'}]{known}")
+                fields.append(f"{f}: / {_SCALE_SYMBOL.get(kind, kind)}_Delta [{unit or 'no unit'}]{known}")
         radii = "radii in units of R_Delta" if self.radius_scaled else "radii physical (fixed r, not r/R_Delta)"
         return "self-similar normalisation: " + ", ".join(parts) + "; " + "; ".join(fields) + "; " + radii
 
@@ -354,7 +368,8 @@ class SelfSimilar:
 
 def _redshift(param_names: Sequence[str], meta: Mapping[str, Any],
               redshift: np.ndarray | None) -> tuple[float | None, int, str] | None:
-    """``(z_value, redshift_param, note)``: a parameter column named ``z``/``redshift`` first, then
+    """``(z_value, redshift_param, note)``: a parameter column named ``z`` (any case; also
+    ``Redshift``: ``redshift`` itself is the redshift input's name) first, then
     the dataset's redshift, then ``meta["redshift"]``; None when there is none."""
     lower = [n.strip().lower() for n in param_names]
     for name in ("z", "redshift"):

@@ -342,7 +342,7 @@ class Transforms:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, ds: ProfileDataset, cfg: DataConfig | None = None, *,
-            input_weights: np.ndarray | None = None) -> Transforms:
+            input_weights: np.ndarray | None = None, quiet: bool = False) -> Transforms:
         """Fit every statistic on ``ds`` (the training split).
 
         Args:
@@ -352,6 +352,8 @@ class Transforms:
             input_weights: Per-parameter weights [p] multiplying the standardised
                 parameters (the input relevance, :func:`profemu.train.setup.fit_transforms`
                 computes them from ``data.input_relevance``); None: no weighting.
+            quiet: Log the self-similar decision at DEBUG, not INFO (internal fits, e.g. the
+                baselines' design, whose plain log10 is not the run's choice).
 
         Returns:
             The fitted transforms.
@@ -375,10 +377,11 @@ class Transforms:
         if cfg.self_similar == "auto":
             self_similar, message = resolve(ds.param_names, fields, None, ds.units,
                                             ds.meta, ds.redshift, ds.radius_unit, ds.params)
-            logger.info("%s", message)
+            logger.log(logging.DEBUG if quiet else logging.INFO, "%s", message)
         else:
-            logger.info("self-similar normalisation off: data.self_similar = %r; plain log10 profiles are learnt",
-                        cfg.self_similar)
+            logger.log(logging.DEBUG if quiet else logging.INFO,
+                       "self-similar normalisation off: data.self_similar = %r; plain log10 profiles are learnt",
+                       cfg.self_similar)
         log_target = _log10_targets(ds, fields, self_similar)
         valid = np.concatenate([ds.mask[f] for f in fields], axis=1)
         center, scale = _fit_scaler(log_target, cfg.target_scaler, floor, valid)

@@ -45,7 +45,7 @@ from profemu.emulator.extrapolation import (
     record_variance,
 )
 from profemu.emulator.files import read_emulator, save_emulator, weights_file
-from profemu.emulator.inputs import Inputs, InputSpec, check_inputs
+from profemu.emulator.inputs import Inputs, InputSpec, check_inputs, redshift_input
 from profemu.errors import DataError, ExtrapolationError
 from profemu.models.ensemble import combine
 from profemu.models.network import Network
@@ -323,7 +323,11 @@ class Emulator:
             for name in dict.fromkeys(cols[j] for j in bad):
                 idx = [j for j, nm in enumerate(cols) if nm == name]
                 v = values[:, idx]
-                outside.append(f"{name} = {v.min():.4g}..{v.max():.4g} outside the training range "
+                off = ((v < lo[idx]) | (v > hi[idx])).any(axis=1)  # the rows outside, not all rows
+                v = v[off]
+                rows = f" ({int(off.sum())} of {off.size} rows)" if off.size > 1 else ""
+                shown = f"{v.min():.4g}" if v.min() == v.max() else f"{v.min():.4g}..{v.max():.4g}"
+                outside.append(f"{name} = {shown}{rows} outside the training range "
                                f"[{lo[idx].min():.4g}, {hi[idx].max():.4g}]")
         if not outside:
             return []
@@ -484,6 +488,8 @@ class Emulator:
                 raise DataError(f"pk_ratio: this emulator needs the P(k) suppression on {spec.n_k} k bins.")
             if spec.uses_redshift and redshift is None:
                 raise DataError("redshift: this emulator takes the redshift as an input; pass it.")
+            if redshift is not None and not spec.uses_redshift:
+                _check_fixed_redshift(spec, redshift, n)
             means, variances = member_log10(network, weights, arrays, t, raw, jnp)
             ens = combine(means, variances)
             mean = ens.mean if blend is None else blend.mix(ens.mean, blended_gp_log10(blend, t, raw, jnp))
@@ -538,6 +544,17 @@ def blended_gp_log10(blend: GPBlend, transforms: Transforms, raw: Mapping[str, A
     mean, _ = transforms.to_log10(std, None, xp, params=raw["params"], log10_mass=raw["log10_mass"],
                                   redshift=raw.get("redshift"))
     return mean
+
+
+def _check_fixed_redshift(spec: InputSpec, redshift: Any, n: int) -> None:
+    """A concrete redshift given to an emulator that does not take one must be its training
+    redshift (as in :meth:`Emulator.predict`); a traced one cannot be checked and is not used
+    (the prediction does not depend on it)."""
+    try:
+        z = np.asarray(redshift, dtype=float)
+    except Exception:
+        return
+    redshift_input(spec, z, n)
 
 
 def _raw(inputs: Inputs) -> dict[str, Any]:

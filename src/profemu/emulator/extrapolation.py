@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 #: Exponents tried for ``p`` and log10 of the amplitudes tried for ``a`` [dex per unit distance].
 P_GRID = np.round(np.arange(0.5, 3.01, 0.25), 2)
 LOG10_A_GRID = np.linspace(-4.0, 1.0, 251)
+#: Held-out distances spanning less than this factor (e.g. one redshift step) cannot tell the
+#: exponent from the amplitude: ``p`` is then this value, an error growing linearly with the distance.
+MIN_DISTANCE_RATIO = 1.5
+P_UNRESOLVED = 2.0
 
 
 def _column_bounds(transforms: Any) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -206,13 +210,19 @@ def mass_holdout(ds: ProfileDataset, fraction: float = 0.5) -> tuple[np.ndarray,
 
 
 def _fit_grid(res: np.ndarray, v0: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Best ``(a [D], p, mean NLL)`` on the grids, NaN residuals ignored. ``res``, ``v0`` [n, D], ``d`` [n]."""
+    """Best ``(a [D], p, mean NLL)`` on the grids, NaN residuals ignored. ``res``, ``v0`` [n, D], ``d`` [n].
+
+    Distances that span less than :data:`MIN_DISTANCE_RATIO` (one held-out redshift) fix ``p`` at
+    :data:`P_UNRESOLVED`: with one distance every ``p`` fits equally, and the first of the grid
+    (0.5) would make the variance grow far too slowly beyond it."""
     valid = np.isfinite(res) & np.isfinite(v0)
     r2 = np.where(valid, res, 0.0) ** 2
     v0 = np.where(valid, v0, 1.0)
     a_grid = np.concatenate([[0.0], 10.0 ** LOG10_A_GRID])
     best: tuple[np.ndarray, float, float] | None = None
-    for p in P_GRID:
+    positive = d[d > 0]
+    resolved = positive.size > 0 and positive.max() >= MIN_DISTANCE_RATIO * positive.min()
+    for p in P_GRID if resolved else (P_UNRESOLVED,):
         ext = (a_grid[None, :] * d[:, None]) ** p  # [n, G]
         nll = np.zeros((res.shape[1], a_grid.size))
         for j in range(res.shape[1]):

@@ -31,8 +31,16 @@ import numpy as np
 from profemu.data.selfsimilar import ALIASES
 from profemu.errors import DataError
 
-__all__ = ["LOG10_MASS_RANGE", "PK_RATIO_MAX", "REDSHIFT_MAX", "InputSpec", "Inputs", "check_inputs",
-           "parameter_roles"]
+__all__ = [
+    "LOG10_MASS_RANGE",
+    "PK_RATIO_MAX",
+    "REDSHIFT_MAX",
+    "InputSpec",
+    "Inputs",
+    "check_inputs",
+    "parameter_roles",
+    "redshift_input",
+]
 
 #: Physically possible log10(M / Msun) of a halo; outside it the input is a mistake.
 LOG10_MASS_RANGE = (6.0, 17.0)
@@ -75,6 +83,9 @@ class InputSpec:
         z = box.get("redshift")
         uses_z = "redshift" in t.input_stats
         mass = box.get("log10_mass")
+        ss = getattr(t, "self_similar", None)
+        if z is None and not uses_z and ss is not None and ss.redshift_value is not None:
+            z = (ss.redshift_value, ss.redshift_value)  # one redshift, known only from meta["redshift"]
         return cls(
             param_names=tuple(t.param_names),
             log_params=tuple(t.log_params),
@@ -226,7 +237,7 @@ def _redshift_check(z: np.ndarray) -> None:
                         "profiles are >= 0 and at most 20. Fix the input.")
 
 
-def _redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
+def redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
     """``redshift`` [n] checked against ``spec`` (None when the model does not take it)."""
     z = None
     if redshift is not None:
@@ -330,5 +341,5 @@ def check_inputs(
         _pk_check(pk)
     elif pk_ratio is not None:
         raise DataError("pk_ratio: this emulator was trained without P(k); do not pass pk_ratio.")
-    z = _redshift_input(spec, redshift, n)
+    z = redshift_input(spec, redshift, n)
     return Inputs(p, m, pk, z, single)

@@ -374,8 +374,9 @@ def _continues_folds(config: Config, networks: int) -> bool:
 #: ``train.extrapolation_variance = "auto"`` fits the term on runs with at least this many
 #: training rows ...
 EXTRAPOLATION_MIN_ROWS = 100
-#: ... whose halo masses span at least this many dex.
-EXTRAPOLATION_MIN_SPAN = 0.1
+#: ... whose upper half in mass lies, at its median, at least this many dex above the lower half
+#: (the distances the term is calibrated on; a single mass bin gives a few hundredths of a dex).
+EXTRAPOLATION_MIN_DISTANCE = 0.1
 #: Members of the held-out fit (at most the run's).
 EXTRAPOLATION_MEMBERS = 3
 
@@ -387,13 +388,16 @@ def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
         return False
     rows = training_rows(prep)
     mass = np.asarray(prep.dataset.log10_mass, float)[rows]
-    span = float(mass.max() - mass.min()) if mass.size else 0.0
-    if mode == "auto" and (rows.size < EXTRAPOLATION_MIN_ROWS or span < EXTRAPOLATION_MIN_SPAN):
-        logger.info("extrapolation variance: not fitted (%d training rows spanning %.2f dex in mass; train."
-                    "extrapolation_variance: auto needs >= %d rows over >= %.1f dex, 'on' forces it)", rows.size,
-                    span, EXTRAPOLATION_MIN_ROWS, EXTRAPOLATION_MIN_SPAN)
+    above = mass > np.quantile(mass, 0.5) if mass.size else np.zeros(0, bool)
+    gap = float(np.median(mass[above] - mass[~above].max())) if above.any() and (~above).any() else 0.0
+    if mode == "auto" and (rows.size < EXTRAPOLATION_MIN_ROWS or gap < EXTRAPOLATION_MIN_DISTANCE):
+        logger.info("extrapolation variance: not fitted (%d training rows whose upper half in mass lies a median "
+                    "%.2f dex above the lower half; train.extrapolation_variance: auto needs >= %d rows and >= "
+                    "%.1f dex to calibrate the term on, 'on' forces it); predictions outside the training masses "
+                    "carry no variance for the distance", rows.size, gap, EXTRAPOLATION_MIN_ROWS,
+                    EXTRAPOLATION_MIN_DISTANCE)
         return False
-    upper = int(np.sum(mass > np.quantile(mass, 0.5)))
+    upper = int(np.sum(above))
     if mode == "auto" and min(upper, rows.size - upper) < EXTRAPOLATION_MIN_ROWS // 4:
         logger.info("extrapolation variance: not fitted (%d of the %d training rows lie above their median mass; "
                     "auto needs >= %d on each side of it, 'on' forces it)", upper, rows.size,

@@ -99,6 +99,9 @@ ARD_COMPONENTS = 5
 ARD_MAXITER = 60
 ARD_FTOL = 1e-5
 
+#: Smallest input weight (a parameter the profiles do not depend on, or a constant one).
+WEIGHT_FLOOR = 1e-6
+
 # Bounds of the kernel's hyper-parameters: those of GPBaseline (standardised inputs, outputs
 # of mean variance 1).
 AMPLITUDE_BOUNDS = (1e-3, 1e3)
@@ -297,7 +300,11 @@ def fit_relevance(ds: ProfileDataset, fields: tuple[str, ...], *, seed: int = 0,
                         "remove duplicate input rows or set data.input_relevance: off.")
     ell = np.exp(best.x[1:-1])
     p = len(ds.param_names)
-    weights = np.clip(ell[:p].min() / ell[:p], 1e-6, 1.0)
+    # a parameter constant over these rows (a fixed column of an SB suite) keeps its starting length
+    # scale: it carries no information, gets the floor weight and does not set the scale of the others
+    varying = np.ptp(x[:, :p], axis=0) > 0
+    shortest = ell[:p][varying].min() if varying.any() else 1.0
+    weights = np.where(varying, np.clip(shortest / ell[:p], WEIGHT_FLOOR, 1.0), WEIGHT_FLOOR)
     return RelevanceFit(
         weights=weights,
         length_scales={name: float(v) for name, v in zip(design.input_names, ell, strict=True)},
