@@ -182,7 +182,8 @@ def test_padding_of_the_real_flagged_rows(raw: dict[str, np.ndarray]) -> None:
         ({"mass": "max"}, r"mass: unknown value 'max'"),
         (
             {"mass_bins": ("11-12",)},
-            r"mass_bins: unknown value '11-12'; valid choices are \['11-11.5', '11.5-12', '12-12.3', '12.3-13.1'\]",
+            r"mass_bins: '11-12' is not a bin of this file; its bins are \['11-11.5', '11.5-12', '12-12.3', '12.3-13.1'\]: "
+            r"pass some of them \(--mass-bins A,B\) or 'all'",
         ),
         ({"mass_bins": "11-11.5"}, r"mass_bins: '11-11.5' is not a list of bins"),
         ({"mass_bins": ()}, r"mass_bins: empty"),

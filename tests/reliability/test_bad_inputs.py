@@ -177,6 +177,11 @@ CASES: list[Case] = [
          lambda c: ["evaluate", str(c.run.run_dir), "--data", str(c.other_grid()), "--out",
                     str(c.folder / "never.json")],
          "radius: the dataset's radial grid (8 bins, 0.05..3 R200c) differs from the fitted one"),
+    Case("radius-unit", "Data whose radii are in another unit than the emulator's (transforms, evaluate)",
+         DataError, "radius_unit: the dataset's radii are in 'kpc' but the emulator's in 'R200c'; convert the "
+                    "dataset's radii (and its radius_unit) to 'R200c'",
+         lambda c: evaluate(c.emu, ProfileDataset(**_dataset_kwargs(c, radius_unit="kpc")).select_fields(["rho", "pth"])),
+         None),
     Case("missing-file", "A data file that does not exist", FormatError, "file not found; check the path",
          lambda c: load_dataset(c.folder / "absent.npz"),
          lambda c: _train(c, c.folder / "absent.npz"), "file does not exist; pass the path of a dataset file"),

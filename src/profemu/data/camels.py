@@ -308,7 +308,10 @@ def _requested_bins(mass_bins: Sequence[str] | str, valid_bins: list[str]) -> tu
     if not bins:
         raise DataError(f"mass_bins: empty; choose labels from {valid_bins} or 'all'.")
     for b in bins:
-        _choice("mass_bins", b, valid_bins)
+        if b not in valid_bins:
+            default = " (the default bins of the TNG table)" if tuple(bins) == DEFAULT_MASS_BINS else ""
+            raise DataError(f"mass_bins: {b!r}{default} is not a bin of this file; its bins are {valid_bins}: pass "
+                            "some of them (--mass-bins A,B) or 'all'.")
     return bins
 
 
@@ -347,7 +350,7 @@ def _dataset_meta(
 ) -> dict[str, Any]:
     """``ProfileDataset.meta``: provenance, the selection and the noise model."""
     return {
-        "source": "CAMELS LH IllustrisTNG halo profiles",
+        "source": " ".join(x for x in ("CAMELS", src["set"], src["suite"]) if x) + " halo profiles",
         "source_file": path.name,
         "source_repository": src["source"],
         "source_commit": src["source_commit"],

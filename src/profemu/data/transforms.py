@@ -434,15 +434,16 @@ class Transforms:
                 f"fields: dataset lacks {missing} that the transforms were fitted on "
                 f"(dataset fields: {list(ds.fields)})."
             )
+        if ds.radius_unit != self.radius_unit:  # first: the same radii in another unit are no other grid
+            raise DataError(
+                f"radius_unit: the dataset's radii are in {ds.radius_unit!r} but the emulator's in "
+                f"{self.radius_unit!r}; convert the dataset's radii (and its radius_unit) to {self.radius_unit!r}."
+            )
         if not _close(ds.radius, self.radius):
             raise DataError(
                 f"radius: the dataset's radial grid ({ds.n_r} bins, {ds.radius[0]:.4g}..{ds.radius[-1]:.4g} "
                 f"{ds.radius_unit}) differs from the fitted one ({self.n_r} bins, "
                 f"{self.radius[0]:.4g}..{self.radius[-1]:.4g} {self.radius_unit}); rebin the profiles."
-            )
-        if ds.radius_unit != self.radius_unit:
-            raise DataError(
-                f"radius_unit: dataset uses {ds.radius_unit!r} but the transforms {self.radius_unit!r}."
             )
         if (ds.k is None) != (self.k is None):
             have = "has" if ds.k is not None else "has no"
