@@ -93,6 +93,12 @@ def test_units_match_the_camels_conversions() -> None:
         6.4440e11, rel=1e-4)
     assert ss.unit_factor("density", "Msun kpc^-3") == ss.unit_factor("density", "Msun/kpc^3") == 1e-9
     assert ss.unit_factor("temperature", "keV") == pytest.approx(K_B / KEV, rel=1e-9)
+    # other spellings of the same units (k_B = 8.617333262e-5 eV/K, CODATA 2018)
+    assert ss.unit_factor("temperature", "eV") == pytest.approx(8.617333262e-5, rel=1e-9)
+    assert ss.unit_factor("temperature", "Kelvin") == ss.unit_factor("temperature", "K") == 1.0
+    assert ss.unit_factor("density", "g/cc") == ss.unit_factor("density", "g cm^-3")
+    assert ss.unit_factor("density", "M_sun/kpc^3") == ss.unit_factor("density", "Msol kpc^{-3}") == 1e-9
+    assert ss.physical_kind("ne", "1/cm^3")[:2] == ss.physical_kind("ne", "cm^-3")[:2] != ("", None)
     assert ss.unit_factor("pressure", "furlongs") is None
 
 

@@ -104,7 +104,7 @@ _BASE_UNITS: dict[str, list[tuple[dict[str, int], float]]] = {
         ({"dyn": 1, "cm": -2}, MSUN_G * 1e10 / MPC_CM**3),
         ({"msun": 1, "kpc": -1, "s": -2}, 1e10 * KPC_CM / MPC_CM**3),
     ],
-    "temperature": [({"k": 1}, 1.0), ({"kev": 1}, K_B_ERG / KEV_ERG)],
+    "temperature": [({"k": 1}, 1.0), ({"kev": 1}, K_B_ERG / KEV_ERG), ({"ev": 1}, 1e3 * K_B_ERG / KEV_ERG)],
 }
 
 
@@ -135,9 +135,16 @@ def parse_mass_definition(text: Any) -> tuple[float, str, bool] | None:
     return float(delta), "critical" if ref.startswith("c") else "mean", per_h
 
 
+#: Other spellings of the unit names (lower case), as {name: (base name, power)}.
+_UNIT_ALIASES = {"m_sun": ("msun", 1), "msol": ("msun", 1), "m_sol": ("msun", 1), "msolar": ("msun", 1),
+                 "solmass": ("msun", 1), "kelvin": ("k", 1), "cc": ("cm", 3)}
+
+
 def _unit_tokens(unit: str) -> dict[str, int] | None:
-    """``"Msun kpc^-3"``, ``"Msun/kpc^3"``, ``"keV cm^-3"`` -> ``{"msun": 1, "kpc": -3}``."""
+    """``"Msun kpc^-3"``, ``"Msun/kpc^3"``, ``"keV cm^-3"`` -> ``{"msun": 1, "kpc": -3}``; also
+    ``"1/cm^3"``, ``"cm^{-3}"``, ``"M_sun/kpc^3"``, ``"g/cc"``, ``"Kelvin"``. None when unparsable."""
     text = unit.strip().lower().replace("**", "^").replace("·", " ").replace("*", " ")
+    text = text.replace("{", "").replace("}", "")
     if not text:
         return None
     tokens: dict[str, int] = {}
@@ -148,11 +155,14 @@ def _unit_tokens(unit: str) -> dict[str, int] | None:
         if part == "/":
             sign = -1
             continue
-        m = re.fullmatch(r"([a-z]+)(?:\^?\(?(-?\d+)\)?)?", part)
+        if part == "1":  # "1/cm^3"
+            continue
+        m = re.fullmatch(r"([a-z_]+)(?:\^?\(?(-?\d+)\)?)?", part)
         if m is None:
             return None
-        power = int(m.group(2)) if m.group(2) else 1
-        tokens[m.group(1)] = tokens.get(m.group(1), 0) + sign * power
+        name, scale = _UNIT_ALIASES.get(m.group(1), (m.group(1), 1))
+        power = scale * (int(m.group(2)) if m.group(2) else 1)
+        tokens[name] = tokens.get(name, 0) + sign * power
     return tokens
 
 
@@ -340,7 +350,8 @@ class SelfSimilar:
                 recognised = u != 0.0 or unit_factor(kind, unit) is not None
                 known = "" if recognised else " (unit not recognised: a constant factor remains)"
                 fields.append(f"{f}: / {_SCALE_SYMBOL.get(kind, kind)}_Delta [{unit or 'no unit'}]{known}")
-        radii = "radii in units of R_Delta" if self.radius_scaled else "radii physical (fixed r, not r/R_Delta)"
+        radii = ("the data's radii are in units of R_Delta" if self.radius_scaled
+                 else "the data's radii are physical lengths (not r/R_Delta)")
         return "self-similar normalisation: " + ", ".join(parts) + "; " + "; ".join(fields) + "; " + radii
 
     def to_dict(self) -> dict[str, Any]:
