@@ -64,6 +64,15 @@ def test_a_test_split_with_cross_validation_is_not_contradicted() -> None:
     console, buffer = _console()
     commands._print_cross_validation(console, {**cv, "networks_per_fold": 1})
     assert "out-of-fold predictions of one network per fold" in " ".join(buffer.getvalue().split())
+    # an Emulator that blends a GP: the table is the network's; the blend's own errors are said
+    console, buffer = _console()
+    report = {"fields": {"rho": {"weight": 0.0, "variance_factor": 1.0, "network_error": 0.046, "gp_error": 0.032,
+                                 "blend_error": 0.032}}}
+    commands._print_cross_validation(console, cv, blend=report)
+    text = " ".join(buffer.getvalue().split())
+    assert "blends a GP into the network's prediction (train.gp_blend), so the table is the network's alone" in text
+    assert "rho: network weight 0.00, out-of-sample median error 4.60% (network) / 3.20% (GP) -> 3.20% (blend)" in text
+    assert "these numbers are cross-validation estimates of its error" not in text
 
 
 def test_epoch_lines_count_each_stage_and_its_own_seconds(tmp_path: Path) -> None:

@@ -494,7 +494,8 @@ def train(
         outcome = _train(console, dataset, cfg, run, source, resume=resume)
     _training_summary(console, outcome)
     if outcome.cross_validation:
-        _print_cross_validation(console, outcome.cross_validation, test_split=bool(outcome.evaluation))
+        report = outcome.emulator.metadata.get("gp_blend", {}).get("report") if outcome.emulator is not None else None
+        _print_cross_validation(console, outcome.cross_validation, test_split=bool(outcome.evaluation), blend=report)
     if outcome.evaluation:
         _print_metrics(console, outcome.evaluation, "held-out (test split) metrics")
     console.print(f"run folder: {run}", markup=False)
@@ -569,8 +570,11 @@ def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: 
     console.print(f"metrics written to {path}", markup=False)
 
 
-def _print_cross_validation(console: Console, cv: Mapping[str, Any], *, test_split: bool = False) -> None:
-    """The CV estimates of a run, with their spread over the folds (``test_split``: its test metrics follow)."""
+def _print_cross_validation(console: Console, cv: Mapping[str, Any], *, test_split: bool = False,
+                            blend: Mapping[str, Any] | None = None) -> None:
+    """The CV estimates of a run, with their spread over the folds (``test_split``: its test metrics
+    follow; ``blend``: the report of the Emulator's GP blend, whose out-of-sample errors follow)."""
+    from profemu.emulator.blend import GPBlend
     from profemu.runs.tables import fold_predictor, refit_description
 
     _print_metrics(console, cv["metrics"], f"cross-validation estimate ({cv['folds']} folds by simulation, "
@@ -582,6 +586,11 @@ def _print_cross_validation(console: Console, cv: Mapping[str, Any], *, test_spl
         console.print("spread over folds (mean ± std): " + ", ".join(parts), markup=False)
     held = ("; the held-out test split's metrics follow" if test_split else
             " (no test split was held out)")
+    if blend and blend.get("fields"):
+        console.print(f"the Emulator: {refit_description(cv)}, and it blends a GP into the network's prediction "
+                      "(train.gp_blend), so the table is the network's alone; the blend's out-of-sample errors: "
+                      f"{GPBlend.describe(blend, tuple(blend['fields']))}{held}.", markup=False)
+        return
     console.print(f"the Emulator: {refit_description(cv)}; "
                   f"these numbers are cross-validation estimates of its error{held}.", markup=False)
 
