@@ -164,3 +164,22 @@ def test_the_live_curves_are_redrawn_on_wall_time_not_on_epochs(tmp_path: Path,
         now[0] += 0.1
     assert len(drawn) == 3 and drawn[0] == pytest.approx(30.0, abs=0.2)
     assert drawn[1] - drawn[0] == pytest.approx(44.0, abs=0.2)  # 4 s drawing + 40 s (10x its time > 30 s)
+
+
+def test_one_halo_mass_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """Rows at one mass cannot teach the mass dependence: the run warns once and names the span."""
+    import logging
+
+    from profemu.data.dataset import ProfileDataset
+
+    ds = make_mock_universe(n=40, seed=3, param_set="lh6", with_pk=False, n_r=6).dataset
+    one = ProfileDataset(params=ds.params, param_names=ds.param_names, log10_mass=np.full(ds.n, 13.0),
+                         radius=ds.radius, profiles=ds.profiles, units=ds.units, groups=ds.groups, meta=ds.meta)
+    with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
+        train_emulator(one, Config().updated(_TINY))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("halo mass: the ") and "span 0.000 dex" in warned[0], warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
+        train_emulator(ds, Config().updated(_TINY))
+    assert not [r for r in caplog.records if r.getMessage().startswith("halo mass:")]

@@ -182,6 +182,7 @@ def train_emulator(
     callbacks, metrics = _callbacks(run, config, prep, source, selection, progress)
     if metrics is not None and run is not None and resume:
         _continue_metrics(metrics, run, prep, folds)
+    _warn_one_mass(prep)
     extrapolate = uses_extrapolation_variance(config, prep)
     held_out = _held_out_beside_folds(prep, config, folds) if extrapolate else None
     t0 = time.perf_counter()
@@ -379,6 +380,21 @@ EXTRAPOLATION_MIN_ROWS = 100
 EXTRAPOLATION_MIN_DISTANCE = 0.1
 #: Members of the held-out fit (at most the run's).
 EXTRAPOLATION_MEMBERS = 3
+
+
+#: Training masses spanning less than this [dex] are one mass to the network (a warning says so).
+ONE_MASS_SPAN = 0.05
+
+
+def _warn_one_mass(prep: Prepared) -> None:
+    """Warn when the training rows hold (nearly) one halo mass: nothing tells the network how the
+    profiles change with mass."""
+    mass = np.asarray(prep.dataset.log10_mass, float)[training_rows(prep)]
+    if mass.size and float(np.ptp(mass)) < ONE_MASS_SPAN:
+        logger.warning("halo mass: the %d training rows span %.3f dex (log10 M %.3f..%.3f), so the emulator cannot "
+                       "learn how the profiles change with mass; a prediction at another mass is an extrapolation "
+                       "without support (Prediction.distance_outside says how far)", mass.size, float(np.ptp(mass)),
+                       float(mass.min()), float(mass.max()))
 
 
 def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
