@@ -21,6 +21,8 @@ def test_broadcasting_and_a_dict_by_name() -> None:
     assert not many.single and many.n == 5 and many.pk_ratio.shape == (5, 4)
     named = check_inputs(SPEC, {"sigma_8": [0.8, 0.9], "A_SN1": [1, 2], "Omega_m": [0.3, 0.3]}, 12.0, PK)
     np.testing.assert_array_equal(named.params[:, 0], [0.3, 0.3])
+    one_by_name = check_inputs(SPEC, {"sigma_8": 0.8, "A_SN1": 1.0, "Omega_m": 0.3}, 12.0, PK)
+    assert one_by_name.single and one_by_name.params.tolist() == [[0.3, 0.8, 1.0]]  # like one row [p]
     assert check_inputs(SPEC, P, 12.0, PK, redshift=0.5).redshift is None  # the training redshift: fine
 
 

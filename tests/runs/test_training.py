@@ -183,3 +183,26 @@ def test_one_halo_mass_is_warned_about(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
         train_emulator(ds, Config().updated(_TINY))
     assert not [r for r in caplog.records if r.getMessage().startswith("halo mass:")]
+
+
+def test_copied_simulations_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """Rows of another simulation with exactly the same inputs (a copied simulation) would sit in other
+    folds than their twins: the run warns once, naming two of them."""
+    import logging
+
+    from profemu.data.dataset import ProfileDataset
+
+    ds = make_mock_universe(n=40, seed=4, param_set="lh6", with_pk=False, n_r=6).dataset
+    take = np.r_[np.arange(ds.n), np.arange(5)]  # the first 5 rows again, as 5 new simulations
+    groups = np.r_[ds.groups, np.asarray(ds.groups).max() + 1 + np.arange(5)]
+    copied = ProfileDataset(params=ds.params[take], param_names=ds.param_names, log10_mass=ds.log10_mass[take],
+                            radius=ds.radius, profiles={f: v[take] for f, v in ds.profiles.items()}, units=ds.units,
+                            groups=groups, meta=ds.meta)
+    with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
+        train_emulator(copied, Config().updated(_TINY))
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inputs: ")]
+    assert len(warned) == 1 and "10 training rows repeat the inputs" in warned[0], warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
+        train_emulator(ds, Config().updated(_TINY))
+    assert not [r for r in caplog.records if r.getMessage().startswith("inputs: ")]

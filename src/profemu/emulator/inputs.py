@@ -293,10 +293,12 @@ def check_inputs(
                 f"params: unknown {unknown} and missing {missing} parameter names; the emulator expects "
                 f"exactly {list(names)}."
             )
-        cols = [np.atleast_1d(_numbers(params[k], f"params[{k!r}]")) for k in names]
+        raw = [_numbers(params[k], f"params[{k!r}]") for k in names]
+        scalars = all(c.ndim == 0 for c in raw)  # one example by name, like one row [p]
+        cols = [np.atleast_1d(c) for c in raw]
         if len({c.shape for c in cols}) != 1 or cols[0].ndim != 1:
             raise DataError("params: every parameter needs the same number of values (scalars or 1-D).")
-        params = np.column_stack(cols)
+        params = np.concatenate(cols) if scalars else np.column_stack(cols)
     p = _numbers(params, "params")
     single = p.ndim == 1
     p = np.atleast_2d(p)

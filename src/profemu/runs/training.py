@@ -183,6 +183,7 @@ def train_emulator(
     if metrics is not None and run is not None and resume:
         _continue_metrics(metrics, run, prep, folds)
     _warn_one_mass(prep)
+    _warn_repeated_inputs(prep)
     extrapolate = uses_extrapolation_variance(config, prep)
     held_out = _held_out_beside_folds(prep, config, folds) if extrapolate else None
     t0 = time.perf_counter()
@@ -395,6 +396,35 @@ def _warn_one_mass(prep: Prepared) -> None:
                        "learn how the profiles change with mass; a prediction at another mass is an extrapolation "
                        "without support (Prediction.distance_outside says how far)", mass.size, float(np.ptp(mass)),
                        float(mass.min()), float(mass.max()))
+
+
+def _warn_repeated_inputs(prep: Prepared) -> None:
+    """Warn when training rows of different simulations (groups) have exactly the same inputs: a
+    copied simulation lands in another fold than its twin, and the cross-validation (and a GP
+    blend's leave-one-out) scores rows it has trained on."""
+    ds = prep.dataset
+    rows = training_rows(prep)
+    if rows.size < 2:
+        return
+    cols = [np.asarray(ds.params, float), np.asarray(ds.log10_mass, float)[:, None]]
+    cols += [np.asarray(a, float).reshape(ds.n, -1) for a in (ds.redshift, ds.pk_ratio) if a is not None and np.size(a)]
+    x = np.concatenate(cols, axis=1)[rows]
+    groups = np.asarray(ds.groups)[rows]
+    _, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse.ravel(), kind="stable")  # rows of one input vector next to each other
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    codes = np.unique(groups, return_inverse=True)[1].ravel()[order]
+    across = (counts > 1) & (np.minimum.reduceat(codes, starts) != np.maximum.reduceat(codes, starts))
+    if across.any():
+        n = int(counts[across].sum())
+        k = int(np.flatnonzero(across)[0])
+        twin = order[starts[k]:starts[k] + counts[k]]
+        other = twin[np.flatnonzero(codes[starts[k]:starts[k] + counts[k]] != codes[starts[k]])[0]]
+        a, b = rows[twin[0]], rows[other]
+        logger.warning("inputs: %d training rows repeat the inputs (parameters, mass%s) of a row of another simulation "
+                       "exactly (e.g. rows %d and %d, groups %s and %s): the cross-validation then scores rows whose "
+                       "twin it trained on, so its errors are optimistic; drop the copies or give them one group",
+                       n, ", redshift" if ds.redshift is not None else "", a, b, ds.groups[a], ds.groups[b])
 
 
 def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
