@@ -173,6 +173,8 @@ def test_float64_jax_checks_in_child_process() -> None:
         ({"kind": "tsz", "frequency_ghz": 150.0, "response_ell": RESP_ELL, "response": RESP}, ConfigError,
          r"^frequency_ghz, response: give one of them"),
         ({"kind": "tsz", "frequency_ghz": -90.0}, ConfigError, r"^frequency_ghz: got -90.0, expected a number in"),
+        ({"kind": "tsz", "response_ell": RESP_ELL, "response": RESP * 1e6}, ConfigError,
+         r"^response: max \|R\| = 2.786e\+06, but the tSZ response is in K_CMB per unit y"),
         ({"h": 67.11}, ConfigError, r"^h: got 67.11, expected h = H0 / \(100 km/s/Mpc\) in \[0.2, 1.5\]; 67.11 looks "
                                     r"like H0 itself: pass h = 0.6711"),
         ({"v_rms_kms": 313000.0}, ConfigError, r"^v_rms_kms: got 313000.0, expected a number in \(0, 3000.0\]; "

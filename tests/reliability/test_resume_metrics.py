@@ -92,8 +92,8 @@ def test_a_resumed_refit_keeps_the_cross_validation_lines_once(data: Path, tmp_p
     # the refit (continuing the folds' networks) goes on where it stopped, to the same members
     assert resumed.cross_validation["refit"] == whole.cross_validation["refit"]
     assert resumed.cross_validation["refit"]["continues_cv_networks"]
-    for name, value in flatten_tree(whole.emulator.params).items():
-        np.testing.assert_allclose(flatten_tree(resumed.emulator.params)[name], value, rtol=1e-5, atol=1e-6)
+    for name, value in flatten_tree(whole.emulator.weights).items():
+        np.testing.assert_allclose(flatten_tree(resumed.emulator.weights)[name], value, rtol=1e-5, atol=1e-6)
     keys = Counter((e.get("stage"), e["epoch"]) for e in after)
     assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
     assert set(keys) == {(e.get("stage"), e["epoch"]) for e in finished}

@@ -66,6 +66,8 @@ THETA_MIN_ARCMIN = 1e-3
 THETA_MARGIN_ARCMIN = 10.0
 """θ grid reaches √2 θ_d,max plus this margin [arcmin], or 3 beam FWHM when that is wider
 (the filter's beam-smoothed edge)."""
+RESPONSE_MAX_K = 100.0
+"""Largest |R(ℓ)| [K_CMB per unit y] accepted in a tSZ response table (f(ν) T_CMB is 17 K at 353 GHz)."""
 N_THETA = 512
 N_RADIUS = 512
 R_MIN_MPC = 1e-4
@@ -162,6 +164,11 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
         raise ConfigError("frequency_ghz, response: give one of them (the response table already holds the band); "
                           "drop frequency_ghz.")
     else:
+        peak = float(np.max(np.abs(np.asarray(response, float))))
+        if not peak <= RESPONSE_MAX_K:
+            raise ConfigError(f"response: max |R| = {peak:.4g}, but the tSZ response is in K_CMB per unit y (a few "
+                              f"K: -2.6 at 150 GHz, at most {RESPONSE_MAX_K:g}); a table in muK per y must be "
+                              "divided by 1e6.")
         scale, note = MUK_PER_K, "band response table R(ell) applied in harmonic space"
     ell = ell_grid(beam_ell_top, d_ell)
     window = harmonic_window(ell, beam_ell, beam_bl, response_ell, response,
