@@ -358,3 +358,18 @@ def test_rbf_smoke_on_camels_density(camels_path: Path) -> None:
     assert score["frac_err_median"] < 0.7 * const["frac_err_median"]
     assert score["error_to_noise_floor"] is not None and score["error_to_noise_floor"] >= 0.8
     assert 0.5 < score["coverage_95"] <= 1.0
+
+
+def test_the_baselines_do_not_log_the_runs_normalisation(caplog: pytest.LogCaptureFixture) -> None:
+    """The classic recipe's plain log10 is not the run's choice: fitting a baseline logs no
+    'self-similar normalisation' line at INFO (it would contradict the run's own line)."""
+    import logging
+
+    from profemu.baselines import PCARBFBaseline
+    from profemu.data.mock import make_mock_universe
+
+    ds = make_mock_universe(n=60, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
+    with caplog.at_level(logging.INFO):
+        PCARBFBaseline().fit(ds)
+    assert not [r for r in caplog.records if "self-similar normalisation" in r.getMessage()
+                and r.levelno >= logging.INFO]

@@ -146,7 +146,7 @@ class _Design:
             k = max(1, min(k, max_components, s.size))
             self.explained = float(ratio[k - 1])
             cfg = dataclasses.replace(cfg, pca_components=k)
-            t = Transforms.fit(dataset, cfg)
+            t = Transforms.fit(dataset, cfg, quiet=True)
         self.transforms = t
         self.arrays = t.model_arrays()
         self.input_spec = InputSpec.from_transforms(t)
