@@ -185,6 +185,20 @@ def test_train_evaluate_predict_report(run_dir: Path, data_file: Path, tmp_path:
     assert result.exit_code == 0, result.stderr
     n_train = len(json.loads((run_dir / "split.json").read_text())["train_rows"])
     assert json.loads((tmp_path / "t.json").read_text())["overall"]["n_valid"] == n_train * 12 * 2
+    assert "outside the training box" not in result.stdout + result.stderr  # rows it trained on
+    # rows far above the training masses: the metrics are an extrapolation, and evaluate says so
+    from profemu.data.dataset import ProfileDataset
+    from profemu.data.io import save_dataset
+
+    base = load_dataset(data_file)
+    heavy = ProfileDataset(params=base.params, param_names=base.param_names, log10_mass=base.log10_mass + 1.0,
+                           radius=base.radius, radius_unit=base.radius_unit, profiles=base.profiles, units=base.units,
+                           groups=base.groups, redshift=base.redshift, meta=base.meta)
+    result = invoke("evaluate", run_dir, "--data", save_dataset(heavy, tmp_path / "heavy.npz"), "--out",
+                    tmp_path / "h.json")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join((result.stdout + result.stderr).split())
+    assert f" of {base.n} rows lie more than 0.1 outside the training box (furthest in log10_mass 1" in text
 
     # predict: CSV in (columns in a shuffled order), CSV and npz out, same numbers as the API
     emu = Emulator.load(run_dir / "emulator")

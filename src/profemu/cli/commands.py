@@ -526,6 +526,23 @@ def evaluate(
         _evaluate_locked(folder, data, format, split, out)
 
 
+#: Distance outside the training box (dex, Δz or training spreads) from which ``evaluate`` warns.
+OUTSIDE_NOTE_DISTANCE = 0.1
+
+
+def _note_rows_outside(console: Console, emulator: Any, dataset: Any) -> None:
+    """Say when scored rows lie well outside the training box: their metrics measure an extrapolation."""
+    z = None if dataset.redshift is None or "redshift" not in emulator.training_box else dataset.redshift
+    pk = dataset.pk_ratio if getattr(emulator.transforms, "k", None) is not None else None
+    d, per_input = emulator.distance_outside(dataset.params, dataset.log10_mass, pk, z)
+    outside = d > OUTSIDE_NOTE_DISTANCE  # held-out simulations often lie a little outside: not those
+    if outside.any():
+        worst = sorted(((float(v.max()), name) for name, v in per_input.items() if np.any(v > 0)), reverse=True)
+        console.print(f"[yellow]warning:[/yellow] {int(outside.sum())} of {d.size} rows lie more than {OUTSIDE_NOTE_DISTANCE:g} outside "
+                      f"the training box (furthest in {', '.join(f'{n} {v:.3g}' for v, n in worst[:3])}; mass in dex, redshift in "
+                      "units of z, parameters in training spreads): their metrics measure an extrapolation.")
+
+
 def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: SplitName | None,
                      out: Path | None) -> None:
     """``profemu evaluate`` once the run folder is checked and locked."""
@@ -561,6 +578,7 @@ def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: 
         if rows.size == 0:
             raise DataError(f"--split {which}: the run's {which} split is empty; choose another split.")
         dataset = dataset.subset(rows)
+    _note_rows_outside(console, emulator, dataset)
     with _warnings_as_lines(console):
         metrics = score(emulator, dataset)
     _print_metrics(console, metrics, f"{which} split ({dataset.n} rows)")
