@@ -143,3 +143,25 @@ def test_amplitude_and_noise_are_refitted_on_every_column() -> None:
     np.testing.assert_array_equal(out[1:-1], start[1:-1])  # the length scales are kept
     assert np.exp(out[0]) == pytest.approx(s_true, rel=0.25)
     assert np.exp(out[-1]) == pytest.approx(n_true, rel=0.1)
+
+
+def test_a_noiseless_suite_gets_a_gp_that_float32_evaluates_smoothly(caplog: pytest.LogCaptureFixture) -> None:
+    """Noiseless rows make the GP interpolate (noise ~1e-8, alpha ~1e4): k @ alpha in float32, as
+    predict_fn computes it, then jittered by 1e-2 dex between neighbouring inputs and HMC stalled.
+    The blend raises its noise until float32 matches float64 at the training rows; predict_fn then
+    moves smoothly along a parameter, as the float64 numpy path does."""
+    from profemu.train.blend import FLOAT32_TOLERANCE, _float32_error
+
+    ds = make_mock_universe(n=240, seed=6, param_set="sb35", with_pk=False, n_r=8).dataset.select_fields(["rho"])
+    with caplog.at_level(logging.INFO, logger="profemu.train.blend"):
+        emu = train_emulator(ds, Config().updated({**QUICK, "train.gp_blend": "on"})).emulator
+    assert any("GP blend: noise raised" in r.getMessage() for r in caplog.records)
+    b = emu.blend
+    theta = np.log(np.r_[b.amplitude, b.length_scales, 1.0])
+    assert _float32_error(theta, b.x, b.alpha) <= FLOAT32_TOLERANCE
+    steps = np.tile(ds.params[:1], (11, 1))
+    steps[:, 0] += np.linspace(-1e-4, 1e-4, 11)  # Omega_m, 2e-5 apart
+    mass = np.full(11, ds.log10_mass[0])
+    jax_mean = np.asarray(jax.jit(emu.predict_fn)(steps, mass)[0])[:, 0, :]
+    numpy_mean = emu.predict(steps, mass, on_extrapolation="ignore")["rho"].mean
+    assert np.max(np.abs(np.diff(jax_mean, axis=0) - np.diff(numpy_mean, axis=0))) < 2e-4

@@ -68,8 +68,11 @@ class GPBlend:
         x = self.features(blocks, xp)
         dtype = x.dtype
         ls = xp.asarray(self.length_scales, dtype)
-        a = x / ls
-        b = xp.asarray(self.x, dtype) / ls
+        # distances from the training rows' centre: |a|², |b|² stay small, so the expansion
+        # |a - b|² = |a|² + |b|² - 2 a.b loses little to rounding in float32
+        centre = self.x.mean(axis=0)
+        a = (x - xp.asarray(centre, dtype)) / ls
+        b = xp.asarray((self.x - centre) / self.length_scales, dtype)
         d2 = (a * a).sum(axis=-1)[:, None] + (b * b).sum(axis=-1)[None, :] - 2.0 * a @ b.T
         k = self.amplitude * xp.exp(-0.5 * xp.maximum(d2, 0.0))
         return k @ xp.asarray(self.alpha, dtype)

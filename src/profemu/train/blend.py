@@ -160,6 +160,44 @@ def _condition(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
     return alpha, loo
 
 
+#: Largest error [standardised target units] of the GP mean evaluated in float32 (as
+#: ``predict_fn`` does) against float64, at the training rows; above it the noise is raised.
+FLOAT32_TOLERANCE = 1e-3
+#: Factor on the noise level per raise, and the most raises.
+NOISE_STEP, NOISE_RAISES = 10.0, 8
+
+
+def _float32_error(theta: np.ndarray, x: np.ndarray, alpha: np.ndarray) -> float:
+    """Max |GP mean in float32 - in float64| over the training rows, by :meth:`GPBlend.standardised_mean`
+    (the arithmetic of the JAX ``predict_fn``, in numpy float32)."""
+    ones = np.ones(alpha.shape[1])
+    blend = GPBlend(("all",), x, alpha, math.exp(theta[0]), np.exp(theta[1:-1]), ones, ones, {})
+    exact = blend.standardised_mean({"all": x})
+    single = np.asarray(blend.standardised_mean({"all": x.astype(np.float32)}), np.float64)
+    return float(np.max(np.abs(single - exact)))
+
+
+def _float32_stable(theta: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: np.ndarray, loo: np.ndarray,
+                    groups: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raise the GP's noise until its mean evaluated in float32 matches float64 (:data:`FLOAT32_TOLERANCE`).
+
+    A GP fitted to (nearly) noiseless rows interpolates them: its ``alpha = K^-1 y`` grows to
+    1e4 and more, and ``k @ alpha`` in float32 (the JAX ``predict_fn``, which HMC
+    differentiates) then jitters by 1e-2 dex between neighbouring inputs. A larger noise
+    bounds ``alpha``; it smooths the GP by at most what float32 can resolve anyway.
+    """
+    raised = 0
+    while _float32_error(theta, x, alpha) > FLOAT32_TOLERANCE and raised < NOISE_RAISES:
+        theta = theta.copy()
+        theta[-1] = max(theta[-1], theta[0] + math.log(1e-9)) + math.log(NOISE_STEP)
+        alpha, loo = _condition(theta, x, y, groups)
+        raised += 1
+    if raised:
+        logger.info("GP blend: noise raised %d time(s) x%g to %.3g so that its float32 mean (predict_fn) matches "
+                    "float64 to %g", raised, NOISE_STEP, math.exp(theta[-1]), FLOAT32_TOLERANCE)
+    return theta, alpha, loo
+
+
 def fit_blend(prep: Prepared, oof: Mapping[str, Any], *, seed: int = 0) -> GPBlend | None:
     """The GP blend of a run, or None (with a log line) when it cannot be fitted.
 
@@ -183,6 +221,7 @@ def fit_blend(prep: Prepared, oof: Mapping[str, Any], *, seed: int = 0) -> GPBle
     theta = _hyperparameters(x, y, seed)
     with one_blas_thread():
         alpha, loo = _condition(theta, x, y, ds.groups)
+        theta, alpha, loo = _float32_stable(theta, x, y, alpha, loo, ds.groups)
     gp_log10, _ = t.to_log10(loo, None, params=ds.params, log10_mass=ds.log10_mass, redshift=ds.redshift)
     n_r = t.n_r
     weight = np.ones(t.target_dim)
