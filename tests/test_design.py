@@ -437,3 +437,17 @@ def test_benchmark_counts_simulations_needed_to_reach_random_error() -> None:
     text = markdown({"camels": study, "quick": False, "figures": {}})
     assert "| 200 | 1.0% | 8.0% | 21.0% | 24.0% |" in text
     assert "active: 200; random: 300" in text
+
+
+def test_cli_suggest_passes_the_redshift(tiny: TinyRun, tmp_path: Path) -> None:
+    """--redshift reaches suggest: the tiny emulator's own training redshift is accepted, another is
+    refused with the emulator's one-line message (an emulator with a redshift input needs it)."""
+    z = tiny.emulator.training_box.get("redshift", (0.0, 0.0))[0]
+    ok = _invoke("suggest", tiny.run_dir, "--n", "2", "--candidates", "128", "--redshift", z, "--out",
+                 tmp_path / "a.csv")
+    assert ok.exit_code == 0, (ok.stdout, ok.stderr)
+    bad = _invoke("suggest", tiny.run_dir, "--n", "2", "--candidates", "128", "--redshift", z + 1.5, "--out",
+                  tmp_path / "b.csv")
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert bad.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: redshift: {z + 1.5:g}, but this")
+    assert not (tmp_path / "b.csv").exists()

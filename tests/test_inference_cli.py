@@ -204,3 +204,14 @@ def test_help_lists_the_options(command: str, options: list[str]) -> None:
     assert result.exit_code == 0, result.stdout
     for option in options:
         assert option in result.stdout
+
+
+def test_a_parameter_line_with_an_undefined_r_hat() -> None:
+    """A chain that never moved has no R-hat (null in summary.json): the summary line says n/a
+    instead of failing after the files are written."""
+    from profemu.cli.inference import parameter_line
+
+    stats = {"q16": 1.0, "q50": 1.5, "q84": 2.0, "r_hat": None, "ess": float("nan")}
+    line = parameter_line("A_SN1", stats)
+    assert line.strip().startswith("A_SN1 = 1.5") and line.endswith("R-hat n/a  ESS n/a")
+    assert parameter_line("A_SN1", {**stats, "r_hat": 1.0123, "ess": 412.4}).endswith("R-hat 1.012  ESS 412")

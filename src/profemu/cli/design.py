@@ -123,6 +123,9 @@ def register(app: typer.Typer) -> None:
         pk_ratio: Annotated[Path | None, typer.Option(
             "--pk-ratio", help="Text file of the P(k) suppression to assume, one value per k bin (emulators "
                                "with P(k) only; default: the centre of the training set's P(k)).")] = None,
+        redshift: Annotated[float | None, typer.Option(
+            "--redshift", help="Emulators with a redshift input: the redshift at which the new simulations "
+                               "will be used.")] = None,
         force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
     ) -> None:
         """Suggest where to run the next simulations: the points of largest epistemic variance, as a diverse batch."""
@@ -156,6 +159,7 @@ def register(app: typer.Typer) -> None:
         result = suggest(  # its progress lines reach stderr through the command line's log handler (--quiet)
             emulator, n, fields=_fields(fields), radii=parse_radii(radii), fix=emu_fix,
             candidates=n_candidates, seed=seed, mass_points=n_masses, pk_ratio=_read_pk(pk_ratio),
+            redshift=redshift,
         )
         if table is not None:
             path = write_like_table(result, table, out, values=extra, force=force)

@@ -23,8 +23,9 @@ import csv
 import io
 import json
 import logging
+import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -259,14 +260,24 @@ def infer_cmd(
         "corner.png": lambda p: corner_plot(samples.flat, labels, p, title=title),
     }, force=force, inputs=inputs)
     for name, s in summary["parameters"].items():
-        typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
-                   f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")
+        typer.echo(parameter_line(name, s))
     typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'corner.png'}")
     if not converged and not allow_unconverged:
         try:
             samples.check()
         except ConvergenceError as exc:
             raise ConvergenceError(f"{exc} (the files were written for inspection)") from None
+
+def _number(value: Any, spec: str) -> str:
+    """``value`` formatted by ``spec``, or ``n/a`` (an undefined R-hat or ESS: a chain that never moved)."""
+    return "n/a" if value is None or not math.isfinite(float(value)) else format(float(value), spec)
+
+
+def parameter_line(name: str, s: Mapping[str, Any]) -> str:
+    """One summary line of a sampled parameter: median, 68% interval, R-hat and ESS."""
+    return (f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
+            f"  R-hat {_number(s.get('r_hat'), '.3f')}  ESS {_number(s.get('ess'), '.0f')}")
+
 
 @user_errors
 def fisher_cmd(
@@ -413,8 +424,7 @@ def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixe
         "cap_fit.png": lambda p: plot_cap_fit(post, predictive, start.theta, p, title=title),
     }, force=force, inputs=inputs)
     for name, s in summary["parameters"].items():
-        typer.echo(f"{name:>24} = {s['q50']:.4g}  (+{s['q84'] - s['q50']:.3g} / -{s['q50'] - s['q16']:.3g})"
-                   f"  R-hat {s['r_hat']:.3f}  ESS {s['ess']:.0f}")
+        typer.echo(parameter_line(name, s))
     p_value = "n/a" if fit["dof"] <= 0 else f"{fit['p_value']:.3g}"
     typer.echo(f"MAP chi2 = {fit['chi2']:.2f} ({fit['n_data']} points, {fit['dof']} dof, p = {p_value})")
     typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'cap_fit.png'}")

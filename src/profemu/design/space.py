@@ -252,7 +252,7 @@ def _extra_inputs(emulator: Any, n_points: int | None, pk_ratio: Any, redshift: 
         if zlo != zhi:
             raise ConfigError(
                 f"redshift: this emulator was trained on redshifts {zlo:.4g}..{zhi:.4g}; pass the "
-                "redshift at which the new simulations will be used."
+                "redshift at which the new simulations will be used (redshift=..., --redshift)."
             )
         z = zlo
     return pk, z
