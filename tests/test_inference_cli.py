@@ -163,8 +163,18 @@ def test_fisher_writes_matrix_and_errors(run: TinyRun, tmp_path: Path) -> None:
     result = invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
                     "--fix", "Omega_m=" + repr(point["Omega_m"]), "--out", out)
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert "data points for" not in result.stderr  # more data points than free parameters
     record = json.loads((out / "fisher.json").read_text())
     names = [n for n in emu.param_names if n != "Omega_m"]
+    # one radius of one field: 1 data point for 5 free parameters, and errors wider than the box
+    lines = obs_path.read_text().splitlines()
+    one = tmp_path / "one_radius.csv"
+    one.write_text("radius,rho,rho_err\n" + ",".join(lines[3].split(",")[:3]) + "\n")
+    few = invoke("fisher", run.run_dir, "--at", at, "--observed", one, "--log10-mass", mass,
+                 "--fix", "Omega_m=" + repr(point["Omega_m"]), "--out", tmp_path / "few")
+    assert few.exit_code == 0, few.stderr
+    assert "warning: 1 data points for 5 free parameters" in few.stderr
+    assert "exceed the width of the training box" in " ".join(few.stderr.split())
     assert record["names"] == names
     from profemu.inference import read_observation
 

@@ -344,6 +344,15 @@ def fisher_cmd(
     if not np.isfinite(result.condition) or result.condition > 1e10:
         typer.echo(f"warning: the Fisher matrix is nearly singular (condition number {result.condition:.3g}); "
                    "some parameter combinations are not constrained.", err=True)
+    n_data, n_free = int(post.data["n_used"]), len(post.names)
+    if n_data < n_free:
+        typer.echo(f"warning: {n_data} data points for {n_free} free parameters: the Fisher errors describe a "
+                   "degenerate problem; fix parameters (--fix) or add radii, fields or mass bins.", err=True)
+    width = post.space.upper - post.space.lower  # the prior box in sampling space
+    wide = [n for n, e, w in zip(post.names, result.errors, width, strict=True) if not e < w]
+    if wide:
+        typer.echo(f"warning: the Fisher errors of {wide} exceed the width of the training box: the data do not "
+                   "constrain them there (the Gaussian approximation does not hold).", err=True)
     typer.echo(f"wrote {out / 'fisher.json'}, {out / 'fisher_matrix.csv'}")
 
 
