@@ -55,3 +55,14 @@ def test_read_observation_csv_and_errors(tmp_path: Path) -> None:
         read_observation(bad, fields=["rho"], log10_mass=13.0)
     with pytest.raises(DataError, match="log10_mass: missing"):
         read_observation(bad, fields=["rho"], covariance=np.eye(1))
+
+
+def test_two_bins_with_one_mass_are_named_as_such(tmp_path: Path) -> None:
+    """Two bins that share a log10_mass merge into one bin listing each radius twice: the error says
+    so, instead of blaming the order of the radii."""
+    path = tmp_path / "twice.csv"
+    path.write_text("radius,rho,rho_err,log10_mass\n0.1,8.0,0.8,16.5\n0.2,4.0,0.4,16.5\n"
+                    "0.1,9.0,0.9,16.5\n0.2,5.0,0.5,16.5\n")
+    with pytest.raises(DataError, match=r"the radius 0.1 appears 2 times in one mass bin \(rows with the same "
+                                        r"log10_mass\); give each bin its own log10_mass"):
+        read_observation(path, fields=["rho"])

@@ -426,6 +426,12 @@ def _mass_bins(
 
 def _common_radii(path: Path, radius: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
     """The radii of the first mass bin, after checking every bin lists the same finite positive radii."""
+    for blk in blocks:
+        values, counts = np.unique(radius[blk], return_counts=True)
+        if (counts > 1).any():
+            raise DataError(f"{path}: the radius {values[counts > 1][0]:g} appears {counts.max()} times in one mass bin "
+                            "(rows with the same log10_mass); give each bin its own log10_mass, or drop the "
+                            "repeated rows.")
     r0 = radius[blocks[0]]
     if any(blk.size != r0.size or not np.allclose(radius[blk], r0) for blk in blocks):
         raise DataError(f"{path}: every mass bin must list the same radii in the same order.")
