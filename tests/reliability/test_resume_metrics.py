@@ -94,6 +94,10 @@ def test_a_resumed_refit_keeps_the_cross_validation_lines_once(data: Path, tmp_p
     assert resumed.cross_validation["refit"]["continues_cv_networks"]
     for name, value in flatten_tree(whole.emulator.weights).items():
         np.testing.assert_allclose(flatten_tree(resumed.emulator.weights)[name], value, rtol=1e-5, atol=1e-6)
+    # the GP blend is weighted on the saved out-of-fold predictions: the resumed emulator keeps it
+    assert whole.emulator.blend is not None and resumed.emulator.blend is not None
+    np.testing.assert_allclose(resumed.emulator.blend.weight, whole.emulator.blend.weight)
+    np.testing.assert_allclose(resumed.emulator.blend.alpha, whole.emulator.blend.alpha, rtol=1e-6, atol=1e-9)
     keys = Counter((e.get("stage"), e["epoch"]) for e in after)
     assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
     assert set(keys) == {(e.get("stage"), e["epoch"]) for e in finished}

@@ -553,7 +553,7 @@ def _attach_blend(emulator: Emulator, prep: Prepared, config: Config, cv: dict[s
         return
     if oof is None:
         logger.info("GP blend skipped: it is weighted on cross-validation predictions, and this run has %s",
-                    "none (train.cv_folds: 0)" if cv is None else "only the saved cross-validation (resumed)")
+                    "none (train.cv_folds: 0)" if cv is None else "no saved out-of-fold predictions (resumed)")
         return
     blend = fit_blend(prep, oof, seed=config.train.seed)
     if blend is not None:
@@ -568,6 +568,9 @@ def _cross_validation(run: RunFolder | None, prep: Prepared, config: Config, fol
         if previous is not None:
             logger.info("resume: reusing the finished cross-validation in %s", run.path / "cv.json")
             previous["refit"] = _refit_record(config, previous, None, len(prep.split.train))
+            saved = run.out_of_fold(prep.dataset.n, prep.transforms.field_names)
+            if saved is not None and set(saved.predictions) == set(prep.transforms.field_names):
+                previous["oof"] = {"rows": saved.rows, "predictions": saved.predictions}  # the GP blend's weights
             return previous
     result = cross_validate(prep, config, folds, callbacks=callbacks)
     record = json_safe(result.summary())
