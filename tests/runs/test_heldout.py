@@ -73,9 +73,7 @@ def test_a_failed_run_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = Config().updated({**_CFG, "train.epochs": 400})
     with pytest.raises(RuntimeError, match="on purpose"):
         train_emulator(_dataset(), cfg, progress=fail_in_the_folds)
-    for thread in _threads():
-        thread.join(timeout=120)
-    assert not [t for t in _threads() if t.is_alive()]
+    assert not [t for t in _threads() if t.is_alive()]  # the failed run waited for it
     assert epochs == [0, 1]
     assert held_out_epochs and len(held_out_epochs) < 100  # stopped after its current epoch, not after 400
 
@@ -94,3 +92,35 @@ def test_a_training_error_in_the_thread_keeps_the_emulator_without_the_term(
         out = train_emulator(_dataset(), Config().updated(_CFG))
     assert "extrapolation" not in out.emulator.metadata
     assert any("broken on purpose" in r.getMessage() and "kept" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGINT"), reason="needs POSIX signals")
+def test_ctrl_c_beside_the_thread_exits_with_130(tmp_path: Any) -> None:
+    """Ctrl-C while the held-out training runs beside the cross-validation: the command stops the
+    thread and exits with 130 and one line, not with SIGABRT from XLA on a dying thread."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _dataset(300).save(tmp_path / "mock.npz")
+    log = tmp_path / "train.log"
+    with open(log, "w") as fh:
+        # the child takes Ctrl-C as a terminal's foreground process does (a test runner may ignore it)
+        start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                 "sys.argv = ['profemu', *sys.argv[1:]]; runpy.run_module('profemu', run_name='__main__')")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", start, "train", "--data", str(data), "--out", str(tmp_path / "run"),
+             "--set", "train.epochs=3000", "--members", "2"], stdout=fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            if re.search(r"runs beside the cross-validation on a second thread", log.read_text()):
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.2)
+        rc = proc.wait(timeout=240)
+    text = log.read_text()
+    assert rc == 130, (rc, text[-2000:])
+    assert text.rstrip().endswith("error: interrupted") and "terminate called" not in text

@@ -145,8 +145,11 @@ class HeldOutTraining:
             self._error = exc
 
     def cancel(self) -> None:
-        """Stop the training after its current epoch (the run failed or was interrupted)."""
+        """Stop the training after its current epoch (the run failed or was interrupted) and wait for
+        the thread: a process that exits while XLA still runs on it aborts (SIGABRT on Ctrl-C)."""
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
 
     def trained_on(self, data: ProfileDataset) -> bool:
         """Whether ``data`` are the rows this training learns from (the same masses and parameters)."""
