@@ -72,6 +72,10 @@ def test_report_has_every_section_and_embedded_pngs(trained: tuple[Path, Profile
     text = path.read_text()
     positions = [text.index(f'<section id="{sid}">') for sid in SECTIONS]
     assert positions == sorted(positions)  # science first, the optimiser's internals after it
+    # this 35-parameter suite blends a GP: the page says the CV table is the network's and gives the blend's errors
+    metrics = " ".join(_section(text, "metrics").split())
+    assert "blends a Gaussian process into the network" in metrics and "(train.gp_blend), so this table is the " \
+           "network" in metrics and "(blend)" in metrics
     images = _images(text)
     assert len(images) == 7  # one per figure section
     assert all(img.startswith(b"\x89PNG\r\n\x1a\n") for img in images)

@@ -496,8 +496,9 @@ def _physics_lines(emulator: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------- sections
-def _metrics_part(run: RunFolder) -> str:
-    """The cross-validation and test-split metric tables, or how to get them."""
+def _metrics_part(run: RunFolder, emulator: Any = None) -> str:
+    """The cross-validation and test-split metric tables, or how to get them (with the GP blend's own
+    out-of-sample errors when the emulator blends one: the cross-validation table is the network's)."""
     legend = ("Fractional errors in percent of the linear profile; coverage of the central 68%/95% "
               "predictive intervals; the noise floor is the error a perfect emulator would show against "
               "the noisy targets.")
@@ -514,6 +515,13 @@ def _metrics_part(run: RunFolder) -> str:
                         f"{fold_predictor(cv)} trained on the other folds' simulations; then, for the Emulator "
                         f"itself, {refit_description(cv)}. Spread over the "
                         f"folds (mean ± std): {spread_text}."))
+        blend = None if emulator is None else emulator.metadata.get("gp_blend", {}).get("report")
+        if blend and blend.get("fields"):
+            from profemu.emulator.blend import GPBlend
+
+            out += _note("The Emulator blends a Gaussian process into the network's prediction "
+                         "(train.gp_blend), so this table is the network's alone. The blend's out-of-sample "
+                         f"errors: {GPBlend.describe(blend, tuple(blend['fields']))}.")
     evaluation = run.evaluation()
     if evaluation:
         header, rows = metrics_table(evaluation)
@@ -746,7 +754,7 @@ def write_report(run_dir: str | Path, *, dataset: ProfileDataset | None = None,
     missing = notes.get("emulator") or notes.get("data") or "No emulator or data available."
     comparison = run.comparison()
 
-    parts: dict[str, str] = {"metrics": _metrics_part(run)}
+    parts: dict[str, str] = {"metrics": _metrics_part(run, emulator)}
     if held is not None:
         radius_unit = dataset.radius_unit if dataset is not None else ""
         parts.update(_held_out_parts(*held, comparison, n_examples, radius_unit))
