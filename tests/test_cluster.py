@@ -118,6 +118,7 @@ def test_merge_reports_missing_and_corrupt_members(inline_run, tmp_path) -> None
         merge(run)
     msg = str(err.value)
     assert "member 2 (pending" in msg and "member 1 (corrupt" in msg and "--allow-partial" in msg
+    assert msg.splitlines()[-1].startswith("Retrain them (profemu train-member RUN --member I), or merge")
     assert "member 0" not in msg and "member 3" not in msg
     partial = merge(run, allow_partial=True)
     assert partial.members == 2

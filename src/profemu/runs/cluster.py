@@ -923,11 +923,13 @@ def merge(run_dir: str | Path, *, allow_partial: bool = False) -> Any:
             continue
         good.append(s.member)
     if problems and (not allow_partial or not good):
-        hint = "" if good else " No member finished."
+        fix = ("No member finished: retrain them (profemu train-member RUN --member I, or sbatch the run's "
+               "submit_members.sbatch again)."
+               if not good else "Retrain them (profemu train-member RUN --member I), or merge the finished ones "
+               "with --allow-partial (allow_partial=True in Python).")
         raise TrainingError(
             f"{run}: cannot merge, {len(problems)} of {len(statuses)} member(s) not usable:\n  "
-            + "\n  ".join(problems)
-            + f"\n{hint}Re-submit them, or merge the others with allow_partial=True (--allow-partial)."
+            + "\n  ".join(problems) + "\n" + fix
         )
     names = set(stacks[0])
     for i, flat in zip(good, stacks, strict=True):
