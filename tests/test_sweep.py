@@ -136,3 +136,27 @@ def test_slurm_sweep_shares_journal_and_prunes(slurm, data_path, tmp_path) -> No
     assert not record["job_errors"]
     assert any(t["state"] == "PRUNED" for t in record["trials"])
     assert len(list((out / "submitit").glob("*_log.out"))) == 2  # two array tasks shared one journal
+
+
+def test_a_continued_study_must_share_the_data_and_the_space(data_path, tmp_path) -> None:
+    """Trials of one study are ranked together: continuing it on other data or another space is
+    refused with one line (and sweep.json keeps the first sweep's record); the same settings continue."""
+    out = tmp_path / "sweep"
+    space = {"optim.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
+    cfg = base_config().updated({"train.epochs": 2})
+    run_sweep(DataSource(str(data_path)), cfg, space, 1, ExecutorOptions(executor="inline"), out_dir=out)
+    before = (out / "sweep.json").read_text()
+    other = tmp_path / "other.npz"
+    other.write_bytes(data_path.read_bytes())
+    with pytest.raises(ConfigError, match=r"holds study 'profemu-sweep' run with another data, data_sha256|"
+                                          r"holds study 'profemu-sweep' run with another data"):
+        run_sweep(DataSource(str(other)), cfg, space, 1, ExecutorOptions(executor="inline"), out_dir=out)
+    wider = {"optim.learning_rate": {"low": 1e-5, "high": 1e-2, "log": True}}
+    with pytest.raises(ConfigError, match=r"run with another space; its trials would be ranked with the new ones"):
+        run_sweep(DataSource(str(data_path)), cfg, wider, 1, ExecutorOptions(executor="inline"), out_dir=out)
+    assert (out / "sweep.json").read_text() == before
+    run_sweep(DataSource(str(data_path)), cfg, space, 2, ExecutorOptions(executor="inline"), out_dir=out)
+    assert len(optuna.load_study(study_name="profemu-sweep",
+                                 storage=optuna.storages.JournalStorage(
+                                     optuna.storages.journal.JournalFileBackend(str(out / "optuna.journal")))
+                                 ).trials) == 3

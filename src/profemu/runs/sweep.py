@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu._files import atomic_write_text
+from profemu._files import atomic_write_text, sha256_file
 from profemu.config import Config, load_yaml
 from profemu.errors import ConfigError, DataError, TrainingError
 from profemu.runs.cluster import ExecutorOptions, make_executor
@@ -328,6 +328,30 @@ def _run_trial_jobs(out: Path, options: ExecutorOptions, study_name: str, counts
     return errors
 
 
+#: What a continued study must share with the one in the folder (its trials are ranked together).
+_SAME_STUDY = ("data", "data_sha256", "base_config", "space", "trial_members")
+
+
+def _check_continued_study(out: Path, setup: Mapping[str, Any]) -> None:
+    """Refuse to continue a study of ``out`` on other data, another space, base config or member count."""
+    previous_file = out / "sweep.json"
+    if not previous_file.is_file():
+        return
+    try:
+        previous = json.loads(previous_file.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{previous_file}: unreadable; the folder holds a damaged sweep, use another --out.") from None
+    if not isinstance(previous, Mapping) or (previous.get("storage"), previous.get("study_name")) != \
+            (setup["storage"], setup["study_name"]):
+        return  # another study in another storage: nothing is ranked together
+    changed = [k for k in _SAME_STUDY if k in previous and json.loads(json.dumps(previous[k])) !=
+               json.loads(json.dumps(setup[k]))]
+    if changed:
+        raise ConfigError(f"sweep: {out} holds study {setup['study_name']!r} run with another {', '.join(changed)}; "
+                          "its trials would be ranked with the new ones. Continue it with the same settings, or "
+                          "sweep into another --out (or pass another --study-name).")
+
+
 def run_sweep(
     data_source: DataSource,
     base_config: Config,
@@ -403,6 +427,9 @@ def run_sweep(
             "trial_members": trial_members,
             "trials": trials,
         }
+        data_file = Path(data_source.path)
+        setup["data_sha256"] = sha256_file(data_file) if data_file.is_file() else None
+        _check_continued_study(out, setup)
         atomic_write_text(out / "sweep.json", json.dumps(setup, indent=1))
         optuna.create_study(study_name=study_name, storage=_storage(storage_spec), direction="minimize",
                             load_if_exists=True)
