@@ -320,3 +320,22 @@ def test_command_line_executor_defaults_are_the_libraries() -> None:
             assert params[p].default == lib[names[p]], (command.__name__, p)
     with_limits = ExecutorOptions.with_limits("local", time_min=2)
     assert with_limits.slurm_signal_delay_s == 30 and ExecutorOptions.with_limits("local").slurm_signal_delay_s == 90
+
+
+def test_waiting_for_jobs_says_how_far_they_are(monkeypatch, caplog, tmp_path) -> None:
+    """A run waiting for its members' jobs logs a progress line now and then, not minutes of silence."""
+    import logging
+
+    def member(i: int, state: str, epoch: int) -> cluster.MemberStatus:
+        return cluster.MemberStatus(member=i, state=state, epoch=epoch, epochs=10, val_loss=None, log=None,
+                                    job_id=None, error=None)
+
+    seen = iter([[member(0, "completed", 10), member(1, "running", 3), member(2, "pending", 0)],
+                 [member(0, "completed", 10), member(1, "completed", 10), member(2, "completed", 10)]])
+    monkeypatch.setattr(cluster, "run_status", lambda run: next(seen))
+    monkeypatch.setattr(cluster, "WAIT_NOTE_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="profemu.runs.cluster"):
+        statuses = cluster.wait_for_jobs(tmp_path, poll_s=0.0)
+    assert all(s.state == "completed" for s in statuses)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for the members' jobs")]
+    assert len(lines) == 1 and lines[0].endswith("1 of 3 finished; running: member 1 epoch 3/10; pending: 2"), lines

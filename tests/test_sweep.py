@@ -124,14 +124,21 @@ def test_sweep_accepts_sqlite_storage(data_path, tmp_path) -> None:
 
 
 @pytest.mark.slurm
-def test_slurm_sweep_shares_journal_and_prunes(slurm, data_path, tmp_path) -> None:
+def test_slurm_sweep_shares_journal_and_prunes(slurm, data_path, tmp_path, monkeypatch, caplog) -> None:
+    import logging
+
+    import profemu.runs.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "WAIT_NOTE_SECONDS", 5.0)  # the progress lines while the jobs run
     out = tmp_path / "sweep"
     # one array task at a time: the second task's trials see the first's, so which trials the
     # median rule prunes does not depend on how the two tasks interleave
     options = ExecutorOptions(executor="slurm", partition="debug", time_min=10, slurm_signal_delay_s=30,
                               array_parallelism=1)
-    best = run_sweep(DataSource(str(data_path)), base_config(), SPACE, 6, options, out_dir=out, seed=2,
-                     trials_per_job=3)
+    with caplog.at_level(logging.INFO, logger="profemu.runs.sweep"):
+        best = run_sweep(DataSource(str(data_path)), base_config(), SPACE, 6, options, out_dir=out, seed=2,
+                         trials_per_job=3)
+    assert any(r.getMessage().startswith("sweep: waiting for the trial jobs") for r in caplog.records)
     record = _check_outputs(out, best, 6)
     assert not record["job_errors"]
     assert any(t["state"] == "PRUNED" for t in record["trials"])

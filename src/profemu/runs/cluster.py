@@ -724,10 +724,14 @@ def wait_for_jobs(run_dir: str | Path, *, poll_s: float = 2.0, timeout_s: float 
     """
     run = Path(run_dir).resolve()
     t0 = time.monotonic()
+    said = t0
     while True:
         jobs = _SUBMITTED.get(str(run))
         statuses = run_status(run)
         active = [s for s in statuses if s.state in ("pending", "running", "requeued")]
+        if active and time.monotonic() - said >= WAIT_NOTE_SECONDS:
+            said = time.monotonic()
+            logger.info("waiting for the members' jobs (%.0f s): %s", said - t0, _progress_summary(statuses))
         if not active:
             if resubmit is not None and resubmit_killed(run, resubmit):
                 continue
@@ -746,6 +750,24 @@ def wait_for_jobs(run_dir: str | Path, *, poll_s: float = 2.0, timeout_s: float 
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
             raise TrainingError(f"{run}: members {[s.member for s in active]} still unfinished after {timeout_s:.0f} s.")
         time.sleep(poll_s)
+
+
+#: Seconds between the progress lines while waiting for the members' jobs.
+WAIT_NOTE_SECONDS = 60.0
+
+
+def _progress_summary(statuses: Sequence[MemberStatus]) -> str:
+    """``"2 of 4 finished; running: member 2 epoch 31/150, ...; pending: 3"`` in one line."""
+    done = sum(s.state == "completed" for s in statuses)
+    parts = [f"{done} of {len(statuses)} finished"]
+    running = [f"member {s.member} epoch {s.epoch}/{s.epochs}" for s in statuses if s.state == "running"]
+    if running:
+        parts.append("running: " + ", ".join(running[:6]) + (" ..." if len(running) > 6 else ""))
+    for state in ("pending", "requeued", "failed", "timeout"):
+        members = [str(s.member) for s in statuses if s.state == state]
+        if members:
+            parts.append(f"{state}: {', '.join(members[:10])}" + (" ..." if len(members) > 10 else ""))
+    return "; ".join(parts)
 
 
 def _job_members(run: Path, job_id: str) -> list[int]:

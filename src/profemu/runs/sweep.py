@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +46,10 @@ import numpy as np
 from profemu._files import atomic_write_text, sha256_file
 from profemu.config import Config, load_yaml
 from profemu.errors import ConfigError, DataError, TrainingError
-from profemu.runs.cluster import ExecutorOptions, make_executor
+from profemu.runs.cluster import WAIT_NOTE_SECONDS, ExecutorOptions, make_executor
 from profemu.runs.folder import DataSource
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SpaceEntry",
@@ -308,6 +312,17 @@ def _check_sweep_arguments(data_source: DataSource, trials: Any, trials_per_job:
         raise DataError(f"data: {data_source.path!r} does not exist; pass the data file to sweep over.")
 
 
+def _trial_counts(out: Path) -> str:
+    """``"7 trials finished, 2 pruned, 1 running"`` from the study's journal (empty when unreadable)."""
+    try:
+        setup = json.loads((out / "sweep.json").read_text())
+        trials = _load_study(setup, 0).trials
+    except Exception:  # a progress line must never stop the sweep
+        return "trials: not readable yet"
+    states = [t.state.name.lower() for t in trials]
+    return ", ".join(f"{states.count(k)} {k}" for k in ("complete", "pruned", "running", "fail") if k in states) or "no trial yet"
+
+
 def _run_trial_jobs(out: Path, options: ExecutorOptions, study_name: str, counts: list[int]) -> list[str]:
     """Run the trial jobs (``counts[w]`` trials each) inline or as one array; returns the failed jobs' lines."""
     errors: list[str] = []
@@ -318,6 +333,13 @@ def _run_trial_jobs(out: Path, options: ExecutorOptions, study_name: str, counts
     executor = make_executor(options, out / "submitit")
     executor.update_parameters(name=f"profemu-sweep-{study_name}")
     jobs = executor.map_array(TrialJob(), [str(out)] * len(counts), list(range(len(counts))), counts)
+    t0 = said = time.monotonic()
+    while not all(job.done() for job in jobs):  # a line now and then while the jobs run, not silence
+        time.sleep(2.0)
+        if time.monotonic() - said >= WAIT_NOTE_SECONDS:
+            said = time.monotonic()
+            logger.info("sweep: waiting for the trial jobs (%.0f s): %d of %d done; %s", said - t0,
+                        sum(job.done() for job in jobs), len(jobs), _trial_counts(out))
     for worker, job in enumerate(jobs):
         try:
             job.result()
