@@ -148,6 +148,8 @@ def test_cli_status_and_merge(inline_run, tmp_path) -> None:
     assert res.exit_code == 2 and "member 3" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["merge", str(run), "--allow-partial"])
     assert res.exit_code == 0 and "merged 3 member(s)" in res.output and "left out: [3]" in res.output
+    assert ("test split: " in res.output) == (run / "evaluation.json").is_file()
+    assert ("no test split, so no evaluation.json" in res.output) != (run / "evaluation.json").is_file()
 
 
 def test_local_executor_matches_inline(inline_run, data_file, tmp_path) -> None:
@@ -339,3 +341,22 @@ def test_waiting_for_jobs_says_how_far_they_are(monkeypatch, caplog, tmp_path) -
     assert all(s.state == "completed" for s in statuses)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for the members' jobs")]
     assert len(lines) == 1 and lines[0].endswith("1 of 3 finished; running: member 1 epoch 3/10; pending: 2"), lines
+
+
+def test_status_and_merge_name_what_the_folder_is(tmp_path) -> None:
+    """A run trained in one process (no members) and a folder that does not exist get their own
+    one-line errors, not 'the run record is missing'."""
+    from typer.testing import CliRunner
+
+    from profemu.cli import app
+
+    ds = make_mock_universe(n=40, seed=7, param_set="lh6", with_pk=False, n_r=6).dataset
+    run = tmp_path / "plain"
+    train_emulator(ds, Config().updated({"train.epochs": 2, "train.members": 1, "model.hidden": [8],
+                                         "train.cv_folds": 0, "data.input_relevance": "off"}), run_dir=run)
+    runner = CliRunner()
+    for command in ("status", "merge"):
+        res = runner.invoke(app, [command, str(run)])
+        assert res.exit_code == 2 and "was trained in one process, not as cluster members" in res.output, res.output
+        res = runner.invoke(app, [command, str(tmp_path / "nope")])
+        assert res.exit_code == 2 and "the folder does not exist" in res.output, res.output

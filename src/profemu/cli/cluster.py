@@ -90,6 +90,9 @@ def merge_cmd(
                  for k, title, scale in shown if k in overall]
         if parts:
             typer.echo("test split: " + ", ".join(parts))
+    else:
+        typer.echo("no test split, so no evaluation.json: train with --test-fraction > 0 to score the merged "
+                   "ensemble on held-out simulations (or `profemu evaluate RUN --data FILE`).")
 
 @_user_errors
 def status_cmd(

@@ -305,6 +305,11 @@ def load_run(run_dir: str | Path) -> tuple[Config, Prepared, DataSource]:
 
 
 def _run_members(run: Path) -> int:
+    if not run.is_dir():
+        raise FormatError(f"{run}: the folder does not exist; pass the run folder given to train --executor.")
+    if not (run / "run.json").is_file() and RunFolder(run).is_training_run():
+        raise FormatError(f"{run}: this run was trained in one process, not as cluster members (no run.json): "
+                          "it has no members to report or merge; `profemu evaluate` / `profemu report` read it.")
     return int(RunFolder(run).json("run.json", required=True, what="the run record")["members"])
 
 
