@@ -143,6 +143,12 @@ def test_cli_status_and_merge(inline_run, tmp_path) -> None:
     assert [m["state"] for m in json.loads(res.output)] == ["completed"] * 4
     run = tmp_path / "run"
     shutil.copytree(src, run)
+    weights = cluster.member_dir(run, 2) / "variables.npz"  # a corrupt member shows in status, not only at merge
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    res = runner.invoke(app, ["status", str(run)])
+    assert res.exit_code == 0 and "3 completed, 1 failed" in res.output and "checksum does not match" in res.output
+    weights.write_bytes(good)
     shutil.rmtree(cluster.member_dir(run, 3))
     res = runner.invoke(app, ["merge", str(run)])
     assert res.exit_code == 2 and "member 3" in res.output and "Traceback" not in res.output

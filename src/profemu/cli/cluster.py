@@ -102,7 +102,7 @@ def status_cmd(
     """State, progress, validation loss and log of every ensemble member."""
     from profemu.runs.cluster import run_status
 
-    statuses = run_status(run)
+    statuses = run_status(run, verify=True)  # corrupt weights show here, not only at merge
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in statuses], indent=1))
         return

@@ -854,11 +854,13 @@ def _pid_alive(pid: Any, host: Any) -> bool:
     return True
 
 
-def run_status(run_dir: str | Path) -> list[MemberStatus]:
+def run_status(run_dir: str | Path, *, verify: bool = False) -> list[MemberStatus]:
     """Status of every member of a run, from ``status.json`` files and the scheduler (sacct).
 
     A member whose file says running but whose job the scheduler reports as failed,
-    cancelled or timed out (or whose local process is gone) is reported as such.
+    cancelled or timed out (or whose local process is gone) is reported as such. With
+    ``verify``, a completed member whose weights file does not match its recorded SHA-256
+    (or is missing) is reported ``failed`` with the reason, as :func:`merge` would find it.
     """
     run = Path(run_dir).resolve()
     members = _run_members(run)
@@ -878,12 +880,19 @@ def run_status(run_dir: str | Path) -> list[MemberStatus]:
                 state = "running"
             elif state == "running" and not sched and not _pid_alive(st.get("pid"), st.get("host")):
                 state = "failed"
+        error = st.get("error")
+        if verify and state == "completed":
+            weights = member_dir(run, i) / "variables.npz"
+            if not weights.is_file():
+                state, error = "failed", f"{weights} is missing; retrain member {i}"
+            elif st.get("sha256") and sha256_file(weights) != st.get("sha256"):
+                state, error = "failed", f"{weights}: checksum does not match status.json (corrupt); retrain member {i}"
         out.append(
             MemberStatus(
                 member=i, state=state, epoch=int(st.get("epoch", 0) or 0),
                 epochs=int(st.get("epochs", 0) or 0),
                 val_loss=st.get("val_loss"), log=st.get("log"), job_id=job_id,
-                error=st.get("error") or (f"scheduler state {sched}" if state in ("failed", "timeout") and sched else None),
+                error=error or (f"scheduler state {sched}" if state in ("failed", "timeout") and sched else None),
             )
         )
     return out
