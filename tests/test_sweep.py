@@ -167,3 +167,24 @@ def test_a_continued_study_must_share_the_data_and_the_space(data_path, tmp_path
                                  storage=optuna.storages.JournalStorage(
                                      optuna.storages.journal.JournalFileBackend(str(out / "optuna.journal")))
                                  ).trials) == 3
+
+
+def test_cli_sweep_takes_set_and_names_the_best_trials_parameters(data_path, tmp_path) -> None:
+    """`profemu sweep --set` changes the base config like `train --set`; the last lines name the
+    best trial and every parameter it swept."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from profemu.cli import app
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"optim.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                                     "model.hidden": {"choices": [[8], [16, 16]]}}))
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(app, ["sweep", "--data", str(data_path), "--space", str(space), "--trials", "2",
+                                   "--executor", "inline", "--out", str(out), "--set", "train.epochs=2",
+                                   "--set", "data.fields=[rho]", "--set", "train.members=1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "sweep.json").read_text())["base_config"]["train"]["epochs"] == 2
+    line = next(x for x in res.output.splitlines() if x.startswith("best config: "))
+    assert " from trial " in line and "optim.learning_rate=" in line and "model.hidden=" in line

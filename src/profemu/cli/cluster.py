@@ -140,6 +140,8 @@ def sweep_cmd(
         "--storage", help="Optuna journal file (default OUT/optuna.journal) or an RDB URL.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sweep"),
     config: Annotated[Path | None, typer.Option("--config", help="Base configuration YAML.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a base config value: --set train.epochs=60 (repeatable; YAML values).")] = None,
     study_name: Annotated[str, typer.Option("--study-name", help="Optuna study name.")] = "profemu-sweep",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the TPE sampler.")] = 0,
     pruner: Annotated[str, typer.Option("--pruner", help="median, halving or none.")] = "median",
@@ -158,14 +160,17 @@ def sweep_cmd(
 
     if not data.exists():
         raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")
+    from profemu.cli.commands import parse_overrides
+
     base = Config.from_yaml(config) if config is not None else Config()
+    if set_:
+        base = base.updated(parse_overrides(set_))
     from profemu.runs.cluster import ExecutorOptions
 
     options = ExecutorOptions.with_limits(executor.value, array_parallelism=array_parallelism,
                                           partition=partition, time_min=time, cpus=cpus, gpus=gpus, mem_gb=mem)
-    best = run_sweep(DataSource(str(data.resolve())), base, space, trials, options, out_dir=out,
-                     storage=storage, study_name=study_name, seed=seed, pruner=pruner,
-                     trials_per_job=trials_per_job)
+    run_sweep(DataSource(str(data.resolve())), base, space, trials, options, out_dir=out,
+              storage=storage, study_name=study_name, seed=seed, pruner=pruner, trials_per_job=trials_per_job)
     record = json.loads((out / "trials.json").read_text())
     states: dict[str, int] = {}
     for t in record["trials"]:
@@ -173,8 +178,11 @@ def sweep_cmd(
     typer.echo("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
     for err in record.get("job_errors", []):
         typer.echo(f"warning: {err}", err=True)
-    typer.echo(f"best config: {out / 'best_config.yaml'} (model.kind={best.model.kind}, "
-               f"optim.learning_rate={best.optim.learning_rate:.3g})")
+    done = [t for t in record["trials"] if t["state"] == "COMPLETE" and t.get("value") is not None]
+    top = min(done, key=lambda t: t["value"]) if done else None
+    swept = "" if top is None else (f" from trial {top['number']} (value {top['value']:.4g}): "
+                                    + ", ".join(f"{k}={v}" for k, v in top["params"].items()))
+    typer.echo(f"best config: {out / 'best_config.yaml'}{swept}")
     typer.echo(f"train it: profemu train --data {data} --config {out / 'best_config.yaml'}")
 
 
