@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from profemu.cli.common import parse_overrides
 from profemu.cli.common import user_errors as _user_errors
 from profemu.errors import ConfigError
 
@@ -160,8 +161,6 @@ def sweep_cmd(
 
     if not data.exists():
         raise ConfigError(f"--data {str(data)!r}: file does not exist; pass the path of a dataset file.")
-    from profemu.cli.commands import parse_overrides
-
     base = Config.from_yaml(config) if config is not None else Config()
     if set_:
         base = base.updated(parse_overrides(set_))

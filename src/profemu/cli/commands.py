@@ -55,11 +55,12 @@ from profemu.cli.cluster import (
 from profemu.cli.cluster import register as register_cluster_commands
 from profemu.cli.common import fail as _fail
 from profemu.cli.common import parse_count as _parse_count
+from profemu.cli.common import parse_overrides
 from profemu.cli.common import user_errors as _user_errors
 from profemu.cli.design import register as register_design_commands
 from profemu.cli.inference import register as register_inference_commands
 from profemu.cli.observe import register as register_observe_commands
-from profemu.config import Config, parse_set_value
+from profemu.config import Config
 from profemu.errors import ConfigError, DataError
 
 __all__ = ["app", "demo_config", "main", "parse_overrides"]
@@ -156,27 +157,6 @@ def _short_warning(text: str, limit: int = 240) -> str:
         shown = "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more" if len(parts) > 4 else "")
         return f"{prefix}{shown}; predictions there are extrapolations (held-out simulations often lie a little outside)."
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """Parse ``--set`` items ``key=value`` into ``{dotted.key: value}``.
-
-    Values are read by :func:`profemu.config.parse_set_value`: ``8`` is an int, ``[64, 64]``
-    a list, ``1e-3`` a float, ``true``/``false`` booleans and ``on``/``off`` strings.
-
-    Raises:
-        ConfigError: an item without ``=``, an empty key or a value that is not valid.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(
-                f"--set {item!r}: expected KEY=VALUE with a dotted config key, e.g. --set data.pca_components=8."
-            )
-        out[key] = parse_set_value(raw, key=key)
-    return out
 
 
 def _build_config(config_file: Path | None, overrides: Mapping[str, Any], sets: Sequence[str]) -> Config:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
 
+from profemu.config import parse_set_value
 from profemu.errors import ConfigError, ProfemuError
 
-__all__ = ["fail", "parse_count", "user_errors"]
+__all__ = ["fail", "parse_count", "parse_overrides", "user_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,3 +56,24 @@ def parse_count(option: str, text: str | int, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigError(f"{option} {str(text)!r}: below {minimum}; pass a whole number >= {minimum}.")
     return int(value)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ``--set`` items ``key=value`` into ``{dotted.key: value}``.
+
+    Values are read by :func:`profemu.config.parse_set_value`: ``8`` is an int, ``[64, 64]``
+    a list, ``1e-3`` a float, ``true``/``false`` booleans and ``on``/``off`` strings.
+
+    Raises:
+        ConfigError: an item without ``=``, an empty key or a value that is not valid.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(
+                f"--set {item!r}: expected KEY=VALUE with a dotted config key, e.g. --set data.pca_components=8."
+            )
+        out[key] = parse_set_value(raw, key=key)
+    return out

@@ -268,6 +268,7 @@ def infer_cmd(
         except ConvergenceError as exc:
             raise ConvergenceError(f"{exc} (the files were written for inspection)") from None
 
+
 def _number(value: Any, spec: str) -> str:
     """``value`` formatted by ``spec``, or ``n/a`` (an undefined R-hat or ESS: a chain that never moved)."""
     return "n/a" if value is None or not math.isfinite(float(value)) else format(float(value), spec)

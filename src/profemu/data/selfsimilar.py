@@ -62,6 +62,7 @@ __all__ = [
     "e2",
     "log10_scales",
     "parse_mass_definition",
+    "parse_scaled_radius_unit",
     "physical_kind",
     "r_delta",
     "resolve",
@@ -109,6 +110,15 @@ _BASE_UNITS: dict[str, list[tuple[dict[str, int], float]]] = {
 
 
 # --------------------------------------------------------------------- parsing
+def parse_scaled_radius_unit(unit: Any) -> tuple[float, str] | None:
+    """``"R200c"`` (also ``"r_500c"``, ``"R 200m"``) -> (200.0, "critical"): radii in units of
+    R_Δ; None for a length unit or anything else."""
+    m = re.fullmatch(r"\s*r[_\s]*(\d+(?:\.\d+)?)\s*([cm])\s*", str(unit).lower())
+    if m is None:
+        return None
+    return float(m.group(1)), "critical" if m.group(2) == "c" else "mean"
+
+
 _SCALE_SYMBOL = {"density": "rho", "pressure": "P", "temperature": "T"}
 """How the log line names each kind's self-similar scale (rho_Delta, P_Delta, T_Delta)."""
 
@@ -459,7 +469,7 @@ def resolve(
     if not any(kinds):
         return None, ("self-similar normalisation off: no density, pressure or temperature field ("
                       + "; ".join(how) + "); plain log10 profiles are learnt")
-    scaled = bool(re.fullmatch(r"\s*r\s*\d+(\.\d+)?\s*[cm]\s*", radius_unit.lower()))
+    scaled = parse_scaled_radius_unit(radius_unit) is not None
     radius_per_h, comoving = _radius_unit_flags(radius_unit)
     spec = SelfSimilar(
         delta=delta, reference=reference, mass_per_h=per_h, kinds=kinds, log10_unit=tuple(log_unit),

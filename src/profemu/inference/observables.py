@@ -70,6 +70,8 @@ logger = logging.getLogger("profemu.inference")
 _LOG_2PI = float(np.log(2.0 * np.pi))
 DEFAULT_AMPLITUDE_PRIOR = (0.0, 5.0)
 """Uniform prior of a free template or two-halo amplitude (linear)."""
+_LABEL = re.compile(r"[A-Za-z0-9_]+")
+"""A measurement's label, appended to its amplitudes' names."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +110,7 @@ class CAPTerm:
                             "one value per aperture.")
         if self.two_halo_free and self.model.two_halo_grid is None:
             raise DataError("two_halo_free: the model has no two-halo table; give one or fix the amplitude.")
-        if self.label and not re.fullmatch(r"[A-Za-z0-9_]+", self.label):
+        if self.label and not _LABEL.fullmatch(self.label):
             raise ConfigError(f"label: {self.label!r}; use letters, digits and '_' (e.g. f090).")
 
     @property
@@ -518,8 +520,7 @@ def _term(raw: Any, where: str, folder: Path) -> dict[str, Any]:
                           "frequency and flips sign above 217.6 GHz).")
     if raw.get("v_rms_kms") is not None and kind != "ksz":
         raise ConfigError(f"{where}.v_rms_kms: the rms velocity applies to ksz only; remove it.")
-    if raw.get("label") is not None and not (isinstance(raw["label"], str)
-                                             and re.fullmatch(r"[A-Za-z0-9_]+", raw["label"])):
+    if raw.get("label") is not None and not (isinstance(raw["label"], str) and _LABEL.fullmatch(raw["label"])):
         raise ConfigError(f"{where}.label: {raw['label']!r}; use letters, digits and '_' (e.g. f090).")
     term: dict[str, Any] = {k: v for k, v in raw.items() if k not in _PATH_KEYS}
     for key in _PATH_KEYS:

@@ -38,14 +38,13 @@ says by how much (dex of log10 M) per bin, and building the model logs it.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from profemu.data.selfsimilar import unit_factor
+from profemu.data.selfsimilar import parse_scaled_radius_unit, unit_factor
 from profemu.errors import ConfigError, DataError
 from profemu.observables.act import HaloMassDistribution, TwoHaloTable
 from profemu.observables.forward import ForwardModel
@@ -112,10 +111,7 @@ def radius_to_mpc(radius_unit: str, *, h: float = DEFAULT_H) -> float:
 
 def _scaled_radius(emulator: Any) -> tuple[float, str] | None:
     """(Δ, reference) when the emulator's radii are r/R_Δ (``"R200c"``, ``"R500c"``, ``"R200m"``)."""
-    scaled = re.fullmatch(r"\s*r_?(\d+(?:\.\d+)?)([cm])\s*", str(emulator.radius_unit).lower())
-    if scaled is None:
-        return None
-    return float(scaled.group(1)), "critical" if scaled.group(2) == "c" else "mean"
+    return parse_scaled_radius_unit(emulator.radius_unit)
 
 
 def _extension(radius: Any, grid: np.ndarray, continuation: str, truncation_radius_mpc: float | None,

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -882,11 +882,10 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> list[MemberStatu
                 state = "failed"
         error = st.get("error")
         if verify and state == "completed":
-            weights = member_dir(run, i) / "variables.npz"
-            if not weights.is_file():
-                state, error = "failed", f"{weights} is missing; retrain member {i}"
-            elif st.get("sha256") and sha256_file(weights) != st.get("sha256"):
-                state, error = "failed", f"{weights}: checksum does not match status.json (corrupt); retrain member {i}"
+            try:
+                _checked_weights_file(run, i, st)
+            except FormatError as exc:
+                state, error = "failed", str(exc)
         out.append(
             MemberStatus(
                 member=i, state=state, epoch=int(st.get("epoch", 0) or 0),
@@ -899,15 +898,21 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> list[MemberStatu
 
 
 # ------------------------------------------------------------------------ merge
-def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
+def _checked_weights_file(run: Path, member: int, status: Mapping[str, Any]) -> Path:
+    """The member's ``variables.npz``; FormatError when it is missing or its SHA-256 is not the one
+    ``status.json`` recorded."""
     path = member_dir(run, member) / "variables.npz"
-    st = _read_status(run, member)
-    expected = st.get("sha256")
+    retrain = f"retrain member {member} with `profemu train-member {run} --member {member}`."
+    if not path.is_file():
+        raise FormatError(f"{path}: missing; {retrain}")
+    expected = status.get("sha256")
     if expected and sha256_file(path) != expected:
-        raise FormatError(
-            f"{path}: checksum does not match status.json (corrupt file); retrain member {member} "
-            f"with `profemu train-member {run} --member {member}`."
-        )
+        raise FormatError(f"{path}: checksum does not match status.json (corrupt file); {retrain}")
+    return path
+
+
+def _load_member_variables(run: Path, member: int) -> dict[str, np.ndarray]:
+    path = _checked_weights_file(run, member, _read_status(run, member))
     try:
         flat = read_npz(path, what="member weights")
     except FormatError as exc:

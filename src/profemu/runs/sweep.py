@@ -313,14 +313,15 @@ def _check_sweep_arguments(data_source: DataSource, trials: Any, trials_per_job:
 
 
 def _trial_counts(out: Path) -> str:
-    """``"7 trials finished, 2 pruned, 1 running"`` from the study's journal (empty when unreadable)."""
+    """``"7 complete, 2 pruned, 1 running"`` from the study's storage (a placeholder while unreadable)."""
     try:
         setup = json.loads((out / "sweep.json").read_text())
         trials = _load_study(setup, 0).trials
     except Exception:  # a progress line must never stop the sweep
         return "trials: not readable yet"
     states = [t.state.name.lower() for t in trials]
-    return ", ".join(f"{states.count(k)} {k}" for k in ("complete", "pruned", "running", "fail") if k in states) or "no trial yet"
+    counts = [f"{states.count(k)} {k}" for k in ("complete", "pruned", "running", "fail") if k in states]
+    return ", ".join(counts) or "no trial yet"
 
 
 def _run_trial_jobs(out: Path, options: ExecutorOptions, study_name: str, counts: list[int]) -> list[str]:

@@ -184,7 +184,8 @@ def _float32_stable(theta: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: np.n
     A GP fitted to (nearly) noiseless rows interpolates them: its ``alpha = K^-1 y`` grows to
     1e4 and more, and ``k @ alpha`` in float32 (the JAX ``predict_fn``, which HMC
     differentiates) then jitters by 1e-2 dex between neighbouring inputs. A larger noise
-    bounds ``alpha``; it smooths the GP by at most what float32 can resolve anyway.
+    bounds ``alpha`` and smooths the GP; the leave-one-out predictions that weight the blend
+    are those of the smoothed GP. On noisy suites the fitted noise passes and nothing changes.
     """
     raised = 0
     while _float32_error(theta, x, alpha) > FLOAT32_TOLERANCE and raised < NOISE_RAISES:
