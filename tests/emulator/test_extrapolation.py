@@ -204,3 +204,27 @@ def test_the_score_without_the_term_is_the_grids_score_at_zero_distance() -> Non
     v0 = rng.uniform(0.001, 0.05, res.shape)
     assert _nll_without(res, v0) == pytest.approx(_fit_grid(res, v0, np.zeros(300))[2], rel=1e-12)
     assert _nll_without(res, v0) > _fit_grid(res, v0, rng.uniform(0.1, 1.0, 300))[2]  # the term can only help
+
+
+def test_a_fields_amplitudes_stay_within_the_band_of_its_common_amplitude() -> None:
+    """One radius whose held-out residuals scatter ten times more (a few stacks of few haloes)
+    gets an amplitude within FIELD_BAND of its field's common one (so at most FIELD_BAND² times
+    any other radius's); another field keeps its own."""
+    from profemu.emulator.extrapolation import FIELD_BAND
+
+    assert FIELD_BAND == 3.0
+    rng = np.random.default_rng(4)
+    n = 3000
+    d = rng.uniform(0.2, 1.0, n)
+    a_true = np.array([0.1, 0.1, 0.1, 1.5, 0.02, 0.02])
+    v0 = np.full((n, a_true.size), 1e-4)
+    res = rng.normal(size=v0.shape) * np.sqrt(v0 + (a_true[None, :] * d[:, None]) ** 1.5)
+    free, _, _ = _fit_grid(res, v0, d)
+    assert free[3] / free[0] > 12  # fitted freely, the odd radius takes its own scatter
+    fields = [np.arange(0, 4), np.arange(4, 6)]
+    a, p, nll = _fit_grid(res, v0, d, fields)
+    for columns in fields:
+        assert a[columns].max() / a[columns].min() <= 9.0 * (1 + 1e-9)  # each within 3x of the common one
+    # the second field is not pulled up by the first: its variance at a typical distance is its own
+    np.testing.assert_allclose((a[4:] * 0.6) ** p, (0.02 * 0.6) ** 1.5, rtol=0.3)
+    assert nll >= _fit_grid(res, v0, d)[2]  # the band can only cost held-out likelihood
