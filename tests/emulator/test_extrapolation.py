@@ -197,6 +197,43 @@ def test_three_redshifts_get_their_own_term_in_both_prediction_paths() -> None:
     np.testing.assert_allclose(np.asarray(var).reshape(-1), pred.var[0], rtol=2e-4)
 
 
+
+def test_a_redshift_parameter_column_gets_the_redshifts_own_term() -> None:
+    """Snapshots whose redshift is a parameter column ``z`` (no redshift input): the column is held
+    out like the redshift input and its term grows with the column's own distance."""
+    import jax
+
+    from profemu.config import Config
+    from profemu.data.dataset import ProfileDataset
+    from profemu.data.mock import make_mock_snapshots
+    from profemu.runs.training import train_emulator
+
+    snap = make_mock_snapshots((0.0, 0.3, 0.6), 120, seed=4, param_set="lh6", with_pk=False, n_r=6)
+    ds = ProfileDataset(params=np.column_stack([snap.params, snap.redshift]), param_names=[*snap.param_names, "z"],
+                        log10_mass=snap.log10_mass, radius=snap.radius, profiles=snap.profiles, units=snap.units,
+                        groups=snap.groups, meta=snap.meta, noise=snap.noise)
+    cfg = Config().updated({"train.epochs": 4, "train.members": 2, "model.hidden": [16], "train.cv_folds": 0,
+                            "data.input_relevance": "off", "data.fields": ["pth"]})
+    emu = train_emulator(ds, cfg, progress=lambda e: None).emulator
+    record = emu.metadata["extrapolation"]["redshift"]
+    assert record["input"] == "z" and record["redshift_cut"] == pytest.approx(0.3) and record["held_out_rows"] == 120
+    terms = emu.extrapolation
+    assert terms is not None and terms.redshift is not None and terms.redshift_input == "z"
+    # inside the mass range and the other parameters, z = 1.0: only the redshift's term
+    x = ds.params[:1].copy()
+    x[0, -1] = 1.0
+    m = np.array([float(np.median(ds.log10_mass))])
+    pred = emu.predict(x, m, on_extrapolation="ignore")["pth"]
+    spread = float(np.asarray(emu.transforms.input_stats["params"][1])[-1])
+    a_z, p_z = terms.redshift
+    assert np.any(a_z > 0)
+    np.testing.assert_allclose(pred.extrapolation[0], (a_z * 0.4 / spread) ** p_z, rtol=1e-6, atol=1e-12)
+    _mean, var = jax.jit(emu.predict_fn)(x, m)
+    np.testing.assert_allclose(np.asarray(var).reshape(-1), pred.var[0], rtol=2e-4)
+    with pytest.raises(FormatError, match=r"metadata\.extrapolation\.redshift\.input"):
+        read_record({"extrapolation": {**emu.metadata["extrapolation"], "redshift": {**record, "input": 3}}},
+                    a_z.size)
+
 def test_the_score_without_the_term_is_the_grids_score_at_zero_distance() -> None:
     rng = np.random.default_rng(3)
     res = rng.normal(0.0, 0.2, (300, 7))

@@ -65,6 +65,7 @@ __all__ = [
     "parse_scaled_radius_unit",
     "physical_kind",
     "r_delta",
+    "redshift_column",
     "resolve",
     "rho_crit",
     "unit_factor",
@@ -387,19 +388,31 @@ class SelfSimilar:
         return s
 
 
+#: Parameter names read as the redshift (compared case-insensitively; ``redshift`` itself is
+#: the name of the emulator's redshift input, so only another spelling such as ``Redshift``).
+REDSHIFT_COLUMNS = ("z", "redshift")
+
+
+def redshift_column(param_names: Sequence[str]) -> int | None:
+    """The index of the parameter column that holds the redshift (``z``, ``Z``, ``Redshift``), or None."""
+    lower = [n.strip().lower() for n in param_names]
+    for name in REDSHIFT_COLUMNS:
+        if name in lower:
+            return lower.index(name)
+    return None
+
+
 def _redshift(param_names: Sequence[str], meta: Mapping[str, Any],
               redshift: np.ndarray | None) -> tuple[float | None, int, str] | None:
     """``(z_value, redshift_param, note)``: a parameter column named ``z`` (any case; also
     ``Redshift``: ``redshift`` itself is the redshift input's name) first, then
     the dataset's redshift, then ``meta["redshift"]``; None when there is none."""
-    lower = [n.strip().lower() for n in param_names]
-    for name in ("z", "redshift"):
-        if name in lower:
-            j = lower.index(name)
-            note = f"the redshift is the parameter column {param_names[j]!r}"
-            if redshift is not None and redshift.size:
-                note += " (the dataset's redshift array is not used)"
-            return None, j, note
+    j = redshift_column(param_names)
+    if j is not None:
+        note = f"the redshift is the parameter column {param_names[j]!r}"
+        if redshift is not None and redshift.size:
+            note += " (the dataset's redshift array is not used)"
+        return None, j, note
     if redshift is not None and redshift.size:
         return (float(redshift[0]) if np.ptp(redshift) == 0 else None), -1, ""
     if isinstance(meta.get("redshift"), int | float):

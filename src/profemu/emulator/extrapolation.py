@@ -22,8 +22,9 @@ truth). This module adds a variance term that grows with the distance from the b
   beyond the data single radii held 9% of the truth in their 68% intervals while others
   held all of it.
 
-Where the training rows span at least three redshifts, the redshift gets its own term,
-calibrated by holding out the highest redshifts instead (the self-similar scaling in
+Where the training rows span at least three redshifts (the redshift input, or else a
+parameter column named ``z``, whose distance is then in its training spreads), the redshift
+gets its own term, calibrated by holding out the highest redshifts instead (the self-similar scaling in
 E(z) can make a step in redshift far safer than one in mass: on the mock universe the
 mass-calibrated term made 68% intervals at z = 1 hold 94% of the truth, from training at
 z <= 0.5)::
@@ -31,7 +32,7 @@ z <= 0.5)::
     σ_ext² = (a_j · d_rest)^p + (a_z,j · d_z)^p_z      d_rest² = d² - d_z²
 
 The record lives in ``Emulator.metadata["extrapolation"]`` (JSON: ``a`` [D], ``p``,
-optional ``redshift``: {``a`` [D], ``p``}, and how they were fitted) and both prediction
+optional ``redshift``: {``a`` [D], ``p``, ``input``}, and how they were fitted) and both prediction
 paths add it (:func:`record_variance`).
 """
 
@@ -45,6 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from profemu.data.dataset import ProfileDataset
+from profemu.data.selfsimilar import redshift_column
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
@@ -153,11 +155,13 @@ def extrapolation_variance(d2: Any, a: Any, p: float, xp: Any = np) -> Any:
 class ExtrapolationTerms(NamedTuple):
     """The fitted terms of a record: ``a`` [D] and ``p`` for the distance outside the box, and
     ``redshift`` = ``(a_z [D], p_z)`` for the redshift's own distance, or None (then the
-    redshift counts in the first term's distance)."""
+    redshift counts in the first term's distance); ``redshift_input`` names the input that
+    holds the redshift (``"redshift"``, or a parameter column such as ``"z"``)."""
 
     a: np.ndarray
     p: float
     redshift: tuple[np.ndarray, float] | None = None
+    redshift_input: str = "redshift"
 
 
 def _read_term(rec: Mapping[str, Any], width: int, where: str) -> tuple[np.ndarray, float]:
@@ -194,14 +198,18 @@ def read_record(metadata: Mapping[str, Any], width: int) -> ExtrapolationTerms |
     if not isinstance(z, Mapping):
         raise FormatError("metadata.extrapolation.redshift: must be a mapping with 'a' and 'p'; refit with "
                           "fit_extrapolation_variance.")
-    return ExtrapolationTerms(a, p, _read_term(z, width, "metadata.extrapolation.redshift"))
+    name = z.get("input", "redshift")
+    if not isinstance(name, str) or not name:
+        raise FormatError(f"metadata.extrapolation.redshift.input: {name!r} must name the redshift input "
+                          "('redshift' or a parameter column such as 'z'); refit with fit_extrapolation_variance.")
+    return ExtrapolationTerms(a, p, _read_term(z, width, "metadata.extrapolation.redshift"), name)
 
 
 def record_variance(terms: ExtrapolationTerms, d2: Any, per_input: Mapping[str, Any], xp: Any = np) -> Any:
     """σ_ext² [n, D] of ``terms`` from :func:`distance_outside`'s ``(d2, per_input)`` (numpy or JAX)."""
-    if terms.redshift is None or "redshift" not in per_input:
+    if terms.redshift is None or terms.redshift_input not in per_input:
         return extrapolation_variance(d2, terms.a, terms.p, xp)
-    dz = per_input["redshift"]
+    dz = per_input[terms.redshift_input]
     rest = xp.maximum(d2 - dz * dz, 0.0)
     a_z, p_z = terms.redshift
     return extrapolation_variance(rest, terms.a, terms.p, xp) + extrapolation_variance(dz * dz, a_z, p_z, xp)
@@ -276,19 +284,41 @@ def _nll_without(res: np.ndarray, v0: np.ndarray) -> float:
 MIN_REDSHIFTS = 3
 
 
-def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray] | None:
-    """Rows above the redshift quantile 2/3 (held out) and the rest, or None when the rows hold fewer
+def _redshifts(ds: ProfileDataset) -> tuple[np.ndarray, str] | None:
+    """The rows' redshifts [n] and the input that holds them: the redshift input, or else a
+    parameter column named like a redshift (``z``; :func:`~profemu.data.selfsimilar.redshift_column`);
+    None when neither spans :data:`MIN_REDSHIFTS` distinct values."""
+    if ds.redshift is not None and np.unique(np.asarray(ds.redshift, float)).size >= MIN_REDSHIFTS:
+        return np.asarray(ds.redshift, float), "redshift"
+    j = redshift_column(ds.param_names)
+    if j is not None and np.unique(ds.params[:, j]).size >= MIN_REDSHIFTS:
+        return np.asarray(ds.params[:, j], float), ds.param_names[j]
+    return None
+
+
+def _spans_redshifts(ds: ProfileDataset) -> int:
+    """How many distinct redshifts the rows hold (the redshift input, else a redshift parameter
+    column), when more than one; else 0."""
+    j = redshift_column(ds.param_names)
+    z = ds.redshift if ds.redshift is not None and np.ptp(np.asarray(ds.redshift, float)) > 0 else \
+        (ds.params[:, j] if j is not None else None)
+    n = 0 if z is None else int(np.unique(np.asarray(z, float)).size)
+    return n if n > 1 else 0
+
+
+def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray, str, float] | None:
+    """Rows above the redshift quantile 2/3 (held out), the rest, the input holding the
+    redshift (:func:`_redshifts`) and the highest redshift kept, or None when the rows hold fewer
     than :data:`MIN_REDSHIFTS` distinct redshifts (or the cut leaves fewer than 2 below it)."""
-    if ds.redshift is None:
+    found = _redshifts(ds)
+    if found is None:
         return None
-    z = np.asarray(ds.redshift, float)
-    if np.unique(z).size < MIN_REDSHIFTS:
-        return None
+    z, name = found
     cut = float(np.quantile(z, 2.0 / 3.0))
     high = z > cut
     if np.unique(z[~high]).size < 2 or high.sum() < 2:
         return None
-    return np.flatnonzero(~high), np.flatnonzero(high)
+    return np.flatnonzero(~high), np.flatnonzero(high), name, float(np.max(z[~high]))
 
 
 def _held_out_fit(fit: Callable[[ProfileDataset], Any], dataset: ProfileDataset, inner: np.ndarray,
@@ -345,7 +375,8 @@ def fit_extrapolation_variance(
         held-out mean NLL with and without the term, and ``field_band`` (the factor each
         output's amplitude stays within of its field's, both terms); with the redshift term also
         ``redshift``: {``a``, ``p``, ``held_out_rows``, ``redshift_cut``,
-        ``distance_range``, ``nll_without``, ``nll_with``}.
+        ``distance_range``, ``nll_without``, ``nll_with``, ``input`` (``"redshift"`` or the
+        parameter column holding the redshift)}.
 
     Raises:
         DataError: ``fraction`` outside (0, 1) or too few rows on one side.
@@ -365,20 +396,21 @@ def fit_extrapolation_variance(
         "field_band": FIELD_BAND}
     split = _redshift_holdout(dataset) if redshift else None
     if split is not None:
-        z_inner, z_held = split
-        z_cut = float(np.max(np.asarray(dataset.redshift)[z_inner]))
-        log.info("extrapolation variance in redshift: training on %d rows with z <= %.3g, holding out %d above",
-                 z_inner.size, z_cut, z_held.size)
-        res, var, dz, fields = _held_out_fit(fit, dataset, z_inner, z_held, emulator, "redshift")
+        z_inner, z_held, z_input, z_cut = split
+        where = "" if z_input == "redshift" else f" (the parameter column {z_input!r}, in its training spreads)"
+        log.info("extrapolation variance in redshift%s: training on %d rows with z <= %.3g, holding out %d above",
+                 where, z_inner.size, z_cut, z_held.size)
+        res, var, dz, fields = _held_out_fit(fit, dataset, z_inner, z_held, emulator, z_input)
         a_z, p_z, nll_z = _fit_grid(res, var, dz, fields)
         nll_z0 = _nll_without(res, var)
-        log.info("extrapolation variance in redshift: p = %.2f, median a = %.3g per unit z, held-out NLL %.3f -> "
-                 "%.3f (Δz %.2f-%.2f)", p_z, float(np.median(a_z)), nll_z0, nll_z, float(dz.min()), float(dz.max()))
+        log.info("extrapolation variance in redshift: p = %.2f, median a = %.3g per unit distance, held-out NLL "
+                 "%.3f -> %.3f (distances %.2f-%.2f)", p_z, float(np.median(a_z)), nll_z0, nll_z, float(dz.min()),
+                 float(dz.max()))
         record["redshift"] = {"a": [float(x) for x in a_z], "p": p_z, "held_out_rows": int(z_held.size),
                               "redshift_cut": z_cut, "distance_range": [float(dz.min()), float(dz.max())],
-                              "nll_without": nll_z0, "nll_with": nll_z}
-    elif redshift and dataset.redshift is not None and np.ptp(np.asarray(dataset.redshift, float)) > 0:
+                              "nll_without": nll_z0, "nll_with": nll_z, "input": z_input}
+    elif redshift and _spans_redshifts(dataset):
         log.info("extrapolation variance in redshift: not fitted on its own (the rows span %d redshifts, it needs "
                  "%d); a redshift outside the box counts in the mass-calibrated term",
-                 np.unique(np.asarray(dataset.redshift)).size, MIN_REDSHIFTS)
+                 _spans_redshifts(dataset), MIN_REDSHIFTS)
     return record
