@@ -29,7 +29,7 @@ __all__ = [
 #: Order of the sections; other result files follow alphabetically.
 MODULE_ORDER: tuple[str, ...] = (
     "accuracy", "smallsuite", "stability", "speed", "demo", "scaling", "soak", "inference", "design",
-    "design_hard", "extrapolation", "observables", "train_speed", "relevance_cost", "blend",
+    "design_hard", "extrapolation", "extrapolation_band", "observables", "train_speed", "relevance_cost", "blend",
 )
 
 HEADER = """# Benchmarks

@@ -230,9 +230,41 @@ def test_a_redshift_parameter_column_gets_the_redshifts_own_term() -> None:
     np.testing.assert_allclose(pred.extrapolation[0], (a_z * 0.4 / spread) ** p_z, rtol=1e-6, atol=1e-12)
     _mean, var = jax.jit(emu.predict_fn)(x, m)
     np.testing.assert_allclose(np.asarray(var).reshape(-1), pred.var[0], rtol=2e-4)
+    assert emu.metadata["extrapolation"]["field_band"] == 3.0
     with pytest.raises(FormatError, match=r"metadata\.extrapolation\.redshift\.input"):
         read_record({"extrapolation": {**emu.metadata["extrapolation"], "redshift": {**record, "input": 3}}},
                     a_z.size)
+    emu.metadata["extrapolation"]["redshift"]["input"] = "Omega_b"  # not an input of this emulator
+    with pytest.raises(FormatError, match=r"'Omega_b'.*among the emulator's inputs"):
+        emu.predict(x, m, on_extrapolation="ignore")
+
+
+def test_the_redshift_is_held_out_by_its_distinct_values_and_read_from_z_or_redshift() -> None:
+    """Most rows at one redshift: the highest third of the distinct redshifts is still held out.
+    A column ``Z`` (a metallicity, usually) is not a redshift; ``z`` and ``Redshift`` are."""
+    from profemu.data.dataset import ProfileDataset
+    from profemu.data.selfsimilar import redshift_column
+    from profemu.emulator.extrapolation import _redshift_holdout
+
+    assert redshift_column(["Omega_m", "z"]) == 1 and redshift_column(["Redshift"]) == 0
+    assert redshift_column(["Omega_m", "Z"]) is None
+    rng = np.random.default_rng(0)
+    z = np.concatenate([np.zeros(300), np.full(10, 0.5), np.full(10, 1.0)])
+    n = z.size
+
+    def rows(redshift: np.ndarray | None, columns: dict[str, np.ndarray]) -> ProfileDataset:
+        params = np.column_stack([rng.uniform(0.1, 0.5, n), *columns.values()])
+        return ProfileDataset(params=params, param_names=["Omega_m", *columns], log10_mass=rng.uniform(12, 13, n),
+                              radius=np.geomspace(0.1, 1.0, 4), profiles={"rho": np.ones((n, 4))},
+                              redshift=redshift)
+
+    inner, held, name, cut = _redshift_holdout(rows(z, {}))  # type: ignore[misc]
+    assert name == "redshift" and cut == 0.5 and held.size == 10 and np.all(z[held] == 1.0) and inner.size == 310
+    inner, held, name, cut = _redshift_holdout(rows(None, {"z": z}))  # type: ignore[misc]
+    assert name == "z" and held.size == 10
+    assert "it needs 3" in _redshift_holdout(rows(None, {"z": np.where(z > 0.7, 0.5, z)}))
+    assert "only 1 row(s)" in _redshift_holdout(rows(np.concatenate([z[:-10], [0.7] * 9, [1.0]]), {}))
+    assert _redshift_holdout(rows(None, {"Z": z})) == "the rows have no redshift"
 
 def test_the_score_without_the_term_is_the_grids_score_at_zero_distance() -> None:
     rng = np.random.default_rng(3)
@@ -259,9 +291,16 @@ def test_a_fields_amplitudes_stay_within_the_band_of_its_common_amplitude() -> N
     free, _, _ = _fit_grid(res, v0, d)
     assert free[3] / free[0] > 12  # fitted freely, the odd radius takes its own scatter
     fields = [np.arange(0, 4), np.arange(4, 6)]
-    a, p, nll = _fit_grid(res, v0, d, fields)
+    a, p, _ = _fit_grid(res, v0, d, fields)
     for columns in fields:
         assert a[columns].max() / a[columns].min() <= 9.0 * (1 + 1e-9)  # each within 3x of the common one
     # the second field is not pulled up by the first: its variance at a typical distance is its own
     np.testing.assert_allclose((a[4:] * 0.6) ** p, (0.02 * 0.6) ** 1.5, rtol=0.3)
-    assert nll >= _fit_grid(res, v0, d)[2]  # the band can only cost held-out likelihood
+    # a radius never measured (no valid held-out residual) takes its field's common amplitude, not the
+    # band's lower edge; a zero variance is not a measurement either (no NaN scores)
+    res[:, 2] = np.nan
+    v0[:, 1] = 0.0
+    a_gap, _, nll_gap = _fit_grid(res, v0, d, fields)
+    assert np.isfinite(nll_gap) and np.all(np.isfinite(a_gap))
+    # the quiet radius sits at the band's lower edge here; the unmeasured ones at the common amplitude
+    assert a_gap[1] == a_gap[2] and a_gap[2] > 2 * a_gap[0]

@@ -78,6 +78,60 @@ def test_a_failed_run_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
     assert held_out_epochs and len(held_out_epochs) < 100  # stopped after its current epoch, not after 400
 
 
+
+def test_an_interruption_after_the_folds_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C after the training (here in the GP blend, before the held-out rows are scored) also
+    stops the thread: the run never returns or raises with the thread still training."""
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    held_out_epochs: list[int] = []
+    real_fit = heldout.fit
+
+    def counted(*args: Any, callbacks: Any = (), **kwargs: Any) -> Any:
+        def count(entry: dict[str, Any]) -> Any:
+            held_out_epochs.append(int(entry["epoch"]))
+            return any(c(entry) for c in callbacks)
+        return real_fit(*args, callbacks=[count], **kwargs)
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(heldout, "fit", counted)
+    monkeypatch.setattr(training, "_attach_blend", interrupted)
+    cfg = Config().updated({**_CFG, "train.epochs": 3000, "train.warm_refit_epochs": 1})
+    with pytest.raises(KeyboardInterrupt):
+        train_emulator(_dataset(), cfg)
+    assert not [t for t in _threads() if t.is_alive()]
+    assert held_out_epochs and len(held_out_epochs) < 3000  # stopped, not trained to the end
+
+
+def test_an_interruption_while_waiting_for_its_result_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = _dataset()
+    cfg = Config().updated({**_CFG, "data.val_fraction": 0.0})
+    prep = prepare(ds, cfg)
+    job = heldout.HeldOutTraining(prep, cfg, (len(prep.split.train), 64))
+    release = threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return None, None
+
+    monkeypatch.setattr(heldout, "train_held_out", slow)
+    job.start()
+    real_join = threading.Thread.join
+    calls: list[int] = []
+
+    def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # Ctrl-C while result() waits
+        release.set()
+        real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    with pytest.raises(KeyboardInterrupt):
+        job.result()
+    assert job._stop.is_set() and len(calls) == 2  # cancelled, and waited for the thread
+
 def test_a_training_error_in_the_thread_keeps_the_emulator_without_the_term(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import logging

@@ -79,8 +79,7 @@ def test_matplotlib_is_imported_once_on_a_background_thread(monkeypatch) -> None
 
     imported: list[tuple[str, str]] = []
     monkeypatch.setattr(logging_module, "_preloaded", [])
-    monkeypatch.setattr(logging_module.importlib, "import_module",
-                        lambda name: imported.append((name, threading.current_thread().name)))
+    monkeypatch.setattr(logging_module, "_import", lambda name: imported.append((name, threading.current_thread().name)))
     logging_module.preload_plotting()
     logging_module.preload_plotting()
     logging_module._preloaded[0].join()

@@ -66,6 +66,7 @@ __all__ = [
     "physical_kind",
     "r_delta",
     "redshift_column",
+    "redshift_values",
     "resolve",
     "rho_crit",
     "unit_factor",
@@ -388,25 +389,33 @@ class SelfSimilar:
         return s
 
 
-#: Parameter names read as the redshift (compared case-insensitively; ``redshift`` itself is
-#: the name of the emulator's redshift input, so only another spelling such as ``Redshift``).
-REDSHIFT_COLUMNS = ("z", "redshift")
-
-
 def redshift_column(param_names: Sequence[str]) -> int | None:
-    """The index of the parameter column that holds the redshift (``z``, ``Z``, ``Redshift``), or None."""
-    lower = [n.strip().lower() for n in param_names]
-    for name in REDSHIFT_COLUMNS:
-        if name in lower:
-            return lower.index(name)
+    """The index of the parameter column that holds the redshift, or None: a column named ``z``
+    (lower case: ``Z`` usually names a metallicity) or ``Redshift`` in any case (``redshift``
+    itself is the name of the emulator's redshift input)."""
+    for j, name in enumerate(param_names):
+        if name.strip() == "z" or name.strip().lower() == "redshift":
+            return j
+    return None
+
+
+def redshift_values(param_names: Sequence[str], params: np.ndarray,
+                    redshift: np.ndarray | None) -> tuple[np.ndarray, str] | None:
+    """The rows' redshifts [n] and the input that holds them, as self-similar scaling reads them:
+    the parameter column of :func:`redshift_column` first (its name), then the redshift input
+    (``"redshift"``); None when there is neither."""
+    j = redshift_column(param_names)
+    if j is not None:
+        return np.asarray(params[:, j], float), str(param_names[j])
+    if redshift is not None and np.size(redshift):
+        return np.asarray(redshift, float), "redshift"
     return None
 
 
 def _redshift(param_names: Sequence[str], meta: Mapping[str, Any],
               redshift: np.ndarray | None) -> tuple[float | None, int, str] | None:
-    """``(z_value, redshift_param, note)``: a parameter column named ``z`` (any case; also
-    ``Redshift``: ``redshift`` itself is the redshift input's name) first, then
-    the dataset's redshift, then ``meta["redshift"]``; None when there is none."""
+    """``(z_value, redshift_param, note)``: the parameter column of :func:`redshift_column` first,
+    then the dataset's redshift, then ``meta["redshift"]``; None when there is none."""
     j = redshift_column(param_names)
     if j is not None:
         note = f"the redshift is the parameter column {param_names[j]!r}"

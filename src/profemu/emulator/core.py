@@ -348,14 +348,16 @@ class Emulator:
 
     @property
     def extrapolation(self) -> ExtrapolationTerms | None:
-        """The terms of the extrapolation variance σ² = (a·d)^p [dex²] (``a``, ``p`` and the
-        redshift's own ``(a_z, p_z)`` or None), or None without a record.
+        """The terms of the extrapolation variance σ² = (a·d)^p [dex²] (``a``, ``p``, the
+        redshift's own ``(a_z, p_z)`` or None, and ``redshift_input``, the input holding the
+        redshift), or None without a record.
 
         Read from ``metadata["extrapolation"]`` (see
         :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`); ``D`` outputs
         in :attr:`field_names` order, ``n_r`` radii each.
         """
-        return read_record(self.metadata, self.transforms.target_dim)
+        return read_record(self.metadata, self.transforms.target_dim,
+                           inputs=("redshift", *self.transforms.param_names))
 
     def distance_outside(
         self, params: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None

@@ -22,12 +22,13 @@ truth). This module adds a variance term that grows with the distance from the b
   beyond the data single radii held 9% of the truth in their 68% intervals while others
   held all of it.
 
-Where the training rows span at least three redshifts (the redshift input, or else a
-parameter column named ``z``, whose distance is then in its training spreads), the redshift
-gets its own term, calibrated by holding out the highest redshifts instead (the self-similar scaling in
-E(z) can make a step in redshift far safer than one in mass: on the mock universe the
-mass-calibrated term made 68% intervals at z = 1 hold 94% of the truth, from training at
-z <= 0.5)::
+Where the training rows span at least three redshifts (a parameter column named ``z``, whose
+distance is then in its training spreads, or else the redshift input), the redshift gets its
+own term, calibrated by holding out the highest third of the distinct redshifts instead: the
+self-similar scaling in E(z) can make a step in redshift far safer, or not, than one in mass.
+With one held-out redshift step the term's growth is fixed at linear in the distance
+(:data:`P_UNRESOLVED`); on the mock universe trained at z <= 0.5 its 68% intervals at z = 1
+are too wide (BENCHMARKS.md, "Extrapolation in halo mass", the redshift step)::
 
     σ_ext² = (a_j · d_rest)^p + (a_z,j · d_z)^p_z      d_rest² = d² - d_z²
 
@@ -46,7 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from profemu.data.dataset import ProfileDataset
-from profemu.data.selfsimilar import redshift_column
+from profemu.data.selfsimilar import redshift_values
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
@@ -61,16 +62,14 @@ LOG10_A_GRID = np.linspace(-4.0, 1.0, 251)
 #: exponent from the amplitude: ``p`` is then this value, an error growing linearly with the distance.
 MIN_DISTANCE_RATIO = 1.5
 P_UNRESOLVED = 2.0
-#: An output's amplitude ``a_j`` stays within this factor of its field's common amplitude.
+#: An output's amplitude ``a_j`` stays within this factor of its field's common amplitude
+#: (``inf``: every output's amplitude on its own).
 #:
-#: Measured on CAMELS LH TNG rho + pth (trained on log10 M = 11-12 with the defaults, training
-#: seeds 0, 1, 2): with amplitudes fitted freely per radius, the 68% intervals of single radii
-#: held 9-44% (rho) and 26-36% (pth) of the truth at the worst radius of 12-12.3, and the mean
-#: Gaussian NLL there was -2.22 / -2.62 / -2.49 (rho) and -1.04 / -0.64 / -0.72 (pth). Within a
-#: factor 3 of the field's amplitude: -2.64 / -2.73 / -2.80 and -1.45 / -1.03 / -0.92, and on
-#: 12.3-13.1 (14 rows, up to 1.3 dex beyond the data) 3.32 / -0.09 / 1.39 became 0.32 / -0.47 /
-#: -0.30 (rho). A profile's extrapolation error does not change tenfold from one radius to the
-#: next; a free amplitude per radius fits the held-out rows' noise.
+#: A profile's extrapolation error does not change tenfold from one radius to the next; an
+#: amplitude fitted freely per radius fits the held-out rows' noise. On CAMELS LH TNG, trained on
+#: 10^11-10^12 Msun, free amplitudes left single radii of 10^12-10^12.3 with 68% intervals that
+#: held a tenth of the truth; BENCHMARKS.md, "Extrapolation variance per radius"
+#: (``benchmarks/extrapolation_band.py``), compares the two on three training seeds.
 FIELD_BAND = 3.0
 
 
@@ -179,8 +178,11 @@ def _read_term(rec: Mapping[str, Any], width: int, where: str) -> tuple[np.ndarr
     return a, p
 
 
-def read_record(metadata: Mapping[str, Any], width: int) -> ExtrapolationTerms | None:
+def read_record(metadata: Mapping[str, Any], width: int,
+                inputs: Sequence[str] | None = None) -> ExtrapolationTerms | None:
     """The :class:`ExtrapolationTerms` of ``metadata["extrapolation"]``, or None when there is none.
+
+    ``inputs``: the emulator's input names; the redshift term's ``input`` must be one of them.
 
     Raises:
         FormatError: the record is malformed (names the field and the fix).
@@ -199,9 +201,11 @@ def read_record(metadata: Mapping[str, Any], width: int) -> ExtrapolationTerms |
         raise FormatError("metadata.extrapolation.redshift: must be a mapping with 'a' and 'p'; refit with "
                           "fit_extrapolation_variance.")
     name = z.get("input", "redshift")
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or (inputs is not None and name not in inputs):
         raise FormatError(f"metadata.extrapolation.redshift.input: {name!r} must name the redshift input "
-                          "('redshift' or a parameter column such as 'z'); refit with fit_extrapolation_variance.")
+                          "('redshift' or a parameter column such as 'z')"
+                          + (f" among the emulator's inputs {list(inputs)}" if inputs is not None else "")
+                          + "; refit with fit_extrapolation_variance.")
     return ExtrapolationTerms(a, p, _read_term(z, width, "metadata.extrapolation.redshift"), name)
 
 
@@ -244,9 +248,9 @@ def _fit_grid(res: np.ndarray, v0: np.ndarray, d: np.ndarray,
     Distances that span less than :data:`MIN_DISTANCE_RATIO` (one held-out redshift) fix ``p`` at
     :data:`P_UNRESOLVED`: with one distance every ``p`` fits equally, and the first of the grid
     (0.5) would make the variance grow far too slowly beyond it."""
-    groups = [np.arange(j, j + 1) for j in range(res.shape[1])] if fields is None else \
-        [np.asarray(g, int) for g in fields]
-    valid = np.isfinite(res) & np.isfinite(v0)
+    free = fields is None or not np.isfinite(FIELD_BAND)  # an infinite band: every output on its own
+    groups = [np.arange(j, j + 1) for j in range(res.shape[1])] if free else [np.asarray(g, int) for g in fields]
+    valid = np.isfinite(res) & np.isfinite(v0) & (v0 > 0)
     r2 = np.where(valid, res, 0.0) ** 2
     v0 = np.where(valid, v0, 1.0)
     a_grid = np.concatenate([[0.0], 10.0 ** LOG10_A_GRID])
@@ -261,9 +265,11 @@ def _fit_grid(res: np.ndarray, v0: np.ndarray, d: np.ndarray,
             nll[j] = np.sum(valid[:, j:j + 1] * (np.log(v) + r2[:, j:j + 1] / v), axis=0)
         pick = np.zeros(res.shape[1], int)
         for columns in groups:
-            common = a_grid[np.argmin(nll[columns].sum(axis=0))]
+            k = int(np.argmin(nll[columns].sum(axis=0)))
+            common = a_grid[k]
             allowed = (a_grid >= common / FIELD_BAND) & (a_grid <= common * FIELD_BAND) if common > 0 else a_grid == 0
             pick[columns] = np.argmin(np.where(allowed[None, :], nll[columns], np.inf), axis=1)
+            pick[columns[~valid[:, columns].any(axis=0)]] = k  # a radius never measured: the field's amplitude
         total = float(nll[np.arange(nll.shape[0]), pick].sum() / max(valid.sum(), 1))
         if best is None or total < best[2]:
             best = (a_grid[pick], float(p), total)
@@ -284,41 +290,26 @@ def _nll_without(res: np.ndarray, v0: np.ndarray) -> float:
 MIN_REDSHIFTS = 3
 
 
-def _redshifts(ds: ProfileDataset) -> tuple[np.ndarray, str] | None:
-    """The rows' redshifts [n] and the input that holds them: the redshift input, or else a
-    parameter column named like a redshift (``z``; :func:`~profemu.data.selfsimilar.redshift_column`);
-    None when neither spans :data:`MIN_REDSHIFTS` distinct values."""
-    if ds.redshift is not None and np.unique(np.asarray(ds.redshift, float)).size >= MIN_REDSHIFTS:
-        return np.asarray(ds.redshift, float), "redshift"
-    j = redshift_column(ds.param_names)
-    if j is not None and np.unique(ds.params[:, j]).size >= MIN_REDSHIFTS:
-        return np.asarray(ds.params[:, j], float), ds.param_names[j]
-    return None
+def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray, str, float] | str:
+    """Rows at the highest third of the distinct redshifts (held out), the rest, the input holding
+    the redshift (:func:`~profemu.data.selfsimilar.redshift_values`: a ``z`` parameter column, else
+    the redshift input) and the highest redshift kept; or why there is no such split (a sentence).
 
-
-def _spans_redshifts(ds: ProfileDataset) -> int:
-    """How many distinct redshifts the rows hold (the redshift input, else a redshift parameter
-    column), when more than one; else 0."""
-    j = redshift_column(ds.param_names)
-    z = ds.redshift if ds.redshift is not None and np.ptp(np.asarray(ds.redshift, float)) > 0 else \
-        (ds.params[:, j] if j is not None else None)
-    n = 0 if z is None else int(np.unique(np.asarray(z, float)).size)
-    return n if n > 1 else 0
-
-
-def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray, str, float] | None:
-    """Rows above the redshift quantile 2/3 (held out), the rest, the input holding the
-    redshift (:func:`_redshifts`) and the highest redshift kept, or None when the rows hold fewer
-    than :data:`MIN_REDSHIFTS` distinct redshifts (or the cut leaves fewer than 2 below it)."""
-    found = _redshifts(ds)
+    The cut is on the distinct values, so a suite with most rows at one redshift still holds out
+    its highest ones."""
+    found = redshift_values(ds.param_names, ds.params, ds.redshift)
     if found is None:
-        return None
+        return "the rows have no redshift"
     z, name = found
-    cut = float(np.quantile(z, 2.0 / 3.0))
+    distinct = np.unique(z)
+    if distinct.size < MIN_REDSHIFTS:
+        where = "the redshift input" if name == "redshift" else f"the parameter column {name!r}"
+        return f"the rows span {distinct.size} redshift(s) in {where}, it needs {MIN_REDSHIFTS}"
+    cut = float(distinct[-max(1, distinct.size // 3) - 1])
     high = z > cut
-    if np.unique(z[~high]).size < 2 or high.sum() < 2:
-        return None
-    return np.flatnonzero(~high), np.flatnonzero(high), name, float(np.max(z[~high]))
+    if high.sum() < 2:
+        return f"only {int(high.sum())} row(s) lie above z = {cut:.3g}; it needs 2"
+    return np.flatnonzero(~high), np.flatnonzero(high), name, cut
 
 
 def _held_out_fit(fit: Callable[[ProfileDataset], Any], dataset: ProfileDataset, inner: np.ndarray,
@@ -342,7 +333,10 @@ def _held_out_fit(fit: Callable[[ProfileDataset], Any], dataset: ProfileDataset,
                                     for f in fields], axis=1)
     d2, per_input = distance_outside(inner_emulator.transforms, {
         "params": test.params, "log10_mass": test.log10_mass, "redshift": test.redshift, "pk_ratio": test.pk_ratio})
-    d = np.sqrt(d2) if which is None else np.asarray(per_input.get(which, np.zeros_like(d2)))
+    if which is not None and which not in per_input:
+        raise DataError(f"extrapolation variance: {which!r} is not an input of the emulator (inputs: "
+                        f"{sorted(per_input)}); its own term cannot be fitted.")
+    d = np.sqrt(d2) if which is None else np.asarray(per_input[which])
     widths = np.cumsum([0, *(pred[f][0].shape[1] for f in fields)])
     return res, var, d, [np.arange(lo, hi) for lo, hi in itertools.pairwise(widths)]
 
@@ -379,7 +373,8 @@ def fit_extrapolation_variance(
         parameter column holding the redshift)}.
 
     Raises:
-        DataError: ``fraction`` outside (0, 1) or too few rows on one side.
+        DataError: ``fraction`` outside (0, 1), too few rows on one side, or ``fit`` returns an
+            emulator of other outputs than ``emulator``.
     """
     inner, held = mass_holdout(dataset, fraction)
     cut = float(np.max(np.asarray(dataset.log10_mass)[inner]))
@@ -395,7 +390,7 @@ def fit_extrapolation_variance(
         "distance_range": [float(d.min()), float(d.max())], "nll_without": nll0, "nll_with": nll,
         "field_band": FIELD_BAND}
     split = _redshift_holdout(dataset) if redshift else None
-    if split is not None:
+    if isinstance(split, tuple):
         z_inner, z_held, z_input, z_cut = split
         where = "" if z_input == "redshift" else f" (the parameter column {z_input!r}, in its training spreads)"
         log.info("extrapolation variance in redshift%s: training on %d rows with z <= %.3g, holding out %d above",
@@ -409,8 +404,9 @@ def fit_extrapolation_variance(
         record["redshift"] = {"a": [float(x) for x in a_z], "p": p_z, "held_out_rows": int(z_held.size),
                               "redshift_cut": z_cut, "distance_range": [float(dz.min()), float(dz.max())],
                               "nll_without": nll_z0, "nll_with": nll_z, "input": z_input}
-    elif redshift and _spans_redshifts(dataset):
-        log.info("extrapolation variance in redshift: not fitted on its own (the rows span %d redshifts, it needs "
-                 "%d); a redshift outside the box counts in the mass-calibrated term",
-                 _spans_redshifts(dataset), MIN_REDSHIFTS)
+    elif split is not None:
+        found = redshift_values(dataset.param_names, dataset.params, dataset.redshift)
+        if found is not None and np.ptp(found[0]) > 0:
+            log.info("extrapolation variance in redshift: not fitted on its own (%s); a redshift outside the box "
+                     "counts in the mass-calibrated term", split)
     return record

@@ -164,7 +164,11 @@ class HeldOutTraining:
         """
         self.start()
         assert self._thread is not None
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:  # interrupted while waiting: stop the training before the error goes up
+            self.cancel()
+            raise
         if self._error is not None:
             raise self._error
         assert self._result is not None

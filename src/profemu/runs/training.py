@@ -189,27 +189,11 @@ def train_emulator(
     t0 = time.perf_counter()
     try:
         result, cv = _fit_run(run, prep, config, folds, callbacks, resume, held_out)
-    except BaseException:
+        fit_seconds = time.perf_counter() - t0
+        emulator = _finished_emulator(prep, config, result, cv, selection, fit_seconds, run, extrapolate, held_out)
+    finally:  # the held-out thread never outlives the run: XLA aborts a process that exits under it (Ctrl-C)
         if held_out is not None:
             held_out.cancel()
-        raise
-    fit_seconds = time.perf_counter() - t0
-    emulator = build_emulator(
-        prep, config, result.params, fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
-        variance_scale=None if cv is None else cv["variance_scale"],
-        **({} if cv is None else {"cv": {k: cv[k] for k in ("folds", "metrics", "spread_over_folds",
-                                                              "refit_epochs", "refit", "variance_scale")}}),
-        **({} if selection is None else {"capacity": selection.to_dict()}),
-        **({} if run is None or (run_id := run.run_id()) is None else {"run_id": run_id}),
-    )
-    if cv is not None and cv.get("residual_covariance") is not None:
-        attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
-    _attach_blend(emulator, prep, config, cv)
-    if extrapolate:
-        try:
-            _attach_extrapolation_variance(emulator, prep, config, cv, held_out)
-        except DataError as exc:  # the emulator is kept: only the term beyond the box is missing
-            logger.warning("extrapolation variance: not fitted (%s); the emulator is kept without it", exc)
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
         emulator.save(run.emulator_dir)
@@ -231,6 +215,30 @@ def train_emulator(
     )
 
 
+def _finished_emulator(prep: Prepared, config: Config, result: Any, cv: dict[str, Any] | None, selection: Any,
+                       fit_seconds: float, run: RunFolder | None, extrapolate: bool,
+                       held_out: HeldOutTraining | None) -> Emulator:
+    """The trained :class:`Emulator` with its metadata and its variance terms (residual covariance,
+    GP blend, extrapolation variance)."""
+    emulator = build_emulator(
+        prep, config, result.params, fit_seconds=fit_seconds, best_epoch=result.best_epoch, counters=result.counters,
+        variance_scale=None if cv is None else cv["variance_scale"],
+        **({} if cv is None else {"cv": {k: cv[k] for k in ("folds", "metrics", "spread_over_folds",
+                                                              "refit_epochs", "refit", "variance_scale")}}),
+        **({} if selection is None else {"capacity": selection.to_dict()}),
+        **({} if run is None or (run_id := run.run_id()) is None else {"run_id": run_id}),
+    )
+    if cv is not None and cv.get("residual_covariance") is not None:
+        attach_residual_covariance(emulator, ResidualCovariance.from_dict(cv["residual_covariance"]))
+    _attach_blend(emulator, prep, config, cv)
+    if extrapolate:
+        try:
+            _attach_extrapolation_variance(emulator, prep, config, cv, held_out)
+        except DataError as exc:  # the emulator is kept: only the term beyond the box is missing
+            logger.warning("extrapolation variance: not fitted (%s); the emulator is kept without it", exc)
+    return emulator
+
+
 def _callbacks(run: RunFolder | None, config: Config, prep: Prepared, source: DataSource | None, selection: Any,
                progress: Callable[[dict[str, Any]], None] | None,
                ) -> tuple[list[Callable[[dict[str, Any]], Any]], MetricsLogger | None]:
@@ -244,7 +252,7 @@ def _callbacks(run: RunFolder | None, config: Config, prep: Prepared, source: Da
         if selection is not None:
             run.write_json("selection.json", selection.to_dict())
         metrics = MetricsLogger(run.path)
-        preload_plotting()  # curves.png is drawn when the run ends
+        preload_plotting()  # for curves.png, drawn when the run ends (and every 30 s or more in a long run)
         callbacks.append(metrics.log)
         callbacks.append(_live_curves(metrics, run.path / "curves.png"))
     if progress is not None:

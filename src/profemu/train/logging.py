@@ -28,8 +28,8 @@ _preloaded: list[threading.Thread] = []
 def preload_plotting() -> None:
     """Import matplotlib on a background thread, once per process (returns at once).
 
-    A run with a run folder draws ``curves.png`` when it ends; importing matplotlib then costs
-    about half a second. Started when the run begins, the import overlaps the compilation of
+    A run with a run folder draws ``curves.png`` when it ends (and, in a long run, every 30 s or
+    more); importing matplotlib at the first drawing costs a quarter to half a second. Started when the run begins, the import overlaps the compilation of
     the training step, which runs without Python's global lock. A later import of the same
     modules waits for this one; an import that fails here fails again, with its message, where
     the curves are drawn.
@@ -39,15 +39,21 @@ def preload_plotting() -> None:
             return
         thread = threading.Thread(target=_import_plotting, name="profemu-import-matplotlib", daemon=True)
         _preloaded.append(thread)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: the figure imports matplotlib itself, only later
+        return
 
 
 def _import_plotting() -> None:
     for name in _PLOTTING_MODULES:
         try:
-            importlib.import_module(name)
+            _import(name)
         except Exception:  # reported by the import where the curves are drawn
             return
+
+
+_import = importlib.import_module
 
 
 def _clean(value: Any) -> Any:
