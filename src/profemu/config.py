@@ -560,7 +560,9 @@ class TrainConfig:
             mean is not monotone), ``"on"`` (at most 3,000 rows), ``"off"``. On the
             35-parameter hard mock it lowered the error against the truth below both the
             network's and the GP's; on CAMELS TNG rho it did so at 100-300 rows and lost
-            to the network alone at 400-1,600.
+            to the network alone at 400-1,600. Beyond the training masses and redshifts
+            the GP's share fades within 0.1 dex (or 0.1 in z): the network carries the
+            trend there (:data:`profemu.emulator.blend.FADE`).
         extrapolation_variance: Fit the variance that grows outside the training box
             (:mod:`profemu.emulator.extrapolation`) by one more training on the lower half
             of the rows in halo mass, scored on the upper half (and, with at least three

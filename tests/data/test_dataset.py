@@ -458,3 +458,19 @@ def test_param_names_as_string_rejected(kw: dict[str, Any]) -> None:
     kw["log_params"] = ()
     with pytest.raises(DataError, match=r"param_names"):
         ProfileDataset(**kw)
+
+
+def test_a_redshift_column_lies_in_range_and_agrees_with_the_redshift_array() -> None:
+    n = 4
+    base: dict[str, Any] = {"param_names": ["Omega_m", "z"], "log10_mass": np.full(n, 13.0),
+                            "radius": np.geomspace(0.1, 1.0, 3), "profiles": {"rho": np.ones((n, 3))}}
+    z = np.array([0.0, 0.5, 1.0, 2.0])
+    params = np.column_stack([np.full(n, 0.3), z])
+    assert ProfileDataset(params=params, redshift=z, **base).n == n
+    with pytest.raises(DataError, match=r"redshift: 0.5 at row 1, but the parameter column 'z'.*says 0.7"):
+        ProfileDataset(params=np.column_stack([np.full(n, 0.3), [0.0, 0.7, 1.0, 2.0]]), redshift=z, **base)
+    with pytest.raises(DataError, match=r"params\['z'\]: value -1.0 at row 2 is outside \[0, 20\]"):
+        ProfileDataset(params=np.column_stack([np.full(n, 0.3), [0.0, 0.5, -1.0, 2.0]]), **base)
+    # a metallicity called Z is not a redshift
+    assert ProfileDataset(params=np.column_stack([np.full(n, 0.3), [-1.0, 0.0, 1.0, 2.0]]),
+                          **{**base, "param_names": ["Omega_m", "Z"]}).n == n

@@ -119,8 +119,23 @@ def test_malformed_records_are_refused() -> None:
         read_record({"extrapolation": {"a": [0.1, -1.0, 0.1, 0.1], "p": 1.0}}, 4)
     with pytest.raises(FormatError, match=r"metadata\.extrapolation\.p"):
         read_record({"extrapolation": {"a": [0.1] * 4, "p": 0.0}}, 4)
-    with pytest.raises(FormatError, match="needs 'a'"):
+    with pytest.raises(FormatError, match=r"metadata\.extrapolation: no 'a'; it needs 'a'.*profemu train"):
         read_record({"extrapolation": {"p": 1.0}}, 4)
+    # numbers only, and amplitudes no fit can give (they overflow the variance) refused with the value
+    for bad, where in (({"p": True}, r"\.p: True is not a number"), ({"p": "2"}, r"\.p: '2' is not a number"),
+                       ({"a": ["0.1"] * 4}, r"\.a: must be a list of 4 numbers"),
+                       ({"a": [0.1, 1e300, 0.1, 0.1]}, r"\.a: 1e\+300 at output 1 must be a finite number in \[0, 1000\]")):
+        with pytest.raises(FormatError, match=where):
+            read_record({"extrapolation": {"a": [0.1] * 4, "p": 1.0, **bad}}, 4)
+
+
+def test_an_emulator_with_a_damaged_record_is_refused_when_built(run: TinyRun) -> None:
+    from profemu.emulator.core import Emulator
+
+    width = run.emulator.transforms.target_dim
+    metadata = {**run.emulator.metadata, "extrapolation": {"a": [0.1] * width, "p": "2"}}
+    with pytest.raises(FormatError, match=r"metadata\.extrapolation\.p"):
+        Emulator(run.emulator.transforms, run.emulator.network.cfg, run.emulator.weights, metadata=metadata)
 
 
 def test_fit_holds_out_the_upper_masses_and_writes_a_loadable_record(run: TinyRun, tmp_path: Any) -> None:
@@ -200,7 +215,7 @@ def test_three_redshifts_get_their_own_term_in_both_prediction_paths() -> None:
 
 def test_a_redshift_parameter_column_gets_the_redshifts_own_term() -> None:
     """Snapshots whose redshift is a parameter column ``z`` (no redshift input): the column is held
-    out like the redshift input and its term grows with the column's own distance."""
+    out and measured like the redshift input, and its term grows with its own distance in Δz."""
     import jax
 
     from profemu.config import Config
@@ -224,10 +239,13 @@ def test_a_redshift_parameter_column_gets_the_redshifts_own_term() -> None:
     x[0, -1] = 1.0
     m = np.array([float(np.median(ds.log10_mass))])
     pred = emu.predict(x, m, on_extrapolation="ignore")["pth"]
-    spread = float(np.asarray(emu.transforms.input_stats["params"][1])[-1])
     a_z, p_z = terms.redshift
     assert np.any(a_z > 0)
-    np.testing.assert_allclose(pred.extrapolation[0], (a_z * 0.4 / spread) ** p_z, rtol=1e-6, atol=1e-12)
+    # measured in Δz, as the redshift input: the held-out fit (trained on z <= 0.3) and the final
+    # emulator (z <= 0.6) have other spreads of z, the same Δz
+    np.testing.assert_allclose(pred.extrapolation[0], (a_z * 0.4) ** p_z, rtol=1e-6, atol=1e-12)
+    d, per_input = emu.distance_outside(x, m)
+    assert per_input["z"][0] == pytest.approx(0.4) and d[0] == pytest.approx(0.4)
     _mean, var = jax.jit(emu.predict_fn)(x, m)
     np.testing.assert_allclose(np.asarray(var).reshape(-1), pred.var[0], rtol=2e-4)
     assert emu.metadata["extrapolation"]["field_band"] == 3.0

@@ -74,3 +74,21 @@ def test_a_redshift_known_only_from_meta_is_the_training_redshift() -> None:
     t.self_similar = None  # nothing known: no redshift may be given
     with pytest.raises(DataError, match=r"trained without a redshift"):
         check_inputs(InputSpec.from_transforms(t), [0.3], 11.5, redshift=0.25)
+
+
+def test_a_redshift_parameter_column_is_checked_like_the_redshift() -> None:
+    """A column ``z``: in [0, 20] (a negative one made NaN predictions), at its training value when it
+    was constant (the network saw one value), and equal to the redshift input when both are taken."""
+    spec = InputSpec(param_names=("Omega_m", "z"), redshift_column=1)
+    assert check_inputs(spec, [0.3, 1.0], 13.0).params[0, 1] == 1.0
+    with pytest.raises(DataError, match=r"params\['z'\]: -3 at row 0 is outside \[0, 20\]"):
+        check_inputs(spec, [0.3, -3.0], 13.0)
+    constant = InputSpec(param_names=("Omega_m", "z"), redshift_column=1, column_redshift=0.5)
+    assert check_inputs(constant, [0.3, 0.5], 13.0).params[0, 1] == 0.5
+    with pytest.raises(DataError, match=r"params\['z'\]: 1 at row 0, but this emulator was trained at the single "
+                                        r"redshift 0.5.*pass 0.5"):
+        check_inputs(constant, [0.3, 1.0], 13.0)
+    both = InputSpec(param_names=("Omega_m", "z"), redshift_column=1, uses_redshift=True)
+    assert check_inputs(both, [0.3, 1.0], 13.0, redshift=1.0).redshift[0] == 1.0
+    with pytest.raises(DataError, match=r"redshift: 0.25 at row 0, but the parameter column 'z'"):
+        check_inputs(both, [0.3, 1.0], 13.0, redshift=0.25)

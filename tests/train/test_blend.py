@@ -76,6 +76,37 @@ def test_numpy_jax_and_a_saved_copy_agree(blended: Emulator, hard: tuple, tmp_pa
     np.testing.assert_allclose(pred.var - pred.extrapolation, factor * network_var[:, 0], rtol=1e-9)
 
 
+
+def test_the_gps_share_fades_outside_its_box_in_both_paths(blended: Emulator, hard: tuple) -> None:
+    """Beyond its data the GP's mean returns to the mean profile, not the network's trend in mass:
+    its share of the blend fades with its kernel (the mass term of the extrapolation variance is
+    calibrated on the network), and is whole inside the box."""
+    ds, _ = hard
+    p = ds.params[:3]
+    top = float(ds.log10_mass[:120].max())
+    blend, t = blended.blend, blended.transforms
+    assert float(blend.report["fields"]["rho"]["weight"]) < 1.0  # the GP takes part here
+
+    from profemu.emulator.blend import FADE
+    from profemu.emulator.core import _blend_fade
+
+    fade = _blend_fade(t)
+    inside = t.transform_inputs(p, np.full(3, top - 0.2), None, None)
+    np.testing.assert_allclose(blend.support(inside, fade=fade), 1.0)  # inside: the fitted stacking, unchanged
+    # FADE dex above the training masses the GP keeps exp(-1/2) of its share at most; 1 dex above, none
+    near = blend.support(t.transform_inputs(p, np.full(3, top + FADE), None, None), fade=fade)
+    assert np.all(near <= np.exp(-0.5) + 1e-9) and np.all(near > 0.3)
+    m = np.full(3, top + 1.0)
+    assert np.all(blend.support(t.transform_inputs(p, m, None, None), fade=fade) < 1e-12)
+    assert np.all(blend.support(t.transform_inputs(p, m, None, None)) > 0.3)  # its own kernel alone keeps a third
+    far = blended.predict(p, m, on_extrapolation="ignore")["rho"].mean
+    means, _ = blended.predict_members(p, m, on_extrapolation="ignore")
+    np.testing.assert_allclose(far, means.mean(axis=0)[:, 0], atol=1e-6)  # the network's own mean
+    mean, _ = jax.jit(blended.predict_fn)(p, m)
+    np.testing.assert_allclose(np.asarray(mean)[:, 0], far, atol=2e-3)
+    grad = jax.grad(lambda mass: blended.predict_fn(p[0], mass)[0].sum())(top + 0.05)
+    assert np.isfinite(float(grad))
+
 def test_a_tampered_blend_is_refused(blended: Emulator) -> None:
     record = blended.blend.to_dict()
     t = blended.transforms

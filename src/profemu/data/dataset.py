@@ -42,6 +42,7 @@ import numpy as np
 
 from profemu._files import DEFAULT_MAX_READ_BYTES
 from profemu.data.schema import dataset_arguments, write_dataset_file
+from profemu.data.selfsimilar import redshift_column
 from profemu.data.validation import (
     _F32_MAX,
     _as_float_array,
@@ -127,6 +128,7 @@ class ProfileDataset:
         groups = None if self.groups is None else _integer_ids(self.groups, "groups", n)
         noise = _validated_noise(self.noise, profiles, mask, copy)
         _check_name_collisions(names, tuple(profiles))
+        _check_redshift_column(params, names, redshift)
 
         put(self, "params", params)
         put(self, "param_names", names)
@@ -492,6 +494,28 @@ def _validated_redshift(value: Any, n: int, copy: bool = True) -> np.ndarray | N
                         "halo profiles are >= 0 and at most 20: fix or remove these rows.")
     return redshift
 
+
+
+def _check_redshift_column(params: np.ndarray, names: tuple[str, ...], redshift: np.ndarray | None) -> None:
+    """A parameter column holding the redshift (``z``; :func:`~profemu.data.selfsimilar.redshift_column`)
+    lies in [0, REDSHIFT_MAX] and, when the rows also carry a redshift array, equals it."""
+    j = redshift_column(names)
+    if j is None:
+        return
+    z = params[:, j]
+    bad = (z < 0) | (z > REDSHIFT_MAX)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"params[{names[j]!r}]: value {z[i]} at row {i} is outside [0, {REDSHIFT_MAX:g}]; the column "
+                        "is read as the redshift, and redshifts of halo profiles are >= 0 and at most 20: fix the "
+                        "rows or rename the column if it is not a redshift.")
+    if redshift is not None:
+        off = np.abs(z - redshift) > 1e-6 * (1.0 + np.abs(redshift))
+        if off.any():
+            i = int(np.argmax(off))
+            raise DataError(f"redshift: {redshift[i]:.6g} at row {i}, but the parameter column {names[j]!r} (read as "
+                            f"the redshift) says {z[i]:.6g}; keep one of the two (or rename the column if it is not "
+                            "a redshift).")
 
 #: Largest redshift a dataset may hold.
 REDSHIFT_MAX = 20.0

@@ -420,7 +420,7 @@ def _redshift(param_names: Sequence[str], meta: Mapping[str, Any],
     if j is not None:
         note = f"the redshift is the parameter column {param_names[j]!r}"
         if redshift is not None and redshift.size:
-            note += " (the dataset's redshift array is not used)"
+            note += " (equal to the dataset's redshift array, which stays an input too)"
         return None, j, note
     if redshift is not None and redshift.size:
         return (float(redshift[0]) if np.ptp(redshift) == 0 else None), -1, ""

@@ -34,8 +34,9 @@ import numpy as np
 
 from profemu._files import flatten_tree, unflatten_tree
 from profemu.config import ModelConfig
+from profemu.data.selfsimilar import redshift_column
 from profemu.data.transforms import Transforms, decode_mean, decode_var
-from profemu.emulator.blend import GPBlend
+from profemu.emulator.blend import FADE, GPBlend
 from profemu.emulator.covariance import ResidualCovariance
 from profemu.emulator.covariance import residual_covariance as stored_residual_covariance
 from profemu.emulator.extrapolation import (
@@ -194,6 +195,7 @@ class Emulator:
         record = self.metadata.get("gp_blend")
         self.blend: GPBlend | None = None if record is None else GPBlend.from_dict(
             record, block_widths=transforms.input_blocks, out_dim=transforms.target_dim)
+        _ = self.extrapolation  # a damaged extrapolation record is refused here, not at the first prediction
 
     # ------------------------------------------------------------------ info
     @property
@@ -405,8 +407,7 @@ class Emulator:
         s = np.broadcast_to(self.variance_scale if self.blend is None else self.blend.variance_factor,
                             ens.mean.shape[-1:])
         if self.blend is not None:
-            ens = ens._replace(mean=self.blend.mix(ens.mean, blended_gp_log10(
-                self.blend, self.transforms, _raw(inputs))))
+            ens = ens._replace(mean=blended_mean(self.blend, self.transforms, _raw(inputs), ens.mean))
         n_r = self.transforms.n_r
         d2, per_input = distance_outside(self.transforms, _raw(inputs))
         ext = self.extrapolation
@@ -494,7 +495,7 @@ class Emulator:
                 _check_fixed_redshift(spec, redshift, n)
             means, variances = member_log10(network, weights, arrays, t, raw, jnp)
             ens = combine(means, variances)
-            mean = ens.mean if blend is None else blend.mix(ens.mean, blended_gp_log10(blend, t, raw, jnp))
+            mean = ens.mean if blend is None else blended_mean(blend, t, raw, ens.mean, jnp)
             total = vscale * ens.var
             if ext is not None:
                 d2, per_input = distance_outside(t, raw, jnp)
@@ -538,14 +539,32 @@ class Emulator:
                    variance_scale=parts.variance_scale, on_extrapolation=parts.on_extrapolation)  # type: ignore[arg-type]
 
 
-def blended_gp_log10(blend: GPBlend, transforms: Transforms, raw: Mapping[str, Any], xp: Any = np) -> Any:
-    """The blend's GP mean of log10 profiles [n, D] (dex) from raw inputs (numpy or JAX)."""
+def blended_mean(blend: GPBlend, transforms: Transforms, raw: Mapping[str, Any], network_mean: Any,
+                 xp: Any = np) -> Any:
+    """The blend of the network's mean log10 profiles [n, D] (dex) with its GP's, from raw inputs
+    (numpy or JAX; :meth:`GPBlend.mix`, the GP's share fading outside its box)."""
     blocks = transforms.transform_inputs(raw["params"], raw["log10_mass"], raw.get("pk_ratio"), raw.get("redshift"),
                                          xp=xp)
     std = blend.standardised_mean(blocks, xp)
-    mean, _ = transforms.to_log10(std, None, xp, params=raw["params"], log10_mass=raw["log10_mass"],
-                                  redshift=raw.get("redshift"))
-    return mean
+    gp_mean, _ = transforms.to_log10(std, None, xp, params=raw["params"], log10_mass=raw["log10_mass"],
+                                     redshift=raw.get("redshift"))
+    return blend.mix(network_mean, gp_mean, xp, support=blend.support(blocks, xp, fade=_blend_fade(transforms)))
+
+
+def _blend_fade(transforms: Transforms) -> dict[str, np.ndarray]:
+    """:data:`~profemu.emulator.blend.FADE` in each input block's normalised units (the parameters'
+    times their input relevance): for the halo mass, the redshift input and a parameter column
+    read as the redshift (``z``, when it is not log-sampled)."""
+    stats = transforms.input_stats
+    fade = {"log10_mass": FADE / np.asarray(stats["log10_mass"][1], float)}
+    if "redshift" in stats:
+        fade["redshift"] = FADE / np.asarray(stats["redshift"][1], float)
+    j = redshift_column(transforms.param_names)
+    if j is not None and transforms.param_names[j] not in transforms.log_params:
+        column = np.full(len(transforms.param_names), np.inf)
+        column[j] = FADE / float(np.asarray(stats["params"][1], float)[j]) * float(transforms.param_weights[j])
+        fade["params"] = column
+    return fade
 
 
 def _check_fixed_redshift(spec: InputSpec, redshift: Any, n: int) -> None:

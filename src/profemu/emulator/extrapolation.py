@@ -10,7 +10,7 @@ truth). This module adds a variance term that grows with the distance from the b
 * ``d_n`` — the Euclidean distance of input ``n`` outside the training box, per column
   in standardised units: ``log10_mass`` in dex, each parameter in units of its training
   spread (the input scaler's scale, in log10 for log-sampled parameters), the redshift
-  in units of Δz, each P(k) bin in units of its training spread (root mean square over
+  (the redshift input or a parameter column named ``z``) in units of Δz, each P(k) bin in units of its training spread (root mean square over
   the bins). ``d = 0`` inside the box.
 * ``a_j`` [dex per unit distance] per output (field × radius) and one exponent ``p`` —
   fitted by :func:`fit_extrapolation_variance`: the training rows' highest-mass part is
@@ -22,8 +22,8 @@ truth). This module adds a variance term that grows with the distance from the b
   beyond the data single radii held 9% of the truth in their 68% intervals while others
   held all of it.
 
-Where the training rows span at least three redshifts (a parameter column named ``z``, whose
-distance is then in its training spreads, or else the redshift input), the redshift gets its
+Where the training rows span at least three redshifts (a parameter column named ``z``, measured
+in Δz like the redshift input, or else the redshift input), the redshift gets its
 own term, calibrated by holding out the highest third of the distinct redshifts instead: the
 self-similar scaling in E(z) can make a step in redshift far safer, or not, than one in mass.
 With one held-out redshift step the term's growth is fixed at linear in the distance
@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from profemu.data.dataset import ProfileDataset
-from profemu.data.selfsimilar import redshift_values
+from profemu.data.selfsimilar import redshift_column, redshift_values
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
@@ -73,25 +73,31 @@ P_UNRESOLVED = 2.0
 FIELD_BAND = 3.0
 
 
-def _column_bounds(transforms: Any) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(name, block, lo, hi, scale)`` per input column, bounds in the scaled coordinates' units."""
+def _column_bounds(transforms: Any) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, bool]]:
+    """``(name, block, lo, hi, scale, log)`` per input column, bounds in the scaled coordinates' units
+    (``log``: the column is compared in log10). A parameter column holding the redshift
+    (:func:`~profemu.data.selfsimilar.redshift_column`) is measured like the redshift input, in Δz:
+    its training spread depends on which redshifts a fit saw, Δz does not."""
     box = transforms.input_box()
     names = list(transforms.param_names)
-    is_log = np.array([n in set(transforms.log_params) for n in names], bool)
+    z_column = redshift_column(names)
+    is_log = np.array([n in set(transforms.log_params) and i != z_column for i, n in enumerate(names)], bool)
     lo = np.array([float(box[n][0]) for n in names])
     hi = np.array([float(box[n][1]) for n in names])
     lo = np.where(is_log, np.log10(np.where(is_log, lo, 1.0)), lo)
     hi = np.where(is_log, np.log10(np.where(is_log, hi, 1.0)), hi)
-    scale = np.asarray(transforms.input_stats["params"][1], float)
-    out = [(n, "params", lo[i:i + 1], hi[i:i + 1], scale[i:i + 1]) for i, n in enumerate(names)]
+    scale = np.asarray(transforms.input_stats["params"][1], float).copy()
+    if z_column is not None:
+        scale[z_column] = 1.0
+    out = [(n, "params", lo[i:i + 1], hi[i:i + 1], scale[i:i + 1], bool(is_log[i])) for i, n in enumerate(names)]
     m_lo, m_hi = box["log10_mass"]
-    out.append(("log10_mass", "log10_mass", np.array([float(m_lo)]), np.array([float(m_hi)]), np.ones(1)))
+    out.append(("log10_mass", "log10_mass", np.array([float(m_lo)]), np.array([float(m_hi)]), np.ones(1), False))
     if "redshift" in box:
         z_lo, z_hi = box["redshift"]
-        out.append(("redshift", "redshift", np.array([float(z_lo)]), np.array([float(z_hi)]), np.ones(1)))
+        out.append(("redshift", "redshift", np.array([float(z_lo)]), np.array([float(z_hi)]), np.ones(1), False))
     if "pk_ratio" in box and "pk" in transforms.input_stats:
         k_lo, k_hi = (np.asarray(a, float) for a in box["pk_ratio"])
-        out.append(("pk_ratio", "pk_ratio", k_lo, k_hi, np.asarray(transforms.input_stats["pk"][1], float)))
+        out.append(("pk_ratio", "pk_ratio", k_lo, k_hi, np.asarray(transforms.input_stats["pk"][1], float), False))
     return out
 
 
@@ -107,7 +113,7 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np) -
     Returns:
         ``(d2, per_input)``: ``d2`` [n] the squared distance outside the box, and per input
         name its own distance [n] (dex for ``log10_mass``; training spreads for the
-        parameters; Δz for ``redshift``; RMS training spreads over the k bins for
+        parameters, Δz for a ``z`` column; Δz for ``redshift``; RMS training spreads over the k bins for
         ``pk_ratio``). Zero inside the box.
     """
     params = xp.asarray(inputs["params"])
@@ -117,14 +123,13 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np) -
         values["redshift"] = xp.reshape(xp.asarray(inputs["redshift"]), (n, 1))
     if inputs.get("pk_ratio") is not None:
         values["pk_ratio"] = xp.asarray(inputs["pk_ratio"])
-    log_names = set(transforms.log_params)
     d2 = xp.zeros((n,), dtype=params.dtype)
     per_input: dict[str, Any] = {}
-    for j, (name, block, lo, hi, scale) in enumerate(_column_bounds(transforms)):
+    for j, (name, block, lo, hi, scale, log) in enumerate(_column_bounds(transforms)):
         if block not in values:
             continue
         x = values[block][:, j:j + 1] if block == "params" else values[block]
-        if name in log_names:
+        if log:
             x = xp.log10(xp.maximum(x, 1e-300))
         tol = 1e-9 * (1.0 + np.abs(hi - lo))
         lo_, hi_, s_ = (xp.asarray(v, dtype=params.dtype) for v in (lo - tol, hi + tol, scale))
@@ -163,18 +168,32 @@ class ExtrapolationTerms(NamedTuple):
     redshift_input: str = "redshift"
 
 
+#: Largest amplitude a record may hold [dex per unit distance] (the fit's grid stops at 10).
+A_MAX = 1e3
+_REFIT = "retrain the emulator (profemu train) or refit the term (profemu.emulator.extrapolation.fit_extrapolation_variance)"
+
+
 def _read_term(rec: Mapping[str, Any], width: int, where: str) -> tuple[np.ndarray, float]:
-    try:
-        a = np.asarray(rec["a"], dtype=np.float64)
-        p = float(rec["p"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"{where}: {exc!r}; it needs 'a' (a list of {width} numbers >= 0) "
-                          "and 'p' (a number in (0, 10]); refit with fit_extrapolation_variance.") from None
-    if a.shape != (width,) or not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise FormatError(f"{where}.a: shape {a.shape}, needs {width} finite numbers >= 0; "
-                          "refit with fit_extrapolation_variance.")
+    missing = [k for k in ("a", "p") if k not in rec]
+    if missing:
+        raise FormatError(f"{where}: no {' or '.join(repr(k) for k in missing)}; it needs 'a' (a list of {width} "
+                          f"numbers >= 0) and 'p' (a number in (0, 10]); {_REFIT}.")
+    raw_a, raw_p = rec["a"], rec["p"]
+    if not isinstance(raw_p, int | float) or isinstance(raw_p, bool):
+        raise FormatError(f"{where}.p: {raw_p!r} is not a number; it must be a number in (0, 10]; {_REFIT}.")
+    if not isinstance(raw_a, list | tuple) or any(not isinstance(x, int | float) or isinstance(x, bool)
+                                                  for x in raw_a):
+        raise FormatError(f"{where}.a: must be a list of {width} numbers >= 0, got {str(raw_a)[:60]}; {_REFIT}.")
+    a = np.asarray(raw_a, dtype=np.float64)
+    p = float(raw_p)
+    if a.shape != (width,):
+        raise FormatError(f"{where}.a: {a.shape[0]} numbers, needs {width} (one per output); {_REFIT}.")
+    bad = ~np.isfinite(a) | (a < 0) | (a > A_MAX)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise FormatError(f"{where}.a: {float(a[j])!r} at output {j} must be a finite number in [0, {A_MAX:g}]; {_REFIT}.")
     if not (np.isfinite(p) and 0 < p <= 10):
-        raise FormatError(f"{where}.p: {p!r} must be in (0, 10]; refit with fit_extrapolation_variance.")
+        raise FormatError(f"{where}.p: {p!r} must be in (0, 10]; {_REFIT}.")
     return a, p
 
 
@@ -191,21 +210,19 @@ def read_record(metadata: Mapping[str, Any], width: int,
     if rec is None:
         return None
     if not isinstance(rec, Mapping):
-        raise FormatError("metadata.extrapolation: must be a mapping with 'a' and 'p'; refit with "
-                          "fit_extrapolation_variance.")
+        raise FormatError(f"metadata.extrapolation: must be a mapping with 'a' and 'p'; {_REFIT}.")
     a, p = _read_term(rec, width, "metadata.extrapolation")
     z = rec.get("redshift")
     if z is None:
         return ExtrapolationTerms(a, p)
     if not isinstance(z, Mapping):
-        raise FormatError("metadata.extrapolation.redshift: must be a mapping with 'a' and 'p'; refit with "
-                          "fit_extrapolation_variance.")
+        raise FormatError(f"metadata.extrapolation.redshift: must be a mapping with 'a' and 'p'; {_REFIT}.")
     name = z.get("input", "redshift")
     if not isinstance(name, str) or not name or (inputs is not None and name not in inputs):
         raise FormatError(f"metadata.extrapolation.redshift.input: {name!r} must name the redshift input "
                           "('redshift' or a parameter column such as 'z')"
                           + (f" among the emulator's inputs {list(inputs)}" if inputs is not None else "")
-                          + "; refit with fit_extrapolation_variance.")
+                          + f"; {_REFIT}.")
     return ExtrapolationTerms(a, p, _read_term(z, width, "metadata.extrapolation.redshift"), name)
 
 
@@ -392,14 +409,14 @@ def fit_extrapolation_variance(
     split = _redshift_holdout(dataset) if redshift else None
     if isinstance(split, tuple):
         z_inner, z_held, z_input, z_cut = split
-        where = "" if z_input == "redshift" else f" (the parameter column {z_input!r}, in its training spreads)"
+        where = "" if z_input == "redshift" else f" (the parameter column {z_input!r})"
         log.info("extrapolation variance in redshift%s: training on %d rows with z <= %.3g, holding out %d above",
                  where, z_inner.size, z_cut, z_held.size)
         res, var, dz, fields = _held_out_fit(fit, dataset, z_inner, z_held, emulator, z_input)
         a_z, p_z, nll_z = _fit_grid(res, var, dz, fields)
         nll_z0 = _nll_without(res, var)
-        log.info("extrapolation variance in redshift: p = %.2f, median a = %.3g per unit distance, held-out NLL "
-                 "%.3f -> %.3f (distances %.2f-%.2f)", p_z, float(np.median(a_z)), nll_z0, nll_z, float(dz.min()),
+        log.info("extrapolation variance in redshift: p = %.2f, median a = %.3g dex per unit z, held-out NLL "
+                 "%.3f -> %.3f (Δz %.2f-%.2f)", p_z, float(np.median(a_z)), nll_z0, nll_z, float(dz.min()),
                  float(dz.max()))
         record["redshift"] = {"a": [float(x) for x in a_z], "p": p_z, "held_out_rows": int(z_held.size),
                               "redshift_cut": z_cut, "distance_range": [float(dz.min()), float(dz.max())],

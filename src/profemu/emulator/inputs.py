@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu.data.selfsimilar import ALIASES
+from profemu.data.selfsimilar import ALIASES, redshift_column
 from profemu.errors import DataError
 
 __all__ = [
@@ -67,6 +67,8 @@ class InputSpec:
         uses_redshift: Redshift is an input of the model (it varied in training).
         training_redshift: The single training redshift when it did not vary (else None).
         log10_mass_box: (min, max) of the training log10 masses (for messages).
+        redshift_column: Index of the parameter column read as the redshift (``z``), or None.
+        column_redshift: The single value of that column when it did not vary in training.
     """
 
     param_names: tuple[str, ...]
@@ -75,6 +77,8 @@ class InputSpec:
     uses_redshift: bool = False
     training_redshift: float | None = None
     log10_mass_box: tuple[float, float] | None = None
+    redshift_column: int | None = None
+    column_redshift: float | None = None
 
     @classmethod
     def from_transforms(cls, t: Any) -> InputSpec:
@@ -86,6 +90,8 @@ class InputSpec:
         ss = getattr(t, "self_similar", None)
         if z is None and not uses_z and ss is not None and ss.redshift_value is not None:
             z = (ss.redshift_value, ss.redshift_value)  # one redshift, known only from meta["redshift"]
+        j = redshift_column(t.param_names)
+        z_col = None if j is None else box.get(t.param_names[j])
         return cls(
             param_names=tuple(t.param_names),
             log_params=tuple(t.log_params),
@@ -93,6 +99,8 @@ class InputSpec:
             uses_redshift=uses_z,
             training_redshift=None if (z is None or uses_z) else float(z[0]),
             log10_mass_box=None if mass is None else (float(mass[0]), float(mass[1])),
+            redshift_column=j,
+            column_redshift=None if z_col is None or float(z_col[1]) > float(z_col[0]) else float(z_col[0]),
         )
 
 
@@ -344,4 +352,32 @@ def check_inputs(
     elif pk_ratio is not None:
         raise DataError("pk_ratio: this emulator was trained without P(k); do not pass pk_ratio.")
     z = redshift_input(spec, redshift, n)
+    _redshift_column_check(spec, p, z)
     return Inputs(p, m, pk, z, single)
+
+
+def _redshift_column_check(spec: InputSpec, p: np.ndarray, z: np.ndarray | None) -> None:
+    """The parameter column read as the redshift: in [0, REDSHIFT_MAX], at its training value when it
+    was constant, and equal to the redshift input when the emulator takes both."""
+    if spec.redshift_column is None:
+        return
+    j, name = spec.redshift_column, spec.param_names[spec.redshift_column]
+    col = p[:, j]
+    bad = (col < 0) | (col > REDSHIFT_MAX)
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(f"params[{name!r}]: {col[i]:.6g} at row {i} is outside [0, {REDSHIFT_MAX:g}]; the column is the "
+                        "redshift, and redshifts of halo profiles are >= 0 and at most 20. Fix the input.")
+    if spec.column_redshift is not None:
+        off = np.abs(col - spec.column_redshift) > 1e-6 * (1.0 + spec.column_redshift)
+        if off.any():
+            i = _first_bad(off)
+            raise DataError(f"params[{name!r}]: {col[i]:.6g} at row {i}, but this emulator was trained at the single "
+                            f"redshift {spec.column_redshift:.6g} and cannot predict at another one; pass "
+                            f"{spec.column_redshift:.6g}.")
+    if z is not None:
+        off = np.abs(col - z) > 1e-6 * (1.0 + np.abs(z))
+        if off.any():
+            i = _first_bad(off)
+            raise DataError(f"redshift: {z[i]:.6g} at row {i}, but the parameter column {name!r} (the redshift) says "
+                            f"{col[i]:.6g}; pass the same redshift in both.")
