@@ -81,6 +81,8 @@ def test_a_redshift_parameter_column_is_checked_like_the_redshift() -> None:
     was constant (the network saw one value), and equal to the redshift input when both are taken."""
     spec = InputSpec(param_names=("Omega_m", "z"), redshift_column=1)
     assert check_inputs(spec, [0.3, 1.0], 13.0).params[0, 1] == 1.0
+    with pytest.raises(DataError, match=r"reads the redshift from its parameter column 'z'; give it there"):
+        check_inputs(spec, [0.3, 1.0], 13.0, redshift=1.0)
     with pytest.raises(DataError, match=r"params\['z'\]: -3 at row 0 is outside \[0, 20\]"):
         check_inputs(spec, [0.3, -3.0], 13.0)
     constant = InputSpec(param_names=("Omega_m", "z"), redshift_column=1, column_redshift=0.5)

@@ -309,6 +309,20 @@ def test_extrapolation_in_cli_is_one_warning_line(ctx: Ctx) -> None:
         in warned[0], warned
 
 
+
+def test_the_cli_warning_counts_every_row_of_a_file_read_in_chunks(ctx: Ctx) -> None:
+    """Six rows read two at a time, three of them outside: the one line counts 3 of 6 rows and shows
+    their values and the training range itself (not the range widened by the tolerance)."""
+    header, rows = ctx.good_csv_rows()
+    rows = [list(r) for r in rows * 3]
+    for i in (0, 3, 4):
+        rows[i][header.index("Omega_m")] = 0.9 - 0.01 * i
+    result = _invoke([*_predict_csv(ctx, "outside_chunks.csv", header, rows), "--force", "--chunk-rows", "2"])
+    assert result.exit_code == 0, result.stderr
+    warned = [ln for ln in result.stdout.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 1 and "Omega_m = 0.86..0.9 (3 of 6 rows) outside the training range [0.107, 0.498]" \
+        in warned[0], warned
+
 def test_catalogue_quotes_every_message() -> None:
     text = " ".join(DOC.read_text().split())
     for case in CASES:

@@ -605,34 +605,26 @@ PREDICT_CHUNK_ROWS = 8192
 
 
 class _Extremes:
-    """Per-column minimum and maximum of the checked inputs of every chunk.
+    """The rows read so far and, per input column, how many lay outside the training box and the
+    lowest and highest of those values (:meth:`~profemu.emulator.core.Emulator.outside_columns`
+    of every chunk), so one warning line covers every row of a file read in chunks."""
 
-    The training-box check only depends on them, so one check of the two rows they
-    make gives the same one warning line as a check of every row at once.
-    """
-
-    def __init__(self) -> None:
-        self.low: dict[str, np.ndarray] = {}
-        self.high: dict[str, np.ndarray] = {}
+    def __init__(self, emulator: Any) -> None:
+        self.emulator = emulator
+        self.outside: dict[str, list[float]] = {}
         self.n = 0
 
     def add(self, inputs: Any) -> None:
-        """Count the rows of a chunk and widen the extremes by its values."""
+        """Count the rows of a chunk and its inputs outside the box."""
         self.n += inputs.n
-        for key in ("params", "log10_mass", "pk_ratio", "redshift"):
-            value = getattr(inputs, key)
-            if value is None:
-                continue
-            lo, hi = np.min(value, axis=0), np.max(value, axis=0)
-            self.low[key] = lo if key not in self.low else np.minimum(self.low[key], lo)
-            self.high[key] = hi if key not in self.high else np.maximum(self.high[key], hi)
+        for name, (count, vmin, vmax, lo, hi) in self.emulator.outside_columns(inputs).items():
+            seen = self.outside.setdefault(name, [0, vmin, vmax, lo, hi])
+            seen[0] += count
+            seen[1], seen[2] = min(seen[1], vmin), max(seen[2], vmax)
 
-    def inputs(self) -> Any:
-        """Two rows: the minima and the maxima (an :class:`~profemu.emulator.inputs.Inputs`)."""
-        from profemu.emulator.inputs import Inputs
-
-        two = {k: np.stack([self.low[k], self.high[k]]) for k in self.low}
-        return Inputs(two["params"], two["log10_mass"], two.get("pk_ratio"), two.get("redshift"), False)
+    def warn(self) -> None:
+        """One warning line for every row (the emulator's policy is "warn" here)."""
+        self.emulator.report_outside(self.outside, self.n, policy="warn")
 
 
 def _shift_rows(exc: DataError, offset: int) -> DataError:
@@ -918,13 +910,13 @@ def predict(
     chunks = _input_chunks(emulator, input, chunk_rows, _pk_default(emulator, pk_ratio))
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out.parent, glob.escape(out.name))  # what a killed predict left
-    extremes = _Extremes()
+    extremes = _Extremes(emulator)
     with _warnings_as_lines(console):
         if out.suffix.lower() == ".npz":
             _write_predictions_npz(out, emulator, chunks, extremes)
         else:
             _write_predictions_csv(out, emulator, chunks, layout, extremes)
-        emulator.check_extrapolation(extremes.inputs(), policy="warn")  # once for all rows, not per chunk
+        extremes.warn()  # once for all rows, not per chunk
     console.print(f"predicted {extremes.n} row(s) of {list(emulator.field_names)} (log10 units, std in dex, "
                   f"{len(emulator.radius)} radii in {emulator.radius_unit}) -> {out}", markup=False)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -275,9 +275,10 @@ class Emulator:
         return check_inputs(self.input_spec, params, log10_mass, pk_ratio, redshift)
 
     @functools.cached_property
-    def _box_columns(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
-        """Per input block: column names and bounds with a relative tolerance of 1e-9."""
-        out: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+    def _box_columns(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+        """Per input block: column names, training bounds and the relative tolerance (1e-9 of the
+        range) within which a value on a bound counts as inside."""
+        out: dict[str, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]] = {}
         names = [n for n in self.param_names if n in self._box]
         blocks = [("params", names, np.array([self._box[n][0] for n in names], float),
                    np.array([self._box[n][1] for n in names], float))]
@@ -286,8 +287,7 @@ class Emulator:
                 lo, hi = (np.atleast_1d(a).astype(float) for a in self._box[block])
                 blocks.append((block, [block] * lo.size, lo, hi))
         for block, cols, lo, hi in blocks:
-            tol = 1e-9 * (1.0 + np.abs(hi - lo))
-            out[block] = (cols, lo - tol, hi + tol)
+            out[block] = (cols, lo, hi, 1e-9 * (1.0 + np.abs(hi - lo)))
         return out
 
     def check_extrapolation(
@@ -314,29 +314,44 @@ class Emulator:
         if policy == "ignore":
             return []
         inputs = params if isinstance(params, Inputs) else self.check_inputs(params, log10_mass, pk_ratio, redshift)
+        return self.report_outside(self.outside_columns(inputs), inputs.n, policy=policy, stacklevel=4)
+
+    def outside_columns(self, inputs: Inputs) -> dict[str, list[float]]:
+        """Per input column with values outside the training box: ``[rows outside, lowest and
+        highest of their values, training min, training max]`` (checked :class:`Inputs`)."""
         given = {"params": inputs.params, "log10_mass": inputs.log10_mass[:, None], "pk_ratio": inputs.pk_ratio,
                  "redshift": None if inputs.redshift is None else inputs.redshift[:, None]}
-        outside: list[str] = []
-        for block, (cols, lo, hi) in self._box_columns.items():
+        found: dict[str, list[float]] = {}
+        for block, (cols, lo, hi, tol) in self._box_columns.items():
             values = given.get(block)
             if values is None:
                 continue
-            bad = np.flatnonzero(((values < lo) | (values > hi)).any(axis=0))
+            bad = np.flatnonzero(((values < lo - tol) | (values > hi + tol)).any(axis=0))
             for name in dict.fromkeys(cols[j] for j in bad):
                 idx = [j for j, nm in enumerate(cols) if nm == name]
                 v = values[:, idx]
-                off = ((v < lo[idx]) | (v > hi[idx])).any(axis=1)  # the rows outside, not all rows
+                off = ((v < (lo - tol)[idx]) | (v > (hi + tol)[idx])).any(axis=1)  # the rows outside, not all rows
                 v = v[off]
-                rows = f" ({int(off.sum())} of {off.size} rows)" if off.size > 1 else ""
-                shown = f"{v.min():.4g}" if v.min() == v.max() else f"{v.min():.4g}..{v.max():.4g}"
-                outside.append(f"{name} = {shown}{rows} outside the training range "
-                               f"[{lo[idx].min():.4g}, {hi[idx].max():.4g}]")
-        if not outside:
+                found[name] = [int(off.sum()), float(v.min()), float(v.max()), float(lo[idx].min()),
+                               float(hi[idx].max())]
+        return found
+
+    def report_outside(self, columns: Mapping[str, Sequence[float]], n: int, *,
+                       policy: ExtrapolationPolicy | None = None, stacklevel: int = 2) -> list[str]:
+        """Warn about (or refuse, by ``policy``) the columns of :meth:`outside_columns`, gathered
+        over ``n`` rows (e.g. summed over the chunks of a large file); returns one entry per column."""
+        policy = _check_policy(policy or self.on_extrapolation)
+        if policy == "ignore" or not columns:
             return []
+        outside = []
+        for name, (count, vmin, vmax, lo, hi) in columns.items():
+            rows = f" ({int(count)} of {n} rows)" if n > 1 else ""
+            shown = f"{vmin:.4g}" if vmin == vmax else f"{vmin:.4g}..{vmax:.4g}"
+            outside.append(f"{name} = {shown}{rows} outside the training range [{lo:.4g}, {hi:.4g}]")
         msg = "inputs outside the training box: " + "; ".join(outside)
         if policy == "error":
             raise ExtrapolationError(msg + ". Pass on_extrapolation='warn' or 'ignore' to predict anyway.")
-        warnings.warn(msg + "; predictions there are extrapolations.", stacklevel=3)
+        warnings.warn(msg + "; predictions there are extrapolations.", stacklevel=stacklevel)
         return outside
 
     # ------------------------------------------------------------- prediction

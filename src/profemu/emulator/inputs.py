@@ -256,6 +256,9 @@ def redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
         _finite(z, "redshift")
         _redshift_check(z)
         if not spec.uses_redshift:
+            if spec.redshift_column is not None:
+                raise DataError(f"redshift: this emulator reads the redshift from its parameter column "
+                                f"{spec.param_names[spec.redshift_column]!r}; give it there and drop the argument.")
             if spec.training_redshift is None:
                 raise DataError("redshift: this emulator was trained without a redshift; drop the argument.")
             off = np.abs(z - spec.training_redshift) > 1e-6 * (1.0 + spec.training_redshift)
