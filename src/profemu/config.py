@@ -574,7 +574,9 @@ class TrainConfig:
             refit; without one it is a lighter
             training (one validation split, at most 3 members). ``"auto"`` on runs of at
             least 100 training rows whose upper half in mass lies (median) at least 0.1 dex
-            above the lower half, with at least 25 on each side of their median, ``"on"``, ``"off"``. On CAMELS TNG, 0-0.3 dex above
+            above the lower half, with at least 25 on each side of their median (else, on
+            rows at three or more redshifts, the redshift's own term alone), ``"on"``,
+            ``"off"``. On CAMELS TNG, 0-0.3 dex above
             the training masses, the default's 68% coverage is 0.66 (rho) and 0.77 (pth),
             against 0.52 and 0.42 for the plain MLP without it and without self-similar
             scaling (BENCHMARKS.md).

@@ -220,3 +220,27 @@ def test_a_run_with_a_folder_imports_matplotlib_while_it_trains(tmp_path: Path, 
     assert calls == []  # no run folder, no figure
     train_emulator(ds, Config().updated(_TINY), run_dir=tmp_path / "run")
     assert calls == [1] and (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_one_narrow_mass_bin_at_three_redshifts_gets_the_redshifts_term_alone(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A CAMELS-like single mass bin observed at three redshifts cannot calibrate the term of the
+    distance in mass, but can the redshift's own: auto fits that one alone and says so."""
+    import logging
+
+    from profemu.data.mock import make_mock_snapshots
+
+    ds = make_mock_snapshots((0.0, 0.25, 0.5), 60, seed=2, param_set="lh6", with_pk=False, n_r=6,
+                             log10_mass_range=(12.0, 12.05))
+    with caplog.at_level(logging.INFO, logger="profemu.runs.training"):
+        emu = train_emulator(ds, Config().updated({**_TINY, "data.fields": ["pth"]})).emulator
+    assert any("the redshift's own term only" in r.getMessage() for r in caplog.records)
+    record = emu.metadata["extrapolation"]
+    assert record["mass_term"] == "not fitted" and record["redshift"]["input"] == "redshift"
+    terms = emu.extrapolation
+    assert terms is not None and np.all(terms.a == 0) and terms.redshift is not None
+    x, m = ds.params[:1], np.array([12.02])
+    higher_z = emu.predict(x, m, redshift=1.0, on_extrapolation="ignore")["pth"].extrapolation
+    a_z, p_z = terms.redshift
+    np.testing.assert_allclose(higher_z[0], (a_z * 0.5) ** p_z, rtol=1e-6, atol=1e-12)
+    assert np.all(emu.predict(x, m + 1.0, redshift=0.25, on_extrapolation="ignore")["pth"].extrapolation == 0)

@@ -51,7 +51,7 @@ from profemu.data.selfsimilar import redshift_column, redshift_values
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
-           "mass_holdout", "read_record", "record_variance"]
+           "mass_holdout", "read_record", "record_variance", "redshift_term_possible"]
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +329,12 @@ def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray, str, 
     return np.flatnonzero(~high), np.flatnonzero(high), name, cut
 
 
+def redshift_term_possible(ds: ProfileDataset) -> bool:
+    """Whether the rows can calibrate the redshift's own term (at least :data:`MIN_REDSHIFTS`
+    distinct redshifts, and 2 rows at the highest third of them)."""
+    return isinstance(_redshift_holdout(ds), tuple)
+
+
 def _held_out_fit(fit: Callable[[ProfileDataset], Any], dataset: ProfileDataset, inner: np.ndarray,
                   held: np.ndarray, emulator: Any, which: str | None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -365,6 +371,7 @@ def fit_extrapolation_variance(
     emulator: Any = None,
     fraction: float = 0.5,
     redshift: bool = True,
+    mass: bool = True,
 ) -> dict[str, Any]:
     """Calibrate σ_ext² = (a·d)^p by holding out the training rows' highest masses (and redshifts).
 
@@ -377,7 +384,10 @@ def fit_extrapolation_variance(
             upper of two equally filled mass bins.
         redshift: Also fit the redshift's own term when the rows span at least
             :data:`MIN_REDSHIFTS` redshifts (one more training, on the rows below the
-            redshift quantile 2/3, scored on those above it).
+            highest third of the distinct redshifts, scored on those above it).
+        mass: Fit the term of the distance outside the box (held out by mass). False: the
+            redshift's term alone (e.g. one narrow mass bin at several redshifts); the other
+            term is zero, ``"mass_term": "not fitted"`` says so.
 
     Returns:
         The JSON record for ``Emulator.metadata["extrapolation"]``: ``a`` [D] (list, dex
@@ -390,23 +400,26 @@ def fit_extrapolation_variance(
         parameter column holding the redshift)}.
 
     Raises:
-        DataError: ``fraction`` outside (0, 1), too few rows on one side, or ``fit`` returns an
-            emulator of other outputs than ``emulator``.
+        DataError: ``fraction`` outside (0, 1), too few rows on one side, ``fit`` returns an
+            emulator of other outputs than ``emulator``, or (``mass`` False) no redshift term.
     """
-    inner, held = mass_holdout(dataset, fraction)
-    cut = float(np.max(np.asarray(dataset.log10_mass)[inner]))
-    log.info("extrapolation variance: training on %d rows with log10 M <= %.3f, holding out %d above",
-             inner.size, cut, held.size)
-    res, var, d, fields = _held_out_fit(fit, dataset, inner, held, emulator, None)
-    a, p, nll = _fit_grid(res, var, d, fields)
-    nll0 = _nll_without(res, var)
-    log.info("extrapolation variance: p = %.2f, median a = %.3g dex per unit distance, held-out NLL %.3f -> %.3f "
-             "(distances %.2f-%.2f)", p, float(np.median(a)), nll0, nll, float(d.min()), float(d.max()))
-    record: dict[str, Any] = {
-        "a": [float(x) for x in a], "p": p, "held_out_rows": int(held.size), "mass_cut": cut,
-        "distance_range": [float(d.min()), float(d.max())], "nll_without": nll0, "nll_with": nll,
-        "field_band": FIELD_BAND}
-    split = _redshift_holdout(dataset) if redshift else None
+    record: dict[str, Any] = {"field_band": FIELD_BAND}
+    if mass:
+        inner, held = mass_holdout(dataset, fraction)
+        cut = float(np.max(np.asarray(dataset.log10_mass)[inner]))
+        log.info("extrapolation variance: training on %d rows with log10 M <= %.3f, holding out %d above",
+                 inner.size, cut, held.size)
+        res, var, d, fields = _held_out_fit(fit, dataset, inner, held, emulator, None)
+        a, p, nll = _fit_grid(res, var, d, fields)
+        nll0 = _nll_without(res, var)
+        log.info("extrapolation variance: p = %.2f, median a = %.3g dex per unit distance, held-out NLL %.3f -> "
+                 "%.3f (distances %.2f-%.2f)", p, float(np.median(a)), nll0, nll, float(d.min()), float(d.max()))
+        record.update({"a": [float(x) for x in a], "p": p, "held_out_rows": int(held.size), "mass_cut": cut,
+                       "distance_range": [float(d.min()), float(d.max())], "nll_without": nll0, "nll_with": nll})
+    split = _redshift_holdout(dataset) if redshift or not mass else None
+    if not mass and not isinstance(split, tuple):
+        raise DataError(f"extrapolation variance: the redshift's own term cannot be fitted ({split}), and the mass "
+                        "term was not asked for.")
     if isinstance(split, tuple):
         z_inner, z_held, z_input, z_cut = split
         where = "" if z_input == "redshift" else f" (the parameter column {z_input!r})"
@@ -421,6 +434,8 @@ def fit_extrapolation_variance(
         record["redshift"] = {"a": [float(x) for x in a_z], "p": p_z, "held_out_rows": int(z_held.size),
                               "redshift_cut": z_cut, "distance_range": [float(dz.min()), float(dz.max())],
                               "nll_without": nll_z0, "nll_with": nll_z, "input": z_input}
+        if not mass:  # the distance in the other inputs carries no variance: a zero term
+            record.update({"a": [0.0] * len(a_z), "p": P_UNRESOLVED, "mass_term": "not fitted"})
     elif split is not None:
         found = redshift_values(dataset.param_names, dataset.params, dataset.redshift)
         if found is not None and np.ptp(found[0]) > 0:

@@ -24,7 +24,7 @@ from profemu.data.dataset import ProfileDataset
 from profemu.emulator import Emulator
 from profemu.emulator.blend import attach_blend
 from profemu.emulator.covariance import ResidualCovariance, attach_residual_covariance
-from profemu.emulator.extrapolation import fit_extrapolation_variance
+from profemu.emulator.extrapolation import fit_extrapolation_variance, redshift_term_possible
 from profemu.errors import DataError
 from profemu.metrics import evaluate
 from profemu.runs.folder import DataSource, RunFolder
@@ -184,8 +184,8 @@ def train_emulator(
         _continue_metrics(metrics, run, prep, folds)
     _warn_one_mass(prep)
     _warn_repeated_inputs(prep)
-    extrapolate = uses_extrapolation_variance(config, prep)
-    held_out = _held_out_beside_folds(prep, config, folds) if extrapolate else None
+    extrapolate = extrapolation_terms(config, prep)
+    held_out = _held_out_beside_folds(prep, config, folds) if extrapolate == "mass" else None
     t0 = time.perf_counter()
     try:
         result, cv = _fit_run(run, prep, config, folds, callbacks, resume, held_out)
@@ -216,7 +216,7 @@ def train_emulator(
 
 
 def _finished_emulator(prep: Prepared, config: Config, result: Any, cv: dict[str, Any] | None, selection: Any,
-                       fit_seconds: float, run: RunFolder | None, extrapolate: bool,
+                       fit_seconds: float, run: RunFolder | None, extrapolate: str,
                        held_out: HeldOutTraining | None) -> Emulator:
     """The trained :class:`Emulator` with its metadata and its variance terms (residual covariance,
     GP blend, extrapolation variance)."""
@@ -233,7 +233,7 @@ def _finished_emulator(prep: Prepared, config: Config, result: Any, cv: dict[str
     _attach_blend(emulator, prep, config, cv)
     if extrapolate:
         try:
-            _attach_extrapolation_variance(emulator, prep, config, cv, held_out)
+            _attach_extrapolation_variance(emulator, prep, config, cv, held_out, mass=extrapolate == "mass")
         except DataError as exc:  # the emulator is kept: only the term beyond the box is missing
             logger.warning("extrapolation variance: not fitted (%s); the emulator is kept without it", exc)
     return emulator
@@ -436,29 +436,36 @@ def _warn_repeated_inputs(prep: Prepared) -> None:
                        n, ", redshift" if ds.redshift is not None else "", a, b, ds.groups[a], ds.groups[b])
 
 
-def uses_extrapolation_variance(config: Config, prep: Prepared) -> bool:
-    """Whether ``train.extrapolation_variance`` fits the variance beyond the box in this run (logged)."""
+def extrapolation_terms(config: Config, prep: Prepared) -> str:
+    """Which terms ``train.extrapolation_variance`` fits beyond the box in this run (logged):
+    ``"mass"`` (the distance outside the box, and the redshift's own term where the rows allow it),
+    ``"redshift"`` (the redshift's own term alone: the masses cannot calibrate the other) or ``""``."""
     mode = config.train.extrapolation_variance
     if mode == "off":
-        return False
+        return ""
+    if mode == "on":
+        return "mass"
     rows = training_rows(prep)
     mass = np.asarray(prep.dataset.log10_mass, float)[rows]
     above = mass > np.quantile(mass, 0.5) if mass.size else np.zeros(0, bool)
     gap = float(np.median(mass[above] - mass[~above].max())) if above.any() and (~above).any() else 0.0
-    if mode == "auto" and (rows.size < EXTRAPOLATION_MIN_ROWS or gap < EXTRAPOLATION_MIN_DISTANCE):
-        logger.info("extrapolation variance: not fitted (%d training rows whose upper half in mass lies a median "
-                    "%.2f dex above the lower half; train.extrapolation_variance: auto needs >= %d rows and >= "
-                    "%.1f dex to calibrate the term on, 'on' forces it); predictions outside the training masses "
-                    "carry no variance for the distance", rows.size, gap, EXTRAPOLATION_MIN_ROWS,
-                    EXTRAPOLATION_MIN_DISTANCE)
-        return False
     upper = int(np.sum(above))
-    if mode == "auto" and min(upper, rows.size - upper) < EXTRAPOLATION_MIN_ROWS // 4:
-        logger.info("extrapolation variance: not fitted (%d of the %d training rows lie above their median mass; "
-                    "auto needs >= %d on each side of it, 'on' forces it)", upper, rows.size,
-                    EXTRAPOLATION_MIN_ROWS // 4)
-        return False
-    return True
+    if rows.size < EXTRAPOLATION_MIN_ROWS or gap < EXTRAPOLATION_MIN_DISTANCE:
+        why = (f"{rows.size} training rows whose upper half in mass lies a median {gap:.2f} dex above the lower half; "
+               f"train.extrapolation_variance: auto needs >= {EXTRAPOLATION_MIN_ROWS} rows and >= "
+               f"{EXTRAPOLATION_MIN_DISTANCE:.1f} dex to calibrate the term on, 'on' forces it")
+    elif min(upper, rows.size - upper) < EXTRAPOLATION_MIN_ROWS // 4:
+        why = (f"{upper} of the {rows.size} training rows lie above their median mass; auto needs >= "
+               f"{EXTRAPOLATION_MIN_ROWS // 4} on each side of it, 'on' forces it")
+    else:
+        return "mass"
+    if rows.size >= EXTRAPOLATION_MIN_ROWS and redshift_term_possible(prep.dataset.subset(rows)):
+        logger.info("extrapolation variance: the redshift's own term only (%s); predictions outside the training "
+                    "masses carry no variance for that distance", why)
+        return "redshift"
+    logger.info("extrapolation variance: not fitted (%s); predictions outside the training masses carry no variance "
+                "for the distance", why)
+    return ""
 
 
 def _held_out_beside_folds(prep: Prepared, config: Config, folds: int) -> HeldOutTraining | None:
@@ -475,7 +482,8 @@ def _held_out_beside_folds(prep: Prepared, config: Config, folds: int) -> HeldOu
 
 
 def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: Config,
-                                   cv: Mapping[str, Any] | None, held_out: HeldOutTraining | None = None) -> None:
+                                   cv: Mapping[str, Any] | None, held_out: HeldOutTraining | None = None, *,
+                                   mass: bool = True) -> None:
     """Fit the variance beyond the training box and store it with ``emulator``
     (:func:`~profemu.emulator.extrapolation.fit_extrapolation_variance`: one more training on the
     lower half of the training rows in mass, scored on the upper half).
@@ -487,9 +495,12 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
     continue the folds' networks (and then ran beside the cross-validation, ``held_out``),
     the folds' median best epoch where they train anew. Without a cross-validation it is a
     lighter training of its own (one validation split, at most :data:`EXTRAPOLATION_MEMBERS`
-    members, no blend).
+    members, no blend). ``mass`` False: the redshift's own term alone, its training on the rows
+    below the highest third of the redshifts.
     """
     rows = training_rows(prep)
+    half = "the lower half of the %d training rows in mass" if mass else \
+        "the lower redshifts of the %d training rows (all but the highest third)"
     if cv is not None:
         continues = bool(cv["refit"]["continues_cv_networks"])
         if held_out is not None and not continues:
@@ -498,7 +509,7 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
         epochs = None if continues else int(cv["refit_epochs"])
         if held_out is None:
             logger.info("extrapolation variance: one more training of %d members from new initial parameters (%s) on "
-                        "the lower half of the %d training rows in mass (train.extrapolation_variance: off skips it)",
+                        + half + " (train.extrapolation_variance: off skips it)",
                         config.train.members, f"the whole schedule of {config.train.epochs} epochs, as the members "
                         "continuing the folds' networks" if continues else f"{epochs} epochs, the folds' median best",
                         rows.size)
@@ -516,15 +527,14 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
                                 "train.auto_capacity": "off", "data.test_fraction": 0.0,
                                 "data.val_fraction": val_fraction,
                                 "train.members": min(config.train.members, EXTRAPOLATION_MEMBERS)})
-        logger.info("extrapolation variance: one lighter training (%d members, one validation split) on the lower "
-                    "half of the %d training rows in mass (train.extrapolation_variance: off skips it)",
-                    inner.train.members, rows.size)
+        logger.info("extrapolation variance: one lighter training (%d members, one validation split) on " + half
+                    + " (train.extrapolation_variance: off skips it)", inner.train.members, rows.size)
 
         def fitter(data: ProfileDataset) -> Emulator:
             return train_emulator(data, inner, evaluate_test=False, progress=_quiet).emulator
 
     emulator.metadata["extrapolation"] = fit_extrapolation_variance(fitter, prep.dataset.subset(rows),
-                                                                    emulator=emulator)
+                                                                    emulator=emulator, mass=mass)
 
 
 def _quiet(entry: dict[str, Any]) -> None:
