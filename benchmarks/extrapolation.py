@@ -49,6 +49,7 @@ import numpy as np
 from profemu.config import Config
 from profemu.data.camels import load_camels_lh
 from profemu.data.dataset import ProfileDataset
+from profemu.emulator.extrapolation import FIELD_BAND
 from profemu.metrics import evaluate_predictions, predict_dataset
 
 __all__ = ["markdown", "run"]
@@ -315,9 +316,10 @@ def _calibration(block: dict[str, Any], test: str) -> list[str]:
     return ["", "Extrapolation variance σ² = (a·d)^p fitted on the training rows' upper half in mass (a in dex "
             "per unit distance; d the distance outside the training box: mass in dex, parameters in training "
             "spreads, redshift in units of 1; with at least three training redshifts the redshift has its own "
-            "term, fitted on the rows above the redshift quantile 2/3; each output's a within a factor 3 of its "
-            "field's common amplitude, `FIELD_BAND` in `profemu.emulator.extrapolation`, where the measurements "
-            "behind that choice are): " + "; ".join(parts) + "."]
+            "term, fitted on the rows at the highest third of the distinct redshifts; each output's a within a "
+            f"factor {FIELD_BAND:g} of its field's common amplitude, `FIELD_BAND` in "
+            "`profemu.emulator.extrapolation`; section \"Extrapolation variance per radius\" compares it with free "
+            "amplitudes): " + "; ".join(parts) + "."]
 
 
 def markdown(results: dict[str, Any]) -> str:
