@@ -209,19 +209,6 @@ def test_copied_simulations_are_warned_about(caplog: pytest.LogCaptureFixture) -
 
 
 
-def test_a_run_with_a_folder_imports_matplotlib_while_it_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """curves.png is drawn when the run ends; its imports start with the run (beside the compilation)."""
-    import profemu.runs.training as training
-
-    calls: list[int] = []
-    monkeypatch.setattr(training, "preload_plotting", lambda: calls.append(1))
-    ds = make_mock_universe(n=64, seed=1, param_set="lh6", with_pk=False, n_r=6).dataset
-    train_emulator(ds, Config().updated(_TINY))
-    assert calls == []  # no run folder, no figure
-    train_emulator(ds, Config().updated(_TINY), run_dir=tmp_path / "run")
-    assert calls == [1] and (tmp_path / "run" / "curves.png").is_file()
-
-
 def test_one_narrow_mass_bin_at_three_redshifts_gets_the_redshifts_term_alone(
         caplog: pytest.LogCaptureFixture) -> None:
     """A CAMELS-like single mass bin observed at three redshifts cannot calibrate the term of the

@@ -70,17 +70,3 @@ def test_plot_curves_replaces_the_figure_atomically(tmp_path: Path, monkeypatch)
         raise AssertionError("the interrupt was swallowed")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
-
-
-def test_matplotlib_is_imported_once_on_a_background_thread(monkeypatch) -> None:
-    import threading
-
-    import profemu.train.logging as logging_module
-
-    imported: list[tuple[str, str]] = []
-    monkeypatch.setattr(logging_module, "_preloaded", [])
-    monkeypatch.setattr(logging_module, "_import", lambda name: imported.append((name, threading.current_thread().name)))
-    logging_module.preload_plotting()
-    logging_module.preload_plotting()
-    logging_module._preloaded[0].join()
-    assert imported == [(name, "profemu-import-matplotlib") for name in logging_module._PLOTTING_MODULES]

@@ -32,7 +32,7 @@ from profemu.runs.heldout import HeldOutTraining, train_held_out, training_rows,
 from profemu.train.blend import fit_blend, uses_blend
 from profemu.train.builder import build_emulator
 from profemu.train.cv import CrossValidation, cross_validate, folds_for, program_rows
-from profemu.train.logging import MetricsLogger, plot_curves, preload_plotting
+from profemu.train.logging import MetricsLogger, plot_curves
 from profemu.train.loop import fit
 from profemu.train.select import choose_capacity, selects
 from profemu.train.setup import Prepared, prepare, training_problem
@@ -252,7 +252,6 @@ def _callbacks(run: RunFolder | None, config: Config, prep: Prepared, source: Da
         if selection is not None:
             run.write_json("selection.json", selection.to_dict())
         metrics = MetricsLogger(run.path)
-        preload_plotting()  # for curves.png, drawn when the run ends (and every 30 s or more in a long run)
         callbacks.append(metrics.log)
         callbacks.append(_live_curves(metrics, run.path / "curves.png"))
     if progress is not None:

@@ -7,53 +7,15 @@ epochs its checkpoint holds, so every (stage, epoch) appears once in the file.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from profemu._files import atomic_write, atomic_write_text
 
-__all__ = ["MetricsLogger", "plot_curves", "preload_plotting"]
-
-#: The modules :func:`plot_curves` draws with.
-_PLOTTING_MODULES = ("matplotlib.figure", "matplotlib.backends.backend_agg")
-_preload_lock = threading.Lock()
-_preloaded: list[threading.Thread] = []
-
-
-def preload_plotting() -> None:
-    """Import matplotlib on a background thread, once per process (returns at once).
-
-    A run with a run folder draws ``curves.png`` when it ends (and, in a long run, every 30 s or
-    more); importing matplotlib at the first drawing costs a quarter to half a second. Started when the run begins, the import overlaps the compilation of
-    the training step, which runs without Python's global lock. A later import of the same
-    modules waits for this one; an import that fails here fails again, with its message, where
-    the curves are drawn.
-    """
-    with _preload_lock:
-        if _preloaded:
-            return
-        thread = threading.Thread(target=_import_plotting, name="profemu-import-matplotlib", daemon=True)
-        _preloaded.append(thread)
-    try:
-        thread.start()
-    except RuntimeError:  # no thread to be had: the figure imports matplotlib itself, only later
-        return
-
-
-def _import_plotting() -> None:
-    for name in _PLOTTING_MODULES:
-        try:
-            _import(name)
-        except Exception:  # reported by the import where the curves are drawn
-            return
-
-
-_import = importlib.import_module
+__all__ = ["MetricsLogger", "plot_curves"]
 
 
 def _clean(value: Any) -> Any:
@@ -236,4 +198,3 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         fig.add_subplot(1, 1, 1).text(0.5, 0.5, "no finite metrics yet", ha="center", va="center")
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
-
