@@ -29,6 +29,20 @@ def _threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "profemu-held-out-training"]
 
 
+def _count_held_out_epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The epochs the held-out training runs, recorded as it runs (``heldout.fit`` wrapped)."""
+    epochs: list[int] = []
+    real_fit = heldout.fit
+
+    def counted(*args: Any, callbacks: Any = (), **kwargs: Any) -> Any:
+        def count(entry: dict[str, Any]) -> Any:
+            epochs.append(int(entry["epoch"]))
+            return any(c(entry) for c in callbacks)
+        return real_fit(*args, callbacks=[count], **kwargs)
+
+    monkeypatch.setattr(heldout, "fit", counted)
+    return epochs
+
 def test_it_trains_the_rows_below_the_median_mass_and_its_error_reaches_the_caller(
         monkeypatch: pytest.MonkeyPatch) -> None:
     ds = _dataset()
@@ -60,16 +74,7 @@ def test_a_failed_run_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
         if entry.get("stage") == "cv" and entry["epoch"] >= 1:
             raise RuntimeError("interrupted on purpose")
 
-    held_out_epochs: list[int] = []
-    real_fit = heldout.fit
-
-    def counted(*args: Any, callbacks: Any = (), **kwargs: Any) -> Any:
-        def count(entry: dict[str, Any]) -> Any:
-            held_out_epochs.append(int(entry["epoch"]))
-            return any(c(entry) for c in callbacks)
-        return real_fit(*args, callbacks=[count], **kwargs)
-
-    monkeypatch.setattr(heldout, "fit", counted)
+    held_out_epochs = _count_held_out_epochs(monkeypatch)
     cfg = Config().updated({**_CFG, "train.epochs": 400})
     with pytest.raises(RuntimeError, match="on purpose"):
         train_emulator(_dataset(), cfg, progress=fail_in_the_folds)
@@ -78,24 +83,14 @@ def test_a_failed_run_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
     assert held_out_epochs and len(held_out_epochs) < 100  # stopped after its current epoch, not after 400
 
 
-
 def test_an_interruption_after_the_folds_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ctrl-C after the training (here in the GP blend, before the held-out rows are scored) also
     stops the thread: the run never returns or raises with the thread still training."""
     monkeypatch.setattr(training, "usable_cores", lambda: 2)
-    held_out_epochs: list[int] = []
-    real_fit = heldout.fit
-
-    def counted(*args: Any, callbacks: Any = (), **kwargs: Any) -> Any:
-        def count(entry: dict[str, Any]) -> Any:
-            held_out_epochs.append(int(entry["epoch"]))
-            return any(c(entry) for c in callbacks)
-        return real_fit(*args, callbacks=[count], **kwargs)
-
+    held_out_epochs = _count_held_out_epochs(monkeypatch)
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(heldout, "fit", counted)
     monkeypatch.setattr(training, "_attach_blend", interrupted)
     cfg = Config().updated({**_CFG, "train.epochs": 3000, "train.warm_refit_epochs": 1})
     with pytest.raises(KeyboardInterrupt):
