@@ -122,11 +122,15 @@ def test_malformed_records_are_refused() -> None:
     with pytest.raises(FormatError, match=r"metadata\.extrapolation: no 'a'; it needs 'a'.*profemu train"):
         read_record({"extrapolation": {"p": 1.0}}, 4)
     # numbers only, and amplitudes no fit can give (they overflow the variance) refused with the value
-    for bad, where in (({"p": True}, r"\.p: True is not a number"), ({"p": "2"}, r"\.p: '2' is not a number"),
+    for bad, where in (({"p": True}, r"\.p: True is not a number"), ({"p": "2"}, r"\.p: 2 is not a number"),
+                       ({"p": 10**400}, r"too large for a float"), ({"a": [10**400] * 4}, r"too large for a float"),
                        ({"a": ["0.1"] * 4}, r"\.a: must be a list of 4 numbers"),
                        ({"a": [0.1, 1e300, 0.1, 0.1]}, r"\.a: 1e\+300 at output 1 must be a finite number in \[0, 1000\]")):
         with pytest.raises(FormatError, match=where):
             read_record({"extrapolation": {"a": [0.1] * 4, "p": 1.0, **bad}}, 4)
+    # numpy numbers are numbers
+    terms = read_record({"extrapolation": {"a": np.full(4, 0.1), "p": np.float32(1.0)}}, 4)
+    assert terms is not None and terms.p == 1.0
 
 
 def test_an_emulator_with_a_damaged_record_is_refused_when_built(run: TinyRun) -> None:
@@ -252,9 +256,51 @@ def test_a_redshift_parameter_column_gets_the_redshifts_own_term() -> None:
     with pytest.raises(FormatError, match=r"metadata\.extrapolation\.redshift\.input"):
         read_record({"extrapolation": {**emu.metadata["extrapolation"], "redshift": {**record, "input": 3}}},
                     a_z.size)
-    emu.metadata["extrapolation"]["redshift"]["input"] = "Omega_b"  # not an input of this emulator
-    with pytest.raises(FormatError, match=r"'Omega_b'.*among the emulator's inputs"):
-        emu.predict(x, m, on_extrapolation="ignore")
+    # a record written before the column was measured in Δz (no field_band) keeps its training spread
+    spread = float(np.asarray(emu.transforms.input_stats["params"][1])[-1])
+    legacy = {k: v for k, v in emu.metadata["extrapolation"].items() if k != "field_band"}
+    emu.metadata["extrapolation"] = legacy
+    assert emu.distance_outside(x, m)[1]["z"][0] == pytest.approx(0.4 / spread)
+    for name in ("Omega_m", "zz"):  # an input that is not the redshift, or none at all
+        emu.metadata["extrapolation"] = {**legacy, "redshift": {**record, "input": name}}
+        with pytest.raises(FormatError, match=rf"'{name}'.*among the emulator's inputs \['redshift', 'z'\]"):
+            emu.predict(x, m, on_extrapolation="ignore")
+
+
+def test_a_redshift_given_as_column_and_as_input_counts_once() -> None:
+    """Rows with a z column and the same redshift array: both are inputs, the step in redshift is
+    one distance (not sqrt(2) of it), and a constant pair trains (the array equals the column)."""
+    from profemu.config import Config
+    from profemu.data.dataset import ProfileDataset
+    from profemu.data.mock import make_mock_snapshots
+    from profemu.runs.training import train_emulator
+
+    cfg = Config().updated({"train.epochs": 3, "train.members": 2, "model.hidden": [16], "train.cv_folds": 0,
+                            "data.input_relevance": "off", "data.fields": ["pth"]})
+
+    def both(redshifts: tuple[float, ...]) -> ProfileDataset:
+        snap = make_mock_snapshots(redshifts, 120, seed=4, param_set="lh6", with_pk=False, n_r=6)
+        return ProfileDataset(params=np.column_stack([snap.params, snap.redshift]),
+                              param_names=[*snap.param_names, "z"], log10_mass=snap.log10_mass, radius=snap.radius,
+                              profiles=snap.profiles, units=snap.units, groups=snap.groups, meta=snap.meta,
+                              noise=snap.noise, redshift=snap.redshift)
+
+    ds = both((0.0, 0.3, 0.6))
+    emu = train_emulator(ds, cfg, progress=lambda e: None).emulator
+    x = ds.params[:1].copy()
+    x[0, -1] = 1.0
+    m = np.array([float(np.median(ds.log10_mass))])
+    d, per_input = emu.distance_outside(x, m, redshift=1.0)
+    assert per_input["z"][0] == pytest.approx(0.4) and per_input["redshift"][0] == pytest.approx(0.4)
+    assert d[0] == pytest.approx(0.4)
+    terms = emu.extrapolation
+    assert terms is not None and terms.redshift is not None
+    a_z, p_z = terms.redshift
+    pred = emu.predict(x, m, redshift=1.0, on_extrapolation="ignore")["pth"]
+    np.testing.assert_allclose(pred.extrapolation[0], (a_z * 0.4) ** p_z, rtol=1e-6, atol=1e-12)
+    constant = both((0.25,))
+    assert train_emulator(constant, cfg, progress=lambda e: None).emulator.predict(
+        constant.params[:1], constant.log10_mass[:1], redshift=0.25)["pth"].mean.shape == (1, 6)
 
 
 def test_the_redshift_is_held_out_by_its_distinct_values_and_read_from_z_or_redshift() -> None:

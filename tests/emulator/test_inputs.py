@@ -65,7 +65,7 @@ def test_a_redshift_known_only_from_meta_is_the_training_redshift() -> None:
     from types import SimpleNamespace
 
     t = SimpleNamespace(input_box=lambda: {"log10_mass": (11.0, 12.0)}, input_stats={}, param_names=("Omega_m",),
-                        log_params=(), k=None, self_similar=SimpleNamespace(redshift_value=0.25))
+                        log_params=(), k=None, self_similar=SimpleNamespace(redshift_value=0.25), redshift_column=None)
     spec = InputSpec.from_transforms(t)
     assert spec.training_redshift == 0.25 and not spec.uses_redshift
     assert check_inputs(spec, [0.3], 11.5, redshift=0.25).redshift is None

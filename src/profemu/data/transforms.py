@@ -41,7 +41,13 @@ from profemu.config import DataConfig
 from profemu.data.dataset import ProfileDataset
 from profemu.data.features import compute_features, fit_feature_stats
 from profemu.data.layout import FieldSpec, OutputLayout, field_kind
-from profemu.data.selfsimilar import SelfSimilar, parse_mass_definition, physical_kind, resolve
+from profemu.data.selfsimilar import (
+    SelfSimilar,
+    parse_mass_definition,
+    physical_kind,
+    redshift_column,
+    resolve,
+)
 from profemu.errors import ConfigError, DataError, FormatError
 from profemu.physics.halo import enclosed_fraction_weights
 
@@ -325,6 +331,16 @@ class Transforms:
     def mass_scale(self) -> float:
         """d(normalised mass input) / d log10 M = 1 / scale of log10_mass."""
         return float(1.0 / self.input_stats["log10_mass"][1][0])
+
+    @property
+    def redshift_column(self) -> int | None:
+        """The parameter column read as the redshift: the self-similar scaling's (as the emulator
+        was trained, also for files of older versions), else a column named ``z`` or ``Redshift``
+        (:func:`~profemu.data.selfsimilar.redshift_column`), else None."""
+        ss = self.self_similar
+        if ss is not None and ss.redshift_param >= 0:
+            return int(ss.redshift_param)
+        return redshift_column(self.param_names)
 
     def input_box(self) -> dict[str, tuple[Any, Any]]:
         """(min, max) of the raw training inputs, for extrapolation checks.

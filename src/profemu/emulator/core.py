@@ -34,7 +34,6 @@ import numpy as np
 
 from profemu._files import flatten_tree, unflatten_tree
 from profemu.config import ModelConfig
-from profemu.data.selfsimilar import redshift_column
 from profemu.data.transforms import Transforms, decode_mean, decode_var
 from profemu.emulator.blend import FADE, GPBlend
 from profemu.emulator.covariance import ResidualCovariance
@@ -373,8 +372,9 @@ class Emulator:
         :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`); ``D`` outputs
         in :attr:`field_names` order, ``n_r`` radii each.
         """
+        j = self.transforms.redshift_column
         return read_record(self.metadata, self.transforms.target_dim,
-                           inputs=("redshift", *self.transforms.param_names))
+                           inputs=("redshift",) if j is None else ("redshift", self.transforms.param_names[j]))
 
     def distance_outside(
         self, params: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None
@@ -390,7 +390,8 @@ class Emulator:
             A single example gives [1] arrays.
         """
         inputs = params if isinstance(params, Inputs) else self.check_inputs(params, log10_mass, pk_ratio, redshift)
-        d2, per_input = distance_outside(self.transforms, _raw(inputs))
+        ext = self.extrapolation
+        d2, per_input = distance_outside(self.transforms, _raw(inputs), redshift_in_dz=ext is None or ext.redshift_in_dz)
         return np.sqrt(d2), per_input
 
     def predict(
@@ -424,8 +425,8 @@ class Emulator:
         if self.blend is not None:
             ens = ens._replace(mean=blended_mean(self.blend, self.transforms, _raw(inputs), ens.mean))
         n_r = self.transforms.n_r
-        d2, per_input = distance_outside(self.transforms, _raw(inputs))
         ext = self.extrapolation
+        d2, per_input = distance_outside(self.transforms, _raw(inputs), redshift_in_dz=ext is None or ext.redshift_in_dz)
         extra = np.zeros_like(ens.var) if ext is None else record_variance(ext, d2, per_input)
         single = inputs.single
         dist = np.sqrt(d2)
@@ -513,7 +514,7 @@ class Emulator:
             mean = ens.mean if blend is None else blended_mean(blend, t, raw, ens.mean, jnp)
             total = vscale * ens.var
             if ext is not None:
-                d2, per_input = distance_outside(t, raw, jnp)
+                d2, per_input = distance_outside(t, raw, jnp, redshift_in_dz=ext.redshift_in_dz)
                 total = total + record_variance(ext, d2, per_input, jnp)
             mean, var = mean.reshape(n, *shape), total.reshape(n, *shape)
             return (mean[0], var[0]) if single else (mean, var)
@@ -574,7 +575,7 @@ def _blend_fade(transforms: Transforms) -> dict[str, np.ndarray]:
     fade = {"log10_mass": FADE / np.asarray(stats["log10_mass"][1], float)}
     if "redshift" in stats:
         fade["redshift"] = FADE / np.asarray(stats["redshift"][1], float)
-    j = redshift_column(transforms.param_names)
+    j = transforms.redshift_column
     if j is not None and transforms.param_names[j] not in transforms.log_params:
         column = np.full(len(transforms.param_names), np.inf)
         column[j] = FADE / float(np.asarray(stats["params"][1], float)[j]) * float(transforms.param_weights[j])

@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from profemu.data.dataset import ProfileDataset
-from profemu.data.selfsimilar import redshift_column, redshift_values
+from profemu.data.selfsimilar import redshift_values
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
@@ -73,14 +74,16 @@ P_UNRESOLVED = 2.0
 FIELD_BAND = 3.0
 
 
-def _column_bounds(transforms: Any) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, bool]]:
+def _column_bounds(transforms: Any, redshift_in_dz: bool = True,
+                   ) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, bool]]:
     """``(name, block, lo, hi, scale, log)`` per input column, bounds in the scaled coordinates' units
     (``log``: the column is compared in log10). A parameter column holding the redshift
     (:func:`~profemu.data.selfsimilar.redshift_column`) is measured like the redshift input, in Δz:
-    its training spread depends on which redshifts a fit saw, Δz does not."""
+    its training spread depends on which redshifts a fit saw, Δz does not (``redshift_in_dz`` False:
+    in its training spread, as records of older versions were fitted)."""
     box = transforms.input_box()
     names = list(transforms.param_names)
-    z_column = redshift_column(names)
+    z_column = transforms.redshift_column if redshift_in_dz else None
     is_log = np.array([n in set(transforms.log_params) and i != z_column for i, n in enumerate(names)], bool)
     lo = np.array([float(box[n][0]) for n in names])
     hi = np.array([float(box[n][1]) for n in names])
@@ -101,7 +104,8 @@ def _column_bounds(transforms: Any) -> list[tuple[str, str, np.ndarray, np.ndarr
     return out
 
 
-def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np) -> tuple[Any, dict[str, Any]]:
+def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np,
+                     redshift_in_dz: bool = True) -> tuple[Any, dict[str, Any]]:
     """How far each input lies outside the training box, in standardised units.
 
     Args:
@@ -109,6 +113,10 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np) -
         inputs: ``params`` [n, p] (linear), ``log10_mass`` [n], optional ``redshift`` [n]
             and ``pk_ratio`` [n, n_k] (None or absent: not measured).
         xp: ``numpy`` or ``jax.numpy``.
+        redshift_in_dz: A parameter column holding the redshift in Δz (False: in its training
+            spread, as for records written before that, :attr:`ExtrapolationTerms.redshift_in_dz`).
+
+    A redshift given both as a parameter column and as the redshift input counts once in ``d2``.
 
     Returns:
         ``(d2, per_input)``: ``d2`` [n] the squared distance outside the box, and per input
@@ -125,7 +133,8 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np) -
         values["pk_ratio"] = xp.asarray(inputs["pk_ratio"])
     d2 = xp.zeros((n,), dtype=params.dtype)
     per_input: dict[str, Any] = {}
-    for j, (name, block, lo, hi, scale, log) in enumerate(_column_bounds(transforms)):
+    twice = transforms.redshift_column is not None  # the redshift input repeats the column: not counted again
+    for j, (name, block, lo, hi, scale, log) in enumerate(_column_bounds(transforms, redshift_in_dz)):
         if block not in values:
             continue
         x = values[block][:, j:j + 1] if block == "params" else values[block]
@@ -135,7 +144,8 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np) -
         lo_, hi_, s_ = (xp.asarray(v, dtype=params.dtype) for v in (lo - tol, hi + tol, scale))
         excess = (xp.maximum(lo_ - x, 0.0) + xp.maximum(x - hi_, 0.0)) / s_
         sq = xp.mean(excess * excess, axis=1)
-        d2 = d2 + sq
+        if not (twice and block == "redshift"):
+            d2 = d2 + sq
         per_input[name] = _safe_sqrt(sq, xp)
     return d2, per_input
 
@@ -160,12 +170,15 @@ class ExtrapolationTerms(NamedTuple):
     """The fitted terms of a record: ``a`` [D] and ``p`` for the distance outside the box, and
     ``redshift`` = ``(a_z [D], p_z)`` for the redshift's own distance, or None (then the
     redshift counts in the first term's distance); ``redshift_input`` names the input that
-    holds the redshift (``"redshift"``, or a parameter column such as ``"z"``)."""
+    holds the redshift (``"redshift"``, or a parameter column such as ``"z"``); ``redshift_in_dz``:
+    a redshift column's distance in Δz (False for records written before: in its training spread,
+    as they were fitted; a record without ``field_band`` is one of those)."""
 
     a: np.ndarray
     p: float
     redshift: tuple[np.ndarray, float] | None = None
     redshift_input: str = "redshift"
+    redshift_in_dz: bool = True
 
 
 #: Largest amplitude a record may hold [dex per unit distance] (the fit's grid stops at 10).
@@ -179,29 +192,40 @@ def _read_term(rec: Mapping[str, Any], width: int, where: str) -> tuple[np.ndarr
         raise FormatError(f"{where}: no {' or '.join(repr(k) for k in missing)}; it needs 'a' (a list of {width} "
                           f"numbers >= 0) and 'p' (a number in (0, 10]); {_REFIT}.")
     raw_a, raw_p = rec["a"], rec["p"]
-    if not isinstance(raw_p, int | float) or isinstance(raw_p, bool):
-        raise FormatError(f"{where}.p: {raw_p!r} is not a number; it must be a number in (0, 10]; {_REFIT}.")
-    if not isinstance(raw_a, list | tuple) or any(not isinstance(x, int | float) or isinstance(x, bool)
-                                                  for x in raw_a):
+    if not _is_real(raw_p):
+        raise FormatError(f"{where}.p: {str(raw_p)[:40]} is not a number; it must be a number in (0, 10]; {_REFIT}.")
+    items = list(raw_a) if isinstance(raw_a, list | tuple) or (isinstance(raw_a, np.ndarray) and raw_a.ndim == 1) \
+        else None
+    if items is None or not all(_is_real(x) for x in items):
         raise FormatError(f"{where}.a: must be a list of {width} numbers >= 0, got {str(raw_a)[:60]}; {_REFIT}.")
-    a = np.asarray(raw_a, dtype=np.float64)
-    p = float(raw_p)
+    try:
+        a = np.asarray([float(x) for x in items], dtype=np.float64)
+        p = float(raw_p)
+    except OverflowError:
+        raise FormatError(f"{where}: a number too large for a float; {_REFIT}.") from None
     if a.shape != (width,):
         raise FormatError(f"{where}.a: {a.shape[0]} numbers, needs {width} (one per output); {_REFIT}.")
     bad = ~np.isfinite(a) | (a < 0) | (a > A_MAX)
     if bad.any():
         j = int(np.argmax(bad))
-        raise FormatError(f"{where}.a: {float(a[j])!r} at output {j} must be a finite number in [0, {A_MAX:g}]; {_REFIT}.")
+        raise FormatError(f"{where}.a: {float(a[j])!r} at output {j} must be a finite number in [0, {A_MAX:g}]; "
+                          f"{_REFIT}.")
     if not (np.isfinite(p) and 0 < p <= 10):
         raise FormatError(f"{where}.p: {p!r} must be in (0, 10]; {_REFIT}.")
     return a, p
+
+
+def _is_real(x: Any) -> bool:
+    """A real number (Python or numpy), not a bool or a string."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool | np.bool_)
 
 
 def read_record(metadata: Mapping[str, Any], width: int,
                 inputs: Sequence[str] | None = None) -> ExtrapolationTerms | None:
     """The :class:`ExtrapolationTerms` of ``metadata["extrapolation"]``, or None when there is none.
 
-    ``inputs``: the emulator's input names; the redshift term's ``input`` must be one of them.
+    ``inputs``: the inputs that may hold the redshift (``"redshift"`` and the emulator's redshift
+    column); the redshift term's ``input`` must be one of them.
 
     Raises:
         FormatError: the record is malformed (names the field and the fix).
@@ -212,9 +236,10 @@ def read_record(metadata: Mapping[str, Any], width: int,
     if not isinstance(rec, Mapping):
         raise FormatError(f"metadata.extrapolation: must be a mapping with 'a' and 'p'; {_REFIT}.")
     a, p = _read_term(rec, width, "metadata.extrapolation")
+    in_dz = "field_band" in rec  # written since a redshift column is measured in Δz
     z = rec.get("redshift")
     if z is None:
-        return ExtrapolationTerms(a, p)
+        return ExtrapolationTerms(a, p, redshift_in_dz=in_dz)
     if not isinstance(z, Mapping):
         raise FormatError(f"metadata.extrapolation.redshift: must be a mapping with 'a' and 'p'; {_REFIT}.")
     name = z.get("input", "redshift")
@@ -223,7 +248,7 @@ def read_record(metadata: Mapping[str, Any], width: int,
                           "('redshift' or a parameter column such as 'z')"
                           + (f" among the emulator's inputs {list(inputs)}" if inputs is not None else "")
                           + f"; {_REFIT}.")
-    return ExtrapolationTerms(a, p, _read_term(z, width, "metadata.extrapolation.redshift"), name)
+    return ExtrapolationTerms(a, p, _read_term(z, width, "metadata.extrapolation.redshift"), name, in_dz)
 
 
 def record_variance(terms: ExtrapolationTerms, d2: Any, per_input: Mapping[str, Any], xp: Any = np) -> Any:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu.data.selfsimilar import ALIASES, redshift_column
+from profemu.data.selfsimilar import ALIASES
 from profemu.errors import DataError
 
 __all__ = [
@@ -90,7 +90,7 @@ class InputSpec:
         ss = getattr(t, "self_similar", None)
         if z is None and not uses_z and ss is not None and ss.redshift_value is not None:
             z = (ss.redshift_value, ss.redshift_value)  # one redshift, known only from meta["redshift"]
-        j = redshift_column(t.param_names)
+        j = t.redshift_column
         z_col = None if j is None else box.get(t.param_names[j])
         return cls(
             param_names=tuple(t.param_names),
@@ -256,7 +256,7 @@ def redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
         _finite(z, "redshift")
         _redshift_check(z)
         if not spec.uses_redshift:
-            if spec.redshift_column is not None:
+            if spec.training_redshift is None and spec.redshift_column is not None:
                 raise DataError(f"redshift: this emulator reads the redshift from its parameter column "
                                 f"{spec.param_names[spec.redshift_column]!r}; give it there and drop the argument.")
             if spec.training_redshift is None:

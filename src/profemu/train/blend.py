@@ -208,8 +208,13 @@ def _float32_stable(theta: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: np.n
             if _float32_error(trial, x, trial_alpha) <= FLOAT32_TOLERANCE:
                 theta, alpha, loo = trial, trial_alpha, trial_loo
                 break
-        logger.info("GP blend: noise raised from %.3g to %.3g so that its float32 mean (predict_fn) matches float64 "
-                    "to %g", start, math.exp(theta[-1]), FLOAT32_TOLERANCE)
+        if _float32_error(theta, x, alpha) > FLOAT32_TOLERANCE:  # NOISE_RAISES ran out
+            logger.warning("GP blend: noise raised from %.3g to %.3g, and its float32 mean (predict_fn) still differs "
+                           "from float64 by more than %g; gradients through the blend may be noisy", start,
+                           math.exp(theta[-1]), FLOAT32_TOLERANCE)
+        else:
+            logger.info("GP blend: noise raised from %.3g to %.3g so that its float32 mean (predict_fn) matches "
+                        "float64 to %g", start, math.exp(theta[-1]), FLOAT32_TOLERANCE)
     return theta, alpha, loo
 
 
