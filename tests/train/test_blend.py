@@ -70,9 +70,16 @@ def test_numpy_jax_and_a_saved_copy_agree(blended: Emulator, hard: tuple, tmp_pa
     assert again.blend is not None
     np.testing.assert_allclose(again.predict(p, m, on_extrapolation="ignore")["rho"].mean, pred.mean, rtol=1e-12)
     # the variance is the network's, recalibrated for the blended residuals (+ the term beyond the box)
-    factor = blended.blend.variance_factor[: blended.transforms.n_r]
+    # (inside the GP's box; a held-out row a little outside it moves towards the network's own scale)
+    from profemu.emulator.core import _blend_fade
+
+    support = blended.blend.support(blended.transforms.transform_inputs(p, m, None, None),
+                                    fade=_blend_fade(blended.transforms))
+    assert np.all(support > 0.99)
+    vs = blended.variance_scale
+    factor = vs + support * (blended.blend.variance_factor[: blended.transforms.n_r] - vs)
     means, variances = blended.predict_members(p, m, on_extrapolation="ignore")
-    network_var = (variances / blended.variance_scale).mean(axis=0) + means.var(axis=0)
+    network_var = (variances / vs).mean(axis=0) + means.var(axis=0)
     np.testing.assert_allclose(pred.var - pred.extrapolation, factor * network_var[:, 0], rtol=1e-9)
 
 
@@ -102,6 +109,12 @@ def test_the_gps_share_fades_outside_its_box_in_both_paths(blended: Emulator, ha
     far = blended.predict(p, m, on_extrapolation="ignore")["rho"].mean
     means, _ = blended.predict_members(p, m, on_extrapolation="ignore")
     np.testing.assert_allclose(far, means.mean(axis=0)[:, 0], atol=1e-6)  # the network's own mean
+    # ... and its own variance (the blend's factor was fitted for the blended mean)
+    pred = blended.predict(p, m, on_extrapolation="ignore")["rho"]
+    members, variances = blended.predict_members(p, m, on_extrapolation="ignore")
+    network_var = (variances / blended.variance_scale).mean(axis=0)[:, 0] + members.var(axis=0)[:, 0]
+    np.testing.assert_allclose(pred.var - pred.extrapolation, blended.variance_scale * network_var, rtol=1e-9)
+    assert not np.allclose(blended.variance_scale, blend.variance_factor[: t.n_r])
     mean, _ = jax.jit(blended.predict_fn)(p, m)
     np.testing.assert_allclose(np.asarray(mean)[:, 0], far, atol=2e-3)
     grad = jax.grad(lambda mass: blended.predict_fn(p[0], mass)[0].sum())(top + 0.05)

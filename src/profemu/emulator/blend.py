@@ -16,7 +16,7 @@ Outside the box of its training inputs the GP's share ``1 - w`` fades with its k
 within :data:`FADE` (dex, or Δz) beyond the training masses and redshifts
 (:meth:`GPBlend.support`): its mean returns to the training rows' mean profile there, while
 the network carries the trend in mass and redshift that the extrapolation variance is
-calibrated for.
+calibrated for. The variance's factor fades with it, to the network's own variance scale.
 
 The GP mean is ``k(x, X) @ alpha`` with ``k(a, b) = s exp(-|(a - b) / l|² / 2)``, written
 once for numpy and JAX (:meth:`GPBlend.standardised_mean`), so the blended prediction is
@@ -42,8 +42,8 @@ MAX_ROWS = 3000
 #: 0.5, log10 M = 11.1-14.9; the command's defaults, which blend at 300 rows), tested on 100 haloes
 #: of 10^15-10^16 at z = 0.25, the blend with the GP's full share erred a median 0.049 / 0.043 /
 #: 0.047 dex (rho / pth / temp) and its 68% intervals held 40 / 35 / 41% of the truth; fading
-#: within 0.1 dex: 0.020 / 0.023 / 0.019 dex and 76 / 65 / 78%; the network alone 0.020 / 0.022 /
-#: 0.019 dex and 79 / 66 / 81%.
+#: within 0.1 dex (mean and variance factor): 0.020 / 0.023 / 0.019 dex and 78 / 66 / 80%; the
+#: network alone 0.020 / 0.022 / 0.019 dex and 79 / 66 / 81%.
 FADE = 0.1
 _MAX_ABS = 1e6
 

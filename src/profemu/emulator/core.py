@@ -420,10 +420,11 @@ class Emulator:
         """
         means, variances, inputs = self._members(params, log10_mass, pk_ratio, redshift, on_extrapolation)
         ens = combine(means, variances)
-        s = np.broadcast_to(self.variance_scale if self.blend is None else self.blend.variance_factor,
-                            ens.mean.shape[-1:])
+        s: np.ndarray = np.broadcast_to(self.variance_scale, ens.mean.shape[-1:])
         if self.blend is not None:
-            ens = ens._replace(mean=blended_mean(self.blend, self.transforms, _raw(inputs), ens.mean))
+            mean, support = blended_mean(self.blend, self.transforms, _raw(inputs), ens.mean)
+            ens = ens._replace(mean=mean)
+            s = blended_variance_factor(self.blend, support, self.variance_scale)
         n_r = self.transforms.n_r
         ext = self.extrapolation
         d2, per_input = distance_outside(self.transforms, _raw(inputs), redshift_in_dz=ext is None or ext.redshift_in_dz)
@@ -434,8 +435,8 @@ class Emulator:
         out: dict[str, Prediction] = {}
         for f, name in enumerate(self.field_names):
             sl = slice(f * n_r, (f + 1) * n_r)
-            parts = [ens.mean[:, sl], s[sl] * ens.var[:, sl] + extra[:, sl], s[sl] * ens.aleatoric[:, sl],
-                     s[sl] * ens.epistemic[:, sl], extra[:, sl]]
+            parts = [ens.mean[:, sl], s[..., sl] * ens.var[:, sl] + extra[:, sl], s[..., sl] * ens.aleatoric[:, sl],
+                     s[..., sl] * ens.epistemic[:, sl], extra[:, sl]]
             out[name] = Prediction(*(a[0] if single else a for a in parts),
                                    distance_outside=dist[0:1] if single else dist, outside=outside)
         return out
@@ -486,7 +487,7 @@ class Emulator:
         network, t, spec = self.network, self.transforms, self.input_spec
         shape = (len(self.field_names), t.n_r)
         blend = self.blend
-        vscale = self.variance_scale if blend is None else jnp.asarray(blend.variance_factor, jnp.float32)
+        variance_scale = self.variance_scale
         ext = self.extrapolation
 
         def predict_fn(params_in: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None) -> Any:
@@ -511,8 +512,11 @@ class Emulator:
                 _check_fixed_redshift(spec, redshift, n)
             means, variances = member_log10(network, weights, arrays, t, raw, jnp)
             ens = combine(means, variances)
-            mean = ens.mean if blend is None else blended_mean(blend, t, raw, ens.mean, jnp)
-            total = vscale * ens.var
+            if blend is None:
+                mean, total = ens.mean, variance_scale * ens.var
+            else:
+                mean, support = blended_mean(blend, t, raw, ens.mean, jnp)
+                total = blended_variance_factor(blend, support, variance_scale, jnp) * ens.var
             if ext is not None:
                 d2, per_input = distance_outside(t, raw, jnp, redshift_in_dz=ext.redshift_in_dz)
                 total = total + record_variance(ext, d2, per_input, jnp)
@@ -556,15 +560,25 @@ class Emulator:
 
 
 def blended_mean(blend: GPBlend, transforms: Transforms, raw: Mapping[str, Any], network_mean: Any,
-                 xp: Any = np) -> Any:
+                 xp: Any = np) -> tuple[Any, Any]:
     """The blend of the network's mean log10 profiles [n, D] (dex) with its GP's, from raw inputs
-    (numpy or JAX; :meth:`GPBlend.mix`, the GP's share fading outside its box)."""
+    (numpy or JAX; :meth:`GPBlend.mix`, the GP's share fading outside its box), and the GP's
+    support [n, 1] (:meth:`GPBlend.support`)."""
     blocks = transforms.transform_inputs(raw["params"], raw["log10_mass"], raw.get("pk_ratio"), raw.get("redshift"),
                                          xp=xp)
     std = blend.standardised_mean(blocks, xp)
     gp_mean, _ = transforms.to_log10(std, None, xp, params=raw["params"], log10_mass=raw["log10_mass"],
                                      redshift=raw.get("redshift"))
-    return blend.mix(network_mean, gp_mean, xp, support=blend.support(blocks, xp, fade=_blend_fade(transforms)))
+    support = blend.support(blocks, xp, fade=_blend_fade(transforms))
+    return blend.mix(network_mean, gp_mean, xp, support=support), support
+
+
+def blended_variance_factor(blend: GPBlend, support: Any, variance_scale: float, xp: Any = np) -> Any:
+    """The factor on the network's variance [n, D]: the blend's (fitted for the blended mean) where
+    the GP has its share, the network's own ``variance_scale`` where the GP's share has faded and
+    the mean is the network's (numpy or JAX)."""
+    factor = xp.asarray(blend.variance_factor, support.dtype if hasattr(support, "dtype") else None)
+    return variance_scale + support * (factor - variance_scale)
 
 
 def _blend_fade(transforms: Transforms) -> dict[str, np.ndarray]:
