@@ -604,7 +604,7 @@ class PredictLayout(StrEnum):
 PREDICT_CHUNK_ROWS = 8192
 
 
-class _Extremes:
+class _OutsideTally:
     """The rows read so far and, per input column, how many lay outside the training box and the
     lowest and highest of those values (:meth:`~profemu.emulator.core.Emulator.outside_columns`
     of every chunk), so one warning line covers every row of a file read in chunks."""
@@ -744,7 +744,7 @@ def _radius_column(emulator: Any) -> str:
 
 
 def _write_predictions_csv(out: Path, emulator: Any, chunks: Iterator[tuple[Any, dict[str, np.ndarray]]],
-                           layout: PredictLayout, extremes: _Extremes) -> None:
+                           layout: PredictLayout, tally: _OutsideTally) -> None:
     """Stream the predictions into ``out`` (one atomic write: the old file or the whole new one)."""
     import io
 
@@ -770,8 +770,8 @@ def _write_predictions_csv(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
                     for f in fields:
                         header += [f"{f}_mean_r{j}" for j in range(n_r)] + [f"{f}_std_r{j}" for j in range(n_r)]
                     writer.writerow([*header, "distance_outside", "outside_inputs"])
-            first = extremes.n
-            extremes.add(inputs)
+            first = tally.n
+            tally.add(inputs)
             echo_cols = [np.asarray(echo[c], dtype=np.float64) for c in names]
             (_, _, pred, (dist, outside)), = predict_chunks(emulator, inputs, max(1, inputs.n))
             given = [[repr(float(col[i])) for col in echo_cols] for i in range(inputs.n)]
@@ -794,7 +794,7 @@ def _write_predictions_csv(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
 
 
 def _write_predictions_npz(out: Path, emulator: Any, chunks: Iterator[tuple[Any, dict[str, np.ndarray]]],
-                           extremes: _Extremes) -> None:
+                           tally: _OutsideTally) -> None:
     """``radius``, ``<field>_mean`` / ``<field>_std`` [n, n_r], ``distance_outside`` [n],
     ``outside_inputs`` [n] and the inputs, atomically.
 
@@ -809,9 +809,9 @@ def _write_predictions_npz(out: Path, emulator: Any, chunks: Iterator[tuple[Any,
     distances: list[np.ndarray] = []
     outside: list[str] = []
     for inputs, echo in chunks:
-        extremes.add(inputs)
-        check_memory(f"--out {str(out)!r} ({extremes.n} rows so far, an npz written whole)",
-                     extremes.n * (2 * len(emulator.field_names) * n_r + len(echo)) * 8.0,
+        tally.add(inputs)
+        check_memory(f"--out {str(out)!r} ({tally.n} rows so far, an npz written whole)",
+                     tally.n * (2 * len(emulator.field_names) * n_r + len(echo)) * 8.0,
                      fix="write a .csv --out, which is streamed, or split the input")
         (_, _, pred, (dist, names)), = predict_chunks(emulator, inputs, max(1, inputs.n))
         for f, (mean, std) in pred.items():
@@ -910,14 +910,14 @@ def predict(
     chunks = _input_chunks(emulator, input, chunk_rows, _pk_default(emulator, pk_ratio))
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out.parent, glob.escape(out.name))  # what a killed predict left
-    extremes = _Extremes(emulator)
+    tally = _OutsideTally(emulator)
     with _warnings_as_lines(console):
         if out.suffix.lower() == ".npz":
-            _write_predictions_npz(out, emulator, chunks, extremes)
+            _write_predictions_npz(out, emulator, chunks, tally)
         else:
-            _write_predictions_csv(out, emulator, chunks, layout, extremes)
-        extremes.warn()  # once for all rows, not per chunk
-    console.print(f"predicted {extremes.n} row(s) of {list(emulator.field_names)} (log10 units, std in dex, "
+            _write_predictions_csv(out, emulator, chunks, layout, tally)
+        tally.warn()  # once for all rows, not per chunk
+    console.print(f"predicted {tally.n} row(s) of {list(emulator.field_names)} (log10 units, std in dex, "
                   f"{len(emulator.radius)} radii in {emulator.radius_unit}) -> {out}", markup=False)
 
 

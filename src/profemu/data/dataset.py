@@ -495,7 +495,6 @@ def _validated_redshift(value: Any, n: int, copy: bool = True) -> np.ndarray | N
     return redshift
 
 
-
 def _check_redshift_column(params: np.ndarray, names: tuple[str, ...], redshift: np.ndarray | None) -> None:
     """A parameter column holding the redshift (``z``; :func:`~profemu.data.selfsimilar.redshift_column`)
     lies in [0, REDSHIFT_MAX] and, when the rows also carry a redshift array, equals it."""
@@ -516,6 +515,7 @@ def _check_redshift_column(params: np.ndarray, names: tuple[str, ...], redshift:
             raise DataError(f"redshift: {redshift[i]:.6g} at row {i}, but the parameter column {names[j]!r} (read as "
                             f"the redshift) says {z[i]:.6g}; keep one of the two (or rename the column if it is not "
                             "a redshift).")
+
 
 #: Largest redshift a dataset may hold.
 REDSHIFT_MAX = 20.0

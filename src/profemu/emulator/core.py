@@ -390,9 +390,15 @@ class Emulator:
             A single example gives [1] arrays.
         """
         inputs = params if isinstance(params, Inputs) else self.check_inputs(params, log10_mass, pk_ratio, redshift)
+        _, d2, per_input = self._distances(inputs)
+        return np.sqrt(d2), per_input
+
+    def _distances(self, inputs: Inputs) -> tuple[ExtrapolationTerms | None, np.ndarray, dict[str, np.ndarray]]:
+        """The extrapolation terms and :func:`distance_outside` of checked inputs, a redshift column
+        measured as the record was fitted."""
         ext = self.extrapolation
         d2, per_input = distance_outside(self.transforms, _raw(inputs), redshift_in_dz=ext is None or ext.redshift_in_dz)
-        return np.sqrt(d2), per_input
+        return ext, d2, per_input
 
     def predict(
         self,
@@ -426,8 +432,7 @@ class Emulator:
             ens = ens._replace(mean=mean)
             s = blended_variance_factor(self.blend, support, self.variance_scale)
         n_r = self.transforms.n_r
-        ext = self.extrapolation
-        d2, per_input = distance_outside(self.transforms, _raw(inputs), redshift_in_dz=ext is None or ext.redshift_in_dz)
+        ext, d2, per_input = self._distances(inputs)
         extra = np.zeros_like(ens.var) if ext is None else record_variance(ext, d2, per_input)
         single = inputs.single
         dist = np.sqrt(d2)
@@ -577,8 +582,7 @@ def blended_variance_factor(blend: GPBlend, support: Any, variance_scale: float,
     """The factor on the network's variance [n, D]: the blend's (fitted for the blended mean) where
     the GP has its share, the network's own ``variance_scale`` where the GP's share has faded and
     the mean is the network's (numpy or JAX)."""
-    factor = xp.asarray(blend.variance_factor, support.dtype if hasattr(support, "dtype") else None)
-    return variance_scale + support * (factor - variance_scale)
+    return variance_scale + support * (xp.asarray(blend.variance_factor, support.dtype) - variance_scale)
 
 
 def _blend_fade(transforms: Transforms) -> dict[str, np.ndarray]:

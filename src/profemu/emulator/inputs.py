@@ -237,12 +237,18 @@ def _pk_check(pk: np.ndarray) -> None:
                         f"P_hydro/P_dmo must lie in (0, {PK_RATIO_MAX:g}]. Fix the input.")
 
 
-def _redshift_check(z: np.ndarray) -> None:
+def _redshift_check(z: np.ndarray, what: str = "redshift", role: str = "") -> None:
+    """``z`` in [0, REDSHIFT_MAX]; ``what`` names it in the message, ``role`` says why a column is one."""
     bad = (z < 0) | (z > REDSHIFT_MAX)
     if bad.any():
         i = _first_bad(bad)
-        raise DataError(f"redshift: {z[i]:.6g} at row {i} is outside [0, {REDSHIFT_MAX:g}]; redshifts of halo "
+        raise DataError(f"{what}: {z[i]:.6g} at row {i} is outside [0, {REDSHIFT_MAX:g}]; {role}redshifts of halo "
                         "profiles are >= 0 and at most 20. Fix the input.")
+
+
+def _differs(z: Any, reference: Any) -> np.ndarray:
+    """Where redshift ``z`` is not ``reference`` (relative tolerance 1e-6 of 1 + z)."""
+    return np.abs(z - reference) > 1e-6 * (1.0 + np.abs(reference))
 
 
 def redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
@@ -261,7 +267,7 @@ def redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
                                 f"{spec.param_names[spec.redshift_column]!r}; give it there and drop the argument.")
             if spec.training_redshift is None:
                 raise DataError("redshift: this emulator was trained without a redshift; drop the argument.")
-            off = np.abs(z - spec.training_redshift) > 1e-6 * (1.0 + spec.training_redshift)
+            off = _differs(z, spec.training_redshift)
             if off.any():
                 raise DataError(
                     f"redshift: {float(z[off][0]):.6g}, but this emulator was trained at the single redshift "
@@ -366,20 +372,16 @@ def _redshift_column_check(spec: InputSpec, p: np.ndarray, z: np.ndarray | None)
         return
     j, name = spec.redshift_column, spec.param_names[spec.redshift_column]
     col = p[:, j]
-    bad = (col < 0) | (col > REDSHIFT_MAX)
-    if bad.any():
-        i = _first_bad(bad)
-        raise DataError(f"params[{name!r}]: {col[i]:.6g} at row {i} is outside [0, {REDSHIFT_MAX:g}]; the column is the "
-                        "redshift, and redshifts of halo profiles are >= 0 and at most 20. Fix the input.")
+    _redshift_check(col, f"params[{name!r}]", "the column is the redshift, and ")
     if spec.column_redshift is not None:
-        off = np.abs(col - spec.column_redshift) > 1e-6 * (1.0 + spec.column_redshift)
+        off = _differs(col, spec.column_redshift)
         if off.any():
             i = _first_bad(off)
             raise DataError(f"params[{name!r}]: {col[i]:.6g} at row {i}, but this emulator was trained at the single "
                             f"redshift {spec.column_redshift:.6g} and cannot predict at another one; pass "
                             f"{spec.column_redshift:.6g}.")
     if z is not None:
-        off = np.abs(col - z) > 1e-6 * (1.0 + np.abs(z))
+        off = _differs(col, z)
         if off.any():
             i = _first_bad(off)
             raise DataError(f"redshift: {z[i]:.6g} at row {i}, but the parameter column {name!r} (the redshift) says "

@@ -194,27 +194,30 @@ def _float32_stable(theta: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: np.n
     are those of the smoothed GP. On noisy suites the fitted noise passes and nothing changes.
     """
     raised, start = 0, math.exp(theta[-1])
-    while _float32_error(theta, x, alpha) > FLOAT32_TOLERANCE and raised < NOISE_RAISES:
+    error = _float32_error(theta, x, alpha)
+    while error > FLOAT32_TOLERANCE and raised < NOISE_RAISES:
         theta = theta.copy()
         theta[-1] = max(theta[-1], theta[0] + math.log(1e-9)) + math.log(NOISE_STEP)
         alpha, loo = _condition(theta, x, y, groups)
+        error = _float32_error(theta, x, alpha)
         raised += 1
-    if raised:  # the last step may overshoot tenfold: the least noise within it that passes
-        below = theta[-1] - math.log(NOISE_STEP)
-        for part in NOISE_REFINE:
-            trial = theta.copy()
-            trial[-1] = below + part * math.log(NOISE_STEP)
-            trial_alpha, trial_loo = _condition(trial, x, y, groups)
-            if _float32_error(trial, x, trial_alpha) <= FLOAT32_TOLERANCE:
-                theta, alpha, loo = trial, trial_alpha, trial_loo
-                break
-        if _float32_error(theta, x, alpha) > FLOAT32_TOLERANCE:  # NOISE_RAISES ran out
-            logger.warning("GP blend: noise raised from %.3g to %.3g, and its float32 mean (predict_fn) still differs "
-                           "from float64 by more than %g; gradients through the blend may be noisy", start,
-                           math.exp(theta[-1]), FLOAT32_TOLERANCE)
-        else:
-            logger.info("GP blend: noise raised from %.3g to %.3g so that its float32 mean (predict_fn) matches "
-                        "float64 to %g", start, math.exp(theta[-1]), FLOAT32_TOLERANCE)
+    if not raised:
+        return theta, alpha, loo
+    if error > FLOAT32_TOLERANCE:  # NOISE_RAISES ran out
+        logger.warning("GP blend: noise raised from %.3g to %.3g, and its float32 mean (predict_fn) still differs "
+                       "from float64 by more than %g; gradients through the blend may be noisy", start,
+                       math.exp(theta[-1]), FLOAT32_TOLERANCE)
+        return theta, alpha, loo
+    below = theta[-1] - math.log(NOISE_STEP)  # the last step may overshoot tenfold: the least noise within it
+    for part in NOISE_REFINE:
+        trial = theta.copy()
+        trial[-1] = below + part * math.log(NOISE_STEP)
+        trial_alpha, trial_loo = _condition(trial, x, y, groups)
+        if _float32_error(trial, x, trial_alpha) <= FLOAT32_TOLERANCE:
+            theta, alpha, loo = trial, trial_alpha, trial_loo
+            break
+    logger.info("GP blend: noise raised from %.3g to %.3g so that its float32 mean (predict_fn) matches float64 to %g",
+                start, math.exp(theta[-1]), FLOAT32_TOLERANCE)
     return theta, alpha, loo
 
 
