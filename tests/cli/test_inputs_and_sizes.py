@@ -84,6 +84,24 @@ def test_predict_without_pk_columns_assumes_the_training_centre(pk_run: tuple[Pa
                                          str(tmp_path / "p3.csv"), "--pk-ratio", str(pk_file)]))
 
 
+def test_a_redshift_column_is_checked_against_a_single_training_redshift(pk_run: tuple[Path, Any],
+                                                                          tmp_path: Path) -> None:
+    """An emulator trained at one redshift predicts there only: a redshift column at another value is
+    refused (as the API refuses the argument), one at the training redshift is accepted."""
+    run, emu = pk_run
+    z0 = emu.input_spec.training_redshift
+    assert z0 is not None
+    header, values = _inputs(emu, n=2)
+    for z, ok in ((z0, True), (z0 + 0.5, False)):
+        inp = _csv(tmp_path / f"z{z}.csv", [*header, "redshift"], np.hstack([values, np.full((2, 1), z)]))
+        result = invoke(["predict", str(run), "--input", str(inp), "--out", str(tmp_path / f"z{z}.csv.out.csv")])
+        if ok:
+            assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        else:
+            line = error_line(result)
+            assert "trained at the single redshift" in line and "column" in line, line
+
+
 def test_missing_columns_message_stays_short(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
     run, emu = pk_run
     inp = _csv(tmp_path / "mass.csv", ["log10_mass"], np.array([[13.0]]))

@@ -264,14 +264,16 @@ def redshift_input(spec: InputSpec, redshift: Any, n: int) -> np.ndarray | None:
         if not spec.uses_redshift:
             if spec.training_redshift is None and spec.redshift_column is not None:
                 raise DataError(f"redshift: this emulator reads the redshift from its parameter column "
-                                f"{spec.param_names[spec.redshift_column]!r}; give it there and drop the argument.")
+                                f"{spec.param_names[spec.redshift_column]!r}; give it there and drop the redshift argument (or column).")
             if spec.training_redshift is None:
-                raise DataError("redshift: this emulator was trained without a redshift; drop the argument.")
+                raise DataError("redshift: this emulator was trained without a redshift; drop the redshift argument "
+                                "(or column).")
             off = _differs(z, spec.training_redshift)
             if off.any():
                 raise DataError(
                     f"redshift: {float(z[off][0]):.6g}, but this emulator was trained at the single redshift "
-                    f"{spec.training_redshift:.6g} and cannot predict at another one; drop the argument."
+                    f"{spec.training_redshift:.6g} and cannot predict at another one; drop the redshift argument "
+                    "(or column)."
                 )
             z = None
     elif spec.uses_redshift:

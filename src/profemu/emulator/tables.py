@@ -228,7 +228,7 @@ def _npz_arguments(table: Mapping[str, np.ndarray], path: Path, names: list[str]
     if n_k and pk is None:
         pk = pk_default
     args = {"params": params, "log10_mass": table["log10_mass"], "pk_ratio": pk,
-            "redshift": table.get("redshift") if needs_z else None}
+            "redshift": table.get("redshift")}  # given to an emulator without the input: checked there
     echo: dict[str, np.ndarray] = {}
     if params.ndim == 2 and params.shape[1] == len(names):
         echo.update({n: params[:, j] for j, n in enumerate(names)})
@@ -282,6 +282,8 @@ def prediction_arguments(emulator: Any, table: Mapping[str, np.ndarray], path: P
         "params": np.column_stack([table[c] for c in names]),
         "log10_mass": table["log10_mass"],
         "pk_ratio": pk,
-        "redshift": table["redshift"] if needs_z else None,
+        # a redshift column given to an emulator that does not take the redshift is checked against
+        # its training redshift (check_inputs), not dropped: predicting z = 1 from z = 0.5 is refused
+        "redshift": table.get("redshift"),
         "echo": dict(table),
     }
