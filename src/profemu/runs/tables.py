@@ -157,7 +157,8 @@ def refit_description(cv: Mapping[str, Any]) -> str:
     text = f"its members continued the folds' networks on all {cv['n_rows']} rows"
     first, epochs = refit.get("first_epoch"), refit.get("epochs")
     if isinstance(first, int) and isinstance(epochs, int):
-        text += f" for the last {epochs} epochs of their {first + epochs} (learning-rate schedule's tail)"
+        last = "last epoch" if epochs == 1 else f"last {epochs} epochs"
+        text += f" for the {last} of their {first + epochs} (learning-rate schedule's tail)"
     return text
 
 
