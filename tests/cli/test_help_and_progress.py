@@ -96,3 +96,22 @@ def test_long_fits_log_a_line_now_and_then(caplog: pytest.LogCaptureFixture) -> 
         time.sleep(0.3)
     beats = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
     assert beats and beats[0].startswith("fitting gp: still running ("), beats
+
+
+def test_logged_warnings_print_as_warning_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """A warning logged by the library prints as the ``warning: ...`` line the errors catalogue
+    promises (progress lines stay bare), on the command line's handler and on the inference one."""
+    from profemu.cli import commands, inference
+    from profemu.cli.common import LineFormatter
+
+    def line(level: int, msg: str) -> str:
+        return LineFormatter().format(logging.LogRecord("profemu.x", level, __file__, 1, msg, None, None))
+
+    assert line(logging.WARNING, "mass bin outside") == "warning: mass bin outside"
+    assert line(logging.INFO, "training on 3 rows") == "training on 3 rows"
+    assert line(logging.WARNING, "warning: once") == "warning: once"
+    assert isinstance(commands._CLI_HANDLER.formatter, LineFormatter)
+    if not logging.getLogger("profemu").handlers:
+        with inference._progress_lines():
+            logging.getLogger("profemu.inference.test").warning("the chains did not mix")
+        assert "warning: the chains did not mix" in capsys.readouterr().err

@@ -53,9 +53,9 @@ from profemu.cli.cluster import (
     WaitOpt,
 )
 from profemu.cli.cluster import register as register_cluster_commands
+from profemu.cli.common import LineFormatter, parse_overrides
 from profemu.cli.common import fail as _fail
 from profemu.cli.common import parse_count as _parse_count
-from profemu.cli.common import parse_overrides
 from profemu.cli.common import user_errors as _user_errors
 from profemu.cli.design import register as register_design_commands
 from profemu.cli.inference import register as register_inference_commands
@@ -87,7 +87,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _CLI_HANDLER = _StderrHandler()
-_CLI_HANDLER.setFormatter(logging.Formatter("%(message)s"))
+_CLI_HANDLER.setFormatter(LineFormatter())
 
 
 @app.callback()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -11,9 +12,23 @@ import typer
 from profemu.config import parse_set_value
 from profemu.errors import ConfigError, ProfemuError
 
-__all__ = ["fail", "parse_count", "parse_overrides", "user_errors"]
+__all__ = ["LineFormatter", "fail", "parse_count", "parse_overrides", "user_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LineFormatter(logging.Formatter):
+    """Log records as the command line prints them: the message, a warning (or worse) as a
+    ``warning: ...`` line, like the Python warnings the commands show."""
+
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING and not text.startswith(("warning:", "error:")):
+            text = f"warning: {text}"
+        return text
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from profemu.cli.common import user_errors
+from profemu.cli.common import LineFormatter, user_errors
 from profemu.emulator.locate import load_emulator
 from profemu.errors import DataError, FormatError
 
@@ -161,7 +161,7 @@ def _progress_lines() -> Iterator[None]:
         return
     logger = logging.getLogger("profemu.inference")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(LineFormatter())
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
