@@ -90,10 +90,15 @@ _CLI_HANDLER = _StderrHandler()
 _CLI_HANDLER.setFormatter(LineFormatter())
 
 
+def _quiet() -> bool:
+    """Whether the command runs with ``--quiet``: progress (the data summary, epochs) is not shown."""
+    return _CLI_HANDLER in logging.getLogger("profemu").handlers and _CLI_HANDLER.level >= logging.WARNING
+
+
 @app.callback()
 def _logging(ctx: typer.Context,
-             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr "
-                                                 "(default: progress lines of every step).")] = False) -> None:
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the results: no "
+                                                 "progress lines (the data summary, epochs, steps).")] = False) -> None:
     """Progress of every command (data, relevance, compilation, cross-validation, fits) on stderr."""
     log = logging.getLogger("profemu")
     if _CLI_HANDLER in log.handlers:
@@ -257,6 +262,7 @@ class _TrainingProgress:
         self.epochs = epochs
         self.log_every = max(1, log_every)
         self.tty = console.is_terminal
+        self.quiet = _quiet()
         self.run = run
         self.t0 = time.perf_counter()
         self.stage: str | None = None
@@ -285,7 +291,7 @@ class _TrainingProgress:
         self.total = self._stage_total(entry, stage)
 
     def __enter__(self) -> _TrainingProgress:
-        if self.tty:
+        if self.tty and not self.quiet:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(
@@ -314,7 +320,7 @@ class _TrainingProgress:
         if self._bar is not None:
             self._bar.update(self._task, completed=epoch, total=self.total, train=train, val=val, stage=stage)
             return
-        if epoch % self.log_every == 0 or epoch == 1 or epoch == self.total:
+        if not self.quiet and (epoch % self.log_every == 0 or epoch == 1 or epoch == self.total):
             elapsed = time.perf_counter() - self.t0
             extra = ""
             if entry.get("skipped_steps"):
@@ -455,7 +461,8 @@ def train(
     from profemu.runs.folder import load_data
 
     dataset = load_data(source)
-    console.print(dataset.summary(), markup=False)
+    if not _quiet():
+        console.print(dataset.summary(), markup=False)
     with folder_lock(run, what="--out"):
         _check_new_run(run, resume, console=console)  # again, now that no other process can write it
         if executor is not ExecutorName.inline or group_size > 1:
