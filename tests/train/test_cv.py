@@ -100,6 +100,10 @@ def test_evaluate_shows_the_cross_validation_estimate(cv_run) -> None:
     assert "cross-validation estimate (3 folds by simulation" in result.stdout
     assert "spread over folds" in result.stdout
     assert "continued the folds' networks on all 160 rows for the last epoch of their 8" in result.stdout
+    # the table is the network's; an Emulator that blends a GP says so and gives the blend's errors
+    blends = "gp_blend" in run.emulator().metadata
+    assert blends  # 160 rows: train.gp_blend auto blends
+    assert ("it blends a GP into the network's prediction" in result.stdout) == blends
 
 
 def test_resume_reuses_the_finished_cross_validation(cv_run, caplog: pytest.LogCaptureFixture,

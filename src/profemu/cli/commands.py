@@ -552,7 +552,8 @@ def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: 
     else:
         cv = folder.cross_validation()
         if split is None and cv is not None and folder.split_rows("test").size == 0:
-            _print_cross_validation(console, cv)
+            blend = emulator.metadata.get("gp_blend", {})
+            _print_cross_validation(console, cv, blend=blend.get("report") if isinstance(blend, Mapping) else None)
             return
         dataset = folder.dataset()
         which = (split or SplitName.test).value
