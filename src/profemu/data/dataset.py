@@ -24,13 +24,22 @@ Profiles are learnt in log10, so an entry is valid when it is finite and strictl
 positive. Invalid entries are *kept* (never dropped or altered) and masked out of
 every loss and metric. Construction validates everything and raises
 :class:`~profemu.errors.DataError` with a message that names the field, the
-offending row/column and the fix.
+offending row/column and the fix: also for ``meta["field_kinds"]`` naming a field that
+does not exist. (A radius column of a fitted field with no valid entry in any training row
+is refused when the transforms are fitted, :func:`check_radius_columns`.)
+It logs one warning per field whose finite entries <= 0 are masked (a signed field
+cannot be learnt in log10), one for an unreadable ``meta["mass_definition"]``, and one
+line naming parameters that span more than :data:`LOG_SPAN_HINT` decades but are not in
+``log_params``. Datasets derived from a checked one (:meth:`ProfileDataset.subset`,
+:meth:`ProfileDataset.select_fields`) skip these dataset-wide checks.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -42,7 +51,7 @@ import numpy as np
 
 from profemu._files import DEFAULT_MAX_READ_BYTES
 from profemu.data.schema import dataset_arguments, write_dataset_file
-from profemu.data.selfsimilar import redshift_column
+from profemu.data.selfsimilar import DECLARED_KINDS, mass_definition_problem, redshift_column
 from profemu.data.validation import (
     _F32_MAX,
     _as_float_array,
@@ -53,11 +62,17 @@ from profemu.data.validation import (
 )
 from profemu.errors import DataError
 
-__all__ = ["ProfileDataset"]
+__all__ = ["ProfileDataset", "check_radius_columns"]
 
+logger = logging.getLogger(__name__)
 
 #: True while :meth:`ProfileDataset._from_owned` builds a dataset from arrays nobody else holds.
 _OWNED: ContextVar[bool] = ContextVar("profemu_dataset_owned", default=False)
+#: True while a dataset is derived from a checked one (subset, select_fields): the dataset-wide
+#: checks (empty radius columns, field_kinds, warnings) are not repeated.
+_DERIVED: ContextVar[bool] = ContextVar("profemu_dataset_derived", default=False)
+#: Decades [dex] a positive parameter not in ``log_params`` may span before the log suggests declaring it.
+LOG_SPAN_HINT = 3.0
 
 
 def _copied(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,6 +144,10 @@ class ProfileDataset:
         noise = _validated_noise(self.noise, profiles, mask, copy)
         _check_name_collisions(names, tuple(profiles))
         _check_redshift_column(params, names, redshift)
+        if not _DERIVED.get():
+            _check_field_kinds(self.meta, tuple(profiles))
+            _report_masked_nonpositive(profiles)
+            _report_meta_and_params(self.meta, params, names, log_params)
 
         put(self, "params", params)
         put(self, "param_names", names)
@@ -193,15 +212,19 @@ class ProfileDataset:
             ) from None
         def take(d: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
             return None if d is None else {k: v[idx] for k, v in d.items()}
-        return ProfileDataset(
-            params=self.params[idx], param_names=self.param_names, log10_mass=self.log10_mass[idx],
-            radius=self.radius, profiles=take(self.profiles), units=self.units,
-            radius_unit=self.radius_unit, log_params=self.log_params, mask=take(self.mask),
-            pk_ratio=None if self.pk_ratio is None else self.pk_ratio[idx], k=self.k,
-            redshift=None if self.redshift is None else self.redshift[idx],
-            groups=None if self.groups is None else self.groups[idx],
-            noise=take(self.noise), meta=self.meta,
-        )
+        token = _DERIVED.set(True)
+        try:
+            return ProfileDataset(
+                params=self.params[idx], param_names=self.param_names, log10_mass=self.log10_mass[idx],
+                radius=self.radius, profiles=take(self.profiles), units=self.units,
+                radius_unit=self.radius_unit, log_params=self.log_params, mask=take(self.mask),
+                pk_ratio=None if self.pk_ratio is None else self.pk_ratio[idx], k=self.k,
+                redshift=None if self.redshift is None else self.redshift[idx],
+                groups=None if self.groups is None else self.groups[idx],
+                noise=take(self.noise), meta=self.meta,
+            )
+        finally:
+            _DERIVED.reset(token)
 
     def select_fields(self, fields: Sequence[str]) -> ProfileDataset:
         """A dataset with only ``fields`` (in that order; each named once)."""
@@ -211,13 +234,17 @@ class ProfileDataset:
                 raise DataError(f"field {f!r} is not in this dataset; available fields: {list(self.fields)}.")
         def pick(d: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
             return None if d is None else {f: d[f] for f in fields if f in d}
-        return ProfileDataset(
-            params=self.params, param_names=self.param_names, log10_mass=self.log10_mass,
-            radius=self.radius, profiles=pick(self.profiles), units={f: self.units[f] for f in fields},
-            radius_unit=self.radius_unit, log_params=self.log_params, mask=pick(self.mask),
-            pk_ratio=self.pk_ratio, k=self.k, redshift=self.redshift, groups=self.groups,
-            noise=pick(self.noise), meta=self.meta,
-        )
+        token = _DERIVED.set(True)
+        try:
+            return ProfileDataset(
+                params=self.params, param_names=self.param_names, log10_mass=self.log10_mass,
+                radius=self.radius, profiles=pick(self.profiles), units={f: self.units[f] for f in fields},
+                radius_unit=self.radius_unit, log_params=self.log_params, mask=pick(self.mask),
+                pk_ratio=self.pk_ratio, k=self.k, redshift=self.redshift, groups=self.groups,
+                noise=pick(self.noise), meta=self.meta,
+            )
+        finally:
+            _DERIVED.reset(token)
 
     def fingerprint(self) -> str:
         """SHA-256 of every array and name: identifies the training data in an Emulator."""
@@ -423,6 +450,80 @@ def _validated_mask(value: Mapping[str, Any] | None, profiles: Mapping[str, np.n
             )
         mask[name] = valid
     return mask
+
+
+def _check_field_kinds(meta: Any, fields: tuple[str, ...]) -> None:
+    """``meta["field_kinds"]``, when given, maps fields of the dataset to kinds of
+    :data:`~profemu.data.selfsimilar.DECLARED_KINDS`."""
+    if not isinstance(meta, Mapping) or meta.get("field_kinds") is None:
+        return
+    kinds = meta["field_kinds"]
+    if not isinstance(kinds, Mapping):
+        raise DataError(f"meta.field_kinds: {kinds!r} is not a mapping; pass a dict field -> kind, e.g. "
+                        "{'rho': 'gas_density'}.")
+    for key, kind in kinds.items():
+        if key not in fields:
+            raise DataError(f"meta.field_kinds: {key!r} is not a profile field; fields are {list(fields)}: rename "
+                            "or drop the entry.")
+        if kind not in DECLARED_KINDS:
+            raise DataError(f"meta.field_kinds.{key}: {kind!r} is not a kind; use one of {sorted(DECLARED_KINDS)}.")
+
+
+def check_radius_columns(ds: ProfileDataset, fields: Sequence[str], rows: str = "rows") -> None:
+    """Every radius column of each of ``fields`` has a valid entry in some row of ``ds``.
+
+    Args:
+        ds: The dataset (e.g. the training rows).
+        fields: The fields to check (those an emulator learns).
+        rows: How the message names the rows (``"training rows"``).
+
+    Raises:
+        DataError: a field with radius columns that no row fills: the network would predict
+            there with nothing to learn from.
+    """
+    for name in fields:
+        empty = np.flatnonzero(~ds.mask[name].any(axis=0))
+        if empty.size:
+            shown = ", ".join(f"{int(j)} (r = {ds.radius[j]:.4g})" for j in empty[:4])
+            more = f" and {empty.size - 4} more" if empty.size > 4 else ""
+            raise DataError(
+                f"profiles[{name!r}]: radius column(s) {shown}{more} [{ds.radius_unit}] have no valid entry in any "
+                f"of the {ds.n} {rows} (every value non-finite, <= 0 or masked), so nothing there can be learnt; "
+                "drop those radii (the columns of every field and of radius) or leave the field out (data.fields)."
+            )
+
+
+def _report_masked_nonpositive(profiles: Mapping[str, np.ndarray]) -> None:
+    """One warning per field with finite entries <= 0 (masked: profiles are learnt in log10)."""
+    for name, arr in profiles.items():
+        count = int(np.count_nonzero(np.isfinite(arr) & (arr <= 0)))
+        if count:
+            logger.warning(
+                "profiles[%r]: %d finite entries <= 0 (%.2f%% of its %d entries) are masked: profiles are learnt "
+                "in log10, so only positive values count and a signed field (e.g. a velocity) cannot be emulated "
+                "this way; drop the field, or pass a positive quantity (e.g. its magnitude) as another field",
+                name, count, 100.0 * count / arr.size, arr.size)
+
+
+def _report_meta_and_params(meta: Mapping[str, Any], params: np.ndarray, names: tuple[str, ...],
+                            log_params: tuple[str, ...]) -> None:
+    """A warning for an unreadable ``meta["mass_definition"]``; one info line naming the positive
+    parameters that span more than :data:`LOG_SPAN_HINT` decades but are not in ``log_params``."""
+    problem = mass_definition_problem(meta) if isinstance(meta, Mapping) else None
+    if problem is not None:
+        logger.warning("%s", problem)
+    wide = []
+    for j, name in enumerate(names):
+        col = params[:, j]
+        if name in log_params or not (col > 0).all():
+            continue
+        span = math.log10(float(col.max())) - math.log10(float(col.min()))
+        if span > LOG_SPAN_HINT:
+            wide.append(f"{name!r} ({col.min():.3g}..{col.max():.3g}, {span:.1f} decades)")
+    if wide:
+        logger.info("parameters %s span more than %g decades but are not in log_params: if they were sampled "
+                    "log-uniformly, declare them in log_params (the network then sees their log10)",
+                    ", ".join(wide), LOG_SPAN_HINT)
 
 
 def _checked_user_mask(name: str, value: Any, arr: np.ndarray, valid: np.ndarray, copy: bool = True) -> np.ndarray:

@@ -38,12 +38,12 @@ import numpy as np
 
 from profemu._files import json_safe
 from profemu.config import DataConfig
-from profemu.data.dataset import ProfileDataset
+from profemu.data.dataset import ProfileDataset, check_radius_columns
 from profemu.data.features import compute_features, fit_feature_stats
 from profemu.data.layout import FieldSpec, OutputLayout, field_kind
 from profemu.data.selfsimilar import (
     SelfSimilar,
-    parse_mass_definition,
+    parse_scaled_radius_unit,
     physical_kind,
     redshift_column,
     resolve,
@@ -375,12 +375,14 @@ class Transforms:
             The fitted transforms.
 
         Raises:
-            DataError: a configured field or feature input is missing from ``ds``.
+            DataError: a configured field or feature input is missing from ``ds``, or a field has
+                radius columns with no valid entry in any row.
             ConfigError: an invalid configuration (e.g. more PCA components than possible).
         """
         cfg = DataConfig() if cfg is None else cfg
         cfg.validate()
         fields = _fit_fields(ds, cfg)
+        check_radius_columns(ds, fields, "training rows")
         floor = cfg.scale_floor
         weights = _checked_input_weights(ds, input_weights)
         stats, box, pk_pca = _fit_input_stats(ds, cfg)
@@ -1073,13 +1075,16 @@ def _gas_fraction_fields(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[s
     if cfg.gas_fraction_bound == "off" or ss is None:  # without the normalisation its own line says why
         return ()
     dens = [f for i, f in enumerate(fields) if ss.kinds[i] == "density"]
-    radius_definition = parse_mass_definition(ds.radius_unit)
+    radius_definition = parse_scaled_radius_unit(ds.radius_unit)
+    own = f"R{ss.delta:g}{ss.reference[0]}"
     why = None
     if not dens:
         why = "no gas density field (divided by Δ f_b ρ_ref)"
-    elif not ss.radius_scaled or radius_definition is None or radius_definition[:2] != (ss.delta, ss.reference):
-        why = (f"the radii ({ds.radius_unit!r}) are not in units of the mass definition's R_Δ "
-               f"(R{ss.delta:g}{ss.reference[0]})")
+    elif not ss.radius_scaled or radius_definition is None:
+        why = f"the radii ({ds.radius_unit!r}) are physical lengths, not in units of the mass definition's {own}"
+    elif radius_definition != (ss.delta, ss.reference):
+        why = (f"the radii ({ds.radius_unit!r}) are in units of R{radius_definition[0]:g}{radius_definition[1][0]}, "
+               f"not of the mass definition's {own}")
     elif scaled_coordinate or cfg.pca_components > 0:
         why = "data.radial_coordinate 'scaled' or PCA outputs"
     elif ds.radius[0] > GAS_FRACTION_INNERMOST or ds.radius[-1] < 1.0:
