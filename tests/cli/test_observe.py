@@ -128,3 +128,77 @@ def test_observe_tsz_at_a_band_centre(run: TinyRun, inputs: dict[str, Path], tmp
     rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
     np.testing.assert_allclose([float(r["mean_muK_arcmin2"]) for r in rows if r["point"] == "0"], ref.mean[0],
                                rtol=1e-12)
+
+
+def _sb35_points(emulator: Any, path: Path, h_values: tuple[float, ...]) -> np.ndarray:
+    from tests.observables.tiny_sb35 import centre_point
+
+    points = np.array([centre_point(emulator, Omega_m=0.3, h=h) for h in h_values])
+    rows = [",".join(emulator.param_names)] + [",".join(repr(float(v)) for v in p) for p in points]
+    path.write_text("\n".join(rows) + "\n")
+    return points
+
+
+def _means(path: Path, point: int) -> np.ndarray:
+    rows = list(csv.DictReader(line for line in path.read_text().splitlines() if not line.startswith("#")))
+    return np.array([float(r["mean_muK_arcmin2"]) for r in rows if int(r["point"]) == point])
+
+
+def test_observe_uses_each_points_h(inputs: dict[str, Path], tmp_path: Path,
+                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An emulator with an h input: D_A and R200c use each point's h (0.6 and 0.865), the header
+    says so, and --h is refused with one line."""
+    from tests.observables.tiny_sb35 import tiny_sb35_run
+
+    sb35 = tiny_sb35_run(tmp_path_factory.getbasetemp() / "tiny_sb35", with_pk=False)
+    points = _sb35_points(sb35.emulator, tmp_path / "points.csv", (0.6, 0.865))
+    out = tmp_path / "cap.csv"
+    args = ["observe", sb35.run_dir, "--observable", "ksz", "--redshift", 0.55, "--beam", inputs["beam"],
+            "--apertures", APS, "--mass-distribution", inputs["masses"], "--at", tmp_path / "points.csv"]
+    result = invoke(*args, "--out", out)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    ell, bl = gaussian_beam()
+    fm = ForwardModel.build(kind="ksz", redshift=0.55, apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl,
+                            omega_m=0.3, h=0.6711)
+    model = PopulationModel.build(sb35.emulator, fm, mass_distribution())
+    j = sb35.emulator.param_names.index("h")
+    for i, p in enumerate(points):
+        ref = model.at_cosmology(0.3, p[j]).predict(p).mean[0]
+        np.testing.assert_allclose(_means(out, i), ref, rtol=1e-12)
+    assert abs(_means(out, 1)[0] / model.predict(points[1]).mean[0][0] - 1) > 0.03  # not the default h
+    assert "h = each point's parameter 'h'" in out.read_text()
+    error_line(invoke(*args, "--out", tmp_path / "other.csv", "--h", 0.674), "--h 0.674",
+               "the emulator has the parameter 'h'", "drop --h")
+    error_line(invoke(*args, "--out", tmp_path / "other.csv", "--omega-m", 0.3), "--omega-m 0.3",
+               "the emulator has the parameter 'Omega_m'")
+
+
+def test_observe_with_a_pk_emulator(inputs: dict[str, Path], tmp_path: Path,
+                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An emulator with P(k) inputs: the training centre by default (logged), --pk-ratio FILE
+    otherwise; --pk-ratio for an emulator without P(k) is refused."""
+    from profemu.emulator.tables import fiducial_pk_ratio
+    from tests.observables.tiny_sb35 import tiny_sb35_run
+
+    root = tmp_path_factory.getbasetemp() / "tiny_sb35"
+    sb35 = tiny_sb35_run(root, with_pk=True)
+    points = _sb35_points(sb35.emulator, tmp_path / "points.csv", (0.7,))
+    args = ["observe", sb35.run_dir, "--observable", "ksz", "--redshift", 0.55, "--beam", inputs["beam"],
+            "--apertures", APS, "--mass-distribution", inputs["masses"], "--at", tmp_path / "points.csv"]
+    result = invoke(*args, "--out", tmp_path / "default.csv")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert "assuming the training set's centre" in result.stderr
+    pk = np.asarray(sb35.dataset.pk_ratio[5], float)  # a training row's P(k): inside the box
+    assert not np.allclose(pk, fiducial_pk_ratio(sb35.emulator))  # type: ignore[arg-type]
+    np.savetxt(tmp_path / "pk.txt", pk)
+    result = invoke(*args, "--out", tmp_path / "given.csv", "--pk-ratio", tmp_path / "pk.txt")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    ell, bl = gaussian_beam()
+    fm = ForwardModel.build(kind="ksz", redshift=0.55, apertures_arcmin=APERTURES, beam_ell=ell, beam_bl=bl,
+                            omega_m=0.3, h=0.7)
+    for name, ratio in (("default.csv", None), ("given.csv", pk)):
+        ref = PopulationModel.build(sb35.emulator, fm, mass_distribution(), pk_ratio=ratio).predict(points[0])
+        np.testing.assert_allclose(_means(tmp_path / name, 0), ref.mean[0], rtol=1e-12)
+    nopk = tiny_sb35_run(root, with_pk=False)
+    error_line(invoke("observe", nopk.run_dir, *args[2:], "--out", tmp_path / "x.csv", "--pk-ratio",
+                      tmp_path / "pk.txt"), "--pk-ratio", "trained without P(k)")

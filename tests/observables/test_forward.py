@@ -174,7 +174,12 @@ def test_float64_jax_checks_in_child_process() -> None:
          r"^frequency_ghz, response: give one of them"),
         ({"kind": "tsz", "frequency_ghz": -90.0}, ConfigError, r"^frequency_ghz: got -90.0, expected a number in"),
         ({"kind": "tsz", "response_ell": RESP_ELL, "response": RESP * 1e6}, ConfigError,
-         r"^response: max \|R\| = 2.786e\+06, but the tSZ response is in K_CMB per unit y"),
+         r"^response: max \|R\| = 2.786e\+06 is above RESPONSE_MAX_K = 100 K_CMB per unit y .*mK or muK per y"),
+        ({"kind": "tsz", "response_ell": RESP_ELL, "response": np.where(np.arange(RESP.size) == 7, np.nan, RESP)},
+         ConfigError, r"^response: non-finite value nan at index 7 \(1 in total\); pass finite numbers"),
+        ({"apertures_arcmin": APERTURES * ARCMIN_RAD}, ConfigError,
+         r"^apertures_arcmin: smallest disk radius 0.0002909 is below 0.01 arcmin and looks like radians "
+         r"\(0.0002909 rad = 1 arcmin\) or degrees .*give the disk radii in arcmin"),
         ({"h": 67.11}, ConfigError, r"^h: got 67.11, expected h = H0 / \(100 km/s/Mpc\) in \[0.2, 1.5\]; 67.11 looks "
                                     r"like H0 itself: pass h = 0.6711"),
         ({"v_rms_kms": 313000.0}, ConfigError, r"^v_rms_kms: got 313000.0, expected a number in \(0, 3000.0\]; "
@@ -205,7 +210,7 @@ def test_grid_too_short() -> None:
 def test_tsz_band_centre_scales_the_signal_by_f_nu(frequency: float) -> None:
     """Without a response table the tSZ CAP is f(x) T_CMB at the given band centre: the ratio of
     two frequencies is the ratio of the textbook f(x) = x coth(x/2) - 4, x = h nu / (k_B T_CMB)
-    (CODATA constants, T_CMB = 2.7255 K; the sign flips above 217.6 GHz)."""
+    (CODATA constants, T_CMB = 2.7255 K; the sign flips above 217.5 GHz)."""
     h_planck, k_b, t_cmb = 6.62607015e-34, 1.380649e-23, 2.7255
 
     def f_nu(nu_ghz: float) -> float:
@@ -216,7 +221,7 @@ def test_tsz_band_centre_scales_the_signal_by_f_nu(frequency: float) -> None:
     at_150 = cap_from_profile(CAMELS_RADII, prof, kind="tsz", frequency_ghz=150.0, **KW)
     at_nu = cap_from_profile(CAMELS_RADII, prof, kind="tsz", frequency_ghz=frequency, **KW)
     np.testing.assert_allclose(at_nu / at_150, f_nu(frequency) / f_nu(150.0), rtol=1e-9)
-    assert np.all(at_150 < 0) and (np.all(at_nu > 0) if frequency > 217.6 else np.all(at_nu < 0))
+    assert np.all(at_150 < 0) and (np.all(at_nu > 0) if frequency > 217.5 else np.all(at_nu < 0))
     model = ForwardModel.build(kind="tsz", frequency_ghz=frequency, **KW)
     assert f"{frequency:g} GHz" in model.angular.response_note
 

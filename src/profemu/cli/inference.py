@@ -227,7 +227,8 @@ def infer_cmd(
     fixed = _parse_fix(fix or [])
     if observation is not None:
         infer_observation(emulator, run, observation, out, fixed, {"chains": chains, "warmup": warmup,
-                          "draws": draws, "seed": seed}, force=force, allow_unconverged=allow_unconverged)
+                          "draws": draws, "seed": seed}, force=force, allow_unconverged=allow_unconverged,
+                          pk_ratio=pk_ratio)
         return
     chains, warmup, draws, seed = (d if v is None else v for v, d in ((chains, 4), (warmup, 1000), (draws, 1000),
                                                                       (seed, 0)))
@@ -386,7 +387,8 @@ def _read_point(path: Path, names: Sequence[str]) -> dict[str, float]:
 
 
 def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixed: dict[str, float],
-                      sampler: dict[str, int | None], *, force: bool, allow_unconverged: bool) -> None:
+                      sampler: dict[str, int | None], *, force: bool, allow_unconverged: bool,
+                      pk_ratio: Path | None = None) -> None:
     """``profemu infer RUN --observation SPEC.yaml --out DIR``: MAP and NUTS on CAP measurements;
     writes samples.csv, summary.json and cap_fit.png into DIR as one unit."""
     import dataclasses
@@ -407,12 +409,12 @@ def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixe
 
     spec = read_observation_spec(spec_path)
     spec = dataclasses.replace(spec, fix={**spec.fix, **fixed})
-    inputs = {"run folder": run, "--observation": spec_path, **spec.input_files()}
+    inputs = {"run folder": run, "--observation": spec_path, "--pk-ratio": pk_ratio, **spec.input_files()}
     check_result_folder(out, force=force, inputs=inputs)
     settings = {k: (v if v is not None else spec.sampler[k]) for k, v in sampler.items()}
     _check_sampler(int(settings["chains"]), int(settings["warmup"]), int(settings["draws"]))
     with _progress_lines():
-        post = make_cap_posterior(build_terms(emulator, spec), fix=spec.fix, bounds=spec.bounds,
+        post = make_cap_posterior(build_terms(emulator, spec, pk_ratio=pk_ratio), fix=spec.fix, bounds=spec.bounds,
                                   amplitude_bounds=spec.amplitude_bounds, geometry=spec.geometry)
         start = find_map(post, starts=4, seed=int(settings["seed"]))
         samples = sample_posterior(post, chains=int(settings["chains"]), warmup=int(settings["warmup"]),
@@ -422,7 +424,7 @@ def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixe
         predictive = posterior_predictive(post, samples.flat, seed=int(settings["seed"]))
     summary = posterior_record(
         post, samples, start, map_fit=fit,
-        geometry="D_A follows " + post.omega_m_param if post.omega_m_param else "fixed",
+        geometry=post.geometry,
         observations=describe_terms(post),
         covariance="data covariance + emulator covariance (linearised predictive variance), "
                    "measurements independent of each other",

@@ -2,10 +2,15 @@
 
 ``profemu observe RUN --observable ksz|tsz --redshift Z --beam FILE [--response FILE]
 --apertures 1,1.625,...,6 [--mass-distribution FILE | --log10-mass M] --at points.csv
---out cap.csv [--force]`` writes one row per (point, aperture): the point's parameters, the
-aperture θ_d [arcmin], the mean CAP and its emulator standard deviation [μK arcmin²] (the
-ensemble members' spread plus their own variance, propagated through the forward model), and
-how far the mass bins lie outside the emulator's training range.
+--out cap.csv [--pk-ratio FILE] [--force]`` writes one row per (point, aperture): the point's
+parameters, the aperture θ_d [arcmin], the mean CAP and its emulator standard deviation
+[μK arcmin²] (the ensemble members' spread plus their own variance, propagated through the
+forward model), and how far the mass bins lie outside the emulator's training range.
+
+The distance D_A(z; Ω_m, h) and radii in units of R_Δ use each point's Ω_m and h when they are
+emulator parameters (``--omega-m``/``--h`` are then refused), else ``--omega-m`` (0.3) and
+``--h`` (0.6711). An emulator that takes P(k) gets ``--pk-ratio FILE``, or the training
+set's centre (logged).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import numpy as np
 import typer
 
 from profemu.cli.common import user_errors
-from profemu.data.selfsimilar import ALIASES
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ObservableName", "parse_apertures", "read_points", "register"]
@@ -79,19 +83,50 @@ def read_points(path: Path, names: tuple[str, ...]) -> np.ndarray:
 
 
 def _mass_distribution(path: Path | None, log10_mass: float | None) -> Any:
-    from profemu.observables import HaloMassDistribution, read_halo_mass_distribution
+    from profemu.observables import read_halo_mass_distribution
+    from profemu.observables.act import single_mass
 
     if (path is None) == (log10_mass is None):
         raise DataError("--mass-distribution, --log10-mass: give exactly one (a CSV of mass bins, e.g. "
                         "act_cmass/cmass_halo_mass_distribution.csv, or one log10(M/Msun)).")
     if path is not None:
         return read_halo_mass_distribution(path)
-    m = float(log10_mass)  # type: ignore[arg-type]
-    if not (8.0 < m < 16.0):
-        raise DataError(f"--log10-mass {m:g}: must be log10(M/Msun), between 8 and 16.")
-    one = np.array([m])
-    return HaloMassDistribution(log10_mass_lo=one - 1e-6, log10_mass_hi=one + 1e-6, log10_mass_center=one,
-                                weights=np.ones(1))
+    return single_mass(float(log10_mass), what="--log10-mass")  # type: ignore[arg-type]
+
+
+def _geometry(names: tuple[str, ...], points: np.ndarray, omega_m: float | None,
+              h: float | None) -> tuple[int | None, int | None, float, float]:
+    """Columns of Ω_m and h among the parameters (None: not a parameter) and the reference Ω_m, h
+    of the forward model (the first point's, or --omega-m / --h, default 0.3 and 0.6711).
+
+    Raises:
+        DataError: --omega-m or --h given for an emulator that has that parameter.
+    """
+    from profemu.observables.population import cosmology_params
+    from profemu.physics.constants import DEFAULT_H
+
+    om_name, h_name = cosmology_params(names)
+    for option, value, name in (("--omega-m", omega_m, om_name), ("--h", h, h_name)):
+        if value is not None and name is not None:
+            raise DataError(f"{option} {value:g}: the emulator has the parameter {name!r}, and each point's {name} "
+                            f"(from --at) is used for D_A and R_Delta; drop {option}.")
+    j_om = None if om_name is None else names.index(om_name)
+    j_h = None if h_name is None else names.index(h_name)
+    om0 = float(points[0, j_om]) if j_om is not None else (0.3 if omega_m is None else omega_m)
+    h0 = float(points[0, j_h]) if j_h is not None else (DEFAULT_H if h is None else h)
+    return j_om, j_h, om0, h0
+
+
+def _read_pk_ratio(emulator: Any, path: Path | None) -> np.ndarray | None:
+    """``--pk-ratio FILE`` for an emulator that takes P(k) (None: the model uses the training centre)."""
+    n_k = int(getattr(emulator.input_spec, "n_k", 0) or 0)
+    if path is None:
+        return None
+    if not n_k:
+        raise DataError(f"--pk-ratio {str(path)!r}: this emulator was trained without P(k); drop the option.")
+    from profemu.emulator.tables import read_pk_ratio
+
+    return read_pk_ratio(path, n_k)
 
 
 def _table(names: tuple[str, ...], points: np.ndarray, preds: list[Any], notes: tuple[str, ...]) -> str:
@@ -131,9 +166,15 @@ def register(app: typer.Typer) -> None:
         mass_distribution: Annotated[Path | None, typer.Option(
             "--mass-distribution", help="CSV log10_mass_lo,log10_mass_hi,log10_mass_center,weight.")] = None,
         log10_mass: Annotated[float | None, typer.Option("--log10-mass", help="One halo mass instead.")] = None,
-        h: Annotated[float, typer.Option("--h", help="h of the distance D_A (CAMELS: 0.6711).")] = 0.6711,
-        omega_m: Annotated[float, typer.Option(
-            "--omega-m", help="Omega_m of D_A when it is not an emulator parameter (else each point's).")] = 0.3,
+        h: Annotated[float | None, typer.Option(
+            "--h", help="h of D_A and R_Delta when h is not an emulator parameter (default 0.6711, CAMELS); "
+                        "refused when it is (each point's h is used).")] = None,
+        omega_m: Annotated[float | None, typer.Option(
+            "--omega-m", help="Omega_m of D_A and R_Delta when it is not an emulator parameter (default 0.3); "
+                              "refused when it is (each point's Omega_m is used).")] = None,
+        pk_ratio: Annotated[Path | None, typer.Option(
+            "--pk-ratio", help="P(k) suppression of an emulator that takes P(k) (one value per k bin, a column or "
+                               "a row); default: the training set's centre.")] = None,
         force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
     ) -> None:
         """Predict stacked CAP kSZ/tSZ profiles (muK arcmin^2) at parameter points."""
@@ -149,22 +190,27 @@ def register(app: typer.Typer) -> None:
             raise DataError("--response, --frequency: tsz needs its band: give the band response file "
                             "(--response FILE) or the band centre (--frequency GHZ, e.g. 150), not both.")
         check_output(out, force=force, inputs={"run folder": run, "beam file": beam, "response file": response,
-                                               "mass distribution": mass_distribution, "points file": at})
+                                               "mass distribution": mass_distribution, "points file": at,
+                                               "P(k) file": pk_ratio})
         ap = parse_apertures(apertures)
         emulator = load_emulator(run)
-        points = read_points(at, tuple(emulator.param_names))
+        names = tuple(emulator.param_names)
+        points = read_points(at, names)
+        j_om, j_h, om0, h0 = _geometry(names, points, omega_m, h)
+        pk = _read_pk_ratio(emulator, pk_ratio)
         masses = _mass_distribution(mass_distribution, log10_mass)
         b = read_beam(beam)
         r = read_response(response) if response is not None else None
-        om_name = next((n for n in emulator.param_names if n.lower() in ALIASES["omega_m"]), None)
         forward = ForwardModel.build(kind=observable.value, redshift=redshift, apertures_arcmin=ap, beam_ell=b.ell,
                                      beam_bl=b.values, response_ell=None if r is None else r.ell,
-                                     response=None if r is None else r.values, omega_m=omega_m, h=h,
+                                     response=None if r is None else r.values, omega_m=om0, h=h0,
                                      frequency_ghz=frequency, v_rms_kms=v_rms_kms)
-        model = PopulationModel.build(emulator, forward, masses)
+        model = PopulationModel.build(emulator, forward, masses, pk_ratio=pk)
         preds = []
         for p in points:
-            here = model if om_name is None else model.at_cosmology(float(p[emulator.param_names.index(om_name)]))
+            here = model
+            if j_om is not None or j_h is not None:
+                here = model.at_cosmology(om0 if j_om is None else float(p[j_om]), h0 if j_h is None else float(p[j_h]))
             preds.append(here.predict(p, on_extrapolation="warn"))
         atomic_write_text(out, _table(tuple(emulator.param_names), points, preds, model.notes))
         typer.echo(f"wrote {out} ({len(points)} point(s) x {ap.size} aperture(s), muK arcmin^2)")

@@ -14,8 +14,10 @@ additive template (e.g. the dust CAP for tSZ) with a free amplitude ``a_T,i`` an
 the two-halo term, with amplitude 1 or free. ``C_emu,i`` is the emulator's linearised
 predictive covariance (:meth:`PopulationModel.jax_fn`). Measurements are taken as
 independent of each other (block-diagonal covariance; ACT publishes kSZ and tSZ covariances
-separately). When Ω_m is free, the angular-diameter distance of the forward model follows it
-(h fixed).
+separately). With ``geometry="follow"`` (the default) the angular-diameter distance
+D_A(z; Ω_m, h) of the forward model, and radii in units of R_Δ, follow the emulator's Ω_m and h
+parameters (names in :data:`profemu.data.selfsimilar.ALIASES`), free or fixed; a cosmology that
+is not a parameter is the spec's ``omega_m`` / ``h``.
 
 :class:`CAPLogPosterior` has the interface of :class:`~profemu.inference.likelihood.LogPosterior`
 that :func:`~profemu.inference.sampling.find_map`, :func:`~profemu.inference.sampling.sample_posterior`
@@ -35,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from profemu.config import load_yaml
-from profemu.data.selfsimilar import ALIASES
 from profemu.errors import ConfigError, DataError
 from profemu.inference.likelihood import ParameterSpace, parameter_space
 from profemu.observables.act import (
@@ -48,9 +49,10 @@ from profemu.observables.act import (
     read_halo_mass_distribution,
     read_response,
     read_two_halo,
+    single_mass,
 )
 from profemu.observables.forward import ForwardModel
-from profemu.observables.population import PopulationModel, mass_report
+from profemu.observables.population import PopulationModel, cosmology_params, mass_report
 from profemu.physics.constants import DEFAULT_H
 
 __all__ = [
@@ -138,7 +140,10 @@ class CAPLogPosterior:
         data: Arrays the function closes over (measured values, data covariance, templates,
             prior box), float32; the batch sampler stacks these across synthetic data sets.
         structure: Hashable static structure (same structure = same compiled function).
-        omega_m_param: The free parameter D_A follows (None: fixed geometry).
+        omega_m_param: The emulator parameter (free or fixed) that Ω_m of D_A and R_Δ follows
+            (None: the forward models' own Ω_m).
+        h_param: The emulator parameter (free or fixed) that h of D_A and R_Δ follows (None: the
+            forward models' own h).
     """
 
     space: ParameterSpace
@@ -146,6 +151,7 @@ class CAPLogPosterior:
     data: Mapping[str, np.ndarray]
     structure: tuple[Any, ...]
     omega_m_param: str | None
+    h_param: str | None
     _core: Callable[..., Any] = field(repr=False)
     _model: Callable[..., Any] = field(repr=False)
 
@@ -153,6 +159,14 @@ class CAPLogPosterior:
     def names(self) -> tuple[str, ...]:
         """Free parameter names (sampling order)."""
         return self.space.free
+
+    @property
+    def geometry(self) -> str:
+        """Where Ω_m and h of D_A(z) and R_Δ come from, as one line of text."""
+        f = self.terms[0].model.forward
+        om = f"parameter {self.omega_m_param}" if self.omega_m_param else f"{f.omega_m:g} (fixed)"
+        hh = f"parameter {self.h_param}" if self.h_param else f"{f.h:g} (fixed)"
+        return f"D_A and R_Delta with Omega_m = {om}, h = {hh}"
 
     @property
     def n_data(self) -> int:
@@ -223,12 +237,12 @@ class CAPLogPosterior:
                                 "time; build another PopulationModel for other masses.")
             data[f"mass_{i}"], data[f"weight_{i}"] = m.astype(np.float32), w.astype(np.float32)
         return CAPLogPosterior(space=space, terms=self.terms, data=data, structure=self.structure,
-                               omega_m_param=self.omega_m_param, _core=self._core, _model=self._model)
+                               omega_m_param=self.omega_m_param, h_param=self.h_param, _core=self._core,
+                               _model=self._model)
 
 
 def _omega_m_name(names: Sequence[str]) -> str | None:
-    lower = {n.lower(): n for n in names}
-    return next((lower[a] for a in ALIASES["omega_m"] if a in lower), None)
+    return cosmology_params(names)[0]
 
 
 def _nuisance_space(base: ParameterSpace, terms: Sequence[CAPTerm],
@@ -268,8 +282,11 @@ def make_cap_posterior(terms: Sequence[CAPTerm], *, fix: Mapping[str, float] | N
         fix: Emulator parameter name → physical value held fixed (e.g. ``{"Omega_m": 0.3}``).
         bounds: Emulator parameter name → (lo, hi) physical prior range inside the box.
         amplitude_bounds: Amplitude name → (lo, hi) uniform prior (default (0, 5)).
-        geometry: ``"follow"``: a free Ω_m also moves D_A(z) of the forward model;
-            ``"fixed"``: the forward models' own Ω_m, h.
+        geometry: ``"follow"``: D_A(z; Ω_m, h) of the forward model (and radii in units of R_Δ)
+            take Ω_m and h from the emulator's parameters of those names, free or fixed (so a
+            value in ``fix`` or in :meth:`CAPLogPosterior.with_values` moves them too); a
+            cosmology that is not a parameter stays the forward model's. ``"fixed"``: the
+            forward models' own Ω_m, h.
 
     Returns:
         The :class:`CAPLogPosterior`.
@@ -284,12 +301,12 @@ def make_cap_posterior(terms: Sequence[CAPTerm], *, fix: Mapping[str, float] | N
         raise ConfigError(f"geometry: {geometry!r}; choose 'follow' or 'fixed'.")
     base = parameter_space(emulator, fix=fix, bounds=bounds)
     space = _nuisance_space(base, terms, dict(amplitude_bounds or {}))
-    om = _omega_m_name(base.free) if geometry == "follow" else None
+    om, hh = cosmology_params(emulator.param_names) if geometry == "follow" else (None, None)
     data = _posterior_data(terms, space)
-    core, model = _build_core(terms, space, base.dim, om)
+    core, model = _build_core(terms, space, base.dim, om, hh)
     structure = (id(core), space.free, tuple(d.shape for d in data.values()))
     return CAPLogPosterior(space=space, terms=terms, data=data, structure=structure, omega_m_param=om,
-                           _core=core, _model=model)
+                           h_param=hh, _core=core, _model=model)
 
 
 def _posterior_data(terms: Sequence[CAPTerm], space: ParameterSpace) -> dict[str, np.ndarray]:
@@ -313,14 +330,14 @@ def _posterior_data(terms: Sequence[CAPTerm], space: ParameterSpace) -> dict[str
 
 
 def _build_core(terms: Sequence[CAPTerm], space: ParameterSpace, n_emu: int,
-                omega_m_param: str | None) -> tuple[Callable[..., Any], Callable[..., Any]]:
+                omega_m_param: str | None, h_param: str | None) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """``core(theta, data) -> (log posterior, log likelihood)`` and ``model(theta, data) -> (m, C)``."""
     import jax.numpy as jnp
     from jax.scipy.linalg import block_diag, solve_triangular
 
     emulator = terms[0].model.emulator
     predict_fn = emulator.predict_fn
-    fns = [t.model.jax_fn(omega_m_param=omega_m_param, predict_fn=predict_fn) for t in terms]
+    fns = [t.model.jax_fn(omega_m_param=omega_m_param, h_param=h_param, predict_fn=predict_fn) for t in terms]
     names = space.names[:len(emulator.param_names)]
     free_idx = np.array([names.index(n) for n in space.free[:n_emu]], dtype=int)
     is_log = np.array(space.is_log, dtype=bool)
@@ -442,8 +459,8 @@ class ObservationSpec:
         fix: Emulator parameters held fixed.
         bounds: Prior ranges of free emulator parameters.
         amplitude_bounds: Prior ranges of the free amplitudes.
-        cosmology: ``h``, ``omega_m`` (used when Ω_m is not an emulator parameter), ``v_rms_kms``,
-            ``l_max_mpc`` of the forward model.
+        cosmology: ``h`` and ``omega_m`` (None unless the spec gives them; used when they are not
+            emulator parameters), ``v_rms_kms``, ``l_max_mpc`` of the forward model.
         sampler: ``chains``, ``warmup``, ``draws``, ``seed``, ``max_tree_depth``.
         geometry: ``"follow"`` or ``"fixed"``.
         source: The spec file.
@@ -453,14 +470,17 @@ class ObservationSpec:
     fix: Mapping[str, float]
     bounds: Mapping[str, tuple[float, float]]
     amplitude_bounds: Mapping[str, tuple[float, float]]
-    cosmology: Mapping[str, float]
+    cosmology: Mapping[str, float | None]
     sampler: Mapping[str, int]
     geometry: str
     source: Path
+    pk_ratio: Path | None = None
 
     def input_files(self) -> dict[str, Path]:
         """Every file the spec names, ``{"<kind> <key>": path}`` (to refuse outputs over them)."""
         out: dict[str, Path] = {"observation spec": self.source}
+        if self.pk_ratio is not None:
+            out["pk_ratio"] = self.pk_ratio
         for t in self.terms:
             for key in _PATH_KEYS:
                 if t.get(key) is not None:
@@ -471,9 +491,9 @@ class ObservationSpec:
 _PATH_KEYS = ("measured", "covariance", "beam", "response", "mass_distribution", "template", "two_halo")
 _TERM_KEYS = {"observable", "units", "redshift", "two_halo_free", "two_halo_h", "template_name",
               "continuation", "truncation_radius_mpc", "emulator_covariance", "field", "frequency_ghz",
-              "v_rms_kms", "label", *_PATH_KEYS}
+              "v_rms_kms", "label", "log10_mass", *_PATH_KEYS}
 _TOP_KEYS = {"observations", "fix", "bounds", "amplitude_bounds", "h", "omega_m", "v_rms_kms", "l_max_mpc",
-             "chains", "warmup", "draws", "seed", "max_tree_depth", "geometry"}
+             "chains", "warmup", "draws", "seed", "max_tree_depth", "geometry", "pk_ratio"}
 
 
 def _number(value: Any, what: str, *, positive: bool = False) -> float:
@@ -505,10 +525,13 @@ def _term(raw: Any, where: str, folder: Path) -> dict[str, Any]:
     kind = raw.get("observable")
     if kind not in ("ksz", "tsz"):
         raise ConfigError(f"{where}.observable: {kind!r}; choose ksz or tsz.")
-    for key in ("measured", "beam", "redshift", "mass_distribution"):
+    for key in ("measured", "beam", "redshift"):
         if raw.get(key) is None:
             raise ConfigError(f"{where}.{key}: missing; every observation needs measured, beam, redshift "
-                              "and mass_distribution.")
+                              "and mass_distribution (or log10_mass).")
+    if (raw.get("mass_distribution") is None) == (raw.get("log10_mass") is None):
+        raise ConfigError(f"{where}: give exactly one of mass_distribution (a CSV of mass bins) and log10_mass "
+                          "(one halo mass, log10(M/Msun), e.g. 13.4).")
     if raw.get("response") is not None and kind != "tsz":
         raise ConfigError(f"{where}.response: a band response applies to tsz only; remove it.")
     if raw.get("frequency_ghz") is not None and kind != "tsz":
@@ -517,7 +540,7 @@ def _term(raw: Any, where: str, folder: Path) -> dict[str, Any]:
     if kind == "tsz" and (raw.get("response") is None) == (raw.get("frequency_ghz") is None):
         raise ConfigError(f"{where}: tsz needs its band: give exactly one of response (the band response "
                           "file) and frequency_ghz (the band centre, e.g. 150; the tSZ signal changes with "
-                          "frequency and flips sign above 217.6 GHz).")
+                          "frequency and flips sign above 217.5 GHz).")
     if raw.get("v_rms_kms") is not None and kind != "ksz":
         raise ConfigError(f"{where}.v_rms_kms: the rms velocity applies to ksz only; remove it.")
     if raw.get("label") is not None and not (isinstance(raw["label"], str) and _LABEL.fullmatch(raw["label"])):
@@ -530,6 +553,9 @@ def _term(raw: Any, where: str, folder: Path) -> dict[str, Any]:
             p = Path(raw[key])
             term[key] = p if p.is_absolute() else folder / p
     term["redshift"] = _number(raw["redshift"], f"{where}.redshift", positive=True)
+    if raw.get("log10_mass") is not None:
+        term["log10_mass"] = _number(raw["log10_mass"], f"{where}.log10_mass", positive=True)
+        single_mass(term["log10_mass"], what=f"{where}.log10_mass")
     for key in ("frequency_ghz", "v_rms_kms"):
         if raw.get(key) is not None:
             term[key] = _number(raw[key], f"{where}.{key}", positive=True)
@@ -539,42 +565,47 @@ def _term(raw: Any, where: str, folder: Path) -> dict[str, Any]:
 def read_observation_spec(path: str | Path) -> ObservationSpec:
     """Parse an observation spec (YAML, read with :func:`profemu.config.load_yaml`).
 
-    One measurement: top-level keys ``observable`` (ksz|tsz), ``measured`` (ACT 3-column file in
-    ``units``, default muK_sr, or a ``profemu-cap`` file), ``covariance`` (with an ACT file),
-    ``beam``, for tSZ its band (``response``, a band response file, or ``frequency_ghz``, the
-    band centre), ``redshift``, ``mass_distribution``, ``template``
+    One measurement: top-level keys ``observable`` (ksz|tsz), ``measured`` (a 3-column table
+    theta_arcmin, value, error in ``units``, default muK_sr: whitespace-separated as ACT's, or
+    comma-separated with a header line; or a ``profemu-cap`` file), ``covariance`` (with a
+    3-column table: a text n x n table or a ``.npy`` array), ``beam``, for tSZ its band
+    (``response``, a band response file, or ``frequency_ghz``, the band centre), ``redshift``,
+    ``mass_distribution`` (CSV of mass bins) or ``log10_mass`` (one halo mass), ``template``
     (optional: CSV theta_arcmin,dust_muK_arcmin2, amplitude free), ``two_halo`` (optional
     table), ``two_halo_free`` (default false), ``two_halo_h`` (default 1), ``v_rms_kms`` (kSZ;
     default the shared one), ``label`` (appended to the names of its free amplitudes). Several:
     a list under ``observations``. Shared keys: ``fix: {Omega_m: 0.3}``, ``bounds``,
-    ``amplitude_bounds`` (default [0, 5]), ``h`` (default 0.6711), ``omega_m`` (default 0.3, when
-    Ω_m is not an emulator parameter), ``v_rms_kms`` (313), ``l_max_mpc`` (10), ``geometry``
+    ``amplitude_bounds`` (default [0, 5]), ``h`` (default 0.6711) and ``omega_m`` (default 0.3),
+    only when they are not emulator parameters (else each point's value is used, free or fixed),
+    ``pk_ratio`` (a file of the P(k) suppression, for an emulator that takes P(k); default the
+    training set's centre), ``v_rms_kms`` (313), ``l_max_mpc`` (10), ``geometry``
     (follow|fixed), ``chains`` (4), ``warmup`` (500), ``draws`` (500), ``seed`` (0),
-    ``max_tree_depth`` (10). Paths are relative to the spec.
+    ``max_tree_depth`` (10). Paths are relative to the spec. Unknown keys are named in the error.
     """
     source = Path(path)
     raw = load_yaml(source, what="observation spec")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"observation spec {str(source)!r}: expected a mapping of keys, got {type(raw).__name__}.")
     folder = source.parent
-    if "observations" in raw:
+    several = "observations" in raw
+    unknown = sorted(str(k) for k in set(raw) - _TOP_KEYS - (set() if several else _TERM_KEYS))
+    if unknown:
+        valid = sorted(_TOP_KEYS) if several else sorted(_TOP_KEYS | _TERM_KEYS)
+        raise ConfigError(f"observation spec {str(source)!r}: unknown key(s) {unknown}; valid keys are {valid}"
+                          + ("; measurement keys go inside each item of 'observations'." if several else "."))
+    if several:
         items = raw["observations"]
         if not isinstance(items, list) or not items:
             raise ConfigError(f"observation spec {str(source)!r}: 'observations' must be a non-empty list.")
-        unknown = sorted(set(raw) - _TOP_KEYS)
         terms = tuple(_term(t, f"observations[{i}]", folder) for i, t in enumerate(items))
     else:
-        unknown = sorted(set(raw) - _TOP_KEYS - _TERM_KEYS)
         terms = (_term({k: v for k, v in raw.items() if k in _TERM_KEYS}, "observation", folder),)
-    if unknown:
-        raise ConfigError(f"observation spec {str(source)!r}: unknown key(s) {unknown}; valid keys are "
-                          f"{sorted(_TOP_KEYS | _TERM_KEYS)}.")
     fix_raw = raw.get("fix") or {}
     if not isinstance(fix_raw, Mapping):
         raise ConfigError(f"fix: expected a mapping NAME: value, got {fix_raw!r:.60}.")
     fix = {str(k): _number(v, f"fix.{k}") for k, v in fix_raw.items()}
-    cosmology = {"h": _number(raw.get("h", DEFAULT_H), "h", positive=True),
-                 "omega_m": _number(raw.get("omega_m", 0.3), "omega_m", positive=True),
+    cosmology = {"h": None if raw.get("h") is None else _number(raw["h"], "h", positive=True),
+                 "omega_m": None if raw.get("omega_m") is None else _number(raw["omega_m"], "omega_m", positive=True),
                  "v_rms_kms": _number(raw.get("v_rms_kms", 313.0), "v_rms_kms", positive=True),
                  "l_max_mpc": _number(raw.get("l_max_mpc", 10.0), "l_max_mpc", positive=True)}
     sampler = {}
@@ -587,9 +618,15 @@ def read_observation_spec(path: str | Path) -> ObservationSpec:
     geometry = raw.get("geometry", "follow")
     if geometry not in ("follow", "fixed"):
         raise ConfigError(f"geometry: {geometry!r}; choose follow or fixed.")
+    pk_path = raw.get("pk_ratio")
+    if pk_path is not None:
+        if not isinstance(pk_path, str):
+            raise ConfigError(f"pk_ratio: expected a file path (one value per k bin), got {pk_path!r:.60}.")
+        pk_path = Path(pk_path) if Path(pk_path).is_absolute() else folder / pk_path
     return ObservationSpec(terms=terms, fix=fix, bounds=_pairs(raw.get("bounds"), "bounds"),
                            amplitude_bounds=_pairs(raw.get("amplitude_bounds"), "amplitude_bounds"),
-                           cosmology=cosmology, sampler=sampler, geometry=str(geometry), source=source)
+                           cosmology=cosmology, sampler=sampler, geometry=str(geometry), source=source,
+                           pk_ratio=pk_path)
 
 
 def _measurement(t: Mapping[str, Any]) -> CAPMeasurement:
@@ -622,11 +659,33 @@ def _check_redshift(meas: CAPMeasurement, t: Mapping[str, Any]) -> None:
                         "redshift follow the spec).")
 
 
-def build_terms(emulator: Any, spec: ObservationSpec) -> list[CAPTerm]:
-    """The :class:`CAPTerm` of every measurement of ``spec`` (reads the files, builds the forward
-    models at the emulator's fixed Ω_m when it is fixed, else the spec's ``omega_m``)."""
-    om_name = _omega_m_name(emulator.param_names)
-    omega_m = spec.fix.get(om_name, spec.cosmology["omega_m"]) if om_name else spec.cosmology["omega_m"]
+def build_terms(emulator: Any, spec: ObservationSpec, *, pk_ratio: Any = None) -> list[CAPTerm]:
+    """The :class:`CAPTerm` of every measurement of ``spec`` (reads the files).
+
+    The forward models are built at the emulator's fixed Ω_m and h when they are fixed
+    parameters, else (free parameters: a reference, followed by the posterior with
+    ``geometry="follow"``) 0.3 and 0.6711; a cosmology that is not a parameter is the spec's
+    ``omega_m`` (0.3) / ``h`` (0.6711).
+
+    Args:
+        emulator: The Emulator.
+        spec: The parsed spec.
+        pk_ratio: P(k) suppression [n_k] (or a path to one) for an emulator that takes P(k);
+            default the spec's ``pk_ratio`` file, else the training set's centre (logged).
+
+    Raises:
+        ConfigError: the spec gives ``h`` or ``omega_m`` for an emulator that has that parameter
+            (each point's value is used), or ``pk_ratio`` for one without P(k).
+    """
+    om_name, h_name = cosmology_params(emulator.param_names)
+    for key, name in (("omega_m", om_name), ("h", h_name)):
+        if name is not None and spec.cosmology.get(key) is not None:
+            raise ConfigError(f"{key}: {spec.cosmology[key]:g} in {str(spec.source)!r}, but the emulator has the "
+                              f"parameter {name!r}, whose value (free, or fixed with fix: {{{name}: ...}}) is used "
+                              f"for D_A and R_Delta; drop {key} from the spec.")
+    omega_m = spec.fix.get(om_name, 0.3) if om_name else (spec.cosmology.get("omega_m") or 0.3)
+    h = spec.fix.get(h_name, DEFAULT_H) if h_name else (spec.cosmology.get("h") or DEFAULT_H)
+    pk = _spec_pk_ratio(emulator, spec, pk_ratio)
     out = []
     for t in spec.terms:
         meas = _measurement(t)
@@ -635,15 +694,17 @@ def build_terms(emulator: Any, spec: ObservationSpec) -> list[CAPTerm]:
         forward = ForwardModel.build(
             kind=t["observable"], redshift=t["redshift"], apertures_arcmin=meas.apertures_arcmin,
             beam_ell=beam.ell, beam_bl=beam.values, response_ell=None if resp is None else resp.ell,
-            response=None if resp is None else resp.values, omega_m=float(omega_m), h=spec.cosmology["h"],
+            response=None if resp is None else resp.values, omega_m=float(omega_m), h=float(h),
             v_rms_kms=t.get("v_rms_kms", spec.cosmology["v_rms_kms"]), l_max_mpc=spec.cosmology["l_max_mpc"],
             frequency_ghz=t.get("frequency_ghz"))
         two = read_two_halo(t["two_halo"]) if t.get("two_halo") is not None else None
+        masses = (single_mass(t["log10_mass"]) if t.get("log10_mass") is not None
+                  else read_halo_mass_distribution(t["mass_distribution"]))
         model = PopulationModel.build(
-            emulator, forward, read_halo_mass_distribution(t["mass_distribution"]), field=t.get("field"),
+            emulator, forward, masses, field=t.get("field"),
             two_halo=two, two_halo_h=_number(t.get("two_halo_h", 1.0), "two_halo_h", positive=True),
             continuation=str(t.get("continuation", "powerlaw")),
-            truncation_radius_mpc=t.get("truncation_radius_mpc"))
+            truncation_radius_mpc=t.get("truncation_radius_mpc"), pk_ratio=pk)
         template, name = None, str(t.get("template_name", "dust"))
         if t.get("template") is not None:
             dust = read_dust_template(t["template"])
@@ -659,10 +720,27 @@ def build_terms(emulator: Any, spec: ObservationSpec) -> list[CAPTerm]:
     return out
 
 
+def _spec_pk_ratio(emulator: Any, spec: ObservationSpec, pk_ratio: Any) -> np.ndarray | None:
+    """``pk_ratio`` (an array or a path), else the spec's ``pk_ratio`` file, read for the emulator's
+    k bins; None when neither is given (the model then takes the training centre)."""
+    value = spec.pk_ratio if pk_ratio is None else pk_ratio
+    if value is None:
+        return None
+    n_k = int(getattr(emulator.input_spec, "n_k", 0) or 0)
+    if not n_k:
+        raise ConfigError(f"pk_ratio: {str(value)!r:.80}: this emulator was trained without P(k); drop it.")
+    if isinstance(value, str | Path):
+        from profemu.emulator.tables import read_pk_ratio
+
+        return read_pk_ratio(Path(value), n_k, option="pk_ratio")
+    return np.asarray(value, dtype=float)
+
+
 def describe_terms(post: CAPLogPosterior) -> list[dict[str, Any]]:
     """JSON-safe description of every term: kind, apertures, assumptions and mass extrapolation."""
     return [{"observable": t.kind, "apertures_arcmin": t.measurement.apertures_arcmin.tolist(),
-             "metadata": dict(t.measurement.metadata), "assumptions": list(t.model.notes),
+             "metadata": dict(t.measurement.metadata), "geometry": post.geometry,
+             "assumptions": list(t.model.notes),
              "mass_bins": mass_report(t.model), "template": t.template_name if t.template is not None else None,
              "two_halo": ("free" if t.two_halo_free else "amplitude 1") if t.model.two_halo_grid is not None
              else "none", "emulator_covariance": t.emulator_covariance} for t in post.terms]

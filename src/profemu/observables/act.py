@@ -29,12 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from profemu._files import read_npy
 from profemu.errors import FormatError
-from profemu.observables.units import SR_TO_ARCMIN2
+from profemu.observables.units import RESPONSE_MAX_K, SR_TO_ARCMIN2
 
 __all__ = [
     "ACT_FILES",
     "CAP_RANGE_MUK_ARCMIN2",
+    "TABLE_LAYOUTS",
     "ACTCMASSData",
     "CAPMeasurement",
     "DustTemplate",
@@ -50,6 +52,7 @@ __all__ = [
     "read_halo_mass_distribution",
     "read_response",
     "read_two_halo",
+    "single_mass",
     "write_cap_file",
 ]
 
@@ -71,46 +74,85 @@ _FORMAT_VERSION = 1
 _UNITS = {"muK_arcmin2": 1.0, "muK_sr": SR_TO_ARCMIN2}
 
 
-def _load_table(path: str | Path, *, columns: int | None = None, delimiter: str | None = None,
-                skiprows: int = 0, what: str) -> np.ndarray:
-    """A numeric text table [rows, cols] with '#' comments; FormatError when unreadable."""
+TABLE_LAYOUTS = ("a whitespace-separated text table ('#' comment lines allowed), a comma-separated table "
+                 "with one header line of column names (e.g. theta_arcmin,value,error), or a .npy array "
+                 "(saved with numpy.save, no pickles)")
+"""The layouts every numeric table reader here accepts (named in its error messages)."""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_table(path: str | Path, *, columns: int | None = None, what: str) -> np.ndarray:
+    """A numeric table [rows, cols] in one of :data:`TABLE_LAYOUTS`; FormatError when unreadable.
+
+    Text: '#' comment lines and blank lines are skipped; a file whose first data line has a
+    comma is comma-separated, and a first line that is not all numbers is its header. ``.npy``:
+    read with ``allow_pickle=False`` (a 1-D array is one column).
+    """
     p = Path(path)
     if not p.is_file():
         raise FormatError(f"{what}: file {str(p)!r} not found; check the path.")
-    try:
-        table = np.loadtxt(p, comments="#", delimiter=delimiter, skiprows=skiprows, ndmin=2)
-    except ValueError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FormatError(f"{what}: {str(p)!r} is not a numeric table ({first}); pass the "
-                          "original text file.") from None
+    if p.suffix.lower() == ".npy":
+        table = np.asarray(read_npy(p, what=what), dtype=float)
+        table = table[:, None] if table.ndim == 1 else table
+        if table.ndim != 2:
+            raise FormatError(f"{what}: {str(p)!r} holds an array of shape {table.shape}; expected a 2-D table.")
+    else:
+        try:
+            lines = [ln for ln in p.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        except UnicodeDecodeError:
+            raise FormatError(f"{what}: {str(p)!r} is not a text file; accepted layouts: {TABLE_LAYOUTS}.") from None
+        delimiter = "," if lines and "," in lines[0] else None
+        if lines and not all(_is_number(c) for c in lines[0].split(delimiter) if c.strip()):
+            lines = lines[1:]  # a header line of column names
+        try:
+            table = np.loadtxt(lines, delimiter=delimiter, ndmin=2)
+        except ValueError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FormatError(f"{what}: {str(p)!r} is not a numeric table ({first}); accepted layouts: "
+                              f"{TABLE_LAYOUTS}.") from None
     if table.size == 0:
-        raise FormatError(f"{what}: {str(p)!r} has no rows; pass the original text file.")
+        raise FormatError(f"{what}: {str(p)!r} has no data rows; accepted layouts: {TABLE_LAYOUTS}.")
     if columns is not None and table.shape[1] != columns:
-        raise FormatError(f"{what}: {str(p)!r} has {table.shape[1]} columns, expected {columns}; "
-                          "pass the original text file.")
+        raise FormatError(f"{what}: {str(p)!r} has {table.shape[1]} columns, expected {columns}; accepted "
+                          f"layouts: {TABLE_LAYOUTS}.")
     bad = np.argwhere(~np.isfinite(table))
     if bad.size:
         i, j = (int(k) for k in bad[0])
-        raise FormatError(f"{what}: {str(p)!r} has a non-finite value at row {i}, column {j}; "
-                          "the file is damaged.")
+        raise FormatError(f"{what}: {str(p)!r} has the non-finite value {table[i, j]} at data row {i}, column {j} "
+                          f"({bad.shape[0]} in total); every value must be a finite number.")
     return table
 
 
 def _check_increasing(x: np.ndarray, what: str, path: str | Path) -> None:
     if x.size > 1 and np.any(np.diff(x) <= 0):
         i = int(np.flatnonzero(np.diff(x) <= 0)[0]) + 1
-        raise FormatError(f"{what}: {str(path)!r} column 1 is not strictly increasing at row {i} "
-                          f"({x[i - 1]:.6g} then {x[i]:.6g}); the file is damaged.")
+        raise FormatError(f"{what}: {str(path)!r} column 1 is not strictly increasing at data row {i} "
+                          f"({x[i - 1]:.6g} then {x[i]:.6g}); sort the rows by column 1 and merge duplicates.")
 
 
 def _check_covariance(cov: np.ndarray, what: str) -> None:
+    """Symmetric (to 1e-8 relative) and positive definite, else FormatError naming ``what``."""
+    asym = float(np.max(np.abs(cov - cov.T)))
+    scale = float(np.max(np.abs(cov)))
     if not np.allclose(cov, cov.T, rtol=1e-8, atol=0.0):
-        raise FormatError(f"{what}: covariance is not symmetric (max |C - C^T| = "
-                          f"{np.max(np.abs(cov - cov.T)):.3g}); the file is damaged.")
+        raise FormatError(f"{what}: covariance is not symmetric (max |C - C^T| = {asym:.3g}, largest |C| = "
+                          f"{scale:.3g}); a covariance must be symmetric: check the file is the matrix itself "
+                          "(rows = columns), or symmetrise it, (C + C^T) / 2, if the difference is rounding.")
+    eig = np.linalg.eigvalsh(0.5 * (cov + cov.T))
     try:
         np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
-        raise FormatError(f"{what}: covariance is not positive definite; the file is damaged.") from None
+        raise FormatError(f"{what}: covariance is not positive definite (smallest eigenvalue {eig.min():.3g}, "
+                          f"largest {eig.max():.3g}); a covariance must be positive definite: check its units and "
+                          "that it is the full matrix of these apertures (a bootstrap needs more samples than "
+                          "apertures).") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,8 +289,12 @@ def _check_magnitude(values: np.ndarray, errors: np.ndarray, units: str, what: s
 
 def read_cap_measurement(values_path: str | Path, covariance_path: str | Path, *, kind: str,
                          units: str = "muK_sr") -> CAPMeasurement:
-    """One ACT-style CAP measurement: a 3-column file (θ_d [arcmin], T_CAP, error) and an
-    n×n covariance file, both in ``units`` (``"muK_sr"`` for ACT, or ``"muK_arcmin2"``).
+    """One ACT-style CAP measurement: a 3-column table (θ_d [arcmin], T_CAP, error) and an
+    n×n covariance, both in ``units`` (``"muK_sr"`` for ACT, or ``"muK_arcmin2"``).
+
+    Either file may be any of :data:`TABLE_LAYOUTS`: whitespace-separated text (ACT), a
+    comma-separated table with a header line (``theta_arcmin,value,error``), or ``.npy``
+    (read with ``allow_pickle=False``; typical for the covariance).
 
     Raises FormatError for unreadable files, mismatched shapes, apertures not increasing, a
     covariance that is not symmetric positive definite, or values whose magnitude contradicts
@@ -267,8 +313,8 @@ def read_cap_measurement(values_path: str | Path, covariance_path: str | Path, *
                           f"({n}, {n}) for the {n} apertures of {str(values_path)!r}; pair the right files.")
     _check_increasing(table[:, 0], f"{kind} values", values_path)
     if np.any(table[:, 0] <= 0) or np.any(table[:, 2] <= 0):
-        raise FormatError(f"{kind} values: {str(values_path)!r} has apertures or errors <= 0; the file "
-                          "is damaged.")
+        raise FormatError(f"{kind} values: {str(values_path)!r} has apertures or errors <= 0; columns are "
+                          "theta_arcmin (> 0), value, error (> 0).")
     scale = _UNITS[units]
     _check_magnitude(table[:, 1] * scale, np.sqrt(np.abs(np.diag(cov))) * scale, units, f"{kind} values")
     _check_covariance(cov, f"{kind} covariance")
@@ -307,9 +353,14 @@ def read_response(path: str | Path, column: int = 1) -> HarmonicTable:
                           "columns; use an odd column >= 1 (1, 3 or 5 in the ACT file).")
     _check_increasing(table[:, 0], "response", path)
     resp = table[:, column]
-    if not np.all(np.abs(resp) < 10.0) or np.all(resp == 0):
-        raise FormatError(f"response: {str(path)!r} column {column} is not a tSZ response in K_CMB per y "
-                          "(expected |R| of a few K, e.g. -2.79 at 150 GHz).")
+    if np.all(resp == 0):
+        raise FormatError(f"response: {str(path)!r} column {column} is all zeros; expected the tSZ response in "
+                          "K_CMB per unit y (e.g. -2.79 at 150 GHz).")
+    peak = float(np.max(np.abs(resp)))
+    if peak > RESPONSE_MAX_K:
+        raise FormatError(f"response: {str(path)!r} column {column} has max |R| = {peak:.4g}, above RESPONSE_MAX_K = "
+                          f"{RESPONSE_MAX_K:g} K_CMB per unit y (f(nu) T_CMB is -2.6 K at 150 GHz, +6.1 at 353, "
+                          "+15.3 at 545); the table looks like mK or muK per y: divide it by 1e3 or 1e6.")
     scatter = table[:, column + 1].copy() if column + 1 < table.shape[1] else None
     return HarmonicTable(ell=table[:, 0].copy(), values=resp.copy(), scatter=scatter)
 
@@ -334,8 +385,8 @@ def _read_csv(path: str | Path, expected: list[str], what: str) -> np.ndarray:
         raise FormatError(f"{what}: file {str(p)!r} not found; check the path.")
     lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     if not lines or [c.strip() for c in lines[0].split(",")] != expected:
-        raise FormatError(f"{what}: {str(p)!r} must have the header {','.join(expected)}; pass the "
-                          "original file.")
+        raise FormatError(f"{what}: {str(p)!r} must be a comma-separated table whose first line is the header "
+                          f"{','.join(expected)}, then one row of numbers per line.")
     return _parse_rows(lines[1:], len(expected), what, p)
 
 
@@ -371,6 +422,25 @@ def read_halo_mass_distribution(path: str | Path) -> HaloMassDistribution:
                           f"(got {c.min():.3g}..{c.max():.3g}).")
     return HaloMassDistribution(log10_mass_lo=lo, log10_mass_hi=hi, log10_mass_center=c,
                                 weights=w / w.sum())
+
+
+def single_mass(log10_mass: float, *, what: str = "log10_mass") -> HaloMassDistribution:
+    """One halo mass log10(M/Msun) (between 8 and 16) as a one-bin :class:`HaloMassDistribution`.
+
+    Raises:
+        FormatError: not a number between 8 and 16 (e.g. a mass in Msun, 2.5e13); ``what`` names
+            the option or key in the message.
+    """
+    try:
+        m = float(log10_mass)
+    except (TypeError, ValueError):
+        raise FormatError(f"{what}: {log10_mass!r} is not a number; give log10(M/Msun), e.g. 13.4.") from None
+    if not 8.0 < m < 16.0:
+        raise FormatError(f"{what}: {m:g} must be log10(M/Msun), between 8 and 16"
+                          + (f" (for M = {m:g} Msun give {math.log10(m):.4g})." if m > 1e8 else "."))
+    one = np.array([m])
+    return HaloMassDistribution(log10_mass_lo=one - 1e-6, log10_mass_hi=one + 1e-6, log10_mass_center=one,
+                                weights=np.ones(1))
 
 
 def read_dust_template(path: str | Path) -> DustTemplate:

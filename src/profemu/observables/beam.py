@@ -24,6 +24,7 @@ Angles are in radians, ℓ is the flat-sky multipole (wavenumber in rad⁻¹).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ __all__ = [
     "beam_ell_max",
     "beam_fwhm_arcmin",
     "ell_grid",
+    "extend_beam_tail",
     "gaussian_beam",
     "hankel_forward_matrix",
     "hankel_inverse_matrix",
@@ -55,6 +57,17 @@ BEAM_NORM_TOLERANCE = 1e-2
 """|B_0 − 1| allowed for the first value of a beam table (it must be normalised)."""
 RESPONSE_BEAM_LEVEL = 1e-2
 """A response table must reach the ℓ where the beam has fallen to this fraction of B_0."""
+TAIL_FIT_DECADES = 1.0
+"""A beam table ending above :data:`BEAM_TOLERANCE` is extended with a Gaussian fitted to the rows
+of its last fall by this many decades of B (B_end <= B <= 10^this B_end)."""
+TAIL_MAX_START = 0.5
+"""A table is extended only when it has fallen below this fraction of B_0 (its half-power point)."""
+TAIL_FIT_MAX_RESIDUAL = 0.05
+"""Largest |ln B − Gaussian fit| over the fitted rows [in ln B] for the tail to count as a beam's."""
+TAIL_MIN_ROWS = 3
+"""Fewest table rows the tail fit takes."""
+
+logger = logging.getLogger("profemu.observables")
 
 
 def trapezoid_weights(x: np.ndarray) -> np.ndarray:
@@ -151,6 +164,73 @@ def beam_ell_max(beam_ell: Any, beam_bl: Any, *, tolerance: float = BEAM_TOLERAN
                           f"where the beam has fallen below {tolerance:g} B_0.")
     below = np.flatnonzero(np.abs(bl) < floor * b0)
     return float(ell[below[0]]) if below.size else float(ell[-1])
+
+
+def extend_beam_tail(beam_ell: Any, beam_bl: Any, *, tolerance: float = BEAM_TOLERANCE,
+                     floor: float = BEAM_FLOOR) -> tuple[np.ndarray, np.ndarray, str]:
+    """The beam table, extended with a Gaussian tail when it ends before B_ℓ < ``tolerance`` B_0.
+
+    A table that ends at (ℓ_e, B_e) with B_e >= ``tolerance`` (e.g. a 1′ beam tabulated to
+    ℓ = 30000, B = 1.04e-3, or a 5′ beam to ℓ = 4000, B = 0.047) gets a Gaussian tail
+    B(ℓ) = B_e exp(−σ² [ℓ(ℓ+1) − ℓ_e(ℓ_e+1)] / 2), continuous at ℓ_e, with σ from a least-squares
+    line of ln B against ℓ(ℓ+1) over the rows of the table's last decade of B
+    (B_e <= B <= 10 B_e, at least 3 rows). The tail is tabulated with the spacing of the table's
+    last rows up to where it falls below ``floor`` B_0, and a log line gives where it starts and
+    its FWHM = σ √(8 ln 2).
+
+    Args:
+        beam_ell, beam_bl: The beam table, ℓ from 0 and B_ℓ (B_0 = 1), shape [n_b] each.
+        tolerance: B_ℓ / B_0 the table must reach, else it is extended.
+        floor: B_ℓ / B_0 where the tail stops.
+
+    Returns:
+        ``(ell [n], bl [n], note)``: the table unchanged and ``""`` when it reaches
+        ``tolerance``; else the extended table (n > n_b) and a one-line note of the tail.
+
+    Raises:
+        ConfigError: the table to extend has not fallen below half of B_0, is not strictly
+            decreasing over its last decade, or its last decade is not Gaussian-like (fitted
+            σ² <= 0, or a residual above 0.05 in ln B): such a table must be extended by hand.
+    """
+    ell, bl = _check_table("beam_ell", beam_ell, "beam_bl", beam_bl)
+    b0 = bl[0]
+    if not b0 > 0 or np.any(np.abs(bl) < tolerance * b0):
+        return ell, bl, ""  # beam_ell_max reports a bad B_0; a table that reaches the tolerance is kept
+    e_end, b_end = ell[-1], bl[-1] / b0
+    ends = f"the beam table ends at ℓ = {e_end:.6g} with B_ℓ / B_0 = {b_end:.3g} > {tolerance:g}"
+    fix = f"extend beam_ell/beam_bl to multipoles where the beam has fallen below {tolerance:g} B_0"
+    if b_end > TAIL_MAX_START:
+        raise ConfigError(f"beam_ell: {ends}; {fix} (a table that has fallen below half of B_0 gets a fitted "
+                          "Gaussian tail; this one has not).")
+    rows = np.flatnonzero(bl / b0 <= 10.0**TAIL_FIT_DECADES * b_end)
+    first = min(int(rows[0]), ell.size - TAIL_MIN_ROWS)
+    if first < 1:
+        raise ConfigError(f"beam_ell: {ends} and has only {ell.size} rows, too few to fit a Gaussian tail; {fix}.")
+    e_fit, b_fit = ell[first:], bl[first:] / b0
+    rising = np.flatnonzero((np.diff(b_fit) >= 0) | (b_fit[1:] <= 0))
+    if rising.size or b_fit[0] <= 0:
+        i = first + (int(rising[0]) + 1 if rising.size else 1)
+        raise ConfigError(f"beam_bl: {ends}, and it is not strictly decreasing and positive near its end "
+                          f"(B = {bl[i - 1]:.4g} at ℓ = {ell[i - 1]:.6g}, then {bl[i]:.4g} at ℓ = {ell[i]:.6g}), so "
+                          f"no Gaussian tail can be fitted; {fix}.")
+    x = e_fit * (e_fit + 1.0)
+    slope, intercept = np.polyfit(x, np.log(b_fit), 1)
+    residual = float(np.max(np.abs(np.log(b_fit) - (slope * x + intercept))))
+    if not slope < 0 or residual > TAIL_FIT_MAX_RESIDUAL:
+        raise ConfigError(f"beam_bl: {ends}, and its last decade (ℓ = {e_fit[0]:.6g} to {e_end:.6g}) is not a "
+                          f"Gaussian beam's tail (ln B against ℓ(ℓ+1): slope {slope:.3g}, largest residual "
+                          f"{residual:.3g} > {TAIL_FIT_MAX_RESIDUAL:g}), so it cannot be extended; {fix}.")
+    sigma2 = -2.0 * slope
+    fwhm_arcmin = float(np.sqrt(sigma2 * 8.0 * np.log(2.0)) * 180.0 * 60.0 / np.pi)
+    x_stop = e_end * (e_end + 1.0) + 2.0 * np.log(b_end / floor) / sigma2
+    e_stop = 0.5 * (-1.0 + np.sqrt(1.0 + 4.0 * x_stop))  # where the tail reaches floor x B_0
+    step = max(float(np.median(np.diff(e_fit))), (e_stop - e_end) / 200_000)  # at most 2e5 tail rows
+    n_new = max(int(np.ceil((e_stop - e_end) / step)), 1)
+    e_new = e_end + step * np.arange(1, n_new + 1)
+    b_new = bl[-1] * np.exp(-0.5 * sigma2 * (e_new * (e_new + 1.0) - e_end * (e_end + 1.0)))
+    note = (f"beam table ends at ℓ = {e_end:.6g} with B = {b_end:.3g}: extended from there with a Gaussian tail of "
+            f"FWHM {fwhm_arcmin:.4g} arcmin (fitted to ℓ = {e_fit[0]:.6g} to {e_end:.6g}) up to ℓ = {e_new[-1]:.6g}")
+    return np.concatenate([ell, e_new]), np.concatenate([bl, b_new]), note
 
 
 def beam_fwhm_arcmin(beam_ell: Any, beam_bl: Any) -> float:

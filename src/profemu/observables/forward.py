@@ -24,6 +24,7 @@ non-linear in the table, smooth, differentiable); :func:`cap_from_profile` does 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,13 @@ import numpy as np
 
 from profemu.errors import ConfigError
 from profemu.observables._checks import as_1d, check_positive_scalar, concrete, is_jax
-from profemu.observables.beam import beam_ell_max, beam_fwhm_arcmin, ell_grid, harmonic_window
+from profemu.observables.beam import (
+    beam_ell_max,
+    beam_fwhm_arcmin,
+    ell_grid,
+    extend_beam_tail,
+    harmonic_window,
+)
 from profemu.observables.cap import cap_weights
 from profemu.observables.projection import (
     extend_profile,
@@ -42,6 +49,7 @@ from profemu.observables.projection import (
 from profemu.observables.units import (
     ARCMIN_RAD,
     MUK_PER_K,
+    RESPONSE_MAX_K,
     SR_TO_ARCMIN2,
     ksz_muk_per_g_cm2,
     tsz_response_nonrelativistic,
@@ -51,13 +59,17 @@ from profemu.physics.constants import DEFAULT_H, MPC_CM
 from profemu.physics.cosmology import angular_diameter_distance
 
 __all__ = [
+    "APERTURE_MIN_ARCMIN",
     "KINDS",
+    "RESPONSE_MAX_K",
     "AngularFilter",
     "ForwardModel",
     "build_angular_filter",
     "cap_from_profile",
     "cap_matrix",
 ]
+
+logger = logging.getLogger("profemu.observables")
 
 KINDS = ("ksz", "tsz")
 """``"ksz"``: gas density ρ [g cm⁻³]; ``"tsz"``: thermal pressure P [erg cm⁻³]."""
@@ -66,8 +78,10 @@ THETA_MIN_ARCMIN = 1e-3
 THETA_MARGIN_ARCMIN = 10.0
 """θ grid reaches √2 θ_d,max plus this margin [arcmin], or 3 beam FWHM when that is wider
 (the filter's beam-smoothed edge)."""
-RESPONSE_MAX_K = 100.0
-"""Largest |R(ℓ)| [K_CMB per unit y] accepted in a tSZ response table (f(ν) T_CMB is 17 K at 353 GHz)."""
+APERTURE_MIN_ARCMIN = 0.01
+"""Smallest accepted CAP disk radius [arcmin] (0.6″): smaller values are angles in radians or degrees."""
+APERTURE_BEAM_FRACTION = 0.25
+"""Apertures below this fraction of the beam FWHM are accepted with a warning (the beam washes them out)."""
 N_THETA = 512
 N_RADIUS = 512
 R_MIN_MPC = 1e-4
@@ -96,6 +110,7 @@ class AngularFilter:
             or in Compton y (tSZ: the response R(ℓ) [K/y] and 1e6 μK/K are inside).
         ell_max: Last multipole of the harmonic integral.
         response_note: How the tSZ response was applied (empty for kSZ).
+        beam_note: How a beam table that ended early was extended (empty when it was not).
     """
 
     kind: str
@@ -104,6 +119,7 @@ class AngularFilter:
     weights: np.ndarray
     ell_max: float
     response_note: str
+    beam_note: str = ""
 
 
 def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_bl: Any,
@@ -121,7 +137,7 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
             must be None for kSZ.
         frequency_ghz: tSZ without a response table: the band's centre [GHz]; the response
             is then the non-relativistic f(ν) T_CMB there (-2.598 K per y at 150 GHz, -4.355
-            at 90, +0.104 at 220: the sign flips at 217.6 GHz). tSZ needs exactly one of the
+            at 90, +0.104 at 220: the sign flips at 217.5 GHz). tSZ needs exactly one of the
             response and the frequency; kSZ (thermodynamic μK) takes neither.
         theta_min_arcmin, theta_max_arcmin, n_theta: Log θ grid (default 1e-3′ to
             √2 θ_d,max plus 10′ or 3 beam FWHM, whichever is wider; 512 nodes).
@@ -135,9 +151,15 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
                fix="disk radii in arcmin, e.g. [1, 1.625, ..., 6]")
     if ap is None:
         raise ConfigError("apertures_arcmin: must be concrete (not traced).")
+    _check_aperture_unit(ap)
     ring_max = np.sqrt(2.0) * ap.max()
+    beam_ell, beam_bl, beam_note = extend_beam_tail(beam_ell, beam_bl)
+    if beam_note:
+        logger.info("%s", beam_note)
     beam_ell_top = beam_ell_max(beam_ell, beam_bl)  # checks the beam table first
-    margin = max(THETA_MARGIN_ARCMIN, 3.0 * beam_fwhm_arcmin(beam_ell, beam_bl))
+    fwhm = beam_fwhm_arcmin(beam_ell, beam_bl)
+    _warn_small_apertures(ap, fwhm)
+    margin = max(THETA_MARGIN_ARCMIN, 3.0 * fwhm)
     theta_max = ring_max + margin if theta_max_arcmin is None else theta_max_arcmin
     if not theta_min_arcmin < ap.min() or not theta_max >= ring_max:
         raise ConfigError(f"theta grid: need theta_min_arcmin ({theta_min_arcmin:g}) < smallest aperture "
@@ -155,7 +177,7 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
         if frequency_ghz is None:
             raise ConfigError("frequency_ghz: tSZ needs its band: give the band response table (response_ell, "
                               "response) or the band centre frequency_ghz (e.g. 150 for ACT f150; the tSZ "
-                              "signal changes size and, above 217.6 GHz, sign with frequency).")
+                              "signal changes size and, above 217.5 GHz, sign with frequency).")
         nu = check_positive_scalar("frequency_ghz", frequency_ghz, upper=1000.0,
                                    fix="the band centre in GHz, e.g. 90, 150 or 220")
         scale = tsz_response_nonrelativistic(nu) * MUK_PER_K
@@ -164,18 +186,41 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
         raise ConfigError("frequency_ghz, response: give one of them (the response table already holds the band); "
                           "drop frequency_ghz.")
     else:
-        peak = float(np.max(np.abs(np.asarray(response, float))))
-        if not peak <= RESPONSE_MAX_K:
-            raise ConfigError(f"response: max |R| = {peak:.4g}, but the tSZ response is in K_CMB per unit y (a few "
-                              f"K: -2.6 at 150 GHz, at most {RESPONSE_MAX_K:g}); a table in muK per y must be "
-                              "divided by 1e6.")
+        resp = as_1d("response", response, error=ConfigError, min_size=2,
+                     fix="the tSZ band response R(ell) in K_CMB per unit y, one value per multipole")
+        if resp is None:
+            raise ConfigError("response: must be a concrete array (not traced).")
+        peak = float(np.max(np.abs(resp)))
+        if peak > RESPONSE_MAX_K:
+            raise ConfigError(f"response: max |R| = {peak:.4g} is above RESPONSE_MAX_K = {RESPONSE_MAX_K:g} K_CMB per "
+                              "unit y (f(nu) T_CMB is -2.6 K at 150 GHz, +6.1 at 353, +15.3 at 545); the table looks "
+                              "like mK or muK per y: divide it by 1e3 or 1e6.")
         scale, note = MUK_PER_K, "band response table R(ell) applied in harmonic space"
     ell = ell_grid(beam_ell_top, d_ell)
     window = harmonic_window(ell, beam_ell, beam_bl, response_ell, response,
                              response_ell_min=1.0 / (ring_max * ARCMIN_RAD))
     weights = cap_weights(theta, ell, ap * ARCMIN_RAD, window) * (scale * SR_TO_ARCMIN2)
     return AngularFilter(kind=kind, apertures_arcmin=ap, theta_rad=theta, weights=weights,
-                         ell_max=float(ell[-1]), response_note=note)
+                         ell_max=float(ell[-1]), response_note=note, beam_note=beam_note)
+
+
+def _check_aperture_unit(apertures_arcmin: np.ndarray) -> None:
+    """Refuse disk radii below :data:`APERTURE_MIN_ARCMIN`: angles in radians or degrees."""
+    small = float(apertures_arcmin.min())
+    if small < APERTURE_MIN_ARCMIN:
+        raise ConfigError(
+            f"apertures_arcmin: smallest disk radius {small:.4g} is below {APERTURE_MIN_ARCMIN:g} arcmin and looks "
+            f"like radians ({small:.4g} rad = {small / ARCMIN_RAD:.4g} arcmin) or degrees ({small:.4g} deg = "
+            f"{small * 60.0:.4g} arcmin); give the disk radii in arcmin, e.g. 1,1.625,...,6.")
+
+
+def _warn_small_apertures(apertures_arcmin: np.ndarray, fwhm_arcmin: float) -> None:
+    """One warning when disk radii lie below :data:`APERTURE_BEAM_FRACTION` of the beam's FWHM."""
+    small = apertures_arcmin[apertures_arcmin < APERTURE_BEAM_FRACTION * fwhm_arcmin]
+    if small.size:
+        logger.warning("CAP disk radius(es) %s arcmin below a quarter of the beam FWHM (%.3g arcmin): the beam "
+                       "washes them out (check the apertures are in arcmin, not degrees)",
+                       ", ".join(f"{a:g}" for a in small), fwhm_arcmin)
 
 
 _FILTER_CACHE: dict[str, AngularFilter] = {}

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu.data.selfsimilar import parse_scaled_radius_unit, unit_factor
+from profemu.data.selfsimilar import ALIASES, parse_scaled_radius_unit, unit_factor
 from profemu.errors import ConfigError, DataError
 from profemu.observables.act import HaloMassDistribution, TwoHaloTable
 from profemu.observables.forward import ForwardModel
@@ -56,6 +56,7 @@ __all__ = [
     "FIELD_KIND",
     "ObservablePrediction",
     "PopulationModel",
+    "cosmology_params",
     "field_to_cgs",
     "mass_report",
     "radius_to_mpc",
@@ -112,6 +113,52 @@ def radius_to_mpc(radius_unit: str, *, h: float = DEFAULT_H) -> float:
 def _scaled_radius(emulator: Any) -> tuple[float, str] | None:
     """(Δ, reference) when the emulator's radii are r/R_Δ (``"R200c"``, ``"R500c"``, ``"R200m"``)."""
     return parse_scaled_radius_unit(emulator.radius_unit)
+
+
+def _per_h(emulator: Any) -> bool:
+    """Whether the emulator's radii are a length over h (``"kpc/h"``, ``"Mpc/h"``)."""
+    return _scaled_radius(emulator) is None and str(emulator.radius_unit).strip().lower().replace(" ", "").endswith("/h")
+
+
+def cosmology_params(param_names: Any) -> tuple[str | None, str | None]:
+    """``(omega_m_name, h_name)``: the emulator parameters that are Ω_m and h (names in
+    :data:`profemu.data.selfsimilar.ALIASES`, any case), None for each that is not a parameter.
+
+    The forward model takes D_A(z; Ω_m, h) and R_Δ(M, z; Ω_m, h) from these parameters' values
+    at each point (:meth:`PopulationModel.at_cosmology`, :meth:`PopulationModel.jax_fn`).
+    """
+    names = list(param_names)
+    lower = {str(n).lower(): str(n) for n in names}
+    om = next((lower[a] for a in ALIASES["omega_m"] if a in lower), None)
+    hh = next((lower[a] for a in ALIASES["h"] if a in lower), None)
+    return om, hh
+
+
+def _pk_ratio(emulator: Any, pk_ratio: Any) -> np.ndarray | None:
+    """The P(k) suppression [n_k] the model passes to an emulator that takes P(k): ``pk_ratio``,
+    else the training set's centre (logged); None for an emulator without P(k)."""
+    n_k = int(getattr(emulator.input_spec, "n_k", 0) or 0)
+    if not n_k:
+        if pk_ratio is not None:
+            raise ConfigError("pk_ratio: this emulator was trained without P(k) inputs; drop pk_ratio.")
+        return None
+    if pk_ratio is None:
+        from profemu.emulator.tables import describe_values, fiducial_pk_ratio
+
+        pk = fiducial_pk_ratio(emulator)
+        if pk is None:
+            raise ConfigError(f"pk_ratio: this emulator takes the P(k) suppression on {n_k} k bins and stores no "
+                              "training centre; pass pk_ratio (one value per k bin).")
+        logger.info("P(k) suppression not given (pk_ratio / --pk-ratio FILE): assuming the training set's centre, %s",
+                    describe_values(pk))
+        return pk
+    pk = np.asarray(pk_ratio, dtype=float).reshape(-1)
+    if pk.size != n_k:
+        raise ConfigError(f"pk_ratio: {pk.size} value(s), but the emulator takes P(k) on {n_k} k bins; give one "
+                          "value per k bin.")
+    if not np.all(np.isfinite(pk)) or np.any(pk <= 0):
+        raise ConfigError("pk_ratio: every value must be finite and > 0 (P_hydro / P_dmo, about 0.7 to 1.1).")
+    return pk
 
 
 def _extension(radius: Any, grid: np.ndarray, continuation: str, truncation_radius_mpc: float | None,
@@ -227,9 +274,13 @@ class PopulationModel:
         mass_outside_dex: Per mass bin, dex of log10 M outside the training range (0 inside).
         notes: The assumptions made, as text lines (units, frames, redshift, extrapolation).
         continuation, truncation_radius_mpc: The profile beyond the emulator's last radius.
+        pk_ratio: P(k) suppression [n_k] passed to an emulator that takes P(k) (default the
+            training set's centre), None otherwise.
 
-    Radii in units of R_Δ follow the cosmology: :meth:`at_cosmology` and :meth:`jax_fn` with a
-    free Ω_m recompute R_Δ(M, z; Ω_m, h) (a common factor on every mass bin's radii).
+    The geometry follows the cosmology: :meth:`at_cosmology` and :meth:`jax_fn` with Ω_m and h
+    parameters (:func:`cosmology_params`) recompute D_A(z; Ω_m, h) and, for radii in units of
+    R_Δ (or of a length over h), the radii: R_Δ(M, z; Ω_m, h) is a common factor on every mass
+    bin's radii.
     """
 
     emulator: Any
@@ -248,13 +299,14 @@ class PopulationModel:
     notes: tuple[str, ...]
     continuation: str = "powerlaw"
     truncation_radius_mpc: float | None = None
+    pk_ratio: np.ndarray | None = None
 
     @classmethod
     def build(cls, emulator: Any, forward: ForwardModel, mass_distribution: HaloMassDistribution, *,
               field: str | None = None, two_halo: TwoHaloTable | None = None,
               two_halo_h: float = 1.0, continuation: str = "powerlaw",
               truncation_radius_mpc: float | None = None, radius_frame: str = "physical",
-              emulator_redshift: float | None = None) -> PopulationModel:
+              emulator_redshift: float | None = None, pk_ratio: Any = None) -> PopulationModel:
         """Precompute everything that does not depend on the parameters.
 
         Args:
@@ -271,8 +323,11 @@ class PopulationModel:
             radius_frame: ``"physical"`` (CAMELS) or ``"comoving"`` emulator radii.
             emulator_redshift: Redshift input of an emulator that takes one (default: the
                 forward model's redshift); ignored otherwise.
+            pk_ratio: P(k) suppression [n_k] of an emulator that takes P(k) (default: the
+                training set's centre, logged); must be None for one that does not.
         """
         name, to_cgs = _pick_field(emulator, forward.kind, field)
+        pk = _pk_ratio(emulator, pk_ratio)
         masses = np.asarray(mass_distribution.log10_mass_center, float)
         radius = _radii_mpc(emulator, forward, masses, radius_frame)  # [B, n_r]
         grid = forward.radius_grid_mpc
@@ -295,7 +350,7 @@ class PopulationModel:
         lo, hi = emulator.training_box["log10_mass"]
         outside = np.maximum(lo - masses, 0.0) + np.maximum(masses - hi, 0.0)
         notes = _notes(emulator, name, to_cgs, forward, radius_frame, z_emu, continuation, two_halo_h,
-                       two is not None)
+                       two is not None, pk)
         for m, d in zip(masses, outside, strict=True):
             if d > 0:
                 logger.warning("mass bin log10 M = %.3f lies %.2f dex outside the emulator's training range "
@@ -304,27 +359,34 @@ class PopulationModel:
                    log10_mass=masses, weights=np.asarray(mass_distribution.weights, float), extension=ext,
                    keep=keep, log10_scale=log10_scale, two_halo_grid=two, emulator_redshift=z_emu,
                    mass_outside_dex=outside, notes=notes, continuation=continuation,
-                   truncation_radius_mpc=truncation_radius_mpc)
+                   truncation_radius_mpc=truncation_radius_mpc, pk_ratio=pk)
 
     def at_cosmology(self, omega_m: float, h: float | None = None) -> PopulationModel:
-        """The same model at another Ω_m (and h), numpy: the forward matrix (D_A) and, for radii
-        in units of R_Δ, the radii and their extension to the grid."""
+        """The same model at another Ω_m (and h, default the forward model's), numpy: the forward
+        matrix (D_A) and, for radii in units of R_Δ (or a length over h), the radii and their
+        extension to the grid."""
         hh = self.forward.h if h is None else float(h)
         forward = replace(self.forward, omega_m=float(omega_m), h=hh,
                           matrix=self.forward.matrix_for(float(omega_m), hh))
-        if _scaled_radius(self.emulator) is None:
+        if not self.radii_follow_cosmology:
             return replace(self, forward=forward)
         radius = self.radius_mpc * self.radius_scale(float(omega_m), hh)
         ext, keep = _extension(radius, forward.radius_grid_mpc, self.continuation, self.truncation_radius_mpc)
         return replace(self, forward=forward, radius_mpc=radius, extension=ext, keep=keep)
 
+    @property
+    def radii_follow_cosmology(self) -> bool:
+        """Whether the emulator's radii in Mpc depend on Ω_m or h: r/R_Δ, or a length over h."""
+        return _scaled_radius(self.emulator) is not None or _per_h(self.emulator)
+
     def radius_scale(self, omega_m: Any, h: Any, xp: Any = np) -> Any:
-        """R_Δ at (Ω_m, h) over R_Δ at the forward model's (the same for every mass); 1 for
-        physical radii. Traced arguments with ``xp = jax.numpy``."""
+        """Radii at (Ω_m, h) over radii at the forward model's (the same for every mass):
+        R_Δ(Ω_m, h) / R_Δ(Ω_m,0, h_0) for r/R_Δ, h_0 / h for a length over h, 1 for physical
+        radii. Traced arguments with ``xp = jax.numpy``."""
         scaled = _scaled_radius(self.emulator)
-        if scaled is None:
-            return 1.0
         f = self.forward
+        if scaled is None:
+            return f.h / h if _per_h(self.emulator) else 1.0
         return r_delta(1.0, f.redshift, h, omega_m, *scaled, xp=xp) / r_delta(1.0, f.redshift, f.h, f.omega_m, *scaled)
 
     # ------------------------------------------------------------------ shared algebra
@@ -386,18 +448,21 @@ class PopulationModel:
             on_extrapolation: Emulator policy for the parameters (masses outside the box are
                 reported in :attr:`mass_outside_dex`, never refused).
         """
-        p = self.emulator.check_inputs(params, 12.0).params  # [n, p], checked
+        one_pk = None if self.pk_ratio is None else self.pk_ratio[None, :]
+        p = self.emulator.check_inputs(params, 12.0, one_pk).params  # [n, p], checked
         n, b = p.shape[0], self.log10_mass.size
+        pk_n = None if one_pk is None else np.repeat(one_pk, n, axis=0)
         self.emulator.check_extrapolation(p, np.full(n, float(np.mean(self.log10_mass))).clip(
-            *self.emulator.training_box["log10_mass"]), policy=on_extrapolation)
+            *self.emulator.training_box["log10_mass"]), pk_n, policy=on_extrapolation)
         rows = np.repeat(p, b, axis=0)
         masses = np.tile(self.log10_mass, n)
         z = None if self.emulator_redshift is None else np.full(rows.shape[0], self.emulator_redshift)
-        means, alea = self.emulator.predict_members(rows, masses, redshift=z, on_extrapolation="ignore")
+        pk = None if one_pk is None else np.repeat(one_pk, rows.shape[0], axis=0)
+        means, alea = self.emulator.predict_members(rows, masses, pk, redshift=z, on_extrapolation="ignore")
         fi = self.field_index
         m_log = means[:, :, fi, :].reshape(means.shape[0], n, b, -1)  # [M, n, B, n_r]
         a_var = alea[:, :, fi, :].reshape(m_log.shape)
-        pred = self.emulator.predict(rows, masses, redshift=z, on_extrapolation="ignore")[self.field]
+        pred = self.emulator.predict(rows, masses, pk, redshift=z, on_extrapolation="ignore")[self.field]
         mean_log = np.asarray(pred.mean).reshape(n, b, -1)
         total_var = np.asarray(pred.var).reshape(n, b, -1)
         a = self.scaled_matrix
@@ -439,7 +504,7 @@ class PopulationModel:
         radii are the same physical radii for every mass (not r/R_Δ)."""
         return _scaled_radius(self.emulator) is None and bool(np.all(self.radius_mpc == self.radius_mpc[:1]))
 
-    def jax_fn(self, *, omega_m_param: str | None = None, h: float | None = None,
+    def jax_fn(self, *, omega_m_param: str | None = None, h_param: str | None = None, h: float | None = None,
                predict_fn: Callable[..., Any] | None = None) -> Callable[..., tuple[Any, Any, Any]]:
         """A pure JAX function ``f(params [p], log10_mass=None, weights=None) -> (cap_1h [n_ap],
         cap_2h [n_ap], cov [n_ap, n_ap])``.
@@ -447,8 +512,10 @@ class PopulationModel:
         ``params`` are physical values in the emulator's column order; ``log10_mass`` [B] and
         ``weights`` [B] replace the mass bins (only when :attr:`masses_movable`); ``cap_2h``
         is the two-halo CAP at amplitude 1 (zeros without a table); ``cov`` the linearised
-        emulator covariance. With ``omega_m_param`` (a parameter name), D_A (and radii in units
-        of R_Δ) follow that parameter (h fixed at ``h``, default the forward model's); else the
+        emulator covariance. With ``omega_m_param`` and/or ``h_param`` (parameter names, see
+        :func:`cosmology_params`), D_A(z; Ω_m, h) and radii in units of R_Δ (or of a length over
+        h) follow those parameters' values in ``params`` (traced, differentiable); Ω_m without a
+        parameter stays the forward model's, h the forward model's or ``h``. Without either the
         forward matrix is fixed. jit-, grad- and vmap-able.
         """
         import jax.numpy as jnp
@@ -457,21 +524,30 @@ class PopulationModel:
         masses = jnp.asarray(self.log10_mass, jnp.float32)
         z = None if self.emulator_redshift is None else jnp.full(masses.shape, self.emulator_redshift,
                                                                  jnp.float32)
+        pk = None if self.pk_ratio is None else jnp.asarray(self.pk_ratio, jnp.float32)
         fi = self.field_index
         fixed_a = jnp.asarray(self.scaled_matrix, jnp.float32)
         two = None if self.two_halo_grid is None else jnp.asarray(self.two_halo_grid, jnp.float32)
-        j_om = None if omega_m_param is None else self.emulator.param_names.index(omega_m_param)
-        hh = self.forward.h if h is None else float(h)
-        scaled = _scaled_radius(self.emulator) is not None
+        names = list(self.emulator.param_names)
+        for what, name in (("omega_m_param", omega_m_param), ("h_param", h_param)):
+            if name is not None and name not in names:
+                raise ConfigError(f"{what}: {name!r} is not an emulator parameter ({names}).")
+        j_om = None if omega_m_param is None else names.index(omega_m_param)
+        j_h = None if h_param is None else names.index(h_param)
+        h_fixed = self.forward.h if h is None else float(h)
+        follow = j_om is not None or j_h is not None
+        moves = follow and self.radii_follow_cosmology
 
         def cap_fn(params: Any, log10_mass: Any = None, weights: Any = None) -> tuple[Any, Any, Any]:
             m = masses if log10_mass is None else jnp.asarray(log10_mass, jnp.float32)
             rows = jnp.broadcast_to(jnp.asarray(params, jnp.float32), (m.shape[0], params.shape[-1]))
-            mean, var = fn(rows, m, None, z)
-            a = fixed_a if j_om is None else self.scaled_matrix_for(params[j_om], hh, jnp).astype(jnp.float32)
+            mean, var = fn(rows, m, pk, z)
+            om = self.forward.omega_m if j_om is None else params[j_om]
+            hh = h_fixed if j_h is None else params[j_h]
+            a = self.scaled_matrix_for(om, hh, jnp).astype(jnp.float32) if follow else fixed_a
             geometry = None
-            if j_om is not None and scaled:  # R_Δ(M, z) follows Ω_m: the radii move on the grid
-                radius = jnp.asarray(self.radius_mpc) * self.radius_scale(params[j_om], hh, jnp)
+            if moves:  # R_Δ(M, z) (or a length over h) follows Ω_m, h: the radii move on the grid
+                radius = jnp.asarray(self.radius_mpc) * self.radius_scale(om, hh, jnp)
                 geometry = _extension(radius, self.forward.radius_grid_mpc, self.continuation,
                                       self.truncation_radius_mpc, jnp)
             cap, cov = self._cap_and_jacobian(mean[:, fi, :], var[:, fi, :], a, jnp, weights, geometry)
@@ -482,25 +558,38 @@ class PopulationModel:
 
 
 def _notes(emulator: Any, field: str, to_cgs: float, forward: ForwardModel, frame: str, z_emu: float | None,
-           continuation: str, two_halo_h: float, has_two: bool) -> tuple[str, ...]:
+           continuation: str, two_halo_h: float, has_two: bool, pk: np.ndarray | None) -> tuple[str, ...]:
     units = emulator.metadata.get("units", {}) if isinstance(emulator.metadata, Mapping) else {}
     what = "gas density [g/cm^3]" if forward.kind == "ksz" else "thermal gas pressure [erg/cm^3] (electron share applied by the forward model)"
     signal = (f"v_rms = {forward.v_rms_kms:g} km/s" if forward.kind == "ksz"
               else f"band: {forward.angular.response_note}")
+    om_name, h_name = cosmology_params(emulator.param_names)
+    om_text = (f"Omega_m = each point's parameter {om_name!r}" if om_name
+               else f"Omega_m = {forward.omega_m:g} (not an emulator parameter)")
+    h_text = f"h = each point's parameter {h_name!r}" if h_name else f"h = {forward.h:g} (not an emulator parameter)"
+    if _scaled_radius(emulator) is not None:
+        radii = (f"radii: emulator r/{emulator.radius_unit} times {emulator.radius_unit}(M) at z = {forward.redshift:g}, "
+                 f"{om_text}, {h_text}")
+    elif _per_h(emulator):
+        radii = f"radii: emulator {emulator.radius_unit} read as {frame}, converted to physical Mpc with {h_text}"
+    else:
+        radii = f"radii: emulator {emulator.radius_unit} read as {frame}, converted to physical Mpc"
     lines: list[str] = [
         f"{forward.kind}: emulator field {field!r} in {units.get(field, '?')} x {to_cgs:.6g} -> {what}",
-        (f"radii: emulator r/{emulator.radius_unit} times {emulator.radius_unit}(M) at z = {forward.redshift:g} "
-         "and the cosmology of each prediction (Omega_m, h)" if _scaled_radius(emulator) is not None
-         else f"radii: emulator {emulator.radius_unit} read as {frame}, converted to physical Mpc"),
+        radii,
         f"continuation beyond the emulator's last radius: {continuation}",
-        f"forward model: z = {forward.redshift:g}, Omega_m = {forward.omega_m:g} (unless a parameter), "
-        f"h = {forward.h:g}, {signal}, l_max = {forward.l_max_mpc:g} Mpc",
+        f"forward model: z = {forward.redshift:g}, D_A with {om_text}, {h_text}, {signal}, "
+        f"l_max = {forward.l_max_mpc:g} Mpc",
     ]
+    if forward.angular.beam_note:
+        lines.append(forward.angular.beam_note)
     z_box = emulator.training_box.get("redshift")
     z_train = f" {z_box[0]:g}" if z_box is not None else ""
     lines.append("emulator redshift: " + (f"{z_emu:g} (an input)" if z_emu is not None else
                                           f"its training redshift{z_train} (not an input), used at "
                                           f"z = {forward.redshift:g}"))
+    if pk is not None:
+        lines.append(f"P(k) suppression: {pk.size} values from {pk.min():.4g} to {pk.max():.4g}")
     if has_two:
         lines.append(f"two-halo table radii divided by h = {two_halo_h:g}")
     return tuple(lines)

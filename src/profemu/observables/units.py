@@ -17,6 +17,7 @@ factors (X_H = 0.76, T_CMB = 2.7255 K, v_rms = 313 km/s):
 * non-relativistic tSZ spectrum at 150 GHz: x = hν / (k_B T_CMB) = 2.6413,
   f(x) = x coth(x / 2) - 4 = -0.95333, f T_CMB = **-2.5983 K per unit y**
   (the ACT f150 band response is -2.786 K at ℓ = 100: its tSZ-weighted band centre is lower);
+  f T_CMB is 0 at 217.5 GHz (x = 3.8300), +6.107 K at 353 GHz and +15.26 K at 545 GHz;
 * 1 sr = (180 × 60 / π)² arcmin² = **1.18181e7 arcmin²**.
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "ELECTRONS_PER_GRAM",
     "ELECTRON_PRESSURE_FRACTION",
     "MUK_PER_K",
+    "RESPONSE_MAX_K",
     "SR_TO_ARCMIN2",
     "arcmin2_to_sr",
     "ksz_muk_per_g_cm2",
@@ -61,6 +63,12 @@ ELECTRONS_PER_GRAM = (1.0 + X_H) / (2.0 * M_P_G)
 """Free electrons per gram of fully ionised primordial gas, (1 + X_H) / (2 m_p) [g⁻¹] (5.2612e23)."""
 ELECTRON_PRESSURE_FRACTION = (2.0 + 2.0 * X_H) / (3.0 + 5.0 * X_H)
 """Electron pressure over total thermal pressure, (2 + 2 X_H) / (3 + 5 X_H) (0.517647)."""
+RESPONSE_MAX_K = 100.0
+"""Largest |R(ℓ)| [K_CMB per unit y] accepted in a tSZ response table, by the reader and the API.
+
+The non-relativistic f(ν) T_CMB is -2.598 K at 150 GHz, +6.107 K at 353 GHz, +15.26 K at
+545 GHz and +30.2 K at 857 GHz; a table in mK or μK per y (≥ 1000 for any band away from the
+217.5 GHz null) is refused."""
 
 
 def sr_to_arcmin2(value: Any) -> Any:
@@ -95,7 +103,7 @@ def tsz_y_per_erg_cm2() -> float:
 def tsz_fnu(frequency_ghz: float) -> float:
     """Non-relativistic tSZ spectral function f(x) = x coth(x/2) - 4, x = hν / (k_B T_CMB).
 
-    -0.95333 at 150 GHz, 0 at 217.6 GHz; ΔT / T_CMB = f(x) y.
+    -0.95333 at 150 GHz, 0 at 217.5 GHz (x = 3.8300); ΔT / T_CMB = f(x) y.
     """
     x = H_PLANCK_ERG_S * frequency_ghz * 1e9 / (K_B_ERG * T_CMB_K)
     return x / math.tanh(x / 2.0) - 4.0
