@@ -80,7 +80,8 @@ def test_a_resumed_run_writes_each_epoch_once(data: Path, tmp_path: Path) -> Non
 
 def test_a_resumed_refit_keeps_the_cross_validation_lines_once(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "CV"
-    settings = {"train.cv_folds": 2, "data.test_fraction": 0.0, "train.checkpoint_every": 1}
+    # 10 epochs: the refit continues the folds' networks for the schedule's last fifth, 2 epochs and checkpoints
+    settings = {"train.cv_folds": 2, "data.test_fraction": 0.0, "train.checkpoint_every": 1, "train.epochs": 10}
     whole = train(data, run, **settings)
     finished = lines(run)
     stages = Counter(e.get("stage") for e in finished)
