@@ -109,6 +109,14 @@ def test_posterior_geometry_follows_fixed_parameters(nopk: TinyRun) -> None:
     moved = post.with_values(post.data["d"], fixed={"h": 0.7})
     there = model.at_cosmology(OM_POINT, 0.7).predict(np.where(np.array(emu.param_names) == "h", 0.7, point))
     np.testing.assert_allclose(np.asarray(moved.model(theta)[0]), there.mean[0], rtol=2e-3)
+    # held fixed, the geometry is computed once (numpy) and read from the posterior's data, not at every
+    # call; with Omega_m free it is computed in the call, and the two agree at the same Omega_m
+    assert "geo_a_0" in post.data and "geo_a_0" in moved.data
+    assert not np.allclose(moved.data["geo_a_0"], post.data["geo_a_0"])
+    free_om = make_cap_posterior([term], fix={k: v for k, v in fix.items() if k != "Omega_m"})
+    assert "geo_a_0" not in free_om.data and free_om.names == ("Omega_m", free)
+    theta_om = np.array([np.log10(OM_POINT) if free_om.space.is_log[0] else OM_POINT, theta[0]], np.float32)
+    np.testing.assert_allclose(np.asarray(free_om.model(theta_om)[0]), np.asarray(post.model(theta)[0]), rtol=1e-4)
     kept = make_cap_posterior([term], fix=fix, geometry="fixed")
     assert (kept.omega_m_param, kept.h_param) == (None, None) and "h = 0.6711 (fixed)" in kept.geometry
 

@@ -164,8 +164,14 @@ class CAPLogPosterior:
     def geometry(self) -> str:
         """Where Ω_m and h of D_A(z) and R_Δ come from, as one line of text."""
         f = self.terms[0].model.forward
-        om = f"parameter {self.omega_m_param}" if self.omega_m_param else f"{f.omega_m:g} (fixed)"
-        hh = f"parameter {self.h_param}" if self.h_param else f"{f.h:g} (fixed)"
+
+        def source(name: str | None, own: float) -> str:
+            if name is None:
+                return f"{own:g} (fixed)"
+            held = self.space.fixed.get(name)
+            return f"parameter {name}" + ("" if held is None else f" (held at {held:g})")
+
+        om, hh = source(self.omega_m_param, f.omega_m), source(self.h_param, f.h)
         return f"D_A and R_Delta with Omega_m = {om}, h = {hh}"
 
     @property
@@ -226,6 +232,9 @@ class CAPLogPosterior:
             data["fixed"] = np.array([new_fixed.get(n, 0.0) for n in names], np.float32)
             space = ParameterSpace(names=space.names, free=space.free, is_log=space.is_log, lower=space.lower,
                                    upper=space.upper, fixed=new_fixed)
+            geo = (self.omega_m_param, self.h_param)
+            if _held_geometry(space, *geo) and any(n in fixed for n in geo if n is not None):
+                data.update(_geometry_data(self.terms, space, *geo))
         for i, (t, mw) in enumerate(zip(self.terms, masses or [None] * len(self.terms), strict=True)):
             if mw is None:
                 continue
@@ -303,10 +312,36 @@ def make_cap_posterior(terms: Sequence[CAPTerm], *, fix: Mapping[str, float] | N
     space = _nuisance_space(base, terms, dict(amplitude_bounds or {}))
     om, hh = cosmology_params(emulator.param_names) if geometry == "follow" else (None, None)
     data = _posterior_data(terms, space)
-    core, model = _build_core(terms, space, base.dim, om, hh)
+    held = _held_geometry(space, om, hh)
+    if held:  # Ω_m and h held fixed: the geometry is computed once (numpy), not at every call
+        data.update(_geometry_data(terms, space, om, hh))
+    core, model = _build_core(terms, space, base.dim, om, hh, held)
     structure = (id(core), space.free, tuple(d.shape for d in data.values()))
     return CAPLogPosterior(space=space, terms=terms, data=data, structure=structure, omega_m_param=om,
                            h_param=hh, _core=core, _model=model)
+
+
+def _held_geometry(space: ParameterSpace, omega_m_param: str | None, h_param: str | None) -> bool:
+    """Whether the geometry follows cosmology parameters of which none is free (so it is fixed
+    at their values, and computed once)."""
+    names = [n for n in (omega_m_param, h_param) if n is not None]
+    return bool(names) and not any(n in space.free for n in names)
+
+
+def _geometry_data(terms: Sequence[CAPTerm], space: ParameterSpace, omega_m_param: str | None,
+                   h_param: str | None) -> dict[str, np.ndarray]:
+    """Per term ``geo_a_i``, ``geo_e_i``, ``geo_k_i``: the forward matrix and the radii's extension
+    (:meth:`~profemu.observables.population.PopulationModel.geometry_arrays`) at the fixed values
+    of ``omega_m_param`` and ``h_param`` (the forward model's own Ω_m, h where there is none)."""
+    out: dict[str, np.ndarray] = {}
+    for i, t in enumerate(terms):
+        f = t.model.forward
+        om = f.omega_m if omega_m_param is None else float(space.fixed[omega_m_param])
+        hh = f.h if h_param is None else float(space.fixed[h_param])
+        a, e, k = t.model.geometry_arrays(om, hh)
+        out.update({f"geo_a_{i}": a.astype(np.float32), f"geo_e_{i}": e.astype(np.float32),
+                    f"geo_k_{i}": k.astype(np.float32)})
+    return out
 
 
 def _posterior_data(terms: Sequence[CAPTerm], space: ParameterSpace) -> dict[str, np.ndarray]:
@@ -330,8 +365,10 @@ def _posterior_data(terms: Sequence[CAPTerm], space: ParameterSpace) -> dict[str
 
 
 def _build_core(terms: Sequence[CAPTerm], space: ParameterSpace, n_emu: int,
-                omega_m_param: str | None, h_param: str | None) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """``core(theta, data) -> (log posterior, log likelihood)`` and ``model(theta, data) -> (m, C)``."""
+                omega_m_param: str | None, h_param: str | None,
+                held: bool = False) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``core(theta, data) -> (log posterior, log likelihood)`` and ``model(theta, data) -> (m, C)``
+    (``held``: the geometry is ``data``'s ``geo_*_i`` arrays, :func:`_geometry_data`)."""
     import jax.numpy as jnp
     from jax.scipy.linalg import block_diag, solve_triangular
 
@@ -354,7 +391,8 @@ def _build_core(terms: Sequence[CAPTerm], space: ParameterSpace, n_emu: int,
         full = data["fixed"].at[free_idx].set(phys[:n_emu])
         means, covs = [], []
         for i, (fn, (tmpl, two, use_cov)) in enumerate(zip(fns, slots, strict=True)):
-            cap1, cap2, c_emu = fn(full, data[f"mass_{i}"], data[f"weight_{i}"])
+            geometry = (data[f"geo_a_{i}"], data[f"geo_e_{i}"], data[f"geo_k_{i}"]) if held else None
+            cap1, cap2, c_emu = fn(full, data[f"mass_{i}"], data[f"weight_{i}"], geometry)
             m = cap1 + (phys[two] if two is not None else 1.0) * cap2
             if tmpl is not None:
                 m = m + phys[tmpl] * data[f"template_{i}"]

@@ -374,6 +374,13 @@ class PopulationModel:
         ext, keep = _extension(radius, forward.radius_grid_mpc, self.continuation, self.truncation_radius_mpc)
         return replace(self, forward=forward, radius_mpc=radius, extension=ext, keep=keep)
 
+    def geometry_arrays(self, omega_m: float, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A [n_ap, n_grid], E [B, n_grid, n_r], keep [B, n_grid])`` of the forward model at
+        (Ω_m, h), numpy: what :meth:`jax_fn`'s function computes from traced Ω_m, h, for values
+        held fixed (``cap_fn(..., geometry=...)`` then computes nothing of the geometry)."""
+        moved = self.at_cosmology(float(omega_m), float(h))
+        return moved.scaled_matrix, np.asarray(moved.extension), np.asarray(moved.keep)
+
     @property
     def radii_follow_cosmology(self) -> bool:
         """Whether the emulator's radii in Mpc depend on Ω_m or h: r/R_Δ, or a length over h."""
@@ -516,7 +523,9 @@ class PopulationModel:
         :func:`cosmology_params`), D_A(z; Ω_m, h) and radii in units of R_Δ (or of a length over
         h) follow those parameters' values in ``params`` (traced, differentiable); Ω_m without a
         parameter stays the forward model's, h the forward model's or ``h``. Without either the
-        forward matrix is fixed. jit-, grad- and vmap-able.
+        forward matrix is fixed. ``geometry`` (:meth:`geometry_arrays`, arrays that may be traced)
+        replaces all of that: the geometry of a cosmology held fixed, without its cost per call.
+        jit-, grad- and vmap-able.
         """
         import jax.numpy as jnp
 
@@ -538,19 +547,23 @@ class PopulationModel:
         follow = j_om is not None or j_h is not None
         moves = follow and self.radii_follow_cosmology
 
-        def cap_fn(params: Any, log10_mass: Any = None, weights: Any = None) -> tuple[Any, Any, Any]:
+        def cap_fn(params: Any, log10_mass: Any = None, weights: Any = None,
+                   geometry: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any, Any]:
             m = masses if log10_mass is None else jnp.asarray(log10_mass, jnp.float32)
             rows = jnp.broadcast_to(jnp.asarray(params, jnp.float32), (m.shape[0], params.shape[-1]))
             mean, var = fn(rows, m, pk, z)
-            om = self.forward.omega_m if j_om is None else params[j_om]
-            hh = h_fixed if j_h is None else params[j_h]
-            a = self.scaled_matrix_for(om, hh, jnp).astype(jnp.float32) if follow else fixed_a
-            geometry = None
-            if moves:  # R_Δ(M, z) (or a length over h) follows Ω_m, h: the radii move on the grid
-                radius = jnp.asarray(self.radius_mpc) * self.radius_scale(om, hh, jnp)
-                geometry = _extension(radius, self.forward.radius_grid_mpc, self.continuation,
-                                      self.truncation_radius_mpc, jnp)
-            cap, cov = self._cap_and_jacobian(mean[:, fi, :], var[:, fi, :], a, jnp, weights, geometry)
+            if geometry is not None:  # (A, E, keep) of a cosmology held fixed (geometry_arrays)
+                a, extension = geometry[0], (geometry[1], geometry[2])
+            else:
+                om = self.forward.omega_m if j_om is None else params[j_om]
+                hh = h_fixed if j_h is None else params[j_h]
+                a = self.scaled_matrix_for(om, hh, jnp).astype(jnp.float32) if follow else fixed_a
+                extension = None
+                if moves:  # R_Δ(M, z) (or a length over h) follows Ω_m, h: the radii move on the grid
+                    radius = jnp.asarray(self.radius_mpc) * self.radius_scale(om, hh, jnp)
+                    extension = _extension(radius, self.forward.radius_grid_mpc, self.continuation,
+                                           self.truncation_radius_mpc, jnp)
+            cap, cov = self._cap_and_jacobian(mean[:, fi, :], var[:, fi, :], a, jnp, weights, extension)
             cap2 = jnp.zeros_like(cap) if two is None else a @ two
             return cap, cap2, cov
 
