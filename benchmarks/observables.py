@@ -7,7 +7,7 @@ posterior coverage on synthetic CAP profiles of held-out CAMELS simulations.
   f150 kSZ: wall time including compilation and R-hat;
 * (c) coverage: for held-out simulations (split by simulation; the emulator never saw them)
   the kSZ CAP of their own ρ profiles (the 11-11.5 and 11.5-12 bins at their mean masses,
-  weights 1/2) through the same forward model, plus Gaussian noise with the ACT kSZ covariance
+  weights 1/2) through the same forward model (D_A at the simulation's Omega_m), plus Gaussian noise with the ACT kSZ covariance
   scaled by ``NOISE_SCALE²`` (against the ACT covariance itself these low-mass CAPs have S/N
   ≈ 1, the CMASS stack ≈ 8: the posteriors would be the prior and coverage would test nothing);
   4 feedback parameters free, Ω_m and σ_8 fixed at the simulation's values; the 68%/95%
@@ -135,8 +135,10 @@ def _coverage(emulator: Any, act: Any, dataset: Any, result: Any, sizes: dict[st
     posts, truths, snr = [], [], []
     names = list(emulator.param_names)
     for s in sims:
-        cap = model._cap_and_jacobian(s["log10_rho"], np.zeros_like(s["log10_rho"]), model.scaled_matrix, np,
-                                      np.array([0.5, 0.5]))[0]
+        # the simulation's own Omega_m sets D_A, as in the posterior (geometry 'follow', Omega_m held fixed)
+        here = model.at_cosmology(float(s["params"][names.index("Omega_m")]))
+        cap = here._cap_and_jacobian(s["log10_rho"], np.zeros_like(s["log10_rho"]), here.scaled_matrix, np,
+                                     np.array([0.5, 0.5]))[0]
         snr.append(float(np.sqrt(cap @ np.linalg.solve(cov, cap))))
         data = cap + chol @ rng.standard_normal(cap.size)
         fixed = {k: float(s["params"][names.index(k)]) for k in FIXED}
@@ -226,7 +228,7 @@ def markdown(results: dict[str, Any]) -> str:
         "shared CPU (other jobs running).\n",
         "\n".join(rows) + "\n",
         f"Coverage data: the held-out simulations' own rho profiles (two lower mass bins) through the same "
-        f"forward model, noise = ACT kSZ covariance x {c['noise_scale']}^2 (median S/N {c['median_snr']:.0f}; against "
+        f"forward model (D_A at each simulation's Omega_m, held fixed there in its posterior), noise = ACT kSZ covariance x {c['noise_scale']}^2 (median S/N {c['median_snr']:.0f}; against "
         f"the ACT covariance itself these low-mass CAPs have S/N {c['median_snr'] * c['noise_scale']:.1f} and the "
         "posteriors would be the prior). 2 chains x "
         f"({results['sizes']['warmup']} + {results['sizes']['draws']}) per simulation, median of the max R-hat "
