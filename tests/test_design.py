@@ -451,3 +451,18 @@ def test_cli_suggest_passes_the_redshift(tiny: TinyRun, tmp_path: Path) -> None:
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert bad.exit_code == 2 and len(errors) == 1 and errors[0].startswith(f"error: redshift: {z + 1.5:g}, but this")
     assert not (tmp_path / "b.csv").exists()
+
+
+def test_a_redshift_outside_the_training_redshifts_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """suggest/sensitivity at a redshift beyond the emulator's training redshifts say the scores
+    there are extrapolations (a mass outside the range is flagged too)."""
+    import logging
+
+    from profemu.design.space import _extra_inputs
+
+    emu = SimpleNamespace(training_box={"redshift": (0.0, 1.0)}, transforms=SimpleNamespace(k=None))
+    with caplog.at_level(logging.WARNING, logger="profemu.design"):
+        assert _extra_inputs(emu, None, None, 0.5) == (None, 0.5)
+        assert not caplog.records
+        assert _extra_inputs(emu, None, None, 5.0) == (None, 5.0)
+    assert len(caplog.records) == 1 and "redshift 5 is outside the training redshifts [0, 1]" in caplog.text

@@ -35,7 +35,8 @@ def error_line(result: Any, *needles: str) -> str:
 
 
 def write_obs(path: Path, run: TinyRun, *, row: int = 0, radius_scale: float = 1.0,
-              drop: str | None = None, change: tuple[str, int, float] | None = None) -> Path:
+              drop: str | None = None, change: tuple[str, int, float] | None = None,
+              rename: dict[str, str] | None = None) -> Path:
     ds = run.dataset
     cols: dict[str, np.ndarray] = {"radius": ds.radius * radius_scale}
     for f in ("rho", "pth"):
@@ -46,6 +47,7 @@ def write_obs(path: Path, run: TinyRun, *, row: int = 0, radius_scale: float = 1
         cols[name][j] = value
     if drop is not None:
         del cols[drop]
+    cols = {(rename or {}).get(k, k): v for k, v in cols.items()}
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(list(cols))
@@ -76,6 +78,9 @@ def test_infer_writes_samples_summary_and_corner(run: TinyRun, tmp_path: Path) -
         assert stats["q16"] <= stats["q50"] <= stats["q84"]
     assert summary["fixed"] == {"Omega_m": 0.3, "sigma_8": 0.8, "A_SN2": 1.0, "A_AGN2": 1.0}
     assert summary["observation"]["n_data"] == 2 * run.dataset.radius.size
+    # the redshift it was predicted at: the tiny run's single training redshift
+    assert summary["observation"]["redshift"] == pytest.approx(run.emulator.input_spec.training_redshift)
+    assert "infer: fitting the field(s) ['rho', 'pth']" in result.stderr
     assert (out / "corner.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*")), "temporary files left behind"
 
@@ -105,6 +110,8 @@ def _cov(tmp: Path, kind: str, n: int) -> Path:
     ("cov_pickle", ["not a plain numeric array", "pickled objects are never loaded"]),
     ("no_mass", ["log10_mass: missing"]),
     ("empty_fields", ["--fields ','", "no field named"]),
+    ("misnamed_field", ["['Pe', 'Pe_err'] are not the emulator's fields", "['pth'] would not be fitted",
+                        "--fields rho"]),
     ("redshift_unused", ["--redshift 2", "is not a redshift input of it"]),
     ("pk_unused", ["--pk-ratio", "trained without P(k)"]),
     ("huge_draws", ["--draws 1000000000", "allowed 1 to 1,000,000"]),
@@ -132,6 +139,8 @@ def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, cas
         mass = []
     elif case == "empty_fields":
         extra = ["--fields", ","]
+    elif case == "misnamed_field":  # a field spelled otherwise than the emulator's was silently not fitted
+        kwargs["rename"] = {"pth": "Pe", "pth_err": "Pe_err"}
     elif case == "redshift_unused":
         extra = ["--redshift", "2"]
     elif case == "pk_unused":

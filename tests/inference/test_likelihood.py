@@ -147,3 +147,20 @@ def test_prediction_is_interpolated_onto_observed_radii(run: TinyRun, caplog: py
                                     {"rho": [0.1, 0.1]})
     with pytest.raises(DataError, match="do not overlap the emulator's grid"):
         make_log_posterior(emu, far)
+
+
+def test_an_observation_outside_the_training_redshifts_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A redshift outside the emulator's training redshifts is flagged as a mass outside its range is."""
+    import logging
+    from types import SimpleNamespace
+
+    from profemu.inference.likelihood import _warn_mass_outside_training
+
+    emu = SimpleNamespace(training_box={"log10_mass": (12.0, 14.0), "redshift": (0.0, 1.0)},
+                          input_spec=SimpleNamespace(uses_redshift=True))
+    with caplog.at_level(logging.WARNING, logger="profemu.inference"):
+        _warn_mass_outside_training(emu, SimpleNamespace(log10_mass=np.array([13.0]), redshift=0.5))
+        assert not caplog.records
+        _warn_mass_outside_training(emu, SimpleNamespace(log10_mass=np.array([13.0]), redshift=3.0))
+    assert [r.getMessage() for r in caplog.records] == [
+        "observation: redshift [3.0] outside the training range [0, 1]; the prediction there is an extrapolation"]

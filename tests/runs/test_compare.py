@@ -53,6 +53,11 @@ def test_a_cross_validated_run_is_compared_on_its_own_folds(cv_run) -> None:
     expected = evaluate_predictions(pred, ds.subset(rows_all))["overall"]["frac_err_median"]
     assert rows["pca_rbf"]["frac_err_median"] == pytest.approx(expected, rel=1e-6)
     assert json.loads((run / "compare.json").read_text())["folds"] == [0, 1, 2]
+    # the Emulator (96 rows: train.gp_blend auto) blends a GP: the table says its row is the networks'
+    assert out.emulator.blend is not None
+    assert record["note"].startswith("the profemu row is the cross-validation's networks alone")
+    assert "out-of-sample median error" in record["note"]
+    assert "Note: the profemu row is" in (run / "compare.md").read_text()
 
 
 def test_folds_can_be_chosen_and_are_checked(cv_run) -> None:

@@ -268,3 +268,27 @@ def test_method_names_and_baseline_settings_tables() -> None:
     assert header == ["setting", "value"]
     assert body == [["baselines", "ARD GP (gp), PCA+RBF (pca_rbf)"], ["training rows", "n/a"],
                     ["held-out rows", "12"]]
+
+
+def test_design_sections_of_an_emulator_with_a_redshift_input(tmp_path: Path) -> None:
+    """An emulator taking the redshift as an input gets its sensitivity and suggestions at the
+    training rows' median redshift (said in the text), not an error asking for a --redshift the
+    report has no option for."""
+    from profemu.data.mock.universe import make_mock_snapshots
+    from profemu.runs.folder import DataSource
+    from profemu.runs.training import train_emulator
+
+    ds = make_mock_snapshots((0.0, 0.5, 1.0), 40, seed=3, param_set="lh6", n_r=6, with_pk=False)
+    ds = ds.select_fields(["rho"])
+    cfg = Config().updated({"model.hidden": [16], "train.members": 2, "train.epochs": 2, "train.batch_size": 64,
+                            "data.test_fraction": 0.0, "train.cv_folds": 0, "data.input_relevance": "off",
+                            "train.extrapolation_variance": "off", "train.gp_blend": "off"})
+    run = tmp_path / "run"
+    train_emulator(ds, cfg, run_dir=run, source=DataSource(str(ds.save(tmp_path / "d.npz")), "profemu"))
+    folder = RunFolder.open(run)
+    emulator = folder.emulator()
+    assert emulator.input_spec.uses_redshift
+    parts = report._design_parts(folder, emulator, ds)
+    for key in ("sensitivity", "suggestions"):
+        assert "data:image/png;base64," in parts[key], parts[key][:300]
+        assert "median, z = 0.5" in parts[key]

@@ -1024,6 +1024,8 @@ def compare_cmd(
     rows = record["rows"]
     where = record["estimate"] + (f", folds {record['folds']}" if "folds" in record else "")
     _print_comparison(console, rows, f"comparison on {where}")
+    if record.get("note"):
+        console.print(f"note: {record['note']}.", markup=False)
     written = [folder.path / "compare.json", folder.path / "compare.md"]
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from profemu.errors import DataError, FormatError
 __all__ = ["ModelCovarianceName", "infer_observation", "register"]
 
 _PANEL = "Inference"
+logger = logging.getLogger(__name__)
 
 
 class ModelCovarianceName(StrEnum):
@@ -107,6 +108,16 @@ def _observation(emulator: Any, observed: Path, log10_mass: float | None, covari
                 f"{observed}: no column named after a field of the emulator {list(emulator.field_names)}; "
                 "add columns '<field>' and '<field>_err' (columns found: " + ", ".join(header) + ")."
             )
+        known = {"radius", "log10_mass", *chosen, *(f"{f}_err" for f in chosen)}
+        other = [c for c in header if c not in known]
+        if other:  # e.g. a field column spelled differently from the emulator's field: not fitted
+            missing = [f for f in emulator.field_names if f not in chosen]
+            raise DataError(
+                f"{observed}: column(s) {other} are not the emulator's fields {list(emulator.field_names)} (or their "
+                f"'<field>_err'){'; ' + str(missing) + ' would not be fitted' if missing else ''}: rename them, or "
+                f"pass --fields {','.join(chosen)} to fit only those."
+            )
+        logger.info("infer: fitting the field(s) %s of %s", chosen, observed.name)
     return read_observation(observed, fields=chosen, log10_mass=log10_mass, covariance=covariance,
                             radius_unit=emulator.radius_unit, redshift=redshift,
                             pk_ratio=_pk_ratio(emulator, pk_ratio))
@@ -139,6 +150,15 @@ def _check_redshift(emulator: Any, redshift: float | None) -> None:
         where = "without a redshift" if z0 is None else f"at the single redshift {z0:g}"
         raise DataError(f"--redshift {redshift:g}: this emulator was trained {where} and is not a redshift "
                         "input of it; drop the option.")
+
+
+def _redshift_used(emulator: Any, redshift: float | None) -> float | None:
+    """The redshift the observation was predicted at: the given one, or the emulator's single
+    training redshift (None for an emulator trained without one)."""
+    if redshift is not None:
+        return float(redshift)
+    z0 = emulator.input_spec.training_redshift
+    return None if z0 is None else float(z0)
 
 
 def _check_sampler(chains: int, warmup: int, draws: int) -> None:
@@ -251,6 +271,7 @@ def infer_cmd(
                                    "log10_mass": post.observation.log10_mass.tolist(),
                                    "radius_used": post.observation.radius.tolist(),
                                    "radius_unit": emulator.radius_unit, "n_data": int(post.data["n_used"]),
+                                   "redshift": _redshift_used(emulator, redshift),
                                    "covariance_file": None if covariance is None else str(covariance)},
                                emulator=str(run))
     labels = [f"log10 {n}" if lg else n for n, lg in zip(post.names, post.space.is_log, strict=True)]

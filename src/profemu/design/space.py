@@ -247,6 +247,11 @@ def _extra_inputs(emulator: Any, n_points: int | None, pk_ratio: Any, redshift: 
         z = float(redshift)
         if not math.isfinite(z) or z < 0:
             raise ConfigError(f"redshift: expected a finite value >= 0, got {redshift!r}.")
+        if "redshift" in box:
+            zlo, zhi = (float(v) for v in box["redshift"])
+            if zlo < zhi and not zlo - 1e-9 <= z <= zhi + 1e-9:
+                logger.warning("suggest: redshift %g is outside the training redshifts [%.4g, %.4g]: the scores "
+                               "there are extrapolations of the emulator's variance", z, zlo, zhi)
     elif "redshift" in box:
         zlo, zhi = (float(v) for v in box["redshift"])
         if zlo != zhi:

@@ -478,12 +478,21 @@ def make_log_posterior(
 
 
 def _warn_mass_outside_training(emulator: Any, obs: Observation) -> None:
-    """Log a warning when an observed mass bin lies outside the training range (an extrapolation)."""
+    """Log a warning when an observed mass bin, or the observation's redshift, lies outside the
+    training range (an extrapolation)."""
     mbox = emulator.training_box["log10_mass"]
     outside = obs.log10_mass[(obs.log10_mass < mbox[0] - 1e-9) | (obs.log10_mass > mbox[1] + 1e-9)]
     if outside.size:
         logger.warning("observation: log10_mass %s outside the training range [%.4g, %.4g]; the prediction "
                        "there is an extrapolation", outside.tolist(), mbox[0], mbox[1])
+    zbox = emulator.training_box.get("redshift")
+    z = getattr(obs, "redshift", None)
+    if zbox is not None and z is not None and emulator.input_spec.uses_redshift:
+        zs = np.atleast_1d(np.asarray(z, dtype=float))
+        off = zs[(zs < zbox[0] - 1e-9) | (zs > zbox[1] + 1e-9)]
+        if off.size:
+            logger.warning("observation: redshift %s outside the training range [%.4g, %.4g]; the prediction "
+                           "there is an extrapolation", sorted(set(off.tolist())), zbox[0], zbox[1])
 
 
 def _resolve_model_covariance(

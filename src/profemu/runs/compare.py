@@ -242,6 +242,9 @@ def compare_run(
     else:
         rows, truth, named, estimate = _cross_validated(run, emulator, baselines, ds, folds)
         n_train = None
+        note = _blend_note(emulator)
+        if note:
+            estimate["note"] = note
     try:
         per_radius = _per_radius(named, truth)
     except (KeyError, ValueError) as exc:  # pragma: no cover - shapes are checked above
@@ -260,6 +263,20 @@ def compare_run(
     return record
 
 
+def _blend_note(emulator: Any) -> str | None:
+    """What the ``profemu`` row of a cross-validated comparison is when the Emulator blends a GP:
+    the networks' out-of-fold predictions, not the blend's (whose out-of-sample errors follow)."""
+    blend = emulator.metadata.get("gp_blend") if isinstance(emulator.metadata, Mapping) else None
+    report = blend.get("report") if isinstance(blend, Mapping) else None
+    if not isinstance(report, Mapping) or not report.get("fields"):
+        return None
+    from profemu.emulator.blend import GPBlend
+
+    return ("the profemu row is the cross-validation's networks alone (out of fold); the Emulator blends a GP "
+            "into them (train.gp_blend), whose out-of-sample errors are: "
+            + GPBlend.describe(report, tuple(report["fields"])))
+
+
 def write_comparison(run: RunFolder, record: Mapping[str, Any]) -> Path:
     """Write ``RUN/compare.json`` and its table ``RUN/compare.md`` as a pair.
 
@@ -276,6 +293,8 @@ def write_comparison(run: RunFolder, record: Mapping[str, Any]) -> Path:
         The path of ``compare.json``.
     """
     text = format_table(record["rows"]) + "\n"
+    if record.get("note"):
+        text += f"\nNote: {record['note']}.\n"
     (run.path / "compare.md").unlink(missing_ok=True)
     path = run.write_json("compare.json", record)
     run.write_text("compare.md", text)

@@ -618,13 +618,30 @@ def _design_pk(emulator: Any, train: ProfileDataset | None) -> tuple[np.ndarray 
     return np.median(np.asarray(train.pk_ratio, float), axis=0), None
 
 
-def _sensitivity_part(emulator: Any, pk: np.ndarray | None, top: int = 12) -> tuple[str, Any]:
+def _design_redshift(emulator: Any, train: ProfileDataset | None) -> float | None:
+    """The redshift the sensitivity and the suggestions are computed at for an emulator that takes
+    the redshift as an input (the training rows' median, else the middle of the training range);
+    None for one that does not (its training redshift is used)."""
+    box = emulator.training_box.get("redshift")
+    if box is None or not emulator.input_spec.uses_redshift or float(box[0]) == float(box[1]):
+        return None
+    if train is not None and train.redshift is not None:
+        return float(np.median(np.asarray(train.redshift, float)))
+    return 0.5 * (float(box[0]) + float(box[1]))
+
+
+def _redshift_note(z: float | None) -> str:
+    return "" if z is None else f" The redshift input is held at the training rows' median, z = {z:.3g}."
+
+
+def _sensitivity_part(emulator: Any, pk: np.ndarray | None, top: int = 12,
+                      redshift: float | None = None) -> tuple[str, Any]:
     """The sensitivity figure and the table of the ``top`` parameters, and the
     :class:`~profemu.design.Sensitivity` (None when it failed)."""
     from profemu.design import sensitivity, sensitivity_figure
 
     try:
-        sens = sensitivity(emulator, at="box", n_points=32, seed=0, pk_ratio=pk)
+        sens = sensitivity(emulator, at="box", n_points=32, seed=0, pk_ratio=pk, redshift=redshift)
         figure = _png(sensitivity_figure(sens, top=4))
     except Exception as exc:  # JAX missing or a failure: the rest of the report still stands
         return _note(f"The sensitivity could not be computed: {type(exc).__name__}: {exc}"), None
@@ -633,7 +650,7 @@ def _sensitivity_part(emulator: Any, pk: np.ndarray | None, top: int = 12) -> tu
         held = (" The P(k) suppression is held at the training rows' median." if pk is not None
                 else " The P(k) suppression is held at the centre of its training range.")
     out = _note("d log10 profile / d parameter per radius (log10 for log-sampled parameters), averaged over "
-                "the training box: which parameters the data can constrain." + held)
+                "the training box: which parameters the data can constrain." + held + _redshift_note(redshift))
     out += _img(figure, "sensitivity")
     ranked = sens.ranked()
     out += _table(["parameter", "RMS change of log10 profile across the prior [dex]"],
@@ -644,7 +661,7 @@ def _sensitivity_part(emulator: Any, pk: np.ndarray | None, top: int = 12) -> tu
 
 
 def _suggestions_part(emulator: Any, train: ProfileDataset | None, sens: Any, pk: np.ndarray | None,
-                      pk_reason: str | None, n: int = 20) -> str:
+                      pk_reason: str | None, n: int = 20, redshift: float | None = None) -> str:
     """``n`` suggested next simulations over the training design, or precisely why they were skipped."""
     from profemu.design import suggest, suggestion_figure
 
@@ -655,7 +672,7 @@ def _suggestions_part(emulator: Any, train: ProfileDataset | None, sens: Any, pk
     if pk_reason is not None:
         return _note(f"Suggestions skipped: {pk_reason}.")
     try:
-        nxt = suggest(emulator, n, candidates=5_000, seed=0, pk_ratio=pk)
+        nxt = suggest(emulator, n, candidates=5_000, seed=0, pk_ratio=pk, redshift=redshift)
         figure = _png(suggestion_figure(nxt, design=train, sensitivity=sens))
     except (ConfigError, DataError) as exc:
         return _note(f"Suggestions skipped: {exc}")
@@ -664,7 +681,7 @@ def _suggestions_part(emulator: Any, train: ProfileDataset | None, sens: Any, pk
     assumed = " Every candidate assumes the training rows' median P(k) suppression." if pk is not None else ""
     return (_note(f"Where to run the next {n} simulations (largest ensemble disagreement, chosen as a diverse "
                   "batch; `profemu suggest` writes them as a table), over the training design in the two most "
-                  "important parameters." + assumed)
+                  "important parameters." + assumed + _redshift_note(redshift))
             + _img(figure, "suggested simulations"))
 
 
@@ -677,9 +694,10 @@ def _design_parts(run: RunFolder, emulator: Any, dataset: ProfileDataset | None)
         except DataError:
             train = None
     pk, pk_reason = _design_pk(emulator, train)
-    sensitivity_html, sens = _sensitivity_part(emulator, pk)
+    z = _design_redshift(emulator, train)
+    sensitivity_html, sens = _sensitivity_part(emulator, pk, redshift=z)
     return {"sensitivity": sensitivity_html,
-            "suggestions": _suggestions_part(emulator, train, sens, pk, pk_reason)}
+            "suggestions": _suggestions_part(emulator, train, sens, pk, pk_reason, redshift=z)}
 
 
 def _data_part(run: RunFolder, dataset: ProfileDataset | None, note: str | None, source: Any) -> str:
