@@ -206,6 +206,16 @@ def test_copied_simulations_are_warned_about(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
         train_emulator(ds, Config().updated(_TINY))
     assert not [r for r in caplog.records if r.getMessage().startswith("inputs: ")]
+    # groups are optional: without them every row is its own simulation (and copies are still found)
+    caplog.clear()
+    ungrouped = ProfileDataset(params=copied.params, param_names=ds.param_names, log10_mass=copied.log10_mass,
+                               radius=ds.radius, profiles=copied.profiles, units=ds.units, meta=ds.meta)
+    assert ungrouped.groups is None
+    with caplog.at_level(logging.WARNING, logger="profemu.runs.training"):
+        out = train_emulator(ungrouped, Config().updated(_TINY))
+    assert out.emulator is not None
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inputs: ")]
+    assert len(warned) == 1 and "10 training rows repeat the inputs" in warned[0], warned
 
 
 

@@ -366,9 +366,9 @@ def _refit_record(config: Config, cv: Mapping[str, Any], networks: int | None, r
         logger.info("refit: %d members from new initial parameters on all %d rows for %d epochs, the folds' median "
                     "best (%s)", members, rows, int(cv["refit_epochs"]), why)
         return {"continues_cv_networks": False, "first_epoch": 0, "epochs": int(cv["refit_epochs"])}
-    capped = " at most a fifth of train.epochs" if warm < config.train.warm_refit_epochs else ""
+    capped = ", at most a fifth of train.epochs" if warm < config.train.warm_refit_epochs else ""
     logger.info("refit: the %d members continue the cross-validation's networks on all %d rows for the %s of "
-                "their schedule (train.warm_refit_epochs,%s; 0 trains them anew)", members, rows,
+                "their schedule (train.warm_refit_epochs%s; 0 trains them anew)", members, rows,
                 "last epoch" if warm == 1 else f"last {warm} epochs", capped)
     return {"continues_cv_networks": True, "first_epoch": config.train.epochs - warm, "epochs": warm}
 
@@ -430,7 +430,8 @@ def _warn_repeated_inputs(prep: Prepared) -> None:
     cols = [np.asarray(ds.params, float), np.asarray(ds.log10_mass, float)[:, None]]
     cols += [np.asarray(a, float).reshape(ds.n, -1) for a in (ds.redshift, ds.pk_ratio) if a is not None and np.size(a)]
     x = np.concatenate(cols, axis=1)[rows]
-    groups = np.asarray(ds.groups)[rows]
+    all_groups = np.arange(ds.n) if ds.groups is None else np.asarray(ds.groups)  # no groups: a row each
+    groups = all_groups[rows]
     _, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
     order = np.argsort(inverse.ravel(), kind="stable")  # rows of one input vector next to each other
     starts = np.r_[0, np.cumsum(counts)[:-1]]
@@ -445,7 +446,7 @@ def _warn_repeated_inputs(prep: Prepared) -> None:
         logger.warning("inputs: %d training rows repeat the inputs (parameters, mass%s) of a row of another simulation "
                        "exactly (e.g. rows %d and %d, groups %s and %s): the cross-validation then scores rows whose "
                        "twin it trained on, so its errors are optimistic; drop the copies or give them one group",
-                       n, ", redshift" if ds.redshift is not None else "", a, b, ds.groups[a], ds.groups[b])
+                       n, ", redshift" if ds.redshift is not None else "", a, b, all_groups[a], all_groups[b])
 
 
 def extrapolation_terms(config: Config, prep: Prepared) -> str:
