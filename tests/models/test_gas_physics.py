@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from profemu.config import Config, DataConfig
+from profemu.data.dataset import ProfileDataset
 from profemu.data.layout import FieldSpec, OutputLayout
 from profemu.data.mock import make_hard_mock, make_mock_universe
 from profemu.data.transforms import Transforms
@@ -127,6 +128,37 @@ def test_the_transforms_bound_the_gas_of_a_suite_on_radii_in_r200c(caplog: pytes
     off = Transforms.fit(_mock().dataset, DataConfig(gas_fraction_bound="off", ideal_gas_temperature="off"))
     assert off.gas_fraction_fields == () and off.ideal_gas == {}
     assert not any(f.gas_fraction_bound or f.ideal_gas for f in off.layout.fields)
+
+
+def test_data_above_the_cosmic_baryon_fraction_are_not_bounded_and_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Gas densities 1000x too high (a unit slip) hold more gas inside R200c than f_b M: the bound
+    (a fraction below 1) could not fit them (95% errors), so it is not applied and a warning says
+    how far above the data are; the mock's own densities stay bounded."""
+    ds = _mock().dataset
+    from profemu.data.transforms import _data_gas_fraction
+
+    t = Transforms.fit(ds, DataConfig())
+    own = _data_gas_fraction(ds, t.field_names, "rho", _log10_targets_of(t, ds), _valid_of(t, ds))
+    assert own is not None and 0.01 < own < 1.0
+    heavy = ProfileDataset(params=ds.params, param_names=ds.param_names, log10_mass=ds.log10_mass, radius=ds.radius,
+                           profiles={**ds.profiles, "rho": ds.profiles["rho"] * 1000.0}, units=ds.units,
+                           radius_unit=ds.radius_unit, log_params=ds.log_params, groups=ds.groups, meta=ds.meta)
+    with caplog.at_level(logging.WARNING, logger="profemu.data.transforms"):
+        t = Transforms.fit(heavy, DataConfig())
+    assert t.gas_fraction_fields == ()
+    warned = [r.getMessage() for r in caplog.records if "gas-fraction bound: not applied" in r.getMessage()]
+    assert len(warned) == 1 and f"rho: {1000 * own:.3g} times f_b M_Δ" in warned[0], warned
+
+
+def _log10_targets_of(t: Transforms, ds: ProfileDataset) -> np.ndarray:
+    from profemu.data.transforms import _log10_targets
+
+    return _log10_targets(ds, t.field_names, t.self_similar)
+
+
+def _valid_of(t: Transforms, ds: ProfileDataset) -> np.ndarray:
+    return np.concatenate([ds.mask[f] for f in t.field_names], axis=1)
 
 
 def test_physical_radii_are_not_bounded_and_the_log_says_why(caplog: pytest.LogCaptureFixture) -> None:

@@ -407,7 +407,8 @@ class Transforms:
         components = pca_mean = None
         if cfg.pca_components > 0:
             components, pca_mean = _fit_target_pca(log_target, valid, center, scale, cfg.pca_components, ds.n)
-        gas_fraction_fields = _gas_fraction_fields(ds, cfg, fields, self_similar, scaled_radius is not None)
+        gas_fraction_fields = _gas_fraction_fields(ds, cfg, fields, self_similar, scaled_radius is not None,
+                                                   log_target, valid, quiet=quiet)
         ideal_gas = _ideal_gas(ds, cfg, fields, self_similar, components is not None)
 
         return cls(
@@ -1069,9 +1070,34 @@ def _recognised_kinds(ds: ProfileDataset, fields: Sequence[str], ss: SelfSimilar
             if ss.kinds[i] and physical_kind(f, ds.units.get(f, ""), declared)[1] is not None}
 
 
+#: Median gas inside R_Δ over f_b M_Δ of the training rows above which the gas-fraction bound is
+#: not applied: the bounded profile's fraction is below 1, so it cannot fit such data (a density
+#: unit off by a factor, or gas that is not the halo's own).
+GAS_FRACTION_DATA_MAX = 1.1
+
+
+def _data_gas_fraction(ds: ProfileDataset, fields: Sequence[str], field: str, log_target: np.ndarray,
+                       valid: np.ndarray) -> float | None:
+    """Median over the training rows of the gas inside R_Δ over f_b M_Δ of ``field``'s normalised
+    profiles (rows with every radius inside R_Δ valid; None without such rows)."""
+    n_r = ds.radius.size
+    j = list(fields).index(field)
+    sl = slice(j * n_r, (j + 1) * n_r)
+    w = enclosed_fraction_weights(ds.radius)
+    used = w > 0
+    rows = valid[:, sl][:, used].all(axis=1)
+    if not rows.any():
+        return None
+    with np.errstate(over="ignore"):
+        fraction = (10.0 ** log_target[rows][:, sl][:, used] * w[used]).sum(axis=1)
+    return float(np.median(fraction))
+
+
 def _gas_fraction_fields(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[str], ss: SelfSimilar | None,
-                         scaled_coordinate: bool) -> tuple[str, ...]:
-    """The fields whose gas inside R_Δ ``data.gas_fraction_bound`` keeps below f_b M_Δ (one log line)."""
+                         scaled_coordinate: bool, log_target: np.ndarray | None = None,
+                         valid: np.ndarray | None = None, quiet: bool = False) -> tuple[str, ...]:
+    """The fields whose gas inside R_Δ ``data.gas_fraction_bound`` keeps below f_b M_Δ (one log line;
+    a warning, and no bound, where the training rows' own gas is above it)."""
     if cfg.gas_fraction_bound == "off" or ss is None:  # without the normalisation its own line says why
         return ()
     dens = [f for i, f in enumerate(fields) if ss.kinds[i] == "density"]
@@ -1099,6 +1125,18 @@ def _gas_fraction_fields(ds: ProfileDataset, cfg: DataConfig, fields: Sequence[s
     if why is not None:
         logger.info("gas-fraction bound: not applied (%s)", why)
         return ()
+    if log_target is not None and valid is not None:
+        above = {f: frac for f in dens
+                 if (frac := _data_gas_fraction(ds, fields, f, log_target, valid)) is not None
+                 and not frac <= GAS_FRACTION_DATA_MAX}
+        if above:
+            logger.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "gas-fraction bound: not applied: the training rows' gas inside R_Δ is %s times f_b M_Δ (median "
+                "over rows), above the cosmic baryon fraction the bound keeps it below; check the density unit "
+                "(a factor of 1000 between g and kg, kpc and Mpc?) or set data.gas_fraction_bound: off",
+                ", ".join(f"{f}: {v:.3g}" for f, v in above.items()))
+            return ()
     logger.info("gas-fraction bound: %s predicted with their gas inside R_Δ below f_b M_Δ "
                 "(data.gas_fraction_bound: off removes it)", ", ".join(dens))
     return tuple(dens)
