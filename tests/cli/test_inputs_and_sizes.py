@@ -102,6 +102,20 @@ def test_a_redshift_column_is_checked_against_a_single_training_redshift(pk_run:
             assert "trained at the single redshift" in line and "column" in line, line
 
 
+def test_a_csv_saved_with_a_byte_order_mark_reads_like_plain_utf8(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
+    """Spreadsheets' "CSV UTF-8" starts the file with a byte-order mark; the first column keeps its name."""
+    run, emu = pk_run
+    header, values = _inputs(emu, n=2)
+    plain = _csv(tmp_path / "plain.csv", header, values)
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    for name, inp in (("plain", plain), ("marked", marked)):
+        result = invoke(["predict", str(run), "--input", str(inp), "--out", str(tmp_path / f"{name}.npz")])
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    with np.load(tmp_path / "plain.npz") as a, np.load(tmp_path / "marked.npz") as b:
+        np.testing.assert_array_equal(a["rho_mean"], b["rho_mean"])
+
+
 def test_missing_columns_message_stays_short(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
     run, emu = pk_run
     inp = _csv(tmp_path / "mass.csv", ["log10_mass"], np.array([[13.0]]))

@@ -211,3 +211,18 @@ def test_a_wide_parameter_not_in_log_params_gets_one_hint(caplog: pytest.LogCapt
     hints = [r.getMessage() for r in caplog.records if "log_params" in r.getMessage()]
     assert len(hints) == 1 and "'A_SN1' (0.01..100, 4.0 decades)" in hints[0], hints
     assert math.isclose(float(ds.params[0, j]), 0.01)  # nothing altered
+    # uniform draws from 0 also span many decades (the smallest is about 1/n), but are not log-sampled
+    caplog.clear()
+    params[:, j] = np.random.default_rng(0).uniform(0.0, 1.0, base.n)
+    params[0, j] = 1e-5
+    with caplog.at_level(logging.INFO, logger="profemu.data.dataset"):
+        _mock(params=params, log_params=log_params)
+    assert not [r for r in caplog.records if "log_params" in r.getMessage()]
+
+
+def test_greek_omega_names_are_the_density_parameters() -> None:
+    """Parameter columns named with the Greek letter (Ω_m, Ω_b) are read as Omega_m, Omega_b."""
+    from profemu.data.selfsimilar import _lookup
+
+    names = ["Ω_m", "σ_8", "Ω_b", "h"]
+    assert _lookup(names, "omega_m") == 0 and _lookup(names, "omega_b") == 2 and _lookup(names, "h") == 3

@@ -56,7 +56,7 @@ def read_points(path: Path, names: tuple[str, ...]) -> np.ndarray:
     if not path.is_file():
         raise FormatError(f"--at {str(path)!r}: file not found.")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise FormatError(f"--at {str(path)!r}: not a text CSV file.") from None
     rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].lstrip().startswith("#")]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -517,8 +516,12 @@ def _report_meta_and_params(meta: Mapping[str, Any], params: np.ndarray, names: 
         col = params[:, j]
         if name in log_params or not (col > 0).all():
             continue
-        span = math.log10(float(col.max())) - math.log10(float(col.min()))
-        if span > LOG_SPAN_HINT:
+        logs = np.log10(col)
+        lo, hi = float(logs.min()), float(logs.max())
+        span = hi - lo
+        # log-uniform draws put the median of log10 near the middle of their range; uniform draws
+        # from 0 (whose smallest values also span many decades) put it within a few tenths of the top
+        if span > LOG_SPAN_HINT and abs(float(np.median(logs)) - 0.5 * (lo + hi)) < 0.25 * span:
             wide.append(f"{name!r} ({col.min():.3g}..{col.max():.3g}, {span:.1f} decades)")
     if wide:
         logger.info("parameters %s span more than %g decades but are not in log_params: if they were sampled "

@@ -78,8 +78,8 @@ __all__ = [
 
 # Parameter names of each cosmological quantity (compared case-insensitively).
 ALIASES: dict[str, tuple[str, ...]] = {
-    "omega_m": ("omega_m", "omega0", "omegam", "om0", "omega_matter", "omegamatter", "om"),
-    "omega_b": ("omega_b", "omegabaryon", "omegab", "ob0", "omega_baryon", "ob"),
+    "omega_m": ("omega_m", "omega0", "omegam", "om0", "omega_matter", "omegamatter", "om", "ω_m", "ωm", "ω_0"),
+    "omega_b": ("omega_b", "omegabaryon", "omegab", "ob0", "omega_baryon", "ob", "ω_b", "ωb"),
     "h": ("h", "hubbleparam", "hubble", "h0_100", "little_h"),
 }
 _KINDS = ("density", "pressure", "temperature")

@@ -99,7 +99,7 @@ def read_design_table(path: str | Path) -> DesignTable:
     if not path.is_file():
         raise FormatError(f"--like {str(path)!r}: file not found; pass a CosmoAstroSeed_*.txt parameter table.")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise FormatError(f"--like {str(path)!r}: not a text file; expected a CosmoAstroSeed_*.txt table.") from None
     lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]

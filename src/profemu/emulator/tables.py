@@ -110,7 +110,7 @@ def csv_chunks(path: Path, rows: int, *, option: str = "--input") -> Iterator[di
     if rows < 1:
         raise DataError(f"rows: {rows} < 1; pass a positive number of rows.")
     _check_text(path, option)
-    with open(path, newline="", encoding="utf-8", errors="strict") as fh:
+    with open(path, newline="", encoding="utf-8-sig", errors="strict") as fh:
         reader = _reader(fh, path, option)
         try:
             header = [h.strip() for h in next(reader)]

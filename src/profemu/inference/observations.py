@@ -371,7 +371,7 @@ def _read_csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
     if path.stat().st_size > _MAX_CSV_BYTES:
         raise FormatError(f"{path}: implausibly large observation file; refusing to read it.")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise FormatError(f"{path}: not a text CSV file.") from None
     reader = csv.reader(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
