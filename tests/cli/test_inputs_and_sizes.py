@@ -263,3 +263,13 @@ def test_dataset_errors_name_the_problem() -> None:
 
         ProfileDataset(params=np.zeros((0, 2)), param_names=("a", "b"), log10_mass=np.zeros(0),
                        radius=np.array([0.1, 1.0]), profiles={"rho": np.zeros((0, 2))})
+
+
+def test_evaluate_without_a_test_split_names_the_splits_there_are(pk_run: tuple[Path, Any]) -> None:
+    """A run that kept no test rows (and has no cross-validation): evaluate's default split is empty,
+    and the message says it was the default and which splits or options work."""
+    run, _ = pk_run
+    line = error_line(invoke(["evaluate", str(run)]))
+    assert "evaluate (default split 'test')" in line and "--split train" in line and "--data FILE" in line, line
+    line = error_line(invoke(["evaluate", str(run), "--split", "test"]))
+    assert line.startswith("error: --split test: the run's test split is empty"), line

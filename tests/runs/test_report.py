@@ -292,3 +292,16 @@ def test_design_sections_of_an_emulator_with_a_redshift_input(tmp_path: Path) ->
     for key in ("sensitivity", "suggestions"):
         assert "data:image/png;base64," in parts[key], parts[key][:300]
         assert "median, z = 0.5" in parts[key]
+
+
+def test_the_physics_section_says_what_the_structure_applies(trained: tuple[Path, ProfileDataset]) -> None:
+    """The physics lines name a monotone head only when there is one, and the gas-fraction bound and
+    the ideal-gas temperature exactly where the transforms apply them."""
+    run, _ = trained
+    emulator = RunFolder.open(run).emulator()
+    t = emulator.transforms
+    text = "\n".join(report._physics_lines(emulator))
+    assert not emulator.model_config.monotone_head and "monotone fields: none built in" in text
+    gas = "gas-fraction bound: " + (", ".join(t.gas_fraction_fields) if t.gas_fraction_fields else "not applied")
+    assert gas in text
+    assert ("ideal-gas temperature: temp predicted as pth / rho" in text) == bool(t.ideal_gas)

@@ -564,7 +564,11 @@ def _evaluate_locked(folder: Any, data: Path | None, format: DataFormat, split: 
     if which != "all":
         rows = folder.split_rows(which, dataset.n)
         if rows.size == 0:
-            raise DataError(f"--split {which}: the run's {which} split is empty; choose another split.")
+            given = "--split " + which if split is not None else f"evaluate (default split {which!r})"
+            others = [n.value for n in SplitName if n.value != which and (n.value == "all" or
+                                                                          folder.split_rows(n.value, dataset.n).size)]
+            raise DataError(f"{given}: the run's {which} split is empty (the run kept no {which} rows); choose "
+                            f"--split {' or --split '.join(others)}, or score another file with --data FILE.")
         dataset = dataset.subset(rows)
     _note_rows_outside(console, emulator, dataset)
     with _warnings_as_lines(console):

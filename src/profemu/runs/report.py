@@ -485,8 +485,17 @@ def _physics_lines(emulator: Any) -> list[str]:
         lines.append(f"network: physics core {list(cfg.hidden)}, {head}, interactions: {cfg.interaction}")
     else:
         lines.append(f"network: MLP {list(cfg.hidden)}")
-    lines.append(f"monotone fields: {', '.join(t.monotone_fields) or 'none'}"
-                 + (" (built non-increasing by the monotone head)" if cfg.monotone_head else ""))
+    if cfg.monotone_head and t.monotone_fields:
+        lines.append(f"monotone fields: {', '.join(t.monotone_fields)} (built non-increasing by the monotone head)")
+    else:
+        lines.append("monotone fields: none built in (model.monotone_head off)")
+    gas = tuple(getattr(t, "gas_fraction_fields", ()) or ())
+    lines.append(f"gas-fraction bound: {', '.join(gas)} predicted with their gas inside R_Delta below f_b M_Delta"
+                 if gas else "gas-fraction bound: not applied")
+    ideal = dict(getattr(t, "ideal_gas", {}) or {})
+    if ideal:
+        lines.append("ideal-gas temperature: " + ", ".join(f"{temp} predicted as {p} / {d} times a learnt correction"
+                                                          for temp, (p, d) in ideal.items()))
     if t.pk_pca is not None:
         lines.append(f"P(k) suppression: {t.pk_pca['components'].shape[0]} principal components of "
                      f"{t.pk_pca['components'].shape[1]} k bins")
