@@ -876,7 +876,9 @@ def predict(
                                                "pk_ratio_<j>, redshift; --list-inputs names them) or npz "
                                                "(params, log10_mass, ...).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output .csv or .npz (default <input>_pred.csv); "
-                                             "never the input, and an existing file only with --force.")] = None,
+                                             "never the input, and an existing file only with --force. A .csv is "
+                                             "written chunk by chunk; an .npz holds every row in memory until it "
+                                             "is written.")] = None,
     layout: Annotated[PredictLayout, typer.Option(
         "--format", help="CSV layout: 'wide' (one line per input row: the input columns, then "
         "<field>_mean_r<j> and <field>_std_r<j>) or 'long' (one line per row, field and radius: "
