@@ -141,7 +141,8 @@ def test_truncated_file(tmp_path: Path, full: ProfileDataset, suffix: str, keep:
 def test_wrong_file_types(tmp_path: Path, rng: np.random.Generator) -> None:
     text = tmp_path / "notes.npz"
     text.write_text("radius,rho\n0.1,3.0\n")
-    with pytest.raises(FormatError, match=r"a text file; expected a dataset written by profemu"):
+    with pytest.raises(FormatError, match=r"a text file; expected a dataset written by profemu.*"
+                                          r"A table of profiles becomes a dataset with profemu.ProfileDataset"):
         load_dataset(text)
     noise = tmp_path / "random.h5"
     noise.write_bytes(bytes([0xFF, 0x00]) + rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
@@ -237,3 +238,18 @@ def test_load_dataset_detects_camels_table(tmp_path: Path, camels_path: Path) ->
         ProfileDataset.load(camels_path)  # the profemu-file reader names the right loader
     with pytest.raises(FormatError, match=r"looks like the CAMELS LH table"):
         load_dataset(camels_path, format="profemu")
+
+
+def test_hdf5_variable_length_strings_get_the_fix(tmp_path: Path, full: ProfileDataset) -> None:
+    """h5py writes Python strings as variable-length strings, which the schema does not read: the
+    message says how to write them (fixed-width bytes)."""
+    import h5py
+
+    path = Path(full.save(tmp_path / "d.h5"))
+    with h5py.File(path, "a") as h5:
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in h5["param_names"][()]]
+        del h5["param_names"]
+        h5.create_dataset("param_names", data=names, dtype=h5py.string_dtype())
+    with pytest.raises(FormatError, match=r"key 'param_names' has HDF5 type object.*write strings as fixed-width "
+                                          r"bytes, e\.g\. h5py create_dataset"):
+        load_dataset(path)

@@ -262,9 +262,11 @@ def _sniff(path: Path) -> Literal["npz", "h5"]:
         what = "a text file"
     else:
         what = "neither an npz archive nor an HDF5 file"
+    hint = (" A table of profiles becomes a dataset with profemu.ProfileDataset(params=..., profiles=..., ...)"
+            ".save('data.npz') (docs/data_schema.md)." if what == "a text file" else "")
     raise FormatError(
         f"{path}: {what}; expected a dataset written by profemu (ProfileDataset.save) "
-        "or, for the CAMELS table, use load_dataset(path, format='camels-lh')."
+        "or, for the CAMELS table, use load_dataset(path, format='camels-lh')." + hint
     )
 
 
@@ -293,9 +295,12 @@ def _read_h5(
                         f"{path}: {key!r} is an HDF5 group; the schema has only datasets at the root of the file."
                     )
                 if node.dtype.kind not in "biufcS" or node.dtype.fields is not None:
+                    vlen = node.dtype.kind == "O"
                     raise FormatError(
                         f"{path}: key {key!r} has HDF5 type {node.dtype}, not a plain numeric or "
-                        "fixed-width string array."
+                        "fixed-width string array"
+                        + ("; write strings as fixed-width bytes, e.g. h5py create_dataset(key, "
+                           "data=np.array(names, dtype='S')), or save with ProfileDataset.save." if vlen else ".")
                     )
                 if node.is_virtual or node.external:
                     raise FormatError(
