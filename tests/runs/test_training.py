@@ -241,3 +241,18 @@ def test_one_narrow_mass_bin_at_three_redshifts_gets_the_redshifts_term_alone(
     a_z, p_z = terms.redshift
     np.testing.assert_allclose(higher_z[0], (a_z * 0.5) ** p_z, rtol=1e-6, atol=1e-12)
     assert np.all(emu.predict(x, m + 1.0, redshift=0.25, on_extrapolation="ignore")["pth"].extrapolation == 0)
+
+
+def test_a_run_folder_without_its_emulator_says_how_to_go_on(tmp_path: Path) -> None:
+    """evaluate/predict on a run that did not finish: resume it where it has checkpoints, else train
+    again with the same --out (which starts over): never a --resume that has nothing to resume."""
+    from profemu.errors import DataError
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("{}\n")
+    with pytest.raises(DataError, match=r"stopped before its first checkpoint: train again with the same --out"):
+        RunFolder.open(run, require_emulator=True)
+    (run / "checkpoints" / "ckpt-000002.json").write_text("{}")
+    with pytest.raises(DataError, match=r"resume it \(profemu train --resume"):
+        RunFolder.open(run, require_emulator=True)

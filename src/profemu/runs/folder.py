@@ -150,9 +150,13 @@ class RunFolder:
                 "pass the --out folder of `profemu train`."
             )
         if require_emulator and not (p / "emulator" / "manifest.json").is_file():
+            resumable = any((p / "checkpoints").glob("ckpt-*.json"))
+            how = ("resume it (profemu train --resume with the same --data and --out) or train again" if resumable
+                   else "it stopped before its first checkpoint: train again with the same --out (the run "
+                        "starts over there)")
             raise DataError(
                 f"{str(p)!r} has no saved emulator (emulator/manifest.json); the training run did "
-                "not finish — train again or resume it."
+                f"not finish — {how}."
             )
         return cls(p)
 
