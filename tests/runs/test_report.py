@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -124,17 +125,31 @@ def test_report_reloads_the_data_and_draws_baselines(trained: tuple[Path, Profil
     assert "data:image/png;base64," in _section(text, "profiles")
 
 
-def test_report_without_emulator_or_data(tmp_path: Path) -> None:
+def test_report_without_emulator_or_data(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     run = tmp_path / "partial"
     run.mkdir()
     history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "train_monotonic": 0.0,
                 "learning_rate": 1e-3, "seconds": 0.1} for e in range(5)]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(h) for h in history) + "\n{truncated")
     Config().to_yaml(run / "config.yaml")
-    text = write_report(run).read_text()
+    with caplog.at_level(logging.WARNING, logger="profemu.runs.report"):
+        text = write_report(run).read_text()
+    assert "the report shows the run's data and training curves only" in caplog.text
     assert len(_images(text)) == 1  # training curves only
     assert "could not be loaded" in _section(text, "profiles")
     assert "profemu evaluate" in _section(text, "metrics")
+
+
+def test_an_unfinished_run_still_reports_its_data(trained: tuple[Path, ProfileDataset], tmp_path: Path) -> None:
+    """A run stopped before its emulator was saved: the report shows the run's data (from data.json)."""
+    import shutil
+
+    run, _ = trained
+    partial = tmp_path / "partial"
+    shutil.copytree(run, partial)
+    shutil.rmtree(partial / "emulator")
+    text = write_report(partial).read_text()
+    assert "ProfileDataset:" in _section(text, "data") and "could not be loaded" in _section(text, "profiles")
 
 
 def test_not_a_run_folder(tmp_path: Path) -> None:

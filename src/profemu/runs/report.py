@@ -32,6 +32,7 @@ import base64
 import datetime as _dt
 import html
 import io
+import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,8 @@ from profemu.runs.tables import (
     metrics_table,
     refit_description,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["write_report"]
 
@@ -767,11 +770,14 @@ def write_report(run_dir: str | Path, *, dataset: ProfileDataset | None = None,
         emulator = run.emulator()
     except (FormatError, DataError) as exc:
         notes["emulator"] = f"The saved emulator could not be loaded: {exc}"
-    if dataset is None and emulator is not None:
+    if dataset is None:  # also for a run that did not finish: its data and training curves still tell
         try:
             dataset = run.dataset()
         except Exception as exc:  # the data may have moved; the report is still useful
             notes["data"] = f"The run's data could not be reloaded ({exc}); pass dataset= to include them."
+    if emulator is None:
+        logger.warning("report: %s; the report shows the run's data and training curves only",
+                       notes.get("emulator", "the run has no emulator"))
     held: tuple[ProfileDataset, Any, str] | None = None
     if emulator is not None and dataset is not None:
         try:
