@@ -350,6 +350,8 @@ def test_cli_suggest_writes_the_csv(tiny: TinyRun, tmp_path: Path) -> None:
                 "--out", out)
     assert r.exit_code == 0, (r.stdout, r.stderr)
     assert "4 simulation(s) suggested from 256 candidates" in r.stdout
+    logs = ", ".join(tiny.emulator.log_params)
+    assert "parameters in linear units" + (f", log-sampled: {logs}" if logs else "") in r.stdout.replace("\n", " ")
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and all(float(row["sigma_8"]) == 0.8 for row in rows)

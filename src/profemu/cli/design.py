@@ -169,7 +169,9 @@ def register(app: typer.Typer) -> None:
             f"{len(result)} simulation(s) suggested from {result.n_candidates} candidates in {result.seconds:.1f} s "
             f"(score: epistemic variance [dex²] over {', '.join(result.fields)}, "
             f"{result.radius[0]:.3g}-{result.radius[-1]:.3g} {result.radius_unit}, "
-            f"log10_mass {result.log10_mass[0]:.2f}-{result.log10_mass[-1]:.2f})"
+            f"log10_mass {result.log10_mass[0]:.2f}-{result.log10_mass[-1]:.2f}"
+            + ("" if result.redshift is None else f", redshift {result.redshift:g}") + "; parameters in linear "
+            f"units{', log-sampled: ' + ', '.join(result.log_params) if result.log_params else ''})"
         )
         cs = result.candidate_score
         typer.echo(

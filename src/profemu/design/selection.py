@@ -112,6 +112,7 @@ class Suggestion:
             parameters' sampling space (None: not used).
         rank: Width of the compressed feature vector per candidate.
         seconds: Wall time of the call [s].
+        redshift: Redshift of the profiles scored (None: an emulator without a redshift input).
     """
 
     points: dict[str, np.ndarray]
@@ -131,6 +132,7 @@ class Suggestion:
     length_scale: float | None = None
     rank: int = 0
     seconds: float = 0.0
+    redshift: float | None = None
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -498,6 +500,7 @@ def suggest(
         radius=np.asarray(emulator.radius, dtype=np.float64)[r_idx],
         radius_unit=str(emulator.radius_unit),
         log10_mass=masses,
+        redshift=None if z is None else float(z),
         n_candidates=int(params.shape[0]),
         candidate_score={"mean": mean_score, "median": float(np.median(score)),
                          "p95": float(np.quantile(score, 0.95)), "max": float(score.max())},
