@@ -234,3 +234,21 @@ def test_a_parameter_line_with_an_undefined_r_hat() -> None:
     line = parameter_line("A_SN1", stats)
     assert line.strip().startswith("A_SN1 = 1.5") and line.endswith("R-hat n/a  ESS n/a")
     assert parameter_line("A_SN1", {**stats, "r_hat": 1.0123, "ess": 412.4}).endswith("R-hat 1.012  ESS 412")
+
+
+def test_a_posterior_pressing_against_the_training_box_is_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    """A parameter whose samples pile at an edge of the prior (the training box) gets one warning line;
+    one spread over its range gets none (about 2% of a flat posterior lies within 2% of an edge)."""
+    from types import SimpleNamespace
+
+    from profemu.cli.inference import _warn_at_edges
+
+    rng = np.random.default_rng(0)
+    flat = np.column_stack([rng.uniform(0.1, 0.108, 2000), rng.uniform(-1.0, 1.0, 2000)])
+    post = SimpleNamespace(names=("Omega_m", "A_SN1"),
+                           space=SimpleNamespace(lower=np.array([0.1, -1.0]), upper=np.array([0.5, 1.0]),
+                                                 is_log=(False, True)))
+    _warn_at_edges(post, SimpleNamespace(flat=flat))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: the posterior of Omega_m presses against the lower "
+                                                   "edge of its prior range [0.1, 0.5]"), lines

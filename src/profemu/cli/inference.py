@@ -152,6 +152,29 @@ def _check_redshift(emulator: Any, redshift: float | None) -> None:
                         "input of it; drop the option.")
 
 
+#: Share of the posterior samples within :data:`EDGE_BAND` of a prior edge above which the command
+#: warns (a flat posterior puts about EDGE_BAND there).
+EDGE_SHARE, EDGE_BAND = 0.15, 0.02
+
+
+def _warn_at_edges(post: Any, samples: Any) -> None:
+    """One warning line per free parameter whose posterior presses against an edge of its prior
+    range (for emulator parameters the training box, which the emulator cannot leave)."""
+    flat = np.asarray(samples.flat, dtype=float)
+    lower, upper = np.asarray(post.space.lower, float), np.asarray(post.space.upper, float)
+    for j, name in enumerate(post.names):
+        lo, hi = lower[j], upper[j]
+        band = EDGE_BAND * (hi - lo)
+        for where, share in (("lower", float(np.mean(flat[:, j] < lo + band))),
+                             ("upper", float(np.mean(flat[:, j] > hi - band)))):
+            if share > EDGE_SHARE:
+                log = " (log10)" if post.space.is_log[j] else ""
+                typer.echo(f"warning: the posterior of {name} presses against the {where} edge of its prior range "
+                           f"[{lo:.4g}, {hi:.4g}]{log} ({100 * share:.0f}% of the samples within {100 * EDGE_BAND:.0f}% "
+                           "of it): the data may prefer a value outside it (for an emulator parameter, outside the "
+                           "training box, where the emulator cannot follow).", err=True)
+
+
 def _redshift_used(emulator: Any, redshift: float | None) -> float | None:
     """The redshift the observation was predicted at: the given one, or the emulator's single
     training redshift (None for an emulator trained without one)."""
@@ -283,6 +306,7 @@ def infer_cmd(
     }, force=force, inputs=inputs)
     for name, s in summary["parameters"].items():
         typer.echo(parameter_line(name, s))
+    _warn_at_edges(post, samples)
     typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'corner.png'}")
     if not converged and not allow_unconverged:
         try:
@@ -458,6 +482,7 @@ def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixe
     }, force=force, inputs=inputs)
     for name, s in summary["parameters"].items():
         typer.echo(parameter_line(name, s))
+    _warn_at_edges(post, samples)
     p_value = "n/a" if fit["dof"] <= 0 else f"{fit['p_value']:.3g}"
     typer.echo(f"MAP chi2 = {fit['chi2']:.2f} ({fit['n_data']} points, {fit['dof']} dof, p = {p_value})")
     typer.echo(f"wrote {out / 'samples.csv'}, {out / 'summary.json'}, {out / 'cap_fit.png'}")
