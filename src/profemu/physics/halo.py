@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import hyp2f1
 
 from profemu.physics.constants import (
     G_MPC_KMS2_MSUN,
@@ -198,6 +197,8 @@ def gnfw_mass_integral(x: np.ndarray, x_s: np.ndarray, g: np.ndarray) -> np.ndar
     y = x / x_s
     t = y / (1.0 + y)
     a = 3.0 - g
+    from scipy.special import hyp2f1  # here, not at import: scipy.special takes 0.2 s to import
+
     return x_s**3 * t**a / a * hyp2f1(a, 1.0, a + 1.0, t)
 
 
