@@ -222,7 +222,7 @@ def test_a_wide_parameter_not_in_log_params_gets_one_hint(caplog: pytest.LogCapt
 
 def test_greek_omega_names_are_the_density_parameters() -> None:
     """Parameter columns named with the Greek letter (Ω_m, Ω_b) are read as Omega_m, Omega_b."""
-    from profemu.data.selfsimilar import _lookup
+    from profemu.data.selfsimilar import parameter_index as _lookup
 
     names = ["Ω_m", "σ_8", "Ω_b", "h"]
     assert _lookup(names, "omega_m") == 0 and _lookup(names, "omega_b") == 2 and _lookup(names, "h") == 3

@@ -40,7 +40,8 @@ import copy
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,16 @@ _OWNED: ContextVar[bool] = ContextVar("profemu_dataset_owned", default=False)
 _DERIVED: ContextVar[bool] = ContextVar("profemu_dataset_derived", default=False)
 #: Decades [dex] a positive parameter not in ``log_params`` may span before the log suggests declaring it.
 LOG_SPAN_HINT = 3.0
+
+
+@contextmanager
+def _derived() -> Iterator[None]:
+    """Datasets built inside are derived from a checked one (:data:`_DERIVED`)."""
+    token = _DERIVED.set(True)
+    try:
+        yield
+    finally:
+        _DERIVED.reset(token)
 
 
 def _copied(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,8 +222,7 @@ class ProfileDataset:
             ) from None
         def take(d: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
             return None if d is None else {k: v[idx] for k, v in d.items()}
-        token = _DERIVED.set(True)
-        try:
+        with _derived():
             return ProfileDataset(
                 params=self.params[idx], param_names=self.param_names, log10_mass=self.log10_mass[idx],
                 radius=self.radius, profiles=take(self.profiles), units=self.units,
@@ -222,8 +232,6 @@ class ProfileDataset:
                 groups=None if self.groups is None else self.groups[idx],
                 noise=take(self.noise), meta=self.meta,
             )
-        finally:
-            _DERIVED.reset(token)
 
     def select_fields(self, fields: Sequence[str]) -> ProfileDataset:
         """A dataset with only ``fields`` (in that order; each named once)."""
@@ -233,8 +241,7 @@ class ProfileDataset:
                 raise DataError(f"field {f!r} is not in this dataset; available fields: {list(self.fields)}.")
         def pick(d: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
             return None if d is None else {f: d[f] for f in fields if f in d}
-        token = _DERIVED.set(True)
-        try:
+        with _derived():
             return ProfileDataset(
                 params=self.params, param_names=self.param_names, log10_mass=self.log10_mass,
                 radius=self.radius, profiles=pick(self.profiles), units={f: self.units[f] for f in fields},
@@ -242,8 +249,6 @@ class ProfileDataset:
                 pk_ratio=self.pk_ratio, k=self.k, redshift=self.redshift, groups=self.groups,
                 noise=pick(self.noise), meta=self.meta,
             )
-        finally:
-            _DERIVED.reset(token)
 
     def fingerprint(self) -> str:
         """SHA-256 of every array and name: identifies the training data in an Emulator."""

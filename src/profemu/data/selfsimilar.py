@@ -64,6 +64,7 @@ __all__ = [
     "e2",
     "log10_scales",
     "mass_definition_problem",
+    "parameter_index",
     "parse_mass_definition",
     "parse_scaled_radius_unit",
     "physical_kind",
@@ -349,8 +350,10 @@ def _radius_unit_flags(unit: str) -> tuple[bool, bool]:
     return per_h, comoving
 
 
-def _lookup(names: Sequence[str], quantity: str) -> int | None:
-    lower = [n.lower() for n in names]
+def parameter_index(names: Sequence[str], quantity: str) -> int | None:
+    """Column of the parameter that is ``quantity`` (``"omega_m"``, ``"omega_b"``, ``"h"``; names in
+    :data:`ALIASES`, any case), or None."""
+    lower = [str(n).lower() for n in names]
     for alias in ALIASES[quantity]:
         if alias in lower:
             return lower.index(alias)
@@ -650,11 +653,11 @@ def resolve(
         return None, ("self-similar normalisation off: the dataset has no redshift (array, meta.redshift or a "
                       "parameter 'z'); plain log10 profiles are learnt")
     z_value, z_param, z_note = z
-    om = _lookup(param_names, "omega_m")
+    om = parameter_index(param_names, "omega_m")
     if om is None:
         return None, ("self-similar normalisation off: no Omega_m parameter (names tried: "
                       f"{list(ALIASES['omega_m'])}); plain log10 profiles are learnt")
-    ob, h = _lookup(param_names, "omega_b"), _lookup(param_names, "h")
+    ob, h = parameter_index(param_names, "omega_b"), parameter_index(param_names, "h")
     kinds, log_unit, how, h_pow, z_pow = _kinds(field_names, field_kinds, units, meta)
     if not any(kinds):
         return None, ("self-similar normalisation off: no density, pressure or temperature field ("

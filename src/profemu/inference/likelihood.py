@@ -486,7 +486,7 @@ def _warn_mass_outside_training(emulator: Any, obs: Observation) -> None:
         logger.warning("observation: log10_mass %s outside the training range [%.4g, %.4g]; the prediction "
                        "there is an extrapolation", outside.tolist(), mbox[0], mbox[1])
     zbox = emulator.training_box.get("redshift")
-    z = getattr(obs, "redshift", None)
+    z = obs.redshift
     if zbox is not None and z is not None and emulator.input_spec.uses_redshift:
         zs = np.atleast_1d(np.asarray(z, dtype=float))
         off = zs[(zs < zbox[0] - 1e-9) | (zs > zbox[1] + 1e-9)]

@@ -250,10 +250,6 @@ class CAPLogPosterior:
                                _model=self._model)
 
 
-def _omega_m_name(names: Sequence[str]) -> str | None:
-    return cosmology_params(names)[0]
-
-
 def _nuisance_space(base: ParameterSpace, terms: Sequence[CAPTerm],
                     amplitude_bounds: Mapping[str, tuple[float, float]]) -> ParameterSpace:
     names = [n for t in terms for n in t.nuisance_names()]

@@ -31,7 +31,7 @@ import numpy as np
 
 from profemu._files import read_npy
 from profemu.errors import FormatError
-from profemu.observables.units import RESPONSE_MAX_K, SR_TO_ARCMIN2
+from profemu.observables.units import SR_TO_ARCMIN2, response_scale_problem
 
 __all__ = [
     "ACT_FILES",
@@ -145,10 +145,10 @@ def _check_covariance(cov: np.ndarray, what: str) -> None:
         raise FormatError(f"{what}: covariance is not symmetric (max |C - C^T| = {asym:.3g}, largest |C| = "
                           f"{scale:.3g}); a covariance must be symmetric: check the file is the matrix itself "
                           "(rows = columns), or symmetrise it, (C + C^T) / 2, if the difference is rounding.")
-    eig = np.linalg.eigvalsh(0.5 * (cov + cov.T))
     try:
         np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
+        eig = np.linalg.eigvalsh(0.5 * (cov + cov.T))
         raise FormatError(f"{what}: covariance is not positive definite (smallest eigenvalue {eig.min():.3g}, "
                           f"largest {eig.max():.3g}); a covariance must be positive definite: check its units and "
                           "that it is the full matrix of these apertures (a bootstrap needs more samples than "
@@ -357,10 +357,9 @@ def read_response(path: str | Path, column: int = 1) -> HarmonicTable:
         raise FormatError(f"response: {str(path)!r} column {column} is all zeros; expected the tSZ response in "
                           "K_CMB per unit y (e.g. -2.79 at 150 GHz).")
     peak = float(np.max(np.abs(resp)))
-    if peak > RESPONSE_MAX_K:
-        raise FormatError(f"response: {str(path)!r} column {column} has max |R| = {peak:.4g}, above RESPONSE_MAX_K = "
-                          f"{RESPONSE_MAX_K:g} K_CMB per unit y (f(nu) T_CMB is -2.6 K at 150 GHz, +6.1 at 353, "
-                          "+15.3 at 545); the table looks like mK or muK per y: divide it by 1e3 or 1e6.")
+    problem = response_scale_problem(peak)
+    if problem:
+        raise FormatError(f"response: {str(path)!r} column {column} has max |R| = {peak:.4g}, {problem}.")
     scatter = table[:, column + 1].copy() if column + 1 < table.shape[1] else None
     return HarmonicTable(ell=table[:, 0].copy(), values=resp.copy(), scatter=scatter)
 

@@ -52,6 +52,7 @@ from profemu.observables.units import (
     RESPONSE_MAX_K,
     SR_TO_ARCMIN2,
     ksz_muk_per_g_cm2,
+    response_scale_problem,
     tsz_response_nonrelativistic,
     tsz_y_per_erg_cm2,
 )
@@ -191,10 +192,9 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
         if resp is None:
             raise ConfigError("response: must be a concrete array (not traced).")
         peak = float(np.max(np.abs(resp)))
-        if peak > RESPONSE_MAX_K:
-            raise ConfigError(f"response: max |R| = {peak:.4g} is above RESPONSE_MAX_K = {RESPONSE_MAX_K:g} K_CMB per "
-                              "unit y (f(nu) T_CMB is -2.6 K at 150 GHz, +6.1 at 353, +15.3 at 545); the table looks "
-                              "like mK or muK per y: divide it by 1e3 or 1e6.")
+        problem = response_scale_problem(peak)
+        if problem:
+            raise ConfigError(f"response: max |R| = {peak:.4g} is {problem}.")
         scale, note = MUK_PER_K, "band response table R(ell) applied in harmonic space"
     ell = ell_grid(beam_ell_top, d_ell)
     window = harmonic_window(ell, beam_ell, beam_bl, response_ell, response,

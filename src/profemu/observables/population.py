@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu.data.selfsimilar import ALIASES, parse_scaled_radius_unit, unit_factor
+from profemu.data.selfsimilar import parameter_index, parse_scaled_radius_unit, unit_factor
 from profemu.errors import ConfigError, DataError
 from profemu.observables.act import HaloMassDistribution, TwoHaloTable
 from profemu.observables.forward import ForwardModel
@@ -127,11 +127,9 @@ def cosmology_params(param_names: Any) -> tuple[str | None, str | None]:
     The forward model takes D_A(z; Ω_m, h) and R_Δ(M, z; Ω_m, h) from these parameters' values
     at each point (:meth:`PopulationModel.at_cosmology`, :meth:`PopulationModel.jax_fn`).
     """
-    names = list(param_names)
-    lower = {str(n).lower(): str(n) for n in names}
-    om = next((lower[a] for a in ALIASES["omega_m"] if a in lower), None)
-    hh = next((lower[a] for a in ALIASES["h"] if a in lower), None)
-    return om, hh
+    names = [str(n) for n in param_names]
+    om, hh = (parameter_index(names, q) for q in ("omega_m", "h"))
+    return None if om is None else names[om], None if hh is None else names[hh]
 
 
 def _pk_ratio(emulator: Any, pk_ratio: Any) -> np.ndarray | None:

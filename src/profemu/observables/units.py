@@ -47,6 +47,7 @@ __all__ = [
     "SR_TO_ARCMIN2",
     "arcmin2_to_sr",
     "ksz_muk_per_g_cm2",
+    "response_scale_problem",
     "sr_to_arcmin2",
     "tsz_fnu",
     "tsz_response_nonrelativistic",
@@ -69,6 +70,16 @@ RESPONSE_MAX_K = 100.0
 The non-relativistic f(ν) T_CMB is -2.598 K at 150 GHz, +6.107 K at 353 GHz, +15.26 K at
 545 GHz and +30.2 K at 857 GHz; a table in mK or μK per y (≥ 1000 for any band away from the
 217.5 GHz null) is refused."""
+
+
+def response_scale_problem(peak: float) -> str | None:
+    """Why a tSZ response table whose largest |R| is ``peak`` is not in K_CMB per unit y ("above
+    RESPONSE_MAX_K ..., divide it by ..."), None when ``peak`` <= :data:`RESPONSE_MAX_K`."""
+    if peak <= RESPONSE_MAX_K:
+        return None
+    return (f"above RESPONSE_MAX_K = {RESPONSE_MAX_K:g} K_CMB per unit y (f(nu) T_CMB is "
+            "-2.6 K at 150 GHz, +6.1 at 353, +15.3 at 545); the table looks like mK or muK per y: divide it by 1e3 "
+            "or 1e6")
 
 
 def sr_to_arcmin2(value: Any) -> Any:
