@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from profemu.train.logging import MetricsLogger, plot_curves
 
@@ -41,7 +43,27 @@ def test_metrics_jsonl_and_tensorboard(tmp_path: Path) -> None:
     assert lines[0]["train_loss_members"] == [1.0, 2.0]
     assert lines[0]["val_failures"] == {"3": [1, 2]}
     if not logger.note:
-        assert any((tmp_path / "tensorboard").iterdir())
+        scalars = _tensorboard_scalars(tmp_path / "tensorboard")
+        assert scalars["train_loss"] == [(e, pytest.approx(1.0 / (e + 1))) for e in range(6)]
+        assert [step for step, _ in scalars["val_loss"]] == [0, 1, 3, 4, 5]  # the NaN of epoch 2 is left out
+        assert scalars["skipped_steps"][3] == (3, 3.0)
+        assert "dropout" not in scalars and "train_loss_members" not in scalars
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` read back from the TensorBoard event files in ``folder``
+    (TFRecord framing: length, its CRC, the serialised Event, its CRC)."""
+    event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out
 
 
 def test_plot_curves_writes_png(tmp_path: Path) -> None:

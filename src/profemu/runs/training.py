@@ -9,6 +9,7 @@ the cluster merge uses it too.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from profemu.runs.heldout import HeldOutTraining, train_held_out, training_rows,
 from profemu.train.blend import fit_blend, uses_blend
 from profemu.train.builder import build_emulator
 from profemu.train.cv import CrossValidation, cross_validate, folds_for, program_rows
-from profemu.train.logging import MetricsLogger, plot_curves
+from profemu.train.logging import MetricsLogger, import_plotting, plot_curves
 from profemu.train.loop import fit
 from profemu.train.select import choose_capacity, selects
 from profemu.train.setup import Prepared, prepare, training_problem
@@ -275,9 +276,13 @@ def _live_curves(metrics: MetricsLogger, path: Path,
     time. A run of a few seconds draws it once, when it ends (:func:`train_emulator`).
     """
     last = {"at": clock(), "took": 0.0}
+    prefetch: list[threading.Thread] = []
 
     def curves(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
         del entry
+        if not prefetch:  # matplotlib's import (~0.4 s) overlaps the training instead of following it
+            prefetch.append(threading.Thread(target=import_plotting, name="profemu-import-plotting", daemon=True))
+            prefetch[0].start()
         now = clock()
         if now - last["at"] < max(CURVES_EVERY_SECONDS, CURVES_MAX_SHARE * last["took"]):
             return

@@ -5,7 +5,8 @@
 ``jax.jit`` call that runs every member's minibatch steps (a ``lax.scan``; members
 ``vmap``-ed over stacked parameters, optimiser states and PRNG keys, so each has its
 own initialisation *and* data order), the validation, and the bookkeeping of
-:func:`profemu.train.state.end_of_epoch`; the host reads the epoch's metrics once.
+:func:`profemu.train.state.end_of_epoch`; the host reads the epoch's metrics once, while
+the next epoch already runs (it is dispatched first, and discarded if the fit stops).
 The real rows come first in each epoch's random order and the last partial batch is
 filled with zero-weight samples, so every sample counts exactly once per epoch;
 minibatch slots that hold padding only are skipped (``lax.cond``).
@@ -776,14 +777,26 @@ def _write_checkpoint(checkpoint_dir: str | Path | None, setup: _FitSetup, run: 
 
 def _train_epochs(setup: _FitSetup, run: _FitRun, epochs: range, callbacks: Sequence[EpochCallback],
                   request_checkpoint: threading.Event | None, write_checkpoint: Callable[[int], None]) -> str:
-    """Run ``epochs`` (history, callbacks, checkpoints) until one of the stop conditions; the stop reason."""
+    """Run ``epochs`` (history, callbacks, checkpoints) until one of the stop conditions; the stop reason.
+
+    The next epoch is dispatched before the host reads this one's metrics, so the device never
+    waits for the bookkeeping (history, callbacks, log lines). When a stop condition ends the
+    fit after an epoch, the next one, already computing, is discarded: ``run.state`` is always
+    the state after the last epoch in the history (and the one a checkpoint holds).
+    """
     tcfg = setup.program.config.train
     reason = "max_epochs"
     t_start = time.perf_counter()
-    for epoch in epochs:
-        if bool(np.asarray(run.state.stopped).all()):
-            break
-        entry, host = _run_epoch(setup, run, epoch)
+    if not len(epochs) or bool(np.asarray(run.state.stopped).all()):
+        return reason
+    pending = _dispatch_epoch(setup, run.state, epochs[0])
+    for i, epoch in enumerate(epochs):
+        state, metrics, t_epoch = pending
+        ahead = i + 1 < len(epochs)
+        if ahead:
+            pending = _dispatch_epoch(setup, state, epochs[i + 1])
+        run.state = state
+        entry, host = _record_epoch(setup, run, epoch, metrics, t_epoch)
         stop_requested = False
         for callback in callbacks:
             stop_requested = bool(callback(entry)) or stop_requested
@@ -806,16 +819,26 @@ def _train_epochs(setup: _FitSetup, run: _FitRun, epochs: range, callbacks: Sequ
     return reason
 
 
-def _run_epoch(setup: _FitSetup, run: _FitRun, epoch: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One compiled epoch of every member; appends its history entry. Returns the entry and
-    the host copy of the state's counters (``skipped``, ``rollbacks``, ``best_val``, ``stopped``, ``stop_code``)."""
+def _dispatch_epoch(setup: _FitSetup, state: TrainState, epoch: int) -> tuple[TrainState, Any, float]:
+    """Start one compiled epoch of every member from ``state`` (asynchronously): the new state,
+    the epoch's metrics (device arrays) and the time it was started."""
     program = setup.program
     t_epoch = time.perf_counter()
     scale, dropout_on = curriculum_at(program.config.train.curriculum, epoch)
-    run.state, m = _epoch(program, run.state, setup.members_dev, setup.arrays, setup.train_dev, setup.val_dev,
-                          setup.rows_dev, jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch), setup.run)
-    m, host = jax.device_get((m, {k: getattr(run.state, k) for k in ("skipped", "rollbacks", "best_val",
-                                                                      "stopped", "stop_code")}))
+    state, metrics = _epoch(program, state, setup.members_dev, setup.arrays, setup.train_dev, setup.val_dev,
+                            setup.rows_dev, jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch), setup.run)
+    return state, metrics, t_epoch
+
+
+def _record_epoch(setup: _FitSetup, run: _FitRun, epoch: int, metrics: Any,
+                  t_epoch: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read one epoch's metrics (waiting for it) and append its history entry. Returns the entry and
+    the host copy of ``run.state``'s counters (``skipped``, ``rollbacks``, ``best_val``, ``stopped``,
+    ``stop_code``)."""
+    program = setup.program
+    scale, dropout_on = curriculum_at(program.config.train.curriculum, epoch)
+    m, host = jax.device_get((metrics, {k: getattr(run.state, k) for k in ("skipped", "rollbacks", "best_val",
+                                                                            "stopped", "stop_code")}))
     run.total_steps += program.steps
     entry = _history_entry(epoch, m, host, setup.member_ids, scale, dropout_on)
     entry["seconds"] = time.perf_counter() - t_epoch
