@@ -122,6 +122,7 @@ class HeldOutTraining:
         self.rows = data.subset(inner)
         self._prep, self._config, self._pad_to = prep, config, pad_to
         self._stop = threading.Event()
+        self._done = threading.Event()  # set by the thread when it leaves its work, whatever happened
         self._thread: threading.Thread | None = None
         self._result: tuple[Prepared, Any] | None = None
         self._error: BaseException | None = None
@@ -144,13 +145,29 @@ class HeldOutTraining:
             self._result = train_held_out(self.rows, self._prep, self._config, self._pad_to, None, self._stop)
         except BaseException as exc:  # re-raised by result() in the run's thread
             self._error = exc
+        finally:
+            self._done.set()
+
+    def _wait(self) -> None:
+        """Wait until the thread has left its work. On an event, not ``Thread.join``: Python 3.11
+        marks a thread whose ``join`` was interrupted (Ctrl-C) as stopped while it still runs, and a
+        process that exits while XLA runs on it aborts (SIGABRT)."""
+        assert self._thread is not None
+        self._done.wait()
+        self._thread.join()
 
     def cancel(self) -> None:
         """Stop the training after its current epoch (the run failed or was interrupted) and wait for
         the thread: a process that exits while XLA still runs on it aborts (SIGABRT on Ctrl-C)."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        if self._thread is None or self._thread is threading.current_thread():
+            return
+        while True:
+            try:
+                self._wait()
+                return
+            except KeyboardInterrupt:  # Ctrl-C again: the thread must still stop first, or XLA aborts the process
+                logger.warning("stopping the held-out training (it ends after its current epoch) ...")
 
     def trained_on(self, data: ProfileDataset) -> bool:
         """Whether ``data`` are the rows this training learns from (the same masses and parameters)."""
@@ -166,7 +183,7 @@ class HeldOutTraining:
         self.start()
         assert self._thread is not None
         try:
-            self._thread.join()
+            self._wait()
         except BaseException:  # interrupted while waiting: stop the training before the error goes up
             self.cancel()
             raise
