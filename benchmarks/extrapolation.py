@@ -18,7 +18,10 @@ about heavier halos of a known cosmology):
 Methods: ``profemu`` (the shipped ``Config()`` as it is, in every mode: 5-fold
 cross-validation by simulation, the refit on every row, 5 members, and the automatic
 extrapolation variance, :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`
-on the training rows' highest-mass half with one more training like the refit), ``profemu, r/R_Delta``
+on the training rows' highest-mass half with one more training like the refit; its
+``data.radial_coordinate: hybrid`` draws the profile inside R_Δ/2 on the data's radii and
+outside on r/R_Δ), ``profemu, physical radii`` (the same with ``data.radial_coordinate:
+physical``, the earlier default), ``profemu, r/R_Delta``
 (``data.radial_coordinate: scaled``, one validation split, the variance fitted with the
 same configuration), ``profemu + monotonic loss`` and ``profemu + smoothness loss`` (the
 shipped defaults with ``loss.physics.monotonic_weight: 1`` on the fields declared
@@ -67,13 +70,14 @@ TARGETS = {"rho": {"frac_err_median": 0.11, "frac_err_p95": 0.52},
 COVERAGE_68 = (0.55, 0.80)
 MOCK_RATIO = 0.7
 SCALED = "profemu, r/R_Delta"
+PHYSICAL = "profemu, physical radii"
 MONOTONIC = "profemu + monotonic loss"
 SMOOTH = "profemu + smoothness loss"
-METHODS = ("profemu", MONOTONIC, SMOOTH, SCALED, "plain MLP", "physics core", "physics core, mass_order 1", "GP",
+METHODS = ("profemu", PHYSICAL, MONOTONIC, SMOOTH, SCALED, "plain MLP", "physics core", "physics core, mass_order 1", "GP",
            "PCA+RBF")
 #: Methods of the mock suite (its radii are already in units of R200c, so the r/R_Delta
-#: coordinate is the profemu row).
-MOCK_METHODS = tuple(m for m in METHODS if m != SCALED)
+#: coordinate and physical radii are the profemu row).
+MOCK_METHODS = tuple(m for m in METHODS if m not in (SCALED, PHYSICAL))
 
 
 def _config(quick: bool, **changes: Any) -> Config:
@@ -116,6 +120,7 @@ def _fitters(quick: bool) -> dict[str, Callable[[ProfileDataset], Any]]:
 
     return {
         "profemu": lambda d: _train(d, Config()),
+        PHYSICAL: lambda d: _train(d, Config().updated({"data.radial_coordinate": "physical"})),
         MONOTONIC: lambda d: _train(d, Config().updated({"loss.physics.monotonic_weight": 1.0})),
         SMOOTH: lambda d: _train(d, Config().updated({"loss.physics.smoothness_weight": 0.1})),
         SCALED: lambda d: _profemu(d, _config(quick, **{"data.radial_coordinate": "scaled"}), True),

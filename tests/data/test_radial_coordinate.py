@@ -104,8 +104,9 @@ def test_transforms_carry_the_grid_and_the_halo_radius(caplog: pytest.LogCapture
     broken["scaled_radius"] = broken["scaled_radius"][::-1]
     with pytest.raises(FormatError, match="scaled_radius"):
         Transforms.from_dict(broken)
-    # physical radii are the default; the network then draws on the radii themselves
-    assert Transforms.fit(ds, DataConfig()).layout.n_x == 0
+    # the default draws the core on the radii themselves and the outskirts on r / R_Delta
+    assert Transforms.fit(ds, DataConfig()).layout.hybrid
+    assert Transforms.fit(ds, DataConfig(radial_coordinate="physical")).layout.n_x == 0
 
 
 def test_where_it_cannot_apply_scaled_is_refused_and_auto_says_why(caplog: pytest.LogCaptureFixture) -> None:
@@ -178,3 +179,81 @@ def test_scaled_coordinate_extrapolates_self_similar_haloes_in_mass() -> None:
     # measured: 0.4% against 5.2%
     assert errors["scaled"] < 0.02, errors
     assert errors["scaled"] < 0.3 * errors["physical"], errors
+
+
+def test_radius_unit_lengths() -> None:
+    from profemu.data.transforms import radius_unit_log10_mpc
+
+    assert radius_unit_log10_mpc("Mpc") == 0.0 and radius_unit_log10_mpc("kpc") == -3.0
+    assert radius_unit_log10_mpc("ckpc/h") == -3.0 and radius_unit_log10_mpc("cMpc h^-1") == 0.0
+    assert radius_unit_log10_mpc("pc") == -6.0
+    for other in ("R200c", "r/R500c", "arcmin", "kpch"):
+        assert radius_unit_log10_mpc(other) is None
+
+
+@pytest.mark.parametrize("unit, factor", [("Mpc", 1.0), ("kpc", 1e3)])
+def test_hybrid_carries_the_mean_halo_radius_in_the_radii_unit(unit: str, factor: float,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    from profemu.physics.halo import r200c
+
+    ds = self_similar_haloes(60)
+    ds = ProfileDataset(params=ds.params, param_names=ds.param_names, log10_mass=ds.log10_mass,
+                        radius=ds.radius * factor, profiles=ds.profiles, units=ds.units, radius_unit=unit,
+                        redshift=ds.redshift, groups=ds.groups, meta=ds.meta)
+    with caplog.at_level(logging.INFO, logger="profemu.data.transforms"):
+        t = Transforms.fit(ds, DataConfig(radial_coordinate="hybrid"))
+    assert "radial coordinate: hybrid" in caplog.text
+    assert t.layout.hybrid and t.layout.n_x == t.scaled_radius.size
+    # the training mean of log10 R200c [Mpc], in the radii's unit (R200c computed independently)
+    r200 = r200c(10.0 ** ds.log10_mass, ds.redshift, 0.6711, ds.params[:, 0]) * factor
+    assert t.model_arrays()["hybrid_log10_r_delta"] == pytest.approx(np.mean(np.log10(r200)), abs=1e-6)
+    again = Transforms.from_dict(t.to_dict())
+    assert again.hybrid_r_delta == t.hybrid_r_delta and again.layout == t.layout
+    broken = t.to_dict()
+    broken["hybrid_r_delta"] = "12"
+    with pytest.raises(FormatError, match="hybrid_r_delta"):
+        Transforms.from_dict(broken)
+
+
+def test_hybrid_falls_back_to_physical_radii_where_it_cannot_apply(caplog: pytest.LogCaptureFixture) -> None:
+    mock = make_mock_universe(30, seed=0, param_set="lh6", n_r=6).dataset  # radii in units of R200c
+    ds = self_similar_haloes(30)
+    odd = ProfileDataset(params=ds.params, param_names=ds.param_names, log10_mass=ds.log10_mass, radius=ds.radius,
+                         profiles=ds.profiles, units=ds.units, radius_unit="arcmin", redshift=ds.redshift,
+                         groups=ds.groups, meta=ds.meta)
+    with caplog.at_level(logging.INFO, logger="profemu.data.transforms"):
+        for data in (mock, odd):
+            t = Transforms.fit(data, DataConfig(radial_coordinate="hybrid"))
+            assert not t.layout.hybrid and t.layout.n_x == 0 and t.hybrid_r_delta is None
+    assert "already in units of R_Delta" in caplog.text and "'arcmin' is not a length" in caplog.text
+
+
+def test_hybrid_takes_the_radii_head_in_the_core_and_the_scaled_head_outside() -> None:
+    """The prediction is w S + (1 - w) R: R the mean drawn on the dataset's radii, S the one drawn on
+    r / R_Delta, w a logistic function of log10(r / R200c) of each row (R200c computed here
+    independently); two heads on one trunk; numpy and JAX agree."""
+    from profemu.data.layout import HYBRID_TRANSITION, HYBRID_WIDTH_DEX
+    from profemu.physics.halo import r200c
+
+    ds = self_similar_haloes(60)
+    t = Transforms.fit(ds, DataConfig(radial_coordinate="hybrid"))
+    net = Network(ModelConfig(hidden=(16,)), t.layout)
+    arrays = t.model_arrays()
+    params = jax.tree_util.tree_map(np.array, net.init(jax.random.key(0), arrays))
+    assert params["head"]["mean_radii"]["kernel"].shape == (16, ds.n_r)
+    om, log_m = np.array([[0.3], [0.3]]), np.array([11.2, 12.8])
+    inputs = t.transform_inputs(om, log_m, redshift=np.full(2, Z))
+    params["head"]["mean_radii"]["kernel"][:] = 0.0
+    params["head"]["mean_radii"]["bias"][:] = 1.0  # R = +1 at every radius (standardised)
+    with_core = net.apply(params, arrays, inputs).mean
+    params["head"]["mean_radii"]["bias"][:] = 0.0  # R = 0
+    without_core = net.apply(params, arrays, inputs).mean
+    log_x = np.log10(ds.radius[None, :] / r200c(10.0 ** log_m, Z, 0.6711, om[:, 0])[:, None])
+    outside = 1.0 / (1.0 + np.exp(-(log_x - np.log10(HYBRID_TRANSITION)) / HYBRID_WIDTH_DEX))
+    np.testing.assert_allclose(with_core - without_core, 1.0 - outside, atol=1e-5)
+    assert outside.min() < 0.01 and outside.max() > 0.9  # the radii span the core and the outskirts
+    # outside the transition the scaled head alone: the same curve in r / R_Delta for both haloes
+    params["head"]["mean_radii"]["bias"][:] = 1.0
+    jout = net.apply(jax.tree_util.tree_map(jnp.asarray, params), arrays,
+                     {k: jnp.asarray(v) for k, v in inputs.items()}, xp=jnp)
+    np.testing.assert_allclose(np.asarray(jout.mean), with_core, atol=1e-4)

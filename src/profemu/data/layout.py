@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from profemu.errors import ConfigError, DataError, FormatError
 
-__all__ = ["BLOCK_ORDER", "FieldSpec", "OutputLayout", "field_kind", "order_blocks"]
+__all__ = ["BLOCK_ORDER", "HYBRID_TRANSITION", "HYBRID_WIDTH_DEX", "FieldSpec", "OutputLayout", "field_kind", "order_blocks"]
 
 #: Canonical order in which input blocks are concatenated; unknown blocks follow, sorted.
 BLOCK_ORDER: tuple[str, ...] = ("params", "log10_mass", "pk", "redshift", "features")
@@ -81,6 +81,14 @@ class FieldSpec:
     ideal_gas: tuple[str, ...] = ()
 
 
+#: ``data.radial_coordinate: hybrid``: the profile inside this fraction of R_Δ is drawn on the
+#: dataset's radii (the core, shaped by feedback and cooling at fixed physical scales), outside
+#: it on r / R_Δ (the outskirts, which follow the halo's size) ...
+HYBRID_TRANSITION = 0.5
+#: ... with a logistic transition of this width in log10(r / R_Δ).
+HYBRID_WIDTH_DEX = 0.25
+
+
 @dataclass(frozen=True)
 class OutputLayout:
     """Static description of a model's inputs and outputs.
@@ -96,6 +104,8 @@ class OutputLayout:
             radii in units of R_Δ).
         n_x: Points of the grid in r / R_Δ on which the network draws each field's mean
             profile before interpolating it to the ``n_r`` radii (0: drawn on the radii).
+        hybrid: The mean is drawn both on the radii and on the grid in r / R_Δ, the first
+            taken inside, the second outside a transition in r / R_Δ (needs ``n_x``).
     """
 
     fields: tuple[FieldSpec, ...]
@@ -105,6 +115,7 @@ class OutputLayout:
     pca: bool = False
     self_similar: str = ""
     n_x: int = 0
+    hybrid: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -118,6 +129,8 @@ class OutputLayout:
             raise DataError(f"layout n_r: must be >= 1, got {self.n_r}.")
         if self.n_x < 0 or self.n_x == 1 or (self.n_x and self.pca):
             raise DataError(f"layout n_x: must be 0 or >= 2 without PCA outputs, got {self.n_x}.")
+        if self.hybrid and not self.n_x:
+            raise DataError("layout hybrid: needs the grid in r / R_Delta (n_x >= 2).")
         if not self.pca and self.out_dim != len(names) * self.n_r:
             raise DataError(
                 f"layout out_dim: {self.out_dim} != fields x radii = {len(names) * self.n_r}; "
@@ -181,6 +194,7 @@ class OutputLayout:
             "pca": self.pca,
             "self_similar": self.self_similar,
             "n_x": self.n_x,
+            "hybrid": self.hybrid,
         }
 
     @classmethod
@@ -193,6 +207,14 @@ class OutputLayout:
                 for f in d["fields"]
             )
             return cls(fields, int(d["n_r"]), tuple((str(b), int(w)) for b, w in d["input_blocks"]),
-                       int(d["out_dim"]), bool(d["pca"]), str(d.get("self_similar", "")), int(d.get("n_x", 0)))
+                       int(d["out_dim"]), bool(d["pca"]), str(d.get("self_similar", "")), int(d.get("n_x", 0)),
+                       _strict_bool(d.get("hybrid", False), "hybrid"))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"layout: malformed description ({type(exc).__name__}: {exc}).") from None
+
+
+def _strict_bool(value: Any, key: str) -> bool:
+    """A saved true/false (TypeError otherwise, reported as a malformed layout)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false, got {value!r}")
+    return value

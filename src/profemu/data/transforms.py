@@ -29,6 +29,8 @@ import functools
 import hashlib
 import json
 import logging
+import math
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +42,13 @@ from profemu._files import json_safe
 from profemu.config import DataConfig
 from profemu.data.dataset import ProfileDataset, check_radius_columns
 from profemu.data.features import compute_features, fit_feature_stats
-from profemu.data.layout import FieldSpec, OutputLayout, field_kind
+from profemu.data.layout import (
+    HYBRID_TRANSITION,
+    HYBRID_WIDTH_DEX,
+    FieldSpec,
+    OutputLayout,
+    field_kind,
+)
 from profemu.data.selfsimilar import (
     SelfSimilar,
     parse_scaled_radius_unit,
@@ -194,6 +202,7 @@ class Transforms:
         scaled_radius: Any = None,
         gas_fraction_fields: Sequence[str] = (),
         ideal_gas: Mapping[str, Sequence[str]] | None = None,
+        hybrid_r_delta: float | None = None,
     ) -> None:
         self.param_names = tuple(param_names)
         self.log_params = tuple(log_params)
@@ -224,6 +233,8 @@ class Transforms:
         self.param_weights = (np.ones(len(self.param_names)) if param_weights is None
                               else np.asarray(param_weights, dtype=np.float64))
         self.scaled_radius = None if scaled_radius is None else np.asarray(scaled_radius, dtype=np.float64)
+        #: ``data.radial_coordinate: hybrid``: the training mean of log10 R_Δ in the radii's unit (None: not hybrid)
+        self.hybrid_r_delta = None if hybrid_r_delta is None else float(hybrid_r_delta)
         self.gas_fraction_fields = tuple(f for f in self.field_names if f in set(gas_fraction_fields))
         #: temperature field -> (pressure field, density field) it is predicted from
         self.ideal_gas = {str(t): (str(pd[0]), str(pd[1])) for t, pd in (ideal_gas or {}).items()}
@@ -275,7 +286,8 @@ class Transforms:
         return OutputLayout(fields, self.n_r, tuple(self.input_blocks.items()), self.out_dim,
                             pca=self.pca_components is not None,
                             self_similar="" if ss is None else ("scaled" if ss.radius_scaled else "physical"),
-                            n_x=0 if self.scaled_radius is None else int(self.scaled_radius.size))
+                            n_x=0 if self.scaled_radius is None else int(self.scaled_radius.size),
+                            hybrid=self.hybrid_r_delta is not None)
 
     def model_arrays(self) -> dict[str, np.ndarray]:
         """The fitted numbers a network and its losses read (float64; JAX casts them to its float).
@@ -297,6 +309,8 @@ class Transforms:
             arrays["pca_mean"] = self.pca_mean
         if self.scaled_radius is not None:
             arrays.update(self._scaled_arrays())
+        if self.hybrid_r_delta is not None:
+            arrays["hybrid_log10_r_delta"] = np.asarray(self.hybrid_r_delta)
         if self.gas_fraction_fields:
             arrays["gas_fraction_weights"] = self._gas_fraction_weights()
         return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
@@ -403,7 +417,7 @@ class Transforms:
         log_target = _log10_targets(ds, fields, self_similar)
         valid = np.concatenate([ds.mask[f] for f in fields], axis=1)
         center, scale = _fit_scaler(log_target, cfg.target_scaler, floor, valid)
-        scaled_radius = _fit_radial_coordinate(ds, cfg, self_similar, stats)
+        scaled_radius, hybrid_r_delta = _fit_radial_coordinate(ds, cfg, self_similar, stats, quiet=quiet)
         components = pca_mean = None
         if cfg.pca_components > 0:
             components, pca_mean = _fit_target_pca(log_target, valid, center, scale, cfg.pca_components, ds.n)
@@ -437,6 +451,7 @@ class Transforms:
             scaled_radius=scaled_radius,
             gas_fraction_fields=gas_fraction_fields,
             ideal_gas=ideal_gas,
+            hybrid_r_delta=hybrid_r_delta,
         )
 
     # ------------------------------------------------------------------ forward
@@ -667,6 +682,7 @@ class Transforms:
             "self_similar": None if self.self_similar is None else self.self_similar.to_dict(),
             "param_weights": lst(self.param_weights),
             "scaled_radius": lst(self.scaled_radius),
+            "hybrid_r_delta": self.hybrid_r_delta,
             "gas_fraction_fields": list(self.gas_fraction_fields),
             "ideal_gas": {t: list(pd) for t, pd in self.ideal_gas.items()},
         }
@@ -715,6 +731,7 @@ class Transforms:
                 gas_fraction_fields=_known_fields(d.get("gas_fraction_fields", ()), d["field_names"],
                                                   "gas_fraction_fields"),
                 ideal_gas=_known_ideal_gas(d.get("ideal_gas", {}), d["field_names"]),
+                hybrid_r_delta=_finite_or_none(d.get("hybrid_r_delta"), "hybrid_r_delta"),
             )
         except KeyError as exc:
             raise FormatError(
@@ -767,6 +784,8 @@ class Transforms:
             if g.ndim != 1 or not 2 <= g.size <= _MAX_SCALED_POINTS or not np.all(np.isfinite(g)) or \
                     (np.diff(g) <= 0).any() or np.abs(g).max() > _MAX_LOG10:
                 bad(f"scaled_radius must be 2 to {_MAX_SCALED_POINTS} increasing finite log10 radii")
+        if self.hybrid_r_delta is not None and (self.scaled_radius is None or abs(self.hybrid_r_delta) > _MAX_LOG10):
+            bad("hybrid_r_delta needs scaled_radius and must be a finite log10 radius")
         w = self.param_weights
         if w.shape != (len(self.param_names),) or not np.all(np.isfinite(w)) or (w <= 0).any() or (w > 1).any():
             bad("param_weights must hold one weight in (0, 1] per parameter")
@@ -986,29 +1005,36 @@ def linear_extrapolating_interp(x: np.ndarray, xp_: np.ndarray, fp: np.ndarray) 
 
 
 def _fit_radial_coordinate(ds: ProfileDataset, cfg: DataConfig, self_similar: SelfSimilar | None,
-                           stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
-    """The log10 grid of the network's radial coordinate r / R_Δ, or None for physical radii.
+                           stats: dict[str, tuple[np.ndarray, np.ndarray]], quiet: bool = False,
+                           ) -> tuple[np.ndarray | None, float | None]:
+    """The log10 grid of the network's radial coordinate r / R_Δ (None for physical radii) and, for
+    ``"hybrid"``, the training mean of log10 R_Δ in the radii's unit (else None).
 
     Adds ``stats["r_delta"]`` (centre: the training mean of log10 R_Δ, scale 1) when the
     coordinate is scaled. The grid spans every training row's radii once shifted to the mean
     R_Δ, with the data's mean spacing in log10 r (at most :data:`_MAX_SCALED_POINTS` points).
+    ``"hybrid"`` falls back to physical radii, with a log line, where r / R_Δ cannot apply
+    (``quiet``: the lines at DEBUG, as for the self-similar decision).
 
     Raises:
         ConfigError: ``data.radial_coordinate = "scaled"`` where it cannot apply.
     """
     mode = cfg.radial_coordinate
+    level = logging.DEBUG if quiet else logging.INFO
     if mode == "physical":
-        return None
+        return None, None
     reason = ""
     if self_similar is None:
         reason = "it needs the self-similar normalisation (mass definition, redshift, Omega_m; see the line above)"
     elif self_similar.radius_scaled:
-        logger.info("radial coordinate: the radii are already in units of R_Delta (%s)", ds.radius_unit)
-        return None
+        logger.log(level, "radial coordinate: the radii are already in units of R_Delta (%s)", ds.radius_unit)
+        return None, None
     elif cfg.pca_components > 0:
         reason = "it needs outputs on the radial grid (data.pca_components > 0)"
     elif ds.n_r < 2:
         reason = "it needs at least 2 radii"
+    elif mode == "hybrid" and radius_unit_log10_mpc(ds.radius_unit) is None:
+        reason = f"the radius unit {ds.radius_unit!r} is not a length in pc, kpc or Mpc"
     log_r_delta = None
     if not reason:
         assert self_similar is not None
@@ -1021,8 +1047,8 @@ def _fit_radial_coordinate(ds: ProfileDataset, cfg: DataConfig, self_similar: Se
         if mode == "scaled":
             raise ConfigError(f"data.radial_coordinate = 'scaled': {reason}; set data.radial_coordinate to 'auto' "
                               "or 'physical'.")
-        logger.info("radial coordinate: physical radii, not r/R_Delta (%s)", reason)
-        return None
+        logger.log(level, "radial coordinate: physical radii, not r/R_Delta (%s)", reason)
+        return None, None
     assert log_r_delta is not None
     center = float(np.mean(log_r_delta))
     shift = log_r_delta - center
@@ -1032,10 +1058,38 @@ def _fit_radial_coordinate(ds: ProfileDataset, cfg: DataConfig, self_similar: Se
     points = min(ds.n_r + int(np.ceil(span / spacing - 1e-9)), _MAX_SCALED_POINTS)
     grid = np.linspace(log_r[0] - shift.max(), log_r[-1] - shift.min(), max(points, 2))
     stats["r_delta"] = (np.array([center]), np.array([1.0]))
-    logger.info("radial coordinate: r/R_Delta; the training haloes' R_Delta span %.2f dex, so the network draws "
+    if mode == "hybrid":
+        mean_r_delta = center - float(radius_unit_log10_mpc(ds.radius_unit) or 0.0)  # R_Δ [Mpc] in the radii's unit
+        logger.log(level, "radial coordinate: hybrid; the network draws each profile on the dataset's %d radii and on %d "
+                    "points of r/R_Delta (the training haloes' R_Delta span %.2f dex), and takes the first inside "
+                    "%g R_Delta, the second outside (over %.2g dex; data.radial_coordinate: physical turns this off)",
+                    ds.n_r, grid.size, span, HYBRID_TRANSITION, HYBRID_WIDTH_DEX)
+        return grid, mean_r_delta
+    logger.log(level, "radial coordinate: r/R_Delta; the training haloes' R_Delta span %.2f dex, so the network draws "
                 "each profile on %d points of r/R_Delta and interpolates it to the dataset's %d radii "
                 "(data.radial_coordinate: physical turns this off)", span, grid.size, ds.n_r)
-    return grid
+    return grid, None
+
+
+_LENGTHS_LOG10_MPC = {"mpc": 0.0, "kpc": -3.0, "pc": -6.0}
+
+
+def radius_unit_log10_mpc(unit: str) -> float | None:
+    """log10 of a radius unit's length in Mpc, before its h and comoving factors (which
+    :meth:`~profemu.data.selfsimilar.SelfSimilar.log10_halo_radius` applies): ``"kpc"``,
+    ``"ckpc/h"``, ``"Mpc h^-1"`` -> -3, -3, 0; None for another unit (``"R200c"``, ``"arcmin"``)."""
+    found = re.search(r"(?<![a-z])c?(mpc|kpc|pc)(?![a-z])", str(unit).strip().lower())
+    return None if found is None else _LENGTHS_LOG10_MPC[found.group(1)]
+
+
+def _finite_or_none(value: Any, key: str) -> float | None:
+    """A saved number, or None; FormatError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FormatError(f"transforms: {key} {value!r} must be a finite number; the saved emulator is damaged "
+                          "or was edited.")
+    return float(value)
 
 
 def _resolve_monotone(requested: Sequence[str] | None, fields: Sequence[str]) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from profemu.config import ModelConfig
-from profemu.data.layout import OutputLayout
+from profemu.data.layout import HYBRID_TRANSITION, HYBRID_WIDTH_DEX, OutputLayout
 from profemu.errors import ConfigError, DataError
 from profemu.models import layers
 
@@ -173,8 +173,13 @@ class Network:
                 mono = f.monotone
                 dense(("head", "mean", f"field_{i}"), n_in, drawn,
                       bias="monotone_bias" if mono else "zeros", field=i)
+                if layout.hybrid:  # the core's mean, on the dataset's radii
+                    dense(("head", "mean_radii", f"field_{i}"), n_in, layout.n_r,
+                          bias="monotone_bias_radii" if mono else "zeros", field=i)
         else:
             dense(("head", "mean"), n_in, len(layout.fields) * drawn if layout.n_x else out)
+            if layout.hybrid:
+                dense(("head", "mean_radii"), n_in, out)
         if self.power_law:
             dense(("head", "slope"), n_in, out, init="small")
             if cfg.mass_order == 2:
@@ -259,11 +264,12 @@ class Network:
             return xp.zeros(shape, xp.float32)
         if spec.init == "constant":
             return xp.full(shape, spec.value, xp.float32)
-        if spec.init == "monotone_bias":
-            n, prefix = (self.layout.n_x, "scaled_") if self.layout.n_x else (self.layout.n_r, "target_")
+        if spec.init in ("monotone_bias", "monotone_bias_radii"):
+            on_grid = bool(self.layout.n_x) and spec.init == "monotone_bias"
+            n, prefix = (self.layout.n_x, "scaled_") if on_grid else (self.layout.n_r, "target_")
             sl = slice(spec.field * n, (spec.field + 1) * n)
             center = xp.asarray(arrays[prefix + "center"], xp.float32)[sl]
-            radius = arrays["log10_scaled_radius" if self.layout.n_x else "log10_radius"]
+            radius = arrays["log10_scaled_radius" if on_grid else "log10_radius"]
             dlog_r = xp.diff(xp.asarray(radius, xp.float32))
             slopes = xp.maximum(-xp.diff(center) / dlog_r, xp.float32(_MIN_INITIAL_SLOPE))
             return xp.concatenate([xp.zeros(1, xp.float32),
@@ -355,7 +361,12 @@ class Network:
               xp: Any, record: dict[str, Any] | None) -> NetworkOutput:
         cfg, layout = self.cfg, self.layout
         scale = xp.asarray(arrays["target_scale"], h.dtype)
-        mean = self._scaled_mean(p, arrays, h, inputs, xp) if layout.n_x else self._grid_mean(p, arrays, h, xp)
+        if layout.hybrid:
+            mean = self._hybrid_mean(p, arrays, h, inputs, xp)
+        elif layout.n_x:
+            mean = self._scaled_mean(p, arrays, h, inputs, xp)
+        else:
+            mean = self._grid_mean(p["mean"], arrays, h, xp)
         slope = None
         dm = None
         if self.power_law:
@@ -414,16 +425,31 @@ class Network:
             [d_logs[f.name] / scale[layout.field_slice(f.name)] for f in layout.fields], axis=-1)
         return xp.concatenate(parts, axis=-1), slopes
 
-    def _grid_mean(self, p: Mapping[str, Any], arrays: Mapping[str, Any], h: Any, xp: Any) -> Any:
-        """Standardised mean drawn directly on the dataset's radii, [..., n, out_dim]."""
+    def _hybrid_mean(self, p: Mapping[str, Any], arrays: Mapping[str, Any], h: Any, inputs: Mapping[str, Any],
+                     xp: Any) -> Any:
+        """Standardised mean of ``data.radial_coordinate: hybrid``, [..., n, F * n_r]: the mean drawn
+        on the dataset's radii inside :data:`~profemu.data.layout.HYBRID_TRANSITION` R_Δ, the one
+        drawn on r / R_Δ outside, mixed by a logistic function of log10(r / R_Δ) of each row."""
+        radii = self._grid_mean(p["mean_radii"], arrays, h, xp)
+        scaled = self._scaled_mean(p, arrays, h, inputs, xp)
+        log_r = xp.asarray(arrays["log10_radius"], h.dtype)
+        # log10 R_Δ of each row in the radii's unit: the training mean plus the row's shift
+        log_r_delta = xp.asarray(arrays["hybrid_log10_r_delta"], h.dtype) + xp.asarray(inputs["r_delta"], h.dtype)
+        log_x = log_r[None, :] - log_r_delta  # [n, n_r]
+        outside = 1.0 / (1.0 + xp.exp(-(log_x - math.log10(HYBRID_TRANSITION)) / HYBRID_WIDTH_DEX))
+        outside = xp.concatenate([outside] * len(self.layout.fields), axis=-1)
+        return outside * scaled + (1.0 - outside) * radii
+
+    def _grid_mean(self, p: Any, arrays: Mapping[str, Any], h: Any, xp: Any) -> Any:
+        """Standardised mean drawn directly on the dataset's radii, [..., n, out_dim] (``p``: the mean head)."""
         if not self.cfg.monotone_head:
-            return layers.dense(p["mean"], h, xp)
+            return layers.dense(p, h, xp)
         center = xp.asarray(arrays["target_center"], h.dtype)
         scale = xp.asarray(arrays["target_scale"], h.dtype)
         log_r = xp.asarray(arrays["log10_radius"], h.dtype)
         parts = []
         for i, f in enumerate(self.layout.fields):
-            raw = layers.dense(p["mean"][f"field_{i}"], h, xp)
+            raw = layers.dense(p[f"field_{i}"], h, xp)
             sl = self.layout.field_slice(f.name)
             parts.append(layers.monotone_profiles(raw, center[sl], scale[sl], log_r, xp) if f.monotone else raw)
         return xp.concatenate(parts, axis=-1)

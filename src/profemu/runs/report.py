@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from profemu.data.dataset import ProfileDataset
+from profemu.data.layout import HYBRID_TRANSITION
 from profemu.data.selfsimilar import parse_mass_definition
 from profemu.errors import ConfigError, DataError, FormatError
 from profemu.metrics import frac_error_by_radius
@@ -492,6 +493,13 @@ def _physics_lines(emulator: Any) -> list[str]:
         lines.append(f"monotone fields: {', '.join(t.monotone_fields)} (built non-increasing by the monotone head)")
     else:
         lines.append("monotone fields: none built in (model.monotone_head off)")
+    if getattr(t, "hybrid_r_delta", None) is not None:
+        lines.append(f"radial coordinate: hybrid (the profile inside {HYBRID_TRANSITION:g} R_Delta drawn on the "
+                     "data's radii, outside it on r/R_Delta)")
+    elif t.scaled_radius is not None:
+        lines.append("radial coordinate: r/R_Delta (each profile drawn on r/R_Delta)")
+    else:
+        lines.append("radial coordinate: the data's radii")
     gas = tuple(getattr(t, "gas_fraction_fields", ()) or ())
     lines.append(f"gas-fraction bound: {', '.join(gas)} predicted with their gas inside R_Delta below f_b M_Delta"
                  if gas else "gas-fraction bound: not applied")
