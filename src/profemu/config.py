@@ -255,8 +255,8 @@ class DataConfig:
             starts from that shape; ``"hybrid"``: both, the profile inside half of R_Δ drawn
             on the dataset's radii (a core shaped at fixed physical scales by feedback and
             cooling), outside it on r / R_Δ (outskirts that follow the halo's size), with a
-            0.25 dex transition (physical radii where r / R_Δ cannot apply, with a log line):
-            the default. On CAMELS TNG trained on 10^11-10^12 Msun and tested on
+            0.25 dex transition (physical radii where r / R_Δ cannot apply or with
+            ``model.monotone_head``, with a log line): the default. On CAMELS TNG trained on 10^11-10^12 Msun and tested on
             10^12-10^12.3 it cut the median error from 0.151 to 0.129 (rho) and 0.265 to
             0.241 (pth) against physical radii (seed 0; 0.161 to 0.134 and 0.271 to 0.230
             with seed 1), with the same 5-fold CV errors inside the box (rho 3.65% vs 3.67%,
@@ -526,7 +526,8 @@ class TrainConfig:
             learning rate of 5e-3: against 64 and 3e-3 the same out-of-fold errors (5-fold CV
             by simulation, seed 0: CAMELS TNG rho 3.67% both, pth 9.47% vs 9.46%; hard mock
             against the truth at 300 / 600 / 2,000 rows 12.0% / 9.30% / 5.44% vs 12.0% / 9.32%
-            / 5.42%; TNG 100-400 rows within 0.2 points) in two thirds of the time.
+            / 5.42%; TNG 100-400 rows within 0.2 points) in 0.67x the time on the 2,000-row
+            hard mock and 0.87x on 1,600 TNG rows.
         patience: Early-stopping patience [epochs] on the validation metric (0 = off).
         max_seconds: Wall-clock budget (0 = none); the best parameters so far are kept.
         max_consecutive_failures: Non-finite steps in a row before a rollback to the last

@@ -257,3 +257,19 @@ def test_hybrid_takes_the_radii_head_in_the_core_and_the_scaled_head_outside() -
     jout = net.apply(jax.tree_util.tree_map(jnp.asarray, params), arrays,
                      {k: jnp.asarray(v) for k, v in inputs.items()}, xp=jnp)
     np.testing.assert_allclose(np.asarray(jout.mean), with_core, atol=1e-4)
+
+
+def test_a_monotone_head_keeps_one_curve_per_profile(caplog: pytest.LogCaptureFixture) -> None:
+    """model.monotone_head builds one non-increasing curve per profile: the hybrid's two curves,
+    mixed where they meet, would not keep it, so the run uses physical radii and says so."""
+    from profemu.config import Config
+    from profemu.train.setup import prepare
+
+    ds = self_similar_haloes(40)
+    with caplog.at_level(logging.INFO, logger="profemu.data.transforms"):
+        monotone = prepare(ds, Config().updated({"model.monotone_head": True})).transforms
+    assert not monotone.layout.hybrid and monotone.layout.n_x == 0
+    assert "not hybrid (model.monotone_head" in caplog.text
+    assert prepare(ds, Config()).transforms.layout.hybrid
+    scaled = prepare(ds, Config().updated({"model.monotone_head": True, "data.radial_coordinate": "scaled"}))
+    assert scaled.transforms.layout.n_x > 0 and not scaled.transforms.layout.hybrid

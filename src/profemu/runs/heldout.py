@@ -31,7 +31,7 @@ from profemu.data.dataset import ProfileDataset
 from profemu.data.split import Split
 from profemu.emulator.extrapolation import mass_holdout
 from profemu.train.loop import fit
-from profemu.train.setup import Prepared, fit_transforms, training_problem
+from profemu.train.setup import Prepared, fit_transforms, training_problem, transforms_config
 
 __all__ = ["THREAD_NAME", "HeldOutTraining", "train_held_out", "training_rows", "usable_cores"]
 
@@ -88,7 +88,7 @@ def train_held_out(data: ProfileDataset, prep: Prepared, config: Config, pad_to:
     quiet = _NotesOfThread(threading.get_ident())
     notes.addFilter(quiet)
     try:
-        transforms = fit_transforms(data, config.data, input_weights=prep.transforms.param_weights)
+        transforms = fit_transforms(data, transforms_config(config), input_weights=prep.transforms.param_weights)
     finally:
         notes.removeFilter(quiet)
     none = np.zeros(0, dtype=int)

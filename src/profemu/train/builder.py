@@ -24,7 +24,7 @@ from profemu.data.split import Split, group_kfold
 from profemu.emulator import Emulator
 from profemu.metrics import fit_variance_scale, predict_dataset
 from profemu.train.loop import FitResult, fit, shared_rows
-from profemu.train.setup import Prepared, fit_transforms, training_problem
+from profemu.train.setup import Prepared, fit_transforms, training_problem, transforms_config
 
 __all__ = ["FoldFit", "build_emulator", "fit_and_predict", "fold_problems", "fold_rows"]
 
@@ -75,7 +75,8 @@ def fold_problems(prepared: Prepared, config: Config, folds: int) -> list[Prepar
     out = []
     for tr, te in group_kfold(ds.subset(pool), folds, seed=config.data.split_seed):
         split = Split(pool[tr], pool[te], np.asarray(prepared.split.test))
-        out.append(Prepared(ds, split, fit_transforms(ds.subset(pool[tr]), config.data, input_weights=weights)))
+        out.append(Prepared(ds, split, fit_transforms(ds.subset(pool[tr]), transforms_config(config),
+                                                      input_weights=weights)))
     return out
 
 

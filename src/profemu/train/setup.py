@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from profemu.errors import DataError
 from profemu.models.network import Network
 from profemu.train.relevance import ard_weights, uses_relevance
 
-__all__ = ["Prepared", "TrainingProblem", "prepare", "training_problem"]
+__all__ = ["Prepared", "TrainingProblem", "fit_transforms", "prepare", "training_problem", "transforms_config"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,20 @@ class Prepared:
     def test(self) -> ProfileDataset:
         """Held-out test rows."""
         return self.dataset.subset(self.split.test)
+
+
+def transforms_config(config: Config, *, note: bool = False) -> DataConfig:
+    """``config.data`` as the transforms use it: with ``model.monotone_head`` the hybrid radial
+    coordinate becomes physical radii (a non-increasing curve on the radii and one on r / R_Δ,
+    mixed where they meet, need not stay non-increasing). ``note``: say so in the log."""
+    data = config.data
+    if config.model.monotone_head and data.radial_coordinate == "hybrid":
+        if note:
+            logging.getLogger("profemu.data.transforms").info(
+                "radial coordinate: physical radii, not hybrid (model.monotone_head builds one non-increasing "
+                "curve per profile; set data.radial_coordinate: scaled to draw it on r/R_Delta)")
+        data = dataclasses.replace(data, radial_coordinate="physical")
+    return data
 
 
 def fit_transforms(train: ProfileDataset, data_config: DataConfig, *,
@@ -98,7 +114,7 @@ def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = No
         )
     if len(split.train) == 0:
         raise DataError("split: no training rows; lower data.val_fraction / data.test_fraction.")
-    transforms = fit_transforms(dataset.subset(split.train), config.data)
+    transforms = fit_transforms(dataset.subset(split.train), transforms_config(config, note=True))
     return Prepared(dataset, split, transforms)
 
 
