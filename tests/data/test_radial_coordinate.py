@@ -191,7 +191,7 @@ def test_radius_unit_lengths() -> None:
         assert radius_unit_log10_mpc(other) is None
 
 
-@pytest.mark.parametrize("unit, factor", [("Mpc", 1.0), ("kpc", 1e3)])
+@pytest.mark.parametrize("unit, factor", [("Mpc", 1.0), ("kpc", 1e3), ("ckpc/h", 1e3 * 0.6711 * (1 + Z))])
 def test_hybrid_carries_the_mean_halo_radius_in_the_radii_unit(unit: str, factor: float,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     from profemu.physics.halo import r200c
