@@ -1033,7 +1033,7 @@ def _fit_radial_coordinate(ds: ProfileDataset, cfg: DataConfig, self_similar: Se
         reason = "it needs outputs on the radial grid (data.pca_components > 0)"
     elif ds.n_r < 2:
         reason = "it needs at least 2 radii"
-    elif mode == "hybrid" and radius_unit_log10_mpc(ds.radius_unit) is None:
+    elif mode == "hybrid" and (unit_log10_mpc := radius_unit_log10_mpc(ds.radius_unit)) is None:
         reason = f"the radius unit {ds.radius_unit!r} is not a length in pc, kpc or Mpc"
     log_r_delta = None
     if not reason:
@@ -1059,7 +1059,7 @@ def _fit_radial_coordinate(ds: ProfileDataset, cfg: DataConfig, self_similar: Se
     grid = np.linspace(log_r[0] - shift.max(), log_r[-1] - shift.min(), max(points, 2))
     stats["r_delta"] = (np.array([center]), np.array([1.0]))
     if mode == "hybrid":
-        mean_r_delta = center - float(radius_unit_log10_mpc(ds.radius_unit) or 0.0)  # R_Δ [Mpc] in the radii's unit
+        mean_r_delta = center - unit_log10_mpc  # R_Δ [Mpc] in the radii's unit
         logger.log(level, "radial coordinate: hybrid; the network draws each profile on the dataset's %d radii and on %d "
                     "points of r/R_Delta (the training haloes' R_Delta span %.2f dex), and takes the first inside "
                     "%g R_Delta, the second outside (over %.2g dex; data.radial_coordinate: physical turns this off)",

@@ -791,12 +791,11 @@ def _train_epochs(setup: _FitSetup, run: _FitRun, epochs: range, callbacks: Sequ
         return reason
     pending = _dispatch_epoch(setup, run.state, epochs[0])
     for i, epoch in enumerate(epochs):
-        state, metrics, t_epoch = pending
-        ahead = i + 1 < len(epochs)
-        if ahead:
+        state, started = pending
+        if i + 1 < len(epochs):
             pending = _dispatch_epoch(setup, state, epochs[i + 1])
         run.state = state
-        entry, host = _record_epoch(setup, run, epoch, metrics, t_epoch)
+        entry, host = _record_epoch(setup, run, epoch, started)
         stop_requested = False
         for callback in callbacks:
             stop_requested = bool(callback(entry)) or stop_requested
@@ -819,29 +818,29 @@ def _train_epochs(setup: _FitSetup, run: _FitRun, epochs: range, callbacks: Sequ
     return reason
 
 
-def _dispatch_epoch(setup: _FitSetup, state: TrainState, epoch: int) -> tuple[TrainState, Any, float]:
-    """Start one compiled epoch of every member from ``state`` (asynchronously): the new state,
-    the epoch's metrics (device arrays) and the time it was started."""
+def _dispatch_epoch(setup: _FitSetup, state: TrainState, epoch: int) -> tuple[TrainState, dict[str, Any]]:
+    """Start one compiled epoch of every member from ``state`` (asynchronously): the new state and
+    what :func:`_record_epoch` reads of it (the epoch's metrics as device arrays, its curriculum
+    values and the time it was started)."""
     program = setup.program
     t_epoch = time.perf_counter()
     scale, dropout_on = curriculum_at(program.config.train.curriculum, epoch)
     state, metrics = _epoch(program, state, setup.members_dev, setup.arrays, setup.train_dev, setup.val_dev,
                             setup.rows_dev, jnp.float32(scale), jnp.asarray(dropout_on), jnp.int32(epoch), setup.run)
-    return state, metrics, t_epoch
+    return state, {"metrics": metrics, "scale": scale, "dropout_on": dropout_on, "at": t_epoch}
 
 
-def _record_epoch(setup: _FitSetup, run: _FitRun, epoch: int, metrics: Any,
-                  t_epoch: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def _record_epoch(setup: _FitSetup, run: _FitRun, epoch: int,
+                  started: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read one epoch's metrics (waiting for it) and append its history entry. Returns the entry and
     the host copy of ``run.state``'s counters (``skipped``, ``rollbacks``, ``best_val``, ``stopped``,
     ``stop_code``)."""
     program = setup.program
-    scale, dropout_on = curriculum_at(program.config.train.curriculum, epoch)
-    m, host = jax.device_get((metrics, {k: getattr(run.state, k) for k in ("skipped", "rollbacks", "best_val",
-                                                                            "stopped", "stop_code")}))
+    m, host = jax.device_get((started["metrics"], {k: getattr(run.state, k) for k in (
+        "skipped", "rollbacks", "best_val", "stopped", "stop_code")}))
     run.total_steps += program.steps
-    entry = _history_entry(epoch, m, host, setup.member_ids, scale, dropout_on)
-    entry["seconds"] = time.perf_counter() - t_epoch
+    entry = _history_entry(epoch, m, host, setup.member_ids, started["scale"], started["dropout_on"])
+    entry["seconds"] = time.perf_counter() - started["at"]
     run.history.append(entry)
     return entry, host
 
