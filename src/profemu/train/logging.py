@@ -63,7 +63,9 @@ class MetricsLogger:
             except ImportError:
                 self.note = "tensorboardX is not installed: TensorBoard scalars are skipped."
             else:
-                self._writer = FileWriter(str(self.run_dir / "tensorboard"))
+                # its own thread writes and flushes the file (every 2 s): the training thread only queues
+                # events, so a Ctrl-C there never leaves the writer's lock held (the exit then hung on it)
+                self._writer = FileWriter(str(self.run_dir / "tensorboard"), flush_secs=2)
                 self._summary = Summary
 
     def resume(self, keep: Callable[[Mapping[str, Any]], bool]) -> int:
@@ -115,7 +117,6 @@ class MetricsLogger:
             values = [self._summary.Value(tag=key, simple_value=float(value)) for key, value in clean.items()
                       if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool)]
             self._writer.add_summary(self._summary(value=values), int(entry.get("epoch", 0)))
-            self._writer.flush()
 
     def __call__(self, entry: Mapping[str, Any]) -> None:
         """Callback form of :meth:`log` (returns None, so it never stops training)."""
