@@ -250,8 +250,8 @@ def test_slurm_time_limit_checkpoints_requeues_and_finishes(slurm, data_file, tm
     submit_members(run, 1, options)
     monkeypatch.delenv("PROFEMU_EPOCH_DELAY_S")
     assert train_members(reference, [0])
-    # a requeued job that starts after its warning time can be signalled before Python handles
-    # the signal: SLURM then ends it as FAILED, and the member is submitted again from its checkpoint
+    # a job that starts after its warning time can be signalled before Python handles the signal:
+    # SLURM then ends it as FAILED, and the member is submitted again (from its checkpoint, if any)
     statuses = cluster.wait_for_jobs(run, timeout_s=400, resubmit=options)
     assert statuses[0].state == "completed", statuses
     status = json.loads((cluster.member_dir(run, 0) / "status.json").read_text())
@@ -307,6 +307,45 @@ def test_a_member_killed_after_its_checkpoint_is_submitted_again(slurm, data_fil
     statuses = cluster.wait_for_jobs(cancelled, timeout_s=120, resubmit=options)
     assert statuses[0].state == "failed"  # a user's scancel is respected
     assert "resubmissions" not in json.loads((cluster.member_dir(cancelled, 0) / "status.json").read_text())
+
+
+def _signal_on_start(run: Path, signum: int, timeout_s: float = 120) -> None:
+    """Send ``signum`` to the member's job process as soon as it exists (before any checkpoint)."""
+    pattern = f"^{sys.executable} -u -m submitit.core._submit {run / 'submitit'}"  # not its srun
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        if found:
+            for pid in found:
+                os.kill(int(pid), signum)
+            return
+        assert time.monotonic() < deadline, "the job's process never started"
+        time.sleep(0.02)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_job_killed_from_outside_before_any_checkpoint_starts_again(slurm, data_file, tmp_path) -> None:
+    """A job ended by an outside signal while it starts (SLURM's time-limit warning before the
+    handler is installed, a kill) is submitted again from the first epoch; a job that crashes by
+    itself (an abort) is not."""
+    path, _ = data_file
+    options = ExecutorOptions(executor="slurm", partition="debug", time_min=10, max_requeues=2)
+    run = _prepared(tmp_path, path, "killed", **{"train.epochs": 2})
+    submit_members(run, 1, options)
+    _signal_on_start(run, signal.SIGKILL)
+    statuses = cluster.wait_for_jobs(run, timeout_s=300, resubmit=options)
+    assert statuses[0].state == "completed", statuses
+    status = json.loads((cluster.member_dir(run, 0) / "status.json").read_text())
+    assert status["resubmissions"] == 1
+    assert [a["start_epoch"] for a in status["attempts"]][-1] == 0
+
+    crashed = _prepared(tmp_path, path, "crashed", **{"train.epochs": 2})
+    submit_members(crashed, 1, options)
+    _signal_on_start(crashed, signal.SIGABRT)
+    statuses = cluster.wait_for_jobs(crashed, timeout_s=300, resubmit=options)
+    assert statuses[0].state == "failed", statuses
+    assert "resubmissions" not in json.loads((cluster.member_dir(crashed, 0) / "status.json").read_text())
 
 
 def test_command_line_executor_defaults_are_the_libraries() -> None:

@@ -659,11 +659,14 @@ def resubmit_killed(run_dir: str | Path, options: ExecutorOptions,
     """Submit again the members whose job the scheduler ended after they wrote a checkpoint.
 
     A job can die without running its own code to the end: a node failure, or a time-limit
-    signal that arrives while a requeued job is still starting (before any handler is
-    installed). Such a member (failed or timed out by the scheduler, its own status still
-    running, pending or requeued, a valid checkpoint on disk) resumes from that checkpoint in
-    a new job, at most ``options.max_requeues`` times. Members that failed with their own
-    error, whose job a user cancelled or that ran out of memory are not submitted again.
+    signal that arrives while a job is still starting (before any handler is installed).
+    Such a member (failed or timed out by the scheduler, its own status still running,
+    pending or requeued, a valid checkpoint on disk) resumes from that checkpoint in a new
+    job, at most ``options.max_requeues`` times. Without a checkpoint it starts again from
+    its first epoch only when the job's process was ended by a signal from outside (the
+    time-limit warning, a kill, a node shutting down), never after its own crash (a
+    segmentation fault, an abort, an error exit). Members that failed with their own error,
+    whose job a user cancelled or that ran out of memory are not submitted again.
 
     Returns:
         The new job ids (empty when no member qualified).
@@ -688,7 +691,7 @@ def resubmit_killed(run_dir: str | Path, options: ExecutorOptions,
             checkpoint = load_latest(_checkpoint_dir(run, group))
         except FormatError:
             checkpoint = None
-        if checkpoint is not None:
+        if checkpoint is not None or _ended_by_outside_signal(str(st.get("job_id"))):
             groups.append(group)
     if not groups:
         return []
@@ -711,7 +714,7 @@ def resubmit_killed(run_dir: str | Path, options: ExecutorOptions,
     _SUBMITTED[str(run)] = [*_SUBMITTED.get(str(run), []), *jobs]
     ids = [str(j.job_id) for j in jobs]
     report(f"members {[i for g in groups for i in g]}: their job ended before they finished; submitted again "
-           f"from their checkpoints as {', '.join(ids)}")
+           f"from their latest checkpoints (the first epoch where none was written) as {', '.join(ids)}")
     return ids
 
 
@@ -820,6 +823,45 @@ _SCHEDULER_FAILED = {
     "FAILED": "failed", "CANCELLED": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
     "BOOT_FAIL": "failed", "DEADLINE": "timeout", "TIMEOUT": "timeout", "PREEMPTED": "requeued",
 }
+
+
+#: Signals a scheduler, an operator or the kernel sends to end a job from outside; the
+#: others (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, ...) are the program's own crash.
+_OUTSIDE_SIGNALS = frozenset({
+    signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGXCPU,
+})
+
+
+def _ended_by_outside_signal(job_id: str, settle_s: float = 20.0) -> bool:
+    """Whether sacct says a step of the SLURM job ``job_id`` ended by an outside signal.
+
+    sacct writes a step's ``ExitCode`` as ``code:signal``; a process killed by SIGUSR2
+    before it installed a handler reads ``0:12``. The steps' records settle a few seconds
+    after the job's (a step first reads ``FAILED 0:0``): they are read again for up to
+    ``settle_s`` seconds. False when sacct is unavailable.
+    """
+    if not job_id or not job_id.replace("_", "").isdigit():
+        return False
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            out = subprocess.run(["sacct", "-j", job_id, "-n", "-P", "-o", "JobID,ExitCode,State"],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+        settled = True
+        for line in out.splitlines():
+            _, exit_code, state = [*line.split("|"), "", ""][:3]
+            code, _, sig = exit_code.strip().partition(":")
+            if sig.isdigit() and int(sig) in _OUTSIDE_SIGNALS:
+                return True
+            state = state.split(" ")[0].upper()
+            if state in ("RUNNING", "COMPLETING", "PENDING") or (state == "FAILED" and code == "0" and sig == "0"):
+                settled = False
+        if settled or time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
 
 
 def _scheduler_states(run: Path) -> dict[str, str]:
