@@ -179,3 +179,27 @@ def test_ctrl_c_beside_the_thread_exits_with_130(tmp_path: Any) -> None:
     text = log.read_text()
     assert rc == 130, (rc, text[-2000:])
     assert text.rstrip().endswith("error: interrupted") and "terminate called" not in text
+
+
+def test_on_part_of_a_hybrid_runs_rows_it_keeps_the_runs_grid_and_compiles_nothing() -> None:
+    """The rows below the median mass span less R_Δ, so a grid in r / R_Δ fitted on them has fewer
+    points; the held-out training keeps the run's, and runs the folds' compiled epoch."""
+    from profemu.data.mock import make_hard_mock
+    from profemu.train import loop
+    from profemu.train.cv import cross_validate, program_rows
+    from profemu.train.setup import fit_transforms, transforms_config
+
+    ds = make_hard_mock(120, seed=1, n_r=8).dataset.select_fields(["rho"])
+    cfg = Config().updated({**_CFG, "data.val_fraction": 0.0, "train.epochs": 2, "train.members": 3})  # 3 folds
+    prep = prepare(ds, cfg)
+    assert prep.transforms.hybrid_r_delta is not None
+    job = heldout.HeldOutTraining(prep, cfg, program_rows(prep, cfg, 3))
+    own = fit_transforms(job.rows, transforms_config(cfg), input_weights=prep.transforms.param_weights)
+    assert own.scaled_radius.size < prep.transforms.scaled_radius.size  # what the rows alone would draw on
+    cross_validate(prep, cfg, 3)
+    before = sum(loop._TRACES.values())
+    part, _ = heldout.train_held_out(job.rows, prep, cfg, program_rows(prep, cfg, 3), epochs=2)
+    assert sum(loop._TRACES.values()) == before
+    np.testing.assert_array_equal(part.transforms.scaled_radius, prep.transforms.scaled_radius)
+    assert part.transforms.hybrid_r_delta == prep.transforms.hybrid_r_delta
+    assert part.transforms.input_stats["log10_mass"][0] != prep.transforms.input_stats["log10_mass"][0]  # own box

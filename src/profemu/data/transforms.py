@@ -372,7 +372,8 @@ class Transforms:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, ds: ProfileDataset, cfg: DataConfig | None = None, *,
-            input_weights: np.ndarray | None = None, quiet: bool = False) -> Transforms:
+            input_weights: np.ndarray | None = None, quiet: bool = False,
+            radial_coordinate_of: Transforms | None = None) -> Transforms:
         """Fit every statistic on ``ds`` (the training split).
 
         Args:
@@ -384,6 +385,11 @@ class Transforms:
                 computes them from ``data.input_relevance``); None: no weighting.
             quiet: Log the self-similar decision at DEBUG, not INFO (internal fits, e.g. the
                 baselines' design, whose plain log10 is not the run's choice).
+            radial_coordinate_of: Transforms fitted on rows that include ``ds`` (e.g. a run's,
+                for a training on part of its rows): their grid in r / R_Δ, its centre in
+                log10 R_Δ and the hybrid radius are taken as they are, not fitted on ``ds``,
+                so the network has the same shapes (and the run's compiled program serves).
+                Ignored where ``ds`` has no self-similar normalisation.
 
         Returns:
             The fitted transforms.
@@ -417,7 +423,13 @@ class Transforms:
         log_target = _log10_targets(ds, fields, self_similar)
         valid = np.concatenate([ds.mask[f] for f in fields], axis=1)
         center, scale = _fit_scaler(log_target, cfg.target_scaler, floor, valid)
-        scaled_radius, hybrid_r_delta = _fit_radial_coordinate(ds, cfg, self_similar, stats, quiet=quiet)
+        given = radial_coordinate_of
+        if given is not None and self_similar is not None and cfg.radial_coordinate != "physical":
+            scaled_radius, hybrid_r_delta = given.scaled_radius, given.hybrid_r_delta
+            if scaled_radius is not None:
+                stats["r_delta"] = tuple(np.array(a, dtype=np.float64) for a in given.input_stats["r_delta"])
+        else:
+            scaled_radius, hybrid_r_delta = _fit_radial_coordinate(ds, cfg, self_similar, stats, quiet=quiet)
         components = pca_mean = None
         if cfg.pca_components > 0:
             components, pca_mean = _fit_target_pca(log_target, valid, center, scale, cfg.pca_components, ds.n)

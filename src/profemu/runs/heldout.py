@@ -69,8 +69,9 @@ def usable_cores() -> int:
 def train_held_out(data: ProfileDataset, prep: Prepared, config: Config, pad_to: tuple[int, int],
                    epochs: int | None, stop: threading.Event | None = None) -> tuple[Prepared, Any]:
     """Train the run's members from new initial parameters on ``data`` (rows of the run) as a
-    refit would: transforms of their own with the run's input relevance (their notes, the
-    run's own again, are not logged), no validation rows, no early stopping, the parameters
+    refit would: transforms of their own with the run's input relevance and radial coordinate
+    (its grid in r / R_Δ: the network keeps the run's shapes, so the run's compiled epoch serves;
+    their notes, the run's own again, are not logged), no validation rows, no early stopping, the parameters
     after the last epoch.
 
     Args:
@@ -88,7 +89,8 @@ def train_held_out(data: ProfileDataset, prep: Prepared, config: Config, pad_to:
     quiet = _NotesOfThread(threading.get_ident())
     notes.addFilter(quiet)
     try:
-        transforms = fit_transforms(data, transforms_config(config), input_weights=prep.transforms.param_weights)
+        transforms = fit_transforms(data, transforms_config(config), input_weights=prep.transforms.param_weights,
+                                    radial_coordinate_of=prep.transforms)
     finally:
         notes.removeFilter(quiet)
     none = np.zeros(0, dtype=int)

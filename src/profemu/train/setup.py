@@ -75,7 +75,8 @@ def transforms_config(config: Config, *, note: bool = False) -> DataConfig:
 
 
 def fit_transforms(train: ProfileDataset, data_config: DataConfig, *,
-                   input_weights: np.ndarray | None = None) -> Transforms:
+                   input_weights: np.ndarray | None = None,
+                   radial_coordinate_of: Transforms | None = None) -> Transforms:
     """:meth:`Transforms.fit` on the training rows, with the input relevance ``data.input_relevance`` asks for.
 
     Args:
@@ -86,12 +87,14 @@ def fit_transforms(train: ProfileDataset, data_config: DataConfig, *,
             fold and the refit); None fits them here when ``data.input_relevance`` asks for
             them: an ARD GP on (up to ``data.relevance_rows`` of) ``train``
             (:func:`profemu.train.relevance.ard_weights`, cached per distinct set of rows).
+        radial_coordinate_of: The transforms of a run whose rows include ``train``: their
+            radial coordinate (grid in r / R_Δ) is reused (:meth:`Transforms.fit`).
     """
     weights = None if input_weights is None else np.asarray(input_weights, dtype=float)
     if weights is None and uses_relevance(data_config.input_relevance, train):
         fields = tuple(data_config.fields) if data_config.fields else train.fields
         weights, _ = ard_weights(train, fields, seed=data_config.split_seed, max_rows=data_config.relevance_rows)
-    return Transforms.fit(train, data_config, input_weights=weights)
+    return Transforms.fit(train, data_config, input_weights=weights, radial_coordinate_of=radial_coordinate_of)
 
 
 def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = None) -> Prepared:
