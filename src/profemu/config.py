@@ -585,8 +585,8 @@ class TrainConfig:
             of the rows in halo mass, scored on the upper half (and, with at least three
             training redshifts, one more on the lower redshifts for the redshift's own
             term); after a cross-validation it trains the refit's members from new initial
-            parameters, for the whole schedule where they continue the folds' networks (on a
-            second thread beside the cross-validation when two cores are free:
+            parameters, for the whole schedule where they continue the folds' networks (each
+            on a thread of its own beside the cross-validation when two cores are free:
             :mod:`profemu.runs.heldout`), else for the folds' median best epoch after the
             refit; without one it is a lighter
             training (one validation split, at most 3 members). ``"auto"`` on runs of at
@@ -594,9 +594,9 @@ class TrainConfig:
             above the lower half, with at least 25 on each side of their median (else, on
             rows at three or more redshifts, the redshift's own term alone), ``"on"``,
             ``"off"``. On CAMELS TNG, 0-0.3 dex above
-            the training masses, the default's 68% coverage is 0.66 (rho) and 0.77 (pth),
-            against 0.52 and 0.42 for the plain MLP without it and without self-similar
-            scaling (BENCHMARKS.md).
+            the training masses, the default's 68% coverage is 0.67 (rho) and 0.68 (pth)
+            with training seed 0 (0.64-0.91 over seeds 0-2), against 0.52 and 0.42 for the
+            plain MLP without it and without self-similar scaling (BENCHMARKS.md).
     """
 
     members: int = field(default=5, metadata=_meta(1, MAX_MEMBERS, rule=_WEIGHTS))

@@ -308,7 +308,7 @@ def test_the_redshift_is_held_out_by_its_distinct_values_and_read_from_z_or_reds
     A column ``Z`` (a metallicity, usually) is not a redshift; ``z`` and ``Redshift`` are."""
     from profemu.data.dataset import ProfileDataset
     from profemu.data.selfsimilar import redshift_column
-    from profemu.emulator.extrapolation import _redshift_holdout
+    from profemu.emulator.extrapolation import redshift_holdout
 
     assert redshift_column(["Omega_m", "z"]) == 1 and redshift_column(["Redshift"]) == 0
     assert redshift_column(["Omega_m", "Z"]) is None
@@ -322,13 +322,13 @@ def test_the_redshift_is_held_out_by_its_distinct_values_and_read_from_z_or_reds
                               radius=np.geomspace(0.1, 1.0, 4), profiles={"rho": np.ones((n, 4))},
                               redshift=redshift)
 
-    inner, held, name, cut = _redshift_holdout(rows(z, {}))  # type: ignore[misc]
+    inner, held, name, cut = redshift_holdout(rows(z, {}))  # type: ignore[misc]
     assert name == "redshift" and cut == 0.5 and held.size == 10 and np.all(z[held] == 1.0) and inner.size == 310
-    inner, held, name, cut = _redshift_holdout(rows(None, {"z": z}))  # type: ignore[misc]
+    inner, held, name, cut = redshift_holdout(rows(None, {"z": z}))  # type: ignore[misc]
     assert name == "z" and held.size == 10
-    assert "it needs 3" in _redshift_holdout(rows(None, {"z": np.where(z > 0.7, 0.5, z)}))
-    assert "only 1 row(s)" in _redshift_holdout(rows(np.concatenate([z[:-10], [0.7] * 9, [1.0]]), {}))
-    assert _redshift_holdout(rows(None, {"Z": z})) == "the rows have no redshift"
+    assert "it needs 3" in redshift_holdout(rows(None, {"z": np.where(z > 0.7, 0.5, z)}))
+    assert "only 1 row(s)" in redshift_holdout(rows(np.concatenate([z[:-10], [0.7] * 9, [1.0]]), {}))
+    assert redshift_holdout(rows(None, {"Z": z})) == "the rows have no redshift"
 
 def test_the_score_without_the_term_is_the_grids_score_at_zero_distance() -> None:
     rng = np.random.default_rng(3)

@@ -165,7 +165,7 @@ def test_ctrl_c_beside_the_thread_exits_with_130(tmp_path: Any) -> None:
              "--set", "train.epochs=20000", "--members", "2"], stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline:
-            if re.search(r"runs beside the cross-validation on a second thread", log.read_text()):
+            if re.search(r"runs beside the cross-validation on a thread of its own", log.read_text()):
                 # Ctrl-C, again every 2 s as a user would: Python drops a KeyboardInterrupt that lands in
                 # a finalizer ("Exception ignored in ..."), rarely, on a loaded machine
                 for _ in range(10):  # until the command has answered (it then exits; a Ctrl-C in its teardown

@@ -123,6 +123,39 @@ def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_wi
     assert first["nll_with"] == pytest.approx(second["nll_with"], rel=1e-5)
 
 
+def test_at_three_redshifts_both_held_out_fits_train_beside_the_folds_with_the_same_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redshift's own term has a held-out training too: it runs on a thread of its own beside
+    the folds (as the mass term's does) and gives the numbers it gives after the refit."""
+    import threading
+
+    import profemu.runs.heldout as heldout
+    import profemu.runs.training as training
+    from profemu.data.mock import make_mock_snapshots
+
+    ds = make_mock_snapshots((0.0, 0.5, 1.0), 90, seed=5, param_set="lh6", with_pk=False, n_r=6)
+    cfg = Config().updated({**_TINY, "train.epochs": 4, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
+    threads: list[str] = []
+    real_fit = heldout.fit
+
+    def fit_in(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(heldout, "fit", fit_in)
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    beside = train_emulator(ds, cfg).emulator.metadata["extrapolation"]
+    assert threads == [heldout.THREAD_NAME] * 2
+    monkeypatch.setattr(training, "usable_cores", lambda: 1)
+    after = train_emulator(ds, cfg).emulator.metadata["extrapolation"]
+    assert threads[2:] == ["MainThread"] * 2
+    for first, second in ((beside, after), (beside["redshift"], after["redshift"])):
+        assert first["held_out_rows"] == second["held_out_rows"] > 0
+        np.testing.assert_allclose(first["a"], second["a"], rtol=1e-5)
+        assert first["p"] == second["p"]
+        assert first["nll_with"] == pytest.approx(second["nll_with"], rel=1e-5)
+
+
 def test_a_mass_split_that_cannot_be_held_out_keeps_the_emulator(caplog: pytest.LogCaptureFixture) -> None:
     import dataclasses
     import logging

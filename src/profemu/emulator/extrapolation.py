@@ -52,7 +52,7 @@ from profemu.data.selfsimilar import redshift_values
 from profemu.errors import DataError, FormatError
 
 __all__ = ["ExtrapolationTerms", "distance_outside", "extrapolation_variance", "fit_extrapolation_variance",
-           "mass_holdout", "read_record", "record_variance", "redshift_term_possible"]
+           "mass_holdout", "read_record", "record_variance", "redshift_holdout", "redshift_term_possible"]
 
 log = logging.getLogger(__name__)
 
@@ -332,10 +332,11 @@ def _nll_without(res: np.ndarray, v0: np.ndarray) -> float:
 MIN_REDSHIFTS = 3
 
 
-def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray, str, float] | str:
-    """Rows at the highest third of the distinct redshifts (held out), the rest, the input holding
-    the redshift (:func:`~profemu.data.selfsimilar.redshift_values`: a ``z`` parameter column, else
-    the redshift input) and the highest redshift kept; or why there is no such split (a sentence).
+def redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray, str, float] | str:
+    """``(inner, held, input, cut)``: the rows below the highest third of the distinct redshifts, those
+    at it (held out), the input holding the redshift (:func:`~profemu.data.selfsimilar.redshift_values`:
+    a ``z`` parameter column, else the redshift input) and the highest redshift kept; or why there
+    is no such split (a sentence).
 
     The cut is on the distinct values, so a suite with most rows at one redshift still holds out
     its highest ones."""
@@ -357,7 +358,7 @@ def _redshift_holdout(ds: ProfileDataset) -> tuple[np.ndarray, np.ndarray, str, 
 def redshift_term_possible(ds: ProfileDataset) -> bool:
     """Whether the rows can calibrate the redshift's own term (at least :data:`MIN_REDSHIFTS`
     distinct redshifts, and 2 rows at the highest third of them)."""
-    return isinstance(_redshift_holdout(ds), tuple)
+    return isinstance(redshift_holdout(ds), tuple)
 
 
 def _held_out_fit(fit: Callable[[ProfileDataset], Any], dataset: ProfileDataset, inner: np.ndarray,
@@ -441,7 +442,7 @@ def fit_extrapolation_variance(
                  "%.3f (distances %.2f-%.2f)", p, float(np.median(a)), nll0, nll, float(d.min()), float(d.max()))
         record.update({"a": [float(x) for x in a], "p": p, "held_out_rows": int(held.size), "mass_cut": cut,
                        "distance_range": [float(d.min()), float(d.max())], "nll_without": nll0, "nll_with": nll})
-    split = _redshift_holdout(dataset) if redshift or not mass else None
+    split = redshift_holdout(dataset) if redshift or not mass else None
     if not mass and not isinstance(split, tuple):
         raise DataError(f"extrapolation variance: the redshift's own term cannot be fitted ({split}), and the mass "
                         "term was not asked for.")

@@ -1,20 +1,22 @@
-"""The held-out training of a run's extrapolation variance, and where it runs.
+"""The held-out trainings of a run's extrapolation variance, and where they run.
 
 The extrapolation variance (:mod:`profemu.emulator.extrapolation`) is calibrated by one more
 training: the run's members, from new initial parameters, on the training rows below their
-median mass, scored on those above it. After a cross-validation it runs the folds' compiled
-epoch (no compilation of its own).
+median mass, scored on those above it; on rows at three or more redshifts, one more on those
+below the highest third of the redshifts calibrates the redshift's own term. After a
+cross-validation they run the folds' compiled epoch (no compilation of their own: they keep
+the run's radial coordinate, whose grid in r / R_Δ sets the network's shapes).
 
-When the refit continues the folds' networks (the default), the members it stands for
-complete their learning-rate schedule, so the held-out training trains the whole schedule
-(``train.epochs``) too and needs nothing from the cross-validation until it is scored. It then
-starts on a second thread as soon as the folds' first epoch has compiled the program, and
-trains beside them: one compiled network program keeps about one CPU core busy, so on a
-machine with two or more cores it costs little wall time (on 1,600 CAMELS TNG rows, with the
-program compiled, the run takes 3.0 s instead of 4.1 s). Its numbers are those of the same
-training after the cross-validation; only when it runs differs. Otherwise (a refit from new
-initial parameters, which trains the folds' median best epoch, or a single core) it trains
-after the refit, as :func:`train_held_out` says.
+When the refit continues the folds' networks (the default), the members they stand for
+complete their learning-rate schedule, so the held-out trainings train the whole schedule
+(``train.epochs``) too and need nothing from the cross-validation until they are scored. They
+then start, each on a thread of its own, as soon as the folds' first epoch has compiled the
+program, and train beside them: one compiled network program keeps about one CPU core busy, so
+on a machine with more cores they cost little wall time (on 1,600 CAMELS TNG rows, with the
+program compiled, the run takes 3.0 s instead of 4.1 s on two cores). Their numbers are those
+of the same trainings after the cross-validation; only when they run differs. Otherwise (a
+refit from new initial parameters, which trains the folds' median best epoch, or a single
+core) they train after the refit, as :func:`train_held_out` says.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from profemu.config import Config
 from profemu.data.dataset import ProfileDataset
 from profemu.data.split import Split
-from profemu.emulator.extrapolation import mass_holdout
+from profemu.emulator.extrapolation import mass_holdout, redshift_holdout
+from profemu.errors import DataError
 from profemu.train.loop import fit
 from profemu.train.setup import Prepared, fit_transforms, training_problem, transforms_config
 
@@ -102,7 +105,7 @@ def train_held_out(data: ProfileDataset, prep: Prepared, config: Config, pad_to:
 
 
 class HeldOutTraining:
-    """The held-out training of the extrapolation variance, on a thread of its own.
+    """A held-out training of the extrapolation variance, on a thread of its own.
 
     Built before the cross-validation; :meth:`start` (an epoch callback of the folds) starts
     it once, :meth:`result` waits for it. It trains the whole schedule (``train.epochs``): use
@@ -112,15 +115,28 @@ class HeldOutTraining:
         prep: The run's prepared data.
         config: The run configuration.
         pad_to: The folds' compiled epoch's row counts (:func:`~profemu.train.cv.program_rows`).
+        split: ``"mass"``: the training rows below their median mass
+            (:func:`~profemu.emulator.extrapolation.mass_holdout`); ``"redshift"``: those below
+            the highest third of their distinct redshifts (the redshift's own term,
+            :func:`~profemu.emulator.extrapolation.redshift_holdout`).
 
     Raises:
-        DataError: the training rows cannot be split at their median mass
-            (:func:`~profemu.emulator.extrapolation.mass_holdout`).
+        DataError: the training rows cannot be split so.
     """
 
-    def __init__(self, prep: Prepared, config: Config, pad_to: tuple[int, int]) -> None:
+    def __init__(self, prep: Prepared, config: Config, pad_to: tuple[int, int],
+                 split: Literal["mass", "redshift"] = "mass") -> None:
         data = prep.dataset.subset(training_rows(prep))
-        inner, _ = mass_holdout(data)
+        if split == "mass":
+            inner, _ = mass_holdout(data)
+            self.what = "the %d rows below the median mass"
+        else:
+            found = redshift_holdout(data)
+            if isinstance(found, str):
+                raise DataError(f"extrapolation variance in redshift: {found}.")
+            inner, cut = found[0], found[3]
+            self.what = f"the %d rows at z <= {cut:.3g}"
+        self.split = split
         self.rows = data.subset(inner)
         self._prep, self._config, self._pad_to = prep, config, pad_to
         self._stop = threading.Event()
@@ -135,10 +151,10 @@ class HeldOutTraining:
         del entry
         if self._thread is not None:
             return
-        logger.info("extrapolation variance: its held-out training (%d members from new initial parameters, the "
-                    "whole schedule of %d epochs, on the %d rows below the median mass) runs beside the "
-                    "cross-validation on a second thread", self._config.train.members, self._config.train.epochs,
-                    self.rows.n)
+        term = "" if self.split == "mass" else " in redshift"
+        logger.info("extrapolation variance%s: its held-out training (%d members from new initial parameters, the "
+                    "whole schedule of %d epochs, on " + self.what + ") runs beside the cross-validation on a thread of "
+                    "its own", term, self._config.train.members, self._config.train.epochs, self.rows.n)
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
@@ -172,9 +188,12 @@ class HeldOutTraining:
                 logger.warning("stopping the held-out training (it ends after its current epoch) ...")
 
     def trained_on(self, data: ProfileDataset) -> bool:
-        """Whether ``data`` are the rows this training learns from (the same masses and parameters)."""
+        """Whether ``data`` are the rows this training learns from (the same masses, parameters and
+        redshifts)."""
+        same_z = (data.redshift is None) == (self.rows.redshift is None) and (
+            data.redshift is None or np.array_equal(data.redshift, self.rows.redshift))
         return (data.n == self.rows.n and np.array_equal(data.log10_mass, self.rows.log10_mass)
-                and np.array_equal(data.params, self.rows.params))
+                and np.array_equal(data.params, self.rows.params) and same_z)
 
     def result(self) -> tuple[Prepared, Any]:
         """``(prepared rows, member parameters)``, started here if it has not been; waits for the thread.

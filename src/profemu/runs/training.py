@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,15 +186,15 @@ def train_emulator(
     _warn_one_mass(prep)
     _warn_repeated_inputs(prep)
     extrapolate = extrapolation_terms(config, prep)
-    held_out = _held_out_beside_folds(prep, config, folds) if extrapolate == "mass" else None
+    held_out = _held_out_beside_folds(prep, config, folds, extrapolate)
     t0 = time.perf_counter()
     try:
         result, cv = _fit_run(run, prep, config, folds, callbacks, resume, held_out)
         fit_seconds = time.perf_counter() - t0
         emulator = _finished_emulator(prep, config, result, cv, selection, fit_seconds, run, extrapolate, held_out)
-    finally:  # the held-out thread never outlives the run: XLA aborts a process that exits under it (Ctrl-C)
-        if held_out is not None:
-            held_out.cancel()
+    finally:  # the held-out threads never outlive the run: XLA aborts a process that exits under them (Ctrl-C)
+        for job in held_out:
+            job.cancel()
     evaluation = evaluate(emulator, prep.test) if evaluate_test and len(prep.split.test) else None
     if run is not None:
         emulator.save(run.emulator_dir)
@@ -218,7 +218,7 @@ def train_emulator(
 
 def _finished_emulator(prep: Prepared, config: Config, result: Any, cv: dict[str, Any] | None, selection: Any,
                        fit_seconds: float, run: RunFolder | None, extrapolate: str,
-                       held_out: HeldOutTraining | None) -> Emulator:
+                       held_out: Sequence[HeldOutTraining] = ()) -> Emulator:
     """The trained :class:`Emulator` with its metadata and its variance terms (residual covariance,
     GP blend, extrapolation variance)."""
     emulator = build_emulator(
@@ -326,16 +326,17 @@ def _continue_metrics(metrics: MetricsLogger, run: RunFolder, prep: Prepared, fo
 
 def _fit_run(run: RunFolder | None, prep: Prepared, config: Config, folds: int,
              callbacks: list[Callable[[dict[str, Any]], Any]], resume: bool,
-             held_out: HeldOutTraining | None = None) -> tuple[Any, dict[str, Any] | None]:
+             held_out: Sequence[HeldOutTraining] = ()) -> tuple[Any, dict[str, Any] | None]:
     """The final fit: cross-validation then a refit on every row (``folds`` > 0), or one fit with early stopping.
-    ``held_out`` starts after the folds' first epoch (or before the refit of a reused cross-validation)."""
+    The ``held_out`` trainings start after the folds' first epoch (or before the refit of a reused
+    cross-validation)."""
     checkpoints = None if run is None else run.checkpoints_dir
     if not folds:
         return fit(training_problem(prep, config), checkpoint_dir=checkpoints, resume=resume, callbacks=callbacks), None
-    cv_callbacks = callbacks if held_out is None else [*callbacks, held_out.start]
-    cv = _cross_validation(run, prep, config, folds, cv_callbacks, resume)
-    if held_out is not None and cv["refit"]["continues_cv_networks"]:
-        held_out.start()
+    cv = _cross_validation(run, prep, config, folds, [*callbacks, *(job.start for job in held_out)], resume)
+    if cv["refit"]["continues_cv_networks"]:
+        for job in held_out:
+            job.start()
     problem = training_problem(prep, config.updated({"train.patience": 0}), validate_on_train=False)
     networks, refit = cv.pop("networks", None), cv["refit"]
     first, epochs = int(refit["first_epoch"]), int(refit["epochs"])
@@ -486,21 +487,27 @@ def extrapolation_terms(config: Config, prep: Prepared) -> str:
     return ""
 
 
-def _held_out_beside_folds(prep: Prepared, config: Config, folds: int) -> HeldOutTraining | None:
-    """The extrapolation variance's held-out training to run beside the cross-validation
-    (:mod:`profemu.runs.heldout`), or None where it trains after the refit: no cross-validation,
-    a refit from new initial parameters, a single usable core, or rows that cannot be split
-    at their median mass (the error is raised, and logged, where the term is fitted)."""
-    if not folds or not _continues_folds(config, folds * config.train.cv_members) or usable_cores() < 2:
-        return None
-    try:
-        return HeldOutTraining(prep, config, program_rows(prep, config, folds))
-    except DataError:
-        return None
+def _held_out_beside_folds(prep: Prepared, config: Config, folds: int, extrapolate: str) -> list[HeldOutTraining]:
+    """The extrapolation variance's held-out trainings to run beside the cross-validation
+    (:mod:`profemu.runs.heldout`): the mass term's (``extrapolate == "mass"``) and the redshift's
+    own (rows at three or more redshifts), each on a thread of its own. None where they train
+    after the refit: no cross-validation, a refit from new initial parameters, a single usable
+    core, or rows that cannot be split (the error is raised, and logged, where the term is fitted)."""
+    if not extrapolate or not folds or not _continues_folds(config, folds * config.train.cv_members) \
+            or usable_cores() < 2:
+        return []
+    pad_to = program_rows(prep, config, folds)
+    jobs = []
+    for split in ("mass", "redshift") if extrapolate == "mass" else ("redshift",):
+        try:
+            jobs.append(HeldOutTraining(prep, config, pad_to, split))
+        except DataError:
+            continue
+    return jobs
 
 
 def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: Config,
-                                   cv: Mapping[str, Any] | None, held_out: HeldOutTraining | None = None, *,
+                                   cv: Mapping[str, Any] | None, held_out: Sequence[HeldOutTraining] = (), *,
                                    mass: bool = True) -> None:
     """Fit the variance beyond the training box and store it with ``emulator``
     (:func:`~profemu.emulator.extrapolation.fit_extrapolation_variance`: one more training on the
@@ -521,11 +528,12 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
         "the lower redshifts of the %d training rows (all but the highest third)"
     if cv is not None:
         continues = bool(cv["refit"]["continues_cv_networks"])
-        if held_out is not None and not continues:
-            held_out.cancel()
-            held_out = None
+        if not continues:
+            for job in held_out:
+                job.cancel()
+            held_out = ()
         epochs = None if continues else int(cv["refit_epochs"])
-        if held_out is None:
+        if not held_out:
             logger.info("extrapolation variance: one more training of %d members from new initial parameters (%s) on "
                         + half + " (train.extrapolation_variance: off skips it)",
                         config.train.members, f"the whole schedule of {config.train.epochs} epochs, as the members "
@@ -534,8 +542,9 @@ def _attach_extrapolation_variance(emulator: Emulator, prep: Prepared, config: C
         pad = program_rows(prep, config, int(cv["folds"]))
 
         def fitter(data: ProfileDataset) -> Emulator:
-            if held_out is not None and held_out.trained_on(data):
-                part, params = held_out.result()
+            job = next((j for j in held_out if j.trained_on(data)), None)
+            if job is not None:
+                part, params = job.result()
             else:
                 part, params = train_held_out(data, prep, config, pad, epochs)
             return build_emulator(part, config, params, variance_scale=float(cv["variance_scale"]))
