@@ -365,20 +365,16 @@ def update(methods: tuple[str, ...], with_in_box: bool, quick: bool = True,
         if on_mock:
             new = mock(quick, on_mock)
             results["mock"]["13-15"].update({m: new["13-15"][m] for m in on_mock})
-        on_hard = tuple(m for m in methods if m in HARD_METHODS) if "hard_redshift" in suites else ()
-        if on_hard:
-            new = hard_redshift_step(quick, on_hard)
-            old = results.setdefault("hard_redshift_step", {k: v for k, v in new.items()})
-            for key, value in new.items():
+        for suite, key, step, known in (("hard_redshift", "hard_redshift_step", hard_redshift_step, HARD_METHODS),
+                                        ("redshift", "redshift_step", redshift_step, REDSHIFT_METHODS)):
+            chosen = tuple(m for m in methods if m in known) if suite in suites else ()
+            if not chosen:
+                continue
+            new = step(quick, chosen)
+            kept = results.setdefault(key, dict(new))
+            for name, value in new.items():
                 if isinstance(value, dict):
-                    old.setdefault(key, {}).update({m: value[m] for m in on_hard})
-        on_z = tuple(m for m in methods if m in REDSHIFT_METHODS) if "redshift" in suites else ()
-        if on_z:
-            new = redshift_step(quick, on_z)
-            old = results.setdefault("redshift_step", {k: v for k, v in new.items()})
-            for key, value in new.items():
-                if isinstance(value, dict):
-                    old.setdefault(key, {}).update({m: value[m] for m in on_z})
+                    kept.setdefault(name, {}).update({m: value[m] for m in chosen})
     if with_in_box:
         results["in_box"] = in_box(quick)
     if with_seeds:
@@ -428,6 +424,16 @@ def _calibration(block: dict[str, Any], test: str) -> list[str]:
             f"factor {FIELD_BAND:g} of its field's common amplitude, `FIELD_BAND` in "
             "`profemu.emulator.extrapolation`; section \"Extrapolation variance per radius\" compares it with free "
             "amplitudes): " + "; ".join(parts) + "."]
+
+
+def _redshift_section(block: dict[str, Any] | None, title: str, fields: tuple[str, ...], about: str) -> list[str]:
+    """The lines of one redshift-step suite (none where it was not run)."""
+    if not block:
+        return []
+    test = next(k for k in block if k.startswith("z="))
+    return ["", f"### {title}, a redshift step: trained on z = {', '.join(f'{z:g}' for z in TRAIN_REDSHIFTS)} "
+            f"({block['n_train']} rows), tested on {test} ({block[test]['n_test']} rows)", "", about, "",
+            *_table(block, test, fields), *_calibration(block, test)]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -480,29 +486,19 @@ def markdown(results: dict[str, Any]) -> str:
               "apply only to radii in units of R_Δ, so none of the CAMELS rows above uses them.", ""]
     lines += _table(mk, "13-15", fields) + _calibration(mk, "13-15")
     lines += ["", f"Target: profemu median <= {MOCK_RATIO} x the better of GP and PCA+RBF."]
-    zs = results.get("redshift_step")
-    if zs:
-        test = next(k for k in zs if k.startswith("z="))
-        lines += ["", f"### Mock universe, a redshift step: trained on z = "
-                  f"{', '.join(f'{z:g}' for z in TRAIN_REDSHIFTS)} ({zs['n_train']} rows), tested on {test} "
-                  f"({zs[test]['n_test']} rows)", "",
-                  "The same simulations (lh6, seed 0) at every redshift; the redshift is an input of every method. "
-                  "The mock's redshift dependence is that of its profile family (self-similar scales with E(z) and "
-                  "R200c(z), Battaglia-type (1+z) factors in the pressure parameters).", ""]
-        lines += _table(zs, test, fields) + _calibration(zs, test)
-    hard = results.get("hard_redshift_step")
-    if hard:
-        test = next(k for k in hard if k.startswith("z="))
-        lines += ["", f"### Hard mock (35 parameters, physical radii), a redshift step: trained on z = "
-                  f"{', '.join(f'{z:g}' for z in TRAIN_REDSHIFTS)} ({hard['n_train']} rows), tested on {test} "
-                  f"({hard[test]['n_test']} rows)", "",
-                  "The 35-parameter single-halo mock (`make_hard_mock`, seed 0, the same haloes at every redshift, "
-                  "the CAMELS SB35 parameter table) on 30 radii in Mpc, with 0.2-0.4 dex scatter; the median and "
-                  "95th percentile are against the noiseless truth, the coverage counts the noisy haloes (var + "
-                  "noise²). Its family is the mock universe's (Battaglia pressure, baryon-correction gas) written in "
-                  "r/R200c, so the outskirts drawn on r/R_Δ (`profemu`, the hybrid coordinate) meet the family's own "
-                  "coordinate there: its gain over `profemu, physical radii` is partly by construction.", ""]
-        lines += _table(hard, test, FIELDS) + _calibration(hard, test)
+    lines += _redshift_section(
+        results.get("redshift_step"), "Mock universe", fields,
+        "The same simulations (lh6, seed 0) at every redshift; the redshift is an input of every method. "
+        "The mock's redshift dependence is that of its profile family (self-similar scales with E(z) and "
+        "R200c(z), Battaglia-type (1+z) factors in the pressure parameters).")
+    lines += _redshift_section(
+        results.get("hard_redshift_step"), "Hard mock (35 parameters, physical radii)", FIELDS,
+        "The 35-parameter single-halo mock (`make_hard_mock`, seed 0, the same haloes at every redshift, "
+        "the CAMELS SB35 parameter table) on 30 radii in Mpc, with 0.2-0.4 dex scatter; the median and "
+        "95th percentile are against the noiseless truth, the coverage counts the noisy haloes (var + "
+        "noise²). Its family is the mock universe's (Battaglia pressure, baryon-correction gas) written in "
+        "r/R200c, so the outskirts drawn on r/R_Δ (`profemu`, the hybrid coordinate) meet the family's own "
+        "coordinate there: its gain over `profemu, physical radii` is partly by construction.")
     lines.append("")
     return "\n".join(lines)
 

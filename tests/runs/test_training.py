@@ -76,17 +76,12 @@ def test_after_cross_validation_the_held_out_fit_reuses_the_compiled_epoch(caplo
     assert out.emulator.metadata["extrapolation"]["held_out_rows"] > 0
 
 
-def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_with_the_same_result(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    import logging
+def _held_out_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads the held-out trainings run on, recorded as they start."""
     import threading
 
     import profemu.runs.heldout as heldout
-    import profemu.runs.training as training
 
-    ds = make_mock_universe(n=160, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
-    cfg = Config().updated({**_TINY, "train.epochs": 4, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
-    monkeypatch.setattr(training, "usable_cores", lambda: 2)
     threads: list[str] = []
     real_fit = heldout.fit
 
@@ -95,6 +90,20 @@ def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_wi
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(heldout, "fit", fit_in)
+    return threads
+
+
+def test_beside_a_continuing_refit_the_held_out_fit_trains_on_a_second_thread_with_the_same_result(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import profemu.runs.heldout as heldout
+    import profemu.runs.training as training
+
+    ds = make_mock_universe(n=160, seed=5, param_set="lh6", with_pk=False, n_r=6).dataset
+    cfg = Config().updated({**_TINY, "train.epochs": 4, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    threads = _held_out_threads(monkeypatch)
     with caplog.at_level(logging.INFO, logger="profemu"):
         beside = train_emulator(ds, cfg)
     records = caplog.records
@@ -127,7 +136,6 @@ def test_at_three_redshifts_both_held_out_fits_train_beside_the_folds_with_the_s
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The redshift's own term has a held-out training too: it runs on a thread of its own beside
     the folds (as the mass term's does) and gives the numbers it gives after the refit."""
-    import threading
 
     import profemu.runs.heldout as heldout
     import profemu.runs.training as training
@@ -135,14 +143,7 @@ def test_at_three_redshifts_both_held_out_fits_train_beside_the_folds_with_the_s
 
     ds = make_mock_snapshots((0.0, 0.5, 1.0), 90, seed=5, param_set="lh6", with_pk=False, n_r=6)
     cfg = Config().updated({**_TINY, "train.epochs": 4, "train.cv_folds": 3, "train.extrapolation_variance": "on"})
-    threads: list[str] = []
-    real_fit = heldout.fit
-
-    def fit_in(*args: object, **kwargs: object) -> object:
-        threads.append(threading.current_thread().name)
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(heldout, "fit", fit_in)
+    threads = _held_out_threads(monkeypatch)
     monkeypatch.setattr(training, "usable_cores", lambda: 2)
     beside = train_emulator(ds, cfg).emulator.metadata["extrapolation"]
     assert threads == [heldout.THREAD_NAME] * 2
