@@ -109,6 +109,25 @@ def test_transforms_carry_the_grid_and_the_halo_radius(caplog: pytest.LogCapture
     assert Transforms.fit(ds, DataConfig(radial_coordinate="physical")).layout.n_x == 0
 
 
+def test_part_of_the_rows_can_keep_the_runs_radial_coordinate() -> None:
+    """``radial_coordinate_of``: rows of a run (here its lower half in mass, whose R_Delta span less)
+    take the run's grid, centre of log10 R_Delta and hybrid radius; the rest is fitted on them."""
+    ds = self_similar_haloes(80)
+    run = Transforms.fit(ds, DataConfig())
+    lower = ds.subset(np.flatnonzero(ds.log10_mass <= np.median(ds.log10_mass)))
+    own = Transforms.fit(lower, DataConfig())
+    assert own.scaled_radius.size < run.scaled_radius.size  # what the rows alone would draw on
+    kept = Transforms.fit(lower, DataConfig(), radial_coordinate_of=run)
+    np.testing.assert_array_equal(kept.scaled_radius, run.scaled_radius)
+    assert kept.hybrid_r_delta == run.hybrid_r_delta and kept.layout.n_x == run.layout.n_x
+    np.testing.assert_array_equal(kept.input_stats["r_delta"][0], run.input_stats["r_delta"][0])
+    np.testing.assert_array_equal(kept.input_stats["log10_mass"][0], own.input_stats["log10_mass"][0])
+    np.testing.assert_array_equal(kept.target_center, own.target_center)
+    assert Transforms.from_dict(kept.to_dict()) == kept
+    # physical radii asked for: nothing to keep
+    assert Transforms.fit(lower, DataConfig(radial_coordinate="physical"), radial_coordinate_of=run).layout.n_x == 0
+
+
 def test_where_it_cannot_apply_scaled_is_refused_and_auto_says_why(caplog: pytest.LogCaptureFixture) -> None:
     ds = self_similar_haloes(30)
     bare = ProfileDataset(params=ds.params, param_names=ds.param_names, log10_mass=ds.log10_mass, radius=ds.radius,
