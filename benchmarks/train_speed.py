@@ -5,7 +5,7 @@ What is timed
       :class:`~profemu.config.Config` (5-fold cross-validation by simulation, one network per
       fold, the five trained as one compiled program; then the 5 members continue those
       networks on every row for 20 epochs in the same program; the extrapolation variance's
-      held-out training, on a second thread beside the cross-validation; input
+      held-out training, on a thread of its own beside the cross-validation; input
       relevance ``auto``), in memory (no run folder), wall
       time of the whole call [s]; its cross-validated median fractional error is reported
       so a faster run cannot hide a worse emulator. Timed twice: the first call of the process
