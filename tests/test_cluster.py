@@ -325,11 +325,13 @@ def _signal_on_start(run: Path, signum: int, timeout_s: float = 120) -> None:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_a_job_killed_from_outside_before_any_checkpoint_starts_again(slurm, data_file, tmp_path) -> None:
+def test_a_job_killed_from_outside_before_any_checkpoint_starts_again(slurm, data_file, tmp_path,
+                                                                      monkeypatch) -> None:
     """A job ended by an outside signal while it starts (SLURM's time-limit warning before the
     handler is installed, a kill) is submitted again from the first epoch; a job that crashes by
     itself (an abort) is not."""
     path, _ = data_file
+    monkeypatch.chdir(tmp_path)  # the jobs' working folder: the abort's core file lands here
     options = ExecutorOptions(executor="slurm", partition="debug", time_min=10, max_requeues=2)
     run = _prepared(tmp_path, path, "killed", **{"train.epochs": 2})
     submit_members(run, 1, options)
