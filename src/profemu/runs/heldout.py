@@ -129,15 +129,15 @@ class HeldOutTraining:
         data = prep.dataset.subset(training_rows(prep))
         if split == "mass":
             inner, _ = mass_holdout(data)
-            self.what = "the %d rows below the median mass"
+            where = "below the median mass"
         else:
             found = redshift_holdout(data)
             if isinstance(found, str):
                 raise DataError(f"extrapolation variance in redshift: {found}.")
-            inner, cut = found[0], found[3]
-            self.what = f"the %d rows at z <= {cut:.3g}"
+            inner, where = found[0], f"at z <= {found[3]:.3g}"
         self.split = split
         self.rows = data.subset(inner)
+        self._where = where
         self._prep, self._config, self._pad_to = prep, config, pad_to
         self._stop = threading.Event()
         self._done = threading.Event()  # set by the thread when it leaves its work, whatever happened
@@ -153,8 +153,8 @@ class HeldOutTraining:
             return
         term = "" if self.split == "mass" else " in redshift"
         logger.info("extrapolation variance%s: its held-out training (%d members from new initial parameters, the "
-                    "whole schedule of %d epochs, on " + self.what + ") runs beside the cross-validation on a thread of "
-                    "its own", term, self._config.train.members, self._config.train.epochs, self.rows.n)
+                    "whole schedule of %d epochs, on the %d rows %s) runs beside the cross-validation on a thread of "
+                    "its own", term, self._config.train.members, self._config.train.epochs, self.rows.n, self._where)
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
