@@ -20,7 +20,10 @@ Input blocks (see ``docs/architecture.md``), all scaled with the input scaler:
 
 Scalers (``"standard"``: mean / std; ``"robust"``: median / 1.4826·MAD) are fitted on valid
 entries only, and every scale is raised to at least ``scale_floor`` so a constant column
-never divides by ~0.
+never divides by ~0. The halo mass and redshift inputs have physical floors on top
+(:data:`MASS_SCALE_FLOOR_DEX`, :data:`REDSHIFT_SCALE_FLOOR`): a suite of one narrow mass
+bin (or of nearby redshifts) would otherwise put a halo half a dex heavier dozens of
+training spreads away, where the network's output is unconstrained.
 """
 
 from __future__ import annotations
@@ -104,6 +107,16 @@ class ArrayData:
 
 
 _RELATIVE_FLOOR = 1e-3
+#: Smallest scale of the ``log10_mass`` input [dex]. Profiles change over tenths of a dex in
+#: mass; scaled by the spread of one narrow mass bin (0.008 dex in a CAMELS LH bin of
+#: 10^11-10^11.5 Msun), a halo 0.5 dex heavier is 60 spreads out and the network extrapolates
+#: whatever it made of the bin's scatter. On that bin, tested on 10^11.5-10^12, the median
+#: errors were 0.37 (rho) and 0.58 (pth) with the bin's spread and 0.14 and 0.27 with this
+#: floor (BENCHMARKS.md, "Extrapolation in halo mass", one training mass bin).
+MASS_SCALE_FLOOR_DEX = 0.25
+#: Smallest scale of the ``redshift`` input (in z), for the same reason: snapshots at nearby
+#: redshifts.
+REDSHIFT_SCALE_FLOOR = 0.25
 
 
 def _fit_scaler(
@@ -405,7 +418,7 @@ class Transforms:
         check_radius_columns(ds, fields, "training rows")
         floor = cfg.scale_floor
         weights = _checked_input_weights(ds, input_weights)
-        stats, box, pk_pca = _fit_input_stats(ds, cfg)
+        stats, box, pk_pca = _fit_input_stats(ds, cfg, quiet=quiet)
         feature_names = tuple(cfg.features)
         feature_stats: dict[str, Any] = {}
         if feature_names:
@@ -932,16 +945,18 @@ def _checked_input_weights(ds: ProfileDataset, input_weights: np.ndarray | None)
 
 
 def _fit_input_stats(
-    ds: ProfileDataset, cfg: DataConfig
+    ds: ProfileDataset, cfg: DataConfig, quiet: bool = False
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[Any, Any]], dict[str, np.ndarray] | None]:
     """Scaler statistics of the parameter, mass, P(k) and redshift blocks, the training box
-    of every input, and the P(k) principal components (None unless configured)."""
+    of every input, and the P(k) principal components (None unless configured); ``quiet``: the
+    physical floors' log lines at DEBUG."""
     floor = cfg.scale_floor
     log_index = np.array([nm in ds.log_params for nm in ds.param_names], dtype=bool)
     params_t = np.where(log_index, np.log10(np.where(log_index, ds.params, 1.0)), ds.params)
     stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     stats["params"] = _fit_scaler(params_t, cfg.input_scaler, floor)
-    stats["log10_mass"] = _fit_scaler(ds.log10_mass[:, None], cfg.input_scaler, floor)
+    stats["log10_mass"] = _physical_floor(_fit_scaler(ds.log10_mass[:, None], cfg.input_scaler, floor),
+                                          MASS_SCALE_FLOOR_DEX, "log10_mass", "dex", quiet)
     box: dict[str, tuple[Any, Any]] = {
         nm: (float(ds.params[:, j].min()), float(ds.params[:, j].max()))
         for j, nm in enumerate(ds.param_names)
@@ -956,8 +971,19 @@ def _fit_input_stats(
     if ds.redshift is not None:
         box["redshift"] = (float(ds.redshift.min()), float(ds.redshift.max()))
         if np.ptp(ds.redshift) > 0:
-            stats["redshift"] = _fit_scaler(ds.redshift[:, None], cfg.input_scaler, floor)
+            stats["redshift"] = _physical_floor(_fit_scaler(ds.redshift[:, None], cfg.input_scaler, floor),
+                                                REDSHIFT_SCALE_FLOOR, "redshift", "in z", quiet)
     return stats, box, pk_pca
+
+
+def _physical_floor(stats: tuple[np.ndarray, np.ndarray], floor: float, name: str,
+                    unit: str, quiet: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(center, scale)`` with the scale raised to ``floor``, with a log line when it is."""
+    center, scale = stats
+    if float(scale[0]) < floor:
+        logger.log(logging.DEBUG if quiet else logging.INFO, "%s input: the training rows' spread is %.3g %s; scaled by %.3g %s instead, so values beyond "
+                    "them are not read as far outliers", name, float(scale[0]), unit, floor, unit)
+    return center, np.maximum(scale, floor)
 
 
 def _fit_features(
