@@ -359,3 +359,18 @@ def test_predict_says_how_far_each_row_lies_outside_the_training_box(run_dir: Pa
     assert float(inside["distance_outside"]) == 0.0 and inside["outside_inputs"] == ""
     assert float(outside["distance_outside"]) == pytest.approx(0.5, rel=1e-4)
     assert outside["outside_inputs"] == "log10_mass"
+
+
+def test_the_one_line_warning_keeps_the_note_on_an_uncalibrated_variance() -> None:
+    """The command's one warning line about inputs outside the box keeps the emulator's note that no
+    variance covers the distance there (it drops the library's own closing sentence)."""
+    from profemu.cli.commands import _short_warning
+
+    base = "inputs outside the training box: log10_mass = 12.1 (1 of 2 rows) outside the training range [11.3, 11.4]"
+    plain = _short_warning(base + "; predictions there are extrapolations.")
+    bare = _short_warning(base + "; predictions there are extrapolations, and this emulator has no variance for the "
+                          "distance outside the box (train.extrapolation_variance was off, or its training rows could "
+                          "not calibrate it), so its intervals there are too narrow.")
+    assert "log10_mass = 12.1 (1 of 2 rows)" in plain and "too narrow" not in plain
+    assert bare.endswith("the emulator has no variance for the distance outside the box, so its intervals there are "
+                         "too narrow."), bare

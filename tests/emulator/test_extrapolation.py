@@ -368,3 +368,25 @@ def test_a_fields_amplitudes_stay_within_the_band_of_its_common_amplitude() -> N
     assert np.isfinite(nll_gap) and np.all(np.isfinite(a_gap))
     # the quiet radius sits at the band's lower edge here; the unmeasured ones at the common amplitude
     assert a_gap[1] == a_gap[2] and a_gap[2] > 2 * a_gap[0]
+
+
+def test_the_warning_outside_the_box_says_when_no_variance_covers_the_distance(run: TinyRun) -> None:
+    """An emulator without a calibrated extrapolation variance (switched off, or one narrow mass bin
+    that cannot calibrate it) says, when asked outside its box, that its intervals there are too
+    narrow; one with the variance does not."""
+    from profemu.emulator import Emulator
+
+    emu = run.emulator
+    meta = {k: v for k, v in emu.metadata.items() if k != "extrapolation"}
+    bare = Emulator(emu.transforms, emu.model_config, emu.weights, metadata=meta,
+                    variance_scale=emu.variance_scale, on_extrapolation="warn")
+    x = np.median(run.dataset.params, axis=0)
+    above = bare.training_box["log10_mass"][1] + 0.5
+    with pytest.warns(UserWarning, match="has no variance for the distance outside the box") as caught:
+        bare.predict(x, above)
+    assert len(caught) == 1 and "log10_mass" in str(caught[0].message)
+    calibrated = _with_record(run, 0.4, 2.0)
+    calibrated.on_extrapolation = "warn"
+    with pytest.warns(UserWarning, match="predictions there are extrapolations") as caught:
+        calibrated.predict(x, above)
+    assert all("no variance" not in str(w.message) for w in caught)

@@ -160,7 +160,10 @@ def _short_warning(text: str, limit: int = 240) -> str:
         parts = [p.strip() for p in text[len(prefix):].split(";")]
         parts = [p for p in parts if p and not p.startswith("predictions")]
         shown = "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more" if len(parts) > 4 else "")
-        return f"{prefix}{shown}; predictions there are extrapolations (held-out simulations often lie a little outside)."
+        uncalibrated = ("; the emulator has no variance for the distance outside the box, so its intervals there "
+                        "are too narrow" if "no variance for the distance" in text else "")
+        return (f"{prefix}{shown}; predictions there are extrapolations (held-out simulations often lie a little "
+                f"outside){uncalibrated}.")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -350,7 +350,13 @@ class Emulator:
         msg = "inputs outside the training box: " + "; ".join(outside)
         if policy == "error":
             raise ExtrapolationError(msg + ". Pass on_extrapolation='warn' or 'ignore' to predict anyway.")
-        warnings.warn(msg + "; predictions there are extrapolations.", stacklevel=stacklevel)
+        if self.extrapolation is None:
+            msg += ("; predictions there are extrapolations, and this emulator has no variance for the distance "
+                    "outside the box (train.extrapolation_variance was off, or its training rows could not calibrate "
+                    "it), so its intervals there are too narrow.")
+        else:
+            msg += "; predictions there are extrapolations."
+        warnings.warn(msg, stacklevel=stacklevel)
         return outside
 
     # ------------------------------------------------------------- prediction
