@@ -342,6 +342,18 @@ def test_mass_and_redshift_inputs_are_scaled_by_at_least_their_physical_floors(
     assert float(w.input_stats["redshift"][1][0]) == pytest.approx(0.5)
     again = Transforms.from_dict(t.to_dict())
     np.testing.assert_array_equal(again.input_stats["log10_mass"][1], t.input_stats["log10_mass"][1])
+    # the redshift given as a parameter column "z": the same floor for that column alone
+    column = ProfileDataset(params=np.column_stack([narrow.params, narrow.redshift]),
+                            param_names=[*narrow.param_names, "z"], log10_mass=narrow.log10_mass,
+                            radius=narrow.radius, profiles=narrow.profiles, units=narrow.units,
+                            groups=narrow.groups, meta=narrow.meta, noise=narrow.noise)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="profemu.data.transforms"):
+        c = Transforms.fit(column, DataConfig())
+    scales = np.asarray(c.input_stats["params"][1])
+    assert scales[-1] == REDSHIFT_SCALE_FLOOR
+    np.testing.assert_allclose(scales[:-1], np.std(narrow.params, axis=0), rtol=1e-9)
+    assert "parameter column 'z' (the redshift) input: the training rows' spread is" in caplog.text
 
 
 def test_one_narrow_mass_bin_extrapolates_half_a_dex_without_running_away() -> None:

@@ -20,8 +20,9 @@ Input blocks (see ``docs/architecture.md``), all scaled with the input scaler:
 
 Scalers (``"standard"``: mean / std; ``"robust"``: median / 1.4826·MAD) are fitted on valid
 entries only, and every scale is raised to at least ``scale_floor`` so a constant column
-never divides by ~0. The halo mass and redshift inputs have physical floors on top
-(:data:`MASS_SCALE_FLOOR_DEX`, :data:`REDSHIFT_SCALE_FLOOR`): a suite of one narrow mass
+never divides by ~0. The halo mass and redshift inputs (and a parameter column holding
+the redshift) have physical floors on top (:data:`MASS_SCALE_FLOOR_DEX`,
+:data:`REDSHIFT_SCALE_FLOOR`): a suite of one narrow mass
 bin (or of nearby redshifts) would otherwise put a halo half a dex heavier dozens of
 training spreads away, where the network's output is unconstrained.
 """
@@ -955,6 +956,13 @@ def _fit_input_stats(
     params_t = np.where(log_index, np.log10(np.where(log_index, ds.params, 1.0)), ds.params)
     stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     stats["params"] = _fit_scaler(params_t, cfg.input_scaler, floor)
+    z_column = redshift_column(ds.param_names)
+    if z_column is not None and not log_index[z_column]:  # the redshift as a parameter column: its floor too
+        center, scale = stats["params"]
+        _, z_scale = _physical_floor((center[z_column:z_column + 1], scale[z_column:z_column + 1]),
+                                     REDSHIFT_SCALE_FLOOR, f"parameter column {ds.param_names[z_column]!r} (the "
+                                     "redshift)", "in z", quiet)
+        stats["params"] = (center, np.concatenate([scale[:z_column], z_scale, scale[z_column + 1:]]))
     stats["log10_mass"] = _physical_floor(_fit_scaler(ds.log10_mass[:, None], cfg.input_scaler, floor),
                                           MASS_SCALE_FLOOR_DEX, "log10_mass", "dex", quiet)
     box: dict[str, tuple[Any, Any]] = {
