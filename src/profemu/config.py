@@ -238,7 +238,8 @@ class DataConfig:
             row trains the Emulator; its error is then the cross-validation estimate).
         split_seed: Seed of the group split.
         input_scaler: ``"standard"`` (mean/std) or ``"robust"`` (median/MAD·1.4826). The halo
-            mass and redshift inputs are divided by at least 0.25 dex and 0.25 in z: scaled by
+            mass and redshift inputs (and a parameter column named ``z`` or ``Redshift``) are
+            divided by at least 0.25 dex and 0.25 in z: scaled by
             the spread of one narrow mass bin (0.008 dex in a CAMELS LH bin), a halo half a dex
             heavier would be 60 spreads out, where the network's output is unconstrained.
         target_scaler: Same choices, applied per field and radius to log10 profiles.

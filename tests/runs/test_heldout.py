@@ -167,9 +167,13 @@ def test_ctrl_c_beside_the_thread_exits_with_130(tmp_path: Any) -> None:
         while proc.poll() is None and time.monotonic() < deadline:
             if re.search(r"runs beside the cross-validation on a thread of its own", log.read_text()):
                 # Ctrl-C, again every 2 s as a user would: Python drops a KeyboardInterrupt that lands in
-                # a finalizer ("Exception ignored in ..."), rarely, on a loaded machine
-                for _ in range(10):  # until the command has answered (it then exits; a Ctrl-C in its teardown
-                    time.sleep(0.5 if _ == 0 else 2.0)  # would end it by the signal)
+                # a finalizer ("Exception ignored in ..."), rarely, on a loaded machine; until the command
+                # has answered (it then exits; a Ctrl-C in its teardown would end it by the signal)
+                answer_by = time.monotonic() + 120
+                first = True
+                while time.monotonic() < answer_by:
+                    time.sleep(0.5 if first else 2.0)
+                    first = False
                     if proc.poll() is not None or "error: interrupted" in log.read_text():
                         break
                     proc.send_signal(signal.SIGINT)
