@@ -607,8 +607,8 @@ def _narrow_lines(one_bin: dict[str, Any] | None, near: dict[str, Any] | None) -
     if not one_bin and not near:
         return []
     lines = ["", "### Training rows that span little: one mass bin, two nearby redshifts", "",
-             "The mass and redshift inputs are scaled by their training spread, but never by less than a quarter "
-             "dex and a quarter in z (`MASS_SCALE_FLOOR_DEX`, `REDSHIFT_SCALE_FLOOR` in `profemu.data.transforms`). "
+             "The mass and redshift inputs are scaled by their training spread, but never by less than 0.2 dex "
+             "and 0.25 in z (`MASS_SCALE_FLOOR_DEX`, `REDSHIFT_SCALE_FLOOR` in `profemu.data.transforms`). "
              f"The row `{SPREAD_SCALED}` is the same default without those floors: a halo half a dex above one "
              "narrow mass bin is then dozens of training spreads away, where the network's output is unconstrained. "
              "`plain MLP` has the floors (it is the default network without self-similar scaling, quick settings)."]

@@ -239,7 +239,7 @@ class DataConfig:
         split_seed: Seed of the group split.
         input_scaler: ``"standard"`` (mean/std) or ``"robust"`` (median/MAD·1.4826). The halo
             mass and redshift inputs (and a parameter column named ``z`` or ``Redshift``) are
-            divided by at least 0.25 dex and 0.25 in z: scaled by
+            divided by at least 0.2 dex and 0.25 in z: scaled by
             the spread of one narrow mass bin (0.008 dex in a CAMELS LH bin), a halo half a dex
             heavier would be 60 spreads out, where the network's output is unconstrained.
         target_scaler: Same choices, applied per field and radius to log10 profiles.
@@ -261,9 +261,9 @@ class DataConfig:
             cooling), outside it on r / R_Δ (outskirts that follow the halo's size), with a
             0.25 dex transition (physical radii where r / R_Δ cannot apply or with
             ``model.monotone_head``, with a log line): the default. On CAMELS TNG trained on 10^11-10^12 Msun and tested on
-            10^12-10^12.3 it cut the median error from 0.152 to 0.134 (rho) and 0.266 to
-            0.241 (pth) against physical radii (seed 0; the default gives 0.129 / 0.225 and
-            0.130 / 0.239 with seeds 1 and 2), with the same 5-fold CV errors inside the box (rho 3.65% vs 3.67%,
+            10^12-10^12.3 it cut the median error from 0.151 to 0.129 (rho) and 0.265 to
+            0.241 (pth) against physical radii (seed 0; 0.161 to 0.134 and 0.271 to 0.230
+            with seed 1), with the same 5-fold CV errors inside the box (rho 3.65% vs 3.67%,
             pth 9.51% vs 9.47%) and a lower one on the hard mock (5.11% vs 5.44% against
             the truth, 2,000 haloes);
             ``"auto"``: ``"scaled"`` when the self-similar normalisation applies and the

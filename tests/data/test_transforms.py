@@ -320,7 +320,7 @@ def test_jax_matches_numpy_and_is_differentiable(ds: ProfileDataset) -> None:
 def test_mass_and_redshift_inputs_are_scaled_by_at_least_their_physical_floors(
         caplog: pytest.LogCaptureFixture) -> None:
     """One narrow mass bin at two nearby redshifts: the mass and redshift inputs are divided by
-    a quarter dex and a quarter in z, not by their spreads (0.01 dex, 0.025), and a log line says
+    0.2 dex and 0.25 in z, not by their spreads (0.01 dex, 0.025), and a log line says
     so; a suite spread wider keeps its own spread."""
     import logging
 
@@ -331,7 +331,7 @@ def test_mass_and_redshift_inputs_are_scaled_by_at_least_their_physical_floors(
                                  log10_mass_range=(12.0, 12.03))
     with caplog.at_level(logging.INFO, logger="profemu.data.transforms"):
         t = Transforms.fit(narrow, DataConfig())
-    assert float(t.input_stats["log10_mass"][1][0]) == MASS_SCALE_FLOOR_DEX == 0.25
+    assert float(t.input_stats["log10_mass"][1][0]) == MASS_SCALE_FLOOR_DEX == 0.2
     assert float(t.input_stats["redshift"][1][0]) == REDSHIFT_SCALE_FLOOR == 0.25
     assert float(t.input_stats["log10_mass"][0][0]) == pytest.approx(np.mean(narrow.log10_mass))
     assert "log10_mass input: the training rows' spread is" in caplog.text
