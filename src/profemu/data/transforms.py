@@ -990,8 +990,9 @@ def _physical_floor(stats: tuple[np.ndarray, np.ndarray], floor: float, name: st
     """``(center, scale)`` with the scale raised to ``floor``, with a log line when it is."""
     center, scale = stats
     if float(scale[0]) < floor:
-        logger.log(logging.DEBUG if quiet else logging.INFO, "%s input: the training rows' spread is %.3g %s; scaled by %.3g %s instead, so values beyond "
-                    "them are not read as far outliers", name, float(scale[0]), unit, floor, unit)
+        logger.log(logging.DEBUG if quiet else logging.INFO,
+                   "%s input: the training rows' spread is %.3g %s; scaled by %.3g %s instead, so values beyond "
+                   "them are not read as far outliers", name, float(scale[0]), unit, floor, unit)
     return center, np.maximum(scale, floor)
 
 
