@@ -377,3 +377,47 @@ def test_one_narrow_mass_bin_extrapolates_half_a_dex_without_running_away() -> N
     errors = {f: float(np.median(np.abs(10 ** (pred[f].mean - np.log10(test.profiles[f])) - 1)))
               for f in emu.field_names}
     assert max(errors.values()) < 0.25, errors
+
+
+def test_a_parameter_with_one_value_in_every_row_is_not_read(caplog: pytest.LogCaptureFixture) -> None:
+    """sigma_8 held at one value in every training row: its input weight is 0 (whatever relevance
+    weights are given), its normalised column is 0 at any value, a log line names it, and the
+    weights survive the JSON round trip; an emulator trained on such rows predicts the same mean
+    at another sigma_8 (before, 1% off moved log rho by 0.6 dex), with the warning for inputs
+    outside the training box."""
+    import dataclasses
+    import logging
+    import warnings
+
+    from profemu.config import Config
+    from profemu.data.mock import make_mock_universe
+    from profemu.runs.training import train_emulator
+
+    ds = make_mock_universe(300, seed=0, param_set="lh6", with_pk=False, n_r=8).dataset
+    j = list(ds.param_names).index("sigma_8")
+    params = ds.params.copy()
+    params[:, j] = params[0, j]
+    ds = dataclasses.replace(ds, params=params)
+    given = np.full(len(ds.param_names), 0.5)
+    with caplog.at_level(logging.INFO, logger="profemu.data.transforms"):
+        t = Transforms.fit(ds, DataConfig(), input_weights=given)
+    expected = given.copy()
+    expected[j] = 0.0
+    np.testing.assert_array_equal(t.param_weights, expected)
+    assert "parameters 'sigma_8' have one value in every training row" in caplog.text
+    moved = params[:3].copy()
+    moved[:, j] *= 1.2
+    np.testing.assert_array_equal(t.transform_inputs(moved, ds.log10_mass[:3])["params"][:, j], 0.0)
+    np.testing.assert_array_equal(Transforms.from_dict(t.to_dict()).param_weights, expected)
+
+    cfg = Config().updated({"train.cv_folds": 0, "train.members": 2, "train.epochs": 20})
+    emu = train_emulator(ds, cfg, evaluate_test=False).emulator
+    x = np.median(ds.params, axis=0)
+    y = x.copy()
+    y[j] *= 1.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        at = emu.predict(x, 13.0)["rho"].mean
+    with pytest.warns(UserWarning, match="sigma_8 = .* outside the training range"):
+        off = emu.predict(y, 13.0)["rho"].mean
+    np.testing.assert_allclose(off, at, atol=1e-6)

@@ -397,7 +397,11 @@ class Transforms:
                 ``features``); defaults to ``DataConfig()``.
             input_weights: Per-parameter weights [p] multiplying the standardised
                 parameters (the input relevance, :func:`profemu.train.setup.fit_transforms`
-                computes them from ``data.input_relevance``); None: no weighting.
+                computes them from ``data.input_relevance``); None: no weighting. A parameter
+                with the same value in every row of ``ds`` gets weight 0 whatever is given:
+                the network does not read it (its weights from that input would never be
+                trained, and a prediction at another value would multiply them by dozens of
+                the column's floor-sized scale).
             quiet: Log the self-similar decision at DEBUG, not INFO (internal fits, e.g. the
                 baselines' design, whose plain log10 is not the run's choice).
             radial_coordinate_of: Transforms fitted on rows that include ``ds`` (e.g. a run's,
@@ -421,6 +425,7 @@ class Transforms:
         floor = cfg.scale_floor
         weights = _checked_input_weights(ds, input_weights)
         stats, box, pk_pca = _fit_input_stats(ds, cfg, quiet=quiet)
+        weights = _without_constant_columns(ds, weights, quiet)
         feature_names = tuple(cfg.features)
         feature_stats: dict[str, Any] = {}
         if feature_names:
@@ -814,8 +819,12 @@ class Transforms:
         if self.hybrid_r_delta is not None and (self.scaled_radius is None or abs(self.hybrid_r_delta) > _MAX_LOG10):
             bad("hybrid_r_delta needs scaled_radius and must be a finite log10 radius")
         w = self.param_weights
-        if w.shape != (len(self.param_names),) or not np.all(np.isfinite(w)) or (w <= 0).any() or (w > 1).any():
-            bad("param_weights must hold one weight in (0, 1] per parameter")
+        one_value = np.array([n in self._box and float(np.min(self._box[n][0])) == float(np.max(self._box[n][1]))
+                              for n in self.param_names], bool)
+        if w.shape != (len(self.param_names),) or not np.all(np.isfinite(w)) or (w < 0).any() or (w > 1).any() \
+                or ((w == 0) & ~one_value).any():
+            bad("param_weights must hold one weight in (0, 1] per parameter (0 only for a parameter with one value "
+                "in the training box)")
         for name, (lo, hi) in self._box.items():
             lo_a, hi_a = np.asarray(lo, float), np.asarray(hi, float)
             if lo_a.shape != hi_a.shape or not (np.all(np.isfinite(lo_a)) and np.all(np.isfinite(hi_a))):
@@ -936,14 +945,31 @@ def _fit_fields(ds: ProfileDataset, cfg: DataConfig) -> tuple[str, ...]:
 
 
 def _checked_input_weights(ds: ProfileDataset, input_weights: np.ndarray | None) -> np.ndarray | None:
-    """The per-parameter input weights [p] (finite, > 0), or None."""
+    """The per-parameter input weights [p] (finite, in [0, 1]), or None."""
     if input_weights is None:
         return None
     weights = np.asarray(input_weights, dtype=float)
-    if weights.shape != (len(ds.param_names),) or not np.all(np.isfinite(weights) & (weights > 0)):
-        raise DataError(f"input_weights: expected {len(ds.param_names)} finite weights > 0 (one per "
+    if weights.shape != (len(ds.param_names),) or not np.all(np.isfinite(weights) & (weights >= 0) & (weights <= 1)):
+        raise DataError(f"input_weights: expected {len(ds.param_names)} finite weights in [0, 1] (one per "
                         f"parameter), got shape {weights.shape}; compute them with fit_transforms.")
     return weights
+
+
+def _without_constant_columns(ds: ProfileDataset, weights: np.ndarray | None, quiet: bool) -> np.ndarray | None:
+    """``weights`` with 0 for every parameter that has one value in all training rows (a log line
+    names them); unchanged (None stays None) when there is none."""
+    params = np.asarray(ds.params, dtype=float)
+    constant = (np.ptp(params, axis=0) == 0) if ds.n else np.zeros(params.shape[1], bool)
+    if not constant.any():
+        return weights
+    out = np.ones(constant.size) if weights is None else np.array(weights, dtype=float)
+    out[constant] = 0.0
+    names = [str(ds.param_names[j]) for j in np.flatnonzero(constant)]
+    logger.log(logging.DEBUG if quiet else logging.INFO,
+               "parameters %s have one value in every training row: the network does not read them (a prediction "
+               "at another value is the one at the training value, flagged as outside the training box)",
+               ", ".join(repr(n) for n in names))
+    return out
 
 
 def _fit_input_stats(

@@ -600,7 +600,7 @@ def _blend_fade(transforms: Transforms) -> dict[str, np.ndarray]:
     if "redshift" in stats:
         fade["redshift"] = FADE / np.asarray(stats["redshift"][1], float)
     j = transforms.redshift_column
-    if j is not None and transforms.param_names[j] not in transforms.log_params:
+    if j is not None and transforms.param_names[j] not in transforms.log_params and transforms.param_weights[j] > 0:
         column = np.full(len(transforms.param_names), np.inf)
         column[j] = FADE / float(np.asarray(stats["params"][1], float)[j]) * float(transforms.param_weights[j])
         fade["params"] = column
