@@ -133,7 +133,7 @@ def _fitters(quick: bool) -> dict[str, Callable[[ProfileDataset], Any]]:
         "physics core": lambda d: _profemu(d, _config(quick, **{"model.kind": "physics"}), True),
         "physics core, mass_order 1": lambda d: _profemu(
             d, _config(quick, **{"model.kind": "physics", "model.mass_order": 1}), True),
-        SPREAD_SCALED: lambda d: _spread_scaled_fit(d),
+        SPREAD_SCALED: _spread_scaled_fit,
         NO_BOUND: lambda d: _train(d, Config().updated({"data.gas_fraction_bound": "off"})),
         "GP": baseline(lambda: GPBaseline(n_restarts=1, seed=0)),
         "PCA+RBF": baseline(lambda: PCARBFBaseline(seed=0)),

@@ -598,8 +598,8 @@ class TrainConfig:
             above the lower half, with at least 25 on each side of their median (else, on
             rows at three or more redshifts, the redshift's own term alone), ``"on"``,
             ``"off"``. On CAMELS TNG, 0-0.3 dex above
-            the training masses, the default's 68% coverage is 0.67 (rho) and 0.68 (pth)
-            with training seed 0 (0.64-0.91 over seeds 0-2), against 0.52 and 0.42 for the
+            the training masses, the default's 68% coverage is 0.69 (rho) and 0.73 (pth)
+            with training seed 0 (0.66-0.73 over seeds 0-2), against 0.52 and 0.42 for the
             plain MLP without it and without self-similar scaling (BENCHMARKS.md).
     """
 

@@ -359,7 +359,7 @@ def test_mass_and_redshift_inputs_are_scaled_by_at_least_their_physical_floors(
 def test_one_narrow_mass_bin_extrapolates_half_a_dex_without_running_away() -> None:
     """Trained on haloes of 10^12-10^12.05 Msun (a spread of 0.015 dex) and asked at 10^12.5: scaled
     by its spread the mass input lies ~35 spreads out and the network's guesses there were 3-5x
-    worse (median errors 0.46 / 0.41 / 0.32 against 0.15 / 0.08 / 0.08 for rho / pth / T)."""
+    worse (median errors 0.46 / 0.41 / 0.32 against 0.14 / 0.07 / 0.08 for rho / pth / T)."""
     import warnings
 
     from profemu.config import Config

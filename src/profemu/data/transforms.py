@@ -819,7 +819,7 @@ class Transforms:
         if self.hybrid_r_delta is not None and (self.scaled_radius is None or abs(self.hybrid_r_delta) > _MAX_LOG10):
             bad("hybrid_r_delta needs scaled_radius and must be a finite log10 radius")
         w = self.param_weights
-        one_value = np.array([n in self._box and float(np.min(self._box[n][0])) == float(np.max(self._box[n][1]))
+        one_value = np.array([n in self._box and float(self._box[n][0]) == float(self._box[n][1])
                               for n in self.param_names], bool)
         if w.shape != (len(self.param_names),) or not np.all(np.isfinite(w)) or (w < 0).any() or (w > 1).any() \
                 or ((w == 0) & ~one_value).any():
@@ -985,13 +985,10 @@ def _fit_input_stats(
     stats["params"] = _fit_scaler(params_t, cfg.input_scaler, floor)
     z_column = redshift_column(ds.param_names)
     if z_column is not None and not log_index[z_column]:  # the redshift as a parameter column: its floor too
-        center, scale = stats["params"]
-        _, z_scale = _physical_floor((center[z_column:z_column + 1], scale[z_column:z_column + 1]),
-                                     REDSHIFT_SCALE_FLOOR, f"parameter column {ds.param_names[z_column]!r} (the "
-                                     "redshift)", "in z", quiet)
-        stats["params"] = (center, np.concatenate([scale[:z_column], z_scale, scale[z_column + 1:]]))
-    stats["log10_mass"] = _physical_floor(_fit_scaler(ds.log10_mass[:, None], cfg.input_scaler, floor),
-                                          MASS_SCALE_FLOOR_DEX, "log10_mass", "dex", quiet)
+        _physical_floor(stats["params"][1], z_column, REDSHIFT_SCALE_FLOOR,
+                        f"parameter column {ds.param_names[z_column]!r} (the redshift)", "in z", quiet)
+    stats["log10_mass"] = _fit_scaler(ds.log10_mass[:, None], cfg.input_scaler, floor)
+    _physical_floor(stats["log10_mass"][1], 0, MASS_SCALE_FLOOR_DEX, "log10_mass", "dex", quiet)
     box: dict[str, tuple[Any, Any]] = {
         nm: (float(ds.params[:, j].min()), float(ds.params[:, j].max()))
         for j, nm in enumerate(ds.param_names)
@@ -1006,20 +1003,18 @@ def _fit_input_stats(
     if ds.redshift is not None:
         box["redshift"] = (float(ds.redshift.min()), float(ds.redshift.max()))
         if np.ptp(ds.redshift) > 0:
-            stats["redshift"] = _physical_floor(_fit_scaler(ds.redshift[:, None], cfg.input_scaler, floor),
-                                                REDSHIFT_SCALE_FLOOR, "redshift", "in z", quiet)
+            stats["redshift"] = _fit_scaler(ds.redshift[:, None], cfg.input_scaler, floor)
+            _physical_floor(stats["redshift"][1], 0, REDSHIFT_SCALE_FLOOR, "redshift", "in z", quiet)
     return stats, box, pk_pca
 
 
-def _physical_floor(stats: tuple[np.ndarray, np.ndarray], floor: float, name: str,
-                    unit: str, quiet: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(center, scale)`` with the scale raised to ``floor``, with a log line when it is."""
-    center, scale = stats
-    if float(scale[0]) < floor:
+def _physical_floor(scale: np.ndarray, column: int, floor: float, name: str, unit: str, quiet: bool) -> None:
+    """Raise ``scale[column]`` (in place) to ``floor``, with a log line when it is below."""
+    if float(scale[column]) < floor:
         logger.log(logging.DEBUG if quiet else logging.INFO,
                    "%s input: the training rows' spread is %.3g %s; scaled by %.3g %s instead, so values beyond "
-                   "them are not read as far outliers", name, float(scale[0]), unit, floor, unit)
-    return center, np.maximum(scale, floor)
+                   "them are not read as far outliers", name, float(scale[column]), unit, floor, unit)
+        scale[column] = floor
 
 
 def _fit_features(

@@ -490,7 +490,7 @@ def extrapolation_terms(config: Config, prep: Prepared) -> str:
 def _held_out_beside_folds(prep: Prepared, config: Config, folds: int, extrapolate: str) -> list[HeldOutTraining]:
     """The extrapolation variance's held-out trainings to run beside the cross-validation
     (:mod:`profemu.runs.heldout`): the mass term's (``extrapolate == "mass"``) and the redshift's
-    own (rows at three or more redshifts), each on a thread of its own. None where they train
+    own (rows at three or more redshifts), each on a thread of its own. None (an empty list) where they train
     after the refit: no cross-validation, a refit from new initial parameters, a single usable
     core, or rows that cannot be split (the error is raised, and logged, where the term is fitted)."""
     if not extrapolate or not folds or not _continues_folds(config, folds * config.train.cv_members) \
