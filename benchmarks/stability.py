@@ -75,7 +75,7 @@ def markdown(results: dict[str, Any]) -> str:
         "CAMELS LH IllustrisTNG `rho_mean`, mass bins 11-11.5 and 11.5-12 (2000 rows), split by "
         "simulation with the default config (10% validation, 10% test simulations, split seed 0); "
         "the default 5-member ensemble per training seed, and once with a learning rate of 1.0 "
-        "(500x the default). Held-out numbers are on the test simulations.", "",
+        f"({1.0 / Config().optim.learning_rate:.0f}x the default). Held-out numbers are on the test simulations.", "",
         "| run | epochs | best val. loss finite (all members) | parameters finite | skipped steps | rollbacks "
         "| median frac. err | 95th pct | coverage 68% | coverage 95% | noise floor (median) | seconds |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -564,8 +564,8 @@ class TrainConfig:
             networks, trains the refit from new initial parameters for the folds' median best
             epoch instead. On CAMELS TNG (1,600 rows, 5 outer folds) 20 epochs matched that
             refit's error (rho 3.67% vs 3.65%, pth 9.46% vs 9.43%) and cut its time from about
-            2 s to 0.3 s; on the 35-parameter hard mock they lowered the network's error against
-            the truth (10.16% vs 10.56% at 600 rows, 6.12% vs 6.60% at 2,000).
+            2 s to 0.3 s; on the 35-parameter hard mock it matched it against the truth too
+            (9.30% vs 9.33% at 600 rows, 5.37% vs 5.45% at 2,000).
         auto_capacity: Compare a few architectures (narrow, regularised, the other kind)
             by 3-fold group cross-validation before training and train the best
             (:mod:`profemu.train.select`): ``"auto"`` on training sets of at most 1,000
@@ -580,8 +580,8 @@ class TrainConfig:
             rows and on every suite of at most 300 (not with ``model.monotone_head``: a GP's
             mean is not monotone), ``"on"`` (at most 3,000 rows), ``"off"``. On the
             35-parameter hard mock it lowered the error against the truth below both the
-            network's and the GP's; on CAMELS TNG rho it did so at 100-300 rows and lost
-            to the network alone at 400-1,600. Beyond the training masses and redshifts
+            network's and the GP's; on CAMELS TNG rho it did so at 100-300 rows, and at 600
+            and 1,400 rows the network alone was better. Beyond the training masses and redshifts
             the GP's share fades within 0.1 dex (or 0.1 in z): the network carries the
             trend there (:data:`profemu.emulator.blend.FADE`).
         extrapolation_variance: Fit the variance that grows outside the training box
