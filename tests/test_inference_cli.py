@@ -212,6 +212,17 @@ def test_fisher_writes_matrix_and_errors(run: TinyRun, tmp_path: Path) -> None:
     error_line(invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
                       "--out", run.run_dir, "--force"), "holds or is inside the run folder")
     assert (out / "fisher.json").read_text() == before and (run.run_dir / "emulator").is_dir()
+    # --force replaces an earlier result, never a folder of the user's own files
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    error_line(invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
+                      "--fix", "Omega_m=" + repr(point["Omega_m"]), "--out", mine, "--force"),
+               "holds notes.txt", "not an earlier result")
+    assert (mine / "notes.txt").read_text() == "mine"
+    again = invoke("fisher", run.run_dir, "--at", at, "--observed", obs_path, "--log10-mass", mass,
+                   "--fix", "Omega_m=" + repr(point["Omega_m"]), "--out", out, "--force")
+    assert again.exit_code == 0, (again.stdout, again.stderr, again.exception)
 
 
 @pytest.mark.parametrize(("command", "options"), [

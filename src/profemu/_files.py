@@ -800,9 +800,12 @@ def json_safe(value: Any) -> Any:
 
 
 def check_result_folder(out: str | Path, *, force: bool = False,
-                        inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+                        inputs: Mapping[str, str | Path | None] | None = None,
+                        names: Iterable[str] | None = None) -> Path:
     """Refuse a results folder that is a file, holds or is inside one of ``inputs`` (even with
-    ``force``: it is replaced whole), or exists non-empty without ``force``."""
+    ``force``: it is replaced whole), or exists non-empty without ``force``; with ``names`` (the
+    files the command writes there), also one holding anything else even with ``force``: only an
+    earlier result of the same command is replaced, never a folder of the user's own files."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {str(out)!r}: exists and is not a folder; pass a folder name.")
@@ -814,18 +817,28 @@ def check_result_folder(out: str | Path, *, force: bool = False,
         if g == o or o in g.parents or g in o.parents:
             raise DataError(f"--out {str(out)!r}: holds or is inside the {what} {str(given)!r}; replacing it would "
                             "destroy the inputs (--force does not change that). Pass another --out.")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise DataError(f"--out {str(out)!r}: folder exists and is not empty; pass --force to replace it "
-                        "or choose another --out.")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise DataError(f"--out {str(out)!r}: folder exists and is not empty; pass --force to replace it "
+                            "or choose another --out.")
+        if names is not None:
+            foreign = sorted(e.name for e in out.iterdir() if e.name not in set(names))
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise DataError(f"--out {str(out)!r}: holds {shown}, which this command does not write, so it is "
+                                "not an earlier result of it; --force replaces only such a folder. Pass a new or "
+                                "empty --out.")
     return out
 
 
 def write_result_folder(out: str | Path, files: Mapping[str, Callable[[Path], Any]], *,
-                        force: bool = False, inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+                        force: bool = False, inputs: Mapping[str, str | Path | None] | None = None,
+                        names: Iterable[str] | None = None) -> Path:
     """Write a results folder as one unit: every file into a temporary sibling folder, then one
     rename. ``files`` maps a file name to a function writing it to the given path. An existing
-    non-empty ``out`` is refused unless ``force`` (then replaced only after all files are written)."""
-    out = check_result_folder(out, force=force, inputs=inputs)
+    non-empty ``out`` is refused unless ``force`` (then replaced only after all files are written)
+    and, even with it, unless it holds only files of ``names`` (default: those of ``files``)."""
+    out = check_result_folder(out, force=force, inputs=inputs, names=files if names is None else names)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
     tmp.mkdir()

@@ -100,6 +100,31 @@ def test_evaluate_and_compare_never_write_over_the_data(ctx: Ctx, tmp_path: Path
     assert digest(data) == before
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict", "predict --pk-ratio", "suggest", "observe"])
+def test_no_output_replaces_the_runs_data_file_even_with_force(ctx: Ctx, tmp_path: Path, command: str) -> None:
+    run, data = own_copy(ctx, tmp_path)
+    before = digest(data)
+    header, rows = ctx.good_csv_rows()
+    points = tmp_path / "in.csv"
+    points.write_text(",".join(header) + "\n" + "\n".join(",".join(repr(float(v)) for v in r) for r in rows) + "\n")
+    pk = tmp_path / "pk.csv"
+    pk.write_text("1.0\n")
+    args = {
+        "evaluate": ["evaluate", str(run), "--split", "val", "--out", str(data), "--force"],
+        "predict": ["predict", str(run), "--input", str(points), "--out", str(data), "--force"],
+        "predict --pk-ratio": ["predict", str(run), "--input", str(points), "--pk-ratio", str(pk), "--out", str(pk),
+                               "--force"],
+        "suggest": ["suggest", str(run), "--n", "2", "--candidates", "64", "--out", str(data), "--force"],
+        "observe": ["observe", str(run), "--at", str(points), "--observable", "ksz", "--apertures", "2",
+                    "--redshift", "0.5", "--beam", str(tmp_path / "beam.txt"), "--mass-distribution",
+                    str(tmp_path / "masses.csv"), "--out", str(data), "--force"],
+    }[command]
+    line = error_line(invoke(args))
+    what = "--pk-ratio file" if command == "predict --pk-ratio" else "run's data file"
+    assert f"is the {what}" in line and "--force does not change that" in line, line
+    assert digest(data) == before and pk.read_text() == "1.0\n"
+
+
 @pytest.mark.parametrize("command", ["evaluate", "compare", "mock", "suggest"])
 def test_existing_outputs_are_kept_without_force(ctx: Ctx, tmp_path: Path, command: str) -> None:
     out = tmp_path / ("out.npz" if command == "mock" else "out.txt")

@@ -699,8 +699,10 @@ def _pk_default(emulator: Any, pk_file: Path | None) -> np.ndarray | None:
     return fiducial_pk_ratio(emulator)
 
 
-def _check_predict_output(out: Path, input: Path, layout: PredictLayout, force: bool, folder: Any) -> None:
-    """Refuse an --out of another type, one that is an input (the --input file, the run's files) or exists."""
+def _check_predict_output(out: Path, input: Path, layout: PredictLayout, force: bool, folder: Any,
+                          pk_ratio: Path | None = None) -> None:
+    """Refuse an --out of another type, one that is an input (the --input and --pk-ratio files, the
+    run's files and data file) or exists."""
     from profemu._files import check_output
 
     suffix = out.suffix.lower()
@@ -709,7 +711,7 @@ def _check_predict_output(out: Path, input: Path, layout: PredictLayout, force: 
     if layout is PredictLayout.long and suffix != ".csv":
         raise ConfigError(f"--format long: writes a CSV table, but --out {str(out)!r} is an npz; "
                           "pass an --out ending in .csv or drop --format long.")
-    check_output(out, force=force, inputs={"--input file": input, **folder.inputs()})
+    check_output(out, force=force, inputs={"--input file": input, "--pk-ratio file": pk_ratio, **folder.inputs()})
 
 
 def predict_chunks(emulator: Any, inputs: Any, chunk_rows: int = PREDICT_CHUNK_ROWS,
@@ -922,7 +924,7 @@ def predict(
                           "names the columns).")
     folder = RunFolder.open(run)  # a missing run folder is the first thing to say
     out = out or input.with_name(f"{input.stem}_pred.csv")
-    _check_predict_output(out, input, layout, force, folder)
+    _check_predict_output(out, input, layout, force, folder, pk_ratio)
     emulator = folder.emulator()
     chunks = _input_chunks(emulator, input, chunk_rows, _pk_default(emulator, pk_ratio))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -86,15 +86,9 @@ def _read_pk(path: Path | None) -> object:
 
 def _inputs(run: Path, like: Path | None, pk_ratio: Path | None) -> dict[str, Path | None]:
     """What ``suggest`` reads: its --out may be none of these (nor inside the emulator)."""
-    from profemu.runs.folder import RunFolder
+    from profemu.runs.folder import read_inputs
 
-    folder = RunFolder(run)
-    read: dict[str, Path | None] = {"--like table": like, "--pk-ratio file": pk_ratio}
-    if (run / "manifest.json").is_file():  # an emulator folder
-        read["emulator folder"] = run
-    elif run.is_dir() and folder.is_run_folder():
-        read.update(folder.inputs())
-    return read
+    return {"--like table": like, "--pk-ratio file": pk_ratio, **read_inputs(run)}
 
 
 def register(app: typer.Typer) -> None:

@@ -36,10 +36,16 @@ import typer
 from profemu.cli.common import LineFormatter, user_errors
 from profemu.emulator.locate import load_emulator
 from profemu.errors import DataError, FormatError
+from profemu.runs.folder import read_inputs
 
 __all__ = ["ModelCovarianceName", "infer_observation", "register"]
 
 _PANEL = "Inference"
+#: What ``infer`` writes into --out (profiles: corner.png; CAP measurements: cap_fit.png): --force
+#: replaces a folder holding nothing else.
+INFER_FILES = ("samples.csv", "summary.json", "corner.png", "cap_fit.png")
+#: What ``fisher`` writes into --out.
+FISHER_FILES = ("fisher.json", "fisher_matrix.csv")
 logger = logging.getLogger(__name__)
 
 
@@ -276,8 +282,9 @@ def infer_cmd(
     chains, warmup, draws, seed = (d if v is None else v for v, d in ((chains, 4), (warmup, 1000), (draws, 1000),
                                                                       (seed, 0)))
     _check_sampler(chains, warmup, draws)
-    inputs = {"run folder": run, "--observed": observed, "--covariance": covariance, "--pk-ratio": pk_ratio}
-    check_result_folder(out, force=force, inputs=inputs)
+    inputs = {"run folder": run, **read_inputs(run), "--observed": observed, "--covariance": covariance,
+              "--pk-ratio": pk_ratio}
+    check_result_folder(out, force=force, inputs=inputs, names=INFER_FILES)
     obs = _observation(emulator, observed, log10_mass, covariance, fields, redshift,  # type: ignore[arg-type]
                        pk_ratio)
     with _progress_lines():
@@ -303,7 +310,7 @@ def infer_cmd(
         "samples.csv": samples.to_csv,
         "summary.json": lambda p: atomic_write_text(p, json.dumps(summary, indent=1, allow_nan=False) + "\n"),
         "corner.png": lambda p: corner_plot(samples.flat, labels, p, title=title),
-    }, force=force, inputs=inputs)
+    }, force=force, inputs=inputs, names=INFER_FILES)
     for name, s in summary["parameters"].items():
         typer.echo(parameter_line(name, s))
     _warn_at_edges(post, samples)
@@ -358,9 +365,9 @@ def fisher_cmd(
     from profemu.inference import fisher_matrix, make_log_posterior
     from profemu.inference.records import fisher_record
 
-    inputs = {"run folder": run, "--at": at, "--observed": observed, "--covariance": covariance,
+    inputs = {"run folder": run, **read_inputs(run), "--at": at, "--observed": observed, "--covariance": covariance,
               "--pk-ratio": pk_ratio}
-    check_result_folder(out, force=force, inputs=inputs)
+    check_result_folder(out, force=force, inputs=inputs, names=FISHER_FILES)
     emulator = load_emulator(run)
     fixed = _parse_fix(fix or [])
     point = _read_point(at, emulator.param_names)
@@ -454,8 +461,9 @@ def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixe
 
     spec = read_observation_spec(spec_path)
     spec = dataclasses.replace(spec, fix={**spec.fix, **fixed})
-    inputs = {"run folder": run, "--observation": spec_path, "--pk-ratio": pk_ratio, **spec.input_files()}
-    check_result_folder(out, force=force, inputs=inputs)
+    inputs = {"run folder": run, **read_inputs(run), "--observation": spec_path, "--pk-ratio": pk_ratio,
+              **spec.input_files()}
+    check_result_folder(out, force=force, inputs=inputs, names=INFER_FILES)
     settings = {k: (v if v is not None else spec.sampler[k]) for k, v in sampler.items()}
     _check_sampler(int(settings["chains"]), int(settings["warmup"]), int(settings["draws"]))
     with _progress_lines():
@@ -479,7 +487,7 @@ def infer_observation(emulator: Any, run: Path, spec_path: Path, out: Path, fixe
         "samples.csv": samples.to_csv,
         "summary.json": lambda p: atomic_write_text(p, json.dumps(summary, indent=1, allow_nan=False) + "\n"),
         "cap_fit.png": lambda p: plot_cap_fit(post, predictive, start.theta, p, title=title),
-    }, force=force, inputs=inputs)
+    }, force=force, inputs=inputs, names=INFER_FILES)
     for name, s in summary["parameters"].items():
         typer.echo(parameter_line(name, s))
     _warn_at_edges(post, samples)

@@ -182,6 +182,7 @@ def register(app: typer.Typer) -> None:
         from profemu.emulator.locate import load_emulator
         from profemu.observables import ForwardModel, read_beam, read_response
         from profemu.observables.population import PopulationModel
+        from profemu.runs.folder import read_inputs
 
         if (response is not None or frequency is not None) and observable != "tsz":
             raise DataError("--response, --frequency: the band applies to --observable tsz only (kSZ in "
@@ -189,7 +190,8 @@ def register(app: typer.Typer) -> None:
         if observable == "tsz" and (response is None) == (frequency is None):
             raise DataError("--response, --frequency: tsz needs its band: give the band response file "
                             "(--response FILE) or the band centre (--frequency GHZ, e.g. 150), not both.")
-        check_output(out, force=force, inputs={"run folder": run, "beam file": beam, "response file": response,
+        check_output(out, force=force, inputs={"run folder": run, **read_inputs(run), "beam file": beam,
+                                               "response file": response,
                                                "mass distribution": mass_distribution, "points file": at,
                                                "P(k) file": pk_ratio})
         ap = parse_apertures(apertures)

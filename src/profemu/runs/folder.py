@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from profemu.emulator import Emulator
     from profemu.train.setup import Prepared
 
-__all__ = ["RESUME_MAY_CHANGE", "SPLITS", "DataSource", "OutOfFold", "RunFolder", "config_differences", "load_data"]
+__all__ = ["RESUME_MAY_CHANGE", "SPLITS", "DataSource", "OutOfFold", "RunFolder", "config_differences", "load_data",
+           "read_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,14 @@ class RunFolder:
                  "run's data record": "data.json", "run's split record": "split.json",
                  "run's record": "run.json", "run's fitted transforms": "transforms.json",
                  "run's training history": "metrics.jsonl"}
-        return {what: self.path / name for what, name in names.items()}
+        out = {what: self.path / name for what, name in names.items()}
+        try:
+            source = self.source()
+        except FormatError:  # a damaged data.json: the command reading it says so
+            source = None
+        if source is not None and source.path:
+            out["run's data file"] = Path(source.path)
+        return out
 
     def is_run_folder(self) -> bool:
         """Whether the folder holds what profemu writes into a run folder (config, split, emulator, history)."""
@@ -659,3 +667,15 @@ def split_record(prep: Prepared) -> dict[str, Any]:
         if ds.groups is not None:
             rec[f"{name}_groups"] = np.unique(ds.groups[idx]).tolist()
     return rec
+
+
+def read_inputs(path: str | Path) -> dict[str, Path]:
+    """``{what: path}`` of what a command reading the emulator at ``path`` reads: the emulator
+    folder itself, or what makes up a run folder (:meth:`RunFolder.inputs`, the run's data file
+    included). Passed to :func:`profemu._files.check_output` and
+    :func:`profemu._files.check_result_folder`, so no ``--out`` replaces any of them."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        return {"emulator folder": path}
+    folder = RunFolder(path)
+    return folder.inputs() if path.is_dir() and folder.is_run_folder() else {}
