@@ -123,6 +123,32 @@ def test_sweep_accepts_sqlite_storage(data_path, tmp_path) -> None:
     assert optuna.load_study(study_name="s", storage=url).trials[0].state.name == "COMPLETE"
 
 
+@pytest.mark.parametrize("case", ["space file", "data file", "text file", "folder", "scheme", "sqlite folder",
+                                  "memory"])
+def test_sweep_refuses_a_storage_it_cannot_use_or_would_change(data_path, tmp_path, case) -> None:
+    import yaml
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"optim.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    (tmp_path / "folder").mkdir()
+    storage, needle = {
+        "space file": (space, "is the space file"), "data file": (data_path, "is the data file"),
+        "text file": (notes, "is not an Optuna journal"), "folder": (tmp_path / "folder", "is a folder"),
+        "scheme": ("foo://bar", "'foo' is not a database"),
+        "sqlite folder": (f"sqlite:///{tmp_path / 'missing' / 'x.db'}", "does not exist"),
+        "memory": ("sqlite://", "in-memory database"),
+    }[case]
+    before = {p: p.read_bytes() for p in (space, notes, Path(data_path))}
+    out = tmp_path / "sweep"
+    with pytest.raises(ConfigError, match=needle):
+        run_sweep(DataSource(str(data_path)), base_config(), space, 1, ExecutorOptions(executor="inline"),
+                  out_dir=out, storage=storage)
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (out / "sweep.json").exists()
+
+
 @pytest.mark.slurm
 def test_slurm_sweep_shares_journal_and_prunes(slurm, data_path, tmp_path, monkeypatch, caplog) -> None:
     import logging

@@ -208,6 +208,47 @@ def _storage(spec: str) -> Any:
     return optuna.storages.JournalStorage(JournalFileBackend(spec))
 
 
+#: URL schemes (before any ``+driver``) of the relational databases Optuna stores studies in.
+RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "oracle", "mssql")
+
+
+def _check_storage(spec: str, inputs: Mapping[str, Path | None]) -> None:
+    """Refuse a ``--storage`` Optuna cannot use or that would change a file of the user's: an
+    unknown URL scheme, an SQLite file in a missing folder, a folder, one of ``inputs`` (the data
+    and space files), or an existing file that is not an Optuna journal (Optuna appends to it)."""
+    if "://" in spec:
+        scheme = spec.split("://", 1)[0].split("+", 1)[0].lower()
+        if scheme not in RDB_SCHEMES:
+            raise ConfigError(f"--storage {spec!r}: {scheme!r} is not a database Optuna can store a study in; pass "
+                              "a journal file name or a URL such as sqlite:///sweep.db.")
+        if scheme == "sqlite":  # sqlite:///relative.db, sqlite:////absolute.db
+            name = spec.split("://", 1)[1][1:].split("?", 1)[0]
+            if not name or name == ":memory:":
+                raise ConfigError(f"--storage {spec!r}: an in-memory database is not shared by the trial jobs; "
+                                  "pass a file, e.g. sqlite:///sweep.db.")
+            if not Path(name).parent.is_dir():
+                raise ConfigError(f"--storage {spec!r}: the folder {str(Path(name).parent)!r} does not exist; "
+                                  "create it or pass another database file.")
+        return
+    path = Path(spec)
+    for what, given in inputs.items():
+        if given is not None and Path(given).resolve() == path.resolve():
+            raise ConfigError(f"--storage {spec!r}: is the {what}; Optuna would append its journal to it. Pass "
+                              "another file (default: OUT/optuna.journal).")
+    if path.is_dir():
+        raise ConfigError(f"--storage {spec!r}: is a folder; pass a journal file name.")
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            first = fh.readline(1 << 20)
+        try:
+            record = json.loads(first.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ConfigError(f"--storage {spec!r}: exists and is not an Optuna journal (its first line is no "
+                              "journal record); Optuna would append to it. Pass a new file or an existing journal.")
+
+
 def _pruner(name: str, n_startup_trials: int, warmup_epochs: int) -> Any:
     import optuna
 
@@ -435,6 +476,8 @@ def run_sweep(
         storage_spec = str(storage) if storage is not None else str(out / JOURNAL)
         if "://" not in storage_spec:
             storage_spec = str(Path(storage_spec).resolve())
+        _check_storage(storage_spec, {"data file": Path(data_source.path),
+                                      "space file": None if isinstance(space, Mapping) else Path(space)})
         setup = {
             "data": DataSource(str(Path(data_source.path).resolve()), data_source.format,
                                dict(data_source.options)).to_dict(),
