@@ -273,3 +273,28 @@ def test_evaluate_without_a_test_split_names_the_splits_there_are(pk_run: tuple[
     assert "evaluate (default split 'test')" in line and "--split train" in line and "--data FILE" in line, line
     line = error_line(invoke(["evaluate", str(run), "--split", "test"]))
     assert line.startswith("error: --split test: the run's test split is empty"), line
+
+
+def test_an_npz_input_with_param_names_is_read_by_name(pk_run: tuple[Path, Any], tmp_path: Path) -> None:
+    run, emu = pk_run
+    _, values = _inputs(emu)
+    names = list(emu.param_names)
+    params, mass = values[:, :-1], values[:, -1]
+    # the columns in another order, named: the same predictions as in the emulator's order
+    order = [1, 0, *range(2, len(names))]
+    np.savez(tmp_path / "ordered.npz", params=params, log10_mass=mass)
+    np.savez(tmp_path / "swapped.npz", params=params[:, order], param_names=np.array(names)[order],
+             log10_mass=mass)
+    for name in ("ordered", "swapped"):
+        result = invoke(["predict", str(run), "--input", str(tmp_path / f"{name}.npz"),
+                         "--out", str(tmp_path / f"{name}_pred.npz")])
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    with np.load(tmp_path / "ordered_pred.npz") as a, np.load(tmp_path / "swapped_pred.npz") as b:
+        np.testing.assert_array_equal(a["rho_mean"], b["rho_mean"])
+    # names that are not the emulator's: refused with the names
+    bad = np.array(names)
+    bad[0] = "Omega_x"
+    np.savez(tmp_path / "misnamed.npz", params=params, param_names=bad, log10_mass=mass)
+    line = error_line(invoke(["predict", str(run), "--input", str(tmp_path / "misnamed.npz"),
+                              "--out", str(tmp_path / "misnamed_pred.npz")]))
+    assert "param_names" in line and "Omega_x" in line and names[0] in line, line

@@ -214,6 +214,30 @@ def read_pk_ratio(path: Path, n_k: int, *, option: str = "--pk-ratio") -> np.nda
     return values.reshape(-1)
 
 
+def _params_by_name(params: np.ndarray, given: np.ndarray | None, path: Path, names: list[str]) -> np.ndarray:
+    """``params`` [n, p] with its columns in the emulator's order ``names``, where the npz names
+    them (``param_names`` [p]: a dataset file names its columns); unnamed columns are taken in order."""
+    if given is None:
+        return params
+    given_names = np.asarray(given)
+    if given_names.ndim != 1 or given_names.dtype.kind not in "UO":
+        raise DataError(f"--input {str(path)!r}: param_names must be a 1-D array of names, got "
+                        f"{given_names.dtype} of shape {given_names.shape}.")
+    listed = [str(x) for x in given_names.tolist()]
+    if params.ndim != 2 or params.shape[1] != len(listed):
+        raise DataError(f"--input {str(path)!r}: params has shape {params.shape} but param_names names "
+                        f"{len(listed)} column(s); give one name per column.")
+    missing, unknown = [n for n in names if n not in listed], [n for n in listed if n not in names]
+    if missing or unknown or len(set(listed)) != len(listed):
+        raise DataError(f"--input {str(path)!r}: param_names {name_list(listed)} are not the emulator's parameters "
+                        f"{name_list(names)} (missing {name_list(missing)}, unknown {name_list(unknown)}); name each "
+                        "column once, with the emulator's names.")
+    if listed != names:
+        logger.info("predict: %s names its params columns in another order than the emulator; taken by name",
+                    path.name)
+    return params[:, [listed.index(n) for n in names]]
+
+
 def _npz_arguments(table: Mapping[str, np.ndarray], path: Path, names: list[str], n_k: int, needs_z: bool,
                    pk_default: np.ndarray | None) -> dict[str, Any]:
     """``predict()`` arguments of the npz layout (``params`` [n, p], ``log10_mass`` [n], ...)."""
@@ -223,7 +247,7 @@ def _npz_arguments(table: Mapping[str, np.ndarray], path: Path, names: list[str]
     if missing:
         raise DataError(f"--input {str(path)!r}: missing array(s) {missing}; the npz needs {required} "
                         f"(params columns in the order {name_list(names)}).")
-    params = np.asarray(table["params"], dtype=np.float64)
+    params = _params_by_name(np.asarray(table["params"], dtype=np.float64), table.get("param_names"), path, names)
     pk = table.get("pk_ratio") if n_k else None
     if n_k and pk is None:
         pk = pk_default
