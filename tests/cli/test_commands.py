@@ -374,3 +374,15 @@ def test_the_one_line_warning_keeps_the_note_on_an_uncalibrated_variance() -> No
     assert "log10_mass = 12.1 (1 of 2 rows)" in plain and "too narrow" not in plain
     assert bare.endswith("the emulator has no variance for the distance outside the box, so its intervals there are "
                          "too narrow."), bare
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--data", "d.npz", "--out", "o"], ["mock", "--out", "m.npz"], ["diagnose", "--data", "d.npz"],
+    ["suggest", "run", "--n", "2", "--out", "s.csv"], ["sweep", "--data", "d.npz", "--space", "s.yaml", "--out", "o"],
+    ["infer", "run", "--observed", "o.csv", "--out", "o"]])
+def test_a_negative_seed_is_refused_before_anything_runs(command: list[str], tmp_path: Path) -> None:
+    result = invoke(*command, "--seed", "-1")
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    assert "'--seed'" in result.stderr, result.stderr
+    assert "greater than or equal to 0" in result.stderr or "x>=0" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

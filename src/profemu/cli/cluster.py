@@ -144,7 +144,7 @@ def sweep_cmd(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a base config value: --set train.epochs=60 (repeatable; YAML values).")] = None,
     study_name: Annotated[str, typer.Option("--study-name", help="Optuna study name.")] = "profemu-sweep",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the TPE sampler.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the TPE sampler.")] = 0,
     pruner: Annotated[str, typer.Option("--pruner", help="median, halving or none.")] = "median",
     trials_per_job: Annotated[int, typer.Option("--trials-per-job", help="Trials per array job.")] = 1,
     array_parallelism: ArrayParallelismOpt = 32,

@@ -419,7 +419,7 @@ def train(
                                              rich_help_panel="Output")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last "
                                          "checkpoint.", rich_help_panel="Output")] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="train.seed (initialisation and data order).",
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="train.seed (initialisation and data order).",
                                              rich_help_panel="Configuration")] = None,
     test_fraction: Annotated[float | None, typer.Option("--test-fraction", help="data.test_fraction.",
                                                         rich_help_panel="Configuration")] = None,
@@ -1081,7 +1081,7 @@ def _check_mock_size(text: str) -> int:
 def mock(
     out: Annotated[Path, typer.Option("--out", help="Output dataset file (.npz or .h5).")],
     n: Annotated[str, typer.Option("--n", help="Number of rows (halo-mass bins), e.g. 4000 or 1e4.")] = "4000",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (>= 0).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed (>= 0).")] = 0,
     noise_dex: Annotated[float, typer.Option("--noise-dex", help="Log-normal noise per element \\[dex].")] = 0.02,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
 ) -> None:
@@ -1109,7 +1109,7 @@ def diagnose(
     statistic: StatisticOpt = None,
     mass_bins: MassBinsOpt = None,
     mass: MassOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the checks' random choices.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the checks' random choices.")] = 0,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer steps and a smaller mock universe.")] = False,
 ) -> None:
     """Run the stability checklist on a dataset and configuration (exit 1 if a check fails)."""

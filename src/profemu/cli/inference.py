@@ -256,7 +256,7 @@ def infer_cmd(
         "--warmup", help="Warm-up steps per chain (default 1000, or the spec's).")] = None,
     draws: Annotated[int | None, typer.Option(
         "--draws", help="Draws kept per chain (default 1000, or the spec's).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the sampler (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the sampler (default 0).")] = None,
     allow_unconverged: Annotated[bool, typer.Option(
         "--allow-unconverged", help="Exit 0 even if R-hat > R_HAT_MAX (1.05) or ESS < ESS_MIN (100); the files are written anyway.")] = False,
     force: Annotated[bool, typer.Option(
