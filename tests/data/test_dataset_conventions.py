@@ -139,6 +139,16 @@ def test_field_kinds_naming_a_missing_field_is_an_error() -> None:
     assert ds.select_fields(["rho"]).fields == ("rho",)  # a field dropped later keeps its declaration
 
 
+@pytest.mark.parametrize(("value", "needle"), [
+    ("zero", r"meta\.redshift: 'zero' is not a number"), (True, r"meta\.redshift: True is not a number"),
+    (float("nan"), r"meta\.redshift: nan is outside \[0, 20\]"), (-1, r"meta\.redshift: -1\.0 is outside")])
+def test_meta_redshift_must_be_a_redshift(value: Any, needle: str) -> None:
+    base = _mock()
+    with pytest.raises(DataError, match=needle):
+        _mock(meta=dict(base.meta, redshift=value))
+    assert _mock(meta=dict(base.meta, redshift=0.5)).meta["redshift"] == 0.5
+
+
 # ------------------------------------------------------------------ masked entries
 def test_masked_entries_below_zero_are_one_warning_per_field(caplog: pytest.LogCaptureFixture) -> None:
     base = _mock()

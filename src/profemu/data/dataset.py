@@ -155,6 +155,7 @@ class ProfileDataset:
         _check_name_collisions(names, tuple(profiles))
         _check_redshift_column(params, names, redshift)
         if not _DERIVED.get():
+            _check_meta_redshift(self.meta)
             _check_field_kinds(self.meta, tuple(profiles))
             _report_masked_nonpositive(profiles)
             _report_meta_and_params(self.meta, params, names, log_params)
@@ -602,6 +603,20 @@ def _validated_redshift(value: Any, n: int, copy: bool = True) -> np.ndarray | N
         raise DataError(f"redshift: value {redshift[i]} at row {i} is outside [0, {REDSHIFT_MAX:g}]; redshifts of "
                         "halo profiles are >= 0 and at most 20: fix or remove these rows.")
     return redshift
+
+
+def _check_meta_redshift(meta: Any) -> None:
+    """``meta["redshift"]`` (the snapshot redshift of rows without a redshift array), when given,
+    is a number in [0, REDSHIFT_MAX]: the self-similar scales and the training box read it."""
+    if not isinstance(meta, Mapping) or meta.get("redshift") is None:
+        return
+    z = meta["redshift"]
+    if isinstance(z, bool) or not isinstance(z, int | float | np.integer | np.floating):
+        raise DataError(f"meta.redshift: {z!r} is not a number; give the snapshot redshift as a number in "
+                        f"[0, {REDSHIFT_MAX:g}], or remove it.")
+    if not (np.isfinite(z) and 0.0 <= float(z) <= REDSHIFT_MAX):
+        raise DataError(f"meta.redshift: {float(z)!r} is outside [0, {REDSHIFT_MAX:g}]; give the snapshot redshift "
+                        "(>= 0), or remove it.")
 
 
 def _check_redshift_column(params: np.ndarray, names: tuple[str, ...], redshift: np.ndarray | None) -> None:
