@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from profemu.config import Config, DataConfig
 from profemu.data.dataset import ProfileDataset
 from profemu.data.split import Split, split_by_group
 from profemu.data.transforms import ArrayData, Transforms
-from profemu.errors import DataError
+from profemu.errors import ConfigError, DataError
 from profemu.models.network import Network
 from profemu.train.relevance import ard_weights, uses_relevance
 
@@ -97,6 +98,17 @@ def fit_transforms(train: ProfileDataset, data_config: DataConfig, *,
     return Transforms.fit(train, data_config, input_weights=weights, radial_coordinate_of=radial_coordinate_of)
 
 
+def _check_declared_slopes(config: Config, fields: Sequence[str]) -> None:
+    """The fields named by ``loss.physics.mass_scaling_slopes`` and ``boundary_slopes`` are fields
+    of the data (a misspelt one would silently get no penalty)."""
+    physics = config.loss.physics
+    for key in ("mass_scaling_slopes", "boundary_slopes"):
+        unknown = [f for f in getattr(physics, key) if f not in fields]
+        if unknown:
+            raise ConfigError(f"loss.physics.{key}: {unknown} are not fields of the data; name fields of "
+                              f"{list(fields)}.")
+
+
 def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = None) -> Prepared:
     """Select fields, split by group (stratified in mass) and fit transforms on the training rows.
 
@@ -106,6 +118,7 @@ def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = No
         split: A given split (e.g. a cross-validation fold); default: ``split_by_group``
             with ``data.val_fraction``, ``data.test_fraction`` and ``data.split_seed``.
     """
+    _check_declared_slopes(config, dataset.fields)
     if config.data.fields:
         dataset = dataset.select_fields(config.data.fields)
     if split is None:
