@@ -109,6 +109,8 @@ def _cov(tmp: Path, kind: str, n: int) -> Path:
     ("cov_not_psd", ["covariance: not positive definite"]),
     ("cov_pickle", ["not a plain numeric array", "pickled objects are never loaded"]),
     ("no_mass", ["log10_mass: missing"]),
+    ("nan_mass", ["log10_mass (--log10-mass): nan is not a number"]),
+    ("linear_mass", ["log10_mass (--log10-mass): 1e+12 is not a halo mass", "did you pass M instead of log10 M?"]),
     ("empty_fields", ["--fields ','", "no field named"]),
     ("misnamed_field", ["['Pe', 'Pe_err'] are not the emulator's fields", "['pth'] would not be fitted",
                         "--fields rho"]),
@@ -137,6 +139,10 @@ def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, cas
         extra = ["--covariance", _cov(tmp_path, case[4:], 16)]
     elif case == "no_mass":
         mass = []
+    elif case == "nan_mass":
+        mass = ["--log10-mass", "nan"]
+    elif case == "linear_mass":
+        mass = ["--log10-mass", "1e12"]
     elif case == "empty_fields":
         extra = ["--fields", ","]
     elif case == "misnamed_field":  # a field spelled otherwise than the emulator's was silently not fitted

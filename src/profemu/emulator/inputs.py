@@ -38,6 +38,7 @@ __all__ = [
     "InputSpec",
     "Inputs",
     "check_inputs",
+    "check_log10_mass",
     "parameter_roles",
     "redshift_input",
 ]
@@ -167,13 +168,22 @@ def _rows(arr: np.ndarray, n: int, name: str) -> np.ndarray:
 
 
 def _mass_check(m: np.ndarray, spec: InputSpec) -> None:
+    check_log10_mass(m, spec.log10_mass_box)
+
+
+def check_log10_mass(m: Any, box: tuple[float, float] | None = None, name: str = "log10_mass") -> None:
+    """Refuse log10 halo masses that are not finite or not in :data:`LOG10_MASS_RANGE`, with a
+    hint for a linear mass (``1e13`` for ``13``) or a negative one; ``box``: the training range
+    quoted in the message; ``name``: the field or option named in it."""
+    m = np.atleast_1d(np.asarray(m, dtype=np.float64))
+    if not np.isfinite(m).all():
+        raise DataError(f"{name}: {float(m[~np.isfinite(m)][0])} is not a number; pass log10(M/Msun), e.g. 13.5.")
     lo, hi = LOG10_MASS_RANGE
     bad = (m < lo) | (m > hi)
     if not bad.any():
         return
     v = float(m[bad][0])
-    box = "" if spec.log10_mass_box is None else (
-        f" (training range {spec.log10_mass_box[0]:.3g}..{spec.log10_mass_box[1]:.3g})")
+    box_text = "" if box is None else f" (training range {box[0]:.3g}..{box[1]:.3g})"
     if v > hi and 6 < math.log10(v) < 17:
         hint = f"; did you pass M instead of log10 M? log10({v:.4g}) = {math.log10(v):.3f}"
     elif v < 0:
@@ -181,7 +191,7 @@ def _mass_check(m: np.ndarray, spec: InputSpec) -> None:
     else:
         hint = ""
     raise DataError(
-        f"log10_mass: {v:.6g} is not a halo mass (log10(M/Msun) must lie in [{lo:g}, {hi:g}]){box}{hint}."
+        f"{name}: {v:.6g} is not a halo mass (log10(M/Msun) must lie in [{lo:g}, {hi:g}]){box_text}{hint}."
     )
 
 

@@ -408,12 +408,14 @@ def _mass_bins(
 ) -> tuple[np.ndarray, list[float]]:
     """The mass of every row and the distinct mass bins (file order), from the file's
     ``log10_mass`` column (``mass_column`` reads it; None: the file has none) or ``log10_mass``."""
+    from profemu.emulator.inputs import check_log10_mass
+
     if mass_column is not None:
         masses = mass_column("log10_mass")
-        bins = list(dict.fromkeys(masses.tolist()))
         if log10_mass is not None:
             raise DataError(f"{path}: has a log10_mass column; do not pass log10_mass as well.")
-        return masses, bins
+        check_log10_mass(masses, name=f"{path}: log10_mass column")
+        return masses, list(dict.fromkeys(masses.tolist()))
     if log10_mass is None:
         raise DataError(
             "log10_mass: missing; pass the halo mass of the observed bin (e.g. --log10-mass 13.5) "
@@ -421,6 +423,7 @@ def _mass_bins(
         )
     if np.ndim(log10_mass) != 0:
         raise DataError("log10_mass: one value for a file without a log10_mass column.")
+    check_log10_mass(log10_mass, name="log10_mass (--log10-mass)")
     return np.full(n_rows, float(log10_mass)), [float(log10_mass)]
 
 
