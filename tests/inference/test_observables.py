@@ -205,7 +205,10 @@ def test_fit_folder_is_written_as_one_unit(tmp_path: Path) -> None:
         write_result_folder(out, {"a.txt": text("3"), "b.txt": broken}, force=True)
     assert (out / "a.txt").read_text() == "1"  # the earlier results are untouched
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]  # no temporary folder left
-    write_result_folder(out, {"c.txt": text("4")}, force=True)
+    # --force replaces an earlier result of the same command, not a folder of other files
+    with pytest.raises(DataError, match=r"holds a\.txt, b\.txt, which this command does not write"):
+        write_result_folder(out, {"c.txt": text("4")}, force=True)
+    write_result_folder(out, {"c.txt": text("4")}, force=True, names=("a.txt", "b.txt", "c.txt"))
     assert [p.name for p in out.iterdir()] == ["c.txt"]
 
 
