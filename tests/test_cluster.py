@@ -407,3 +407,26 @@ def test_status_and_merge_name_what_the_folder_is(tmp_path) -> None:
         assert res.exit_code == 2 and "was trained in one process, not as cluster members" in res.output, res.output
         res = runner.invoke(app, [command, str(tmp_path / "nope")])
         assert res.exit_code == 2 and "the folder does not exist" in res.output, res.output
+
+
+def test_a_refused_submission_is_one_error_and_leaves_no_member_pending(data_file, tmp_path, monkeypatch) -> None:
+    from submitit.core.utils import FailedJobError
+
+    class Refusing:
+        def update_parameters(self, **_: object) -> None:
+            pass
+
+        def map_array(self, *_: object) -> list[object]:
+            raise FailedJobError("sbatch: error: Batch job submission failed:\nUnable to contact slurm controller")
+
+    monkeypatch.setattr(cluster, "make_executor", lambda *_a, **_k: Refusing())
+    path, _ = data_file
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"train: the scheduler refused the job array \(sbatch: error: Batch job "
+                                            r"submission failed: Unable to contact slurm controller\); check the "
+                                            r"cluster .* or pass --executor local"):
+        submit_members(run, 2, ExecutorOptions(executor="local", time_min=10, slurm_signal_delay_s=30),
+                       config=tiny_config(), source=DataSource(str(path)))
+    statuses = cluster.run_status(run)
+    assert [s.state for s in statuses] == ["failed", "failed"], statuses
+    assert all("the scheduler refused the job array" in (s.error or "") for s in statuses)

@@ -76,6 +76,7 @@ __all__ = [
     "resubmit_killed",
     "run_member_job",
     "run_status",
+    "submit_array",
     "submit_members",
     "train_members",
     "train_on_cluster",
@@ -617,9 +618,10 @@ def submit_members(
         raise ConfigError(f"members: the run {run} was prepared for {_run_members(run)} members, not {members}.")
     write_sbatch_template(run, options)
     groups = _groups(members, group_size)
+    before = {i: _read_status(run, i) for group in groups for i in group}
     for group in groups:
         for i in group:
-            if _read_status(run, i).get("state") != "completed":
+            if before[i].get("state") != "completed":
                 _update_status(run, i, state="pending", epoch=0, group=group)
 
     if options.executor == "inline":
@@ -630,7 +632,13 @@ def submit_members(
         atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
         return ["inline"] * len(groups)
 
-    jobs = _submit_groups(run, groups, options)
+    try:
+        jobs = _submit_groups(run, groups, options)
+    except TrainingError as exc:  # nothing was submitted: the members are not pending
+        for i, status in before.items():
+            if status.get("state") != "completed":
+                _update_status(run, i, state="failed", error=str(exc))
+        raise
     record = {"executor": options.executor, "folder": str(run / "submitit"), "jobs": _job_records(jobs, groups)}
     atomic_write_text(run / "jobs.json", json.dumps(record, indent=1))
     _SUBMITTED[str(run)] = jobs
@@ -642,11 +650,33 @@ def _submit_groups(run: Path, groups: Sequence[Sequence[int]], options: Executor
     executor = make_executor(options, run / "submitit")
     grace = max(5.0, options.slurm_signal_delay_s - 10.0)
     executor.update_parameters(name=f"profemu-{run.name}")
-    jobs = executor.map_array(MemberJob(grace), [str(run)] * len(groups), [list(g) for g in groups])
+    jobs = submit_array(executor, MemberJob(grace), [str(run)] * len(groups), [list(g) for g in groups],
+                        what="train")
     for j, g in zip(jobs, groups, strict=True):
         for i in g:
             _update_status(run, i, job_id=str(j.job_id), log=str(j.paths.stdout))
     return list(jobs)
+
+
+def submit_array(executor: Any, job: Callable[..., Any], *args: Sequence[Any], what: str) -> list[Any]:
+    """``executor.map_array(job, *args)``; a submission the scheduler refuses (sbatch's error, a
+    missing command) is one :class:`TrainingError` with the scheduler's own message.
+
+    Args:
+        executor: A submitit executor (:func:`make_executor`).
+        job: The callable each array task runs.
+        *args: One sequence per argument of ``job``, one entry per task.
+        what: The command, for the message (``"train"``, ``"sweep"``).
+    """
+    from submitit.core.utils import FailedJobError
+
+    try:
+        return list(executor.map_array(job, *args))
+    except (FailedJobError, subprocess.SubprocessError, OSError) as exc:
+        said = " ".join(str(exc).split())
+        said = said if len(said) <= 300 else "..." + said[-300:]
+        raise TrainingError(f"{what}: the scheduler refused the job array ({said}); check the cluster (sinfo, "
+                            "squeue) or pass --executor local.") from None
 
 
 def _job_records(jobs: Sequence[Any], groups: Sequence[Sequence[int]]) -> list[dict[str, Any]]:

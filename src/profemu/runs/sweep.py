@@ -46,7 +46,7 @@ import numpy as np
 from profemu._files import atomic_write_text, sha256_file
 from profemu.config import Config, load_yaml
 from profemu.errors import ConfigError, DataError, TrainingError
-from profemu.runs.cluster import WAIT_NOTE_SECONDS, ExecutorOptions, make_executor
+from profemu.runs.cluster import WAIT_NOTE_SECONDS, ExecutorOptions, make_executor, submit_array
 from profemu.runs.folder import DataSource
 
 logger = logging.getLogger(__name__)
@@ -374,7 +374,8 @@ def _run_trial_jobs(out: Path, options: ExecutorOptions, study_name: str, counts
         return errors
     executor = make_executor(options, out / "submitit")
     executor.update_parameters(name=f"profemu-sweep-{study_name}")
-    jobs = executor.map_array(TrialJob(), [str(out)] * len(counts), list(range(len(counts))), counts)
+    jobs = submit_array(executor, TrialJob(), [str(out)] * len(counts), list(range(len(counts))), counts,
+                        what="sweep")
     t0 = said = time.monotonic()
     while not all(job.done() for job in jobs):  # a line now and then while the jobs run, not silence
         time.sleep(2.0)
