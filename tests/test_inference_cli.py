@@ -117,7 +117,8 @@ def _cov(tmp: Path, kind: str, n: int) -> Path:
     ("redshift_unused", ["--redshift 2", "is not a redshift input of it"]),
     ("pk_unused", ["--pk-ratio", "trained without P(k)"]),
     ("huge_draws", ["--draws 1000000000", "allowed 1 to 1,000,000"]),
-    ("huge_chains", ["--chains 1000000", "allowed 1 to 1,024"]),
+    ("huge_chains", ["--chains 1000000", "allowed 1 to 1,024", "lower it"]),
+    ("no_chains", ["--chains 0", "allowed 1 to 1,024", "raise it"]),
 ])
 def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, case: str, needles: list[str]) -> None:
     mass: list[Any] = ["--log10-mass", 12.0]
@@ -156,6 +157,8 @@ def test_infer_refuses_bad_input_with_one_line(run: TinyRun, tmp_path: Path, cas
         extra = ["--draws", "1000000000"]
     elif case == "huge_chains":
         extra = ["--chains", "1000000"]
+    elif case == "no_chains":
+        extra = ["--chains", "0"]
     obs = write_obs(tmp_path / "obs.csv", run, **kwargs)
     out = tmp_path / "out"
     result = invoke("infer", run.run_dir, "--observed", obs, *mass, *extra, "--out", out)

@@ -134,6 +134,10 @@ def test_camels_options_on_a_profemu_file(data_file: Path) -> None:
     assert_user_error(invoke("train", "--data", data_file, "--statistic", "median"), "--statistic")
 
 
+def test_evaluate_a_data_file_instead_of_the_run_folder(data_file: Path) -> None:
+    assert_user_error(invoke("evaluate", data_file), "is a file, not a folder", "--data")
+
+
 def test_evaluate_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     assert_user_error(invoke("evaluate", tmp_path), "not a run folder")

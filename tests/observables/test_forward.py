@@ -180,6 +180,9 @@ def test_float64_jax_checks_in_child_process() -> None:
         ({"apertures_arcmin": APERTURES * ARCMIN_RAD}, ConfigError,
          r"^apertures_arcmin: smallest disk radius 0.0002909 is below 0.01 arcmin and looks like radians "
          r"\(0.0002909 rad = 1 arcmin\) or degrees .*give the disk radii in arcmin"),
+        ({"apertures_arcmin": APERTURES * 60.0}, ConfigError,
+         r"^apertures_arcmin: largest disk radius 360 arcmin is above 180 arcmin \(3 deg\), far beyond a halo's "
+         r"profile \(arcsec given as arcmin\? 360 arcsec = 6 arcmin\)"),
         ({"h": 67.11}, ConfigError, r"^h: got 67.11, expected h = H0 / \(100 km/s/Mpc\) in \[0.2, 1.5\]; 67.11 looks "
                                     r"like H0 itself: pass h = 0.6711"),
         ({"v_rms_kms": 313000.0}, ConfigError, r"^v_rms_kms: got 313000.0, expected a number in \(0, 3000.0\]; "

@@ -49,17 +49,17 @@ class ExecutorName(StrEnum):
 ExecutorKindOpt = Annotated[ExecutorName, typer.Option(
     "--executor", help="slurm (job array), local (processes on this machine) or inline.", rich_help_panel=_PANEL)]
 ArrayParallelismOpt = Annotated[int, typer.Option(
-    "--array-parallelism", help="Most array tasks running at once.", rich_help_panel=_PANEL)]
+    "--array-parallelism", min=1, help="Most array tasks running at once.", rich_help_panel=_PANEL)]
 PartitionOpt = Annotated[str | None, typer.Option(
     "--partition", help="SLURM partition (default: the cluster's).", rich_help_panel=_PANEL)]
 TimeOpt = Annotated[int, typer.Option(
-    "--time", help="Time limit per job \\[minutes]; jobs checkpoint and requeue before it.", rich_help_panel=_PANEL)]
-CpusOpt = Annotated[int, typer.Option("--cpus", help="CPUs per job.", rich_help_panel=_PANEL)]
-GpusOpt = Annotated[int, typer.Option("--gpus", help="GPUs per job.", rich_help_panel=_PANEL)]
+    "--time", min=1, help="Time limit per job \\[minutes]; jobs checkpoint and requeue before it.", rich_help_panel=_PANEL)]
+CpusOpt = Annotated[int, typer.Option("--cpus", min=1, help="CPUs per job.", rich_help_panel=_PANEL)]
+GpusOpt = Annotated[int, typer.Option("--gpus", min=0, help="GPUs per job.", rich_help_panel=_PANEL)]
 MemOpt = Annotated[float | None, typer.Option(
-    "--mem", help="Memory per job \\[GB] (default: the partition's).", rich_help_panel=_PANEL)]
+    "--mem", min=0.001, help="Memory per job \\[GB] (default: the partition's).", rich_help_panel=_PANEL)]
 GroupSizeOpt = Annotated[int, typer.Option(
-    "--group-size", help="Ensemble members trained together in one job.", rich_help_panel=_PANEL)]
+    "--group-size", min=1, help="Ensemble members trained together in one job.", rich_help_panel=_PANEL)]
 WaitOpt = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="Wait for the jobs and merge the members.", rich_help_panel=_PANEL)]
 

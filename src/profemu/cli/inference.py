@@ -195,7 +195,7 @@ def _check_sampler(chains: int, warmup: int, draws: int) -> None:
     for name, value, most in (("--chains", chains, MAX_CHAINS), ("--warmup", warmup, MAX_STEPS),
                               ("--draws", draws, MAX_STEPS)):
         if not 1 <= value <= most:
-            raise DataError(f"{name} {value}: allowed 1 to {most:,}; lower it.")
+            raise DataError(f"{name} {value}: allowed 1 to {most:,}; {'lower' if value > most else 'raise'} it.")
     if chains * draws > MAX_SAMPLES:
         raise DataError(f"--chains {chains} x --draws {draws} = {chains * draws:,} samples kept, above the limit "
                         f"of {MAX_SAMPLES:,}; lower one of them.")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from profemu._files import read_npy
+from profemu._files import atomic_write_text, read_npy
 from profemu.errors import FormatError
 from profemu.observables.units import SR_TO_ARCMIN2, response_scale_problem
 
@@ -530,5 +530,5 @@ def write_cap_file(path: str | Path, measurement: CAPMeasurement,
     head.append("# columns: theta_arcmin value " + " ".join(f"cov_{i}" for i in range(n)))
     data = np.column_stack([measurement.apertures_arcmin, measurement.values, measurement.covariance])
     body = [" ".join(f"{x:.17g}" for x in row) for row in data]
-    p.write_text("\n".join(head + body) + "\n")
+    atomic_write_text(p, "\n".join(head + body) + "\n")  # a reader never sees half a file
     return p

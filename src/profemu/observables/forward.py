@@ -60,6 +60,7 @@ from profemu.physics.constants import DEFAULT_H, MPC_CM
 from profemu.physics.cosmology import angular_diameter_distance
 
 __all__ = [
+    "APERTURE_MAX_ARCMIN",
     "APERTURE_MIN_ARCMIN",
     "KINDS",
     "RESPONSE_MAX_K",
@@ -80,6 +81,10 @@ THETA_MARGIN_ARCMIN = 10.0
 """θ grid reaches √2 θ_d,max plus this margin [arcmin], or 3 beam FWHM when that is wider
 (the filter's beam-smoothed edge)."""
 APERTURE_MIN_ARCMIN = 0.01
+#: Largest CAP disk radius [arcmin]: stacked halo profiles are measured out to tens of arcmin; a
+#: larger number is more likely arcsec, and the filter is computed on the flat sky (a disk's area
+#: off by θ²/12 of itself, 0.02% at this radius, 100% past the whole sphere).
+APERTURE_MAX_ARCMIN = 180.0
 """Smallest accepted CAP disk radius [arcmin] (0.6″): smaller values are angles in radians or degrees."""
 APERTURE_BEAM_FRACTION = 0.25
 """Apertures below this fraction of the beam FWHM are accepted with a warning (the beam washes them out)."""
@@ -205,7 +210,14 @@ def build_angular_filter(kind: str, apertures_arcmin: Any, beam_ell: Any, beam_b
 
 
 def _check_aperture_unit(apertures_arcmin: np.ndarray) -> None:
-    """Refuse disk radii below :data:`APERTURE_MIN_ARCMIN`: angles in radians or degrees."""
+    """Refuse disk radii below :data:`APERTURE_MIN_ARCMIN` (angles in radians or degrees) or above
+    :data:`APERTURE_MAX_ARCMIN` (arcsec, or beyond the flat sky of the filter)."""
+    large = float(apertures_arcmin.max())
+    if large > APERTURE_MAX_ARCMIN:
+        raise ConfigError(
+            f"apertures_arcmin: largest disk radius {large:.4g} arcmin is above {APERTURE_MAX_ARCMIN:g} arcmin "
+            f"({APERTURE_MAX_ARCMIN / 60:g} deg), far beyond a halo's profile (arcsec given as arcmin? "
+            f"{large:.4g} arcsec = {large / 60:.4g} arcmin); give the disk radii in arcmin, e.g. 1,1.625,...,6.")
     small = float(apertures_arcmin.min())
     if small < APERTURE_MIN_ARCMIN:
         raise ConfigError(

@@ -143,6 +143,9 @@ class RunFolder:
             DataError: the folder does not exist or is not a run folder.
         """
         p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise DataError(f"run folder {str(p)!r} is a file, not a folder; pass the --out folder of `profemu train`"
+                            " (a data file goes to --data).")
         if not p.is_dir():
             raise DataError(f"run folder {str(p)!r} does not exist; pass the --out folder of `profemu train`.")
         if not any((p / m).exists() for m in _MARKERS):
