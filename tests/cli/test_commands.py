@@ -382,7 +382,7 @@ def test_the_one_line_warning_keeps_the_note_on_an_uncalibrated_variance() -> No
 
 @pytest.mark.parametrize("command", [
     ["train", "--data", "d.npz", "--out", "o"], ["mock", "--out", "m.npz"], ["diagnose", "--data", "d.npz"],
-    ["suggest", "run", "--n", "2", "--out", "s.csv"], ["sweep", "--data", "d.npz", "--space", "s.yaml", "--out", "o"],
+    ["sweep", "--data", "d.npz", "--space", "s.yaml", "--out", "o"],
     ["infer", "run", "--observed", "o.csv", "--out", "o"]])
 def test_a_negative_seed_is_refused_before_anything_runs(command: list[str], tmp_path: Path) -> None:
     result = invoke(*command, "--seed", "-1")

@@ -298,3 +298,20 @@ def test_an_npz_input_with_param_names_is_read_by_name(pk_run: tuple[Path, Any],
     line = error_line(invoke(["predict", str(run), "--input", str(tmp_path / "misnamed.npz"),
                               "--out", str(tmp_path / "misnamed_pred.npz")]))
     assert "param_names" in line and "Omega_x" in line and names[0] in line, line
+
+
+def test_predict_refuses_stray_pk_columns_complex_values_and_says_why_text_fails(pk_run: tuple[Path, Any],
+                                                                                 tmp_path: Path) -> None:
+    run, emu = pk_run
+    header, values = _inputs(emu)
+    stray = _csv(tmp_path / "stray.csv", [*header, "pk_ratio_999"], np.hstack([values, np.ones((len(values), 1))]))
+    line = error_line(invoke(["predict", str(run), "--input", str(stray), "--out", str(tmp_path / "a.csv")]))
+    assert "pk_ratio_999 are not inputs of this emulator" in line and "pk_ratio_0..pk_ratio_78" in line, line
+    np.savez(tmp_path / "complex.npz", params=values[:, :-1].astype(complex), log10_mass=values[:, -1])
+    line = error_line(invoke(["predict", str(run), "--input", str(tmp_path / "complex.npz"),
+                              "--out", str(tmp_path / "b.npz")]))
+    assert "params holds complex128 values; give real numbers" in line, line
+    text = tmp_path / "text.csv"
+    text.write_text(",".join([*header, "comment"]) + "\n" + ",".join([*map(repr, values[0].tolist()), "hi"]) + "\n")
+    line = error_line(invoke(["predict", str(run), "--input", str(text), "--out", str(tmp_path / "c.csv")]))
+    assert "column 'comment': 'hi' is not a number" in line and "drop a text column" in line, line

@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
                           "table columns the emulator does not have.")] = None,
         candidates: Annotated[str, typer.Option("--candidates", help="Sobol candidates in the box, e.g. 100000 "
                                                 "or 1e5.")] = "100000",
-        seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the candidate design (>= 0).")] = 0,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the candidate design (>= 0).")] = 0,
         mass_points: Annotated[str, typer.Option(
             "--mass-points", help="Halo masses the score averages over (spread over the training range).")] = "3",
         like: Annotated[Path | None, typer.Option(

@@ -134,7 +134,8 @@ def csv_chunks(path: Path, rows: int, *, option: str = "--input") -> Iterator[di
                 except ValueError:
                     shown = cell if len(cell) <= 40 else cell[:37] + "..."
                     raise DataError(f"{option} {str(path)!r}: line {line}, column {h!r}: {shown!r} is not a "
-                                    "number.") from None
+                                    "number; every column is read as numbers: fix the cell, or drop a text column "
+                                    "(a comment, a label).") from None
             count += 1
             if count == rows:
                 yield {h: np.frombuffer(v, dtype=np.float64).copy() for h, v in columns.items()}
@@ -243,6 +244,10 @@ def _npz_arguments(table: Mapping[str, np.ndarray], path: Path, names: list[str]
     """``predict()`` arguments of the npz layout (``params`` [n, p], ``log10_mass`` [n], ...)."""
     required = ["params", "log10_mass"] + (["pk_ratio"] if n_k and pk_default is None else []) + \
         (["redshift"] if needs_z else [])
+    for key in ("params", "log10_mass", "pk_ratio", "redshift"):
+        if key in table and np.asarray(table[key]).dtype.kind not in "iuf":
+            raise DataError(f"--input {str(path)!r}: {key} holds {np.asarray(table[key]).dtype} values; give real "
+                            "numbers (float or int).")
     missing = [k for k in required if k not in table]
     if missing:
         raise DataError(f"--input {str(path)!r}: missing array(s) {missing}; the npz needs {required} "
@@ -288,6 +293,11 @@ def prediction_arguments(emulator: Any, table: Mapping[str, np.ndarray], path: P
         return _npz_arguments(table, path, names, n_k, needs_z, pk_default)
     required = required_columns(emulator)
     pk_cols = [f"pk_ratio_{j}" for j in range(n_k)]
+    stray = [c for c in table if c.startswith("pk_ratio") and c not in pk_cols]
+    if stray:
+        takes = f"P(k) on {n_k} k bins, columns pk_ratio_0..pk_ratio_{n_k - 1}" if n_k else "no P(k)"
+        raise DataError(f"--input {str(path)!r}: column(s) {name_list(stray)} are not inputs of this emulator (it "
+                        f"takes {takes}); rename or drop them.")
     default_pk = bool(n_k) and pk_default is not None and not any(c in table for c in pk_cols)
     needed = [c for c in required if not (default_pk and c in pk_cols)]
     missing = [c for c in needed if c not in table]
