@@ -462,6 +462,9 @@ class LossConfig:
 
     def validate(self) -> None:
         _check_declared(self, "loss")
+        if self.likelihood == "pinball" and not self.quantiles:
+            raise ConfigError("loss.quantiles: [] with loss.likelihood 'pinball'; give at least one quantile in "
+                              "(0, 1), e.g. [0.16, 0.5, 0.84].")
         self.physics.validate()
 
 

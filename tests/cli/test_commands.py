@@ -123,6 +123,11 @@ def test_out_of_range_config_value(data_file: Path, tmp_path: Path) -> None:
     cfg.write_text("optim:\n  learning_rate: -1.0\n")
     assert_user_error(invoke("train", "--data", data_file, "--config", cfg), "optim.learning_rate", "range")
     assert_user_error(invoke("train", "--data", data_file, "--members", "0"), "train.members")
+    # a combination refused before the run folder is written
+    cfg.write_text("loss:\n  likelihood: pinball\n  quantiles: []\n")
+    out = tmp_path / "pinball"
+    assert_user_error(invoke("train", "--data", data_file, "--config", cfg, "--out", out), "loss.quantiles: []")
+    assert not out.exists()
 
 
 def test_bad_set(data_file: Path, tmp_path: Path) -> None:

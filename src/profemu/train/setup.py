@@ -118,6 +118,9 @@ def prepare(dataset: ProfileDataset, config: Config, *, split: Split | None = No
         split: A given split (e.g. a cross-validation fold); default: ``split_by_group``
             with ``data.val_fraction``, ``data.test_fraction`` and ``data.split_seed``.
     """
+    if not dataset.param_names:
+        raise DataError("params: the data have no parameter column (param_names is empty); an emulator maps "
+                        "simulation parameters to profiles: add at least one parameter column.")
     _check_declared_slopes(config, dataset.fields)
     if config.data.fields:
         dataset = dataset.select_fields(config.data.fields)
