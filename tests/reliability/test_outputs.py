@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -211,6 +212,22 @@ def test_an_emulator_of_another_run_is_refused(ctx: Ctx, tmp_path: Path) -> None
         line = error_line(invoke(args))
         assert "is the Emulator of another run" in line, (args, line)
     assert not (run / "report.html").exists()
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda s: s.update(val_rows=[1.5]), "val_rows must be a list of whole row numbers"),
+    (lambda s: s.update(val_rows=[-1]), "val_rows holds the row -1; rows are >= 0"),
+    (lambda s: s.update(val_rows=s["val_rows"][:1] * 2), "val_rows lists a row more than once"),
+    (lambda s: s.update(val_rows=s["train_rows"][:1]), "is in both val_rows and train_rows"),
+])
+def test_an_edited_split_record_is_refused(ctx: Ctx, tmp_path: Path, edit: Any, needle: str) -> None:
+    run, _ = own_copy(ctx, tmp_path)
+    split = json.loads((run / "split.json").read_text())
+    assert split["val_rows"]
+    edit(split)
+    (run / "split.json").write_text(json.dumps(split))
+    line = error_line(invoke(["evaluate", str(run), "--split", "val"]))
+    assert needle in line and "damaged or was edited" in line, line
 
 
 def test_a_data_file_replaced_in_place_is_refused(ctx: Ctx, tmp_path: Path) -> None:

@@ -567,11 +567,14 @@ class RunFolder:
         record = self.json("split.json")
         if record is None:
             raise DataError(f"{self.path / 'split.json'}: missing; cannot tell the run's {name} rows. Use --split all.")
-        try:
-            rows = np.asarray(record[f"{name}_rows"], dtype=np.int64)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{self.path / 'split.json'}: not a valid split record ({exc}).") from None
-        if n_rows is not None and rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        rows = _split_record_rows(record, name, self.path / "split.json")
+        for other in SPLITS:
+            if other != name and isinstance(record.get(f"{other}_rows"), list):
+                shared = np.intersect1d(rows, _split_record_rows(record, other, self.path / "split.json"))
+                if shared.size:
+                    raise FormatError(f"{self.path / 'split.json'}: row {int(shared[0])} is in both {name}_rows and "
+                                      f"{other}_rows ({shared.size} shared); the file is damaged or was edited.")
+        if n_rows is not None and rows.size and rows.max() >= n_rows:
             raise DataError(
                 f"split.json: {name} rows go up to {int(rows.max())} but the data have {n_rows} rows; "
                 "the data differ from the run's (use --split all for other data)."
@@ -682,3 +685,19 @@ def read_inputs(path: str | Path) -> dict[str, Path]:
         return {"emulator folder": path}
     folder = RunFolder(path)
     return folder.inputs() if path.is_dir() and folder.is_run_folder() else {}
+
+
+def _split_record_rows(record: Mapping[str, Any], name: str, path: Path) -> np.ndarray:
+    """``record[name + "_rows"]``: distinct whole row numbers >= 0 (FormatError otherwise)."""
+    raw = record.get(f"{name}_rows")
+    if not isinstance(raw, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in raw):
+        raise FormatError(f"{path}: {name}_rows must be a list of whole row numbers, got "
+                          f"{type(raw).__name__ if not isinstance(raw, list) else 'other values'}; the file is damaged "
+                          "or was edited.")
+    rows = np.asarray(raw, dtype=np.int64)
+    if rows.size and rows.min() < 0:
+        raise FormatError(f"{path}: {name}_rows holds the row {int(rows.min())}; rows are >= 0, so the file is "
+                          "damaged or was edited.")
+    if np.unique(rows).size != rows.size:
+        raise FormatError(f"{path}: {name}_rows lists a row more than once; the file is damaged or was edited.")
+    return rows
