@@ -133,5 +133,8 @@ def test_mass_distribution_reader(tmp_path: Path) -> None:
     md = read_halo_mass_distribution(path)
     np.testing.assert_allclose(md.weights, [0.25, 0.75])
     path.write_text("log10_mass_lo,log10_mass_hi,log10_mass_center,weight\n12,13,12.5,-1\n")
-    with pytest.raises(FormatError, match=r"weights must be >= 0"):
+    with pytest.raises(FormatError, match=r"weights must be finite, >= 0 and not all 0"):
         read_halo_mass_distribution(path)
+    # weights whose sum overflows keep their ratios
+    path.write_text("log10_mass_lo,log10_mass_hi,log10_mass_center,weight\n12,13,12.5,1e308\n13,14,13.5,1.5e308\n")
+    np.testing.assert_allclose(read_halo_mass_distribution(path).weights, [0.4, 0.6])

@@ -414,8 +414,9 @@ def read_halo_mass_distribution(path: str | Path) -> HaloMassDistribution:
     if np.any(hi <= lo) or np.any((c < lo) | (c > hi)) or np.any(np.diff(c) <= 0):
         raise FormatError(f"mass distribution: {str(path)!r} bins must have lo < centre < hi and "
                           "increasing centres.")
-    if np.any(w < 0) or not w.sum() > 0:
-        raise FormatError(f"mass distribution: {str(path)!r} weights must be >= 0 with a positive sum.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.max() > 0:
+        raise FormatError(f"mass distribution: {str(path)!r} weights must be finite, >= 0 and not all 0.")
+    w = w / w.max()  # relative weights: their sum cannot overflow
     if not (8.0 < c.min() and c.max() < 16.0):
         raise FormatError(f"mass distribution: {str(path)!r} masses must be log10(M / Msun) "
                           f"(got {c.min():.3g}..{c.max():.3g}).")
