@@ -25,6 +25,7 @@ as differentiable as the network's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,14 @@ class GPBlend:
         parts = [blocks[b] for b in self.blocks]
         return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
 
+    @functools.cached_property
+    def _training_geometry(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The training inputs' centre [d], their scaled offsets from it [m, d] with squared norms
+        [m], and their box (lo, hi [d]): computed once, not at every prediction."""
+        centre = self.x.mean(axis=0)
+        b = (self.x - centre) / self.length_scales
+        return centre, b, (b * b).sum(axis=-1), self.x.min(axis=0), self.x.max(axis=0)
+
     def standardised_mean(self, blocks: Mapping[str, Any], xp: Any = np) -> Any:
         """The GP's mean of the standardised log10 profiles [n, D] (numpy or JAX)."""
         x = self.features(blocks, xp)
@@ -84,10 +93,10 @@ class GPBlend:
         ls = xp.asarray(self.length_scales, dtype)
         # distances from the training rows' centre: |a|², |b|² stay small, so the expansion
         # |a - b|² = |a|² + |b|² - 2 a.b loses little to rounding in float32
-        centre = self.x.mean(axis=0)
+        centre, b_rows, bb_rows, _, _ = self._training_geometry
         a = (x - xp.asarray(centre, dtype)) / ls
-        b = xp.asarray((self.x - centre) / self.length_scales, dtype)
-        d2 = (a * a).sum(axis=-1)[:, None] + (b * b).sum(axis=-1)[None, :] - 2.0 * a @ b.T
+        b = xp.asarray(b_rows, dtype)
+        d2 = (a * a).sum(axis=-1)[:, None] + xp.asarray(bb_rows, dtype)[None, :] - 2.0 * a @ b.T
         k = self.amplitude * xp.exp(-0.5 * xp.maximum(d2, 0.0))
         return k @ xp.asarray(self.alpha, dtype)
 
@@ -106,7 +115,7 @@ class GPBlend:
             widths = [int(np.shape(blocks[b])[-1]) for b in self.blocks]
             length = np.minimum(length, np.concatenate([np.broadcast_to(np.asarray(fade.get(b, np.inf), float), (w,))
                                                         for b, w in zip(self.blocks, widths, strict=True)]))
-        lo, hi = (xp.asarray(v, dtype) for v in (self.x.min(axis=0), self.x.max(axis=0)))
+        lo, hi = (xp.asarray(v, dtype) for v in self._training_geometry[3:])
         excess = (xp.maximum(lo - x, 0.0) + xp.maximum(x - hi, 0.0)) / xp.asarray(length, dtype)
         return xp.exp(-0.5 * (excess * excess).sum(axis=-1, keepdims=True))
 

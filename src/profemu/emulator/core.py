@@ -378,9 +378,15 @@ class Emulator:
         :func:`profemu.emulator.extrapolation.fit_extrapolation_variance`); ``D`` outputs
         in :attr:`field_names` order, ``n_r`` radii each.
         """
+        record = self.metadata.get("extrapolation")
+        cached = self.__dict__.get("_extrapolation_read")
+        if cached is not None and cached[0] is record:  # parsed once per record, not at every prediction
+            return cached[1]
         j = self.transforms.redshift_column
-        return read_record(self.metadata, self.transforms.target_dim,
-                           inputs=("redshift",) if j is None else ("redshift", self.transforms.param_names[j]))
+        terms = read_record(self.metadata, self.transforms.target_dim,
+                            inputs=("redshift",) if j is None else ("redshift", self.transforms.param_names[j]))
+        self.__dict__["_extrapolation_read"] = (record, terms)
+        return terms
 
     def distance_outside(
         self, params: Any, log10_mass: Any, pk_ratio: Any = None, redshift: Any = None

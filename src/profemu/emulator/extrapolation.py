@@ -104,6 +104,15 @@ def _column_bounds(transforms: Any, redshift_in_dz: bool = True,
     return out
 
 
+def _cached_column_bounds(transforms: Any, redshift_in_dz: bool) -> list[tuple[str, str, np.ndarray, np.ndarray,
+                                                                            np.ndarray, bool]]:
+    """:func:`_column_bounds`, kept on the fitted transforms (fixed once fitted) after the first call."""
+    cache = vars(transforms).setdefault("_column_bounds_cache", {})
+    if redshift_in_dz not in cache:
+        cache[redshift_in_dz] = _column_bounds(transforms, redshift_in_dz)
+    return cache[redshift_in_dz]
+
+
 def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np,
                      redshift_in_dz: bool = True) -> tuple[Any, dict[str, Any]]:
     """How far each input lies outside the training box, in standardised units.
@@ -131,23 +140,36 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np,
         values["redshift"] = xp.reshape(xp.asarray(inputs["redshift"]), (n, 1))
     if inputs.get("pk_ratio") is not None:
         values["pk_ratio"] = xp.asarray(inputs["pk_ratio"])
-    d2 = xp.zeros((n,), dtype=params.dtype)
     per_input: dict[str, Any] = {}
     twice = transforms.redshift_column is not None  # the redshift input repeats the column: not counted again
-    for j, (name, block, lo, hi, scale, log) in enumerate(_column_bounds(transforms, redshift_in_dz)):
-        if block not in values:
+    bounds = _cached_column_bounds(transforms, redshift_in_dz)
+    columns = [b for b in bounds if b[1] == "params"]
+    d2 = xp.zeros((n,), dtype=params.dtype)
+    if columns:  # the parameter columns at once: one set of array operations, not one per column
+        log = np.array([c[5] for c in columns])
+        lo, hi, scale = (np.concatenate([c[k] for c in columns]) for k in (2, 3, 4))
+        x = xp.where(log, xp.log10(xp.maximum(params, 1e-300)), params) if log.any() else params
+        excess = _excess(x, lo, hi, scale, params.dtype, xp)
+        d2 = d2 + xp.sum(excess * excess, axis=1)
+        for j, c in enumerate(columns):
+            per_input[c[0]] = excess[:, j]  # one column: its RMS over the column is its own excess
+    for name, block, lo, hi, scale, _ in bounds:
+        if block == "params" or block not in values:
             continue
-        x = values[block][:, j:j + 1] if block == "params" else values[block]
-        if log:
-            x = xp.log10(xp.maximum(x, 1e-300))
-        tol = 1e-9 * (1.0 + np.abs(hi - lo))
-        lo_, hi_, s_ = (xp.asarray(v, dtype=params.dtype) for v in (lo - tol, hi + tol, scale))
-        excess = (xp.maximum(lo_ - x, 0.0) + xp.maximum(x - hi_, 0.0)) / s_
+        excess = _excess(values[block], lo, hi, scale, params.dtype, xp)
         sq = xp.mean(excess * excess, axis=1)
         if not (twice and block == "redshift"):
             d2 = d2 + sq
         per_input[name] = _safe_sqrt(sq, xp)
     return d2, per_input
+
+
+def _excess(x: Any, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, dtype: Any, xp: Any) -> Any:
+    """How far ``x`` [n, k] lies below ``lo`` or above ``hi`` [k] (with a 1e-9 relative tolerance), in units
+    of ``scale`` [k]; zero inside."""
+    tol = 1e-9 * (1.0 + np.abs(hi - lo))
+    lo_, hi_, s_ = (xp.asarray(v, dtype=dtype) for v in (lo - tol, hi + tol, scale))
+    return (xp.maximum(lo_ - x, 0.0) + xp.maximum(x - hi_, 0.0)) / s_
 
 
 def _safe_sqrt(x: Any, xp: Any) -> Any:
