@@ -684,6 +684,9 @@ class _FitRun:
     state: TrainState
     history: list[dict[str, Any]] = field(default_factory=list)
     total_steps: int = 0
+    #: When the host last had an epoch's metrics (perf_counter): the next epoch, dispatched
+    #: before that, could not start computing earlier.
+    last_read: float | None = None
 
 
 def _member_row_sets(rows: Sequence[np.ndarray] | None, n: int, members: int, name: str) -> list[np.ndarray]:
@@ -840,7 +843,10 @@ def _record_epoch(setup: _FitSetup, run: _FitRun, epoch: int,
         "skipped", "rollbacks", "best_val", "stopped", "stop_code")}))
     run.total_steps += program.steps
     entry = _history_entry(epoch, m, host, setup.member_ids, started["scale"], started["dropout_on"])
-    entry["seconds"] = time.perf_counter() - started["at"]
+    now = time.perf_counter()
+    # the epoch was dispatched while the one before it still ran: its own time starts when that ended
+    entry["seconds"] = now - max(started["at"], run.last_read if run.last_read is not None else -np.inf)
+    run.last_read = now
     run.history.append(entry)
     return entry, host
 
