@@ -151,6 +151,11 @@ def test_list_inputs_columns_are_aligned(pk_run: tuple[Path, Any]) -> None:
     starts = {ln.index("training range") for ln in rows if "training range" in ln}
     assert max(len(nm) for nm in emu.param_names) > 14
     assert len(rows) == len(emu.param_names) + 1 + len(emu.transforms.k) and len(starts) == 1, result.stdout
+    # the header is one line to copy, however many columns (114 here), each name one CSV field
+    from profemu.emulator.tables import required_columns
+
+    header = next(ln for ln in result.stdout.splitlines() if ln.startswith(emu.param_names[0]))
+    assert next(csv.reader([header])) == required_columns(emu), header
 
 
 # ---------------------------------------------------------------- 5. sizes, seeds, encodings
