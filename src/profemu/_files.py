@@ -822,7 +822,8 @@ def check_result_folder(out: str | Path, *, force: bool = False,
             raise DataError(f"--out {str(out)!r}: folder exists and is not empty; pass --force to replace it "
                             "or choose another --out.")
         if names is not None:
-            foreign = sorted(e.name for e in out.iterdir() if e.name not in set(names))
+            ours = set(names)
+            foreign = sorted(e.name for e in out.iterdir() if e.name not in ours)
             if foreign:
                 shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
                 raise DataError(f"--out {str(out)!r}: holds {shown}, which this command does not write, so it is "

@@ -194,6 +194,8 @@ class Emulator:
         record = self.metadata.get("gp_blend")
         self.blend: GPBlend | None = None if record is None else GPBlend.from_dict(
             record, block_widths=transforms.input_blocks, out_dim=transforms.target_dim)
+        #: ``metadata["extrapolation"]`` and its parsed terms (:attr:`extrapolation` reads a record once)
+        self._extrapolation_read: tuple[Any, ExtrapolationTerms | None] | None = None
         _ = self.extrapolation  # a damaged extrapolation record is refused here, not at the first prediction
 
     # ------------------------------------------------------------------ info
@@ -379,13 +381,12 @@ class Emulator:
         in :attr:`field_names` order, ``n_r`` radii each.
         """
         record = self.metadata.get("extrapolation")
-        cached = self.__dict__.get("_extrapolation_read")
-        if cached is not None and cached[0] is record:  # parsed once per record, not at every prediction
-            return cached[1]
+        if self._extrapolation_read is not None and self._extrapolation_read[0] is record:
+            return self._extrapolation_read[1]  # parsed once per record, not at every prediction
         j = self.transforms.redshift_column
         terms = read_record(self.metadata, self.transforms.target_dim,
                             inputs=("redshift",) if j is None else ("redshift", self.transforms.param_names[j]))
-        self.__dict__["_extrapolation_read"] = (record, terms)
+        self._extrapolation_read = (record, terms)
         return terms
 
     def distance_outside(

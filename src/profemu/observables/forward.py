@@ -81,11 +81,11 @@ THETA_MARGIN_ARCMIN = 10.0
 """θ grid reaches √2 θ_d,max plus this margin [arcmin], or 3 beam FWHM when that is wider
 (the filter's beam-smoothed edge)."""
 APERTURE_MIN_ARCMIN = 0.01
-#: Largest CAP disk radius [arcmin]: stacked halo profiles are measured out to tens of arcmin; a
-#: larger number is more likely arcsec, and the filter is computed on the flat sky (a disk's area
-#: off by θ²/12 of itself, 0.02% at this radius, 100% past the whole sphere).
-APERTURE_MAX_ARCMIN = 180.0
 """Smallest accepted CAP disk radius [arcmin] (0.6″): smaller values are angles in radians or degrees."""
+APERTURE_MAX_ARCMIN = 180.0
+"""Largest accepted CAP disk radius [arcmin]: stacked halo profiles are measured out to tens of
+arcmin, so a larger number is more likely arcsec; the filter is computed on the flat sky (a
+disk's area off by θ²/12 of itself: 0.02% at this radius)."""
 APERTURE_BEAM_FRACTION = 0.25
 """Apertures below this fraction of the beam FWHM are accepted with a warning (the beam washes them out)."""
 N_THETA = 512
