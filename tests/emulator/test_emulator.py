@@ -90,3 +90,25 @@ def test_predict_fn_checks_a_concrete_redshift_like_predict(run: TinyRun) -> Non
     with pytest.raises(DataError, match=r"^redshift: (1\.7, but this emulator was trained at the single redshift|"
                                         r"this emulator was trained without a redshift)"):
         emu.predict_fn(ds.params[:3], ds.log10_mass[:3], None, 1.7)
+
+
+def test_compiled_prediction_is_the_same_on_few_and_many_inputs(run: TinyRun) -> None:
+    """The compiled prediction runs the members as one product on a few inputs and one after the
+    other on many (on CPU): both give the numpy prediction."""
+    import jax
+
+    from profemu.emulator.core import BATCHED_MEMBERS_MAX_ROWS
+
+    emu, ds = run.emulator, run.dataset
+    assert emu.members > 1
+    rows = np.resize(np.arange(ds.n), BATCHED_MEMBERS_MAX_ROWS + 6)
+    x, m = ds.params[rows], ds.log10_mass[rows]
+    pk = None if ds.pk_ratio is None else ds.pk_ratio[rows]
+    fn = jax.jit(emu.predict_fn)
+    many_mean, many_var = (np.asarray(a) for a in fn(x, m, pk))
+    few_mean, few_var = (np.asarray(a) for a in fn(x[:3], m[:3], None if pk is None else pk[:3]))
+    np.testing.assert_allclose(few_mean, many_mean[:3], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(few_var, many_var[:3], rtol=1e-4, atol=1e-9)
+    pred = emu.predict(x[:3], m[:3], None if pk is None else pk[:3], on_extrapolation="ignore")
+    for f, name in enumerate(emu.field_names):
+        np.testing.assert_allclose(few_mean[:, f], pred[name].mean, rtol=0, atol=1e-4)

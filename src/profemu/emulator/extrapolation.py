@@ -43,6 +43,7 @@ import itertools
 import logging
 import numbers
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -104,12 +105,38 @@ def _column_bounds(transforms: Any, redshift_in_dz: bool = True,
     return out
 
 
-def _cached_column_bounds(transforms: Any, redshift_in_dz: bool) -> list[tuple[str, str, np.ndarray, np.ndarray,
-                                                                            np.ndarray, bool]]:
-    """:func:`_column_bounds`, kept on the fitted transforms (fixed once fitted) after the first call."""
+@dataclass(frozen=True)
+class _Box:
+    """The training box of :func:`_column_bounds` ready for :func:`distance_outside`: the parameter
+    columns' bounds as one array each, the tolerance already applied."""
+
+    names: tuple[str, ...]  # the parameter columns
+    log: np.ndarray  # [p] bool: compared in log10
+    lo: np.ndarray  # [p] lower bounds minus the tolerance
+    hi: np.ndarray  # [p] upper bounds plus the tolerance
+    scale: np.ndarray  # [p]
+    others: tuple[tuple[str, str, np.ndarray, np.ndarray, np.ndarray], ...]  # (name, block, lo, hi, scale)
+
+
+def _with_tolerance(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` widened by a 1e-9 relative tolerance: a value rounded at the box's edge is inside."""
+    tol = 1e-9 * (1.0 + np.abs(hi - lo))
+    return lo - tol, hi + tol
+
+
+def _cached_box(transforms: Any, redshift_in_dz: bool) -> _Box:
+    """:func:`_column_bounds` as a :class:`_Box`, kept on the fitted transforms (fixed once fitted)
+    after the first call."""
     cache = vars(transforms).setdefault("_column_bounds_cache", {})
     if redshift_in_dz not in cache:
-        cache[redshift_in_dz] = _column_bounds(transforms, redshift_in_dz)
+        bounds = _column_bounds(transforms, redshift_in_dz)
+        columns = [b for b in bounds if b[1] == "params"]
+        lo, hi, scale = (np.concatenate([c[k] for c in columns]) if columns else np.zeros(0) for k in (2, 3, 4))
+        lo, hi = _with_tolerance(lo, hi)
+        others = tuple((name, block, *_with_tolerance(b_lo, b_hi), b_scale)
+                       for name, block, b_lo, b_hi, b_scale, _ in bounds if block != "params")
+        cache[redshift_in_dz] = _Box(tuple(c[0] for c in columns), np.array([c[5] for c in columns], bool),
+                                     lo, hi, scale, others)
     return cache[redshift_in_dz]
 
 
@@ -142,19 +169,16 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np,
         values["pk_ratio"] = xp.asarray(inputs["pk_ratio"])
     per_input: dict[str, Any] = {}
     twice = transforms.redshift_column is not None  # the redshift input repeats the column: not counted again
-    bounds = _cached_column_bounds(transforms, redshift_in_dz)
-    columns = [b for b in bounds if b[1] == "params"]
+    box = _cached_box(transforms, redshift_in_dz)
     d2 = xp.zeros((n,), dtype=params.dtype)
-    if columns:  # the parameter columns at once: one set of array operations, not one per column
-        log = np.array([c[5] for c in columns])
-        lo, hi, scale = (np.concatenate([c[k] for c in columns]) for k in (2, 3, 4))
-        x = xp.where(log, xp.log10(xp.maximum(params, 1e-300)), params) if log.any() else params
-        excess = _excess(x, lo, hi, scale, params.dtype, xp)
+    if box.names:  # the parameter columns at once: one set of array operations, not one per column
+        x = xp.where(box.log, xp.log10(xp.maximum(params, 1e-300)), params) if box.log.any() else params
+        excess = _excess(x, box.lo, box.hi, box.scale, params.dtype, xp)
         d2 = d2 + xp.sum(excess * excess, axis=1)
-        for j, c in enumerate(columns):
-            per_input[c[0]] = excess[:, j]  # one column: its RMS over the column is its own excess
-    for name, block, lo, hi, scale, _ in bounds:
-        if block == "params" or block not in values:
+        for j, name in enumerate(box.names):
+            per_input[name] = excess[:, j]  # one column: its RMS over the column is its own excess
+    for name, block, lo, hi, scale in box.others:
+        if block not in values:
             continue
         excess = _excess(values[block], lo, hi, scale, params.dtype, xp)
         sq = xp.mean(excess * excess, axis=1)
@@ -165,10 +189,9 @@ def distance_outside(transforms: Any, inputs: Mapping[str, Any], xp: Any = np,
 
 
 def _excess(x: Any, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, dtype: Any, xp: Any) -> Any:
-    """How far ``x`` [n, k] lies below ``lo`` or above ``hi`` [k] (with a 1e-9 relative tolerance), in units
-    of ``scale`` [k]; zero inside."""
-    tol = 1e-9 * (1.0 + np.abs(hi - lo))
-    lo_, hi_, s_ = (xp.asarray(v, dtype=dtype) for v in (lo - tol, hi + tol, scale))
+    """How far ``x`` [n, k] lies below ``lo`` or above ``hi`` [k] (bounds with their tolerance,
+    :func:`_with_tolerance`), in units of ``scale`` [k]; zero inside."""
+    lo_, hi_, s_ = (xp.asarray(v, dtype=dtype) for v in (lo, hi, scale))
     return (xp.maximum(lo_ - x, 0.0) + xp.maximum(x - hi_, 0.0)) / s_
 
 
