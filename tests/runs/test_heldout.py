@@ -207,3 +207,49 @@ def test_on_part_of_a_hybrid_runs_rows_it_keeps_the_runs_grid_and_compiles_nothi
     np.testing.assert_array_equal(part.transforms.scaled_radius, prep.transforms.scaled_radius)
     assert part.transforms.hybrid_r_delta == prep.transforms.hybrid_r_delta
     assert part.transforms.input_stats["log10_mass"][0] != prep.transforms.input_stats["log10_mass"][0]  # own box
+
+
+def test_work_given_to_then_runs_on_its_thread_after_the_training_not_after_a_failed_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = _dataset()
+    cfg = Config().updated({**_CFG, "data.val_fraction": 0.0})
+    prep = prepare(ds, cfg)
+    order: list[str] = []
+
+    def trained(*args: Any, **kwargs: Any) -> Any:
+        order.append("trained")
+        return None, None
+
+    def after() -> None:
+        order.append(f"after on {threading.current_thread().name}")
+
+    monkeypatch.setattr(heldout, "train_held_out", trained)
+    job = heldout.HeldOutTraining(prep, cfg, (len(prep.split.train), 64))
+    job.then(after)
+    job.result()
+    assert order == ["trained", "after on profemu-held-out-training"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("rows: broken on purpose.")
+
+    order.clear()
+    monkeypatch.setattr(heldout, "train_held_out", broken)
+    failed = heldout.HeldOutTraining(prep, cfg, (len(prep.split.train), 64))
+    failed.then(after)
+    with pytest.raises(DataError, match="broken on purpose"):
+        failed.result()
+    assert order == []
+
+
+def test_a_run_imports_what_its_end_needs_on_the_held_out_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The modules the end of a training needs are imported on the core the held-out training frees,
+    while the cross-validation still runs, not after the epochs on the run's own thread."""
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    where: list[str] = []
+    monkeypatch.setattr(training, "_import_after_training", lambda: where.append(threading.current_thread().name))
+    train_emulator(_dataset(), Config().updated(_CFG))
+    assert where == ["profemu-held-out-training"]
+    where.clear()
+    monkeypatch.setattr(training, "usable_cores", lambda: 1)  # no held-out training beside the folds
+    train_emulator(_dataset(), Config().updated(_CFG))
+    assert where == ["profemu-import-ahead"]
