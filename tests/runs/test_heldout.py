@@ -112,20 +112,21 @@ def test_an_interruption_while_waiting_for_its_result_stops_it(monkeypatch: pyte
 
     monkeypatch.setattr(heldout, "train_held_out", slow)
     job.start()
-    real_join = threading.Thread.join
+    real_wait = job._done.wait
     calls: list[int] = []
 
-    def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
+    def interrupted_wait(timeout: float | None = None) -> bool:
         calls.append(1)
         if len(calls) == 1:
             raise KeyboardInterrupt  # Ctrl-C while result() waits
         release.set()
-        real_join(self, timeout)
+        return real_wait(timeout)
 
-    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    monkeypatch.setattr(job._done, "wait", interrupted_wait)
     with pytest.raises(KeyboardInterrupt):
         job.result()
     assert job._stop.is_set() and len(calls) == 2  # cancelled, and waited for the thread
+    assert job._thread is not None and not job._thread.is_alive()
 
 def test_a_training_error_in_the_thread_keeps_the_emulator_without_the_term(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
