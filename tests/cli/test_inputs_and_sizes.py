@@ -320,3 +320,32 @@ def test_predict_refuses_stray_pk_columns_complex_values_and_says_why_text_fails
     text.write_text(",".join([*header, "comment"]) + "\n" + ",".join([*map(repr, values[0].tolist()), "hi"]) + "\n")
     line = error_line(invoke(["predict", str(run), "--input", str(text), "--out", str(tmp_path / "c.csv")]))
     assert "column 'comment': 'hi' is not a number" in line and "drop a text column" in line, line
+
+
+def test_list_inputs_header_keeps_a_name_with_a_comma_one_field(tmp_path: Path) -> None:
+    """A parameter named with a comma is one quoted field of the printed header, and that header,
+    pasted as the first line of an input table, predicts."""
+    import dataclasses
+
+    from profemu.data.mock import make_mock_universe
+
+    ds = make_mock_universe(n=60, seed=2, param_set="lh6", with_pk=False, n_r=6).dataset.select_fields(["rho"])
+    names = [f"{name}, fiducial" if name == "Omega_m" else name for name in ds.param_names]
+    renamed = dataclasses.replace(ds, param_names=tuple(names),
+                                  log_params=tuple(f"{n}, fiducial" if n == "Omega_m" else n for n in ds.log_params))
+    data = renamed.save(tmp_path / "comma.npz")
+    trained = invoke(["--quiet", "train", "--data", str(data), "--out", str(tmp_path / "run"), "--members", "2",
+                      "--set", "train.epochs=2", "--set", "model.hidden=[8]", "--set", "train.cv_folds=0",
+                      "--set", "train.extrapolation_variance=off", "--test-fraction", "0"])
+    assert trained.exit_code == 0, trained.stderr
+    listed = invoke(["predict", str(tmp_path / "run"), "--list-inputs"])
+    assert listed.exit_code == 0, listed.stderr
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith('"Omega_m, fiducial"'))
+    header = next(csv.reader([line]))
+    assert header == [*names, "log10_mass"], line
+    table = tmp_path / "inputs.csv"
+    table.write_text(line + "\n" + ",".join(f"{v:.6g}" for v in [*ds.params[0], ds.log10_mass[0]]) + "\n")
+    predicted = invoke(["predict", str(tmp_path / "run"), "--input", str(table), "--out", str(tmp_path / "p.csv")])
+    assert predicted.exit_code == 0, predicted.stderr
+    with open(tmp_path / "p.csv", newline="") as fh:
+        assert next(csv.reader(fh))[:len(names)] == names  # the output's header quotes it as well

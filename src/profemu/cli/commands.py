@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import json
 import logging
 import sys
@@ -858,7 +859,9 @@ def _print_inputs(console: Console, run: Path, emulator: Any) -> None:
     box = emulator.training_box
     console.print(f"input columns of {run} (a CSV header; an npz takes params [n, {len(emulator.param_names)}] "
                   "in this order, log10_mass [n], and pk_ratio / redshift where listed):", markup=False)
-    console.print(",".join(required), markup=False)
+    header = io.StringIO()
+    csv.writer(header, lineterminator="").writerow(required)  # a name with a comma or a quote stays one field
+    console.print(header.getvalue(), markup=False, soft_wrap=True)
     log = set(emulator.log_params)
     width = max(len(name) for name in required) + 2
     for name in required:
