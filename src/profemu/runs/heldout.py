@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -145,13 +144,6 @@ class HeldOutTraining:
         self._thread: threading.Thread | None = None
         self._result: tuple[Prepared, Any] | None = None
         self._error: BaseException | None = None
-        self._after: Callable[[], None] | None = None
-
-    def then(self, work: Callable[[], None]) -> None:
-        """Run ``work`` on this training's thread once the training has ended (not when it was
-        stopped): the core it frees takes the work while the cross-validation still runs. An
-        error of ``work`` is logged (debug) and dropped: it must not matter for the run."""
-        self._after = work
 
     def start(self, entry: Any = None) -> None:
         """Start the training (once; later calls do nothing). ``entry``: the epoch callback's
@@ -173,11 +165,6 @@ class HeldOutTraining:
             self._error = exc
         finally:
             self._done.set()
-        if self._after is not None and self._error is None and not self._stop.is_set():
-            try:
-                self._after()
-            except Exception as exc:  # e.g. an optional module that fails to import: imported again where used
-                logger.debug("after the held-out training: %s", exc)
 
     def _wait(self) -> None:
         """Wait until the thread has left its work. On an event, not ``Thread.join``: Python 3.11

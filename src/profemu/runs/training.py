@@ -187,7 +187,6 @@ def train_emulator(
     _warn_repeated_inputs(prep)
     extrapolate = extrapolation_terms(config, prep)
     held_out = _held_out_beside_folds(prep, config, folds, extrapolate)
-    callbacks.append(_import_ahead(plotting=run is not None, held_out=held_out))
     t0 = time.perf_counter()
     try:
         result, cv = _fit_run(run, prep, config, folds, callbacks, resume, held_out)
@@ -261,37 +260,6 @@ def _callbacks(run: RunFolder | None, config: Config, prep: Prepared, source: Da
     return callbacks, metrics
 
 
-def _import_after_training() -> None:
-    """Import the modules a training needs after its epochs and not before: scipy's optimisers
-    (the variance scale of the cross-validation, ~0.35 s to import)."""
-    import scipy.optimize  # noqa: F401
-
-
-def _import_ahead(plotting: bool, held_out: Sequence[HeldOutTraining] = ()) -> Callable[[dict[str, Any]], None]:
-    """The epoch callback that imports, on a core the epochs leave free, what the end of the
-    training needs (:func:`_import_after_training`, and matplotlib for the run's ``curves.png``
-    when ``plotting``), so that the imports overlap the epochs instead of following them: on the
-    thread of the last held-out training once it has ended (both cores train until then), or,
-    without one, on a thread of its own from the first epoch (a compiled epoch keeps one core busy)."""
-    started: list[threading.Thread] = []
-
-    def imports() -> None:
-        _import_after_training()
-        if plotting:
-            import_plotting()
-
-    if held_out:
-        held_out[-1].then(imports)
-
-    def callback(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
-        del entry
-        if not started and not held_out:
-            started.append(threading.Thread(target=imports, name="profemu-import-ahead", daemon=True))
-            started[0].start()
-
-    return callback
-
-
 #: The live ``curves.png`` of a run is redrawn at most this often [s] (and at the end) ...
 CURVES_EVERY_SECONDS = 30.0
 #: ... and never more often than this many times its own drawing time.
@@ -308,9 +276,13 @@ def _live_curves(metrics: MetricsLogger, path: Path,
     time. A run of a few seconds draws it once, when it ends (:func:`train_emulator`).
     """
     last = {"at": clock(), "took": 0.0}
+    prefetch: list[threading.Thread] = []
 
     def curves(entry: dict[str, Any]) -> None:  # returns None: a callback's True stops training
         del entry
+        if not prefetch:  # matplotlib's import (~0.4 s) overlaps the training instead of following it
+            prefetch.append(threading.Thread(target=import_plotting, name="profemu-import-plotting", daemon=True))
+            prefetch[0].start()
         now = clock()
         if now - last["at"] < max(CURVES_EVERY_SECONDS, CURVES_MAX_SHARE * last["took"]):
             return
